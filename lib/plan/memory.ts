@@ -1,0 +1,276 @@
+/**
+ * Memory per accelerator: weights, gradients and Adam state (Megatron's
+ * bytes-per-parameter table) and activations (Korthikanti et al. 2022).
+ *
+ * defines: bytesPerParameter, activationBytesPerLayer, stageParameters,
+ * inFlightMicroBatches, memoryPerStage
+ *
+ * @module
+ */
+
+import type { Precision } from "./cluster.ts";
+import { type ParallelLayout, type Recompute, resolveLayout } from "./layout.ts";
+import { layerParameters, type ModelConfig, resolveModel } from "./model.ts";
+import { numMicroBatches } from "./layout.ts";
+
+/** Bytes per parameter for weights, gradients and optimizer state. */
+export interface BytesPerParameter {
+  /** Model weights in the training dtype. */
+  weights: number;
+  /** Gradients as accumulated (fp32 main grads for bf16). */
+  gradients: number;
+  /** Adam state and fp32 master weights, after sharding over `d` when distributed. */
+  optimizer: number;
+  /** Sum of the three. */
+  total: number;
+}
+
+// Megatron's layout of mixed precision with Adam: fp16 keeps fp16 grads plus fp32 master
+// weights, fp32 master grads and two moments; bf16 accumulates grads in fp32 (main_grad)
+// and keeps fp32 master weights and two moments; fp32 needs only the two moments.
+const PARAMETER_BYTES: Record<
+  Precision,
+  { weights: number; gradients: number; optimizer: number }
+> = {
+  fp16: { weights: 2, gradients: 2, optimizer: 16 },
+  bf16: { weights: 2, gradients: 4, optimizer: 12 },
+  fp32: { weights: 4, gradients: 4, optimizer: 8 },
+};
+
+/**
+ * Bytes per parameter (Megatron's distributed-optimizer table): fp16 20 or 4 + 16/d,
+ * bf16 18 or 6 + 12/d, fp32 16 or 8 + 8/d.
+ *
+ * @param precision the training precision
+ * @param distributedOptimizer whether optimizer state is sharded over data parallelism
+ * @param dataParallelSize `d`
+ * @returns bytes per parameter by kind
+ * @example
+ * ```ts
+ * import { bytesPerParameter } from "./memory.ts";
+ * console.assert(bytesPerParameter("bf16", false, 8).total === 18);
+ * console.assert(bytesPerParameter("bf16", true, 4).total === 9);
+ * ```
+ */
+export function bytesPerParameter(
+  precision: Precision,
+  distributedOptimizer: boolean,
+  dataParallelSize: number,
+): BytesPerParameter {
+  const row = PARAMETER_BYTES[precision];
+  const optimizer = distributedOptimizer ? row.optimizer / dataParallelSize : row.optimizer;
+  return { ...row, optimizer, total: row.weights + row.gradients + optimizer };
+}
+
+/** Inputs of the per-layer activation formula. */
+export interface ActivationShape {
+  /** Sequence length `s`. */
+  seqLength: number;
+  /** Micro-batch size `b`. */
+  microBatchSize: number;
+  /** Hidden size `h`. */
+  hiddenSize: number;
+  /** Attention heads `a`. */
+  numAttentionHeads: number;
+  /** Tensor-parallel size `t`. @default 1 */
+  tensorParallel?: number;
+  /** Sequence parallelism. @default false */
+  sequenceParallel?: boolean;
+  /** Recomputation. @default "none" */
+  recompute?: Recompute;
+  /** Fused attention keeps no s×s matrices. @default false */
+  flashAttention?: boolean;
+  /** Bytes per activation element; the formula assumes 2. @default 2 */
+  bytesPerElement?: number;
+}
+
+/**
+ * Activation bytes one layer keeps for the backward pass, per micro-batch, per TP rank
+ * (Korthikanti et al. 2022, 16-bit activations):
+ *
+ * - no parallelism: s·b·h·(34 + 5·a·s/h)
+ * - tensor parallel: s·b·h·(10 + 24/t + 5·a·s/(h·t)); with sequence parallel s·b·h·(34/t + 5·a·s/(h·t))
+ * - selective recomputation or flash attention drop the 5·a·s/(h·t) term
+ * - full recomputation keeps only the layer input: 2·s·b·h (divided by t with SP)
+ *
+ * @param shape the layer and layout
+ * @returns bytes
+ * @example
+ * ```ts
+ * import { activationBytesPerLayer } from "./memory.ts";
+ * // s=4, b=1, h=8, a=2: 32 * (34 + 5) bytes
+ * console.assert(activationBytesPerLayer({ seqLength: 4, microBatchSize: 1, hiddenSize: 8, numAttentionHeads: 2 }) === 1248);
+ * ```
+ */
+export function activationBytesPerLayer(shape: ActivationShape): number {
+  const s = shape.seqLength;
+  const b = shape.microBatchSize;
+  const h = shape.hiddenSize;
+  const a = shape.numAttentionHeads;
+  const t = shape.tensorParallel ?? 1;
+  const sp = (shape.sequenceParallel ?? false) && t > 1;
+  const recompute = shape.recompute ?? "none";
+  const scale = (shape.bytesPerElement ?? 2) / 2;
+  const sbh = s * b * h;
+  if (recompute === "full") return scale * (sp ? (2 * sbh) / t : 2 * sbh);
+  const keepsScores = recompute === "none" && !(shape.flashAttention ?? false);
+  const scores = keepsScores ? (5 * a * s) / (h * t) : 0;
+  const linear = sp ? 34 / t : 10 + 24 / t;
+  return scale * sbh * (linear + scores);
+}
+
+/** Parameters held by one pipeline stage on one TP rank. */
+export interface StageParameters {
+  /** Transformer layers' share. */
+  layers: number;
+  /** Embeddings (first stage), output layer or tied copy and final norm (last stage). */
+  embeddings: number;
+  /** Sum of the two. */
+  total: number;
+}
+
+/**
+ * Parameters on one rank of a pipeline stage. The first stage holds the word (vocab-parallel)
+ * and position embeddings; the last holds the final norm and the output layer, which is
+ * a copy of the word embeddings when tied and p > 1.
+ *
+ * @param model the model
+ * @param layout the layout
+ * @param stage the pipeline stage, 0-based
+ * @returns parameters on one rank of that stage
+ * @example
+ * ```ts
+ * import { stageParameters } from "./memory.ts";
+ * import { MODEL_PRESETS } from "./model.ts";
+ * console.assert(stageParameters(MODEL_PRESETS["gpt2-124m"], {}, 0).total === 124_439_808);
+ * ```
+ */
+export function stageParameters(
+  model: ModelConfig,
+  layout: ParallelLayout,
+  stage: number,
+): StageParameters {
+  const m = resolveModel(model);
+  const l = resolveLayout(layout);
+  const t = l.tensorModelParallelSize;
+  const p = l.pipelineModelParallelSize;
+  const h = m.hiddenSize;
+  const per = layerParameters(m);
+  const layers = (m.numLayers / p) * (per.split / t + per.replicated);
+  const vocabShard = Math.ceil(m.vocabSize / t) * h;
+  let embeddings = 0;
+  if (stage === 0) embeddings += vocabShard + m.maxPositionEmbeddings * h;
+  if (stage === p - 1) {
+    embeddings += 2 * h;
+    if (!m.tiedEmbeddings || p > 1) embeddings += vocabShard;
+  }
+  return { layers, embeddings, total: layers + embeddings };
+}
+
+/**
+ * Micro-batches whose activations stage `k` holds at its peak, in units of a whole
+ * stage's activations. 1F1B: p − k. Interleaved with v chunks per rank: Megatron warms
+ * up 2·(p − k − 1) + (v − 1)·p chunks, plus one in flight, each 1/v of a stage; for the
+ * first stage this is p·(1 + (p − 1)/(p·v)) (Korthikanti et al. 2022). Never more than m.
+ *
+ * @param p pipeline stages
+ * @param v virtual stages per rank
+ * @param m micro-batches per step
+ * @param stage the stage `k`, 0-based
+ * @returns stage-activations held at once
+ * @example
+ * ```ts
+ * import { inFlightMicroBatches } from "./memory.ts";
+ * console.assert(inFlightMicroBatches(4, 1, 16, 0) === 4);
+ * console.assert(inFlightMicroBatches(4, 2, 16, 0) === 5.5);
+ * ```
+ */
+export function inFlightMicroBatches(p: number, v: number, m: number, stage: number): number {
+  const held = v === 1 ? p - stage : (2 * (p - stage - 1) + (v - 1) * p + 1) / v;
+  return Math.min(held, m);
+}
+
+/** Memory of one rank of one pipeline stage, bytes. */
+export interface MemoryBreakdown {
+  /** Pipeline stage, 0-based. */
+  stage: number;
+  /** Parameters on this rank. */
+  parameters: number;
+  /** Model weights. */
+  weights: number;
+  /** Gradients. */
+  gradients: number;
+  /** Optimizer state (master weights, moments). */
+  optimizer: number;
+  /** Activations kept for backward, including the recomputed layer's working set. */
+  activations: number;
+  /** Sum of the above. */
+  total: number;
+}
+
+/**
+ * Memory of every pipeline stage on one rank.
+ *
+ * @param model the model
+ * @param layout the layout
+ * @returns one breakdown per stage
+ * @example
+ * ```ts
+ * import { memoryPerStage } from "./memory.ts";
+ * import { MODEL_PRESETS } from "./model.ts";
+ * const [s0] = memoryPerStage(MODEL_PRESETS["gpt2-124m"], { precision: "fp32" });
+ * console.assert(s0.weights + s0.gradients + s0.optimizer === 16 * 124_439_808);
+ * ```
+ */
+export function memoryPerStage(model: ModelConfig, layout: ParallelLayout): MemoryBreakdown[] {
+  const m = resolveModel(model);
+  const l = resolveLayout(layout);
+  const t = l.tensorModelParallelSize;
+  const p = l.pipelineModelParallelSize;
+  const v = l.virtualPipelineModelParallelSize;
+  const b = l.microBatchSize;
+  const s = m.seqLength;
+  const h = m.hiddenSize;
+  const sp = l.sequenceParallel && t > 1;
+  const bytesPerElement = l.precision === "fp32" ? 4 : 2;
+  const perParam = bytesPerParameter(l.precision, l.useDistributedOptimizer, l.dataParallelSize);
+  const shape = {
+    seqLength: s,
+    microBatchSize: b,
+    hiddenSize: h,
+    numAttentionHeads: m.numAttentionHeads,
+    tensorParallel: t,
+    sequenceParallel: sp,
+    flashAttention: l.flashAttention,
+    bytesPerElement,
+  };
+  const kept = activationBytesPerLayer({ ...shape, recompute: l.recomputeGranularity });
+  // Full recomputation rebuilds one layer's activations at a time during backward.
+  const working = l.recomputeGranularity === "full"
+    ? activationBytesPerLayer({ ...shape, recompute: "none" })
+    : 0;
+  const layersPerStage = m.numLayers / p;
+  const mb = numMicroBatches(l);
+  const stages: MemoryBreakdown[] = [];
+  for (let k = 0; k < p; k++) {
+    const params = stageParameters(m, l, k).total;
+    let activations = kept * layersPerStage * inFlightMicroBatches(p, v, mb, k) + working;
+    // Embedding dropout mask (1 byte per element) for each micro-batch in flight.
+    if (k === 0) activations += ((s * b * h) / (sp ? t : 1)) * inFlightMicroBatches(p, v, mb, 0);
+    // Output layer, logits and cross-entropy in fp32: 4·s·b·(h + V)/t (Korthikanti et al.).
+    if (k === p - 1) activations += (4 * s * b * (h + m.vocabSize)) / t;
+    const weights = params * perParam.weights;
+    const gradients = params * perParam.gradients;
+    const optimizer = params * perParam.optimizer;
+    stages.push({
+      stage: k,
+      parameters: params,
+      weights,
+      gradients,
+      optimizer,
+      activations,
+      total: weights + gradients + optimizer + activations,
+    });
+  }
+  return stages;
+}

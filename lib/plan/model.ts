@@ -1,0 +1,241 @@
+/**
+ * Transformer model descriptions for the planner, their exact parameter counts
+ * and the published presets (GPT-2, GPT-3, Megatron-LM's scaling tables).
+ *
+ * defines: ModelConfig, resolveModel, layerParameters, parameterCount, MODEL_PRESETS
+ *
+ * @module
+ */
+
+/** A decoder-only (GPT-style) transformer, named after Megatron's arguments. */
+export interface ModelConfig {
+  /** Preset name, shown in reports. */
+  name?: string;
+  /** Number of transformer layers `l`. */
+  numLayers: number;
+  /** Hidden size `h`. */
+  hiddenSize: number;
+  /** Number of attention heads `a`. */
+  numAttentionHeads: number;
+  /** Key/value head groups (grouped-query attention). @default numAttentionHeads */
+  numQueryGroups?: number;
+  /** FFN inner size. @default 4 * hiddenSize */
+  ffnHiddenSize?: number;
+  /** Vocabulary size `V` (unpadded). */
+  vocabSize: number;
+  /** Training sequence length `s`. */
+  seqLength: number;
+  /** Learned position embeddings table length; 0 for rotary (no table). @default seqLength */
+  maxPositionEmbeddings?: number;
+  /** Output layer shares the word embedding matrix. @default true */
+  tiedEmbeddings?: boolean;
+  /** Gated MLP (SwiGLU): the first FFN matrix is doubled. @default false */
+  swiglu?: boolean;
+  /** Linear layers carry biases. @default true */
+  bias?: boolean;
+}
+
+/** A model config with every default filled in. */
+export type ResolvedModel = Required<ModelConfig>;
+
+/**
+ * Fill in the defaults of a model config.
+ *
+ * @param model the config, possibly partial in its optional fields
+ * @returns the config with every optional field set
+ * @example
+ * ```ts
+ * import { resolveModel } from "./model.ts";
+ * const m = resolveModel({ numLayers: 2, hiddenSize: 8, numAttentionHeads: 2, vocabSize: 10, seqLength: 4 });
+ * console.assert(m.ffnHiddenSize === 32 && m.tiedEmbeddings);
+ * ```
+ */
+export function resolveModel(model: ModelConfig): ResolvedModel {
+  return {
+    name: model.name ?? "custom",
+    numLayers: model.numLayers,
+    hiddenSize: model.hiddenSize,
+    numAttentionHeads: model.numAttentionHeads,
+    numQueryGroups: model.numQueryGroups ?? model.numAttentionHeads,
+    ffnHiddenSize: model.ffnHiddenSize ?? 4 * model.hiddenSize,
+    vocabSize: model.vocabSize,
+    seqLength: model.seqLength,
+    maxPositionEmbeddings: model.maxPositionEmbeddings ?? model.seqLength,
+    tiedEmbeddings: model.tiedEmbeddings ?? true,
+    swiglu: model.swiglu ?? false,
+    bias: model.bias ?? true,
+  };
+}
+
+/** Parameters of one transformer layer, split by how tensor parallelism treats them. */
+export interface LayerParameters {
+  /** Matrices and column-parallel biases: divided by the TP size. */
+  split: number;
+  /** Layer norms and row-parallel biases: replicated on every TP rank. */
+  replicated: number;
+}
+
+/**
+ * Parameters of one transformer layer: QKV, attention output, two FFN matrices, two
+ * layer norms. For GPT-2 this is 12h² + 13h.
+ *
+ * @param model the model
+ * @returns the split (divided by TP) and replicated parts
+ * @example
+ * ```ts
+ * import { layerParameters } from "./model.ts";
+ * const p = layerParameters({ numLayers: 1, hiddenSize: 768, numAttentionHeads: 12, vocabSize: 1, seqLength: 1 });
+ * console.assert(p.split + p.replicated === 12 * 768 * 768 + 13 * 768);
+ * ```
+ */
+export function layerParameters(model: ModelConfig): LayerParameters {
+  const m = resolveModel(model);
+  const h = m.hiddenSize;
+  const kv = (m.numQueryGroups * h) / m.numAttentionHeads; // key (and value) width
+  const qkvOut = h + 2 * kv;
+  const fc1Out = m.ffnHiddenSize * (m.swiglu ? 2 : 1);
+  const b = m.bias ? 1 : 0;
+  const split = h * qkvOut + b * qkvOut + h * h + h * fc1Out + b * fc1Out + m.ffnHiddenSize * h;
+  const replicated = 2 * h + 2 * h + b * 2 * h; // two layer norms (weight, bias) + two row-parallel biases
+  return { split, replicated };
+}
+
+/** Parameter count of a model, by part. */
+export interface ParameterCount {
+  /** Word embeddings V·h. */
+  wordEmbeddings: number;
+  /** Learned position embeddings (0 with rotary). */
+  positionEmbeddings: number;
+  /** All transformer layers. */
+  layers: number;
+  /** Final layer norm. */
+  finalNorm: number;
+  /** Untied output layer V·h (0 when tied). */
+  outputLayer: number;
+  /** Sum of the parts: the count published for a model. */
+  total: number;
+}
+
+/**
+ * Exact parameter count (unpadded vocabulary, tied weights counted once).
+ *
+ * @param model the model
+ * @returns the count by part and its total
+ * @example
+ * ```ts
+ * import { MODEL_PRESETS, parameterCount } from "./model.ts";
+ * console.assert(parameterCount(MODEL_PRESETS["gpt2-124m"]).total === 124_439_808);
+ * ```
+ */
+export function parameterCount(model: ModelConfig): ParameterCount {
+  const m = resolveModel(model);
+  const h = m.hiddenSize;
+  const per = layerParameters(m);
+  const wordEmbeddings = m.vocabSize * h;
+  const positionEmbeddings = m.maxPositionEmbeddings * h;
+  const layers = m.numLayers * (per.split + per.replicated);
+  const finalNorm = 2 * h;
+  const outputLayer = m.tiedEmbeddings ? 0 : m.vocabSize * h;
+  const total = wordEmbeddings + positionEmbeddings + layers + finalNorm + outputLayer;
+  return { wordEmbeddings, positionEmbeddings, layers, finalNorm, outputLayer, total };
+}
+
+function gpt2(name: string, numLayers: number, hiddenSize: number, heads: number): ModelConfig {
+  return {
+    name,
+    numLayers,
+    hiddenSize,
+    numAttentionHeads: heads,
+    vocabSize: 50257,
+    seqLength: 1024,
+    maxPositionEmbeddings: 1024,
+  };
+}
+
+// GPT-3 paper (Brown et al. 2020), Table 2.1: n_ctx 2048, the GPT-2 tokenizer. The 13B row
+// prints d_model 5140; 40 heads of 128 make 5120, which is what we use.
+function gpt3(name: string, numLayers: number, hiddenSize: number, heads: number): ModelConfig {
+  return {
+    name,
+    numLayers,
+    hiddenSize,
+    numAttentionHeads: heads,
+    vocabSize: 50257,
+    seqLength: 2048,
+    maxPositionEmbeddings: 2048,
+  };
+}
+
+// Narayanan et al. 2021, Table 1 (Megatron-LM on A100): vocabulary 51,200, sequence 2048,
+// learned positions, tied embeddings.
+function megatron2021(name: string, numLayers: number, hiddenSize: number, heads: number) {
+  return {
+    name,
+    numLayers,
+    hiddenSize,
+    numAttentionHeads: heads,
+    vocabSize: 51200,
+    seqLength: 2048,
+  } satisfies ModelConfig;
+}
+
+// Megatron-Core weak-scaling table (Megatron-LM README, H100): vocabulary 131,072,
+// sequence 4096; the published sizes match untied input and output embeddings and no
+// learned position table.
+function megatronCore(name: string, numLayers: number, hiddenSize: number, heads: number) {
+  return {
+    name,
+    numLayers,
+    hiddenSize,
+    numAttentionHeads: heads,
+    vocabSize: 131072,
+    seqLength: 4096,
+    maxPositionEmbeddings: 0,
+    tiedEmbeddings: false,
+  } satisfies ModelConfig;
+}
+
+/**
+ * Named model presets: `gpt2-124m` … `gpt2-1558m`, `gpt3-125m` … `gpt3-175b`,
+ * `megatron-1.7b` … `megatron-1t` (Narayanan et al. 2021, Table 1) and
+ * `mcore-1.7b` … `mcore-462b` (Megatron-Core H100 table).
+ *
+ * @example
+ * ```ts
+ * import { MODEL_PRESETS } from "./model.ts";
+ * console.assert(MODEL_PRESETS["gpt3-175b"].numLayers === 96);
+ * ```
+ */
+export const MODEL_PRESETS: Readonly<Record<string, ModelConfig>> = Object.freeze({
+  "gpt2-124m": gpt2("gpt2-124m", 12, 768, 12),
+  "gpt2-350m": gpt2("gpt2-350m", 24, 1024, 16),
+  "gpt2-774m": gpt2("gpt2-774m", 36, 1280, 20),
+  "gpt2-1558m": gpt2("gpt2-1558m", 48, 1600, 25),
+  "gpt3-125m": gpt3("gpt3-125m", 12, 768, 12),
+  "gpt3-350m": gpt3("gpt3-350m", 24, 1024, 16),
+  "gpt3-760m": gpt3("gpt3-760m", 24, 1536, 16),
+  "gpt3-1.3b": gpt3("gpt3-1.3b", 24, 2048, 24),
+  "gpt3-2.7b": gpt3("gpt3-2.7b", 32, 2560, 32),
+  "gpt3-6.7b": gpt3("gpt3-6.7b", 32, 4096, 32),
+  "gpt3-13b": gpt3("gpt3-13b", 40, 5120, 40),
+  "gpt3-175b": gpt3("gpt3-175b", 96, 12288, 96),
+  "megatron-1.7b": megatron2021("megatron-1.7b", 24, 2304, 24),
+  "megatron-3.6b": megatron2021("megatron-3.6b", 30, 3072, 32),
+  "megatron-7.5b": megatron2021("megatron-7.5b", 36, 4096, 32),
+  "megatron-18b": megatron2021("megatron-18b", 40, 6144, 48),
+  "megatron-39b": megatron2021("megatron-39b", 48, 8192, 64),
+  "megatron-76b": megatron2021("megatron-76b", 60, 10240, 80),
+  "megatron-145b": megatron2021("megatron-145b", 80, 12288, 96),
+  "megatron-310b": megatron2021("megatron-310b", 96, 16384, 128),
+  "megatron-530b": megatron2021("megatron-530b", 105, 20480, 128),
+  "megatron-1t": megatron2021("megatron-1t", 128, 25600, 160),
+  "mcore-1.7b": megatronCore("mcore-1.7b", 24, 2048, 16),
+  "mcore-7.1b": megatronCore("mcore-7.1b", 30, 4096, 32),
+  "mcore-16b": megatronCore("mcore-16b", 32, 6144, 48),
+  "mcore-32b": megatronCore("mcore-32b", 48, 7168, 56),
+  "mcore-70b": megatronCore("mcore-70b", 84, 8192, 64),
+  "mcore-119b": megatronCore("mcore-119b", 92, 10240, 80),
+  "mcore-177b": megatronCore("mcore-177b", 96, 12288, 96),
+  "mcore-314b": megatronCore("mcore-314b", 96, 16384, 128),
+  "mcore-462b": megatronCore("mcore-462b", 112, 18432, 144),
+});
