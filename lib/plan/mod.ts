@@ -24,3 +24,4 @@ export * from "./memory.ts";
 export * from "./model.ts";
 export * from "./predict.ts";
 export * from "./published.ts";
+export * from "./search.ts";
