@@ -1,0 +1,102 @@
+/**
+ * Finds, builds and opens the native libraries, and turns their status codes into
+ * exceptions carrying the native message.
+ *
+ * `DENOTRON_CPU_LIB` overrides the CPU library's path (then nothing is built).
+ *
+ * @module
+ */
+import { buildCpuLibrary, cpuLibraryPath, type CpuVariant, isStale } from "./build.ts";
+import { type NativeSymbols, symbols } from "./symbols.ts";
+
+/** A failure reported by the native library; `message` carries its file:line text. */
+export class NativeError extends Error {
+  /** The dn_status code. */
+  readonly status: number;
+  constructor(message: string, status: number) {
+    super(message);
+    this.name = "NativeError";
+    this.status = status;
+  }
+}
+
+const STATUS_NAMES = ["ok", "invalid argument", "out of memory", "unsupported", "runtime error"];
+
+/** An opened native library: its symbols plus the helpers every caller needs. */
+export class NativeLibrary {
+  /** The raw FFI symbols. Prefer the typed ops in lib/ops. */
+  readonly sym: NativeSymbols;
+  /** Path of the shared object. */
+  readonly path: string;
+  #lib: Deno.DynamicLibrary<typeof symbols>;
+
+  constructor(path: string) {
+    this.path = path;
+    try {
+      this.#lib = Deno.dlopen(path, symbols);
+    } catch (e) {
+      throw new Error(
+        `Could not open the native library ${path}: ${(e as Error).message}. ` +
+          `Run 'deno task build', or set DENOTRON_CPU_LIB to a working libdenotron_cpu.so.`,
+      );
+    }
+    this.sym = this.#lib.symbols;
+    const abi = new Int32Array(1);
+    this.check(this.sym.dn_abi_version(abi), "dn_abi_version");
+  }
+
+  /** Throws a NativeError with the library's message when status is not 0. */
+  check(status: number, what: string): void {
+    if (status === 0) return;
+    const ptr = this.sym.dn_last_error();
+    const msg = ptr ? Deno.UnsafePointerView.getCString(ptr) : "";
+    throw new NativeError(
+      `${what} failed (${STATUS_NAMES[status] ?? `status ${status}`}): ${msg}`,
+      status,
+    );
+  }
+
+  /** A line describing the backend ("cpu gemm=openblas threads=2 ..."). */
+  info(): string {
+    const buf = new Uint8Array(256);
+    this.check(this.sym.dn_backend_info(buf, BigInt(buf.length)), "dn_backend_info");
+    return new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
+  }
+
+  /** Threads the kernels use. */
+  get numThreads(): number {
+    const out = new Int32Array(1);
+    this.check(this.sym.dn_get_num_threads(out), "dn_get_num_threads");
+    return out[0];
+  }
+  set numThreads(n: number) {
+    this.check(this.sym.dn_set_num_threads(n), "dn_set_num_threads");
+  }
+}
+
+const opened = new Map<string, NativeLibrary>();
+
+/**
+ * Opens the CPU library, building it first when it is missing or stale.
+ *
+ * @param variant "default" (OpenBLAS GEMM when available) or "builtin" (our GEMM)
+ * @returns the opened library, shared by every caller in this process
+ */
+export function cpuLibrary(variant: CpuVariant = "default"): NativeLibrary {
+  const override = variant === "default" ? Deno.env.get("DENOTRON_CPU_LIB") : undefined;
+  const path = override ?? cpuLibraryPath(variant);
+  let lib = opened.get(path);
+  if (lib) return lib;
+  if (override) {
+    try {
+      Deno.statSync(override);
+    } catch {
+      throw new Error(`DENOTRON_CPU_LIB points to ${override}, which does not exist.`);
+    }
+  } else if (isStale(variant)) {
+    buildCpuLibrary(variant);
+  }
+  lib = new NativeLibrary(path);
+  opened.set(path, lib);
+  return lib;
+}

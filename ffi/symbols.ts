@@ -1,0 +1,244 @@
+/**
+ * The Deno mirror of `kernels/include/denotron.h`: one entry per `DN_API` function,
+ * with the C prototype beside it. Device memory travels as `"pointer"`, host arrays
+ * that the call reads or fills (lists of pointers, sizes, out-parameters) as
+ * `"buffer"`. `tests/ffi_test.ts` parses the header and fails when the two drift.
+ *
+ * @module
+ */
+
+export const symbols = {
+  // const char *dn_last_error(void)
+  dn_last_error: { parameters: [], result: "pointer" },
+  // dn_status dn_abi_version(int32_t *out)
+  dn_abi_version: { parameters: ["buffer"], result: "i32" },
+  // dn_status dn_backend_info(char *buf, int64_t cap)
+  dn_backend_info: { parameters: ["buffer", "i64"], result: "i32" },
+  // dn_status dn_set_num_threads(int32_t n)
+  dn_set_num_threads: { parameters: ["i32"], result: "i32" },
+  // dn_status dn_get_num_threads(int32_t *out)
+  dn_get_num_threads: { parameters: ["buffer"], result: "i32" },
+
+  // dn_status dn_malloc(int64_t bytes, void **out)
+  dn_malloc: { parameters: ["i64", "buffer"], result: "i32" },
+  // dn_status dn_free(void *ptr)
+  dn_free: { parameters: ["pointer"], result: "i32" },
+  // dn_status dn_empty_cache(void)
+  dn_empty_cache: { parameters: [], result: "i32" },
+  // dn_status dn_memory_stats(int64_t *out)
+  dn_memory_stats: { parameters: ["buffer"], result: "i32" },
+  // dn_status dn_memcpy_h2d(void *dst, const void *host_src, int64_t bytes)
+  dn_memcpy_h2d: { parameters: ["pointer", "buffer", "i64"], result: "i32" },
+  // dn_status dn_memcpy_d2h(void *host_dst, const void *src, int64_t bytes)
+  dn_memcpy_d2h: { parameters: ["buffer", "pointer", "i64"], result: "i32" },
+  // dn_status dn_memcpy_d2d(void *dst, const void *src, int64_t bytes)
+  dn_memcpy_d2d: { parameters: ["pointer", "pointer", "i64"], result: "i32" },
+  // dn_status dn_memset_zero(void *dst, int64_t bytes)
+  dn_memset_zero: { parameters: ["pointer", "i64"], result: "i32" },
+  // dn_status dn_synchronize(void)
+  dn_synchronize: { parameters: [], result: "i32" },
+
+  // dn_status dn_fill(dn_dtype dtype, void *out, int64_t n, float value)
+  dn_fill: { parameters: ["i32", "pointer", "i64", "f32"], result: "i32" },
+  // dn_status dn_fill_normal(dn_dtype dtype, void *out, int64_t n, float mean, float std,
+  //                          uint64_t seed, uint64_t offset)
+  dn_fill_normal: {
+    parameters: ["i32", "pointer", "i64", "f32", "f32", "u64", "u64"],
+    result: "i32",
+  },
+  // dn_status dn_add(dn_dtype dtype, void *out, const void *a, const void *b, int64_t n)
+  dn_add: { parameters: ["i32", "pointer", "pointer", "pointer", "i64"], result: "i32" },
+  // dn_status dn_axpby(dn_dtype dtype, void *y, float alpha, const void *x, float beta, int64_t n)
+  dn_axpby: { parameters: ["i32", "pointer", "f32", "pointer", "f32", "i64"], result: "i32" },
+  // dn_status dn_cast(dn_dtype dst_dtype, void *dst, dn_dtype src_dtype, const void *src, int64_t n)
+  dn_cast: { parameters: ["i32", "pointer", "i32", "pointer", "i64"], result: "i32" },
+  // dn_status dn_sum(dn_dtype dtype, double *host_out, const void *inp, int64_t n)
+  dn_sum: { parameters: ["i32", "buffer", "pointer", "i64"], result: "i32" },
+  // dn_status dn_dropout_forward(dn_dtype dtype, void *out, const void *inp, int64_t n, float p,
+  //                              uint64_t seed, uint64_t offset)
+  dn_dropout_forward: {
+    parameters: ["i32", "pointer", "pointer", "i64", "f32", "u64", "u64"],
+    result: "i32",
+  },
+  // dn_status dn_dropout_backward(dn_dtype dtype, void *dinp, const void *dout, int64_t n,
+  //                               float p, uint64_t seed, uint64_t offset)
+  dn_dropout_backward: {
+    parameters: ["i32", "pointer", "pointer", "i64", "f32", "u64", "u64"],
+    result: "i32",
+  },
+
+  // dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M, int64_t N,
+  //   int64_t K, float alpha, const void *A, int64_t lda, int64_t stride_a, const void *B,
+  //   int64_t ldb, int64_t stride_b, float beta, void *C, int64_t ldc, int64_t stride_c,
+  //   const void *bias, int64_t batch)
+  dn_matmul: {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i64",
+      "i64",
+      "i64",
+      "f32",
+      "pointer",
+      "i64",
+      "i64",
+      "pointer",
+      "i64",
+      "i64",
+      "f32",
+      "pointer",
+      "i64",
+      "i64",
+      "pointer",
+      "i64",
+    ],
+    result: "i32",
+  },
+  // dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout, int64_t M, int64_t N)
+  dn_bias_backward: { parameters: ["i32", "pointer", "pointer", "i64", "i64"], result: "i32" },
+
+  // dn_status dn_embedding_forward(dn_dtype dtype, void *out, const int32_t *tokens,
+  //   const void *wte, const void *wpe, int64_t B, int64_t T, int64_t C, int64_t V)
+  dn_embedding_forward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "i64", "i64", "i64", "i64"],
+    result: "i32",
+  },
+  // dn_status dn_embedding_backward(dn_dtype dtype, void *dwte, void *dwpe, const void *dout,
+  //   const int32_t *tokens, int64_t B, int64_t T, int64_t C, int64_t V)
+  dn_embedding_backward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "i64", "i64", "i64", "i64"],
+    result: "i32",
+  },
+
+  // dn_status dn_layernorm_forward(dn_dtype dtype, void *out, float *mean, float *rstd,
+  //   const void *inp, const void *weight, const void *bias, int64_t N, int64_t C, float eps)
+  dn_layernorm_forward: {
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "f32",
+    ],
+    result: "i32",
+  },
+  // dn_status dn_layernorm_backward(dn_dtype dtype, void *dinp, void *dweight, void *dbias,
+  //   const void *dout, const void *inp, const void *weight, const float *mean,
+  //   const float *rstd, int64_t N, int64_t C)
+  dn_layernorm_backward: {
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+    ],
+    result: "i32",
+  },
+
+  // dn_status dn_bias_gelu_forward(dn_dtype dtype, void *out, const void *inp, const void *bias,
+  //   int64_t N, int64_t C)
+  dn_bias_gelu_forward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "i64", "i64"],
+    result: "i32",
+  },
+  // dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const void *dout,
+  //   const void *inp, const void *bias, int64_t N, int64_t C)
+  dn_bias_gelu_backward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "pointer", "i64", "i64"],
+    result: "i32",
+  },
+
+  // dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void *qkv,
+  //   int64_t B, int64_t T, int64_t C, int64_t NH)
+  dn_attention_forward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "i64", "i64", "i64", "i64"],
+    result: "i32",
+  },
+  // dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout,
+  //   const void *qkv, const void *out, const float *lse, int64_t B, int64_t T, int64_t C,
+  //   int64_t NH)
+  dn_attention_backward: {
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+    ],
+    result: "i32",
+  },
+
+  // dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse,
+  //   const void *logits, const int32_t *targets, int64_t N, int64_t V, double *host_mean,
+  //   int64_t *host_count)
+  dn_crossentropy_forward: {
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "buffer",
+      "buffer",
+    ],
+    result: "i32",
+  },
+  // dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
+  //   const float *lse, const int32_t *targets, int64_t N, int64_t V, float dloss)
+  dn_crossentropy_backward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "i64", "i64", "f32"],
+    result: "i32",
+  },
+
+  // dn_status dn_adamw(dn_dtype dtype, int64_t n, void *const *params, void *const *grads,
+  //   float *const *m, float *const *v, const int64_t *sizes, const float *weight_decay,
+  //   float lr, float beta1, float beta2, float eps, int64_t step, float grad_scale)
+  dn_adamw: {
+    parameters: [
+      "i32",
+      "i64",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+      "i64",
+      "f32",
+    ],
+    result: "i32",
+  },
+  // dn_status dn_norm_sq(dn_dtype dtype, int64_t n, void *const *tensors, const int64_t *sizes,
+  //   double *host_out)
+  dn_norm_sq: { parameters: ["i32", "i64", "buffer", "buffer", "buffer"], result: "i32" },
+  // dn_status dn_scale(dn_dtype dtype, int64_t n, void *const *tensors, const int64_t *sizes,
+  //   float factor)
+  dn_scale: { parameters: ["i32", "i64", "buffer", "buffer", "f32"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The symbol table's type, as opened by `Deno.dlopen`. */
+export type NativeSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];

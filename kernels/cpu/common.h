@@ -1,0 +1,55 @@
+/* Shared by the CPU kernels: error reporting, dtype checks, threads, the counter RNG. */
+#ifndef DN_CPU_COMMON_H
+#define DN_CPU_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../include/denotron.h"
+
+/* Records "file:line: message" as this thread's last error and returns code. */
+dn_status dn_fail(dn_status code, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define DN_FAIL(code, ...) dn_fail((code), __FILE__, __LINE__, __VA_ARGS__)
+#define DN_CHECK(cond, code, ...)                                                              \
+  do {                                                                                         \
+    if (!(cond)) return DN_FAIL((code), __VA_ARGS__);                                          \
+  } while (0)
+#define DN_CHECK_PTR(p, op)                                                                    \
+  DN_CHECK((p) != NULL, DN_ERR_INVALID, "%s: argument '%s' is NULL", (op), #p)
+#define DN_CHECK_POS(x, op)                                                                    \
+  DN_CHECK((x) > 0, DN_ERR_INVALID, "%s: %s must be positive, got %lld", (op), #x,             \
+           (long long)(x))
+
+const char *dn_dtype_name(dn_dtype dtype);
+
+/* The float kernels of this backend run in fp32; 16-bit types arrive with the
+ * mixed-precision work. */
+#define DN_CHECK_F32(dtype, op)                                                                \
+  DN_CHECK((dtype) == DN_F32, DN_ERR_UNSUPPORTED,                                              \
+           "%s: dtype %s is not implemented on the CPU backend (only f32)", (op),              \
+           dn_dtype_name(dtype))
+
+/* Threads used by every parallel region (set by dn_set_num_threads). */
+extern int dn_threads;
+
+/* Reductions are split into this many fixed chunks, whatever the thread count, so a
+ * sum comes out bit-identical with 1 or 16 threads. */
+#define DN_REDUCE_CHUNKS 64
+
+/* Counter-based RNG: a stateless 64-bit mix of (seed, counter). */
+static inline uint64_t dn_mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static inline uint64_t dn_rand64(uint64_t seed, uint64_t counter) {
+  return dn_mix64(dn_mix64(seed + 0x9E3779B97F4A7C15ull) + counter * 0x9E3779B97F4A7C15ull);
+}
+/* A float uniform in [0, 1) from the top 24 bits. */
+static inline float dn_uniform(uint64_t seed, uint64_t counter) {
+  return (float)(dn_rand64(seed, counter) >> 40) * (1.0f / 16777216.0f);
+}
+
+#endif

@@ -1,0 +1,74 @@
+/* defines: dn_crossentropy_forward, dn_crossentropy_backward
+ * Softmax and cross-entropy in one pass over the logits: forward keeps only the
+ * log-sum-exp per row, and backward forms the probabilities once, straight into
+ * the gradient, so the (N,V) probability matrix is never stored. */
+#include <math.h>
+#include "common.h"
+
+static dn_status check_targets(const char *op, const int32_t *targets, int64_t N, int64_t V) {
+  for (int64_t i = 0; i < N; i++) {
+    DN_CHECK(targets[i] >= -1 && targets[i] < V, DN_ERR_INVALID,
+             "%s: target %d at row %lld is outside [-1, %lld) (-1 means ignore)", op,
+             (int)targets[i], (long long)i, (long long)V);
+  }
+  return DN_OK;
+}
+
+dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, const void *logits,
+                                  const int32_t *targets, int64_t N, int64_t V,
+                                  double *host_mean, int64_t *host_count) {
+  const char *op = "dn_crossentropy_forward";
+  DN_CHECK_F32(dtype, op);
+  DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive (N=%lld V=%lld)", op,
+           (long long)N, (long long)V);
+  DN_CHECK(losses && lse && logits && targets && host_mean && host_count, DN_ERR_INVALID,
+           "%s: NULL pointer", op);
+  dn_status st = check_targets(op, targets, N, V);
+  if (st != DN_OK) return st;
+  const float *z = logits;
+#pragma omp parallel for num_threads(dn_threads) schedule(static) if (N * V > 65536)
+  for (int64_t i = 0; i < N; i++) {
+    const float *zi = z + i * V;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < V; j++) mx = zi[j] > mx ? zi[j] : mx;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < V; j++) sum += expf(zi[j] - mx);
+    float l = mx + logf(sum);
+    lse[i] = l;
+    losses[i] = targets[i] < 0 ? 0.0f : l - zi[targets[i]];
+  }
+  double total = 0.0;
+  int64_t count = 0;
+  for (int64_t i = 0; i < N; i++) {
+    if (targets[i] >= 0) {
+      total += losses[i];
+      count++;
+    }
+  }
+  *host_mean = count ? total / (double)count : 0.0;
+  *host_count = count;
+  return DN_OK;
+}
+
+dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
+                                   const float *lse, const int32_t *targets, int64_t N,
+                                   int64_t V, float dloss) {
+  const char *op = "dn_crossentropy_backward";
+  DN_CHECK_F32(dtype, op);
+  DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK(dlogits && logits && lse && targets, DN_ERR_INVALID, "%s: NULL pointer", op);
+  dn_status st = check_targets(op, targets, N, V);
+  if (st != DN_OK) return st;
+  const float *z = logits;
+  float *dz = dlogits;
+#pragma omp parallel for num_threads(dn_threads) schedule(static) if (N * V > 65536)
+  for (int64_t i = 0; i < N; i++) {
+    if (targets[i] < 0) continue;
+    const float *zi = z + i * V;
+    float *di = dz + i * V;
+    float l = lse[i];
+    for (int64_t j = 0; j < V; j++) di[j] += expf(zi[j] - l) * dloss;
+    di[targets[i]] -= dloss;
+  }
+  return DN_OK;
+}

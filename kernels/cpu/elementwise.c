@@ -1,0 +1,142 @@
+/* defines: dn_fill, dn_fill_normal, dn_add, dn_axpby, dn_cast, dn_sum,
+ * dn_dropout_forward, dn_dropout_backward */
+#include <math.h>
+#include <string.h>
+#include "common.h"
+
+#define PAR_FOR _Pragma("omp parallel for num_threads(dn_threads) schedule(static) if (n > 32768)")
+
+dn_status dn_fill(dn_dtype dtype, void *out, int64_t n, float value) {
+  DN_CHECK_F32(dtype, "dn_fill");
+  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_fill: negative count %lld", (long long)n);
+  if (n == 0) return DN_OK;
+  DN_CHECK_PTR(out, "dn_fill");
+  float *o = out;
+  PAR_FOR
+  for (int64_t i = 0; i < n; i++) o[i] = value;
+  return DN_OK;
+}
+
+dn_status dn_fill_normal(dn_dtype dtype, void *out, int64_t n, float mean, float std,
+                         uint64_t seed, uint64_t offset) {
+  DN_CHECK_F32(dtype, "dn_fill_normal");
+  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_fill_normal: negative count %lld", (long long)n);
+  DN_CHECK(std >= 0, DN_ERR_INVALID, "dn_fill_normal: std %g is negative", (double)std);
+  if (n == 0) return DN_OK;
+  DN_CHECK_PTR(out, "dn_fill_normal");
+  float *o = out;
+  PAR_FOR
+  for (int64_t i = 0; i < n; i++) {
+    /* Box-Muller from the two 32-bit halves of one draw: u1 in (0,1], u2 in [0,1). */
+    uint64_t r = dn_rand64(seed, offset + (uint64_t)i);
+    double u1 = ((double)(r >> 32) + 1.0) * (1.0 / 4294967296.0);
+    double u2 = (double)(r & 0xFFFFFFFFu) * (1.0 / 4294967296.0);
+    double z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    o[i] = mean + std * (float)z;
+  }
+  return DN_OK;
+}
+
+dn_status dn_add(dn_dtype dtype, void *out, const void *a, const void *b, int64_t n) {
+  DN_CHECK_F32(dtype, "dn_add");
+  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_add: negative count %lld", (long long)n);
+  if (n == 0) return DN_OK;
+  DN_CHECK(out && a && b, DN_ERR_INVALID, "dn_add: NULL pointer");
+  float *o = out;
+  const float *x = a, *y = b;
+  PAR_FOR
+  for (int64_t i = 0; i < n; i++) o[i] = x[i] + y[i];
+  return DN_OK;
+}
+
+dn_status dn_axpby(dn_dtype dtype, void *y, float alpha, const void *x, float beta, int64_t n) {
+  DN_CHECK_F32(dtype, "dn_axpby");
+  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_axpby: negative count %lld", (long long)n);
+  if (n == 0) return DN_OK;
+  DN_CHECK(x && y, DN_ERR_INVALID, "dn_axpby: NULL pointer");
+  float *yy = y;
+  const float *xx = x;
+  if (beta == 0.0f) {
+    PAR_FOR
+    for (int64_t i = 0; i < n; i++) yy[i] = alpha * xx[i];
+  } else {
+    PAR_FOR
+    for (int64_t i = 0; i < n; i++) yy[i] = alpha * xx[i] + beta * yy[i];
+  }
+  return DN_OK;
+}
+
+dn_status dn_cast(dn_dtype dst_dtype, void *dst, dn_dtype src_dtype, const void *src,
+                  int64_t n) {
+  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_cast: negative count %lld", (long long)n);
+  DN_CHECK(dst_dtype == src_dtype, DN_ERR_UNSUPPORTED,
+           "dn_cast: %s -> %s is not implemented on the CPU backend", dn_dtype_name(src_dtype),
+           dn_dtype_name(dst_dtype));
+  DN_CHECK(dst_dtype == DN_F32 || dst_dtype == DN_I32, DN_ERR_UNSUPPORTED,
+           "dn_cast: dtype %s is not implemented on the CPU backend", dn_dtype_name(dst_dtype));
+  if (n == 0) return DN_OK;
+  DN_CHECK(dst && src, DN_ERR_INVALID, "dn_cast: NULL pointer");
+  memmove(dst, src, (size_t)n * 4);
+  return DN_OK;
+}
+
+dn_status dn_sum(dn_dtype dtype, double *host_out, const void *inp, int64_t n) {
+  DN_CHECK_F32(dtype, "dn_sum");
+  DN_CHECK_PTR(host_out, "dn_sum");
+  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_sum: negative count %lld", (long long)n);
+  if (n > 0) DN_CHECK_PTR(inp, "dn_sum");
+  const float *x = inp;
+  double partial[DN_REDUCE_CHUNKS];
+  int64_t per = (n + DN_REDUCE_CHUNKS - 1) / DN_REDUCE_CHUNKS;
+#pragma omp parallel for num_threads(dn_threads) schedule(static) if (n > 32768)
+  for (int c = 0; c < DN_REDUCE_CHUNKS; c++) {
+    int64_t lo = c * per, hi = lo + per < n ? lo + per : n;
+    double s = 0;
+    for (int64_t i = lo; i < hi; i++) s += x[i];
+    partial[c] = s;
+  }
+  double s = 0;
+  for (int c = 0; c < DN_REDUCE_CHUNKS; c++) s += partial[c];
+  *host_out = s;
+  return DN_OK;
+}
+
+static dn_status check_dropout(const char *op, dn_dtype dtype, int64_t n, float p) {
+  DN_CHECK_F32(dtype, op);
+  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: negative count %lld", op, (long long)n);
+  DN_CHECK(p >= 0.0f && p < 1.0f, DN_ERR_INVALID, "%s: p = %g is not in [0, 1)", op,
+           (double)p);
+  return DN_OK;
+}
+
+dn_status dn_dropout_forward(dn_dtype dtype, void *out, const void *inp, int64_t n, float p,
+                             uint64_t seed, uint64_t offset) {
+  dn_status st = check_dropout("dn_dropout_forward", dtype, n, p);
+  if (st != DN_OK) return st;
+  if (n == 0) return DN_OK;
+  DN_CHECK(out && inp, DN_ERR_INVALID, "dn_dropout_forward: NULL pointer");
+  float *o = out;
+  const float *x = inp;
+  float scale = 1.0f / (1.0f - p);
+  PAR_FOR
+  for (int64_t i = 0; i < n; i++) {
+    o[i] = dn_uniform(seed, offset + (uint64_t)i) >= p ? x[i] * scale : 0.0f;
+  }
+  return DN_OK;
+}
+
+dn_status dn_dropout_backward(dn_dtype dtype, void *dinp, const void *dout, int64_t n, float p,
+                              uint64_t seed, uint64_t offset) {
+  dn_status st = check_dropout("dn_dropout_backward", dtype, n, p);
+  if (st != DN_OK) return st;
+  if (n == 0) return DN_OK;
+  DN_CHECK(dinp && dout, DN_ERR_INVALID, "dn_dropout_backward: NULL pointer");
+  float *d = dinp;
+  const float *g = dout;
+  float scale = 1.0f / (1.0f - p);
+  PAR_FOR
+  for (int64_t i = 0; i < n; i++) {
+    if (dn_uniform(seed, offset + (uint64_t)i) >= p) d[i] += g[i] * scale;
+  }
+  return DN_OK;
+}

@@ -1,0 +1,202 @@
+/*
+ * denotron.h — the one C ABI of Denotron.
+ *
+ * Implemented twice: kernels/cpu (libdenotron_cpu.so) and kernels/cuda
+ * (libdenotron_cuda.so). ffi/symbols.ts mirrors every DN_API line below; a test
+ * parses this header and fails when the two drift apart.
+ *
+ * Conventions
+ * - Every function returns a dn_status. On failure dn_last_error() returns a
+ *   sentence with file:line. The library never exits or aborts on bad input.
+ * - Pointers named like tensors ("out", "inp", ...) point to device memory from
+ *   dn_malloc. Shapes are in the comment beside each argument, row-major.
+ * - dtype selects the element type of the floating-point tensors of a call.
+ *   Index tensors (tokens, targets) are always int32.
+ * - Backward kernels ACCUMULATE into every gradient they produce (+=), so that
+ *   gradient accumulation across micro-batches and across uses of a tensor needs
+ *   no extra pass. Callers zero a fresh gradient buffer once.
+ * - Every kernel runs on the calling thread's stream: on the CPU calls are
+ *   synchronous, using up to dn_get_num_threads() threads.
+ */
+#ifndef DENOTRON_H
+#define DENOTRON_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DN_API __attribute__((visibility("default")))
+
+/* Bumped whenever a prototype below changes. */
+#define DN_ABI_VERSION 1
+
+typedef int32_t dn_status;
+enum {
+  DN_OK = 0,
+  DN_ERR_INVALID = 1,     /* a bad argument: shape, range, null pointer */
+  DN_ERR_OOM = 2,         /* the allocator could not get memory */
+  DN_ERR_UNSUPPORTED = 3, /* e.g. a dtype this backend does not implement yet */
+  DN_ERR_RUNTIME = 4      /* the device or a library below us failed */
+};
+
+typedef int32_t dn_dtype;
+enum { DN_F32 = 0, DN_BF16 = 1, DN_F16 = 2, DN_I32 = 3 };
+
+/* ---- library ------------------------------------------------------------ */
+
+/* The message of the last failed call on this thread ("" if none). */
+DN_API const char *dn_last_error(void);
+/* out[0] = DN_ABI_VERSION */
+DN_API dn_status dn_abi_version(int32_t *out);
+/* Writes a NUL-terminated description ("cpu gemm=openblas threads=2") into buf. */
+DN_API dn_status dn_backend_info(char *buf, int64_t cap);
+DN_API dn_status dn_set_num_threads(int32_t n);
+DN_API dn_status dn_get_num_threads(int32_t *out);
+
+/* ---- memory: a caching allocator per device ------------------------------ */
+
+/* *out = a 64-byte aligned block of at least `bytes` bytes (contents undefined). */
+DN_API dn_status dn_malloc(int64_t bytes, void **out);
+/* Returns a block to the cache. NULL is ignored. */
+DN_API dn_status dn_free(void *ptr);
+/* Gives every cached, unused block back to the system. */
+DN_API dn_status dn_empty_cache(void);
+/* out[0] bytes in use, out[1] bytes cached (free), out[2] peak in use, out[3] live blocks */
+DN_API dn_status dn_memory_stats(int64_t *out);
+DN_API dn_status dn_memcpy_h2d(void *dst, const void *host_src, int64_t bytes);
+DN_API dn_status dn_memcpy_d2h(void *host_dst, const void *src, int64_t bytes);
+DN_API dn_status dn_memcpy_d2d(void *dst, const void *src, int64_t bytes);
+DN_API dn_status dn_memset_zero(void *dst, int64_t bytes);
+DN_API dn_status dn_synchronize(void);
+
+/* ---- elementwise --------------------------------------------------------- */
+
+/* out(n) = value */
+DN_API dn_status dn_fill(dn_dtype dtype, void *out, int64_t n, float value);
+/* out(n) ~ Normal(mean, std); element i draws from counter (seed, offset + i), so the
+ * values do not depend on the thread count or on how a tensor is split. */
+DN_API dn_status dn_fill_normal(dn_dtype dtype, void *out, int64_t n, float mean, float std,
+                                uint64_t seed, uint64_t offset);
+/* out(n) = a(n) + b(n); out may alias a or b */
+DN_API dn_status dn_add(dn_dtype dtype, void *out, const void *a, const void *b, int64_t n);
+/* y(n) = alpha * x(n) + beta * y(n) */
+DN_API dn_status dn_axpby(dn_dtype dtype, void *y, float alpha, const void *x, float beta,
+                          int64_t n);
+/* Converts n elements between dtypes (same dtype: a copy). */
+DN_API dn_status dn_cast(dn_dtype dst_dtype, void *dst, dn_dtype src_dtype, const void *src,
+                         int64_t n);
+/* out[0] = sum of inp(n), accumulated in double */
+DN_API dn_status dn_sum(dn_dtype dtype, double *host_out, const void *inp, int64_t n);
+
+/* Dropout with a counter-based RNG: element i is kept when
+ * uniform(seed, offset + i) >= p, and scaled by 1/(1-p). The mask is a pure
+ * function of (seed, offset + i): the same for any thread count, and backward
+ * recomputes it instead of storing it. */
+DN_API dn_status dn_dropout_forward(dn_dtype dtype, void *out, const void *inp, int64_t n,
+                                    float p, uint64_t seed, uint64_t offset);
+/* dinp(n) += dout(n) * mask / (1-p) */
+DN_API dn_status dn_dropout_backward(dn_dtype dtype, void *dinp, const void *dout, int64_t n,
+                                     float p, uint64_t seed, uint64_t offset);
+
+/* ---- matmul -------------------------------------------------------------- */
+
+/* For each batch b < batch:
+ *   C_b(M,N) = alpha * op(A_b) @ op(B_b) + beta * C_b + bias(N)
+ * op(A_b) is (M,K): A_b is (M,K) with lda >= K, or (K,M) with lda >= M when trans_a.
+ * op(B_b) is (K,N): B_b is (K,N) with ldb >= N, or (N,K) with ldb >= K when trans_b.
+ * X_b = X + b * stride_x elements. bias may be NULL; it is added once, unscaled. */
+DN_API dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
+                           int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
+                           int64_t stride_a, const void *B, int64_t ldb, int64_t stride_b,
+                           float beta, void *C, int64_t ldc, int64_t stride_c, const void *bias,
+                           int64_t batch);
+/* dbias(N) += sum over rows of dout(M,N) */
+DN_API dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout, int64_t M,
+                                  int64_t N);
+
+/* ---- embedding ----------------------------------------------------------- */
+
+/* out(B,T,C) = wte[tokens(B,T)] + wpe[t]; fails naming the first token outside [0,V). */
+DN_API dn_status dn_embedding_forward(dn_dtype dtype, void *out, const int32_t *tokens,
+                                      const void *wte, const void *wpe, int64_t B, int64_t T,
+                                      int64_t C, int64_t V);
+/* dwte(V,C) += scatter of dout by token; dwpe(T,C) += sum over batch. Deterministic. */
+DN_API dn_status dn_embedding_backward(dn_dtype dtype, void *dwte, void *dwpe, const void *dout,
+                                       const int32_t *tokens, int64_t B, int64_t T, int64_t C,
+                                       int64_t V);
+
+/* ---- layernorm ----------------------------------------------------------- */
+
+/* out(N,C) = (inp - mean) * rstd * weight(C) + bias(C); mean(N), rstd(N) are fp32 and
+ * kept for backward. */
+DN_API dn_status dn_layernorm_forward(dn_dtype dtype, void *out, float *mean, float *rstd,
+                                      const void *inp, const void *weight, const void *bias,
+                                      int64_t N, int64_t C, float eps);
+/* dinp(N,C) += ..., dweight(C) += ..., dbias(C) += ... */
+DN_API dn_status dn_layernorm_backward(dn_dtype dtype, void *dinp, void *dweight, void *dbias,
+                                       const void *dout, const void *inp, const void *weight,
+                                       const float *mean, const float *rstd, int64_t N,
+                                       int64_t C);
+
+/* ---- bias + GELU (tanh approximation) ----------------------------------- */
+
+/* out(N,C) = gelu(inp(N,C) + bias(C)); bias may be NULL */
+DN_API dn_status dn_bias_gelu_forward(dn_dtype dtype, void *out, const void *inp,
+                                      const void *bias, int64_t N, int64_t C);
+/* dinp(N,C) += dout * gelu'(inp + bias); dbias(C) += column sums of that (if not NULL) */
+DN_API dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias,
+                                       const void *dout, const void *inp, const void *bias,
+                                       int64_t N, int64_t C);
+
+/* ---- causal self-attention ----------------------------------------------- */
+
+/* qkv(B,T,3C) holds q, k, v side by side, each (B,T,NH,HS) with C = NH*HS.
+ * out(B,T,C) = softmax(q k^T / sqrt(HS) + causal mask) v, per head.
+ * lse(B,NH,T) (fp32) keeps each row's log-sum-exp; backward recomputes the
+ * probabilities from it, so no (T,T) matrix is kept between the passes. */
+DN_API dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void *qkv,
+                                      int64_t B, int64_t T, int64_t C, int64_t NH);
+/* dqkv(B,T,3C) += gradient given dout(B,T,C), and the forward's out and lse. */
+DN_API dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout,
+                                       const void *qkv, const void *out, const float *lse,
+                                       int64_t B, int64_t T, int64_t C, int64_t NH);
+
+/* ---- softmax cross-entropy fused with the logits ------------------------- */
+
+/* losses(N) (fp32) = logsumexp(logits(N,V)) - logits[target]; lse(N) (fp32) kept for
+ * backward. Rows whose target is -1 are ignored (loss 0). *host_mean = the mean over
+ * the rows that count, *host_count = how many rows count. Fails naming the first
+ * target outside [-1,V). */
+DN_API dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse,
+                                         const void *logits, const int32_t *targets, int64_t N,
+                                         int64_t V, double *host_mean, int64_t *host_count);
+/* dlogits(N,V) += (softmax(logits) - onehot(target)) * dloss for each counted row.
+ * The probabilities are formed once, here, from logits and lse. */
+DN_API dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
+                                          const float *lse, const int32_t *targets, int64_t N,
+                                          int64_t V, float dloss);
+
+/* ---- optimizer ----------------------------------------------------------- */
+
+/* AdamW over n tensors in one call. params, grads, m, v are arrays of n pointers
+ * (host arrays of device pointers); sizes(n) element counts; weight_decay(n) per
+ * tensor (0 for biases and norms). Grads are multiplied by grad_scale first (use it
+ * for clipping and loss-scale unscaling). step counts from 1 (bias correction).
+ * m and v are fp32; params and grads have dtype. */
+DN_API dn_status dn_adamw(dn_dtype dtype, int64_t n, void *const *params, void *const *grads,
+                          float *const *m, float *const *v, const int64_t *sizes,
+                          const float *weight_decay, float lr, float beta1, float beta2,
+                          float eps, int64_t step, float grad_scale);
+/* *host_out = sum of squares of n tensors (fp64 accumulation). */
+DN_API dn_status dn_norm_sq(dn_dtype dtype, int64_t n, void *const *tensors,
+                            const int64_t *sizes, double *host_out);
+/* Multiplies n tensors in place by factor. */
+DN_API dn_status dn_scale(dn_dtype dtype, int64_t n, void *const *tensors, const int64_t *sizes,
+                          float factor);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DENOTRON_H */

@@ -1,0 +1,32 @@
+/**
+ * defines: CausalSelfAttention — qkv projection, fused causal attention, output projection.
+ *
+ * @module
+ */
+import type { Device } from "../device.ts";
+import { attention } from "../ops/attention.ts";
+import type { Tensor } from "../tensor.ts";
+import { Linear } from "./layers.ts";
+import { Module } from "./module.ts";
+
+/** Multi-head causal self-attention, GPT-2 style. */
+export class CausalSelfAttention extends Module {
+  readonly qkv: Linear;
+  readonly proj: Linear;
+  readonly nHead: number;
+  constructor(width: number, nHead: number, opts: { projStd: number; device: Device }) {
+    super();
+    this.nHead = nHead;
+    this.qkv = this.child("qkv", new Linear(width, 3 * width, { device: opts.device }));
+    this.proj = this.child(
+      "proj",
+      new Linear(width, width, { std: opts.projStd, device: opts.device }),
+    );
+  }
+  /** (B,T,C) → (B,T,C) */
+  forward(x: Tensor): Tensor {
+    const qkv = this.qkv.forward(x); // (B,T,3C)
+    const y = attention(qkv, this.nHead); // (B,T,C)
+    return this.proj.forward(y);
+  }
+}

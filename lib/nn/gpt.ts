@@ -1,0 +1,179 @@
+/**
+ * defines: GPTConfig, GPT_PRESETS, GPT — the GPT-2 architecture: learned positions,
+ * pre-LN blocks, a final LN, and an output layer tied to the token embedding.
+ *
+ * @module
+ */
+import { type Device, device as getDevice } from "../device.ts";
+import { DenotronError } from "../errors.ts";
+import { crossEntropy } from "../ops/crossentropy.ts";
+import { dropout } from "../ops/elementwise.ts";
+import { linear } from "../ops/matmul.ts";
+import { Generator } from "../random.ts";
+import type { Tensor } from "../tensor.ts";
+import { Block } from "./block.ts";
+import { Embedding, LayerNorm } from "./layers.ts";
+import { FlatParameters, Module } from "./module.ts";
+
+/** The shape of a GPT. Names follow nanoGPT / Hugging Face's GPT2Config. */
+export interface GPTConfig {
+  /** Tokens in the vocabulary (50257 for GPT-2). */
+  vocabSize: number;
+  /** Maximum sequence length: rows of the position embedding. */
+  blockSize: number;
+  nLayer: number;
+  nHead: number;
+  /** Model width C. */
+  nEmbd: number;
+  /** Dropout probability on embeddings and residual branches. @default 0 */
+  dropout?: number;
+  /** @default 1e-5 */
+  layerNormEps?: number;
+  /** MLP hidden width. @default 4 · nEmbd */
+  ffnHidden?: number;
+}
+
+/** GPT-2's published sizes and a tiny model for tests and laptops. */
+export const GPT_PRESETS: Record<string, GPTConfig> = {
+  "gpt2": { vocabSize: 50257, blockSize: 1024, nLayer: 12, nHead: 12, nEmbd: 768 },
+  "gpt2-medium": { vocabSize: 50257, blockSize: 1024, nLayer: 24, nHead: 16, nEmbd: 1024 },
+  "gpt2-large": { vocabSize: 50257, blockSize: 1024, nLayer: 36, nHead: 20, nEmbd: 1280 },
+  "gpt2-xl": { vocabSize: 50257, blockSize: 1024, nLayer: 48, nHead: 25, nEmbd: 1600 },
+  "tiny": { vocabSize: 257, blockSize: 64, nLayer: 2, nHead: 2, nEmbd: 32 },
+};
+
+/** Throws a DenotronError naming the first bad field of `c`. */
+export function validateGPTConfig(c: GPTConfig): void {
+  const ints: (keyof GPTConfig)[] = ["vocabSize", "blockSize", "nLayer", "nHead", "nEmbd"];
+  for (const k of ints) {
+    const v = c[k];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+      throw new DenotronError(`GPT config: ${k} must be a positive integer, got ${String(v)}`);
+    }
+  }
+  if (c.nEmbd % c.nHead !== 0) {
+    throw new DenotronError(`GPT config: nHead ${c.nHead} does not divide nEmbd ${c.nEmbd}`);
+  }
+  const p = c.dropout ?? 0;
+  if (typeof p !== "number" || !(p >= 0 && p < 1)) {
+    throw new DenotronError(`GPT config: dropout must be in [0, 1), got ${String(p)}`);
+  }
+  if (c.ffnHidden !== undefined && (!Number.isInteger(c.ffnHidden) || c.ffnHidden < 1)) {
+    throw new DenotronError(
+      `GPT config: ffnHidden must be a positive integer, got ${String(c.ffnHidden)}`,
+    );
+  }
+}
+
+/** Options for building a {@linkcode GPT}. */
+export interface GPTOptions {
+  /** @default device() */
+  device?: Device;
+  /** Seeds the weights and the dropout stream. @default 1337 */
+  seed?: number;
+}
+
+/**
+ * A GPT-2 language model whose parameters live in one flat buffer.
+ *
+ * @example
+ * ```ts
+ * import { GPT, GPT_PRESETS } from "./gpt.ts";
+ * const model = new GPT(GPT_PRESETS.tiny);
+ * console.log(model.numParameters());
+ * model.dispose();
+ * ```
+ */
+export class GPT extends Module {
+  readonly config: Required<GPTConfig>;
+  readonly emb: Embedding;
+  readonly blocks: Block[];
+  readonly lnf: LayerNorm;
+  /** The flat parameter and gradient buffers. */
+  readonly params: FlatParameters;
+  /** The dropout stream. */
+  readonly rng: Generator;
+
+  constructor(config: GPTConfig, opts: GPTOptions = {}) {
+    super();
+    validateGPTConfig(config);
+    const c: Required<GPTConfig> = {
+      dropout: 0,
+      layerNormEps: 1e-5,
+      ffnHidden: 4 * config.nEmbd,
+      ...config,
+    };
+    this.config = c;
+    const device = opts.device ?? getDevice();
+    const seed = opts.seed ?? 1337;
+    // GPT-2 scales the init of the projections that feed the residual stream by
+    // 1/sqrt(2·layers), so the stream's variance does not grow with depth.
+    const projStd = 0.02 / Math.sqrt(2 * c.nLayer);
+    this.emb = this.child("emb", new Embedding(c.vocabSize, c.blockSize, c.nEmbd, { device }));
+    this.blocks = [];
+    for (let i = 0; i < c.nLayer; i++) {
+      this.blocks.push(this.child(
+        `h.${i}`,
+        new Block({
+          width: c.nEmbd,
+          nHead: c.nHead,
+          hidden: c.ffnHidden,
+          dropout: c.dropout,
+          eps: c.layerNormEps,
+          projStd,
+          device,
+        }),
+      ));
+    }
+    this.lnf = this.child("lnf", new LayerNorm(c.nEmbd, { eps: c.layerNormEps, device }));
+    this.params = new FlatParameters(this, device, seed);
+    this.rng = new Generator(seed);
+  }
+
+  /** The device the parameters live on. */
+  get device(): Device {
+    return this.params.data.device;
+  }
+
+  /**
+   * Logits of the next token at every position.
+   *
+   * @param tokens int32 (B,T) with T <= blockSize
+   * @returns (B,T,V)
+   */
+  forward(tokens: Tensor): Tensor {
+    const p = this.training ? this.config.dropout : 0;
+    let x = dropout(this.emb.forward(tokens), p, this.rng); // (B,T,C)
+    for (const block of this.blocks) x = block.forward(x, this.rng);
+    x = this.lnf.forward(x);
+    return linear(x, this.emb.wte, null); // tied output layer: (B,T,V)
+  }
+
+  /**
+   * Mean next-token cross-entropy.
+   *
+   * @param tokens int32 (B,T)
+   * @param targets int32 (B,T); -1 marks positions that do not count
+   * @returns a one-element tensor
+   */
+  loss(tokens: Tensor, targets: Tensor): Tensor {
+    return crossEntropy(this.forward(tokens), targets);
+  }
+
+  /** Frees the parameter buffers. Safe to call twice. */
+  dispose(): void {
+    if (!this.params.data.disposed) this.params.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  override toString(): string {
+    const c = this.config;
+    return `GPT(layers=${c.nLayer}, heads=${c.nHead}, width=${c.nEmbd}, vocab=${c.vocabSize}, ` +
+      `positions=${c.blockSize}, ${
+        this.numParameters().toLocaleString("en-US")
+      } parameters, on ${this.device.name})`;
+  }
+}

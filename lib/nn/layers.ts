@@ -1,0 +1,78 @@
+/**
+ * defines: Linear, LayerNorm, Embedding — the building blocks with parameters.
+ *
+ * @module
+ */
+import type { Device } from "../device.ts";
+import { embedding } from "../ops/embedding.ts";
+import { layernorm } from "../ops/layernorm.ts";
+import { linear } from "../ops/matmul.ts";
+import type { Tensor } from "../tensor.ts";
+import { type Init, Module } from "./module.ts";
+
+/** y = x Wᵀ + b with W (out, in). */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(nIn: number, nOut: number, opts: { bias?: boolean; std?: number; device: Device }) {
+    super();
+    const init: Init = { kind: "normal", std: opts.std ?? 0.02 };
+    this.weight = this.param("weight", [nOut, nIn], init, opts.device);
+    this.bias = (opts.bias ?? true)
+      ? this.param("bias", [nOut], { kind: "zeros" }, opts.device)
+      : null;
+  }
+  /** (..., in) → (..., out) */
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+/** Layer normalisation over the last dimension, with gain and bias. */
+export class LayerNorm extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly eps: number;
+  constructor(n: number, opts: { eps?: number; device: Device }) {
+    super();
+    this.weight = this.param("weight", [n], { kind: "ones" }, opts.device);
+    this.bias = this.param("bias", [n], { kind: "zeros" }, opts.device);
+    this.eps = opts.eps ?? 1e-5;
+  }
+  /** (..., n) → (..., n) */
+  forward(x: Tensor): Tensor {
+    return layernorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+/** GPT's input: token embedding plus learned position embedding. */
+export class Embedding extends Module {
+  /** (V, C); tied to the output layer in GPT. */
+  readonly wte: Tensor;
+  /** (maxT, C) */
+  readonly wpe: Tensor;
+  constructor(
+    vocabSize: number,
+    maxPositions: number,
+    width: number,
+    opts: { std?: number; device: Device },
+  ) {
+    super();
+    this.wte = this.param(
+      "wte",
+      [vocabSize, width],
+      { kind: "normal", std: opts.std ?? 0.02 },
+      opts.device,
+    );
+    this.wpe = this.param(
+      "wpe",
+      [maxPositions, width],
+      { kind: "normal", std: opts.std ?? 0.02 },
+      opts.device,
+    );
+  }
+  /** int32 (B,T) → (B,T,C) */
+  forward(tokens: Tensor): Tensor {
+    return embedding(tokens, this.wte, this.wpe);
+  }
+}

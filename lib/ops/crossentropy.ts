@@ -1,0 +1,81 @@
+/**
+ * defines: crossEntropy — softmax cross-entropy fused with the logits.
+ *
+ * @module
+ */
+import { gradOf, needsGrad, record } from "../autograd.ts";
+import { DenotronError, fmtShape } from "../errors.ts";
+import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import { big, expectDevice, expectTensor } from "./check.ts";
+
+/**
+ * The mean cross-entropy of `logits` against `targets`, over the targets that are not
+ * -1. The probabilities are never stored: backward forms them once from the logits
+ * and the saved log-sum-exp, straight into the logits' gradient.
+ *
+ * @param logits (..., V)
+ * @param targets int32 (...), each in [0, V) or -1 to ignore
+ * @returns a one-element tensor, the mean loss
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  const op = "crossEntropy";
+  expectTensor(op, "logits", logits, ["f32", "bf16", "f16"]);
+  expectTensor(op, "targets", targets, ["i32"]);
+  expectDevice(op, "targets", targets, logits);
+  const V = logits.shape[logits.ndim - 1] ?? 0;
+  const lead = logits.shape.slice(0, -1);
+  if (
+    logits.ndim < 1 || V < 1 || targets.ndim !== lead.length ||
+    targets.shape.some((d, i) => d !== lead[i])
+  ) {
+    throw new DenotronError(
+      `${op}: targets ${fmtShape(targets.shape)} must match the leading dimensions of logits ${
+        fmtShape(logits.shape)
+      }`,
+    );
+  }
+  const N = targets.numel;
+  const losses = Tensor.empty([N], { device: logits.device });
+  const lse = Tensor.empty([N], { device: logits.device });
+  const mean = new Float64Array(1);
+  const count = new BigInt64Array(1);
+  const lib = logits.device.lib;
+  lib.check(
+    lib.sym.dn_crossentropy_forward(
+      DTYPE_CODE[logits.dtype],
+      losses.ptr,
+      lse.ptr,
+      logits.ptr,
+      targets.ptr,
+      ...big(N, V),
+      mean,
+      count,
+    ),
+    op,
+  );
+  losses.dispose();
+  const counted = Number(count[0]);
+  const out = Tensor.fromArray([mean[0]], [1], { device: logits.device });
+  const result = record(out, {
+    name: op,
+    inputs: [logits],
+    backward(g) {
+      if (!needsGrad(logits) || counted === 0) return;
+      const upstream = g.item();
+      lib.check(
+        lib.sym.dn_crossentropy_backward(
+          DTYPE_CODE[logits.dtype],
+          gradOf(logits).ptr,
+          logits.ptr,
+          lse.ptr,
+          targets.ptr,
+          ...big(N, V),
+          upstream / counted,
+        ),
+        `${op} backward`,
+      );
+    },
+  });
+  if (!result.gradFn) lse.dispose();
+  return result;
+}

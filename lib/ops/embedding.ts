@@ -1,0 +1,73 @@
+/**
+ * defines: embedding — token + position embedding, backward a deterministic scatter-add.
+ *
+ * @module
+ */
+import { gradOf, needsGrad, record } from "../autograd.ts";
+import { DenotronError, fmtShape } from "../errors.ts";
+import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import { big, expectDevice, expectRank, expectSameDeviceAndDtype, expectTensor } from "./check.ts";
+
+/**
+ * out[b,t] = wte[tokens[b,t]] + wpe[t].
+ *
+ * @param tokens int32 (B,T), each in [0, V)
+ * @param wte (V,C) token embedding
+ * @param wpe (maxT,C) position embedding, maxT >= T
+ * @returns (B,T,C)
+ */
+export function embedding(tokens: Tensor, wte: Tensor, wpe: Tensor): Tensor {
+  const op = "embedding";
+  expectTensor(op, "tokens", tokens, ["i32"]);
+  expectTensor(op, "wte", wte, ["f32", "bf16", "f16"]);
+  expectTensor(op, "wpe", wpe, ["f32", "bf16", "f16"]);
+  expectSameDeviceAndDtype(op, { wte, wpe });
+  expectDevice(op, "tokens", tokens, wte);
+  expectRank(op, "tokens", tokens, 2);
+  expectRank(op, "wte", wte, 2);
+  expectRank(op, "wpe", wpe, 2);
+  const [B, T] = tokens.shape;
+  const [V, C] = wte.shape;
+  if (wpe.shape[1] !== C) {
+    throw new DenotronError(
+      `${op}: wpe ${fmtShape(wpe.shape)} and wte ${fmtShape(wte.shape)} differ in width`,
+    );
+  }
+  if (T > wpe.shape[0]) {
+    throw new DenotronError(
+      `${op}: sequence length ${T} exceeds the ${wpe.shape[0]} positions of wpe`,
+    );
+  }
+  const out = Tensor.empty([B, T, C], { dtype: wte.dtype, device: wte.device });
+  const lib = out.device.lib;
+  lib.check(
+    lib.sym.dn_embedding_forward(
+      DTYPE_CODE[out.dtype],
+      out.ptr,
+      tokens.ptr,
+      wte.ptr,
+      wpe.ptr,
+      ...big(B, T, C, V),
+    ),
+    op,
+  );
+  return record(out, {
+    name: op,
+    inputs: [wte, wpe],
+    backward(g) {
+      const dwte = needsGrad(wte) ? gradOf(wte).ptr : null;
+      const dwpe = needsGrad(wpe) ? gradOf(wpe).ptr : null;
+      lib.check(
+        lib.sym.dn_embedding_backward(
+          DTYPE_CODE[g.dtype],
+          dwte,
+          dwpe,
+          g.ptr,
+          tokens.ptr,
+          ...big(B, T, C, V),
+        ),
+        `${op} backward`,
+      );
+    },
+  });
+}

@@ -1,0 +1,63 @@
+/**
+ * defines: biasGelu — GELU (tanh approximation) of x + bias, fused.
+ *
+ * @module
+ */
+import { gradOf, needsGrad, record } from "../autograd.ts";
+import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import { big, expectSameDeviceAndDtype, expectShape, expectTensor } from "./check.ts";
+
+const FLOAT = ["f32", "bf16", "f16"] as const;
+
+/**
+ * gelu(x + bias), with gelu(u) = u/2 · (1 + tanh(√(2/π) (u + 0.044715 u³))).
+ *
+ * @param x (..., C) the pre-activation
+ * @param bias (C) or null
+ * @returns (..., C)
+ */
+export function biasGelu(x: Tensor, bias?: Tensor | null): Tensor {
+  const op = "biasGelu";
+  expectTensor(op, "x", x, FLOAT);
+  if (bias) expectTensor(op, "bias", bias, FLOAT);
+  expectSameDeviceAndDtype(op, { x, bias });
+  const C = x.shape[x.ndim - 1] ?? 0;
+  if (bias) expectShape(op, "bias", bias, [C], "the last dimension of x");
+  const N = C === 0 ? 0 : x.numel / C;
+  const out = Tensor.empty(x.shape, { dtype: x.dtype, device: x.device });
+  const lib = x.device.lib;
+  lib.check(
+    lib.sym.dn_bias_gelu_forward(
+      DTYPE_CODE[x.dtype],
+      out.ptr,
+      x.ptr,
+      bias ? bias.ptr : null,
+      ...big(N, C),
+    ),
+    op,
+  );
+  return record(out, {
+    name: op,
+    inputs: bias ? [x, bias] : [x],
+    backward(g) {
+      // The kernel always writes the pre-activation gradient; a scratch takes it when
+      // x itself needs none.
+      const dx = needsGrad(x)
+        ? gradOf(x)
+        : Tensor.zeros(x.shape, { dtype: x.dtype, device: x.device });
+      lib.check(
+        lib.sym.dn_bias_gelu_backward(
+          DTYPE_CODE[g.dtype],
+          dx.ptr,
+          bias && needsGrad(bias) ? gradOf(bias).ptr : null,
+          g.ptr,
+          x.ptr,
+          bias ? bias.ptr : null,
+          ...big(N, C),
+        ),
+        `${op} backward`,
+      );
+      if (dx !== x.grad) dx.dispose();
+    },
+  });
+}

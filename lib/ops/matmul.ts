@@ -1,0 +1,316 @@
+/**
+ * defines: linear, matmul — forward and backward, both through dn_matmul.
+ *
+ * @module
+ */
+import { gradOf, needsGrad, record } from "../autograd.ts";
+import { DenotronError, fmtShape } from "../errors.ts";
+import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import { big, expectSameDeviceAndDtype, expectShape, expectTensor } from "./check.ts";
+
+const FLOAT = ["f32", "bf16", "f16"] as const;
+
+interface Gemm {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  a: Tensor;
+  lda: number;
+  strideA: number;
+  b: Tensor;
+  ldb: number;
+  strideB: number;
+  beta: number;
+  c: Tensor;
+  ldc: number;
+  strideC: number;
+  bias?: Tensor | null;
+  batch?: number;
+}
+
+/** One dn_matmul call: C_b = op(A_b) op(B_b) + beta C_b (+ bias). */
+function gemm(g: Gemm): void {
+  const lib = g.c.device.lib;
+  lib.check(
+    lib.sym.dn_matmul(
+      DTYPE_CODE[g.c.dtype],
+      g.transA ? 1 : 0,
+      g.transB ? 1 : 0,
+      ...big(g.M, g.N, g.K),
+      1,
+      g.a.ptr,
+      ...big(g.lda, g.strideA),
+      g.b.ptr,
+      ...big(g.ldb, g.strideB),
+      g.beta,
+      g.c.ptr,
+      ...big(g.ldc, g.strideC),
+      g.bias ? g.bias.ptr : null,
+      BigInt(g.batch ?? 1),
+    ),
+    "matmul",
+  );
+}
+
+/**
+ * y = x Wᵀ + b, the layer of every projection.
+ *
+ * @param x input (..., in)
+ * @param weight (out, in), the PyTorch/Megatron layout
+ * @param bias (out) or null
+ * @returns (..., out)
+ */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  const op = "linear";
+  expectTensor(op, "x", x, FLOAT);
+  expectTensor(op, "weight", weight, FLOAT);
+  if (bias) expectTensor(op, "bias", bias, FLOAT);
+  expectSameDeviceAndDtype(op, { x, weight, bias });
+  if (weight.ndim !== 2 || x.ndim < 1) {
+    throw new DenotronError(
+      `${op}: weight must be (out, in), got ${fmtShape(weight.shape)}; x ${fmtShape(x.shape)}`,
+    );
+  }
+  const [nOut, nIn] = weight.shape;
+  if (x.shape[x.ndim - 1] !== nIn) {
+    throw new DenotronError(
+      `${op}: x ${fmtShape(x.shape)} has last dimension ${x.shape[x.ndim - 1]} but weight ${
+        fmtShape(weight.shape)
+      } expects ${nIn}`,
+    );
+  }
+  if (bias) expectShape(op, "bias", bias, [nOut], "one per output feature");
+  const M = x.numel / nIn;
+  const out = Tensor.empty([...x.shape.slice(0, -1), nOut], { dtype: x.dtype, device: x.device });
+  gemm({
+    transA: false,
+    transB: true,
+    M,
+    N: nOut,
+    K: nIn,
+    a: x,
+    lda: nIn,
+    strideA: 0,
+    b: weight,
+    ldb: nIn,
+    strideB: 0,
+    beta: 0,
+    c: out,
+    ldc: nOut,
+    strideC: 0,
+    bias,
+  });
+  return record(out, {
+    name: op,
+    inputs: bias ? [x, weight, bias] : [x, weight],
+    backward(g) {
+      if (needsGrad(x)) {
+        // dx(M,in) += g(M,out) @ W(out,in)
+        gemm({
+          transA: false,
+          transB: false,
+          M,
+          N: nIn,
+          K: nOut,
+          a: g,
+          lda: nOut,
+          strideA: 0,
+          b: weight,
+          ldb: nIn,
+          strideB: 0,
+          beta: 1,
+          c: gradOf(x),
+          ldc: nIn,
+          strideC: 0,
+        });
+      }
+      if (needsGrad(weight)) {
+        // dW(out,in) += gᵀ(out,M) @ x(M,in)
+        gemm({
+          transA: true,
+          transB: false,
+          M: nOut,
+          N: nIn,
+          K: M,
+          a: g,
+          lda: nOut,
+          strideA: 0,
+          b: x,
+          ldb: nIn,
+          strideB: 0,
+          beta: 1,
+          c: gradOf(weight),
+          ldc: nIn,
+          strideC: 0,
+        });
+      }
+      if (bias && needsGrad(bias)) {
+        const lib = g.device.lib;
+        lib.check(
+          lib.sym.dn_bias_backward(DTYPE_CODE[g.dtype], gradOf(bias).ptr, g.ptr, ...big(M, nOut)),
+          "linear backward (bias)",
+        );
+      }
+    },
+  });
+}
+
+/** Options of {@linkcode matmul}. */
+export interface MatmulOptions {
+  /** a is stored transposed: (..., K, M). @default false */
+  transA?: boolean;
+  /** b is stored transposed: (..., N, K). @default false */
+  transB?: boolean;
+}
+
+/**
+ * Batched matrix product op(a) @ op(b). a is (M,K) or (batch,M,K); b is (K,N) or
+ * (batch,K,N) (a 2-D b is shared by every batch). Transposes describe how the operands
+ * are stored.
+ *
+ * @returns (M,N) or (batch,M,N)
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const op = "matmul";
+  expectTensor(op, "a", a, FLOAT);
+  expectTensor(op, "b", b, FLOAT);
+  expectSameDeviceAndDtype(op, { a, b });
+  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  if (a.ndim < 2 || a.ndim > 3 || b.ndim < 2 || b.ndim > 3) {
+    throw new DenotronError(
+      `${op}: operands must be 2-D or 3-D, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,
+    );
+  }
+  const batch = a.ndim === 3 ? a.shape[0] : 1;
+  if (b.ndim === 3 && (a.ndim !== 3 || b.shape[0] !== batch)) {
+    throw new DenotronError(
+      `${op}: batch sizes of ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`,
+    );
+  }
+  const [ar, ac] = a.shape.slice(-2);
+  const [br, bc] = b.shape.slice(-2);
+  const M = transA ? ac : ar, K = transA ? ar : ac;
+  const Kb = transB ? bc : br, N = transB ? br : bc;
+  if (K !== Kb) {
+    throw new DenotronError(
+      `${op}: inner dimensions differ: op(a) is ${M}x${K} (a ${fmtShape(a.shape)}${
+        transA ? " transposed" : ""
+      }), op(b) is ${Kb}x${N} (b ${fmtShape(b.shape)}${transB ? " transposed" : ""})`,
+    );
+  }
+  const strideA = M * K, strideB = b.ndim === 3 ? K * N : 0;
+  const out = Tensor.empty(a.ndim === 3 ? [batch, M, N] : [M, N], {
+    dtype: a.dtype,
+    device: a.device,
+  });
+  gemm({
+    transA,
+    transB,
+    M,
+    N,
+    K,
+    a,
+    lda: ac,
+    strideA,
+    b,
+    ldb: bc,
+    strideB,
+    beta: 0,
+    c: out,
+    ldc: N,
+    strideC: M * N,
+    batch,
+  });
+  return record(out, {
+    name: op,
+    inputs: [a, b],
+    backward(g) {
+      if (needsGrad(a)) {
+        const da = gradOf(a);
+        if (!transA) { // dA(M,K) += g(M,N) op(B)ᵀ
+          gemm({
+            transA: false,
+            transB: !transB,
+            M,
+            N: K,
+            K: N,
+            a: g,
+            lda: N,
+            strideA: M * N,
+            b,
+            ldb: bc,
+            strideB,
+            beta: 1,
+            c: da,
+            ldc: K,
+            strideC: strideA,
+            batch,
+          });
+        } else { // dA(K,M) += op(B) gᵀ
+          gemm({
+            transA: transB,
+            transB: true,
+            M: K,
+            N: M,
+            K: N,
+            a: b,
+            lda: bc,
+            strideA: strideB,
+            b: g,
+            ldb: N,
+            strideB: M * N,
+            beta: 1,
+            c: da,
+            ldc: M,
+            strideC: strideA,
+            batch,
+          });
+        }
+      }
+      if (needsGrad(b)) {
+        const db = gradOf(b);
+        if (!transB) { // dB(K,N) += op(A)ᵀ g
+          gemm({
+            transA: !transA,
+            transB: false,
+            M: K,
+            N,
+            K: M,
+            a,
+            lda: ac,
+            strideA,
+            b: g,
+            ldb: N,
+            strideB: M * N,
+            beta: 1,
+            c: db,
+            ldc: N,
+            strideC: strideB,
+            batch,
+          });
+        } else { // dB(N,K) += gᵀ op(A)
+          gemm({
+            transA: true,
+            transB: transA,
+            M: N,
+            N: K,
+            K: M,
+            a: g,
+            lda: N,
+            strideA: M * N,
+            b: a,
+            ldb: ac,
+            strideB: strideA,
+            beta: 1,
+            c: db,
+            ldc: K,
+            strideC: strideB,
+            batch,
+          });
+        }
+      }
+    },
+  });
+}

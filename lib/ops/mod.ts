@@ -1,0 +1,12 @@
+/**
+ * The fused ops, one file per family, each with forward and backward.
+ *
+ * @module
+ */
+export { attention } from "./attention.ts";
+export { crossEntropy } from "./crossentropy.ts";
+export { add, dropout } from "./elementwise.ts";
+export { embedding } from "./embedding.ts";
+export { biasGelu } from "./gelu.ts";
+export { layernorm } from "./layernorm.ts";
+export { linear, matmul, type MatmulOptions } from "./matmul.ts";

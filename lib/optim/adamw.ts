@@ -1,0 +1,123 @@
+/**
+ * defines: AdamW — decoupled weight decay Adam over every parameter in one native call.
+ *
+ * @module
+ */
+import { DenotronError } from "../errors.ts";
+import type { FlatParameters } from "../nn/module.ts";
+import { DTYPE_CODE, Tensor } from "../tensor.ts";
+
+/** AdamW hyper-parameters. Defaults are Megatron-LM's. */
+export interface AdamWOptions {
+  /** @default 1e-4 */
+  lr?: number;
+  /** @default 0.9 */
+  beta1?: number;
+  /** @default 0.999 */
+  beta2?: number;
+  /** @default 1e-8 */
+  eps?: number;
+  /** Applied to matrices only (biases and norm gains are never decayed). @default 0.01 */
+  weightDecay?: number;
+}
+
+/**
+ * AdamW with fp32 moments laid out like the flat parameter buffer. Each `step()` is a
+ * single `dn_adamw` call over all tensors; the pointer lists are built once.
+ *
+ * @example
+ * ```ts
+ * import { GPT, GPT_PRESETS } from "../nn/gpt.ts";
+ * import { AdamW } from "./adamw.ts";
+ * const model = new GPT(GPT_PRESETS.tiny);
+ * const opt = new AdamW(model.params, { lr: 1e-3 });
+ * opt.step(); // gradients are zero here, so only weight decay acts
+ * opt.dispose();
+ * model.dispose();
+ * ```
+ */
+export class AdamW {
+  readonly options: Required<AdamWOptions>;
+  /** Steps taken (bias correction uses step + 1 for the next one). */
+  stepCount = 0;
+  /** First moments, same layout as the parameters. */
+  readonly m: Tensor;
+  /** Second moments. */
+  readonly v: Tensor;
+  readonly #params: FlatParameters;
+  readonly #lists: {
+    n: bigint;
+    params: BigUint64Array;
+    grads: BigUint64Array;
+    m: BigUint64Array;
+    v: BigUint64Array;
+    sizes: BigInt64Array;
+    wd: Float32Array;
+  };
+
+  constructor(params: FlatParameters, opts: AdamWOptions = {}) {
+    this.options = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, ...opts };
+    const o = this.options;
+    if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1)) {
+      throw new DenotronError(`AdamW: betas must be in [0, 1), got (${o.beta1}, ${o.beta2})`);
+    }
+    if (!(o.eps > 0) || !(o.lr >= 0) || !(o.weightDecay >= 0)) {
+      throw new DenotronError(
+        `AdamW: need eps > 0, lr >= 0, weightDecay >= 0; got eps=${o.eps} lr=${o.lr} weightDecay=${o.weightDecay}`,
+      );
+    }
+    this.#params = params;
+    const device = params.data.device;
+    this.m = Tensor.zeros(params.data.shape, { device });
+    this.v = Tensor.zeros(params.data.shape, { device });
+    const n = params.entries.length;
+    const at = (base: Tensor, offset: number) => base.address + BigInt(offset * 4);
+    this.#lists = {
+      n: BigInt(n),
+      params: BigUint64Array.from(params.entries, (e) => at(params.data, e.offset)),
+      grads: BigUint64Array.from(params.entries, (e) => at(params.grad, e.offset)),
+      m: BigUint64Array.from(params.entries, (e) => at(this.m, e.offset)),
+      v: BigUint64Array.from(params.entries, (e) => at(this.v, e.offset)),
+      sizes: BigInt64Array.from(params.entries, (e) => BigInt(e.tensor.numel)),
+      wd: Float32Array.from(params.entries, (e) => (e.weightDecay ? o.weightDecay : 0)),
+    };
+  }
+
+  /**
+   * Applies one update from the current gradients.
+   *
+   * @param lr this step's learning rate @default options.lr
+   * @param gradScale multiplies the gradients first (clipping, loss-scale unscaling) @default 1
+   */
+  step(lr = this.options.lr, gradScale = 1): void {
+    const o = this.options;
+    const l = this.#lists;
+    this.stepCount++;
+    const lib = this.m.device.lib;
+    lib.check(
+      lib.sym.dn_adamw(
+        DTYPE_CODE[this.#params.data.dtype],
+        l.n,
+        l.params,
+        l.grads,
+        l.m,
+        l.v,
+        l.sizes,
+        l.wd,
+        lr,
+        o.beta1,
+        o.beta2,
+        o.eps,
+        BigInt(this.stepCount),
+        gradScale,
+      ),
+      "AdamW.step",
+    );
+  }
+
+  /** Frees the moment buffers. */
+  dispose(): void {
+    this.m.dispose();
+    this.v.dispose();
+  }
+}

@@ -1,0 +1,492 @@
+/**
+ * Tensor = (storage handle, dtype, shape, device). Storage is native memory from the
+ * device's caching allocator, shared by views and released when its last tensor is
+ * disposed. Release is explicit: `dispose()`, `using`, or {@linkcode tidy}; a
+ * FinalizationRegistry frees what a program forgot, as a backstop only.
+ *
+ * @module
+ */
+import { type Device, device as getDevice } from "./device.ts";
+import { DenotronError, fmtShape } from "./errors.ts";
+import type { Node } from "./autograd.ts";
+
+/** Element types. Index tensors (tokens, targets) are i32. */
+export type DType = "f32" | "bf16" | "f16" | "i32";
+
+/** The ABI's dtype codes (kernels/include/denotron.h). */
+export const DTYPE_CODE: Record<DType, number> = { f32: 0, bf16: 1, f16: 2, i32: 3 };
+/** Bytes per element. */
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, i32: 4 };
+
+/** Native memory shared by a tensor and its views. */
+class Storage {
+  readonly device: Device;
+  readonly bytes: number;
+  ptr: Deno.PointerObject | null;
+  refs = 1;
+
+  constructor(device: Device, bytes: number) {
+    this.device = device;
+    this.bytes = bytes;
+    const out = new BigUint64Array(1);
+    device.lib.check(device.lib.sym.dn_malloc(BigInt(bytes), out), `allocating ${bytes} bytes`);
+    this.ptr = Deno.UnsafePointer.create(out[0]);
+  }
+
+  release(): void {
+    if (--this.refs > 0 || this.ptr === null) return;
+    this.device.lib.check(this.device.lib.sym.dn_free(this.ptr), "dn_free");
+    this.ptr = null;
+  }
+}
+
+const backstop = new FinalizationRegistry<Storage>((s) => s.release());
+
+/** Tensors created inside each open {@linkcode tidy} scope, innermost last. */
+const scopes: Set<Tensor>[] = [];
+
+function numelOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function checkShape(shape: readonly number[], what: string): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) {
+      throw new DenotronError(
+        `${what}: shape ${fmtShape(shape)} has a dimension that is not a non-negative integer`,
+      );
+    }
+  }
+}
+
+/** Options for creating a tensor. */
+export interface TensorOptions {
+  /** @default "f32" */
+  dtype?: DType;
+  /** @default device() */
+  device?: Device;
+  /** Whether backward() should compute a gradient for this tensor. @default false */
+  requiresGrad?: boolean;
+}
+
+/**
+ * An n-dimensional array in native memory.
+ *
+ * @example
+ * ```ts
+ * import { Tensor } from "./tensor.ts";
+ * using t = Tensor.fromArray([1, 2, 3, 4], [2, 2]);
+ * console.log(t.toArray()); // Float32Array [1, 2, 3, 4]
+ * ```
+ */
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  /** Elements (product of the shape). */
+  readonly numel: number;
+  /** Whether backward() computes a gradient for this tensor. */
+  requiresGrad: boolean;
+  /** The accumulated gradient (leaves) after backward(). */
+  grad: Tensor | null = null;
+  /** The op that produced this tensor, while the graph is alive. */
+  gradFn: Node | null = null;
+  /** An optional name, used in messages and state dicts. */
+  name?: string;
+  #storage: Storage | null;
+  #byteOffset: number;
+  #ptr: Deno.PointerObject | null = null;
+  #device: Device;
+
+  private constructor(
+    storage: Storage | null,
+    device: Device,
+    byteOffset: number,
+    shape: readonly number[],
+    dtype: DType,
+    requiresGrad: boolean,
+  ) {
+    this.#storage = storage;
+    this.#device = device;
+    this.#byteOffset = byteOffset;
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.numel = numelOf(shape);
+    this.requiresGrad = requiresGrad;
+    if (storage) {
+      backstop.register(this, storage, this);
+      scopes.at(-1)?.add(this);
+    }
+  }
+
+  /** An uninitialised tensor. */
+  static empty(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+    checkShape(shape, "Tensor.empty");
+    const dtype = opts.dtype ?? "f32";
+    const dev = opts.device ?? getDevice();
+    const storage = new Storage(dev, Math.max(numelOf(shape) * DTYPE_BYTES[dtype], 1));
+    return new Tensor(storage, dev, 0, shape, dtype, opts.requiresGrad ?? false);
+  }
+
+  /** A tensor of zeros. */
+  static zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+    const t = Tensor.empty(shape, opts);
+    t.zero_();
+    return t;
+  }
+
+  /** A tensor filled with `value`. */
+  static full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
+    const t = Tensor.empty(shape, opts);
+    t.fill_(value);
+    return t;
+  }
+
+  /**
+   * Normal(mean, std) values from the counter-based generator: the same (seed, offset)
+   * gives the same values on every device and thread count.
+   */
+  static randn(
+    shape: readonly number[],
+    opts: TensorOptions & { seed?: number; offset?: number; mean?: number; std?: number } = {},
+  ): Tensor {
+    const t = Tensor.empty(shape, opts);
+    const lib = t.device.lib;
+    lib.check(
+      lib.sym.dn_fill_normal(
+        DTYPE_CODE[t.dtype],
+        t.ptr,
+        BigInt(t.numel),
+        opts.mean ?? 0,
+        opts.std ?? 1,
+        BigInt(opts.seed ?? 0),
+        BigInt(opts.offset ?? 0),
+      ),
+      "Tensor.randn",
+    );
+    return t;
+  }
+
+  /** Copies host data into a new tensor. i32 tensors take integers. */
+  static fromArray(
+    data: ArrayLike<number>,
+    shape?: readonly number[],
+    opts: TensorOptions = {},
+  ): Tensor {
+    const dtype = opts.dtype ?? (data instanceof Int32Array ? "i32" : "f32");
+    const s = shape ?? [data.length];
+    if (numelOf(s) !== data.length) {
+      throw new DenotronError(
+        `Tensor.fromArray: ${data.length} values do not fill shape ${fmtShape(s)} (${
+          numelOf(s)
+        } elements)`,
+      );
+    }
+    if (dtype !== "f32" && dtype !== "i32") {
+      throw new DenotronError(
+        `Tensor.fromArray: dtype ${dtype} needs a conversion kernel; create f32 and cast`,
+      );
+    }
+    const t = Tensor.empty(s, { ...opts, dtype });
+    const host = dtype === "i32" ? Int32Array.from(data) : Float32Array.from(data);
+    if (dtype === "i32" && !(data instanceof Int32Array)) {
+      for (let i = 0; i < data.length; i++) {
+        if (!Number.isInteger(data[i]) || host[i] !== data[i]) {
+          throw new DenotronError(
+            `Tensor.fromArray: value ${data[i]} at index ${i} is not an int32`,
+          );
+        }
+      }
+    }
+    t.copyFromHost(host);
+    return t;
+  }
+
+  /** A tensor with no memory yet, bound later by a parameter store. @internal */
+  static placeholder(
+    shape: readonly number[],
+    dtype: DType,
+    device: Device,
+    requiresGrad: boolean,
+  ): Tensor {
+    checkShape(shape, "parameter");
+    return new Tensor(null, device, 0, shape, dtype, requiresGrad);
+  }
+
+  /** Points a placeholder (or re-points a tensor) at a slice of `base`. @internal */
+  bindTo(base: Tensor, elementOffset: number): void {
+    if (base.dtype !== this.dtype) {
+      throw new DenotronError(
+        `bindTo: dtype ${this.dtype} does not match the buffer's ${base.dtype}`,
+      );
+    }
+    if (elementOffset + this.numel > base.numel) {
+      throw new DenotronError(
+        `bindTo: ${this.numel} elements at ${elementOffset} overrun a buffer of ${base.numel}`,
+      );
+    }
+    const storage = base.#storageOrThrow("bindTo");
+    storage.refs++;
+    if (this.#storage) {
+      backstop.unregister(this);
+      this.#storage.release();
+    }
+    this.#storage = storage;
+    this.#device = base.#device;
+    this.#byteOffset = base.#byteOffset + elementOffset * DTYPE_BYTES[this.dtype];
+    this.#ptr = null;
+    backstop.register(this, storage, this);
+  }
+
+  /** A view of `numel(shape)` elements starting at `elementOffset`, sharing storage. */
+  view(shape: readonly number[], elementOffset = 0): Tensor {
+    checkShape(shape, "view");
+    const n = numelOf(shape);
+    if (elementOffset < 0 || elementOffset + n > this.numel) {
+      throw new DenotronError(
+        `view: shape ${
+          fmtShape(shape)
+        } at offset ${elementOffset} does not fit in a tensor of ${this.numel} elements ${
+          fmtShape(this.shape)
+        }`,
+      );
+    }
+    const storage = this.#storageOrThrow("view");
+    storage.refs++;
+    return new Tensor(
+      storage,
+      this.#device,
+      this.#byteOffset + elementOffset * DTYPE_BYTES[this.dtype],
+      shape,
+      this.dtype,
+      false,
+    );
+  }
+
+  /** The same data with another shape of the same size (a view; no gradient flows). */
+  reshape(shape: readonly number[]): Tensor {
+    if (numelOf(shape) !== this.numel) {
+      throw new DenotronError(`reshape: cannot view ${fmtShape(this.shape)} as ${fmtShape(shape)}`);
+    }
+    return this.view(shape);
+  }
+
+  get device(): Device {
+    return this.#device;
+  }
+
+  /** Bytes of data (not counting allocator rounding). */
+  get bytes(): number {
+    return this.numel * DTYPE_BYTES[this.dtype];
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  /** True once dispose() has run (or before a placeholder is bound). */
+  get disposed(): boolean {
+    return this.#storage === null || this.#storage.ptr === null;
+  }
+
+  #storageOrThrow(what: string): Storage {
+    if (!this.#storage) {
+      throw new DenotronError(
+        `${what}: tensor ${this.describe()} has no memory (disposed or unbound)`,
+      );
+    }
+    if (this.#storage.ptr === null) {
+      throw new DenotronError(`${what}: tensor ${this.describe()} was disposed`);
+    }
+    return this.#storage;
+  }
+
+  /** The native pointer to the first element (valid until dispose). */
+  get ptr(): Deno.PointerObject {
+    if (this.#ptr && this.#storage?.ptr) return this.#ptr;
+    const s = this.#storageOrThrow("ptr");
+    this.#ptr = this.#byteOffset === 0
+      ? s.ptr!
+      : Deno.UnsafePointer.offset(s.ptr!, this.#byteOffset)!;
+    return this.#ptr;
+  }
+
+  /** The pointer as a number, for the ABI's host arrays of pointers. */
+  get address(): bigint {
+    return Deno.UnsafePointer.value(this.ptr) as bigint;
+  }
+
+  /** Releases this tensor's hold on its storage. Safe to call twice. */
+  dispose(): void {
+    if (!this.#storage) return;
+    backstop.unregister(this);
+    const s = this.#storage;
+    this.#storage = null;
+    this.#ptr = null;
+    for (const scope of scopes) scope.delete(this);
+    s.release();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Sets every element to zero, in place. */
+  zero_(): this {
+    const lib = this.device.lib;
+    lib.check(lib.sym.dn_memset_zero(this.ptr, BigInt(this.bytes)), "zero_");
+    return this;
+  }
+
+  /** Sets every element to `value`, in place. */
+  fill_(value: number): this {
+    const lib = this.device.lib;
+    lib.check(
+      lib.sym.dn_fill(DTYPE_CODE[this.dtype], this.ptr, BigInt(this.numel), value),
+      "fill_",
+    );
+    return this;
+  }
+
+  /** Copies host values into this tensor (same element count and type). */
+  copyFromHost(data: Float32Array | Int32Array): this {
+    if (data.length !== this.numel) {
+      throw new DenotronError(
+        `copyFromHost: ${data.length} values for a tensor of ${this.numel} ${fmtShape(this.shape)}`,
+      );
+    }
+    const want = this.dtype === "i32" ? Int32Array : Float32Array;
+    if (!(data instanceof want)) {
+      throw new DenotronError(`copyFromHost: a ${this.dtype} tensor needs a ${want.name}`);
+    }
+    const lib = this.device.lib;
+    lib.check(lib.sym.dn_memcpy_h2d(this.ptr, data, BigInt(this.bytes)), "copyFromHost");
+    return this;
+  }
+
+  /** Copies another tensor's values into this one (same shape and dtype). */
+  copy_(src: Tensor): this {
+    if (src.numel !== this.numel || src.dtype !== this.dtype) {
+      throw new DenotronError(
+        `copy_: source ${src.describe()} does not match destination ${this.describe()}`,
+      );
+    }
+    const lib = this.device.lib;
+    lib.check(lib.sym.dn_memcpy_d2d(this.ptr, src.ptr, BigInt(this.bytes)), "copy_");
+    return this;
+  }
+
+  /** A host copy of the values. */
+  toArray(): Float32Array | Int32Array {
+    if (this.dtype !== "f32" && this.dtype !== "i32") {
+      throw new DenotronError(`toArray: dtype ${this.dtype} needs a conversion kernel`);
+    }
+    const out = this.dtype === "i32" ? new Int32Array(this.numel) : new Float32Array(this.numel);
+    const lib = this.device.lib;
+    lib.check(lib.sym.dn_memcpy_d2h(out, this.ptr, BigInt(this.bytes)), "toArray");
+    return out;
+  }
+
+  /** The value of a one-element tensor. */
+  item(): number {
+    if (this.numel !== 1) {
+      throw new DenotronError(`item: tensor ${this.describe()} has ${this.numel} elements, not 1`);
+    }
+    return this.toArray()[0];
+  }
+
+  /** Runs backpropagation from this tensor. See {@linkcode backward} in autograd.ts. */
+  backward(grad?: Tensor): void {
+    backwardImpl!(this, grad);
+  }
+
+  /** "f32[2, 3] on cpu" */
+  describe(): string {
+    return `${this.name ? this.name + " " : ""}${this.dtype}${
+      fmtShape(this.shape)
+    } on ${this.#device.name}`;
+  }
+
+  toString(): string {
+    const head = `Tensor(${this.describe()}${this.requiresGrad ? ", requiresGrad" : ""}${
+      this.gradFn ? `, gradFn=${this.gradFn.name}` : ""
+    })`;
+    if (this.disposed) return `${head} <disposed>`;
+    if (this.dtype !== "f32" && this.dtype !== "i32") return head;
+    const n = Math.min(this.numel, 8);
+    const out = this.dtype === "i32" ? new Int32Array(n) : new Float32Array(n);
+    const lib = this.device.lib;
+    lib.check(lib.sym.dn_memcpy_d2h(out, this.ptr, BigInt(n * 4)), "toString");
+    const values = Array.from(out, (v) => Number.isInteger(v) ? String(v) : v.toPrecision(4));
+    return `${head} [${values.join(", ")}${this.numel > n ? ", …" : ""}]`;
+  }
+
+  [Symbol.for("Deno.customInspect")](): string {
+    return this.toString();
+  }
+}
+
+/** Set by autograd.ts, which imports this module (a cycle broken at call time). */
+let backwardImpl: ((t: Tensor, grad?: Tensor) => void) | undefined;
+/** @internal */
+export function registerBackward(fn: (t: Tensor, grad?: Tensor) => void): void {
+  backwardImpl = fn;
+}
+
+type Kept = Tensor | Kept[] | { [k: string]: Kept } | number | string | boolean | null | undefined;
+
+function collect(value: unknown, into: Set<Tensor>): void {
+  if (value instanceof Tensor) into.add(value);
+  else if (Array.isArray(value)) { for (const v of value) collect(v, into); }
+  else if (
+    value && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype
+  ) {
+    for (const v of Object.values(value)) collect(v, into);
+  }
+}
+
+/**
+ * Runs `fn` and disposes every tensor created inside it, except the tensors it
+ * returns (directly, in an array or in a plain object) and those passed to
+ * {@linkcode keep}. Scopes nest.
+ *
+ * @param fn the work; must be synchronous
+ * @returns what fn returned
+ * @example
+ * ```ts
+ * import { Tensor, tidy } from "./tensor.ts";
+ * const kept = tidy(() => {
+ *   const a = Tensor.full([4], 2);
+ *   return Tensor.full([4], a.item === undefined ? 0 : 3);
+ * });
+ * console.log(kept.toArray());
+ * kept.dispose();
+ * ```
+ */
+export function tidy<T extends Kept | void>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    for (const t of scope) t.dispose();
+    throw e;
+  } finally {
+    scopes.pop();
+  }
+  const keepers = new Set<Tensor>();
+  collect(result, keepers);
+  for (const t of scope) {
+    if (keepers.has(t)) scopes.at(-1)?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Takes a tensor out of the enclosing tidy scopes, so they do not dispose it. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const scope of scopes) scope.delete(t);
+  return t;
+}
