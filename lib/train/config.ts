@@ -1,0 +1,490 @@
+/**
+ * The training configuration: typed defaults, a YAML file, command-line
+ * overrides, and validation whose errors name the key and the way out.
+ *
+ * defines: TrainConfig, DEFAULT_CONFIG, loadConfig, configFromObject,
+ *          applyOverrides, parseArgsToOverrides, validateConfig, ConfigError
+ *
+ * Keys follow Megatron-LM's arguments in camelCase (`--train-iters` ->
+ * `trainIters`); the model keys use the model's own names (nLayer, nHead,
+ * nEmbd), with Megatron's (numLayers, numAttentionHeads, hiddenSize) accepted
+ * as aliases. Every key is unique across sections, so a YAML file may nest keys
+ * under their section or list them flat, and `--key value` needs no section.
+ *
+ * @module
+ */
+
+import { parse as parseYaml } from "yaml";
+import { parseSplit } from "../data/gpt_dataset.ts";
+
+/** Model shape. */
+export interface ModelConfig {
+  /** Transformer blocks. */
+  nLayer: number;
+  /** Attention heads. */
+  nHead: number;
+  /** Hidden size. */
+  nEmbd: number;
+  /** Vocabulary; null takes the tokenizer's. */
+  vocabSize: number | null;
+  /** Tokens per sample. */
+  seqLength: number;
+  /** Dropout probability. */
+  dropout: number;
+}
+
+/** Optimization. */
+export interface TrainingConfig {
+  microBatchSize: number;
+  globalBatchSize: number;
+  trainIters: number;
+  lr: number;
+  minLr: number;
+  lrWarmupIters: number;
+  lrDecayStyle: "cosine" | "linear" | "constant";
+  /** Null decays over all of trainIters. */
+  lrDecayIters: number | null;
+  weightDecay: number;
+  adamBeta1: number;
+  adamBeta2: number;
+  adamEps: number;
+  /** Gradient-norm clip; 0 turns clipping off. */
+  clipGrad: number;
+  seed: number;
+}
+
+/** Parallel layout. */
+export interface ParallelConfig {
+  tensorModelParallelSize: number;
+  pipelineModelParallelSize: number;
+}
+
+/** Evaluation. */
+export interface EvalConfig {
+  evalInterval: number;
+  evalIters: number;
+}
+
+/** Checkpoints. */
+export interface CheckpointConfig {
+  /** Directory to save to; null saves nothing. */
+  save: string | null;
+  saveInterval: number;
+  /** Checkpoints kept; older ones are removed. */
+  keepLast: number;
+  /** Directory to resume from; null starts fresh. */
+  load: string | null;
+}
+
+/** Logging. */
+export interface LoggingConfig {
+  logInterval: number;
+}
+
+/** Data. */
+export interface DataConfig {
+  /** Indexed dataset prefix; null uses the built-in corpus. */
+  dataPath: string | null;
+  /** Train / valid / test weights, "969,30,1" style. */
+  split: string;
+  tokenizer: "gpt2" | "byte";
+}
+
+/** Everything a training run needs to know. */
+export interface TrainConfig {
+  model: ModelConfig;
+  training: TrainingConfig;
+  parallel: ParallelConfig;
+  eval: EvalConfig;
+  checkpoints: CheckpointConfig;
+  logging: LoggingConfig;
+  data: DataConfig;
+}
+
+/** The default run: a small GPT on the built-in corpus (frozen: copy to change). */
+export const DEFAULT_CONFIG: Readonly<TrainConfig> = deepFreeze<TrainConfig>({
+  model: { nLayer: 4, nHead: 4, nEmbd: 256, vocabSize: null, seqLength: 256, dropout: 0 },
+  training: {
+    microBatchSize: 8,
+    globalBatchSize: 8,
+    trainIters: 1000,
+    lr: 1e-3,
+    minLr: 1e-4,
+    lrWarmupIters: 50,
+    lrDecayStyle: "cosine",
+    lrDecayIters: null,
+    weightDecay: 0.1,
+    adamBeta1: 0.9,
+    adamBeta2: 0.95,
+    adamEps: 1e-8,
+    clipGrad: 1.0,
+    seed: 1234,
+  },
+  parallel: { tensorModelParallelSize: 1, pipelineModelParallelSize: 1 },
+  eval: { evalInterval: 100, evalIters: 20 },
+  checkpoints: { save: "checkpoints", saveInterval: 500, keepLast: 3, load: null },
+  logging: { logInterval: 10 },
+  data: { dataPath: null, split: "95,5,0", tokenizer: "byte" },
+});
+
+function deepFreeze<T extends object>(o: T): Readonly<T> {
+  for (const v of Object.values(o)) if (v !== null && typeof v === "object") deepFreeze(v);
+  return Object.freeze(o);
+}
+
+type Section = keyof TrainConfig;
+type Kind = "int" | "number" | "string" | "bool";
+
+interface KeySpec {
+  section: Section;
+  kind: Kind;
+  nullable?: boolean;
+  /** Smallest allowed value. */
+  min?: number;
+  /** Values above `min` only. */
+  exclusiveMin?: boolean;
+  max?: number;
+  choices?: readonly string[];
+}
+
+const int = (section: Section, min = 0, extra: Partial<KeySpec> = {}): KeySpec => ({
+  section,
+  kind: "int",
+  min,
+  ...extra,
+});
+const num = (section: Section, min = 0, extra: Partial<KeySpec> = {}): KeySpec => ({
+  section,
+  kind: "number",
+  min,
+  ...extra,
+});
+
+/** Every key, its section, type and range. */
+const SPEC: Record<string, KeySpec> = {
+  nLayer: int("model", 1),
+  nHead: int("model", 1),
+  nEmbd: int("model", 1),
+  vocabSize: int("model", 1, { nullable: true }),
+  seqLength: int("model", 1),
+  dropout: num("model", 0, { max: 1 }),
+  microBatchSize: int("training", 1),
+  globalBatchSize: int("training", 1),
+  trainIters: int("training", 1),
+  lr: num("training", 0, { exclusiveMin: true }),
+  minLr: num("training", 0),
+  lrWarmupIters: int("training", 0),
+  lrDecayStyle: { section: "training", kind: "string", choices: ["cosine", "linear", "constant"] },
+  lrDecayIters: int("training", 1, { nullable: true }),
+  weightDecay: num("training", 0),
+  adamBeta1: num("training", 0, { max: 1 }),
+  adamBeta2: num("training", 0, { max: 1 }),
+  adamEps: num("training", 0, { exclusiveMin: true }),
+  clipGrad: num("training", 0),
+  seed: int("training", 0),
+  tensorModelParallelSize: int("parallel", 1),
+  pipelineModelParallelSize: int("parallel", 1),
+  evalInterval: int("eval", 1),
+  evalIters: int("eval", 0),
+  save: { section: "checkpoints", kind: "string", nullable: true },
+  saveInterval: int("checkpoints", 1),
+  keepLast: int("checkpoints", 1),
+  load: { section: "checkpoints", kind: "string", nullable: true },
+  logInterval: int("logging", 1),
+  dataPath: { section: "data", kind: "string", nullable: true },
+  split: { section: "data", kind: "string" },
+  tokenizer: { section: "data", kind: "string", choices: ["gpt2", "byte"] },
+};
+
+/** Megatron's names for keys that we spell differently. */
+const ALIASES: Record<string, string> = {
+  numLayers: "nLayer",
+  numAttentionHeads: "nHead",
+  hiddenSize: "nEmbd",
+  paddedVocabSize: "vocabSize",
+  tokenizerType: "tokenizer",
+};
+
+/** A configuration mistake, phrased as a sentence that names the key. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** `train-iters`, `train_iters` and `trainIters` all become `trainIters`. */
+function camel(key: string): string {
+  return key.replace(/[-_]+([a-zA-Z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0];
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j];
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length];
+}
+
+/** The closest known key, if close enough to be a likely typo. */
+function closestKey(key: string): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of [...Object.keys(SPEC), ...Object.keys(ALIASES), ...Object.keys(DEFAULT_CONFIG)]) {
+    const d = editDistance(key.toLowerCase(), k.toLowerCase());
+    if (d < bestD) (bestD = d, best = k);
+  }
+  return bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+function resolveKey(raw: string, where: string, shown = raw): string {
+  const key = camel(raw);
+  const canonical = ALIASES[key] ?? key;
+  if (canonical in SPEC) return canonical;
+  const hint = closestKey(key);
+  throw new ConfigError(
+    `${where}unknown key "${shown}"` +
+      (hint ? `; did you mean "${hint}"?` : `; known keys: ${Object.keys(SPEC).join(", ")}`),
+  );
+}
+
+/** Checks and converts one value (strings from the command line are parsed). */
+function coerce(key: string, value: unknown, where: string): unknown {
+  const spec = SPEC[key];
+  const fail = (expected: string): never => {
+    const shown = typeof value === "string" ? `'${value}'` : JSON.stringify(value);
+    throw new ConfigError(`${where}${key}: expected ${expected}, got ${shown}`);
+  };
+  if (value === null || value === "null" || value === "none") {
+    if (spec.nullable) return null;
+    if (value === null) fail(`a value (${key} cannot be null)`);
+  }
+  let v: unknown = value;
+  switch (spec.kind) {
+    case "int":
+    case "number": {
+      if (typeof v === "string" && v.trim() !== "") v = Number(v);
+      const what = spec.kind === "int" ? "an integer" : "a number";
+      if (typeof v !== "number" || !Number.isFinite(v)) fail(what);
+      if (spec.kind === "int" && !Number.isInteger(v)) fail(what);
+      const n = v as number;
+      if (spec.min !== undefined && (n < spec.min || (spec.exclusiveMin && n === spec.min))) {
+        fail(`${what} ${spec.exclusiveMin ? ">" : ">="} ${spec.min}`);
+      }
+      if (spec.max !== undefined && n > spec.max) fail(`${what} <= ${spec.max}`);
+      return n;
+    }
+    case "bool":
+      if (v === "true" || v === true) return true;
+      if (v === "false" || v === false) return false;
+      return fail("true or false");
+    case "string":
+      if (typeof v === "number") v = String(v);
+      if (typeof v !== "string") fail("a string");
+      if (spec.choices && !spec.choices.includes(v as string)) {
+        fail(`one of ${spec.choices.join(", ")}`);
+      }
+      return v;
+  }
+}
+
+function clone(c: Readonly<TrainConfig>): TrainConfig {
+  return structuredClone(c) as TrainConfig;
+}
+
+function setKey(config: TrainConfig, key: string, value: unknown): void {
+  (config[SPEC[key].section] as unknown as Record<string, unknown>)[key] = value;
+}
+
+/**
+ * Applies overrides given as `{key: value}` (flat; any spelling of a key).
+ *
+ * @param config the configuration to start from (not modified)
+ * @param overrides values by key; strings are parsed for numeric keys
+ * @param source where they came from, for errors ("command line", a file)
+ * @returns the new configuration
+ * @example
+ * ```ts
+ * import { applyOverrides, DEFAULT_CONFIG } from "./config.ts";
+ * applyOverrides(DEFAULT_CONFIG, { "train-iters": "100" }, "cli").training.trainIters; // 100
+ * ```
+ */
+export function applyOverrides(
+  config: Readonly<TrainConfig>,
+  overrides: Record<string, unknown>,
+  source: string,
+): TrainConfig {
+  const out = clone(config);
+  const where = source ? `${source}: ` : "";
+  for (const [raw, value] of Object.entries(overrides)) {
+    const key = resolveKey(raw, where);
+    setKey(out, key, coerce(key, value, where));
+  }
+  return out;
+}
+
+/**
+ * Builds a configuration from a parsed YAML document: keys nested under their
+ * section (`training: {lr: ...}`) or flat (`lr: ...`), defaults for the rest.
+ *
+ * @param doc the parsed document (an object, or null for an empty file)
+ * @param source file name for errors
+ * @param base the defaults
+ * @default base DEFAULT_CONFIG
+ * @returns the validated configuration
+ */
+export function configFromObject(
+  doc: unknown,
+  source: string,
+  base: Readonly<TrainConfig> = DEFAULT_CONFIG,
+): TrainConfig {
+  if (doc === null || doc === undefined) return clone(base);
+  if (typeof doc !== "object" || Array.isArray(doc)) {
+    throw new ConfigError(`${source}: expected a mapping of keys to values at the top level`);
+  }
+  const flat: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
+    if (k in DEFAULT_CONFIG && v !== null && typeof v === "object" && !Array.isArray(v)) {
+      for (const [inner, x] of Object.entries(v as Record<string, unknown>)) {
+        const key = resolveKey(inner, `${source}: `, `${k}.${inner}`);
+        if (SPEC[key].section !== k) {
+          throw new ConfigError(
+            `${source}: ${k}.${inner}: "${key}" belongs in section "${SPEC[key].section}"`,
+          );
+        }
+        flat[key] = x;
+      }
+    } else {
+      flat[k] = v;
+    }
+  }
+  const config = applyOverrides(base, flat, source);
+  validateConfig(config, source);
+  return config;
+}
+
+/**
+ * Turns `--key value`, `--key=value` and bare `--flag` (true) into overrides.
+ *
+ * @param args command-line words
+ * @returns overrides by raw key, and the `--config` file if one was named
+ * @example
+ * ```ts
+ * import { parseArgsToOverrides } from "./config.ts";
+ * parseArgsToOverrides(["--lr", "3e-4", "--train-iters=100"]).overrides;
+ * // { lr: "3e-4", "train-iters": "100" }
+ * ```
+ */
+export function parseArgsToOverrides(
+  args: readonly string[],
+): { overrides: Record<string, string | boolean>; configFile?: string } {
+  const overrides: Record<string, string | boolean> = {};
+  let configFile: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (!arg.startsWith("--")) {
+      throw new ConfigError(`command line: unexpected "${arg}"; options look like --lr 3e-4`);
+    }
+    let key = arg.slice(2);
+    let value: string | boolean;
+    const eq = key.indexOf("=");
+    if (eq >= 0) {
+      value = key.slice(eq + 1);
+      key = key.slice(0, eq);
+    } else if (i + 1 < args.length && !/^--[a-zA-Z]/.test(args[i + 1])) {
+      value = args[++i];
+    } else {
+      value = true;
+    }
+    if (key === "config") {
+      if (typeof value !== "string") throw new ConfigError("command line: --config needs a file");
+      configFile = value;
+    } else {
+      overrides[key] = value;
+    }
+  }
+  return { overrides, configFile };
+}
+
+/**
+ * Cross-field checks.
+ *
+ * @param c the configuration
+ * @param source where it came from, for errors
+ */
+export function validateConfig(c: Readonly<TrainConfig>, source: string): void {
+  const where = source ? `${source}: ` : "";
+  const fail = (msg: string): never => {
+    throw new ConfigError(where + msg);
+  };
+  const { model: m, training: t, parallel: p } = c;
+  if (t.globalBatchSize % t.microBatchSize !== 0) {
+    fail(
+      `globalBatchSize ${t.globalBatchSize} is not a multiple of microBatchSize ${t.microBatchSize}`,
+    );
+  }
+  if (t.minLr > t.lr) fail(`minLr ${t.minLr} is larger than lr ${t.lr}`);
+  if (m.nEmbd % m.nHead !== 0) fail(`nEmbd ${m.nEmbd} is not divisible by nHead ${m.nHead}`);
+  if (m.nHead % p.tensorModelParallelSize !== 0) {
+    fail(
+      `tensorModelParallelSize ${p.tensorModelParallelSize} does not divide nHead ${m.nHead}`,
+    );
+  }
+  if (m.nLayer % p.pipelineModelParallelSize !== 0) {
+    fail(
+      `pipelineModelParallelSize ${p.pipelineModelParallelSize} does not divide nLayer ${m.nLayer}`,
+    );
+  }
+  const decay = t.lrDecayIters ?? t.trainIters;
+  if (t.lrWarmupIters > decay) {
+    fail(`lrWarmupIters ${t.lrWarmupIters} is longer than lrDecayIters ${decay}`);
+  }
+  if (t.adamBeta1 >= 1 || t.adamBeta2 >= 1) fail("adamBeta1 and adamBeta2 must be below 1");
+  try {
+    parseSplit(c.data.split);
+  } catch (e) {
+    fail(`split: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Defaults, then a YAML file (`--config FILE` or `file`), then command-line
+ * overrides; validated.
+ *
+ * @param options the file and the command-line words
+ * @returns the configuration
+ * @example
+ * ```ts
+ * import { loadConfig } from "./config.ts";
+ * const c = await loadConfig({ args: ["--lr", "3e-4", "--trainIters", "100"] });
+ * [c.training.lr, c.training.trainIters]; // [0.0003, 100]
+ * ```
+ */
+export async function loadConfig(
+  options: { file?: string; args?: readonly string[] } = {},
+): Promise<TrainConfig> {
+  const { overrides, configFile } = parseArgsToOverrides(options.args ?? []);
+  const file = configFile ?? options.file;
+  let config = clone(DEFAULT_CONFIG);
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (e) {
+      throw new ConfigError(`${file}: cannot read config file (${(e as Error).message})`);
+    }
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (e) {
+      throw new ConfigError(`${file}: not valid YAML (${(e as Error).message})`);
+    }
+    config = configFromObject(doc, file);
+  }
+  config = applyOverrides(config, overrides, "command line");
+  validateConfig(config, file ? `${file} + command line` : "command line");
+  return config;
+}
