@@ -153,6 +153,8 @@ export function buildCpuLibrary(variant: CpuVariant = "default"): string {
     "-O3",
     "-march=native",
     "-fopenmp",
+    // No kernel reads errno; without it sqrtf could not be inlined in vector loops.
+    "-fno-math-errno",
     "-fPIC",
     "-shared",
     "-fvisibility=hidden",

@@ -20,12 +20,19 @@ export class NativeError extends Error {
   }
 }
 
+/** Time spent in one native symbol while profiling. */
+export interface KernelTime {
+  calls: number;
+  ms: number;
+}
+
 const STATUS_NAMES = ["ok", "invalid argument", "out of memory", "unsupported", "runtime error"];
 
 /** An opened native library: its symbols plus the helpers every caller needs. */
 export class NativeLibrary {
-  /** The raw FFI symbols. Prefer the typed ops in lib/ops. */
-  readonly sym: NativeSymbols;
+  #raw: NativeSymbols;
+  #sym: NativeSymbols;
+  #profile: Map<string, KernelTime> | null = null;
   /** Path of the shared object. */
   readonly path: string;
   #lib: Deno.DynamicLibrary<typeof symbols>;
@@ -40,9 +47,46 @@ export class NativeLibrary {
           `Run 'deno task build', or set DENOTRON_CPU_LIB to a working libdenotron_cpu.so.`,
       );
     }
-    this.sym = this.#lib.symbols;
+    this.#raw = this.#sym = this.#lib.symbols;
     const abi = new Int32Array(1);
     this.check(this.sym.dn_abi_version(abi), "dn_abi_version");
+  }
+
+  /** The FFI symbols (timed while a profile is running). Prefer the typed ops in lib/ops. */
+  get sym(): NativeSymbols {
+    return this.#sym;
+  }
+
+  /**
+   * Starts timing every native call by symbol name, until {@linkcode stopProfile}.
+   * Calls are synchronous on the CPU, so wall time per call is kernel time.
+   */
+  startProfile(): void {
+    const profile = new Map<string, KernelTime>();
+    const raw = this.#raw as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const timed: Record<string, unknown> = {};
+    for (const name of Object.keys(symbols)) {
+      const fn = raw[name];
+      timed[name] = (...args: unknown[]) => {
+        const t0 = performance.now();
+        const r = fn(...args);
+        const entry = profile.get(name) ?? { calls: 0, ms: 0 };
+        entry.calls++;
+        entry.ms += performance.now() - t0;
+        profile.set(name, entry);
+        return r;
+      };
+    }
+    this.#profile = profile;
+    this.#sym = timed as unknown as NativeSymbols;
+  }
+
+  /** Stops timing and returns milliseconds and calls per symbol. */
+  stopProfile(): Map<string, KernelTime> {
+    const p = this.#profile ?? new Map();
+    this.#profile = null;
+    this.#sym = this.#raw;
+    return p;
   }
 
   /** Throws a NativeError with the library's message when status is not 0. */

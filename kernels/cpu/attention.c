@@ -57,7 +57,7 @@ dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void
           }
           float sum = 0.0f;
           for (int64_t j = 0; j <= i; j++) {
-            s[j] = expf(s[j] - mx);
+            s[j] = dn_expf(s[j] - mx);
             sum += s[j];
           }
           float inv = 1.0f / sum;
@@ -113,7 +113,7 @@ dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, co
           float D = dot(gi, oi, HS);
           for (int64_t j = 0; j <= i; j++) {
             const float *k = x + (b * T + j) * C3 + C + h * HS;
-            p[j] = expf(dot(q, k, HS) * scale - L);
+            p[j] = dn_expf(dot(q, k, HS) * scale - L);
           }
           for (int64_t j = 0; j <= i; j++) {
             const float *k = x + (b * T + j) * C3 + C + h * HS;

@@ -32,7 +32,8 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
     float mx = -INFINITY;
     for (int64_t j = 0; j < V; j++) mx = zi[j] > mx ? zi[j] : mx;
     float sum = 0.0f;
-    for (int64_t j = 0; j < V; j++) sum += expf(zi[j] - mx);
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < V; j++) sum += dn_expf(zi[j] - mx);
     float l = mx + logf(sum);
     lse[i] = l;
     losses[i] = targets[i] < 0 ? 0.0f : l - zi[targets[i]];
@@ -67,7 +68,8 @@ dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *lo
     const float *zi = z + i * V;
     float *di = dz + i * V;
     float l = lse[i];
-    for (int64_t j = 0; j < V; j++) di[j] += expf(zi[j] - l) * dloss;
+#pragma omp simd
+    for (int64_t j = 0; j < V; j++) di[j] += dn_expf(zi[j] - l) * dloss;
     di[targets[i]] -= dloss;
   }
   return DN_OK;

@@ -1,0 +1,48 @@
+/**
+ * Shared pieces of the benchmarks: timing, the sgemm rate of this machine, and the
+ * model-FLOPs formula.
+ *
+ * @module
+ */
+import type { Device } from "../lib/device.ts";
+import { matmul } from "../lib/ops/matmul.ts";
+import { Tensor, tidy } from "../lib/tensor.ts";
+import type { GPTConfig } from "../lib/nn/gpt.ts";
+
+/** The median of a list of numbers. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * The best sgemm rate (FLOP/s) of `n`×`n`×`n` products on `device`, over `reps` runs.
+ */
+export function sgemmRate(device: Device, n = 2048, reps = 5): number {
+  const a = Tensor.randn([n, n], { device, seed: 1 });
+  const b = Tensor.randn([n, n], { device, seed: 2 });
+  const times: number[] = [];
+  for (let i = 0; i < reps + 1; i++) {
+    const t0 = performance.now();
+    tidy(() => {
+      matmul(a, b);
+    });
+    if (i > 0) times.push((performance.now() - t0) / 1e3);
+  }
+  a.dispose();
+  b.dispose();
+  return (2 * n ** 3) / Math.min(...times);
+}
+
+/**
+ * Model FLOPs of one training step (forward + backward), the PaLM-paper convention:
+ * tokens × (6·N + 12·L·C·T), where N counts the parameters that are multiplied (all
+ * but the position table; the tied token embedding counts once, as the output layer)
+ * and 12·L·C·T is attention's score and weighted-sum products, without the causal
+ * discount.
+ */
+export function modelFlopsPerStep(c: GPTConfig, tokens: number, seqLen: number, nParams: number): number {
+  const nMultiplied = nParams - c.blockSize * c.nEmbd;
+  return tokens * (6 * nMultiplied + 12 * c.nLayer * c.nEmbd * seqLen);
+}

@@ -1,0 +1,114 @@
+/**
+ * GPT-2 124M, fp32, one training step (forward, backward, clip, AdamW) on the CPU at
+ * batch 4 × sequence 64. Prints the median step time, tokens/s, model FLOP/s, the sgemm
+ * rate measured in the same run, their ratio, and a per-kernel time breakdown.
+ *
+ *   deno task bench [--steps 10] [--threads 2] [--batch 4] [--seq 64] [--model gpt2]
+ *
+ * @module
+ */
+import { parseArgs } from "parse-args";
+import { device as getDevice } from "../lib/device.ts";
+import { GPT, GPT_PRESETS } from "../lib/nn/gpt.ts";
+import { AdamW } from "../lib/optim/adamw.ts";
+import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
+import { Tensor, tidy } from "../lib/tensor.ts";
+import "../lib/autograd.ts";
+import { median, modelFlopsPerStep, sgemmRate } from "./common.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    steps: { type: "string", default: "10" },
+    threads: { type: "string", default: "2" },
+    batch: { type: "string", default: "4" },
+    seq: { type: "string", default: "64" },
+    model: { type: "string", default: "gpt2" },
+    json: { type: "boolean", default: false },
+  },
+});
+const steps = Number(values.steps), B = Number(values.batch), T = Number(values.seq);
+const config = GPT_PRESETS[values.model!];
+if (!config) throw new Error(`--model ${values.model}: expected one of ${Object.keys(GPT_PRESETS).join(", ")}`);
+
+const dev = getDevice();
+dev.numThreads = Number(values.threads);
+console.log(`# ${dev.info()}`);
+
+const sgemm = sgemmRate(dev);
+console.log(`sgemm 2048^3: ${(sgemm / 1e9).toFixed(1)} GFLOP/s`);
+
+const model = new GPT(config, { device: dev, seed: 1 });
+const opt = new AdamW(model.params, { lr: 1e-4 });
+const nParams = model.numParameters();
+const tokens = new Int32Array(B * T), targets = new Int32Array(B * T);
+for (let i = 0; i < B * T; i++) {
+  tokens[i] = (i * 7919 + 13) % config.vocabSize;
+  targets[i] = (i * 104729 + 7) % config.vocabSize;
+}
+const x = Tensor.fromArray(tokens, [B, T], { device: dev });
+const y = Tensor.fromArray(targets, [B, T], { device: dev });
+
+function step(): number {
+  const loss = tidy(() => {
+    const l = model.loss(x, y);
+    l.backward();
+    return l.item();
+  });
+  const f = clipFactor(gradNorm(model.params.grad), 1.0);
+  opt.step(1e-4, f);
+  model.params.zeroGrad();
+  return loss;
+}
+
+step(); // warm-up: first-touch of every buffer, allocator fill
+const times: number[] = [];
+let loss = 0;
+for (let i = 0; i < steps; i++) {
+  const t0 = performance.now();
+  loss = step();
+  times.push((performance.now() - t0) / 1e3);
+}
+dev.lib.startProfile();
+const tp0 = performance.now();
+step();
+const profiledMs = performance.now() - tp0;
+const profile = dev.lib.stopProfile();
+
+const stepS = median(times);
+const flops = modelFlopsPerStep(config, B * T, T, nParams);
+const result = {
+  model: values.model,
+  params: nParams,
+  batch: B,
+  seq: T,
+  threads: dev.numThreads,
+  steps,
+  medianStepS: stepS,
+  tokensPerS: (B * T) / stepS,
+  modelFlopsPerStep: flops,
+  modelFlopS: flops / stepS,
+  sgemmFlopS: sgemm,
+  ratio: flops / stepS / sgemm,
+  loss,
+  memory: dev.memoryStats(),
+};
+console.log(`params ${nParams.toLocaleString("en-US")}, batch ${B} x seq ${T}, ${dev.numThreads} threads`);
+console.log(`median step ${(stepS * 1e3).toFixed(0)} ms over ${steps} steps (min ${(Math.min(...times) * 1e3).toFixed(0)}, max ${(Math.max(...times) * 1e3).toFixed(0)})`);
+console.log(`tokens/s ${result.tokensPerS.toFixed(1)}`);
+console.log(`model FLOP/s ${(result.modelFlopS / 1e9).toFixed(1)} G  (= ${(flops / 1e9).toFixed(1)} GFLOP/step: tokens x (6 N' + 12 L C T), N' = params - positions)`);
+console.log(`sgemm FLOP/s ${(sgemm / 1e9).toFixed(1)} G  ->  ratio ${(result.ratio * 100).toFixed(1)}%`);
+console.log(`\nper-kernel time, one profiled step (${profiledMs.toFixed(0)} ms):`);
+const rows = [...profile].sort((a, b) => b[1].ms - a[1].ms);
+let inKernels = 0;
+for (const [name, t] of rows) {
+  inKernels += t.ms;
+  if (t.ms < 0.05 * profiledMs / 100) continue;
+  console.log(`  ${name.padEnd(26)} ${t.ms.toFixed(1).padStart(8)} ms ${(100 * t.ms / profiledMs).toFixed(1).padStart(5)}%  ${String(t.calls).padStart(5)} calls`);
+}
+console.log(`  ${"(outside kernels)".padEnd(26)} ${(profiledMs - inKernels).toFixed(1).padStart(8)} ms ${(100 * (profiledMs - inKernels) / profiledMs).toFixed(1).padStart(5)}%`);
+if (values.json) console.log(JSON.stringify(result));
+x.dispose();
+y.dispose();
+opt.dispose();
+model.dispose();
