@@ -238,6 +238,32 @@ export const symbols = {
   // dn_status dn_scale(dn_dtype dtype, int64_t n, void *const *tensors, const int64_t *sizes,
   //   float factor)
   dn_scale: { parameters: ["i32", "i64", "buffer", "buffer", "f32"], result: "i32" },
+
+  // dn_status dn_kv_append(dn_dtype dtype, void *k_cache, void *v_cache, const void *qkv,
+  //   int64_t B, int64_t Tn, int64_t C, int64_t max_T, int64_t pos)
+  dn_kv_append: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "i64", "i64", "i64", "i64", "i64"],
+    result: "i32",
+  },
+  // dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv,
+  //   const void *k_cache, const void *v_cache, int64_t B, int64_t Tn, int64_t C, int64_t NH,
+  //   int64_t max_T, int64_t pos)
+  dn_attention_decode: {
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+    ],
+    result: "i32",
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The symbol table's type, as opened by `Deno.dlopen`. */

@@ -196,6 +196,22 @@ DN_API dn_status dn_norm_sq(dn_dtype dtype, int64_t n, void *const *tensors,
 DN_API dn_status dn_scale(dn_dtype dtype, int64_t n, void *const *tensors, const int64_t *sizes,
                           float factor);
 
+/* ---- incremental decoding with a key/value cache ------------------------- */
+
+/* Copies the keys and values of Tn new positions from qkv(B,Tn,3C) (q | k | v, as in
+ * dn_attention_forward) into k_cache(B,max_T,C) and v_cache(B,max_T,C) at positions
+ * [pos, pos+Tn). Fails unless 0 <= pos and pos+Tn <= max_T. */
+DN_API dn_status dn_kv_append(dn_dtype dtype, void *k_cache, void *v_cache, const void *qkv,
+                              int64_t B, int64_t Tn, int64_t C, int64_t max_T, int64_t pos);
+/* out(B,Tn,C) = causal attention of the Tn new queries in qkv(B,Tn,3C), at positions
+ * pos..pos+Tn-1, over k_cache/v_cache(B,max_T,C) positions [0, pos+i] for query i.
+ * Call dn_kv_append for the same positions first. With pos = 0 and Tn = T it equals
+ * dn_attention_forward's out. */
+DN_API dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv,
+                                     const void *k_cache, const void *v_cache, int64_t B,
+                                     int64_t Tn, int64_t C, int64_t NH, int64_t max_T,
+                                     int64_t pos);
+
 #ifdef __cplusplus
 }
 #endif

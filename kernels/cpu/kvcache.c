@@ -1,0 +1,106 @@
+/* defines: dn_kv_append, dn_attention_decode
+ * Incremental decoding: the keys and values of past positions stay in per-layer
+ * caches (B,maxT,C), so each new token costs one row of attention instead of a whole
+ * (T,T) pass. The arithmetic follows dn_attention_forward step for step (same dot
+ * product, same max-shifted exponentials, same accumulation order), so cached logits
+ * match the full forward's to rounding. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common.h"
+
+static dn_status check_cache(const char *op, int64_t B, int64_t Tn, int64_t C, int64_t max_T,
+                             int64_t pos) {
+  DN_CHECK(B > 0 && Tn > 0 && C > 0 && max_T > 0, DN_ERR_INVALID,
+           "%s: sizes must be positive (B=%lld Tn=%lld C=%lld max_T=%lld)", op, (long long)B,
+           (long long)Tn, (long long)C, (long long)max_T);
+  DN_CHECK(pos >= 0 && pos + Tn <= max_T, DN_ERR_INVALID,
+           "%s: positions [%lld, %lld) do not fit in a cache of %lld positions", op,
+           (long long)pos, (long long)(pos + Tn), (long long)max_T);
+  return DN_OK;
+}
+
+dn_status dn_kv_append(dn_dtype dtype, void *k_cache, void *v_cache, const void *qkv, int64_t B,
+                       int64_t Tn, int64_t C, int64_t max_T, int64_t pos) {
+  const char *op = "dn_kv_append";
+  DN_CHECK_F32(dtype, op);
+  dn_status st = check_cache(op, B, Tn, C, max_T, pos);
+  if (st != DN_OK) return st;
+  DN_CHECK(k_cache && v_cache && qkv, DN_ERR_INVALID, "%s: NULL pointer", op);
+  const float *x = qkv;
+  float *kc = k_cache, *vc = v_cache;
+#pragma omp parallel for num_threads(dn_threads) schedule(static) if (B * Tn * C > 65536)
+  for (int64_t bt = 0; bt < B * Tn; bt++) {
+    int64_t b = bt / Tn, t = bt % Tn;
+    const float *row = x + bt * 3 * C; /* (3C): q | k | v */
+    int64_t dst = (b * max_T + pos + t) * C;
+    memcpy(kc + dst, row + C, sizeof(float) * (size_t)C);
+    memcpy(vc + dst, row + 2 * C, sizeof(float) * (size_t)C);
+  }
+  return DN_OK;
+}
+
+static inline float dot(const float *a, const float *b, int64_t n) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv, const void *k_cache,
+                              const void *v_cache, int64_t B, int64_t Tn, int64_t C, int64_t NH,
+                              int64_t max_T, int64_t pos) {
+  const char *op = "dn_attention_decode";
+  DN_CHECK_F32(dtype, op);
+  dn_status st = check_cache(op, B, Tn, C, max_T, pos);
+  if (st != DN_OK) return st;
+  DN_CHECK(NH > 0 && C % NH == 0, DN_ERR_INVALID, "%s: NH=%lld does not divide C=%lld", op,
+           (long long)NH, (long long)C);
+  DN_CHECK(out && qkv && k_cache && v_cache, DN_ERR_INVALID, "%s: NULL pointer", op);
+  const float *x = qkv, *kc = k_cache, *vc = v_cache;
+  float *o = out;
+  int64_t HS = C / NH, C3 = 3 * C, L = pos + Tn;
+  float scale = 1.0f / sqrtf((float)HS);
+  int failed = 0;
+#pragma omp parallel num_threads(dn_threads) if (B * NH * Tn * L * HS > 65536)
+  {
+    float *s = malloc(sizeof(float) * (size_t)L); /* scores of one query, (L) */
+    if (!s) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static) collapse(3)
+    for (int64_t b = 0; b < B; b++) {
+      for (int64_t h = 0; h < NH; h++) {
+        for (int64_t i = 0; i < Tn; i++) {
+          if (!s) continue;
+          /* query i sits at position pos + i and sees cache positions [0, pos + i] */
+          int64_t n = pos + i + 1;
+          const float *q = x + (b * Tn + i) * C3 + h * HS;
+          float mx = -INFINITY;
+          for (int64_t j = 0; j < n; j++) {
+            s[j] = dot(q, kc + (b * max_T + j) * C + h * HS, HS) * scale;
+            if (s[j] > mx) mx = s[j];
+          }
+          float sum = 0.0f;
+          for (int64_t j = 0; j < n; j++) {
+            s[j] = dn_expf(s[j] - mx);
+            sum += s[j];
+          }
+          float inv = 1.0f / sum;
+          float *oi = o + (b * Tn + i) * C + h * HS;
+          for (int64_t d = 0; d < HS; d++) oi[d] = 0.0f;
+          for (int64_t j = 0; j < n; j++) {
+            const float *v = vc + (b * max_T + j) * C + h * HS;
+            float p = s[j] * inv;
+#pragma omp simd
+            for (int64_t d = 0; d < HS; d++) oi[d] += p * v[d];
+          }
+        }
+      }
+    }
+    free(s);
+  }
+  DN_CHECK(!failed, DN_ERR_OOM, "%s: out of memory for a (L=%lld) score row", op, (long long)L);
+  return DN_OK;
+}
