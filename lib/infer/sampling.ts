@@ -1,0 +1,157 @@
+/**
+ * defines: SampleOptions, Rng, filterDistribution, sampleToken — turning a row of
+ * logits into the next token: temperature, top-k, top-p (nucleus), and a seeded
+ * random stream in TypeScript so a seed names one output on every machine.
+ *
+ * @module
+ */
+import { DenotronError } from "../errors.ts";
+
+/** How the next token is drawn from the logits. */
+export interface SampleOptions {
+  /** Divides the logits; 0 picks the most likely token (greedy). @default 1 */
+  temperature?: number;
+  /** Keep only the k most likely tokens; 0 keeps all. @default 0 */
+  topK?: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p; 1 keeps all. @default 1 */
+  topP?: number;
+}
+
+/**
+ * A seeded stream of uniform numbers in [0, 1): number i is a hash of (seed, i), so
+ * the stream is the same on every machine and can be resumed from (seed, counter).
+ *
+ * @example
+ * ```ts
+ * import { Rng } from "./sampling.ts";
+ * const a = new Rng(7), b = new Rng(7);
+ * console.log(a.next() === b.next()); // true
+ * ```
+ */
+export class Rng {
+  readonly seed: number;
+  counter = 0;
+  constructor(seed: number) {
+    if (!Number.isSafeInteger(seed) || seed < 0) {
+      throw new DenotronError(`Rng: seed must be a non-negative safe integer, got ${seed}`);
+    }
+    this.seed = seed;
+  }
+
+  /** The next uniform number in [0, 1), with 53 random bits. */
+  next(): number {
+    const i = this.counter++;
+    const lo = this.seed % 0x100000000, hi = Math.floor(this.seed / 0x100000000);
+    const a = mix32(mix32(lo ^ 0x9e3779b9) ^ i);
+    const b = mix32(mix32(hi ^ 0x7f4a7c15) ^ a ^ 0x85ebca6b);
+    const c = mix32(a ^ Math.imul(b, 0xc2b2ae35) ^ i);
+    return ((b >>> 5) * 67108864 + (c >>> 6)) / 9007199254740992;
+  }
+}
+
+/** A 32-bit avalanche: every input bit flips about half of the output bits. */
+function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x21f0aaad);
+  x = Math.imul(x ^ (x >>> 15), 0x735a2d97);
+  return (x ^ (x >>> 15)) >>> 0;
+}
+
+function checkOptions(o: SampleOptions): Required<SampleOptions> {
+  const temperature = o.temperature ?? 1, topK = o.topK ?? 0, topP = o.topP ?? 1;
+  if (!(Number.isFinite(temperature) && temperature >= 0)) {
+    throw new DenotronError(`temperature must be a number >= 0, got ${temperature}`);
+  }
+  if (!(Number.isInteger(topK) && topK >= 0)) {
+    throw new DenotronError(`topK must be an integer >= 0 (0 keeps every token), got ${topK}`);
+  }
+  if (!(topP > 0 && topP <= 1)) {
+    throw new DenotronError(`topP must be in (0, 1] (1 keeps every token), got ${topP}`);
+  }
+  return { temperature, topK, topP };
+}
+
+/**
+ * The distribution that sampling draws from: softmax(logits / temperature), cut to
+ * the top-k tokens, then to the nucleus of probability topP, then renormalised.
+ * Ties are broken towards the lower id, so the result is deterministic.
+ *
+ * @param logits (V) one row of logits
+ * @param opts temperature (> 0 here), topK, topP
+ * @returns (V) probabilities summing to 1, zero outside the kept set
+ * @example
+ * ```ts
+ * import { filterDistribution } from "./sampling.ts";
+ * const p = filterDistribution(new Float32Array([Math.log(0.5), Math.log(0.3), Math.log(0.2)]), {
+ *   topP: 0.7,
+ * });
+ * console.log(Array.from(p, (x) => x.toFixed(3))); // ["0.625", "0.375", "0.000"]
+ * ```
+ */
+export function filterDistribution(
+  logits: ArrayLike<number>,
+  opts: SampleOptions = {},
+): Float64Array {
+  const { temperature, topK, topP } = checkOptions(opts);
+  const V = logits.length;
+  if (V === 0) throw new DenotronError("filterDistribution: empty logits");
+  const t = temperature > 0 ? temperature : 1;
+  let mx = -Infinity;
+  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[i] / t);
+  const p = new Float64Array(V);
+  let sum = 0;
+  for (let i = 0; i < V; i++) sum += p[i] = Math.exp(logits[i] / t - mx);
+  for (let i = 0; i < V; i++) p[i] /= sum;
+  if ((topK === 0 || topK >= V) && topP >= 1) return p;
+  // Ranking all V ids once serves both filters.
+  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
+  let keep = topK > 0 ? Math.min(topK, V) : V;
+  if (topP < 1) {
+    let mass = 0;
+    for (let r = 0; r < keep; r++) mass += p[order[r]];
+    let acc = 0;
+    for (let r = 0; r < keep; r++) {
+      acc += p[order[r]];
+      // Measured within the top-k set, so the two filters compose as in Hugging Face's
+      // sampling (top-k first, then top-p on the renormalised rest).
+      if (acc >= topP * mass) {
+        keep = r + 1;
+        break;
+      }
+    }
+  }
+  const out = new Float64Array(V);
+  let kept = 0;
+  for (let r = 0; r < keep; r++) kept += p[order[r]];
+  for (let r = 0; r < keep; r++) out[order[r]] = p[order[r]] / kept;
+  return out;
+}
+
+/** The index of the largest value; the lowest index among ties. */
+export function argmax(xs: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
+  return best;
+}
+
+/**
+ * Draws the next token from one row of logits.
+ *
+ * @param logits (V)
+ * @param opts temperature (0: greedy), topK, topP
+ * @param rng the random stream; one number is drawn unless greedy
+ * @returns a token id in [0, V)
+ */
+export function sampleToken(logits: ArrayLike<number>, opts: SampleOptions, rng: Rng): number {
+  const o = checkOptions(opts);
+  if (o.temperature === 0 || o.topK === 1) return argmax(logits);
+  const p = filterDistribution(logits, o);
+  const u = rng.next();
+  let acc = 0, last = 0;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === 0) continue;
+    last = i;
+    acc += p[i];
+    if (u < acc) return i;
+  }
+  return last; // rounding left acc a hair below 1
+}
