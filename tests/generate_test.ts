@@ -160,6 +160,34 @@ Deno.test("filterDistribution() keeps the nucleus of a hand-made distribution", 
   near(filterDistribution(logits, { temperature: 2 }), root.map((x) => x / z));
 });
 
+Deno.test("filterDistribution() on a large vocabulary equals ranking every id", () => {
+  const V = 5000;
+  const logits = Float32Array.from({ length: V }, (_, i) => Math.sin(i * 12.9898) * 4);
+  for (const opts of [{ topK: 50 }, { topK: 50, topP: 0.6 }, { topP: 0.3 }]) {
+    const got = filterDistribution(logits, opts);
+    const full = filterDistribution(logits, {});
+    const ranked = Array.from({ length: V }, (_, i) => i).sort((a, b) =>
+      full[b] - full[a] || a - b
+    );
+    const top = ranked.slice(0, opts.topK ?? V);
+    const mass = top.reduce((s, i) => s + full[i], 0);
+    let keep = top.length, acc = 0;
+    for (let r = 0; r < top.length && opts.topP; r++) {
+      acc += full[top[r]];
+      if (acc >= opts.topP * mass) {
+        keep = r + 1;
+        break;
+      }
+    }
+    const kept = new Set(top.slice(0, keep));
+    const z = [...kept].reduce((s, i) => s + full[i], 0);
+    for (let i = 0; i < V; i++) {
+      const want = kept.has(i) ? full[i] / z : 0;
+      assert.ok(Math.abs(got[i] - want) < 1e-12, `${JSON.stringify(opts)}: p[${i}]`);
+    }
+  }
+});
+
 Deno.test("sampleToken() draws in proportion to the filtered probabilities", () => {
   const logits = [0.05, 0.4, 0.1, 0.25, 0.2].map(Math.log);
   const rng = new Rng(9);

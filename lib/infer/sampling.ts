@@ -102,15 +102,16 @@ export function filterDistribution(
   for (let i = 0; i < V; i++) sum += p[i] = Math.exp(logits[i] / t - mx);
   for (let i = 0; i < V; i++) p[i] /= sum;
   if ((topK === 0 || topK >= V) && topP >= 1) return p;
-  // Ranking all V ids once serves both filters.
-  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
+  // Decide how many tokens survive from the largest values alone, then rank only the
+  // ids at or above the cut: sampling from a 50k vocabulary stays cheap.
   let keep = topK > 0 ? Math.min(topK, V) : V;
+  const sorted = largest(p, keep);
   if (topP < 1) {
     let mass = 0;
-    for (let r = 0; r < keep; r++) mass += p[order[r]];
+    for (let r = 0; r < keep; r++) mass += sorted[r];
     let acc = 0;
     for (let r = 0; r < keep; r++) {
-      acc += p[order[r]];
+      acc += sorted[r];
       // Measured within the top-k set, so the two filters compose as in Hugging Face's
       // sampling (top-k first, then top-p on the renormalised rest).
       if (acc >= topP * mass) {
@@ -119,11 +120,50 @@ export function filterDistribution(
       }
     }
   }
+  const cut = sorted[keep - 1];
+  const order: number[] = [];
+  for (let i = 0; i < V; i++) if (p[i] >= cut) order.push(i);
+  order.sort((a, b) => p[b] - p[a] || a - b); // ties at the cut: lower ids first
   const out = new Float64Array(V);
   let kept = 0;
   for (let r = 0; r < keep; r++) kept += p[order[r]];
   for (let r = 0; r < keep; r++) out[order[r]] = p[order[r]] / kept;
   return out;
+}
+
+/** The k largest values of p, in descending order. */
+function largest(p: Float64Array, k: number): Float64Array {
+  if (4 * k >= p.length) return Float64Array.from(p).sort().reverse().subarray(0, k);
+  // A min-heap of the k largest seen so far: O(V log k).
+  const heap = new Float64Array(k);
+  let n = 0;
+  const siftDown = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < n && heap[l] < heap[m]) m = l;
+      if (r < n && heap[r] < heap[m]) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m], heap[i]];
+      i = m;
+    }
+  };
+  for (let i = 0; i < p.length; i++) {
+    const x = p[i];
+    if (n < k) {
+      let j = n++;
+      heap[j] = x;
+      while (j > 0 && heap[(j - 1) >> 1] > heap[j]) {
+        const up = (j - 1) >> 1;
+        [heap[j], heap[up]] = [heap[up], heap[j]];
+        j = up;
+      }
+    } else if (x > heap[0]) {
+      heap[0] = x;
+      siftDown(0);
+    }
+  }
+  return heap.sort().reverse();
 }
 
 /** The index of the largest value; the lowest index among ties. */
