@@ -1,7 +1,8 @@
 import assert from "assert";
 import { generate, generateStream } from "../lib/infer/generate.ts";
 import { forwardCached, KVCache } from "../lib/infer/kv_cache.ts";
-import { argmax, filterDistribution, Rng, sampleToken } from "../lib/infer/sampling.ts";
+import { argmax, filterDistribution, sampleToken, uniform } from "../lib/infer/sampling.ts";
+import { Rng } from "../lib/data/gpt_dataset.ts";
 import { GPT, type GPTConfig } from "../lib/nn/gpt.ts";
 import { noGrad } from "../lib/autograd.ts";
 import { Tensor } from "../lib/tensor.ts";
@@ -200,11 +201,11 @@ Deno.test("sampleToken() draws in proportion to the filtered probabilities", () 
   }
 });
 
-Deno.test("Rng gives the same uniform stream for the same seed, in [0, 1)", () => {
+Deno.test("uniform() gives the same stream for the same seed, in [0, 1)", () => {
   const a = new Rng(123), b = new Rng(123), c = new Rng(124);
-  const xs = Array.from({ length: 1000 }, () => a.next());
-  assert.deepEqual(xs, Array.from({ length: 1000 }, () => b.next()));
-  assert.notDeepEqual(xs, Array.from({ length: 1000 }, () => c.next()));
+  const xs = Array.from({ length: 1000 }, () => uniform(a));
+  assert.deepEqual(xs, Array.from({ length: 1000 }, () => uniform(b)));
+  assert.notDeepEqual(xs, Array.from({ length: 1000 }, () => uniform(c)));
   assert.ok(xs.every((x) => x >= 0 && x < 1));
   const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
   assert.ok(Math.abs(mean - 0.5) < 0.05, `mean ${mean}`);

@@ -5,11 +5,12 @@
  *
  * @module
  */
+import { Rng } from "../data/gpt_dataset.ts";
 import { DenotronError } from "../errors.ts";
 import type { GPT } from "../nn/gpt.ts";
 import { Tensor } from "../tensor.ts";
 import { forwardCached, KVCache } from "./kv_cache.ts";
-import { Rng, type SampleOptions, sampleToken } from "./sampling.ts";
+import { type SampleOptions, sampleToken } from "./sampling.ts";
 
 /** What to generate and how to draw each token. */
 export interface GenerateOptions extends SampleOptions {

@@ -1,10 +1,11 @@
 /**
- * defines: SampleOptions, Rng, filterDistribution, sampleToken — turning a row of
+ * defines: SampleOptions, uniform, filterDistribution, argmax, sampleToken — turning a row of
  * logits into the next token: temperature, top-k, top-p (nucleus), and a seeded
  * random stream in TypeScript so a seed names one output on every machine.
  *
  * @module
  */
+import type { Rng } from "../data/gpt_dataset.ts";
 import { DenotronError } from "../errors.ts";
 
 /** How the next token is drawn from the logits. */
@@ -18,42 +19,22 @@ export interface SampleOptions {
 }
 
 /**
- * A seeded stream of uniform numbers in [0, 1): number i is a hash of (seed, i), so
- * the stream is the same on every machine and can be resumed from (seed, counter).
+ * A uniform number in [0, 1) with 53 random bits, from the project's seeded
+ * generator (the same one that shuffles the dataset), so a seed names one output on
+ * every machine.
  *
+ * @param rng the stream
+ * @returns the number
  * @example
  * ```ts
- * import { Rng } from "./sampling.ts";
- * const a = new Rng(7), b = new Rng(7);
- * console.log(a.next() === b.next()); // true
+ * import { Rng } from "../data/gpt_dataset.ts";
+ * import { uniform } from "./sampling.ts";
+ * console.log(uniform(new Rng(7)) === uniform(new Rng(7))); // true
  * ```
  */
-export class Rng {
-  readonly seed: number;
-  counter = 0;
-  constructor(seed: number) {
-    if (!Number.isSafeInteger(seed) || seed < 0) {
-      throw new DenotronError(`Rng: seed must be a non-negative safe integer, got ${seed}`);
-    }
-    this.seed = seed;
-  }
-
-  /** The next uniform number in [0, 1), with 53 random bits. */
-  next(): number {
-    const i = this.counter++;
-    const lo = this.seed % 0x100000000, hi = Math.floor(this.seed / 0x100000000);
-    const a = mix32(mix32(lo ^ 0x9e3779b9) ^ i);
-    const b = mix32(mix32(hi ^ 0x7f4a7c15) ^ a ^ 0x85ebca6b);
-    const c = mix32(a ^ Math.imul(b, 0xc2b2ae35) ^ i);
-    return ((b >>> 5) * 67108864 + (c >>> 6)) / 9007199254740992;
-  }
-}
-
-/** A 32-bit avalanche: every input bit flips about half of the output bits. */
-function mix32(x: number): number {
-  x = Math.imul(x ^ (x >>> 16), 0x21f0aaad);
-  x = Math.imul(x ^ (x >>> 15), 0x735a2d97);
-  return (x ^ (x >>> 15)) >>> 0;
+export function uniform(rng: Rng): number {
+  const hi = rng.nextU32() >>> 5, lo = rng.nextU32() >>> 6; // 27 + 26 bits
+  return (hi * 67108864 + lo) / 9007199254740992;
 }
 
 function checkOptions(o: SampleOptions): Required<SampleOptions> {
@@ -185,7 +166,7 @@ export function sampleToken(logits: ArrayLike<number>, opts: SampleOptions, rng:
   const o = checkOptions(opts);
   if (o.temperature === 0 || o.topK === 1) return argmax(logits);
   const p = filterDistribution(logits, o);
-  const u = rng.next();
+  const u = uniform(rng);
   let acc = 0, last = 0;
   for (let i = 0; i < p.length; i++) {
     if (p[i] === 0) continue;

@@ -1,0 +1,112 @@
+/**
+ * `deno task generate`: continue a prompt with a trained or imported GPT, streaming
+ * the text to stdout.
+ *
+ * ```
+ * deno task generate --checkpoint checkpoints/run --prompt "The nation" --max-new-tokens 100
+ * deno task generate --hf path/to/gpt2 --prompt "Hello" --temperature 0.8 --top-k 40 --top-p 0.95 --seed 1
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "parse-args";
+import { generateStream } from "../lib/infer/generate.ts";
+import { fromCheckpoint, fromHfGpt2 } from "../lib/infer/sources.ts";
+
+const USAGE = `usage: deno task generate (--checkpoint DIR | --hf DIR) [--prompt TEXT]
+  [--max-new-tokens 100] [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--seed 1]
+  [--no-stop]
+
+  --checkpoint  a training save directory (its latest checkpoint) or DIR/iter_NNNNNNN
+  --hf          a Hugging Face GPT-2 directory (config.json + model.safetensors,
+                vocab.json + merges.txt if present)
+  --temperature 0 is greedy; --top-k 0 and --top-p 1 turn those filters off.
+  Generation stops at end-of-text unless --no-stop.`;
+
+const encoder = new TextEncoder();
+
+function num(values: Record<string, unknown>, key: string): number {
+  const v = Number(values[key]);
+  if (!Number.isFinite(v)) throw new Error(`--${key} must be a number, got "${values[key]}"`);
+  return v;
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      checkpoint: { type: "string" },
+      hf: { type: "string" },
+      prompt: { type: "string", default: "" },
+      "max-new-tokens": { type: "string", default: "100" },
+      temperature: { type: "string", default: "0.8" },
+      "top-k": { type: "string", default: "40" },
+      "top-p": { type: "string", default: "0.95" },
+      seed: { type: "string", default: "1" },
+      "no-stop": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if ((values.checkpoint === undefined) === (values.hf === undefined)) {
+    console.error(`generate: give exactly one of --checkpoint and --hf\n${USAGE}`);
+    return 2;
+  }
+  const source = values.checkpoint !== undefined
+    ? await fromCheckpoint(values.checkpoint)
+    : await fromHfGpt2(values.hf!);
+  const { model, tokenizer } = source;
+  console.error(`generate: ${model} from ${source.origin}`);
+  const prompt = values.prompt!;
+  // An empty prompt starts a fresh document, as GPT-2 was trained to.
+  const promptIds = prompt.length > 0 ? tokenizer.encode(prompt) : [tokenizer.eotId];
+  await Deno.stdout.write(encoder.encode(prompt));
+
+  // Tokens can end inside a multi-byte character: print the decoded text only up to
+  // the last complete character, and the rest once the next token completes it.
+  const ids: number[] = [];
+  let printed = 0;
+  const started = performance.now();
+  for await (
+    const token of generateStream(model, promptIds, {
+      maxNewTokens: num(values, "max-new-tokens"),
+      temperature: num(values, "temperature"),
+      topK: num(values, "top-k"),
+      topP: num(values, "top-p"),
+      seed: num(values, "seed"),
+      stopAt: values["no-stop"] ? undefined : tokenizer.eotId,
+    })
+  ) {
+    if (token === tokenizer.eotId) break;
+    ids.push(token);
+    const text = tokenizer.decode(ids);
+    if (!text.endsWith("\uFFFD")) {
+      await Deno.stdout.write(encoder.encode(text.slice(printed)));
+      printed = text.length;
+    }
+  }
+  const text = tokenizer.decode(ids);
+  await Deno.stdout.write(encoder.encode(text.slice(printed) + "\n"));
+  const seconds = (performance.now() - started) / 1000;
+  console.error(
+    `generate: ${ids.length} tokens in ${seconds.toFixed(2)} s (${
+      (ids.length / Math.max(seconds, 1e-9)).toFixed(1)
+    } tokens/s)`,
+  );
+  model.dispose();
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    console.error(`generate: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
