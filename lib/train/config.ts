@@ -51,6 +51,8 @@ export interface TrainingConfig {
   /** Gradient-norm clip; 0 turns clipping off. */
   clipGrad: number;
   seed: number;
+  /** Stop (with a checkpoint) after this many minutes of training; null: no limit. */
+  exitDurationInMins: number | null;
 }
 
 /** Parallel layout. */
@@ -119,6 +121,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = deepFreeze<TrainConfig>({
     adamEps: 1e-8,
     clipGrad: 1.0,
     seed: 1234,
+    exitDurationInMins: null,
   },
   parallel: { tensorModelParallelSize: 1, pipelineModelParallelSize: 1 },
   eval: { evalInterval: 100, evalIters: 20 },
@@ -182,6 +185,7 @@ const SPEC: Record<string, KeySpec> = {
   adamEps: num("training", 0, { exclusiveMin: true }),
   clipGrad: num("training", 0),
   seed: int("training", 0),
+  exitDurationInMins: num("training", 0, { exclusiveMin: true, nullable: true }),
   tensorModelParallelSize: int("parallel", 1),
   pipelineModelParallelSize: int("parallel", 1),
   evalInterval: int("eval", 1),

@@ -1,0 +1,499 @@
+/**
+ * The training loop, as an API for scripts and notebooks.
+ *
+ * defines: Trainer, TrainerOptions, StepResult, EvalResult, TrainHooks, TrainOptions,
+ *          TrainSummary, train, gptConfigFrom, textBytes
+ *
+ * One optimizer step (Trainer.step):
+ *
+ * 1. Micro-batches: globalBatchSize / microBatchSize forward-backward passes;
+ *    gradients add up in the flat gradient buffer.
+ * 2. The accumulated buffer is k times the batch gradient (each pass
+ *    differentiates its own micro-batch mean), so the norm is divided by k and
+ *    the optimizer is told to scale by clip / k: no extra pass over the buffer.
+ * 3. AdamW at the schedule's rate for this iteration (weight decay on the
+ *    matrices only), then the gradients are zeroed.
+ *
+ * `train()` adds the cadence around it: logging, evaluation, checkpoints, the
+ * loss plot, and a yield to the event loop between steps so a notebook or a
+ * server stays responsive.
+ *
+ * @module
+ */
+
+import { noGrad } from "../autograd.ts";
+import { GptBatchIterator, type GptDataset } from "../data/gpt_dataset.ts";
+import type { Tokenizer } from "../data/tokenizer.ts";
+import { GPT, type GPTConfig } from "../nn/gpt.ts";
+import { AdamW } from "../optim/adamw.ts";
+import { clipFactor, gradNorm } from "../optim/clip.ts";
+import { flopsPerStep } from "../plan/flops.ts";
+import { Tensor, tidy } from "../tensor.ts";
+import { type CheckpointState, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import type { TrainConfig } from "./config.ts";
+import {
+  type EvalRecord,
+  MetricsWriter,
+  ProgressLogger,
+  readMetrics,
+  type TrainRecord,
+} from "./logging.ts";
+import { LrSchedule } from "./lr_schedule.ts";
+import { writeLossPlot } from "./plot.ts";
+
+/**
+ * The model shape a configuration asks for.
+ *
+ * @param config the run's configuration
+ * @param tokenizer supplies the vocabulary when `vocabSize` is null
+ * @returns the GPT config
+ */
+export function gptConfigFrom(config: TrainConfig, tokenizer: Tokenizer): GPTConfig {
+  const m = config.model;
+  return {
+    vocabSize: m.vocabSize ?? tokenizer.vocabSize,
+    blockSize: m.seqLength,
+    nLayer: m.nLayer,
+    nHead: m.nHead,
+    nEmbd: m.nEmbd,
+    dropout: m.dropout,
+  };
+}
+
+/**
+ * UTF-8 bytes of the text that some tokens stand for, end-of-text tokens
+ * excluded (they stand for no text).
+ *
+ * @param tokenizer the tokenizer that produced the ids
+ * @param ids token ids
+ * @returns the byte count
+ * @example
+ * ```ts
+ * import { ByteTokenizer } from "../data/tokenizer.ts";
+ * import { textBytes } from "./trainer.ts";
+ * textBytes(new ByteTokenizer(), [104, 105, 256]); // 2
+ * ```
+ */
+export function textBytes(tokenizer: Tokenizer, ids: ArrayLike<number>): number {
+  const encoder = new TextEncoder();
+  let bytes = 0;
+  let run: number[] = [];
+  const flush = () => {
+    if (run.length) bytes += encoder.encode(tokenizer.decode(run)).length;
+    run = [];
+  };
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] === tokenizer.eotId) flush();
+    else run.push(ids[i]);
+  }
+  flush();
+  return bytes;
+}
+
+/** What a {@link Trainer} works with. */
+export interface TrainerOptions {
+  /** The run's configuration (see lib/train/config.ts). */
+  config: TrainConfig;
+  /** Training samples. */
+  train: GptDataset;
+  /** Validation samples; without them evaluate() throws. */
+  valid?: GptDataset;
+  /** The data's tokenizer (vocabulary size, bits per byte). */
+  tokenizer: Tokenizer;
+  /** A model to train; built from the config when absent (and then owned). */
+  model?: GPT;
+}
+
+/** The outcome of one optimizer step. */
+export interface StepResult {
+  /** Steps completed, this one included. */
+  iteration: number;
+  /** Mean loss over the step's micro-batches (nats per token). */
+  loss: number;
+  /** Learning rate applied. */
+  lr: number;
+  /** Global gradient norm of the batch gradient, before clipping. */
+  gradNorm: number;
+  /** Tokens processed. */
+  tokens: number;
+  /** Wall time of the step. */
+  seconds: number;
+}
+
+/** The outcome of an evaluation. */
+export interface EvalResult {
+  /** Mean loss per token (nats). */
+  loss: number;
+  /** exp(loss). */
+  perplexity: number;
+  /** Total loss in bits divided by the UTF-8 bytes of the evaluated text. */
+  bitsPerByte: number;
+  /** Tokens evaluated. */
+  tokens: number;
+  /** Bytes of text they stand for. */
+  bytes: number;
+}
+
+/**
+ * A model, its optimizer, schedule and data position: call `step()` to train,
+ * `evaluate()` to measure, `save()`/`load()` to checkpoint.
+ *
+ * @example
+ * ```ts ignore
+ * const trainer = new Trainer({ config, train, valid, tokenizer });
+ * for (let i = 0; i < 10; i++) console.log(trainer.step().loss);
+ * console.log(trainer.evaluate().bitsPerByte);
+ * trainer.dispose();
+ * ```
+ */
+export class Trainer {
+  readonly config: TrainConfig;
+  readonly model: GPT;
+  readonly optimizer: AdamW;
+  readonly schedule: LrSchedule;
+  readonly tokenizer: Tokenizer;
+  readonly trainData: GptDataset;
+  readonly validData?: GptDataset;
+  /** Optimizer steps completed. */
+  iteration = 0;
+  /** Model FLOPs of one optimizer step (forward and backward). */
+  readonly flopsPerStep: number;
+  #batches: GptBatchIterator;
+  readonly #ownsModel: boolean;
+  readonly #x: Tensor; // (B, T) int32 inputs
+  readonly #y: Tensor; // (B, T) int32 targets
+  #evalBytes = new Map<number, number>();
+
+  /**
+   * @param options configuration, data, tokenizer and optionally a model
+   */
+  constructor(options: TrainerOptions) {
+    const c = options.config;
+    this.config = c;
+    this.tokenizer = options.tokenizer;
+    this.trainData = options.train;
+    this.validData = options.valid;
+    const t = c.training;
+    if (t.globalBatchSize % t.microBatchSize !== 0) {
+      throw new Error(
+        `globalBatchSize ${t.globalBatchSize} is not a multiple of microBatchSize ${t.microBatchSize}`,
+      );
+    }
+    if (options.train.seqLength !== c.model.seqLength) {
+      throw new Error(
+        `the training data has samples of ${options.train.seqLength} tokens, the config's ` +
+          `seqLength is ${c.model.seqLength}`,
+      );
+    }
+    this.#ownsModel = !options.model;
+    this.model = options.model ?? new GPT(gptConfigFrom(c, this.tokenizer), { seed: t.seed });
+    this.optimizer = new AdamW(this.model.params, {
+      lr: t.lr,
+      beta1: t.adamBeta1,
+      beta2: t.adamBeta2,
+      eps: t.adamEps,
+      weightDecay: t.weightDecay,
+    });
+    this.schedule = new LrSchedule({
+      lr: t.lr,
+      minLr: t.minLr,
+      warmupIters: t.lrWarmupIters,
+      decayIters: t.lrDecayIters ?? t.trainIters,
+      decayStyle: t.lrDecayStyle,
+    });
+    this.#batches = new GptBatchIterator(this.trainData, { microBatchSize: t.microBatchSize });
+    const shape = [t.microBatchSize, c.model.seqLength];
+    const device = this.model.device;
+    this.#x = Tensor.zeros(shape, { dtype: "i32", device });
+    this.#y = Tensor.zeros(shape, { dtype: "i32", device });
+    const g = this.model.config;
+    this.flopsPerStep = flopsPerStep({
+      numLayers: g.nLayer,
+      hiddenSize: g.nEmbd,
+      numAttentionHeads: g.nHead,
+      ffnHiddenSize: g.ffnHidden,
+      vocabSize: g.vocabSize,
+      seqLength: c.model.seqLength,
+    }, t.globalBatchSize).model;
+  }
+
+  /** Training samples consumed so far: the data position a checkpoint saves. */
+  get consumedSamples(): number {
+    return this.#batches.consumedSamples;
+  }
+
+  /** Tokens in one optimizer step. */
+  get tokensPerStep(): number {
+    return this.config.training.globalBatchSize * this.config.model.seqLength;
+  }
+
+  /**
+   * One optimizer step over a global batch.
+   *
+   * @returns the step's loss, learning rate and gradient norm
+   */
+  step(): StepResult {
+    const t0 = performance.now();
+    const t = this.config.training;
+    const k = t.globalBatchSize / t.microBatchSize;
+    const lr = this.schedule.at(this.iteration);
+    this.model.train();
+    let lossSum = 0;
+    for (let i = 0; i < k; i++) {
+      const batch = this.#batches.next();
+      this.#x.copyFromHost(batch.inputs);
+      this.#y.copyFromHost(batch.targets);
+      lossSum += tidy(() => {
+        const loss = this.model.loss(this.#x, this.#y);
+        loss.backward();
+        return loss.item();
+      });
+    }
+    const norm = gradNorm(this.model.params.grad) / k;
+    const clip = t.clipGrad > 0 ? clipFactor(norm, t.clipGrad) : 1;
+    this.optimizer.step(lr, clip / k);
+    this.model.params.zeroGrad();
+    this.iteration++;
+    return {
+      iteration: this.iteration,
+      loss: lossSum / k,
+      lr,
+      gradNorm: norm,
+      tokens: k * t.microBatchSize * this.config.model.seqLength,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  }
+
+  /**
+   * Mean validation loss over the first `iters` micro-batches of the
+   * validation data (the same batches every time, so evaluations compare).
+   *
+   * @param iters micro-batches @default config.eval.evalIters
+   * @returns loss, perplexity and bits per byte
+   */
+  evaluate(iters: number = this.config.eval.evalIters): EvalResult {
+    if (!this.validData) throw new Error("evaluate(): this trainer has no validation data");
+    if (!(iters >= 1)) throw new Error(`evaluate(): need at least one batch, got ${iters}`);
+    const batches = new GptBatchIterator(this.validData, {
+      microBatchSize: this.config.training.microBatchSize,
+    });
+    const countBytes = !this.#evalBytes.has(iters);
+    let lossSum = 0;
+    let bytes = 0;
+    this.model.eval();
+    try {
+      for (let i = 0; i < iters; i++) {
+        const batch = batches.next();
+        this.#x.copyFromHost(batch.inputs);
+        this.#y.copyFromHost(batch.targets);
+        lossSum += noGrad(() => tidy(() => this.model.loss(this.#x, this.#y).item()));
+        if (countBytes) bytes += textBytes(this.tokenizer, batch.targets);
+      }
+    } finally {
+      this.model.train();
+    }
+    if (countBytes) this.#evalBytes.set(iters, bytes);
+    bytes = this.#evalBytes.get(iters)!;
+    const loss = lossSum / iters;
+    const tokens = iters * this.config.training.microBatchSize * this.config.model.seqLength;
+    return {
+      loss,
+      perplexity: Math.exp(loss),
+      bitsPerByte: bytes > 0 ? (loss / Math.LN2) * (tokens / bytes) : NaN,
+      tokens,
+      bytes,
+    };
+  }
+
+  /**
+   * Saves a checkpoint of the current state.
+   *
+   * @param dir save directory @default config.checkpoints.save
+   * @returns the checkpoint's path
+   */
+  async save(dir: string | null = this.config.checkpoints.save): Promise<string> {
+    if (dir === null) throw new Error("save(): no save directory (set checkpoints.save)");
+    return await saveCheckpoint(dir, {
+      model: this.model,
+      optimizer: this.optimizer,
+      iteration: this.iteration,
+      consumedSamples: this.consumedSamples,
+      config: this.config,
+      keepLast: this.config.checkpoints.keepLast,
+    });
+  }
+
+  /**
+   * Restores a checkpoint: weights, optimizer moments and step, dropout
+   * stream, iteration and data position.
+   *
+   * @param path a checkpoint directory, or a save directory (its latest)
+   * @returns the saved state
+   */
+  async load(path: string): Promise<CheckpointState> {
+    const state = await loadCheckpoint(path, { model: this.model, optimizer: this.optimizer });
+    this.iteration = state.iteration;
+    this.#batches = new GptBatchIterator(this.trainData, {
+      microBatchSize: this.config.training.microBatchSize,
+      consumedSamples: state.consumedSamples,
+    });
+    return state;
+  }
+
+  /** Frees the optimizer state, the batch buffers and an owned model. Safe to call twice. */
+  dispose(): void {
+    if (this.#x.disposed) return;
+    this.#x.dispose();
+    this.#y.dispose();
+    this.optimizer.dispose();
+    if (this.#ownsModel) this.model.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Callbacks around each step. Both may be async; the loop awaits them. */
+export interface TrainHooks {
+  beforeStep?: (trainer: Trainer) => void | Promise<void>;
+  afterStep?: (trainer: Trainer, result: StepResult) => void | Promise<void>;
+  /** After each evaluation. */
+  afterEval?: (trainer: Trainer, result: EvalResult) => void | Promise<void>;
+}
+
+/** Options of {@link train}. */
+export interface TrainOptions {
+  /** Where metrics.jsonl, the plot and checkpoints go. @default config.checkpoints.save */
+  runDir?: string | null;
+  /** Progress output. @default a ProgressLogger on standard output */
+  logger?: ProgressLogger;
+  hooks?: TrainHooks;
+  /** Stops the loop after the current step (a checkpoint is still written). */
+  signal?: AbortSignal;
+  /** Stop after this much wall time (the loop's own, in seconds). @default no limit */
+  maxSeconds?: number;
+}
+
+/** What a {@link train} call did. */
+export interface TrainSummary {
+  /** Iteration reached. */
+  iterations: number;
+  /** Wall time of the loop (evaluation and checkpoints included). */
+  seconds: number;
+  /** Training tokens per second over the steps only. */
+  tokensPerSecond: number;
+  /** The last evaluation, if any. */
+  lastEval?: EvalResult;
+  /** The last step's loss. */
+  lastLoss?: number;
+  /** Files written: checkpoint, metrics, plot. */
+  checkpoint?: string;
+  metrics?: string;
+  plot?: { svg: string; png?: string };
+  /** Why the loop ended. */
+  stoppedBy: "iterations" | "time" | "signal";
+}
+
+/**
+ * Trains up to `config.training.trainIters` iterations from wherever the
+ * trainer stands, with logging, evaluation, checkpoints and the loss plot.
+ *
+ * @param trainer the trainer (possibly resumed with `load()`)
+ * @param options run directory, logger, hooks and stop conditions
+ * @returns what happened
+ */
+export async function train(trainer: Trainer, options: TrainOptions = {}): Promise<TrainSummary> {
+  const c = trainer.config;
+  const total = c.training.trainIters;
+  const runDir = options.runDir === undefined ? c.checkpoints.save : options.runDir;
+  const logger = options.logger ?? new ProgressLogger({ totalIterations: total });
+  const hooks = options.hooks ?? {};
+  const metricsPath = runDir ? `${runDir}/metrics.jsonl` : undefined;
+  if (metricsPath && trainer.iteration === 0) await Deno.remove(metricsPath).catch(() => {});
+  using metrics = metricsPath ? await MetricsWriter.open(metricsPath) : undefined;
+  const start = performance.now();
+  const elapsed = () => (performance.now() - start) / 1000;
+  const summary: TrainSummary = {
+    iterations: trainer.iteration,
+    seconds: 0,
+    tokensPerSecond: 0,
+    stoppedBy: "iterations",
+  };
+  let stepSeconds = 0;
+  let stepTokens = 0;
+  const window = { loss: 0, steps: 0, seconds: 0, tokens: 0 };
+
+  const evaluate = async (iteration: number) => {
+    const r = trainer.evaluate();
+    const rec: EvalRecord = {
+      kind: "eval",
+      iteration,
+      loss: r.loss,
+      perplexity: r.perplexity,
+      bitsPerByte: r.bitsPerByte,
+      elapsed: elapsed(),
+    };
+    logger.eval(rec);
+    metrics?.write(rec);
+    summary.lastEval = r;
+    await hooks.afterEval?.(trainer, r);
+  };
+
+  while (trainer.iteration < total) {
+    await hooks.beforeStep?.(trainer);
+    const r = trainer.step();
+    await hooks.afterStep?.(trainer, r);
+    stepSeconds += r.seconds;
+    stepTokens += r.tokens;
+    window.loss += r.loss;
+    window.steps++;
+    window.seconds += r.seconds;
+    window.tokens += r.tokens;
+    summary.lastLoss = r.loss;
+
+    const it = r.iteration;
+    let stop: TrainSummary["stoppedBy"] | undefined;
+    if (options.signal?.aborted) stop = "signal";
+    else if (options.maxSeconds !== undefined && elapsed() >= options.maxSeconds) stop = "time";
+    const last = it === total || stop !== undefined;
+
+    if (it % c.logging.logInterval === 0 || last) {
+      const rec: TrainRecord = {
+        kind: "train",
+        iteration: it,
+        loss: window.loss / window.steps,
+        lr: r.lr,
+        gradNorm: r.gradNorm,
+        tokensPerSecond: window.tokens / window.seconds,
+        flopsPerSecond: (trainer.flopsPerStep * window.steps) / window.seconds,
+        elapsed: elapsed(),
+      };
+      logger.train(rec, (window.seconds / window.steps) * (total - it));
+      metrics?.write(rec);
+      Object.assign(window, { loss: 0, steps: 0, seconds: 0, tokens: 0 });
+    }
+    if (trainer.validData && c.eval.evalIters > 0 && (it % c.eval.evalInterval === 0 || last)) {
+      await evaluate(it);
+    }
+    if (runDir && (it % c.checkpoints.saveInterval === 0 || last)) {
+      summary.checkpoint = await trainer.save(runDir);
+    }
+    if (stop) {
+      summary.stoppedBy = stop;
+      break;
+    }
+    // Let timers, I/O and notebook messages run between steps.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  logger.close();
+  summary.iterations = trainer.iteration;
+  summary.seconds = elapsed();
+  summary.tokensPerSecond = stepSeconds > 0 ? stepTokens / stepSeconds : 0;
+  if (runDir && metricsPath) {
+    metrics?.close();
+    summary.metrics = metricsPath;
+    summary.plot = await writeLossPlot(runDir, await readMetrics(metricsPath));
+  }
+  return summary;
+}

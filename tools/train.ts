@@ -1,0 +1,124 @@
+/**
+ * `deno task train`: trains a GPT from scratch (or resumes one), then prints a sample.
+ *
+ * With no arguments: the default small byte-level GPT on the built-in corpus
+ * (US State of the Union addresses), prepared once under `.cache/`, with
+ * checkpoints, metrics and the loss plot under `runs/sotu/`.
+ *
+ *   deno task train                          # the default run
+ *   deno task train --config my.yaml         # a YAML file over the defaults
+ *   deno task train --train-iters 100 --lr 3e-4 --save runs/try
+ *   deno task train --load runs/sotu         # resume from the latest checkpoint
+ *
+ * @module
+ */
+
+import { ConfigError, loadConfig } from "../lib/train/config.ts";
+import { CheckpointError } from "../lib/train/checkpoint.ts";
+import { loadTokenizer } from "../lib/data/tokenizer.ts";
+import { prepareSotuCorpus } from "../lib/data/sotu.ts";
+import { IndexedDataset } from "../lib/data/indexed_dataset.ts";
+import { buildGptDatasets } from "../lib/data/gpt_dataset.ts";
+import { train, Trainer } from "../lib/train/trainer.ts";
+import { formatDuration, formatSi } from "../lib/train/logging.ts";
+import { sampleTokens } from "../lib/train/sample.ts";
+
+const CACHE_DIR = ".cache";
+const SAMPLE_PROMPT = "Fellow-Citizens of the Senate and House of Representatives: ";
+
+async function main(args: string[]): Promise<void> {
+  const wallStart = performance.now();
+  const config = await loadConfig({ args });
+  const tokenizer = await loadTokenizer(config.data.tokenizer);
+
+  const prepStart = performance.now();
+  const prefix = config.data.dataPath ?? await prepareSotuCorpus(CACHE_DIR, tokenizer);
+  using data = await IndexedDataset.open(prefix);
+  const t = config.training;
+  const { train: trainData, valid } = buildGptDatasets(data, {
+    split: config.data.split,
+    seqLength: config.model.seqLength,
+    seed: t.seed,
+    numSamples: [t.trainIters * t.globalBatchSize, undefined, undefined],
+  });
+  if (!trainData) throw new ConfigError(`split "${config.data.split}" leaves no training data`);
+  console.log(
+    `data: ${prefix} (${formatSi(sum(data.sequenceLengths))} tokens, ${data.documentCount} ` +
+      `documents; ${trainData.length} training samples${
+        valid ? `, ${valid.length} validation` : ""
+      }), ready in ${formatDuration((performance.now() - prepStart) / 1000)}`,
+  );
+
+  using trainer = new Trainer({ config, train: trainData, valid, tokenizer });
+  if (config.checkpoints.load) {
+    const state = await trainer.load(config.checkpoints.load);
+    console.log(`resumed from ${config.checkpoints.load} at iteration ${state.iteration}`);
+  }
+  console.log(`model: ${trainer.model}`);
+  console.log(`device: ${trainer.model.device.info()}`);
+  console.log(
+    `training: ${t.trainIters} iterations of ${t.globalBatchSize} x ${config.model.seqLength} ` +
+      `tokens (micro-batch ${t.microBatchSize}), lr ${t.lr} (${t.lrDecayStyle}, warmup ` +
+      `${t.lrWarmupIters}), save to ${config.checkpoints.save ?? "(nowhere)"}`,
+  );
+
+  // Ctrl-C stops after the current step and still saves; a second one quits at once.
+  const stop = new AbortController();
+  const onInterrupt = () => {
+    if (stop.signal.aborted) Deno.exit(130);
+    console.log("\ninterrupted: finishing this step and saving (Ctrl-C again to quit now)");
+    stop.abort();
+  };
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  const summary = await train(trainer, {
+    signal: stop.signal,
+    maxSeconds: t.exitDurationInMins === null ? undefined : t.exitDurationInMins * 60,
+  });
+  Deno.removeSignalListener("SIGINT", onInterrupt);
+
+  console.log(
+    `done: ${summary.iterations} iterations in ${formatDuration(summary.seconds)} ` +
+      `(${formatSi(summary.tokensPerSecond)} tokens/s; stopped by ${summary.stoppedBy})`,
+  );
+  if (summary.lastEval) {
+    const e = summary.lastEval;
+    console.log(
+      `validation: loss ${e.loss.toFixed(4)}, perplexity ${e.perplexity.toFixed(2)}, ` +
+        `${e.bitsPerByte.toFixed(4)} bits per byte`,
+    );
+  }
+  if (summary.checkpoint) console.log(`checkpoint: ${summary.checkpoint}`);
+  if (summary.metrics) console.log(`metrics: ${summary.metrics}`);
+  if (summary.plot) {
+    console.log(`loss plot: ${summary.plot.svg}${summary.plot.png ? `, ${summary.plot.png}` : ""}`);
+  }
+
+  const prompt = tokenizer.encode(SAMPLE_PROMPT);
+  const sample = sampleTokens(trainer.model, prompt, {
+    maxNewTokens: 400,
+    temperature: 0.8,
+    topK: 40,
+    seed: t.seed,
+    stopToken: tokenizer.eotId,
+  });
+  console.log(`\nsample:\n${SAMPLE_PROMPT}${tokenizer.decode(sample)}\n`);
+  console.log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
+}
+
+function sum(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return s;
+}
+
+if (import.meta.main) {
+  try {
+    await main(Deno.args);
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof CheckpointError) {
+      console.error(`error: ${e.message}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}
