@@ -10,7 +10,7 @@
  * @module
  */
 import { DenotronError, fmtShape } from "./errors.ts";
-import { DTYPE_CODE, registerBackward, Tensor } from "./tensor.ts";
+import { DTYPE_CODE, keep, registerBackward, Tensor } from "./tensor.ts";
 
 /** One recorded op: its inputs and how to push a gradient back to them. */
 export interface Node {
@@ -71,11 +71,12 @@ export function record(out: Tensor, node: Node): Tensor {
 
 /**
  * The gradient buffer of `t`, created zeroed on first use. Backward kernels add
- * into it.
+ * into it. It belongs to `t`, not to any tidy scope: a leaf's gradient must outlive
+ * the step, and backward() frees intermediate ones itself.
  */
 export function gradOf(t: Tensor): Tensor {
   if (!t.grad) {
-    t.grad = Tensor.zeros(t.shape, { dtype: t.dtype, device: t.device });
+    t.grad = keep(Tensor.zeros(t.shape, { dtype: t.dtype, device: t.device }));
   }
   return t.grad;
 }

@@ -95,6 +95,7 @@ export class Tensor {
   /** An optional name, used in messages and state dicts. */
   name?: string;
   #storage: Storage | null;
+  #wasDisposed = false;
   #byteOffset: number;
   #ptr: Deno.PointerObject | null = null;
   #device: Device;
@@ -293,7 +294,9 @@ export class Tensor {
   #storageOrThrow(what: string): Storage {
     if (!this.#storage) {
       throw new DenotronError(
-        `${what}: tensor ${this.describe()} has no memory (disposed or unbound)`,
+        `${what}: tensor ${this.describe()} ${
+          this.#wasDisposed ? "was disposed" : "has no memory yet (an unbound parameter)"
+        }`,
       );
     }
     if (this.#storage.ptr === null) {
@@ -323,6 +326,7 @@ export class Tensor {
     backstop.unregister(this);
     const s = this.#storage;
     this.#storage = null;
+    this.#wasDisposed = true;
     this.#ptr = null;
     for (const scope of scopes) scope.delete(this);
     s.release();
@@ -434,8 +438,6 @@ export function registerBackward(fn: (t: Tensor, grad?: Tensor) => void): void {
   backwardImpl = fn;
 }
 
-type Kept = Tensor | Kept[] | { [k: string]: Kept } | number | string | boolean | null | undefined;
-
 function collect(value: unknown, into: Set<Tensor>): void {
   if (value instanceof Tensor) into.add(value);
   else if (Array.isArray(value)) { for (const v of value) collect(v, into); }
@@ -464,7 +466,7 @@ function collect(value: unknown, into: Set<Tensor>): void {
  * kept.dispose();
  * ```
  */
-export function tidy<T extends Kept | void>(fn: () => T): T {
+export function tidy<T>(fn: () => T): T {
   const scope = new Set<Tensor>();
   scopes.push(scope);
   let result: T;

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include "common.h"
 
+#define DN_ATTN_STACK_T 4096
+
 static dn_status check_sizes(const char *op, int64_t B, int64_t T, int64_t C, int64_t NH) {
   DN_CHECK(B > 0 && T > 0 && C > 0 && NH > 0, DN_ERR_INVALID,
            "%s: sizes must be positive (B=%lld T=%lld C=%lld NH=%lld)", op, (long long)B,
@@ -38,7 +40,10 @@ dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void
   int failed = 0;
 #pragma omp parallel num_threads(dn_threads)
   {
-    float *s = malloc(sizeof(float) * (size_t)T); /* scores of one row, (T) */
+    /* One row of scores (T). On the stack for ordinary lengths: a malloc inside the
+     * worker threads would grow glibc's per-thread arenas. */
+    float stack_row[DN_ATTN_STACK_T];
+    float *s = T <= DN_ATTN_STACK_T ? stack_row : malloc(sizeof(float) * (size_t)T);
     if (!s) {
 #pragma omp atomic write
       failed = 1;
@@ -73,7 +78,7 @@ dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void
         }
       }
     }
-    free(s);
+    if (s != stack_row) free(s);
   }
   DN_CHECK(!failed, DN_ERR_OOM, "%s: out of memory for a (T=%lld) score row", op, (long long)T);
   return DN_OK;
@@ -94,7 +99,8 @@ dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, co
   int failed = 0;
 #pragma omp parallel num_threads(dn_threads)
   {
-    float *p = malloc(sizeof(float) * (size_t)T); /* probabilities of one row, (T) */
+    float stack_row[DN_ATTN_STACK_T];
+    float *p = T <= DN_ATTN_STACK_T ? stack_row : malloc(sizeof(float) * (size_t)T); /* (T) */
     if (!p) {
 #pragma omp atomic write
       failed = 1;
@@ -131,7 +137,7 @@ dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, co
         }
       }
     }
-    free(p);
+    if (p != stack_row) free(p);
   }
   DN_CHECK(!failed, DN_ERR_OOM, "%s: out of memory for a (T=%lld) row", op, (long long)T);
   return DN_OK;

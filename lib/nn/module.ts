@@ -194,7 +194,8 @@ export class FlatParameters {
       offset += Math.ceil(s.tensor.numel / 16) * 16;
       return e;
     });
-    this.data = Tensor.empty([offset], { device });
+    // Zeroed, so the alignment gaps between parameters hold no stale memory.
+    this.data = Tensor.zeros([offset], { device });
     this.grad = Tensor.zeros([offset], { device });
     const lib = device.lib;
     for (const e of this.entries) {

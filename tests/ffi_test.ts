@@ -1,0 +1,89 @@
+/** The FFI symbol table mirrors kernels/include/denotron.h exactly. */
+import assert from "assert";
+import { symbols } from "../ffi/symbols.ts";
+import { cpuLibrary } from "../ffi/native.ts";
+
+interface Proto {
+  result: string;
+  params: string[];
+}
+
+/** Parses every `DN_API <type> name(<params>);` prototype of the header. */
+function parseHeader(text: string): Map<string, Proto> {
+  const noComments = text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "");
+  const out = new Map<string, Proto>();
+  for (const m of noComments.matchAll(/DN_API\s+([\w\s*]+?)\s*\b(dn_\w+)\s*\(([^)]*)\)\s*;/g)) {
+    const params = m[3].trim() === "void"
+      ? []
+      : m[3].split(",").map((p) => p.trim().replace(/\s+/g, " "));
+    out.set(m[2], { result: m[1].trim(), params });
+  }
+  return out;
+}
+
+/** The FFI type a C parameter must have ("ptr" = pointer or buffer). */
+function ffiTypeOf(cParam: string): string {
+  if (cParam.includes("*")) return "ptr";
+  const type = cParam.replace(/^const /, "").split(" ")[0];
+  const scalars: Record<string, string> = {
+    dn_status: "i32",
+    dn_dtype: "i32",
+    int32_t: "i32",
+    int64_t: "i64",
+    uint64_t: "u64",
+    float: "f32",
+    double: "f64",
+  };
+  const t = scalars[type];
+  if (!t) throw new Error(`unknown C type in '${cParam}'`);
+  return t;
+}
+
+const header = parseHeader(
+  Deno.readTextFileSync(new URL("../kernels/include/denotron.h", import.meta.url)),
+);
+
+Deno.test("every DN_API function of the header is in ffi/symbols.ts and vice versa", () => {
+  assert.ok(header.size >= 30, `parsed only ${header.size} prototypes`);
+  assert.deepEqual([...Object.keys(symbols)].sort(), [...header.keys()].sort());
+});
+
+Deno.test("each symbol's parameters and result match the C prototype", () => {
+  for (const [name, proto] of header) {
+    const entry = symbols[name as keyof typeof symbols] as {
+      parameters: readonly string[];
+      result: string;
+    };
+    const want = proto.params.map(ffiTypeOf);
+    const got = entry.parameters.map((p) => (p === "pointer" || p === "buffer" ? "ptr" : p));
+    assert.deepEqual(
+      got,
+      want,
+      `${name}: table ${JSON.stringify(entry.parameters)} vs header (${proto.params.join(", ")})`,
+    );
+    const result = proto.result.includes("*") ? "pointer" : ffiTypeOf(proto.result);
+    assert.equal(entry.result, result, `${name}: result`);
+  }
+});
+
+Deno.test("the opened library reports the header's ABI version", () => {
+  const m = Deno.readTextFileSync(new URL("../kernels/include/denotron.h", import.meta.url)).match(
+    /#define DN_ABI_VERSION (\d+)/,
+  );
+  const out = new Int32Array(1);
+  const lib = cpuLibrary();
+  lib.check(lib.sym.dn_abi_version(out), "dn_abi_version");
+  assert.equal(out[0], Number(m![1]));
+});
+
+Deno.test("a native failure becomes an error carrying the native message and location", () => {
+  const lib = cpuLibrary();
+  assert.throws(
+    () => lib.check(lib.sym.dn_set_num_threads(0), "dn_set_num_threads"),
+    /dn_set_num_threads failed \(invalid argument\): runtime\.c:\d+: dn_set_num_threads: 0 is not in \[1, 4096\]/,
+  );
+  assert.throws(
+    () => lib.check(lib.sym.dn_fill(2, null, 4n, 0), "dn_fill"),
+    /unsupported.*dtype f16 is not implemented on the CPU backend/,
+  );
+});
