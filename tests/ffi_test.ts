@@ -87,3 +87,40 @@ Deno.test("a native failure becomes an error carrying the native message and loc
     /unsupported.*dtype f16 is not implemented on the CPU backend/,
   );
 });
+
+async function runDeno(
+  code: string,
+  env: Record<string, string>,
+): Promise<{ ok: boolean; out: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    env,
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { ok: r.success, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
+}
+
+Deno.test("DENOTRON_CPU_LIB overrides the library path, and a wrong path is named", async () => {
+  const builtin = new URL("../build/libdenotron_cpu_builtin.so", import.meta.url).pathname;
+  cpuLibrary("builtin"); // make sure it is built
+  const code = `import { device } from "./lib/device.ts"; console.log(device().info());`;
+  const good = await runDeno(code, { DENOTRON_CPU_LIB: builtin });
+  assert.ok(good.ok, good.out);
+  assert.match(good.out, /gemm=builtin/);
+  const bad = await runDeno(code, { DENOTRON_CPU_LIB: "/nonexistent/libx.so" });
+  assert.ok(!bad.ok);
+  assert.match(bad.out, /DENOTRON_CPU_LIB points to \/nonexistent\/libx.so, which does not exist/);
+});
+
+Deno.test("building without a C compiler fails with a message that says what to do", async () => {
+  const code = `import { buildCpuLibrary } from "./ffi/build.ts"; buildCpuLibrary("builtin");`;
+  const r = await runDeno(code, { CC: "/nonexistent/cc" });
+  assert.ok(!r.ok);
+  assert.match(
+    r.out,
+    /No C compiler found: '\/nonexistent\/cc' is not on PATH.*set CC.*DENOTRON_CPU_LIB/s,
+  );
+});
