@@ -264,6 +264,36 @@ export const symbols = {
     ],
     result: "i32",
   },
+  // dn_status dn_grad_check(dn_dtype dtype, int64_t n, void *const *grads,
+  //   const int64_t *sizes, float scale, int32_t *host_found_inf, double *host_norm_sq)
+  dn_grad_check: {
+    parameters: ["i32", "i64", "buffer", "buffer", "f32", "buffer", "buffer"],
+    result: "i32",
+  },
+  // dn_status dn_adamw_mixed(dn_dtype model_dtype, int64_t n, void *const *model_params,
+  //   float *const *main_params, float *const *main_grads, float *const *m, float *const *v,
+  //   const int64_t *sizes, const float *weight_decay, float lr, float beta1, float beta2,
+  //   float eps, int64_t step, float grad_scale)
+  dn_adamw_mixed: {
+    parameters: [
+      "i32",
+      "i64",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+      "i64",
+      "f32",
+    ],
+    result: "i32",
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The symbol table's type, as opened by `Deno.dlopen`. */

@@ -184,10 +184,13 @@ export class Tensor {
         } elements)`,
       );
     }
-    if (dtype !== "f32" && dtype !== "i32") {
-      throw new DenotronError(
-        `Tensor.fromArray: dtype ${dtype} needs a conversion kernel; create f32 and cast`,
-      );
+    if (dtype === "bf16" || dtype === "f16") {
+      // Rounded to nearest even by the native cast, like every 16-bit store.
+      const wide = Tensor.fromArray(data, s, { ...opts, dtype: "f32", requiresGrad: false });
+      const t = wide.cast(dtype);
+      wide.dispose();
+      t.requiresGrad = opts.requiresGrad ?? false;
+      return t;
     }
     const t = Tensor.empty(s, { ...opts, dtype });
     const host = dtype === "i32" ? Int32Array.from(data) : Float32Array.from(data);
@@ -353,12 +356,28 @@ export class Tensor {
     return this;
   }
 
-  /** Copies host values into this tensor (same element count and type). */
+  /**
+   * Copies host values into this tensor (same element count; i32 tensors take an
+   * Int32Array, float tensors a Float32Array, rounded for 16-bit tensors).
+   */
   copyFromHost(data: Float32Array | Int32Array): this {
     if (data.length !== this.numel) {
       throw new DenotronError(
         `copyFromHost: ${data.length} values for a tensor of ${this.numel} ${fmtShape(this.shape)}`,
       );
+    }
+    if ((this.dtype === "bf16" || this.dtype === "f16") && data instanceof Float32Array) {
+      const wide = Tensor.fromArray(data, this.shape, { device: this.#device });
+      const lib = this.device.lib;
+      try {
+        lib.check(
+          lib.sym.dn_cast(DTYPE_CODE[this.dtype], this.ptr, 0, wide.ptr, BigInt(this.numel)),
+          "copyFromHost",
+        );
+      } finally {
+        wide.dispose();
+      }
+      return this;
     }
     const want = this.dtype === "i32" ? Int32Array : Float32Array;
     if (!(data instanceof want)) {
@@ -381,10 +400,38 @@ export class Tensor {
     return this;
   }
 
-  /** A host copy of the values. */
+  /**
+   * A new tensor holding these values converted to `dtype` (rounded to nearest even when
+   * narrowing; inf and NaN kept). Not recorded for autograd.
+   *
+   * @param dtype a float dtype (or i32 for an i32 tensor)
+   * @returns the converted copy
+   */
+  cast(dtype: DType): Tensor {
+    const out = Tensor.empty(this.shape, { dtype, device: this.#device });
+    const lib = this.device.lib;
+    lib.check(
+      lib.sym.dn_cast(
+        DTYPE_CODE[dtype],
+        out.ptr,
+        DTYPE_CODE[this.dtype],
+        this.ptr,
+        BigInt(this.numel),
+      ),
+      "cast",
+    );
+    return out;
+  }
+
+  /** A host copy of the values (16-bit tensors come back widened to a Float32Array). */
   toArray(): Float32Array | Int32Array {
-    if (this.dtype !== "f32" && this.dtype !== "i32") {
-      throw new DenotronError(`toArray: dtype ${this.dtype} needs a conversion kernel`);
+    if (this.dtype === "bf16" || this.dtype === "f16") {
+      const wide = this.cast("f32");
+      try {
+        return wide.toArray();
+      } finally {
+        wide.dispose();
+      }
     }
     const out = this.dtype === "i32" ? new Int32Array(this.numel) : new Float32Array(this.numel);
     const lib = this.device.lib;
@@ -417,7 +464,14 @@ export class Tensor {
       this.gradFn ? `, gradFn=${this.gradFn.name}` : ""
     })`;
     if (this.disposed) return `${head} <disposed>`;
-    if (this.dtype !== "f32" && this.dtype !== "i32") return head;
+    if (this.dtype !== "f32" && this.dtype !== "i32") {
+      const wide = this.cast("f32");
+      try {
+        return `${wide.toString().replace(/^Tensor\([^)]*\)/, head)}`;
+      } finally {
+        wide.dispose();
+      }
+    }
     const n = Math.min(this.numel, 8);
     const out = this.dtype === "i32" ? new Int32Array(n) : new Float32Array(n);
     const lib = this.device.lib;

@@ -83,8 +83,8 @@ Deno.test("a native failure becomes an error carrying the native message and loc
     /dn_set_num_threads failed \(invalid argument\): runtime\.c:\d+: dn_set_num_threads: 0 is not in \[1, 4096\]/,
   );
   assert.throws(
-    () => lib.check(lib.sym.dn_fill(2, null, 4n, 0), "dn_fill"),
-    /unsupported.*dtype f16 is not implemented on the CPU backend/,
+    () => lib.check(lib.sym.dn_fill(3, null, 4n, 0), "dn_fill"),
+    /unsupported.*dn_fill: dtype i32 \(code 3\) is not a float dtype/,
   );
 });
 

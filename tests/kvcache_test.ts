@@ -150,7 +150,7 @@ Deno.test("the native kernels report bad sizes themselves", () => {
   );
   assert.match(Deno.UnsafePointerView.getCString(lib.sym.dn_last_error()!), /NULL pointer/);
   assert.equal(
-    lib.sym.dn_attention_decode(1, k.ptr, qkv.ptr, k.ptr, k.ptr, 1n, 3n, 4n, 2n, 4n, 0n),
+    lib.sym.dn_attention_decode(3, k.ptr, qkv.ptr, k.ptr, k.ptr, 1n, 3n, 4n, 2n, 4n, 0n),
     3,
   );
 });

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../include/denotron.h"
+#include "convert.h"
 
 /* Records "file:line: message" as this thread's last error and returns code. */
 dn_status dn_fail(dn_status code, const char *file, int line, const char *fmt, ...)
@@ -24,15 +25,35 @@ dn_status dn_fail(dn_status code, const char *file, int line, const char *fmt, .
 
 const char *dn_dtype_name(dn_dtype dtype);
 
-/* The float kernels of this backend run in fp32; 16-bit types arrive with the
- * mixed-precision work. */
+/* Only fp32 (the optimizer state, lse, mean/rstd buffers). */
 #define DN_CHECK_F32(dtype, op)                                                                \
   DN_CHECK((dtype) == DN_F32, DN_ERR_UNSUPPORTED,                                              \
-           "%s: dtype %s is not implemented on the CPU backend (only f32)", (op),              \
-           dn_dtype_name(dtype))
+           "%s: dtype %s is not supported here (only f32)", (op), dn_dtype_name(dtype))
+
+static inline int dn_is_float(dn_dtype d) { return d == DN_F32 || d == DN_BF16 || d == DN_F16; }
+
+/* A float dtype argument, possibly carrying a parameter-gradient dtype in its high
+ * byte (DN_DTYPE_WITH_GRAD): both halves must be f32, bf16 or f16. */
+#define DN_CHECK_FLOAT(code, op)                                                               \
+  DN_CHECK(((code) & ~0xffff) == 0 && dn_is_float(dn_base_dtype(code)) &&                      \
+               dn_is_float(dn_grad_dtype(code)),                                               \
+           DN_ERR_UNSUPPORTED, "%s: dtype %s (code %d) is not a float dtype (f32, bf16, f16)",  \
+           (op), dn_dtype_name(dn_base_dtype(code)), (int)(code))
 
 /* Threads used by every parallel region (set by dn_set_num_threads). */
 extern int dn_threads;
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+/* This thread's index inside a parallel region (0 outside one): picks its scratch row. */
+static inline int dn_thread_index(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 /* Reductions are split into this many fixed chunks, whatever the thread count, so a
  * sum comes out bit-identical with 1 or 16 threads. */

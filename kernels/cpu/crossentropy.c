@@ -3,6 +3,7 @@
  * log-sum-exp per row, and backward forms the probabilities once, straight into
  * the gradient, so the (N,V) probability matrix is never stored. */
 #include <math.h>
+#include <stdlib.h>
 #include "common.h"
 
 static dn_status check_targets(const char *op, const int32_t *targets, int64_t N, int64_t V) {
@@ -18,17 +19,27 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
                                   const int32_t *targets, int64_t N, int64_t V,
                                   double *host_mean, int64_t *host_count) {
   const char *op = "dn_crossentropy_forward";
-  DN_CHECK_F32(dtype, op);
+  DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive (N=%lld V=%lld)", op,
            (long long)N, (long long)V);
   DN_CHECK(losses && lse && logits && targets && host_mean && host_count, DN_ERR_INVALID,
            "%s: NULL pointer", op);
   dn_status st = check_targets(op, targets, N, V);
   if (st != DN_OK) return st;
-  const float *z = logits;
-#pragma omp parallel for num_threads(dn_threads) schedule(static) if (N * V > 65536)
+  dtype = dn_base_dtype(dtype);
+  /* 16-bit logits are widened one row at a time into a per-thread fp32 row. */
+  int nt = dn_threads;
+  float *rows = dtype == DN_F32 ? NULL : malloc(sizeof(float) * (size_t)(V * nt));
+  DN_CHECK(dtype == DN_F32 || rows, DN_ERR_OOM, "%s: out of memory for %d rows of %lld", op, nt,
+           (long long)V);
+#pragma omp parallel for num_threads(nt) schedule(static) if (N * V > 65536)
   for (int64_t i = 0; i < N; i++) {
-    const float *zi = z + i * V;
+    const float *zi = (const float *)logits + i * V;
+    if (rows) {
+      float *r = rows + (int64_t)dn_thread_index() * V;
+      dn_load_row(dtype, r, logits, i * V, V);
+      zi = r;
+    }
     float mx = -INFINITY;
     for (int64_t j = 0; j < V; j++) mx = zi[j] > mx ? zi[j] : mx;
     float sum = 0.0f;
@@ -38,6 +49,7 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
     lse[i] = l;
     losses[i] = targets[i] < 0 ? 0.0f : l - zi[targets[i]];
   }
+  free(rows);
   double total = 0.0;
   int64_t count = 0;
   for (int64_t i = 0; i < N; i++) {
@@ -55,22 +67,34 @@ dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *lo
                                    const float *lse, const int32_t *targets, int64_t N,
                                    int64_t V, float dloss) {
   const char *op = "dn_crossentropy_backward";
-  DN_CHECK_F32(dtype, op);
+  DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
   DN_CHECK(dlogits && logits && lse && targets, DN_ERR_INVALID, "%s: NULL pointer", op);
   dn_status st = check_targets(op, targets, N, V);
   if (st != DN_OK) return st;
-  const float *z = logits;
-  float *dz = dlogits;
-#pragma omp parallel for num_threads(dn_threads) schedule(static) if (N * V > 65536)
+  dtype = dn_base_dtype(dtype);
+  int nt = dn_threads;
+  float *rows = dtype == DN_F32 ? NULL : malloc(sizeof(float) * (size_t)(2 * V * nt));
+  DN_CHECK(dtype == DN_F32 || rows, DN_ERR_OOM, "%s: out of memory for %d rows of %lld", op, nt,
+           (long long)V);
+#pragma omp parallel for num_threads(nt) schedule(static) if (N * V > 65536)
   for (int64_t i = 0; i < N; i++) {
     if (targets[i] < 0) continue;
-    const float *zi = z + i * V;
-    float *di = dz + i * V;
+    const float *zi = (const float *)logits + i * V;
+    float *di = (float *)dlogits + i * V;
+    if (rows) { /* the logits and the gradient row, widened; the gradient is rounded once */
+      float *r = rows + (int64_t)dn_thread_index() * 2 * V;
+      dn_load_row(dtype, r, logits, i * V, V);
+      dn_load_row(dtype, r + V, dlogits, i * V, V);
+      zi = r;
+      di = r + V;
+    }
     float l = lse[i];
 #pragma omp simd
     for (int64_t j = 0; j < V; j++) di[j] += dn_expf(zi[j] - l) * dloss;
     di[targets[i]] -= dloss;
+    if (rows) dn_store_row(dtype, dlogits, i * V, di, V);
   }
+  free(rows);
   return DN_OK;
 }

@@ -14,21 +14,22 @@ static dn_status check_tokens(const char *op, const int32_t *tokens, int64_t n, 
 dn_status dn_embedding_forward(dn_dtype dtype, void *out, const int32_t *tokens, const void *wte,
                                const void *wpe, int64_t B, int64_t T, int64_t C, int64_t V) {
   const char *op = "dn_embedding_forward";
-  DN_CHECK_F32(dtype, op);
+  DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(B > 0 && T > 0 && C > 0 && V > 0, DN_ERR_INVALID,
            "%s: sizes must be positive (B=%lld T=%lld C=%lld V=%lld)", op, (long long)B,
            (long long)T, (long long)C, (long long)V);
   DN_CHECK(out && tokens && wte && wpe, DN_ERR_INVALID, "%s: NULL pointer", op);
   dn_status st = check_tokens(op, tokens, B * T, V);
   if (st != DN_OK) return st;
-  float *o = out;
-  const float *te = wte, *pe = wpe;
-#pragma omp parallel for num_threads(dn_threads) schedule(static) if (B * T * C > 65536)
-  for (int64_t bt = 0; bt < B * T; bt++) {
-    const float *a = te + (int64_t)tokens[bt] * C, *p = pe + (bt % T) * C;
-    float *row = o + bt * C;
-    for (int64_t c = 0; c < C; c++) row[c] = a[c] + p[c];
-  }
+  dtype = dn_base_dtype(dtype);
+  DN_FOR_DTYPE(dtype, {
+    _Pragma("omp parallel for num_threads(dn_threads) schedule(static) if (B * T * C > 65536)")
+    for (int64_t bt = 0; bt < B * T; bt++) {
+      int64_t a = (int64_t)tokens[bt] * C, p = (bt % T) * C;
+      for (int64_t c = 0; c < C; c++)
+        dn_st(DT, out, bt * C + c, dn_ld(DT, wte, a + c) + dn_ld(DT, wpe, p + c));
+    }
+  });
   return DN_OK;
 }
 
@@ -36,13 +37,14 @@ dn_status dn_embedding_backward(dn_dtype dtype, void *dwte, void *dwpe, const vo
                                 const int32_t *tokens, int64_t B, int64_t T, int64_t C,
                                 int64_t V) {
   const char *op = "dn_embedding_backward";
-  DN_CHECK_F32(dtype, op);
+  DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(B > 0 && T > 0 && C > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
   DN_CHECK(dout && tokens, DN_ERR_INVALID, "%s: NULL pointer", op);
   dn_status st = check_tokens(op, tokens, B * T, V);
   if (st != DN_OK) return st;
-  const float *g = dout;
-  float *dte = dwte, *dpe = dwpe;
+  /* dout has the activations' dtype; dwte and dwpe the parameter-gradient dtype. */
+  dn_dtype gt = dn_grad_dtype(dtype);
+  dtype = dn_base_dtype(dtype);
   /* Threads own disjoint channel ranges and walk the tokens in order, so repeated
    * tokens are summed in the same order every time: deterministic, no atomics. */
   const int64_t block = 64;
@@ -50,16 +52,11 @@ dn_status dn_embedding_backward(dn_dtype dtype, void *dwte, void *dwpe, const vo
 #pragma omp parallel for num_threads(dn_threads) schedule(static) if (B * T * C > 65536)
   for (int64_t cb = 0; cb < nblocks; cb++) {
     int64_t c0 = cb * block, c1 = c0 + block < C ? c0 + block : C;
+    float g[64];
     for (int64_t bt = 0; bt < B * T; bt++) {
-      const float *grow = g + bt * C;
-      if (dte) {
-        float *trow = dte + (int64_t)tokens[bt] * C;
-        for (int64_t c = c0; c < c1; c++) trow[c] += grow[c];
-      }
-      if (dpe) {
-        float *prow = dpe + (bt % T) * C;
-        for (int64_t c = c0; c < c1; c++) prow[c] += grow[c];
-      }
+      dn_load_row(dtype, g, dout, bt * C + c0, c1 - c0);
+      if (dwte) dn_accum_row(gt, dwte, (int64_t)tokens[bt] * C + c0, g, c1 - c0);
+      if (dwpe) dn_accum_row(gt, dwpe, (bt % T) * C + c0, g, c1 - c0);
     }
   }
   return DN_OK;

@@ -23,52 +23,56 @@ static inline float gelu_grad(float x) {
 dn_status dn_bias_gelu_forward(dn_dtype dtype, void *out, const void *inp, const void *bias,
                                int64_t N, int64_t C) {
   const char *op = "dn_bias_gelu_forward";
-  DN_CHECK_F32(dtype, op);
+  DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
   DN_CHECK(out && inp, DN_ERR_INVALID, "%s: NULL pointer", op);
-  float *o = out;
-  const float *x = inp, *b = bias;
-#pragma omp parallel for num_threads(dn_threads) schedule(static) if (N * C > 32768)
-  for (int64_t i = 0; i < N; i++) {
-    const float *xi = x + i * C;
-    float *oi = o + i * C;
-    if (b) {
-#pragma omp simd
-      for (int64_t c = 0; c < C; c++) oi[c] = gelu(xi[c] + b[c]);
-    } else {
-#pragma omp simd
-      for (int64_t c = 0; c < C; c++) oi[c] = gelu(xi[c]);
+  dtype = dn_base_dtype(dtype);
+  DN_FOR_DTYPE(dtype, {
+    _Pragma("omp parallel for num_threads(dn_threads) schedule(static) if (N * C > 32768)")
+    for (int64_t i = 0; i < N; i++) {
+      int64_t row = i * C;
+      if (bias) {
+        _Pragma("omp simd")
+        for (int64_t c = 0; c < C; c++)
+          dn_st(DT, out, row + c, gelu(dn_ld(DT, inp, row + c) + dn_ld(DT, bias, c)));
+      } else {
+        _Pragma("omp simd")
+        for (int64_t c = 0; c < C; c++) dn_st(DT, out, row + c, gelu(dn_ld(DT, inp, row + c)));
+      }
     }
-  }
+  });
   return DN_OK;
 }
 
 dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const void *dout,
                                 const void *inp, const void *bias, int64_t N, int64_t C) {
   const char *op = "dn_bias_gelu_backward";
-  DN_CHECK_F32(dtype, op);
+  DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
   DN_CHECK(dinp && dout && inp, DN_ERR_INVALID, "%s: NULL pointer", op);
-  float *dx = dinp, *db = dbias;
-  const float *g = dout, *x = inp, *b = bias;
+  dn_dtype gt = dn_grad_dtype(dtype);
+  dtype = dn_base_dtype(dtype);
   /* Threads own column blocks and walk the rows in order: the bias gradient is
    * summed in one fixed order, whatever the thread count. */
   const int64_t block = 64;
   int64_t nblocks = (C + block - 1) / block;
-#pragma omp parallel for num_threads(dn_threads) schedule(static) if (N * C > 32768)
-  for (int64_t cb = 0; cb < nblocks; cb++) {
-    int64_t c0 = cb * block, c1 = c0 + block < C ? c0 + block : C;
-    float acc[64] = {0};
-    for (int64_t i = 0; i < N; i++) {
-#pragma omp simd
-      for (int64_t c = c0; c < c1; c++) {
-        float d = g[i * C + c] * gelu_grad(x[i * C + c] + (b ? b[c] : 0.0f));
-        dx[i * C + c] += d;
-        acc[c - c0] += d;
+  DN_FOR_DTYPE(dtype, {
+    _Pragma("omp parallel for num_threads(dn_threads) schedule(static) if (N * C > 32768)")
+    for (int64_t cb = 0; cb < nblocks; cb++) {
+      int64_t c0 = cb * block, c1 = c0 + block < C ? c0 + block : C;
+      float acc[64] = {0};
+      for (int64_t i = 0; i < N; i++) {
+        _Pragma("omp simd")
+        for (int64_t c = c0; c < c1; c++) {
+          int64_t k = i * C + c;
+          float d = dn_ld(DT, dout, k) *
+                    gelu_grad(dn_ld(DT, inp, k) + (bias ? dn_ld(DT, bias, c) : 0.0f));
+          dn_st(DT, dinp, k, dn_ld(DT, dinp, k) + d);
+          acc[c - c0] += d;
+        }
       }
+      if (dbias) dn_accum_row(gt, dbias, c0, acc, c1 - c0);
     }
-    if (db)
-      for (int64_t c = c0; c < c1; c++) db[c] += acc[c - c0];
-  }
+  });
   return DN_OK;
 }

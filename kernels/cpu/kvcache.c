@@ -23,27 +23,29 @@ static dn_status check_cache(const char *op, int64_t B, int64_t Tn, int64_t C, i
 dn_status dn_kv_append(dn_dtype dtype, void *k_cache, void *v_cache, const void *qkv, int64_t B,
                        int64_t Tn, int64_t C, int64_t max_T, int64_t pos) {
   const char *op = "dn_kv_append";
-  DN_CHECK_F32(dtype, op);
+  DN_CHECK_FLOAT(dtype, op);
   dn_status st = check_cache(op, B, Tn, C, max_T, pos);
   if (st != DN_OK) return st;
   DN_CHECK(k_cache && v_cache && qkv, DN_ERR_INVALID, "%s: NULL pointer", op);
-  const float *x = qkv;
-  float *kc = k_cache, *vc = v_cache;
+  size_t es = dn_base_dtype(dtype) == DN_F32 ? 4 : 2; /* the cache keeps the model's dtype */
+  const char *x = qkv;
+  char *kc = k_cache, *vc = v_cache;
 #pragma omp parallel for num_threads(dn_threads) schedule(static) if (B * Tn * C > 65536)
   for (int64_t bt = 0; bt < B * Tn; bt++) {
     int64_t b = bt / Tn, t = bt % Tn;
-    const float *row = x + bt * 3 * C; /* (3C): q | k | v */
-    int64_t dst = (b * max_T + pos + t) * C;
-    memcpy(kc + dst, row + C, sizeof(float) * (size_t)C);
-    memcpy(vc + dst, row + 2 * C, sizeof(float) * (size_t)C);
+    const char *row = x + (size_t)(bt * 3 * C) * es; /* (3C): q | k | v */
+    size_t dst = (size_t)((b * max_T + pos + t) * C) * es;
+    memcpy(kc + dst, row + (size_t)C * es, es * (size_t)C);
+    memcpy(vc + dst, row + (size_t)(2 * C) * es, es * (size_t)C);
   }
   return DN_OK;
 }
 
-static inline float dot(const float *a, const float *b, int64_t n) {
+/* q(n) . row [off, off+n) of a dt tensor */
+static inline float dot_ld(dn_dtype dt, const float *q, const void *k, int64_t off, int64_t n) {
   float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+  for (int64_t i = 0; i < n; i++) s += q[i] * dn_ld(dt, k, off + i);
   return s;
 }
 
@@ -51,20 +53,20 @@ dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv, const 
                               const void *v_cache, int64_t B, int64_t Tn, int64_t C, int64_t NH,
                               int64_t max_T, int64_t pos) {
   const char *op = "dn_attention_decode";
-  DN_CHECK_F32(dtype, op);
+  DN_CHECK_FLOAT(dtype, op);
   dn_status st = check_cache(op, B, Tn, C, max_T, pos);
   if (st != DN_OK) return st;
+  dtype = dn_base_dtype(dtype);
   DN_CHECK(NH > 0 && C % NH == 0, DN_ERR_INVALID, "%s: NH=%lld does not divide C=%lld", op,
            (long long)NH, (long long)C);
   DN_CHECK(out && qkv && k_cache && v_cache, DN_ERR_INVALID, "%s: NULL pointer", op);
-  const float *x = qkv, *kc = k_cache, *vc = v_cache;
-  float *o = out;
   int64_t HS = C / NH, C3 = 3 * C, L = pos + Tn;
   float scale = 1.0f / sqrtf((float)HS);
   int failed = 0;
 #pragma omp parallel num_threads(dn_threads) if (B * NH * Tn * L * HS > 65536)
   {
-    float *s = malloc(sizeof(float) * (size_t)L); /* scores of one query, (L) */
+    /* scores of one query (L), then its q and output rows (HS each) in fp32 */
+    float *s = malloc(sizeof(float) * (size_t)(L + 2 * C / NH));
     if (!s) {
 #pragma omp atomic write
       failed = 1;
@@ -76,10 +78,11 @@ dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv, const 
           if (!s) continue;
           /* query i sits at position pos + i and sees cache positions [0, pos + i] */
           int64_t n = pos + i + 1;
-          const float *q = x + (b * Tn + i) * C3 + h * HS;
+          float *q = s + L, *oi = q + HS;
+          dn_load_row(dtype, q, qkv, (b * Tn + i) * C3 + h * HS, HS);
           float mx = -INFINITY;
           for (int64_t j = 0; j < n; j++) {
-            s[j] = dot(q, kc + (b * max_T + j) * C + h * HS, HS) * scale;
+            s[j] = dot_ld(dtype, q, k_cache, (b * max_T + j) * C + h * HS, HS) * scale;
             if (s[j] > mx) mx = s[j];
           }
           float sum = 0.0f;
@@ -88,14 +91,14 @@ dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv, const 
             sum += s[j];
           }
           float inv = 1.0f / sum;
-          float *oi = o + (b * Tn + i) * C + h * HS;
           for (int64_t d = 0; d < HS; d++) oi[d] = 0.0f;
           for (int64_t j = 0; j < n; j++) {
-            const float *v = vc + (b * max_T + j) * C + h * HS;
+            int64_t v = (b * max_T + j) * C + h * HS;
             float p = s[j] * inv;
 #pragma omp simd
-            for (int64_t d = 0; d < HS; d++) oi[d] += p * v[d];
+            for (int64_t d = 0; d < HS; d++) oi[d] += p * dn_ld(dtype, v_cache, v + d);
           }
+          dn_store_row(dtype, out, (b * Tn + i) * C + h * HS, oi, HS);
         }
       }
     }

@@ -1,6 +1,9 @@
 /* defines: dn_matmul, dn_bias_backward.
- * GEMM goes to OpenBLAS's cblas_sgemm when the library was built with it
- * (DN_USE_OPENBLAS), else to the built-in blocked GEMM of gemm_builtin.c. */
+ * fp32 GEMM goes to OpenBLAS's cblas_sgemm when the library was built with it
+ * (DN_USE_OPENBLAS), else to the built-in blocked GEMM of gemm_builtin.c. GEMMs with a
+ * 16-bit operand always take the built-in path, which widens A and B panel by panel
+ * while packing. (Debian's OpenBLAS 0.3.21 declares cblas_sbgemm in cblas.h but is
+ * built without BUILD_BFLOAT16, so the library does not export it.) */
 #include <string.h>
 #include "common.h"
 #include "gemm_builtin.h"
@@ -9,15 +12,18 @@
 #include <cblas.h>
 #endif
 
-static void sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+static void gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, dn_dtype ab,
+                 const void *A, int64_t lda, const void *B, int64_t ldb, float beta, dn_dtype ct,
+                 void *C, int64_t ldc) {
 #ifdef DN_USE_OPENBLAS
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta,
-              C, (blasint)ldc);
-#else
-  dn_gemm_builtin(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (ab == DN_F32 && ct == DN_F32) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
+                beta, C, (blasint)ldc);
+    return;
+  }
 #endif
+  dn_gemm_builtin_ex(ta, tb, M, N, K, alpha, ab, A, lda, B, ldb, beta, ct, C, ldc);
 }
 
 dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M, int64_t N,
@@ -25,7 +31,10 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
                     const void *B, int64_t ldb, int64_t stride_b, float beta, void *C,
                     int64_t ldc, int64_t stride_c, const void *bias, int64_t batch) {
   const char *op = "dn_matmul";
-  DN_CHECK_F32(dtype, op);
+  DN_CHECK_FLOAT(dtype, op);
+  /* A and B have the base dtype; C and bias the second one (DN_DTYPE_WITH_GRAD). */
+  dn_dtype ab = dn_base_dtype(dtype), ct = dn_grad_dtype(dtype);
+  size_t as = ab == DN_F32 ? 4 : 2, cs = ct == DN_F32 ? 4 : 2;
   DN_CHECK(M >= 0 && N >= 0 && K >= 0 && batch >= 0, DN_ERR_INVALID,
            "dn_matmul: negative size (M=%lld N=%lld K=%lld batch=%lld)", (long long)M,
            (long long)N, (long long)K, (long long)batch);
@@ -39,20 +48,19 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
   DN_CHECK(M < ((int64_t)1 << 31) && N < ((int64_t)1 << 31) && K < ((int64_t)1 << 31),
            DN_ERR_INVALID, "dn_matmul: a dimension exceeds 2^31");
   for (int64_t b = 0; b < batch; b++) {
-    const float *a = (const float *)A + b * stride_a;
-    const float *bb = (const float *)B + b * stride_b;
-    float *c = (float *)C + b * stride_c;
+    const char *a = (const char *)A + (size_t)(b * stride_a) * as;
+    const char *bb = (const char *)B + (size_t)(b * stride_b) * as;
+    char *c = (char *)C + (size_t)(b * stride_c) * cs;
     float beta_b = beta;
     if (bias) {
       /* Fold the bias into C first, so the GEMM adds onto it with beta = 1. */
-      const float *bi = bias;
 #pragma omp parallel for num_threads(dn_threads) schedule(static) if (M * N > 65536)
       for (int64_t i = 0; i < M; i++) {
-        float *row = c + i * ldc;
         if (beta == 0.0f) {
-          memcpy(row, bi, (size_t)N * sizeof(float));
+          memcpy(c + (size_t)(i * ldc) * cs, bias, (size_t)N * cs);
         } else {
-          for (int64_t j = 0; j < N; j++) row[j] = beta * row[j] + bi[j];
+          for (int64_t j = 0; j < N; j++)
+            dn_st(ct, c, i * ldc + j, beta * dn_ld(ct, c, i * ldc + j) + dn_ld(ct, bias, j));
         }
       }
       beta_b = 1.0f;
@@ -61,20 +69,21 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
       if (!bias && beta_b != 1.0f) {
         for (int64_t i = 0; i < M; i++)
           for (int64_t j = 0; j < N; j++)
-            c[i * ldc + j] = beta_b == 0.0f ? 0.0f : beta_b * c[i * ldc + j];
+            dn_st(ct, c, i * ldc + j, beta_b == 0.0f ? 0.0f : beta_b * dn_ld(ct, c, i * ldc + j));
       }
       continue;
     }
-    sgemm(trans_a, trans_b, M, N, K, alpha, a, lda, bb, ldb, beta_b, c, ldc);
+    gemm(trans_a, trans_b, M, N, K, alpha, ab, a, lda, bb, ldb, beta_b, ct, c, ldc);
   }
   return DN_OK;
 }
 
 dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout, int64_t M, int64_t N) {
-  DN_CHECK_F32(dtype, "dn_bias_backward");
+  DN_CHECK_FLOAT(dtype, "dn_bias_backward");
   DN_CHECK(M >= 0 && N >= 0, DN_ERR_INVALID, "dn_bias_backward: negative size");
   if (M == 0 || N == 0) return DN_OK;
   DN_CHECK(dbias && dout, DN_ERR_INVALID, "dn_bias_backward: NULL pointer");
-  dn_column_sums(dbias, dout, M, N);
+  /* dout has the base dtype, dbias the parameter-gradient dtype */
+  dn_column_sums(dn_grad_dtype(dtype), dbias, dn_base_dtype(dtype), dout, M, N);
   return DN_OK;
 }

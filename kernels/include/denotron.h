@@ -12,6 +12,12 @@
  *   dn_malloc. Shapes are in the comment beside each argument, row-major.
  * - dtype selects the element type of the floating-point tensors of a call.
  *   Index tensors (tokens, targets) are always int32.
+ * - Mixed precision: f32, bf16 and f16 are accepted everywhere a float dtype is. 16-bit
+ *   tensors are storage only: the CPU kernels compute in fp32 and round to nearest
+ *   even on every store. A float dtype argument may also be DN_DTYPE_WITH_GRAD(dtype,
+ *   grad_dtype): the parameter gradients a backward kernel accumulates into (dweight,
+ *   dbias, dwte, dwpe; C and bias of dn_matmul; y of dn_axpby) then have grad_dtype,
+ *   so bf16 weights can accumulate fp32 "main" gradients directly.
  * - Backward kernels ACCUMULATE into every gradient they produce (+=), so that
  *   gradient accumulation across micro-batches and across uses of a tensor needs
  *   no extra pass. Callers zero a fresh gradient buffer once.
@@ -43,6 +49,8 @@ enum {
 
 typedef int32_t dn_dtype;
 enum { DN_F32 = 0, DN_BF16 = 1, DN_F16 = 2, DN_I32 = 3 };
+/* A float dtype whose parameter-gradient outputs have grad_dtype (see the conventions). */
+#define DN_DTYPE_WITH_GRAD(dtype, grad_dtype) ((dtype) | (((grad_dtype) + 1) << 8))
 
 /* ---- library ------------------------------------------------------------ */
 
@@ -211,6 +219,25 @@ DN_API dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv,
                                      const void *k_cache, const void *v_cache, int64_t B,
                                      int64_t Tn, int64_t C, int64_t NH, int64_t max_T,
                                      int64_t pos);
+
+/* ---- mixed precision ------------------------------------------------------ */
+
+/* One pass over n gradient tensors (dtype): *host_found_inf = 1 if any element of
+ * scale * grad is inf or NaN, else 0; *host_norm_sq = sum of (scale * grad)^2 in fp64
+ * (inf when found_inf). With scale = 1/loss_scale this is the overflow check and the
+ * unscaled gradient norm of the loss-scaled step, from one read of the gradients. */
+DN_API dn_status dn_grad_check(dn_dtype dtype, int64_t n, void *const *grads,
+                               const int64_t *sizes, float scale, int32_t *host_found_inf,
+                               double *host_norm_sq);
+/* AdamW of the mixed-precision optimizer over n tensors (one bucket) in one call:
+ * g = main_grads * grad_scale (unscale and clip), the AdamW update of dn_adamw on the
+ * fp32 main_params with fp32 m and v, then model_params (model_dtype) = main_params
+ * rounded. Every array holds n pointers; sizes(n), weight_decay(n) as in dn_adamw. */
+DN_API dn_status dn_adamw_mixed(dn_dtype model_dtype, int64_t n, void *const *model_params,
+                                float *const *main_params, float *const *main_grads,
+                                float *const *m, float *const *v, const int64_t *sizes,
+                                const float *weight_decay, float lr, float beta1, float beta2,
+                                float eps, int64_t step, float grad_scale);
 
 #ifdef __cplusplus
 }

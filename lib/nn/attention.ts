@@ -5,7 +5,7 @@
  */
 import type { Device } from "../device.ts";
 import { attention } from "../ops/attention.ts";
-import type { Tensor } from "../tensor.ts";
+import type { DType, Tensor } from "../tensor.ts";
 import { Linear } from "./layers.ts";
 import { Module } from "./module.ts";
 
@@ -14,13 +14,20 @@ export class CausalSelfAttention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
   readonly nHead: number;
-  constructor(width: number, nHead: number, opts: { projStd: number; device: Device }) {
+  constructor(
+    width: number,
+    nHead: number,
+    opts: { projStd: number; device: Device; dtype?: DType },
+  ) {
     super();
     this.nHead = nHead;
-    this.qkv = this.child("qkv", new Linear(width, 3 * width, { device: opts.device }));
+    this.qkv = this.child(
+      "qkv",
+      new Linear(width, 3 * width, { device: opts.device, dtype: opts.dtype }),
+    );
     this.proj = this.child(
       "proj",
-      new Linear(width, width, { std: opts.projStd, device: opts.device }),
+      new Linear(width, width, { std: opts.projStd, device: opts.device, dtype: opts.dtype }),
     );
   }
   /** (B,T,C) → (B,T,C) */

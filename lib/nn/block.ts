@@ -6,7 +6,7 @@
 import type { Device } from "../device.ts";
 import { add, dropout } from "../ops/elementwise.ts";
 import type { Generator } from "../random.ts";
-import type { Tensor } from "../tensor.ts";
+import type { DType, Tensor } from "../tensor.ts";
 import { CausalSelfAttention } from "./attention.ts";
 import { LayerNorm } from "./layers.ts";
 import { MLP } from "./mlp.ts";
@@ -21,6 +21,8 @@ export interface BlockOptions {
   eps: number;
   projStd: number;
   device: Device;
+  /** Parameter (and so activation) dtype. @default "f32" */
+  dtype?: DType;
 }
 
 /** x + drop(attn(ln1(x))), then + drop(mlp(ln2(x))). */
@@ -33,9 +35,15 @@ export class Block extends Module {
   constructor(o: BlockOptions) {
     super();
     this.dropout = o.dropout;
-    this.ln1 = this.child("ln1", new LayerNorm(o.width, { eps: o.eps, device: o.device }));
+    this.ln1 = this.child(
+      "ln1",
+      new LayerNorm(o.width, { eps: o.eps, device: o.device, dtype: o.dtype }),
+    );
     this.attn = this.child("attn", new CausalSelfAttention(o.width, o.nHead, o));
-    this.ln2 = this.child("ln2", new LayerNorm(o.width, { eps: o.eps, device: o.device }));
+    this.ln2 = this.child(
+      "ln2",
+      new LayerNorm(o.width, { eps: o.eps, device: o.device, dtype: o.dtype }),
+    );
     this.mlp = this.child("mlp", new MLP(o.width, o.hidden, o));
   }
   /** (B,T,C) → (B,T,C) */

@@ -10,7 +10,7 @@ import { crossEntropy } from "../ops/crossentropy.ts";
 import { dropout } from "../ops/elementwise.ts";
 import { linear } from "../ops/matmul.ts";
 import { Generator } from "../random.ts";
-import type { Tensor } from "../tensor.ts";
+import type { DType, Tensor } from "../tensor.ts";
 import { Block } from "./block.ts";
 import { Embedding, LayerNorm } from "./layers.ts";
 import { FlatParameters, Module } from "./module.ts";
@@ -71,6 +71,12 @@ export interface GPTOptions {
   device?: Device;
   /** Seeds the weights and the dropout stream. @default 1337 */
   seed?: number;
+  /**
+   * Parameter dtype; activations follow it. With "bf16" or "f16" the gradients are
+   * fp32 main gradients (see {@linkcode FlatParameters}); train with
+   * MixedPrecisionAdamW. @default "f32"
+   */
+  dtype?: DType;
 }
 
 /**
@@ -106,10 +112,14 @@ export class GPT extends Module {
     this.config = c;
     const device = opts.device ?? getDevice();
     const seed = opts.seed ?? 1337;
+    const dtype = opts.dtype ?? "f32";
     // GPT-2 scales the init of the projections that feed the residual stream by
     // 1/sqrt(2·layers), so the stream's variance does not grow with depth.
     const projStd = 0.02 / Math.sqrt(2 * c.nLayer);
-    this.emb = this.child("emb", new Embedding(c.vocabSize, c.blockSize, c.nEmbd, { device }));
+    this.emb = this.child(
+      "emb",
+      new Embedding(c.vocabSize, c.blockSize, c.nEmbd, { device, dtype }),
+    );
     this.blocks = [];
     for (let i = 0; i < c.nLayer; i++) {
       this.blocks.push(this.child(
@@ -122,10 +132,11 @@ export class GPT extends Module {
           eps: c.layerNormEps,
           projStd,
           device,
+          dtype,
         }),
       ));
     }
-    this.lnf = this.child("lnf", new LayerNorm(c.nEmbd, { eps: c.layerNormEps, device }));
+    this.lnf = this.child("lnf", new LayerNorm(c.nEmbd, { eps: c.layerNormEps, device, dtype }));
     this.params = new FlatParameters(this, device, seed);
     this.rng = new Generator(seed);
   }

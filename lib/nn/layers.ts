@@ -7,19 +7,23 @@ import type { Device } from "../device.ts";
 import { embedding } from "../ops/embedding.ts";
 import { layernorm } from "../ops/layernorm.ts";
 import { linear } from "../ops/matmul.ts";
-import type { Tensor } from "../tensor.ts";
+import type { DType, Tensor } from "../tensor.ts";
 import { type Init, Module } from "./module.ts";
 
 /** y = x Wᵀ + b with W (out, in). */
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(nIn: number, nOut: number, opts: { bias?: boolean; std?: number; device: Device }) {
+  constructor(
+    nIn: number,
+    nOut: number,
+    opts: { bias?: boolean; std?: number; device: Device; dtype?: DType },
+  ) {
     super();
     const init: Init = { kind: "normal", std: opts.std ?? 0.02 };
-    this.weight = this.param("weight", [nOut, nIn], init, opts.device);
+    this.weight = this.param("weight", [nOut, nIn], init, opts.device, opts.dtype);
     this.bias = (opts.bias ?? true)
-      ? this.param("bias", [nOut], { kind: "zeros" }, opts.device)
+      ? this.param("bias", [nOut], { kind: "zeros" }, opts.device, opts.dtype)
       : null;
   }
   /** (..., in) → (..., out) */
@@ -33,10 +37,10 @@ export class LayerNorm extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
   readonly eps: number;
-  constructor(n: number, opts: { eps?: number; device: Device }) {
+  constructor(n: number, opts: { eps?: number; device: Device; dtype?: DType }) {
     super();
-    this.weight = this.param("weight", [n], { kind: "ones" }, opts.device);
-    this.bias = this.param("bias", [n], { kind: "zeros" }, opts.device);
+    this.weight = this.param("weight", [n], { kind: "ones" }, opts.device, opts.dtype);
+    this.bias = this.param("bias", [n], { kind: "zeros" }, opts.device, opts.dtype);
     this.eps = opts.eps ?? 1e-5;
   }
   /** (..., n) → (..., n) */
@@ -55,7 +59,7 @@ export class Embedding extends Module {
     vocabSize: number,
     maxPositions: number,
     width: number,
-    opts: { std?: number; device: Device },
+    opts: { std?: number; device: Device; dtype?: DType },
   ) {
     super();
     this.wte = this.param(
@@ -63,12 +67,14 @@ export class Embedding extends Module {
       [vocabSize, width],
       { kind: "normal", std: opts.std ?? 0.02 },
       opts.device,
+      opts.dtype,
     );
     this.wpe = this.param(
       "wpe",
       [maxPositions, width],
       { kind: "normal", std: opts.std ?? 0.02 },
       opts.device,
+      opts.dtype,
     );
   }
   /** int32 (B,T) → (B,T,C) */

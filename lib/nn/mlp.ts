@@ -6,7 +6,7 @@
 import type { Device } from "../device.ts";
 import { biasGelu } from "../ops/gelu.ts";
 import { linear } from "../ops/matmul.ts";
-import type { Tensor } from "../tensor.ts";
+import type { DType, Tensor } from "../tensor.ts";
 import { Linear } from "./layers.ts";
 import { Module } from "./module.ts";
 
@@ -14,12 +14,19 @@ import { Module } from "./module.ts";
 export class MLP extends Module {
   readonly fc: Linear;
   readonly proj: Linear;
-  constructor(width: number, hidden: number, opts: { projStd: number; device: Device }) {
+  constructor(
+    width: number,
+    hidden: number,
+    opts: { projStd: number; device: Device; dtype?: DType },
+  ) {
     super();
-    this.fc = this.child("fc", new Linear(width, hidden, { device: opts.device }));
+    this.fc = this.child(
+      "fc",
+      new Linear(width, hidden, { device: opts.device, dtype: opts.dtype }),
+    );
     this.proj = this.child(
       "proj",
-      new Linear(hidden, width, { std: opts.projStd, device: opts.device }),
+      new Linear(hidden, width, { std: opts.projStd, device: opts.device, dtype: opts.dtype }),
     );
   }
   /** (B,T,C) → (B,T,C) */

@@ -168,6 +168,10 @@ export abstract class Module {
 /**
  * One flat buffer holding every parameter of a model, and one for their gradients.
  * Each parameter becomes a view of the first, its `.grad` a view of the second.
+ *
+ * Mixed precision: with bf16 or f16 parameters the gradient buffer is fp32 (Megatron's
+ * "main grads"): backward kernels accumulate straight into it, so micro-batches add up
+ * in fp32 and no 16-bit gradient is ever stored.
  */
 export class FlatParameters {
   /** All parameter values, concatenated in declaration order. */
@@ -194,13 +198,21 @@ export class FlatParameters {
       offset += Math.ceil(s.tensor.numel / 16) * 16;
       return e;
     });
+    const dtype = specs[0]?.tensor.dtype ?? "f32";
+    const mixed = specs.find((s) => s.tensor.dtype !== dtype);
+    if (mixed) {
+      throw new DenotronError(
+        `FlatParameters: '${mixed.name}' is ${mixed.tensor.dtype} but the first parameter is ${dtype}; ` +
+          `a model's parameters share one dtype`,
+      );
+    }
     // Zeroed, so the alignment gaps between parameters hold no stale memory.
-    this.data = Tensor.zeros([offset], { device });
-    this.grad = Tensor.zeros([offset], { device });
+    this.data = Tensor.zeros([offset], { device, dtype });
+    this.grad = Tensor.zeros([offset], { device, dtype: "f32" });
     const lib = device.lib;
     for (const e of this.entries) {
       e.tensor.bindTo(this.data, e.offset);
-      const g = Tensor.placeholder(e.tensor.shape, e.tensor.dtype, device, false);
+      const g = Tensor.placeholder(e.tensor.shape, "f32", device, false);
       g.bindTo(this.grad, e.offset);
       e.tensor.grad = g;
       e.tensor.name = e.name;

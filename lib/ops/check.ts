@@ -5,7 +5,7 @@
  * @module
  */
 import { DenotronError, fmtShape } from "../errors.ts";
-import type { DType, Tensor } from "../tensor.ts";
+import { type DType, DTYPE_CODE, type Tensor } from "../tensor.ts";
 
 /** Throws unless `t` is a live tensor of one of `dtypes`. */
 export function expectTensor(
@@ -99,6 +99,17 @@ export function expectNumber(
   if (typeof x !== "number" || !Number.isFinite(x) || x < lo || x >= hi) {
     throw new DenotronError(`${op}: ${arg} must be a number in [${lo}, ${hi}), got ${String(x)}`);
   }
+}
+
+/**
+ * The dtype argument of a kernel whose parameter-gradient outputs (dweight, dbias, a
+ * GEMM's C) have `gradDtype` while its other tensors have `dtype`:
+ * `DN_DTYPE_WITH_GRAD` of kernels/include/denotron.h. bf16 weights with fp32 main
+ * gradients use it; equal dtypes give the plain code.
+ */
+export function dtypeWithGrad(dtype: DType, gradDtype: DType): number {
+  const code = DTYPE_CODE[dtype];
+  return gradDtype === dtype ? code : code | ((DTYPE_CODE[gradDtype] + 1) << 8);
 }
 
 /** Converts sizes to the bigint the FFI's i64 parameters take. */

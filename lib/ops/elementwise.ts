@@ -7,15 +7,22 @@ import { gradOf, needsGrad, record } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
 import type { Generator } from "../random.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
-import { expectNumber, expectSameDeviceAndDtype, expectTensor } from "./check.ts";
+import { dtypeWithGrad, expectNumber, expectSameDeviceAndDtype, expectTensor } from "./check.ts";
 
 const FLOAT = ["f32", "bf16", "f16"] as const;
 
-/** dst += src over all elements (the accumulate step of every backward). */
+/** dst += src over all elements (dst may be an fp32 main gradient of a 16-bit src). */
 function accumulate(dst: Tensor, src: Tensor): void {
   const lib = dst.device.lib;
   lib.check(
-    lib.sym.dn_axpby(DTYPE_CODE[dst.dtype], dst.ptr, 1, src.ptr, 1, BigInt(dst.numel)),
+    lib.sym.dn_axpby(
+      dtypeWithGrad(src.dtype, dst.dtype),
+      dst.ptr,
+      1,
+      src.ptr,
+      1,
+      BigInt(dst.numel),
+    ),
     "accumulate",
   );
 }

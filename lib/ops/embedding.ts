@@ -6,7 +6,14 @@
 import { gradOf, needsGrad, record } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
-import { big, expectDevice, expectRank, expectSameDeviceAndDtype, expectTensor } from "./check.ts";
+import {
+  big,
+  dtypeWithGrad,
+  expectDevice,
+  expectRank,
+  expectSameDeviceAndDtype,
+  expectTensor,
+} from "./check.ts";
 
 /**
  * out[b,t] = wte[tokens[b,t]] + wpe[t].
@@ -55,13 +62,16 @@ export function embedding(tokens: Tensor, wte: Tensor, wpe: Tensor): Tensor {
     name: op,
     inputs: [wte, wpe],
     backward(g) {
-      const dwte = needsGrad(wte) ? gradOf(wte).ptr : null;
-      const dwpe = needsGrad(wpe) ? gradOf(wpe).ptr : null;
+      const dwte = needsGrad(wte) ? gradOf(wte) : null;
+      const dwpe = needsGrad(wpe) ? gradOf(wpe) : null;
+      if (dwte && dwpe && dwte.dtype !== dwpe.dtype) {
+        throw new Error(`${op} backward: wte and wpe gradients differ in dtype`);
+      }
       lib.check(
         lib.sym.dn_embedding_backward(
-          DTYPE_CODE[g.dtype],
-          dwte,
-          dwpe,
+          dtypeWithGrad(g.dtype, (dwte ?? dwpe)?.dtype ?? g.dtype),
+          dwte ? dwte.ptr : null,
+          dwpe ? dwpe.ptr : null,
           g.ptr,
           tokens.ptr,
           ...big(B, T, C, V),

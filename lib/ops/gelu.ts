@@ -5,7 +5,13 @@
  */
 import { gradOf, needsGrad, record } from "../autograd.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
-import { big, expectSameDeviceAndDtype, expectShape, expectTensor } from "./check.ts";
+import {
+  big,
+  dtypeWithGrad,
+  expectSameDeviceAndDtype,
+  expectShape,
+  expectTensor,
+} from "./check.ts";
 
 const FLOAT = ["f32", "bf16", "f16"] as const;
 
@@ -45,11 +51,12 @@ export function biasGelu(x: Tensor, bias?: Tensor | null): Tensor {
       const dx = needsGrad(x)
         ? gradOf(x)
         : Tensor.zeros(x.shape, { dtype: x.dtype, device: x.device });
+      const db = bias && needsGrad(bias) ? gradOf(bias) : null;
       lib.check(
         lib.sym.dn_bias_gelu_backward(
-          DTYPE_CODE[g.dtype],
+          dtypeWithGrad(g.dtype, db ? db.dtype : g.dtype),
           dx.ptr,
-          bias && needsGrad(bias) ? gradOf(bias).ptr : null,
+          db ? db.ptr : null,
           g.ptr,
           x.ptr,
           bias ? bias.ptr : null,

@@ -5,7 +5,14 @@
  */
 import { gradOf, needsGrad, record } from "../autograd.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
-import { big, expectNumber, expectSameDeviceAndDtype, expectShape, expectTensor } from "./check.ts";
+import {
+  big,
+  dtypeWithGrad,
+  expectNumber,
+  expectSameDeviceAndDtype,
+  expectShape,
+  expectTensor,
+} from "./check.ts";
 
 const FLOAT = ["f32", "bf16", "f16"] as const;
 
@@ -51,12 +58,17 @@ export function layernorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
     name: op,
     inputs: [x, weight, bias],
     backward(g) {
+      const dw = needsGrad(weight) ? gradOf(weight) : null;
+      const db = needsGrad(bias) ? gradOf(bias) : null;
+      if (dw && db && dw.dtype !== db.dtype) {
+        throw new Error(`${op} backward: weight and bias gradients differ in dtype`);
+      }
       lib.check(
         lib.sym.dn_layernorm_backward(
-          DTYPE_CODE[g.dtype],
+          dtypeWithGrad(g.dtype, (dw ?? db)?.dtype ?? g.dtype),
           needsGrad(x) ? gradOf(x).ptr : null,
-          needsGrad(weight) ? gradOf(weight).ptr : null,
-          needsGrad(bias) ? gradOf(bias).ptr : null,
+          dw ? dw.ptr : null,
+          db ? db.ptr : null,
           g.ptr,
           x.ptr,
           weight.ptr,

@@ -5,8 +5,14 @@
  */
 import { gradOf, needsGrad, record } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
-import { DTYPE_CODE, Tensor } from "../tensor.ts";
-import { big, expectSameDeviceAndDtype, expectShape, expectTensor } from "./check.ts";
+import { Tensor } from "../tensor.ts";
+import {
+  big,
+  dtypeWithGrad,
+  expectSameDeviceAndDtype,
+  expectShape,
+  expectTensor,
+} from "./check.ts";
 
 const FLOAT = ["f32", "bf16", "f16"] as const;
 
@@ -30,12 +36,15 @@ interface Gemm {
   batch?: number;
 }
 
-/** One dn_matmul call: C_b = op(A_b) op(B_b) + beta C_b (+ bias). */
+/**
+ * One dn_matmul call: C_b = op(A_b) op(B_b) + beta C_b (+ bias). C may be an fp32 main
+ * gradient while A and B are 16-bit.
+ */
 function gemm(g: Gemm): void {
   const lib = g.c.device.lib;
   lib.check(
     lib.sym.dn_matmul(
-      DTYPE_CODE[g.c.dtype],
+      dtypeWithGrad(g.a.dtype, g.c.dtype),
       g.transA ? 1 : 0,
       g.transB ? 1 : 0,
       ...big(g.M, g.N, g.K),
@@ -148,8 +157,14 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
       }
       if (bias && needsGrad(bias)) {
         const lib = g.device.lib;
+        const db = gradOf(bias);
         lib.check(
-          lib.sym.dn_bias_backward(DTYPE_CODE[g.dtype], gradOf(bias).ptr, g.ptr, ...big(M, nOut)),
+          lib.sym.dn_bias_backward(
+            dtypeWithGrad(g.dtype, db.dtype),
+            db.ptr,
+            g.ptr,
+            ...big(M, nOut),
+          ),
           "linear backward (bias)",
         );
       }

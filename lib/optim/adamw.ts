@@ -5,7 +5,7 @@
  */
 import { DenotronError } from "../errors.ts";
 import type { FlatParameters } from "../nn/module.ts";
-import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import { DTYPE_BYTES, DTYPE_CODE, Tensor } from "../tensor.ts";
 
 /** AdamW hyper-parameters. Defaults are Megatron-LM's. */
 export interface AdamWOptions {
@@ -71,7 +71,8 @@ export class AdamW {
     this.m = Tensor.zeros(params.data.shape, { device });
     this.v = Tensor.zeros(params.data.shape, { device });
     const n = params.entries.length;
-    const at = (base: Tensor, offset: number) => base.address + BigInt(offset * 4);
+    const at = (base: Tensor, offset: number) =>
+      base.address + BigInt(offset * DTYPE_BYTES[base.dtype]);
     this.#lists = {
       n: BigInt(n),
       params: BigUint64Array.from(params.entries, (e) => at(params.data, e.offset)),

@@ -5,3 +5,19 @@
  */
 export { AdamW, type AdamWOptions } from "./adamw.ts";
 export { clipFactor, clipGradNorm, gradNorm } from "./clip.ts";
+export {
+  ConstantGradScaler,
+  DynamicGradScaler,
+  type DynamicGradScalerOptions,
+  type GradScaler,
+  type GradScalerState,
+} from "./grad_scaler.ts";
+export {
+  type FoundInfReducer,
+  MixedPrecisionAdamW,
+  mixedPrecisionStep,
+  type MixedStepOptions,
+  type MixedStepResult,
+  type ParameterBytes,
+  parameterBytes,
+} from "./mixed_precision.ts";
