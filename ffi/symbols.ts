@@ -264,6 +264,43 @@ export const symbols = {
     ],
     result: "i32",
   },
+
+  // ---- process groups: shared memory ----
+  // dn_status dn_comm_shm_open(const char *name, int32_t rank, int32_t size,
+  //                            int64_t slot_bytes, int64_t timeout_ms, void **out)
+  dn_comm_shm_open: { parameters: ["buffer", "i32", "i32", "i64", "i64", "buffer"], result: "i32" },
+  // dn_status dn_comm_shm_unlink(const char *name)
+  dn_comm_shm_unlink: { parameters: ["buffer"], result: "i32" },
+  // dn_status dn_comm_close(void *comm)
+  dn_comm_close: { parameters: ["pointer"], result: "i32" },
+  // dn_status dn_comm_abort(void *comm)
+  dn_comm_abort: { parameters: ["pointer"], result: "i32" },
+  // dn_status dn_comm_barrier(void *comm)
+  dn_comm_barrier: { parameters: ["pointer"], result: "i32" },
+  // dn_status dn_comm_allreduce(void *comm, dn_dtype dtype, int32_t op, const void *send,
+  //                             void *recv, int64_t n)
+  dn_comm_allreduce: {
+    parameters: ["pointer", "i32", "i32", "pointer", "pointer", "i64"],
+    result: "i32",
+  },
+  // dn_status dn_comm_reduce_scatter(void *comm, dn_dtype dtype, int32_t op, const void *send,
+  //                                  void *recv, int64_t n)
+  dn_comm_reduce_scatter: {
+    parameters: ["pointer", "i32", "i32", "pointer", "pointer", "i64"],
+    result: "i32",
+  },
+  // dn_status dn_comm_all_gather(void *comm, dn_dtype dtype, const void *send, void *recv,
+  //                              int64_t n)
+  dn_comm_all_gather: {
+    parameters: ["pointer", "i32", "pointer", "pointer", "i64"],
+    result: "i32",
+  },
+  // dn_status dn_comm_broadcast(void *comm, dn_dtype dtype, void *buf, int64_t n, int32_t root)
+  dn_comm_broadcast: { parameters: ["pointer", "i32", "pointer", "i64", "i32"], result: "i32" },
+  // dn_status dn_comm_send(void *comm, dn_dtype dtype, const void *buf, int64_t n, int32_t peer)
+  dn_comm_send: { parameters: ["pointer", "i32", "pointer", "i64", "i32"], result: "i32" },
+  // dn_status dn_comm_recv(void *comm, dn_dtype dtype, void *buf, int64_t n, int32_t peer)
+  dn_comm_recv: { parameters: ["pointer", "i32", "pointer", "i64", "i32"], result: "i32" },
   // dn_status dn_grad_check(dn_dtype dtype, int64_t n, void *const *grads,
   //   const int64_t *sizes, float scale, int32_t *host_found_inf, double *host_norm_sq)
   dn_grad_check: {

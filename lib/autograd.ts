@@ -81,6 +81,21 @@ export function gradOf(t: Tensor): Tensor {
   return t.grad;
 }
 
+const gradReadyHooks = new Set<(leaf: Tensor) => void>();
+
+/**
+ * Calls `hook(leaf)` during each {@linkcode backward} as soon as a leaf's gradient is
+ * complete, i.e. every op that read the leaf has added its part. Data parallelism starts
+ * a bucket's all-reduce there, while backward goes on with earlier layers.
+ *
+ * @param hook called once per leaf that needs a gradient, per backward
+ * @returns a function that removes the hook
+ */
+export function onGradReady(hook: (leaf: Tensor) => void): () => void {
+  gradReadyHooks.add(hook);
+  return () => gradReadyHooks.delete(hook);
+}
+
 function topoOrder(root: Tensor): Tensor[] {
   const order: Tensor[] = [];
   const seen = new Set<Tensor>();
@@ -146,7 +161,11 @@ export function backward(root: Tensor, grad?: Tensor): void {
   }
   for (const t of topoOrder(root)) {
     const node = t.gradFn;
-    if (!node) continue; // a leaf: its gradient stays
+    if (!node) {
+      // A leaf comes after every op that reads it in this order: its gradient is final.
+      for (const hook of gradReadyHooks) hook(t);
+      continue; // its gradient stays
+    }
     if (t.grad) node.backward(t.grad);
     t.gradFn = null;
     t.grad?.dispose();

@@ -220,6 +220,50 @@ DN_API dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv,
                                      int64_t Tn, int64_t C, int64_t NH, int64_t max_T,
                                      int64_t pos);
 
+/* ---- process groups: shared memory (CPU ranks on one machine) ------------ */
+
+/* A group of `size` processes on one machine meeting in the POSIX shared-memory
+ * segment `name` ("/denotron-..."). Rank 0 creates it (it must not exist); the other
+ * ranks open it after rank 0 returned (the caller orders that, e.g. through the
+ * rendezvous store). One slot of slot_bytes (a multiple of 4096) per rank carries the
+ * data; larger slots mean fewer rounds per collective. Every blocking call fails after
+ * timeout_ms, or as soon as a rank it waits for has exited, naming the group, the
+ * operation and the peer. *out = the group handle. */
+DN_API dn_status dn_comm_shm_open(const char *name, int32_t rank, int32_t size,
+                                  int64_t slot_bytes, int64_t timeout_ms, void **out);
+/* Removes the segment's name (mapped ranks keep it); call once every rank has opened it,
+ * so nothing is left behind even if a rank crashes. Missing names are not an error. */
+DN_API dn_status dn_comm_shm_unlink(const char *name);
+/* Unmaps the segment and frees the handle. */
+DN_API dn_status dn_comm_close(void *comm);
+/* Marks the group failed: every rank waiting in it (now or later) gets an error. */
+DN_API dn_status dn_comm_abort(void *comm);
+/* Returns once every rank of the group has called it. */
+DN_API dn_status dn_comm_barrier(void *comm);
+/* recv(n) = send_0(n) op ... op send_{size-1}(n), ranks combined in rank order so that
+ * every rank gets bit-identical values. op: 0 sum, 1 max, 2 min. dtype f32 or i32.
+ * send == recv is allowed (in place). */
+DN_API dn_status dn_comm_allreduce(void *comm, dn_dtype dtype, int32_t op, const void *send,
+                                   void *recv, int64_t n);
+/* Shard q of n elements is [n*q/size, n*(q+1)/size) (floor division), so n need not be
+ * a multiple of size. recv(shard length of this rank) = the reduction, as in
+ * dn_comm_allreduce, of this rank's shard of every rank's send(n). */
+DN_API dn_status dn_comm_reduce_scatter(void *comm, dn_dtype dtype, int32_t op,
+                                        const void *send, void *recv, int64_t n);
+/* recv(n) = the shards of all ranks side by side; send holds this rank's shard (shards as
+ * in dn_comm_reduce_scatter). send may point into recv at this rank's shard. Any dtype. */
+DN_API dn_status dn_comm_all_gather(void *comm, dn_dtype dtype, const void *send, void *recv,
+                                    int64_t n);
+/* buf(n) on every rank = buf(n) of rank root. Any dtype. */
+DN_API dn_status dn_comm_broadcast(void *comm, dn_dtype dtype, void *buf, int64_t n,
+                                   int32_t root);
+/* Sends buf(n) to rank peer; returns once peer has received it (a synchronous send: two
+ * ranks must not send to each other at the same time). Any dtype. */
+DN_API dn_status dn_comm_send(void *comm, dn_dtype dtype, const void *buf, int64_t n,
+                              int32_t peer);
+/* Receives buf(n) from rank peer's matching dn_comm_send. */
+DN_API dn_status dn_comm_recv(void *comm, dn_dtype dtype, void *buf, int64_t n, int32_t peer);
+
 /* ---- mixed precision ------------------------------------------------------ */
 
 /* One pass over n gradient tensors (dtype): *host_found_inf = 1 if any element of

@@ -1,0 +1,270 @@
+/**
+ * defines: LaunchOptions, parseLaunchArgs, launch, freePort, removeShmSegments
+ *
+ * The launcher behind `deno task launch`: starts `nprocPerNode` ranks of a Deno script
+ * on this machine with torchrun's variables (RANK, LOCAL_RANK, WORLD_SIZE,
+ * LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, plus DENOTRON_RUN_ID), prefixes their
+ * output with the rank, and watches them:
+ *
+ * - when a rank fails, the others get SIGTERM (SIGKILL after a grace period) and the
+ *   launcher returns non-zero after a line naming the rank, its exit status and the
+ *   last line it wrote to stderr;
+ * - SIGINT (Ctrl-C) stops every rank the same way;
+ * - at the end, shared-memory segments of this run left in /dev/shm are removed.
+ *
+ * @module
+ */
+import { parseArgs } from "parse-args";
+
+const ESC = String.fromCharCode(27);
+const ANSI = new RegExp(`${ESC}\\[[0-9;]*m`, "g");
+/** The text without terminal colour codes. */
+function stripAnsiCode(s: string): string {
+  return s.replace(ANSI, "");
+}
+
+/** What to launch. */
+export interface LaunchOptions {
+  /** Ranks on this machine. */
+  nprocPerNode: number;
+  /** Machines. @default 1 */
+  nnodes?: number;
+  /** This machine's index. @default 0 */
+  nodeRank?: number;
+  /** Rank 0's host. @default "127.0.0.1" */
+  masterAddr?: string;
+  /** Rank 0's store port; a free one is picked on a single machine. @default 29500 */
+  masterPort?: number;
+  /** The Deno script every rank runs. */
+  script: string;
+  /** Its arguments. */
+  args?: string[];
+  /** Extra variables for every rank. */
+  env?: Record<string, string>;
+  /** Arguments of `deno run` before the script. @default ["-A"] */
+  denoArgs?: string[];
+  /** Seconds between SIGTERM and SIGKILL when stopping ranks. @default 3 */
+  graceSeconds?: number;
+  /** Where rank output goes, line by line. @default stdout/stderr with a "[rank N]" prefix */
+  output?: (rank: number, stream: "stdout" | "stderr", line: string) => void;
+  /** The launcher's own messages. @default console.error */
+  log?: (line: string) => void;
+}
+
+/**
+ * Parses `--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P]
+ * script.ts [args...]`.
+ *
+ * @example
+ * ```ts
+ * import { parseLaunchArgs } from "./launch.ts";
+ * const o = parseLaunchArgs(["--nproc-per-node", "2", "train.ts", "--lr", "1e-3"]);
+ * console.log(o.nprocPerNode, o.script, o.args); // 2 train.ts ["--lr", "1e-3"]
+ * ```
+ */
+export function parseLaunchArgs(argv: string[]): LaunchOptions {
+  const scriptAt = argv.findIndex((a, i) =>
+    !a.startsWith("-") && (i === 0 || !argv[i - 1].startsWith("--") || argv[i - 1].includes("="))
+  );
+  if (scriptAt < 0) {
+    throw new Error(
+      "usage: deno task launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] script.ts [args...]",
+    );
+  }
+  const { values } = parseArgs({
+    args: argv.slice(0, scriptAt),
+    options: {
+      "nproc-per-node": { type: "string" },
+      "nnodes": { type: "string" },
+      "node-rank": { type: "string" },
+      "master-addr": { type: "string" },
+      "master-port": { type: "string" },
+    },
+    strict: true,
+  });
+  const num = (name: string, v: string | undefined, min: number): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) {
+      throw new Error(`--${name} ${v}: expected an integer >= ${min}`);
+    }
+    return n;
+  };
+  const nprocPerNode = num("nproc-per-node", values["nproc-per-node"], 1);
+  if (nprocPerNode === undefined) throw new Error("--nproc-per-node is required");
+  return {
+    nprocPerNode,
+    nnodes: num("nnodes", values.nnodes, 1),
+    nodeRank: num("node-rank", values["node-rank"], 0),
+    masterAddr: values["master-addr"],
+    masterPort: num("master-port", values["master-port"], 0),
+    script: argv[scriptAt],
+    args: argv.slice(scriptAt + 1),
+  };
+}
+
+/** A TCP port that was free a moment ago on `hostname`. */
+export function freePort(hostname = "127.0.0.1"): number {
+  const l = Deno.listen({ hostname, port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Removes /dev/shm/denotron-<runId>-* and returns how many there were. */
+export function removeShmSegments(runId: string): number {
+  let n = 0;
+  try {
+    for (const e of Deno.readDirSync("/dev/shm")) {
+      if (e.name.startsWith(`denotron-${runId}-`)) {
+        try {
+          Deno.removeSync(`/dev/shm/${e.name}`);
+          n++;
+        } catch { /* gone meanwhile */ }
+      }
+    }
+  } catch { /* no /dev/shm here */ }
+  return n;
+}
+
+async function pumpLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let rest = "";
+  for await (const chunk of stream) {
+    rest += decoder.decode(chunk, { stream: true });
+    const lines = rest.split("\n");
+    rest = lines.pop()!;
+    for (const l of lines) onLine(l);
+  }
+  if (rest) onLine(rest);
+}
+
+/**
+ * Runs the ranks of this machine until they all finish or one fails.
+ *
+ * @param o what to run
+ * @returns the exit code: 0 when every rank succeeded, else the first failure's code
+ *   (1 when it was killed by a signal), 130 after SIGINT
+ */
+export async function launch(o: LaunchOptions): Promise<number> {
+  const nnodes = o.nnodes ?? 1;
+  const nodeRank = o.nodeRank ?? 0;
+  if (nodeRank >= nnodes) {
+    throw new Error(`--node-rank ${nodeRank} must be below --nnodes ${nnodes}`);
+  }
+  const masterAddr = o.masterAddr ?? "127.0.0.1";
+  const masterPort = o.masterPort ?? (nnodes === 1 ? freePort(masterAddr) : 29500);
+  const worldSize = o.nprocPerNode * nnodes;
+  const runId = o.env?.DENOTRON_RUN_ID ?? crypto.randomUUID().slice(0, 8);
+  const log = o.log ?? ((l: string) => console.error(l));
+  const encoder = new TextEncoder();
+  const output = o.output ?? ((rank, stream, line) => {
+    const target = stream === "stdout" ? Deno.stdout : Deno.stderr;
+    target.writeSync(encoder.encode(`[rank ${rank}] ${line}\n`));
+  });
+
+  interface Rank {
+    rank: number;
+    child: Deno.ChildProcess;
+    lastErr: string[];
+    done: Promise<void>;
+    status?: Deno.CommandStatus;
+  }
+  let failure: { rank: number; status: Deno.CommandStatus; lastErr: string[] } | null = null;
+  let interrupted = false;
+  let stopping = false;
+  let wakeWatcher = () => {};
+  const ranks: Rank[] = [];
+  for (let local = 0; local < o.nprocPerNode; local++) {
+    const rank = nodeRank * o.nprocPerNode + local;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...(o.denoArgs ?? ["-A"]), o.script, ...(o.args ?? [])],
+      env: {
+        ...o.env,
+        RANK: String(rank),
+        LOCAL_RANK: String(local),
+        WORLD_SIZE: String(worldSize),
+        LOCAL_WORLD_SIZE: String(o.nprocPerNode),
+        GROUP_RANK: String(nodeRank),
+        MASTER_ADDR: masterAddr,
+        MASTER_PORT: String(masterPort),
+        DENOTRON_RUN_ID: runId,
+      },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const r: Rank = { rank, child, lastErr: [], done: Promise.resolve() };
+    const pumps = Promise.all([
+      pumpLines(child.stdout, (l) => output(rank, "stdout", l)),
+      pumpLines(child.stderr, (l) => {
+        output(rank, "stderr", l);
+        if (l.trim()) {
+          r.lastErr.push(l);
+          if (r.lastErr.length > 20) r.lastErr.shift();
+        }
+      }),
+    ]);
+    r.done = child.status.then(async (status) => {
+      await pumps.catch(() => {});
+      r.status = status;
+      if (!status.success && !failure && !stopping) failure = { rank, status, lastErr: r.lastErr };
+      wakeWatcher();
+    });
+    ranks.push(r);
+  }
+
+  const stopAll = async () => {
+    stopping = true;
+    const alive = () => ranks.filter((r) => !r.status);
+    for (const r of alive()) {
+      try {
+        r.child.kill("SIGTERM");
+      } catch { /* already gone */ }
+    }
+    const grace = (o.graceSeconds ?? 3) * 1000;
+    const deadline = Date.now() + grace;
+    while (alive().length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    for (const r of alive()) {
+      try {
+        r.child.kill("SIGKILL");
+      } catch { /* already gone */ }
+    }
+    await Promise.all(ranks.map((r) => r.done));
+  };
+
+  const onSigint = () => {
+    interrupted = true;
+    wakeWatcher();
+  };
+  Deno.addSignalListener("SIGINT", onSigint);
+  try {
+    while (ranks.some((r) => !r.status) && !failure && !interrupted) {
+      await new Promise<void>((res) => (wakeWatcher = res));
+    }
+    if (failure || interrupted) await stopAll();
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+    removeShmSegments(runId);
+  }
+  if (interrupted && !failure) {
+    log(`launch: interrupted; stopped ${o.nprocPerNode} rank(s)`);
+    return 130;
+  }
+  if (failure) {
+    const f = failure as { rank: number; status: Deno.CommandStatus; lastErr: string[] };
+    const how = f.status.signal
+      ? `was killed by ${f.status.signal}`
+      : `exited with code ${f.status.code}`;
+    const plain = f.lastErr.map((l) => stripAnsiCode(l).trim());
+    const why = plain.find((l) => /^error: |Error: /.test(l)) ?? plain.at(-1) ??
+      "(no output on stderr)";
+    log(`launch: rank ${f.rank} ${how}: ${why.trim()}`);
+    log(`launch: stopped the other ${ranks.length - 1} rank(s) of this node`);
+    return f.status.code && f.status.code > 0 ? f.status.code : 1;
+  }
+  return 0;
+}

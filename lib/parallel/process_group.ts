@@ -1,0 +1,355 @@
+/**
+ * defines: ProcessGroup, ReduceOp, Backend, ProcessGroupOptions, ShmProcessGroup,
+ *          SingleProcessGroup, newProcessGroup, shardRange
+ *
+ * One interface for every backend. Tensors are communicated in place where that is
+ * natural (all-reduce, broadcast, recv); reduce-scatter and all-gather follow the shard
+ * layout of {@linkcode shardRange}, which accepts any size, not only multiples of the
+ * group size. Every call blocks until its part is done; on the CPU that means the data
+ * has moved.
+ *
+ * Backends:
+ * - `shm`: ranks on one machine meeting in a POSIX shared-memory segment of the C
+ *   library (kernels/cpu/comm_shm.c). Deterministic: reductions combine ranks in rank
+ *   order, so every rank gets bit-identical results.
+ * - `nccl`: GPU ranks; arrives with the CUDA library (requesting it now is an error).
+ *
+ * @module
+ */
+import type { Device } from "../device.ts";
+import { device as defaultDevice } from "../device.ts";
+import { DenotronError } from "../errors.ts";
+import { DTYPE_CODE, type Tensor } from "../tensor.ts";
+import type { StoreClient } from "./store.ts";
+
+/** How all-reduce and reduce-scatter combine values. */
+export type ReduceOp = "sum" | "max" | "min";
+/** Communication engines. */
+export type Backend = "shm" | "nccl";
+
+const OP_CODE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
+
+/**
+ * Shard `q` of `n` elements split among `size` ranks: `[floor(n·q/size), floor(n·(q+1)/size))`.
+ * Shard lengths differ by at most one.
+ *
+ * @example
+ * ```ts
+ * import { shardRange } from "./process_group.ts";
+ * console.log(shardRange(10, 1, 3)); // { start: 3, length: 3 }
+ * ```
+ */
+export function shardRange(n: number, q: number, size: number): { start: number; length: number } {
+  const start = Math.floor((n * q) / size);
+  return { start, length: Math.floor((n * (q + 1)) / size) - start };
+}
+
+/** A set of ranks that communicate. Ranks inside a group count from 0. */
+export interface ProcessGroup {
+  /** The group's name (in messages and segment names), e.g. "dp-0". */
+  readonly name: string;
+  readonly backend: Backend | "single";
+  /** This process's rank in the group. */
+  readonly rank: number;
+  /** Ranks in the group. */
+  readonly size: number;
+  /** The global ranks of the members, by group rank. */
+  readonly ranks: readonly number[];
+  /** In place: every rank's `t` becomes the element-wise reduction over the group. */
+  allReduce(t: Tensor, op?: ReduceOp): void;
+  /**
+   * `output` = this rank's shard (see {@linkcode shardRange}) of the reduction of every
+   * rank's `input`. `output` may be the view of `input` at this rank's shard.
+   */
+  reduceScatter(input: Tensor, output: Tensor, op?: ReduceOp): void;
+  /**
+   * `output` = every rank's `input` shard side by side. `input` may be the view of `output`
+   * at this rank's shard.
+   */
+  allGather(input: Tensor, output: Tensor): void;
+  /** In place: every rank's `t` becomes group rank `root`'s. */
+  broadcast(t: Tensor, root: number): void;
+  /** Sends `t` to group rank `peer`; returns once it has been received. */
+  send(t: Tensor, peer: number): void;
+  /** Fills `t` from group rank `peer`'s send. */
+  recv(t: Tensor, peer: number): void;
+  /** Returns once every rank of the group has called it. */
+  barrier(): void;
+  /** Makes every rank waiting in this group fail at once (call when giving up). */
+  abort(): void;
+  /** Releases the group. Safe to call twice. */
+  close(): void;
+}
+
+/** Options of {@link newProcessGroup}. */
+export interface ProcessGroupOptions {
+  /** @default "shm" */
+  backend?: Backend;
+  /**
+   * Deadline of every blocking call, in ms.
+   * @default DENOTRON_COMM_TIMEOUT_MS, else 300000
+   */
+  timeoutMs?: number;
+  /**
+   * Bytes of shared memory per rank (a multiple of 4096); collectives larger than half a
+   * slot run in rounds.
+   * @default DENOTRON_SHM_SLOT_BYTES, else 8 MiB
+   */
+  slotBytes?: number;
+  /** Where the tensors live. @default device() */
+  device?: Device;
+}
+
+function envInt(name: string): number | undefined {
+  const v = Deno.env.get(name);
+  return v ? Number(v) : undefined;
+}
+
+function cString(s: string): Uint8Array {
+  return new TextEncoder().encode(s + "\0");
+}
+
+function checkSameSize(a: Tensor, b: Tensor, what: string): void {
+  if (a.dtype !== b.dtype) {
+    throw new DenotronError(`${what}: dtypes differ (${a.describe()} vs ${b.describe()})`);
+  }
+  void b;
+}
+
+/** A group of one: every operation is a copy or nothing. */
+export class SingleProcessGroup implements ProcessGroup {
+  readonly backend = "single" as const;
+  readonly rank = 0;
+  readonly size = 1;
+  readonly ranks: readonly number[];
+  constructor(readonly name: string, globalRank: number) {
+    this.ranks = [globalRank];
+  }
+  allReduce(): void {}
+  reduceScatter(input: Tensor, output: Tensor): void {
+    if (input.address !== output.address) output.copy_(input);
+  }
+  allGather(input: Tensor, output: Tensor): void {
+    if (input.address !== output.address) output.copy_(input);
+  }
+  broadcast(): void {}
+  send(): void {
+    throw new DenotronError(`group '${this.name}' has one rank: there is no peer to send to`);
+  }
+  recv(): void {
+    throw new DenotronError(`group '${this.name}' has one rank: there is no peer to receive from`);
+  }
+  barrier(): void {}
+  abort(): void {}
+  close(): void {}
+}
+
+/** The shared-memory backend. Create it with {@link newProcessGroup}. */
+export class ShmProcessGroup implements ProcessGroup {
+  readonly backend = "shm" as const;
+  readonly name: string;
+  readonly rank: number;
+  readonly size: number;
+  readonly ranks: readonly number[];
+  readonly device: Device;
+  #handle: Deno.PointerObject | null;
+
+  /** @internal opened by newProcessGroup */
+  constructor(
+    name: string,
+    ranks: readonly number[],
+    rank: number,
+    handle: Deno.PointerObject,
+    device: Device,
+  ) {
+    this.name = name;
+    this.ranks = ranks;
+    this.rank = rank;
+    this.size = ranks.length;
+    this.#handle = handle;
+    this.device = device;
+  }
+
+  get #h(): Deno.PointerObject {
+    if (!this.#handle) throw new DenotronError(`process group '${this.name}' is closed`);
+    return this.#handle;
+  }
+
+  #check(status: number, what: string): void {
+    this.device.lib.check(status, `${what} on group '${this.name}'`);
+  }
+
+  allReduce(t: Tensor, op: ReduceOp = "sum"): void {
+    const s = this.device.lib.sym;
+    this.#check(
+      s.dn_comm_allreduce(this.#h, DTYPE_CODE[t.dtype], OP_CODE[op], t.ptr, t.ptr, BigInt(t.numel)),
+      "allReduce",
+    );
+  }
+
+  reduceScatter(input: Tensor, output: Tensor, op: ReduceOp = "sum"): void {
+    checkSameSize(input, output, "reduceScatter");
+    const want = shardRange(input.numel, this.rank, this.size).length;
+    if (output.numel !== want) {
+      throw new DenotronError(
+        `reduceScatter on group '${this.name}': rank ${this.rank}'s shard of ${input.numel} elements has ${want}, the output has ${output.numel}`,
+      );
+    }
+    const s = this.device.lib.sym;
+    this.#check(
+      s.dn_comm_reduce_scatter(
+        this.#h,
+        DTYPE_CODE[input.dtype],
+        OP_CODE[op],
+        input.ptr,
+        output.ptr,
+        BigInt(input.numel),
+      ),
+      "reduceScatter",
+    );
+  }
+
+  allGather(input: Tensor, output: Tensor): void {
+    checkSameSize(input, output, "allGather");
+    const want = shardRange(output.numel, this.rank, this.size).length;
+    if (input.numel !== want) {
+      throw new DenotronError(
+        `allGather on group '${this.name}': rank ${this.rank}'s shard of ${output.numel} elements has ${want}, the input has ${input.numel}`,
+      );
+    }
+    const s = this.device.lib.sym;
+    this.#check(
+      s.dn_comm_all_gather(
+        this.#h,
+        DTYPE_CODE[input.dtype],
+        input.ptr,
+        output.ptr,
+        BigInt(output.numel),
+      ),
+      "allGather",
+    );
+  }
+
+  broadcast(t: Tensor, root: number): void {
+    const s = this.device.lib.sym;
+    this.#check(
+      s.dn_comm_broadcast(this.#h, DTYPE_CODE[t.dtype], t.ptr, BigInt(t.numel), root),
+      "broadcast",
+    );
+  }
+
+  send(t: Tensor, peer: number): void {
+    const s = this.device.lib.sym;
+    this.#check(s.dn_comm_send(this.#h, DTYPE_CODE[t.dtype], t.ptr, BigInt(t.numel), peer), "send");
+  }
+
+  recv(t: Tensor, peer: number): void {
+    const s = this.device.lib.sym;
+    this.#check(s.dn_comm_recv(this.#h, DTYPE_CODE[t.dtype], t.ptr, BigInt(t.numel), peer), "recv");
+  }
+
+  barrier(): void {
+    this.#check(this.device.lib.sym.dn_comm_barrier(this.#h), "barrier");
+  }
+
+  abort(): void {
+    if (this.#handle) this.device.lib.sym.dn_comm_abort(this.#handle);
+  }
+
+  close(): void {
+    if (!this.#handle) return;
+    const h = this.#handle;
+    this.#handle = null;
+    this.#check(this.device.lib.sym.dn_comm_close(h), "close");
+  }
+}
+
+/**
+ * Creates the group of `ranks` (global ranks, in group-rank order). Every member must
+ * call it, with the same arguments and in the same order relative to its other groups;
+ * a process that is not a member gets null without communicating.
+ *
+ * The shm backend: the first member creates the segment `/denotron-<runId>-<name>` and
+ * publishes its name in the store; the others open it; after a store barrier the name
+ * is unlinked, so the segment disappears with the last process even after a crash.
+ *
+ * @param store the rendezvous store
+ * @param runId this job's id (segment names)
+ * @param globalRank this process's global rank
+ * @param ranks the members' global ranks
+ * @param name the group's name, unique in the job
+ * @param options backend, timeout, slot size, device
+ * @returns this process's handle, or null when it is not a member
+ */
+export async function newProcessGroup(
+  store: StoreClient,
+  runId: string,
+  globalRank: number,
+  ranks: readonly number[],
+  name: string,
+  options: ProcessGroupOptions = {},
+): Promise<ProcessGroup | null> {
+  const backend = options.backend ?? "shm";
+  if (backend === "nccl") {
+    throw new DenotronError(
+      `process group '${name}': the nccl backend is not available in this build ` +
+        `(it needs the CUDA library, libdenotron_cuda.so); use backend "shm" for CPU ranks`,
+    );
+  }
+  if (backend !== "shm") {
+    throw new DenotronError(`process group '${name}': unknown backend '${backend}' (shm, nccl)`);
+  }
+  const rank = ranks.indexOf(globalRank);
+  if (rank < 0) return null;
+  if (new Set(ranks).size !== ranks.length) {
+    throw new DenotronError(`process group '${name}': ranks ${ranks.join(",")} repeat a rank`);
+  }
+  if (ranks.length === 1) return new SingleProcessGroup(name, globalRank);
+  const dev = options.device ?? defaultDevice();
+  const timeoutMs = options.timeoutMs ?? envInt("DENOTRON_COMM_TIMEOUT_MS") ?? 300_000;
+  const slotBytes = options.slotBytes ?? envInt("DENOTRON_SHM_SLOT_BYTES") ?? 8 << 20;
+  const lib = dev.lib;
+  const key = `pg/${name}/segment`;
+  const out = new BigUint64Array(1);
+  let segment: string;
+  if (rank === 0) {
+    segment = `/denotron-${runId}-${name}`;
+    // A segment left by an earlier run with the same id would make the create fail.
+    lib.sym.dn_comm_shm_unlink(cString(segment));
+    lib.check(
+      lib.sym.dn_comm_shm_open(
+        cString(segment),
+        0,
+        ranks.length,
+        BigInt(slotBytes),
+        BigInt(timeoutMs),
+        out,
+      ),
+      `creating process group '${name}'`,
+    );
+    await store.set(key, segment);
+  } else {
+    segment = await store.get(key);
+    lib.check(
+      lib.sym.dn_comm_shm_open(
+        cString(segment),
+        rank,
+        ranks.length,
+        BigInt(slotBytes),
+        BigInt(timeoutMs),
+        out,
+      ),
+      `joining process group '${name}' as rank ${rank}`,
+    );
+  }
+  const pg = new ShmProcessGroup(name, ranks, rank, Deno.UnsafePointer.create(out[0])!, dev);
+  try {
+    await store.barrier(`pg/${name}/opened`, ranks.length);
+  } catch (e) {
+    if (rank === 0) lib.sym.dn_comm_shm_unlink(cString(segment));
+    pg.close();
+    throw e;
+  }
+  if (rank === 0) lib.check(lib.sym.dn_comm_shm_unlink(cString(segment)), `unlinking ${segment}`);
+  return pg;
+}

@@ -1,0 +1,34 @@
+/** Every collective of the shm backend, on 2, 3 and 4 real processes, against plain TypeScript. */
+import assert from "assert";
+import { launchFixture, leftoverSegments } from "./parallel_helpers.ts";
+import { StoreClient, StoreServer } from "../lib/parallel/store.ts";
+import { newProcessGroup } from "../lib/parallel/process_group.ts";
+
+for (const n of [2, 3, 4]) {
+  Deno.test(`all-reduce (sum/max/min), reduce-scatter, all-gather, broadcast, send/recv on ${n} ranks equal the single-process reference bit for bit`, async () => {
+    const runId = `coll${n}${Date.now() % 100000}`;
+    const r = await launchFixture(n, "collectives.ts", [], { DENOTRON_RUN_ID: runId });
+    assert.equal(r.code, 0, [...r.output, ...r.log].join("\n"));
+    for (let q = 0; q < n; q++) {
+      assert.ok(
+        r.output.includes(`[rank ${q}] rank ${q}: all collectives match`),
+        r.output.join("\n"),
+      );
+    }
+    assert.deepEqual(leftoverSegments(runId), []);
+  });
+}
+
+Deno.test("asking for the nccl backend says it is not available in this build", async () => {
+  const server = StoreServer.listen("127.0.0.1", 0);
+  const store = await StoreClient.connect("127.0.0.1", server.port);
+  try {
+    await assert.rejects(
+      () => newProcessGroup(store, "x", 0, [0, 1], "g", { backend: "nccl" }),
+      /nccl backend is not available in this build/,
+    );
+  } finally {
+    store.close();
+    await server.close();
+  }
+});
