@@ -128,7 +128,7 @@ Deno.test("cross-field checks explain the conflict", async () => {
       ["--tensor-model-parallel-size", "3", "--n-head", "4"],
       /tensorModelParallelSize 3 does not divide nHead 4/,
     ],
-    [["--lr-warmup-iters", "2000"], /lrWarmupIters 2000 is longer than lrDecayIters 1000/],
+    [["--lr-warmup-iters", "2000"], /lrWarmupIters 2000 is longer than lrDecayIters 800/],
     [["--split", "a,b"], /split: split "a,b": expected up to three non-negative weights/],
   ];
   for (const [args, re] of cases) await assert.rejects(loadConfig({ args }), re);

@@ -5,6 +5,7 @@ import { LrSchedule } from "../lib/train/lr_schedule.ts";
 import { lossCurveSvg, niceTicks } from "../lib/train/plot.ts";
 import { textBytes, train } from "../lib/train/trainer.ts";
 import { sampleTokens } from "../lib/train/sample.ts";
+import { ThreadTuner } from "../lib/train/threads.ts";
 import { tinyConfig, tinyCorpus, tinyTrainer } from "./train_helpers.ts";
 
 const corpus = await tinyCorpus();
@@ -221,3 +222,23 @@ function assertWellFormedSvg(svg: string): void {
   assert.ok(!/[<>]/.test(body.slice(last)), "markup that is not a well-formed tag");
   assert.deepEqual(stack, [], "unclosed elements");
 }
+
+Deno.test("ThreadTuner tries each count, keeps the fastest, and re-tries on a slowdown", () => {
+  const tuner = new ThreadTuner({ candidates: [2, 1], trialSteps: 2, recheckEvery: 5 });
+  const run = (secondsAt: Record<number, number>, steps: number) =>
+    Array.from({ length: steps }, () => {
+      const used = tuner.current;
+      tuner.record(secondsAt[used]);
+      return used;
+    });
+  // trial: two steps at 2 threads, two at 1; 2 is faster, kept for 5 steps, then a new trial
+  assert.deepEqual(run({ 2: 0.5, 1: 0.9 }, 9), [2, 2, 1, 1, 2, 2, 2, 2, 2]);
+  assert.ok(tuner.trying);
+  // the machine gets busy: 2 threads slow down, the trial moves to 1
+  assert.deepEqual(run({ 2: 3.0, 1: 0.9 }, 6), [2, 2, 1, 1, 1, 1]);
+  assert.ok(!tuner.trying);
+  // one slow step is noise; two in a row start a trial at once
+  assert.deepEqual(run({ 2: 0.5, 1: 0.9 }, 1), [1]);
+  assert.deepEqual(run({ 2: 0.5, 1: 2.0 }, 3), [1, 1, 2]);
+  assert.ok(tuner.trying);
+});

@@ -22,6 +22,7 @@ import { buildGptDatasets } from "../lib/data/gpt_dataset.ts";
 import { train, Trainer } from "../lib/train/trainer.ts";
 import { formatDuration, formatSi } from "../lib/train/logging.ts";
 import { sampleTokens } from "../lib/train/sample.ts";
+import { ThreadTuner } from "../lib/train/threads.ts";
 
 const CACHE_DIR = ".cache";
 const SAMPLE_PROMPT = "Fellow-Citizens of the Senate and House of Representatives: ";
@@ -70,7 +71,19 @@ async function main(args: string[]): Promise<void> {
     stop.abort();
   };
   Deno.addSignalListener("SIGINT", onInterrupt);
+  // Unless told otherwise, keep measuring whether all cores or one is faster right now.
+  const device = trainer.model.device;
+  const cores = device.numThreads;
+  const tuner = Deno.env.get("DENOTRON_NUM_THREADS") === undefined && cores > 1
+    ? new ThreadTuner({ candidates: [...new Set([cores, Math.ceil(cores / 2), 1])] })
+    : undefined;
+  if (tuner) device.numThreads = tuner.current;
   const summary = await train(trainer, {
+    hooks: tuner && {
+      afterStep: (_, r) => {
+        device.numThreads = tuner.record(r.seconds);
+      },
+    },
     signal: stop.signal,
     maxSeconds: t.exitDurationInMins === null ? undefined : t.exitDurationInMins * 60,
   });
@@ -87,6 +100,7 @@ async function main(args: string[]): Promise<void> {
         `${e.bitsPerByte.toFixed(4)} bits per byte`,
     );
   }
+  if (tuner) device.numThreads = cores;
   if (summary.checkpoint) console.log(`checkpoint: ${summary.checkpoint}`);
   if (summary.metrics) console.log(`metrics: ${summary.metrics}`);
   if (summary.plot) {

@@ -92,6 +92,28 @@ export interface DataConfig {
   tokenizer: "gpt2" | "byte";
 }
 
+/**
+ * Numerical precision (Megatron's `--bf16`, `--fp16` and loss-scale arguments). With
+ * bf16 or fp16 the model computes in 16 bits and the optimizer keeps fp32 main
+ * parameters, main gradients and moments; fp16 also scales the loss.
+ */
+export interface PrecisionConfig {
+  /** Train in bf16 (no loss scaling needed). */
+  bf16: boolean;
+  /** Train in fp16 with loss scaling. */
+  fp16: boolean;
+  /** Constant loss scale for fp16; null uses the dynamic scaler. */
+  lossScale: number | null;
+  /** The dynamic scaler's starting scale. */
+  initialLossScale: number;
+  /** The dynamic scale never backs off below this. */
+  minLossScale: number;
+  /** Clean steps in a row before the dynamic scale doubles. */
+  lossScaleWindow: number;
+  /** Overflows tolerated before the dynamic scale halves. */
+  hysteresis: number;
+}
+
 /** Everything a training run needs to know. */
 export interface TrainConfig {
   model: ModelConfig;
@@ -101,17 +123,24 @@ export interface TrainConfig {
   checkpoints: CheckpointConfig;
   logging: LoggingConfig;
   data: DataConfig;
+  precision: PrecisionConfig;
 }
 
-/** The default run: a small GPT on the built-in corpus (frozen: copy to change). */
+/**
+ * The default run (`deno task train`): a byte-level GPT of 0.8M parameters on the
+ * built-in corpus, sized to reach about 2.3 bits per byte of validation text in a few
+ * minutes on two CPU cores. Measured there: 64-token samples learn faster per second
+ * than 128 or 256 (attention is cheaper and a step sees more distinct contexts), and
+ * 32 samples per step beat 64 per token seen. Frozen: copy to change.
+ */
 export const DEFAULT_CONFIG: Readonly<TrainConfig> = deepFreeze<TrainConfig>({
-  model: { nLayer: 4, nHead: 4, nEmbd: 256, vocabSize: null, seqLength: 256, dropout: 0 },
+  model: { nLayer: 4, nHead: 4, nEmbd: 128, vocabSize: null, seqLength: 64, dropout: 0 },
   training: {
-    microBatchSize: 8,
-    globalBatchSize: 8,
-    trainIters: 1000,
-    lr: 1e-3,
-    minLr: 1e-4,
+    microBatchSize: 32,
+    globalBatchSize: 32,
+    trainIters: 800,
+    lr: 3e-3,
+    minLr: 3e-4,
     lrWarmupIters: 50,
     lrDecayStyle: "cosine",
     lrDecayIters: null,
@@ -121,13 +150,23 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = deepFreeze<TrainConfig>({
     adamEps: 1e-8,
     clipGrad: 1.0,
     seed: 1234,
-    exitDurationInMins: null,
+    // A safety stop well inside the 10-minute budget on a busy machine.
+    exitDurationInMins: 8,
   },
   parallel: { tensorModelParallelSize: 1, pipelineModelParallelSize: 1 },
   eval: { evalInterval: 100, evalIters: 20 },
-  checkpoints: { save: "checkpoints", saveInterval: 500, keepLast: 3, load: null },
+  checkpoints: { save: "runs/sotu", saveInterval: 200, keepLast: 2, load: null },
   logging: { logInterval: 10 },
   data: { dataPath: null, split: "95,5,0", tokenizer: "byte" },
+  precision: {
+    bf16: false,
+    fp16: false,
+    lossScale: null,
+    initialLossScale: 2 ** 32,
+    minLossScale: 1,
+    lossScaleWindow: 1000,
+    hysteresis: 2,
+  },
 });
 
 function deepFreeze<T extends object>(o: T): Readonly<T> {
@@ -198,6 +237,13 @@ const SPEC: Record<string, KeySpec> = {
   dataPath: { section: "data", kind: "string", nullable: true },
   split: { section: "data", kind: "string" },
   tokenizer: { section: "data", kind: "string", choices: ["gpt2", "byte"] },
+  bf16: { section: "precision", kind: "bool" },
+  fp16: { section: "precision", kind: "bool" },
+  lossScale: num("precision", 0, { exclusiveMin: true, nullable: true }),
+  initialLossScale: num("precision", 0, { exclusiveMin: true }),
+  minLossScale: num("precision", 0, { exclusiveMin: true }),
+  lossScaleWindow: int("precision", 1),
+  hysteresis: int("precision", 1),
 };
 
 /** Megatron's names for keys that we spell differently. */
@@ -447,6 +493,11 @@ export function validateConfig(c: Readonly<TrainConfig>, source: string): void {
     fail(`lrWarmupIters ${t.lrWarmupIters} is longer than lrDecayIters ${decay}`);
   }
   if (t.adamBeta1 >= 1 || t.adamBeta2 >= 1) fail("adamBeta1 and adamBeta2 must be below 1");
+  const pr = c.precision;
+  if (pr.bf16 && pr.fp16) fail("bf16 and fp16 are both set; choose one precision");
+  if (pr.minLossScale > pr.initialLossScale) {
+    fail(`minLossScale ${pr.minLossScale} is larger than initialLossScale ${pr.initialLossScale}`);
+  }
   try {
     parseSplit(c.data.split);
   } catch (e) {
