@@ -27,6 +27,10 @@ export interface TrainRecord {
   flopsPerSecond: number;
   /** Seconds since the run started. */
   elapsed: number;
+  /** The loss scale of the last step (fp16 runs). */
+  lossScale?: number;
+  /** Steps skipped so far because their gradients overflowed (fp16 runs). */
+  skippedSteps?: number;
 }
 
 /** One evaluation. */
@@ -135,6 +139,8 @@ export class ProgressLogger {
       `loss ${r.loss.toFixed(4)}`,
       `lr ${r.lr.toExponential(2)}`,
       `grad norm ${r.gradNorm.toFixed(3)}`,
+      ...(r.lossScale !== undefined ? [`loss scale ${r.lossScale}`] : []),
+      ...(r.skippedSteps !== undefined ? [`skipped ${r.skippedSteps}`] : []),
       `${formatSi(r.tokensPerSecond)} tok/s`,
       `${formatSi(r.flopsPerSecond)}FLOP/s`,
       `elapsed ${formatDuration(r.elapsed)}`,

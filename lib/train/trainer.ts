@@ -27,6 +27,12 @@ import type { Tokenizer } from "../data/tokenizer.ts";
 import { GPT, type GPTConfig } from "../nn/gpt.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipFactor, gradNorm } from "../optim/clip.ts";
+import { ConstantGradScaler, DynamicGradScaler, type GradScaler } from "../optim/grad_scaler.ts";
+import {
+  type FoundInfReducer,
+  MixedPrecisionAdamW,
+  mixedPrecisionStep,
+} from "../optim/mixed_precision.ts";
 import { flopsPerStep } from "../plan/flops.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { type CheckpointState, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
@@ -102,6 +108,11 @@ export interface TrainerOptions {
   tokenizer: Tokenizer;
   /** A model to train; built from the config when absent (and then owned). */
   model?: GPT;
+  /**
+   * bf16/fp16 runs: combines this rank's gradient-overflow flag over the model-parallel
+   * group (MAX). The distributed runtime supplies it. @default the rank's own flag
+   */
+  reduceFoundInf?: FoundInfReducer;
 }
 
 /** The outcome of one optimizer step. */
@@ -118,6 +129,10 @@ export interface StepResult {
   tokens: number;
   /** Wall time of the step. */
   seconds: number;
+  /** The loss scale this step used (fp16 runs). */
+  lossScale?: number;
+  /** True when the gradients overflowed and the update was skipped (fp16 runs). */
+  skipped?: boolean;
 }
 
 /** The outcome of an evaluation. */
@@ -156,6 +171,11 @@ export class Trainer {
   readonly validData?: GptDataset;
   /** Optimizer steps completed. */
   iteration = 0;
+  /** The fp16 loss scaler; null for fp32 and bf16. */
+  readonly scaler: GradScaler | null;
+  /** Steps skipped because their gradients overflowed. */
+  skippedSteps = 0;
+  readonly #reduceFoundInf?: FoundInfReducer;
   /** Model FLOPs of one optimizer step (forward and backward). */
   readonly flopsPerStep: number;
   #batches: GptBatchIterator;
@@ -186,14 +206,36 @@ export class Trainer {
       );
     }
     this.#ownsModel = !options.model;
-    this.model = options.model ?? new GPT(gptConfigFrom(c, this.tokenizer), { seed: t.seed });
-    this.optimizer = new AdamW(this.model.params, {
+    const p = c.precision;
+    const dtype = p.bf16 ? "bf16" : p.fp16 ? "f16" : "f32";
+    this.model = options.model ??
+      new GPT(gptConfigFrom(c, this.tokenizer), { seed: t.seed, dtype });
+    if (this.model.params.data.dtype !== dtype) {
+      throw new Error(
+        `the model's parameters are ${this.model.params.data.dtype} but the config asks for ${dtype}`,
+      );
+    }
+    const adam = {
       lr: t.lr,
       beta1: t.adamBeta1,
       beta2: t.adamBeta2,
       eps: t.adamEps,
       weightDecay: t.weightDecay,
-    });
+    };
+    this.optimizer = dtype === "f32"
+      ? new AdamW(this.model.params, adam)
+      : new MixedPrecisionAdamW(this.model.params, adam);
+    this.scaler = !p.fp16
+      ? null
+      : p.lossScale !== null
+      ? new ConstantGradScaler(p.lossScale)
+      : new DynamicGradScaler({
+        initialScale: p.initialLossScale,
+        minScale: p.minLossScale,
+        growthInterval: p.lossScaleWindow,
+        hysteresis: p.hysteresis,
+      });
+    this.#reduceFoundInf = options.reduceFoundInf;
     this.schedule = new LrSchedule({
       lr: t.lr,
       minLr: t.minLr,
@@ -239,15 +281,38 @@ export class Trainer {
     const lr = this.schedule.at(this.iteration);
     this.model.train();
     let lossSum = 0;
+    // fp16: backward starts from the loss scale instead of 1
+    const scale = this.scaler?.scale ?? 1;
     for (let i = 0; i < k; i++) {
       const batch = this.#batches.next();
       this.#x.copyFromHost(batch.inputs);
       this.#y.copyFromHost(batch.targets);
       lossSum += tidy(() => {
         const loss = this.model.loss(this.#x, this.#y);
-        loss.backward();
+        loss.backward(scale === 1 ? undefined : Tensor.full([1], scale, { device: loss.device }));
         return loss.item();
       });
+    }
+    if (this.optimizer instanceof MixedPrecisionAdamW) {
+      const r = mixedPrecisionStep(this.optimizer, {
+        lr,
+        scaler: this.scaler,
+        microBatches: k,
+        clipGrad: t.clipGrad,
+        reduceFoundInf: this.#reduceFoundInf,
+      });
+      if (r.skipped) this.skippedSteps++;
+      this.model.params.zeroGrad();
+      this.iteration++;
+      return {
+        iteration: this.iteration,
+        loss: lossSum / k,
+        lr,
+        gradNorm: r.gradNorm,
+        tokens: k * t.microBatchSize * this.config.model.seqLength,
+        seconds: (performance.now() - t0) / 1000,
+        ...(this.scaler ? { lossScale: r.lossScale, skipped: r.skipped } : {}),
+      };
     }
     const norm = gradNorm(this.model.params.grad) / k;
     const clip = t.clipGrad > 0 ? clipFactor(norm, t.clipGrad) : 1;
@@ -332,6 +397,8 @@ export class Trainer {
    */
   async load(path: string): Promise<CheckpointState> {
     const state = await loadCheckpoint(path, { model: this.model, optimizer: this.optimizer });
+    // The checkpoint holds the model's weights: the fp32 main copy restarts from them.
+    if (this.optimizer instanceof MixedPrecisionAdamW) this.optimizer.syncMainFromModel();
     this.iteration = state.iteration;
     this.#batches = new GptBatchIterator(this.trainData, {
       microBatchSize: this.config.training.microBatchSize,
@@ -465,6 +532,9 @@ export async function train(trainer: Trainer, options: TrainOptions = {}): Promi
         loss: window.loss / window.steps,
         lr: r.lr,
         gradNorm: r.gradNorm,
+        ...(trainer.scaler
+          ? { lossScale: r.lossScale ?? trainer.scaler.scale, skippedSteps: trainer.skippedSteps }
+          : {}),
         tokensPerSecond: window.tokens / window.seconds,
         flopsPerSecond: (trainer.flopsPerStep * window.steps) / window.seconds,
         elapsed: elapsed(),
