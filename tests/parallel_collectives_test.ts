@@ -5,7 +5,7 @@ import { StoreClient, StoreServer } from "../lib/parallel/store.ts";
 import { newProcessGroup } from "../lib/parallel/process_group.ts";
 
 for (const n of [2, 3, 4]) {
-  Deno.test(`all-reduce (sum/max/min), reduce-scatter, all-gather, broadcast, send/recv on ${n} ranks equal the single-process reference bit for bit`, async () => {
+  Deno.test(`all-reduce (sum/max/min; f32, i32, bf16, f16), reduce-scatter, all-gather, broadcast, send/recv on ${n} ranks equal the single-process reference bit for bit`, async () => {
     const runId = `coll${n}${Date.now() % 100000}`;
     const r = await launchFixture(n, "collectives.ts", [], { DENOTRON_RUN_ID: runId });
     assert.equal(r.code, 0, [...r.output, ...r.log].join("\n"));

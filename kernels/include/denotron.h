@@ -241,7 +241,8 @@ DN_API dn_status dn_comm_abort(void *comm);
 /* Returns once every rank of the group has called it. */
 DN_API dn_status dn_comm_barrier(void *comm);
 /* recv(n) = send_0(n) op ... op send_{size-1}(n), ranks combined in rank order so that
- * every rank gets bit-identical values. op: 0 sum, 1 max, 2 min. dtype f32 or i32.
+ * every rank gets bit-identical values. op: 0 sum, 1 max, 2 min. dtype f32, i32, or
+ * bf16/f16 (combined in fp32 in rank order, rounded once).
  * send == recv is allowed (in place). */
 DN_API dn_status dn_comm_allreduce(void *comm, dn_dtype dtype, int32_t op, const void *send,
                                    void *recv, int64_t n);
