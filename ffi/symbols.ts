@@ -331,6 +331,10 @@ export const symbols = {
     ],
     result: "i32",
   },
+  // dn_status dn_comm_nccl_unique_id(uint8_t *host_id)
+  dn_comm_nccl_unique_id: { parameters: ["buffer"], result: "i32" },
+  // dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size, void **out)
+  dn_comm_nccl_open: { parameters: ["buffer", "i32", "i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The symbol table's type, as opened by `Deno.dlopen`. */

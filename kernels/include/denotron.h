@@ -284,6 +284,18 @@ DN_API dn_status dn_adamw_mixed(dn_dtype model_dtype, int64_t n, void *const *mo
                                 const float *weight_decay, float lr, float beta1, float beta2,
                                 float eps, int64_t step, float grad_scale);
 
+/* ---- process groups: NCCL (CUDA ranks) ------------------------------------ */
+
+/* host_id(128 bytes) = a fresh NCCL unique id; one rank calls it and shares the bytes
+ * with the others (e.g. through the rendezvous store). CUDA library only: the CPU
+ * library returns DN_ERR_UNSUPPORTED. NCCL is opened at run time (DENOTRON_NCCL_LIB). */
+DN_API dn_status dn_comm_nccl_unique_id(uint8_t *host_id);
+/* Joins rank `rank` of a group of `size` GPU processes meeting through host_id(128).
+ * *out = a handle for the dn_comm_* calls of the CUDA library (close, abort, barrier and
+ * the collectives, which run on the library's stream). CUDA library only. */
+DN_API dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size,
+                                   void **out);
+
 #ifdef __cplusplus
 }
 #endif

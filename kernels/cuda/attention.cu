@@ -1,0 +1,258 @@
+/* defines: dn_attention_forward, dn_attention_backward
+ * Causal self-attention in the flash-attention manner: tiles of 32 keys (or queries)
+ * pass through shared memory, each warp keeps one row's running max, sum and output in
+ * registers, and only the log-sum-exp per row reaches global memory, so no (T,T)
+ * matrix exists anywhere. Everything is fp32 inside; 16-bit tensors are widened as
+ * tiles load. Backward runs as three kernels with no atomics (deterministic):
+ * D = rowsum(dout * out); dq with one warp per query row; dk and dv with one warp per
+ * key row. HS is at most 128 (four fp32 accumulators per lane).
+ *
+ * qkv(B,T,3C): row (b,t) holds q | k | v, head h at columns h*HS of each third. */
+#include <math.h>
+#include "common.cuh"
+
+#define ROWS 8   /* rows (warps) per block */
+#define TILE 32  /* keys or queries per shared-memory tile: one per lane */
+#define MAXD 4   /* HS / 32 accumulators per lane */
+#define MAX_HS (32 * MAXD)
+
+struct Dims {
+  int64_t T, C, NH, HS;
+  float scale;
+};
+
+/* dst(rows, HS) with row stride ld_dst = rows [r0, r0+rows) of a (.., ld) tensor at
+ * column col, widened to fp32; rows past T are zero. */
+template <typename T>
+__device__ void load_tile(float *dst, int ld_dst, const T *src, int64_t r0, int rows,
+                          int64_t Tmax, int64_t ld, int64_t col, int HS) {
+  for (int k = threadIdx.x; k < rows * HS; k += blockDim.x) {
+    int r = k / HS, d = k % HS;
+    int64_t row = r0 + r;
+    dst[r * ld_dst + d] = row < Tmax ? ldf(src, row * ld + col + d) : 0.0f;
+  }
+}
+
+template <typename T>
+__global__ void attn_fwd_k(T *out, float *lse, const T *qkv, Dims D) {
+  extern __shared__ float sm[];
+  int HS = (int)D.HS, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float *q = sm, *k = q + ROWS * HS, *v = k + TILE * (HS + 1);
+  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C;
+  int64_t i0 = (int64_t)blockIdx.x * ROWS, i = i0 + w;
+  const T *base = qkv + b * D.T * C3;
+  load_tile(q, HS, base, i0, ROWS, D.T, C3, h * HS, HS);
+  float o[MAXD] = {0, 0, 0, 0}, m = -INFINITY, l = 0.0f;
+  int64_t last = i0 + ROWS - 1 < D.T - 1 ? i0 + ROWS - 1 : D.T - 1;
+  for (int64_t j0 = 0; j0 <= last; j0 += TILE) {
+    __syncthreads();
+    load_tile(k, HS + 1, base, j0, TILE, D.T, C3, D.C + h * HS, HS);
+    load_tile(v, HS, base, j0, TILE, D.T, C3, 2 * D.C + h * HS, HS);
+    __syncthreads();
+    if (i >= D.T || j0 > i) continue;
+    int64_t j = j0 + lane;
+    float s = -INFINITY;
+    if (j <= i) {
+      float dot = 0.0f;
+      for (int d = 0; d < HS; d++) dot += q[w * HS + d] * k[lane * (HS + 1) + d];
+      s = dot * D.scale;
+    }
+    float nm = fmaxf(m, warp_max(s));
+    float p = j <= i ? __expf(s - nm) : 0.0f;
+    float corr = __expf(m - nm); /* 0 on the first tile, where m = -inf */
+    l = l * corr + warp_sum(p);
+    for (int r = 0; r < MAXD; r++) o[r] *= corr;
+    for (int jj = 0; jj < TILE; jj++) {
+      float pj = __shfl_sync(0xffffffffu, p, jj);
+      for (int r = 0; r < MAXD; r++) {
+        int d = lane + 32 * r;
+        if (d < HS) o[r] += pj * v[jj * HS + d];
+      }
+    }
+    m = nm;
+  }
+  if (i >= D.T) return;
+  float inv = 1.0f / l;
+  for (int r = 0; r < MAXD; r++) {
+    int d = lane + 32 * r;
+    if (d < HS) stf(out, (b * D.T + i) * D.C + h * HS + d, o[r] * inv);
+  }
+  if (lane == 0) lse[bh * D.T + i] = m + logf(l);
+}
+
+static dn_status check_sizes(const char *op, int64_t B, int64_t T, int64_t C, int64_t NH) {
+  DN_CHECK(B > 0 && T > 0 && C > 0 && NH > 0, DN_ERR_INVALID,
+           "%s: sizes must be positive (B=%lld T=%lld C=%lld NH=%lld)", op, (long long)B,
+           (long long)T, (long long)C, (long long)NH);
+  DN_CHECK(C % NH == 0, DN_ERR_INVALID, "%s: C=%lld is not divisible by NH=%lld", op,
+           (long long)C, (long long)NH);
+  DN_CHECK(C / NH <= MAX_HS, DN_ERR_UNSUPPORTED,
+           "%s: head size %lld is above the CUDA kernel's limit of %d", op, (long long)(C / NH),
+           MAX_HS);
+  DN_CHECK(B * NH < 65536, DN_ERR_INVALID, "%s: B*NH=%lld exceeds 65535", op,
+           (long long)(B * NH));
+  return DN_OK;
+}
+
+dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void *qkv, int64_t B,
+                               int64_t T, int64_t C, int64_t NH) {
+  const char *op = "dn_attention_forward";
+  DN_CHECK_FLOAT(dtype, op);
+  DN_TRY(check_sizes(op, B, T, C, NH));
+  DN_CHECK(out && lse && qkv, DN_ERR_INVALID, "%s: NULL pointer", op);
+  DN_TRY(dn_cuda_init(op));
+  int64_t HS = C / NH;
+  Dims D = {T, C, NH, HS, 1.0f / sqrtf((float)HS)};
+  dim3 grid((unsigned)((T + ROWS - 1) / ROWS), (unsigned)(B * NH));
+  size_t smem = sizeof(float) * (size_t)(ROWS * HS + TILE * (HS + 1) + TILE * HS);
+  DN_DISPATCH(dn_base_dtype(dtype), TT,
+              attn_fwd_k<TT><<<grid, ROWS * 32, smem, dn_stream()>>>((TT *)out, lse,
+                                                                     (const TT *)qkv, D););
+  DN_LAUNCHED(op);
+  return DN_OK;
+}
+
+/* delta(B,NH,T) = sum_d dout * out over each head's row */
+template <typename T>
+__global__ void attn_delta_k(float *delta, const T *dout, const T *out, int64_t B, Dims D) {
+  int64_t r = (int64_t)blockIdx.x * ROWS + (threadIdx.x >> 5); /* over (b, t, h) */
+  int lane = threadIdx.x & 31;
+  if (r >= B * D.T * D.NH) return;
+  int64_t h = r % D.NH, bt = r / D.NH, b = bt / D.T, t = bt % D.T;
+  int64_t at = bt * D.C + h * D.HS;
+  float s = 0.0f;
+  for (int64_t d = lane; d < D.HS; d += 32) s += ldf(dout, at + d) * ldf(out, at + d);
+  s = warp_sum(s);
+  if (lane == 0) delta[(b * D.NH + h) * D.T + t] = s;
+}
+
+/* dq rows: one warp per query row i, tiles of keys j <= i */
+template <typename T>
+__global__ void attn_dq_k(T *dqkv, const T *dout, const T *qkv, const float *lse,
+                          const float *delta, Dims D) {
+  extern __shared__ float sm[];
+  int HS = (int)D.HS, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float *q = sm, *g = q + ROWS * HS, *k = g + ROWS * HS, *v = k + TILE * (HS + 1);
+  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C;
+  int64_t i0 = (int64_t)blockIdx.x * ROWS, i = i0 + w;
+  const T *base = qkv + b * D.T * C3;
+  load_tile(q, HS, base, i0, ROWS, D.T, C3, h * HS, HS);
+  load_tile(g, HS, dout + b * D.T * D.C, i0, ROWS, D.T, D.C, h * HS, HS);
+  float L = i < D.T ? lse[bh * D.T + i] : 0.0f, Dl = i < D.T ? delta[bh * D.T + i] : 0.0f;
+  float dq[MAXD] = {0, 0, 0, 0};
+  int64_t last = i0 + ROWS - 1 < D.T - 1 ? i0 + ROWS - 1 : D.T - 1;
+  for (int64_t j0 = 0; j0 <= last; j0 += TILE) {
+    __syncthreads();
+    load_tile(k, HS + 1, base, j0, TILE, D.T, C3, D.C + h * HS, HS);
+    load_tile(v, HS + 1, base, j0, TILE, D.T, C3, 2 * D.C + h * HS, HS);
+    __syncthreads();
+    if (i >= D.T || j0 > i) continue;
+    int64_t j = j0 + lane;
+    float ds = 0.0f;
+    if (j <= i) {
+      float s = 0.0f, dp = 0.0f;
+      for (int d = 0; d < HS; d++) {
+        s += q[w * HS + d] * k[lane * (HS + 1) + d];
+        dp += g[w * HS + d] * v[lane * (HS + 1) + d];
+      }
+      float p = __expf(s * D.scale - L);
+      ds = p * (dp - Dl) * D.scale;
+    }
+    for (int jj = 0; jj < TILE; jj++) {
+      float dsj = __shfl_sync(0xffffffffu, ds, jj);
+      for (int r = 0; r < MAXD; r++) {
+        int d = lane + 32 * r;
+        if (d < HS) dq[r] += dsj * k[jj * (HS + 1) + d];
+      }
+    }
+  }
+  if (i >= D.T) return;
+  for (int r = 0; r < MAXD; r++) {
+    int d = lane + 32 * r;
+    if (d < HS) addf(dqkv, (b * D.T + i) * C3 + h * HS + d, dq[r]);
+  }
+}
+
+/* dk, dv rows: one warp per key row j, tiles of queries i >= j */
+template <typename T>
+__global__ void attn_dkv_k(T *dqkv, const T *dout, const T *qkv, const float *lse,
+                           const float *delta, Dims D) {
+  extern __shared__ float sm[];
+  int HS = (int)D.HS, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float *k = sm, *v = k + ROWS * HS, *q = v + ROWS * HS, *g = q + TILE * (HS + 1);
+  float *Ls = g + TILE * (HS + 1), *Ds = Ls + TILE;
+  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C;
+  int64_t j0 = (int64_t)blockIdx.x * ROWS, j = j0 + w;
+  const T *base = qkv + b * D.T * C3;
+  load_tile(k, HS, base, j0, ROWS, D.T, C3, D.C + h * HS, HS);
+  load_tile(v, HS, base, j0, ROWS, D.T, C3, 2 * D.C + h * HS, HS);
+  float dk[MAXD] = {0, 0, 0, 0}, dv[MAXD] = {0, 0, 0, 0};
+  for (int64_t i0 = j0; i0 < D.T; i0 += TILE) {
+    __syncthreads();
+    load_tile(q, HS + 1, base, i0, TILE, D.T, C3, h * HS, HS);
+    load_tile(g, HS + 1, dout + b * D.T * D.C, i0, TILE, D.T, D.C, h * HS, HS);
+    for (int r = threadIdx.x; r < TILE; r += blockDim.x) {
+      Ls[r] = i0 + r < D.T ? lse[bh * D.T + i0 + r] : 0.0f;
+      Ds[r] = i0 + r < D.T ? delta[bh * D.T + i0 + r] : 0.0f;
+    }
+    __syncthreads();
+    if (j >= D.T) continue;
+    int64_t i = i0 + lane;
+    float p = 0.0f, ds = 0.0f;
+    if (i < D.T && i >= j) {
+      float s = 0.0f, dp = 0.0f;
+      for (int d = 0; d < HS; d++) {
+        s += q[lane * (HS + 1) + d] * k[w * HS + d];
+        dp += g[lane * (HS + 1) + d] * v[w * HS + d];
+      }
+      p = __expf(s * D.scale - Ls[lane]);
+      ds = p * (dp - Ds[lane]) * D.scale;
+    }
+    for (int ii = 0; ii < TILE; ii++) {
+      float pi = __shfl_sync(0xffffffffu, p, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
+      for (int r = 0; r < MAXD; r++) {
+        int d = lane + 32 * r;
+        if (d < HS) {
+          dv[r] += pi * g[ii * (HS + 1) + d];
+          dk[r] += dsi * q[ii * (HS + 1) + d];
+        }
+      }
+    }
+  }
+  if (j >= D.T) return;
+  for (int r = 0; r < MAXD; r++) {
+    int d = lane + 32 * r;
+    if (d < HS) {
+      addf(dqkv, (b * D.T + j) * C3 + D.C + h * HS + d, dk[r]);
+      addf(dqkv, (b * D.T + j) * C3 + 2 * D.C + h * HS + d, dv[r]);
+    }
+  }
+}
+
+dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, const void *qkv,
+                                const void *out, const float *lse, int64_t B, int64_t T,
+                                int64_t C, int64_t NH) {
+  const char *op = "dn_attention_backward";
+  DN_CHECK_FLOAT(dtype, op);
+  DN_TRY(check_sizes(op, B, T, C, NH));
+  DN_CHECK(dqkv && dout && qkv && out && lse, DN_ERR_INVALID, "%s: NULL pointer", op);
+  DN_TRY(dn_cuda_init(op));
+  int64_t HS = C / NH;
+  Dims D = {T, C, NH, HS, 1.0f / sqrtf((float)HS)};
+  float *delta;
+  DN_TRY(dn_scratch(op, B * NH * T * 4, (void **)&delta));
+  dim3 grid((unsigned)((T + ROWS - 1) / ROWS), (unsigned)(B * NH));
+  size_t smem_dq = sizeof(float) * (size_t)(2 * ROWS * HS + 2 * TILE * (HS + 1));
+  size_t smem_dkv = sizeof(float) * (size_t)(2 * ROWS * HS + 2 * TILE * (HS + 1) + 2 * TILE);
+  DN_DISPATCH(dn_base_dtype(dtype), TT, {
+    const TT *g = (const TT *)dout, *x = (const TT *)qkv;
+    attn_delta_k<TT><<<(unsigned)((B * T * NH + ROWS - 1) / ROWS), ROWS * 32, 0, dn_stream()>>>(
+        delta, g, (const TT *)out, B, D);
+    attn_dq_k<TT><<<grid, ROWS * 32, smem_dq, dn_stream()>>>((TT *)dqkv, g, x, lse, delta, D);
+    attn_dkv_k<TT><<<grid, ROWS * 32, smem_dkv, dn_stream()>>>((TT *)dqkv, g, x, lse, delta, D);
+  });
+  cudaError_t e = cudaGetLastError();
+  dn_free(delta);
+  DN_CHECK(e == cudaSuccess, DN_ERR_RUNTIME, "%s: launch failed: %s", op, cudaGetErrorString(e));
+  return DN_OK;
+}
