@@ -110,8 +110,8 @@ async function main(args: string[]): Promise<void> {
   const prompt = tokenizer.encode(SAMPLE_PROMPT);
   const sample = sampleTokens(trainer.model, prompt, {
     maxNewTokens: 400,
-    temperature: 0.8,
-    topK: 40,
+    temperature: 0.7,
+    topK: 10,
     seed: t.seed,
     stopToken: tokenizer.eotId,
   });

@@ -48,8 +48,14 @@ export function sampleTokens(
   const wasTraining = model.training;
   model.eval();
   try {
+    const B = model.config.blockSize;
+    // The window starts where it started before until it is full, then jumps
+    // forward by half a block, rather than sliding by one: a small model asked
+    // for every token at its last position drifts into doubled letters.
+    let start = Math.max(0, tokens.length - B);
     for (let n = 0; n < maxNewTokens; n++) {
-      const context = Int32Array.from(tokens.slice(-model.config.blockSize));
+      if (tokens.length - start > B) start += Math.max(1, B >> 1);
+      const context = Int32Array.from(tokens.slice(start));
       const T = context.length;
       // Only the last position's logits matter: (1, T, V) -> the last V values.
       const logits = noGrad(() =>
