@@ -182,6 +182,45 @@ export function buildCpuLibrary(variant: CpuVariant = "default"): string {
   return out;
 }
 
+/** Where the CUDA library lives. */
+export function cudaLibraryPath(): string {
+  return path("build/libdenotron_cuda.so");
+}
+
+/**
+ * Builds `build/libdenotron_cuda.so` with `make -C kernels/cuda` (nvcc, sm_80 and sm_90;
+ * make skips it when nothing changed). Needs only nvcc and the CUDA runtime: cuBLAS and
+ * NCCL are opened when first used.
+ *
+ * @returns the library's path
+ */
+export function buildCudaLibrary(): string {
+  let out: Deno.CommandOutput;
+  try {
+    out = new Deno.Command("make", {
+      args: ["-C", path("kernels/cuda")],
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(
+        "Building the CUDA library needs 'make' and 'nvcc' on PATH (install the CUDA toolkit), " +
+          "or set DENOTRON_CUDA_LIB to a prebuilt libdenotron_cuda.so.",
+      );
+    }
+    throw e;
+  }
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr);
+    const hint = /nvcc: (command )?not found|No such file or directory.*nvcc/.test(err)
+      ? " nvcc is not on PATH: install the CUDA toolkit or set DENOTRON_CUDA_LIB."
+      : "";
+    throw new Error(`Building ${cudaLibraryPath()} failed.${hint}\n${err}`);
+  }
+  return cudaLibraryPath();
+}
+
 if (import.meta.main) {
   for (const variant of ["default", "builtin"] as const) {
     const p = buildCpuLibrary(variant);

@@ -2,11 +2,19 @@
  * Finds, builds and opens the native libraries, and turns their status codes into
  * exceptions carrying the native message.
  *
- * `DENOTRON_CPU_LIB` overrides the CPU library's path (then nothing is built).
+ * `DENOTRON_CPU_LIB` overrides the CPU library's path, `DENOTRON_CUDA_LIB` the CUDA
+ * library's (then nothing is built).
  *
  * @module
  */
-import { buildCpuLibrary, cpuLibraryPath, type CpuVariant, isStale } from "./build.ts";
+import {
+  buildCpuLibrary,
+  buildCudaLibrary,
+  cpuLibraryPath,
+  type CpuVariant,
+  cudaLibraryPath,
+  isStale,
+} from "./build.ts";
 import { type NativeSymbols, symbols } from "./symbols.ts";
 
 /** A failure reported by the native library; `message` carries its file:line text. */
@@ -37,14 +45,16 @@ export class NativeLibrary {
   readonly path: string;
   #lib: Deno.DynamicLibrary<typeof symbols>;
 
-  constructor(path: string) {
+  constructor(
+    path: string,
+    hint = "Run 'deno task build', or set DENOTRON_CPU_LIB to a working libdenotron_cpu.so.",
+  ) {
     this.path = path;
     try {
       this.#lib = Deno.dlopen(path, symbols);
     } catch (e) {
       throw new Error(
-        `Could not open the native library ${path}: ${(e as Error).message}. ` +
-          `Run 'deno task build', or set DENOTRON_CPU_LIB to a working libdenotron_cpu.so.`,
+        `Could not open the native library ${path}: ${(e as Error).message}. ${hint}`,
       );
     }
     this.#raw = this.#sym = this.#lib.symbols;
@@ -59,9 +69,14 @@ export class NativeLibrary {
 
   /**
    * Starts timing every native call by symbol name, until {@linkcode stopProfile}.
-   * Calls are synchronous on the CPU, so wall time per call is kernel time.
+   * Calls are synchronous on the CPU, so wall time per call is kernel time. On CUDA
+   * kernels are asynchronous: pass `sync` to wait for the GPU after every call (then
+   * each symbol's time includes its kernels, and the sum is the step's GPU-busy time
+   * plus per-call overhead).
+   *
+   * @param sync call dn_synchronize after every call @default false
    */
-  startProfile(): void {
+  startProfile(sync = false): void {
     const profile = new Map<string, KernelTime>();
     const raw = this.#raw as unknown as Record<string, (...args: unknown[]) => unknown>;
     const timed: Record<string, unknown> = {};
@@ -70,6 +85,7 @@ export class NativeLibrary {
       timed[name] = (...args: unknown[]) => {
         const t0 = performance.now();
         const r = fn(...args);
+        if (sync) raw.dn_synchronize();
         const entry = profile.get(name) ?? { calls: 0, ms: 0 };
         entry.calls++;
         entry.ms += performance.now() - t0;
@@ -143,4 +159,48 @@ export function cpuLibrary(variant: CpuVariant = "default"): NativeLibrary {
   lib = new NativeLibrary(path);
   opened.set(path, lib);
   return lib;
+}
+
+/**
+ * Opens the CUDA library, building it with `make -C kernels/cuda` when it is missing or
+ * older than its sources. Opening needs no GPU; the first call that touches the device
+ * fails with the CUDA runtime's message when none is usable.
+ *
+ * @returns the opened library, shared by every caller in this process
+ */
+export function cudaLibrary(): NativeLibrary {
+  const override = Deno.env.get("DENOTRON_CUDA_LIB");
+  const path = override ?? cudaLibraryPath();
+  let lib = opened.get(path);
+  if (lib) return lib;
+  if (override) {
+    try {
+      Deno.statSync(override);
+    } catch {
+      throw new Error(`DENOTRON_CUDA_LIB points to ${override}, which does not exist.`);
+    }
+  } else if (cudaIsStale()) {
+    buildCudaLibrary();
+  }
+  lib = new NativeLibrary(
+    path,
+    "Run 'make -C kernels/cuda' (needs nvcc), or set DENOTRON_CUDA_LIB to a working " +
+      "libdenotron_cuda.so.",
+  );
+  opened.set(path, lib);
+  return lib;
+}
+
+function cudaIsStale(): boolean {
+  const mtime = (p: string) => Deno.statSync(p).mtime?.getTime() ?? 0;
+  let built: number;
+  try {
+    built = mtime(cudaLibraryPath());
+  } catch {
+    return true;
+  }
+  const dir = new URL("../kernels/cuda/", import.meta.url).pathname;
+  const sources = [...Deno.readDirSync(dir)].map((e) => dir + e.name);
+  sources.push(new URL("../kernels/include/denotron.h", import.meta.url).pathname);
+  return sources.some((f) => mtime(f) > built);
 }

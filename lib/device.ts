@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { cpuLibrary, type NativeLibrary } from "../ffi/native.ts";
+import { cpuLibrary, cudaLibrary, type NativeLibrary } from "../ffi/native.ts";
 import { DenotronError } from "./errors.ts";
 
 /** Bytes in use and cached by a device's caching allocator. */
@@ -22,14 +22,14 @@ export interface MemoryStats {
 
 /** A compute device and its native library. Get one with {@linkcode device}. */
 export class Device {
-  /** "cpu" (or "cuda" once that backend exists). */
-  readonly type: "cpu";
+  /** "cpu" or "cuda". */
+  readonly type: "cpu" | "cuda";
   /** A name that round-trips through {@linkcode device}, e.g. "cpu" or "cpu:builtin". */
   readonly name: string;
   /** The native library that runs this device's kernels. */
   readonly lib: NativeLibrary;
 
-  private constructor(type: "cpu", name: string, lib: NativeLibrary) {
+  private constructor(type: "cpu" | "cuda", name: string, lib: NativeLibrary) {
     this.type = type;
     this.name = name;
     this.lib = lib;
@@ -39,9 +39,30 @@ export class Device {
   static create(name: string): Device {
     if (name === "cpu") return new Device("cpu", name, cpuLibrary("default"));
     if (name === "cpu:builtin") return new Device("cpu", name, cpuLibrary("builtin"));
-    if (name === "cuda" || name.startsWith("cuda:")) {
+    if (name === "cuda" || name === "cuda:0") {
+      let lib: NativeLibrary;
+      try {
+        lib = cudaLibrary();
+      } catch (e) {
+        throw new DenotronError(
+          `device '${name}': the CUDA library could not be built or opened: ${
+            (e as Error).message
+          }`,
+        );
+      }
+      // The first device call initialises the GPU: fail here, with the runtime's reason.
+      const status = lib.sym.dn_synchronize();
+      if (status !== 0) {
+        const ptr = lib.sym.dn_last_error();
+        const msg = ptr ? Deno.UnsafePointerView.getCString(ptr) : "";
+        throw new DenotronError(`device '${name}': no usable CUDA GPU: ${msg}`);
+      }
+      return new Device("cuda", name, lib);
+    }
+    if (name.startsWith("cuda:")) {
       throw new DenotronError(
-        `device '${name}': the CUDA backend is not built in this version of Denotron; use 'cpu'.`,
+        `device '${name}': one process drives one GPU; use 'cuda' and pick the GPU with ` +
+          `LOCAL_RANK or CUDA_VISIBLE_DEVICES.`,
       );
     }
     throw new DenotronError(
@@ -97,7 +118,8 @@ const devices = new Map<string, Device>();
  * Returns the device named `name` (default: `$DENOTRON_DEVICE`, else "cpu"). Opening
  * the CPU device builds its library on first use.
  *
- * @param name "cpu", "cpu:builtin" (our own GEMM instead of OpenBLAS)
+ * @param name "cpu", "cpu:builtin" (our own GEMM instead of OpenBLAS), or "cuda" (the GPU
+ *   LOCAL_RANK modulo the visible GPUs; builds kernels/cuda with nvcc on first use)
  * @returns the device, the same object for the same name
  * @example
  * ```ts

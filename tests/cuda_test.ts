@@ -1,0 +1,255 @@
+/**
+ * The CUDA backend: its library exports exactly the header's symbols (checked wherever
+ * nvcc exists), and, on a machine with a GPU, every op on CUDA against the float64
+ * references (fp32 kernels 1e-5 relative where exact, TF32 GEMM 1e-3, bf16 1e-2), the
+ * CPU's dropout mask and normal draws bit for bit, and a single-rank NCCL all-reduce.
+ * Without a GPU the GPU tests are skipped (ignored), not failed.
+ */
+import assert from "assert";
+import { type Device, device } from "../lib/device.ts";
+import { attention, biasGelu, crossEntropy, embedding, layernorm, linear } from "../lib/ops/mod.ts";
+import { Tensor, tidy } from "../lib/tensor.ts";
+import { buildCudaLibrary, cudaLibraryPath } from "../ffi/build.ts";
+import { cudaLibrary } from "../ffi/native.ts";
+import { assertClose, checkOp, randomArray } from "./helpers.ts";
+import * as ref from "./reference.ts";
+
+function hasCommand(cmd: string): boolean {
+  try {
+    return new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+const hasNvcc = hasCommand("nvcc");
+
+function gpu(): Device | null {
+  if (!hasNvcc && !Deno.env.get("DENOTRON_CUDA_LIB")) return null;
+  try {
+    return device("cuda");
+  } catch {
+    return null;
+  }
+}
+const cuda = gpu();
+
+Deno.test({
+  name: "libdenotron_cuda.so exports exactly the DN_API functions of the header",
+  ignore: !hasNvcc,
+  fn: () => {
+    buildCudaLibrary();
+    const nm = new Deno.Command("nm", {
+      args: ["-D", "--defined-only", cudaLibraryPath()],
+      stdout: "piped",
+    }).outputSync();
+    const exported = new TextDecoder().decode(nm.stdout).split("\n")
+      .map((l) => l.trim().split(/\s+/)[2]).filter((s) => s).sort();
+    const header = Deno.readTextFileSync(
+      new URL("../kernels/include/denotron.h", import.meta.url),
+    ).replace(/\/\*[\s\S]*?\*\//g, "");
+    const declared = [...header.matchAll(/DN_API[^(]*?\b(dn_\w+)\s*\(/g)].map((m) => m[1])
+      .sort();
+    assert.ok(declared.length >= 50, `parsed only ${declared.length} prototypes`);
+    assert.deepEqual(exported, declared);
+  },
+});
+
+Deno.test({
+  name: "device('cuda') without a usable GPU fails with the CUDA runtime's reason",
+  ignore: !hasNvcc || cuda !== null,
+  fn: () => {
+    assert.throws(() => device("cuda"), /no usable CUDA GPU.*cudaGetDeviceCount/);
+    const lib = cudaLibrary();
+    const buf = new Uint8Array(128);
+    assert.notEqual(lib.sym.dn_comm_nccl_unique_id(buf), 0);
+  },
+});
+
+const onGpu = (name: string, fn: (dev: Device) => void) =>
+  Deno.test({ name, ignore: cuda === null, fn: () => fn(cuda!) });
+
+const FP32 = { rtol: 1e-5, atol: 1e-5 }, TF32 = { rtol: 1e-3, atol: 1e-3 };
+
+onGpu("linear() on cuda (TF32 GEMM) matches the float64 reference", (dev) => {
+  for (
+    const [M, K, N, bias] of [[5, 7, 3, true], [33, 20, 17, false], [64, 256, 130, true]] as const
+  ) {
+    checkOp({
+      name: `cuda linear ${M}x${K}x${N}`,
+      device: dev,
+      tol: TF32,
+      inputs: [
+        { name: "x", shape: [M, K], data: randomArray(M * K, 1) },
+        { name: "w", shape: [N, K], data: randomArray(N * K, 2) },
+        ...(bias ? [{ name: "b", shape: [N], data: randomArray(N, 3) }] : []),
+      ],
+      run: ([x, w, b]) => linear(x, w, b ?? null),
+      forward: ([x, w, b]) =>
+        ref.linearRef(x as Float64Array, w as Float64Array, (b as Float64Array) ?? null, M, K, N),
+      backward: ([x, w], g) => {
+        const r = ref.linearBackRef(x as Float64Array, w as Float64Array, g, M, K, N);
+        return [r.dx, r.dw, r.db];
+      },
+    });
+  }
+});
+
+onGpu("layernorm(), biasGelu(), embedding() on cuda match the reference to fp32", (dev) => {
+  const [N, C] = [6, 37];
+  checkOp({
+    name: "cuda layernorm",
+    device: dev,
+    tol: { rtol: 1e-5, atol: 1e-5 },
+    inputs: [
+      { name: "x", shape: [N, C], data: randomArray(N * C, 21, 3) },
+      { name: "w", shape: [C], data: randomArray(C, 22) },
+      { name: "b", shape: [C], data: randomArray(C, 23) },
+    ],
+    run: ([x, w, b]) => layernorm(x, w, b),
+    forward: ([x, w, b]) =>
+      ref.layernormRef(x as Float64Array, w as Float64Array, b as Float64Array, N, C),
+    backward: ([x, w], g) => {
+      const r = ref.layernormBackRef(x as Float64Array, w as Float64Array, g, N, C);
+      return [r.dx, r.dw, r.db];
+    },
+  });
+  const [M, D] = [9, 70];
+  checkOp({
+    name: "cuda biasGelu",
+    device: dev,
+    tol: FP32,
+    inputs: [
+      { name: "x", shape: [M, D], data: randomArray(M * D, 31, 4) },
+      { name: "b", shape: [D], data: randomArray(D, 32) },
+    ],
+    run: ([x, b]) => biasGelu(x, b),
+    forward: ([x, b]) => ref.biasGeluRef(x as Float64Array, b as Float64Array, M, D),
+    backward: ([x, b], g) => {
+      const dx = Float64Array.from(
+        x as Float64Array,
+        (v, i) => g[i] * ref.geluGradRef(v + (b as Float64Array)[i % D]),
+      );
+      const db = new Float64Array(D);
+      dx.forEach((v, i) => (db[i % D] += v));
+      return [dx, db];
+    },
+  });
+  const [B, T, E, V, P] = [2, 5, 6, 7, 8];
+  const tok = Int32Array.from([0, 3, 3, 6, 1, 3, 3, 3, 2, 0]);
+  checkOp({
+    name: "cuda embedding",
+    device: dev,
+    tol: FP32,
+    inputs: [
+      { name: "tokens", shape: [B, T], ints: tok },
+      { name: "wte", shape: [V, E], data: randomArray(V * E, 11) },
+      { name: "wpe", shape: [P, E], data: randomArray(P * E, 12) },
+    ],
+    run: ([t, wte, wpe]) => embedding(t, wte, wpe),
+    forward: ([t, wte, wpe]) =>
+      ref.embeddingRef(t as Int32Array, wte as Float64Array, wpe as Float64Array, B, T, E),
+    backward: ([t], g) => {
+      const r = ref.embeddingBackRef(t as Int32Array, g, V, P, B, T, E);
+      return [null, r.dwte, r.dwpe];
+    },
+  });
+});
+
+onGpu("attention() and crossEntropy() on cuda match the reference", (dev) => {
+  for (const [B, T, C, NH] of [[2, 5, 8, 2], [1, 70, 12, 3], [2, 40, 256, 4]]) {
+    checkOp({
+      name: `cuda attention B${B} T${T} C${C} NH${NH}`,
+      device: dev,
+      tol: { rtol: 1e-4, atol: 1e-5 },
+      probes: 3,
+      inputs: [{
+        name: "qkv",
+        shape: [B, T, 3 * C],
+        data: randomArray(B * T * 3 * C, 41 + T, 1.5),
+      }],
+      run: ([qkv]) => attention(qkv, NH),
+      forward: ([qkv]) => ref.attentionRef(qkv as Float64Array, B, T, C, NH),
+      backward: ([qkv], g) => [ref.attentionBackRef(qkv as Float64Array, g, B, T, C, NH)],
+    });
+  }
+  const [N, V] = [7, 1100];
+  const targets = Int32Array.from([3, -1, 0, 1099, 5, -1, 2]);
+  checkOp({
+    name: "cuda crossEntropy",
+    device: dev,
+    tol: { rtol: 1e-4, atol: 1e-6 },
+    probes: 3,
+    inputs: [
+      { name: "logits", shape: [N, V], data: randomArray(N * V, 51, 5) },
+      { name: "targets", shape: [N], ints: targets },
+    ],
+    run: ([l, t]) => crossEntropy(l, t),
+    forward: ([l, t]) =>
+      Float64Array.of(ref.crossEntropyRef(l as Float64Array, t as Int32Array, N, V)),
+    backward: ([l, t], g) => [
+      ref.crossEntropyBackRef(l as Float64Array, t as Int32Array, N, V, g[0]),
+      null,
+    ],
+  });
+});
+
+onGpu("bf16 GEMM on cuda is within 1e-2 of the float64 product", (dev) => {
+  const [M, K, N] = [64, 96, 48];
+  const x = randomArray(M * K, 5), w = randomArray(N * K, 6);
+  const got = tidy(() =>
+    linear(
+      Tensor.fromArray(x, [M, K], { device: dev }).cast("bf16"),
+      Tensor.fromArray(w, [N, K], { device: dev }).cast("bf16"),
+    ).cast("f32").toArray()
+  );
+  const bf = (a: Float64Array) => {
+    const h = tidy(() => Tensor.fromArray(a, [a.length]).cast("bf16").cast("f32").toArray());
+    return Float64Array.from(h);
+  };
+  assertClose(got, ref.linearRef(bf(x), bf(w), null, M, K, N), "bf16 linear", {
+    rtol: 1e-2,
+    atol: 1e-2,
+  });
+});
+
+onGpu("dropout masks and normal draws on cuda equal the CPU's bit for bit", (dev) => {
+  const n = 10007;
+  const draw = (d: Device) =>
+    tidy(() => {
+      const t = Tensor.empty([n], { device: d });
+      d.lib.check(d.lib.sym.dn_fill_normal(0, t.ptr, BigInt(n), 0, 1, 42n, 7n), "fill_normal");
+      const o = Tensor.empty([n], { device: d });
+      d.lib.check(
+        d.lib.sym.dn_dropout_forward(0, o.ptr, t.ptr, BigInt(n), 0.3, 9n, 100n),
+        "dropout",
+      );
+      return [t.toArray(), o.toArray()];
+    });
+  const [gt, go] = draw(dev), [ct, co] = draw(device("cpu"));
+  assertClose(gt, ct, "normal draws", { rtol: 1e-6, atol: 1e-7 });
+  for (let i = 0; i < n; i++) {
+    assert.equal(go[i] === 0, co[i] === 0, `dropout mask differs at ${i}`);
+  }
+});
+
+onGpu("a single-rank NCCL all-reduce returns its input", (dev) => {
+  const lib = dev.lib;
+  const id = new Uint8Array(128), out = new BigUint64Array(1);
+  lib.check(lib.sym.dn_comm_nccl_unique_id(id), "dn_comm_nccl_unique_id");
+  lib.check(lib.sym.dn_comm_nccl_open(id, 0, 1, out), "dn_comm_nccl_open");
+  const comm = Deno.UnsafePointer.create(out[0]);
+  const data = randomArray(1000, 3);
+  const got = tidy(() => {
+    const t = Tensor.fromArray(data, [1000], { device: dev });
+    lib.check(lib.sym.dn_comm_allreduce(comm, 0, 0, t.ptr, t.ptr, 1000n), "allreduce");
+    lib.check(lib.sym.dn_comm_barrier(comm), "barrier");
+    return t.toArray();
+  });
+  lib.check(lib.sym.dn_comm_close(comm), "dn_comm_close");
+  assertClose(got, Float64Array.from(Float32Array.from(data)), "all-reduce of one rank", {
+    rtol: 0,
+    atol: 0,
+  });
+});
