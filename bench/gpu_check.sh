@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The one GPU check of the CUDA backend (issue 7), for one H100/H200 with no internet
+# and no Deno installed: unpacks dev/deno.xz, finds cuBLAS and NCCL (pip wheels under
+# site-packages/nvidia/*/lib, else a filesystem search), builds the CUDA and CPU
+# libraries, runs tests/cuda_test.ts (every op against float64 references, RNG parity,
+# single-rank NCCL all-reduce), the model tests on the GPU (the tiny GPT trains and
+# matches its float64 gradients), and the GPT-2 124M step benchmark. Every step runs
+# under `timeout`, capped by an overall deadline (DEADLINE_S, default 450 s), and a
+# short table closes the output. With $OUT set, everything is also written to
+# $OUT/gpu_check.log. Without a GPU it stops after the build and says so.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+START=$(date +%s)
+DEADLINE_S=${DEADLINE_S:-450}
+LOG=${OUT:+$OUT/gpu_check.log}
+if [ -n "${LOG}" ]; then mkdir -p "$OUT"; exec > >(tee "$LOG") 2>&1; fi
+declare -a TABLE=()
+
+left() { echo $((DEADLINE_S - ($(date +%s) - START))); }
+# step NAME LIMIT_S CMD...: runs CMD under timeout min(LIMIT, time left), records the row
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local rem
+  rem=$(left)
+  if [ "$rem" -lt 15 ]; then
+    TABLE+=("$(printf '%-28s %-8s %s' "$name" SKIP "out of time")")
+    return 1
+  fi
+  [ "$limit" -gt "$rem" ] && limit=$rem
+  echo "=== $name (limit ${limit}s)"
+  local t0 rc
+  t0=$(date +%s)
+  timeout -k 5 "$limit" "$@"
+  rc=$?
+  local dt=$(($(date +%s) - t0)) verdict=PASS
+  [ $rc -eq 124 ] || [ $rc -eq 137 ] && verdict=TIMEOUT
+  [ $rc -ne 0 ] && [ $verdict = PASS ] && verdict=FAIL
+  TABLE+=("$(printf '%-28s %-8s %4ss' "$name" "$verdict" "$dt")")
+  return $rc
+}
+finish() {
+  echo
+  echo "=== summary ($(($(date +%s) - START)) s)"
+  printf '%s\n' "${TABLE[@]}"
+  exit "${1:-0}"
+}
+
+# Deno from the carried, xz-compressed binary (or one already on PATH).
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+if [ -f dev/deno.xz ]; then
+  step "unpack deno" 60 sh -c "xz -dc dev/deno.xz > '$TMP/deno' && chmod +x '$TMP/deno'" &&
+    export PATH="$TMP:$PATH"
+fi
+command -v deno >/dev/null || { echo "no deno: need dev/deno.xz or deno on PATH"; finish 1; }
+deno --version | head -1
+
+# cuBLAS, cuBLASLt and NCCL: the pip wheels first, then anywhere on the filesystem.
+find_lib() { # pattern pip_dir
+  local site dir
+  site=$(timeout 20 python3 -c "import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))" 2>/dev/null)
+  for dir in ${site:+$site/nvidia/$2/lib}; do
+    ls "$dir"/$1 2>/dev/null | sort | tail -1 && return
+  done
+  timeout 40 find / -xdev -name "$1" 2>/dev/null | grep -v '\.a$' | sort | tail -1
+}
+[ -n "${DENOTRON_CUBLAS_LIB:-}" ] || export DENOTRON_CUBLAS_LIB=$(find_lib 'libcublas.so.*' cublas)
+[ -n "${DENOTRON_CUBLASLT_LIB:-}" ] || export DENOTRON_CUBLASLT_LIB=$(find_lib 'libcublasLt.so.*' cublas)
+[ -n "${DENOTRON_NCCL_LIB:-}" ] || export DENOTRON_NCCL_LIB=$(find_lib 'libnccl.so.*' nccl)
+echo "cuBLAS:   ${DENOTRON_CUBLAS_LIB:-not found}"
+echo "cuBLASLt: ${DENOTRON_CUBLASLT_LIB:-not found}"
+echo "NCCL:     ${DENOTRON_NCCL_LIB:-not found}"
+for v in DENOTRON_CUBLAS_LIB DENOTRON_CUBLASLT_LIB DENOTRON_NCCL_LIB; do
+  [ -n "${!v}" ] || unset "$v"
+done
+
+GPU=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+echo "GPU: ${GPU:-none (nvidia-smi found no GPU)}"
+command -v nvcc >/dev/null || { echo "nvcc not on PATH: cannot build the CUDA library"; finish 1; }
+nvcc --version | tail -1
+
+# The check only needs this card's architecture: half the compile time of sm_80+sm_90.
+ARCH=$(timeout 20 nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d .)
+MAKE_ARGS=(-j"$(nproc)" -C kernels/cuda)
+[ -n "$ARCH" ] && MAKE_ARGS+=("ARCHS=-gencode arch=compute_${ARCH},code=sm_${ARCH}")
+step "build libdenotron_cuda.so" 240 make "${MAKE_ARGS[@]}" || finish 1
+
+if [ -z "$GPU" ]; then
+  echo "no GPU: the CUDA library builds; stopping before the GPU checks"
+  step "cuda_test (no GPU: skips)" 120 deno test -A tests/cuda_test.ts
+  finish 0
+fi
+
+if command -v cc >/dev/null || command -v gcc >/dev/null; then
+  step "build CPU library" 120 deno task build
+else
+  echo "no C compiler: CPU comparisons (RNG parity) will fail; the float64 references still run"
+fi
+step "ops on cuda vs float64" 150 deno test -A tests/cuda_test.ts
+DENOTRON_CUDA_TF32=0 DENOTRON_DEVICE=cuda step "tiny GPT on cuda (model_test)" 120 \
+  deno test -A tests/model_test.ts
+step "GPT-2 124M step (B16 T1024)" 200 deno run -A bench/gpt2_cuda.ts --steps 5
+finish 0
