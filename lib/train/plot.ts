@@ -144,7 +144,7 @@ export function lossCurveSvg(series: readonly Series[], options: PlotOptions = {
       }
     }
     const ly = m.top + 16 + 18 * i;
-    const lx = W - m.right - 150;
+    const lx = W - m.right - 280;
     out.push(
       `<line x1="${lx}" y1="${ly - 4}" x2="${lx + 24}" y2="${ly - 4}" stroke="${s.color}" ` +
         `stroke-width="2"/>`,
@@ -170,9 +170,13 @@ export async function writeLossPlot(
   const train: [number, number][] = [];
   const valid: [number, number][] = [];
   for (const r of records) pushResumed(r.kind === "train" ? train : valid, [r.iteration, r.loss]);
+  const lastEval = records.findLast((r) => r.kind === "eval");
+  const validName = lastEval?.kind === "eval" && Number.isFinite(lastEval.bitsPerByte)
+    ? `validation loss (last: ${lastEval.bitsPerByte.toFixed(3)} bits/byte)`
+    : "validation loss";
   const svgText = lossCurveSvg([
     { name: "train loss", color: "#1f77b4", points: train },
-    { name: "validation loss", color: "#d62728", points: valid, markers: true },
+    { name: validName, color: "#d62728", points: valid, markers: true },
   ], { title: "Denotron training loss" });
   await Deno.mkdir(dir, { recursive: true });
   const svg = `${dir}/loss.svg`;
