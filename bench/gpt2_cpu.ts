@@ -15,6 +15,7 @@ import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
 import { median, modelFlopsPerStep, sgemmRate } from "./common.ts";
+import { CLUSTER_PRESETS, MODEL_PRESETS, predictStep } from "../lib/plan/mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -29,7 +30,11 @@ const { values } = parseArgs({
 });
 const steps = Number(values.steps), B = Number(values.batch), T = Number(values.seq);
 const config = GPT_PRESETS[values.model!];
-if (!config) throw new Error(`--model ${values.model}: expected one of ${Object.keys(GPT_PRESETS).join(", ")}`);
+if (!config) {
+  throw new Error(
+    `--model ${values.model}: expected one of ${Object.keys(GPT_PRESETS).join(", ")}`,
+  );
+}
 
 const dev = getDevice();
 dev.numThreads = Number(values.threads);
@@ -93,20 +98,68 @@ const result = {
   loss,
   memory: dev.memoryStats(),
 };
-console.log(`params ${nParams.toLocaleString("en-US")}, batch ${B} x seq ${T}, ${dev.numThreads} threads`);
-console.log(`median step ${(stepS * 1e3).toFixed(0)} ms over ${steps} steps (min ${(Math.min(...times) * 1e3).toFixed(0)}, max ${(Math.max(...times) * 1e3).toFixed(0)})`);
+console.log(
+  `params ${nParams.toLocaleString("en-US")}, batch ${B} x seq ${T}, ${dev.numThreads} threads`,
+);
+console.log(
+  `median step ${(stepS * 1e3).toFixed(0)} ms over ${steps} steps (min ${
+    (Math.min(...times) * 1e3).toFixed(0)
+  }, max ${(Math.max(...times) * 1e3).toFixed(0)})`,
+);
 console.log(`tokens/s ${result.tokensPerS.toFixed(1)}`);
-console.log(`model FLOP/s ${(result.modelFlopS / 1e9).toFixed(1)} G  (= ${(flops / 1e9).toFixed(1)} GFLOP/step: tokens x (6 N' + 12 L C T), N' = params - positions)`);
-console.log(`sgemm FLOP/s ${(sgemm / 1e9).toFixed(1)} G  ->  ratio ${(result.ratio * 100).toFixed(1)}%`);
+console.log(
+  `model FLOP/s ${(result.modelFlopS / 1e9).toFixed(1)} G  (= ${
+    (flops / 1e9).toFixed(1)
+  } GFLOP/step: tokens x (6 N' + 12 L C T), N' = params - positions)`,
+);
+console.log(
+  `sgemm FLOP/s ${(sgemm / 1e9).toFixed(1)} G  ->  ratio ${(result.ratio * 100).toFixed(1)}%`,
+);
 console.log(`\nper-kernel time, one profiled step (${profiledMs.toFixed(0)} ms):`);
 const rows = [...profile].sort((a, b) => b[1].ms - a[1].ms);
 let inKernels = 0;
 for (const [name, t] of rows) {
   inKernels += t.ms;
   if (t.ms < 0.05 * profiledMs / 100) continue;
-  console.log(`  ${name.padEnd(26)} ${t.ms.toFixed(1).padStart(8)} ms ${(100 * t.ms / profiledMs).toFixed(1).padStart(5)}%  ${String(t.calls).padStart(5)} calls`);
+  console.log(
+    `  ${name.padEnd(26)} ${t.ms.toFixed(1).padStart(8)} ms ${
+      (100 * t.ms / profiledMs).toFixed(1).padStart(5)
+    }%  ${String(t.calls).padStart(5)} calls`,
+  );
 }
-console.log(`  ${"(outside kernels)".padEnd(26)} ${(profiledMs - inKernels).toFixed(1).padStart(8)} ms ${(100 * (profiledMs - inKernels) / profiledMs).toFixed(1).padStart(5)}%`);
+console.log(
+  `  ${"(outside kernels)".padEnd(26)} ${(profiledMs - inKernels).toFixed(1).padStart(8)} ms ${
+    (100 * (profiledMs - inKernels) / profiledMs).toFixed(1).padStart(5)
+  }%`,
+);
+
+// The planner's prediction for this machine, beside the measurement (docs/planner.md).
+const planModel = values.model === "gpt2" ? MODEL_PRESETS["gpt2-124m"] : undefined;
+if (planModel) {
+  const plan = predictStep({
+    model: { ...planModel, seqLength: T },
+    layout: { microBatchSize: B, globalBatchSize: B, precision: "fp32", flashAttention: true },
+    cluster: CLUSTER_PRESETS.cpu,
+  });
+  const peakMiB = plan.memory.peak.total / 2 ** 20;
+  const ours = (result.memory.peak) / 2 ** 20;
+  console.log(`\nplanner (cluster preset "cpu") vs measured:`);
+  console.log(
+    `  step time     ${(plan.stepSeconds * 1e3).toFixed(0).padStart(7)} ms  vs ${
+      (stepS * 1e3).toFixed(0).padStart(7)
+    } ms`,
+  );
+  console.log(
+    `  model FLOP/s  ${(plan.modelFlopsPerGpu / 1e9).toFixed(1).padStart(7)} G   vs ${
+      (result.modelFlopS / 1e9).toFixed(1).padStart(7)
+    } G`,
+  );
+  console.log(
+    `  peak memory   ${peakMiB.toFixed(0).padStart(7)} MiB vs ${
+      ours.toFixed(0).padStart(7)
+    } MiB (native allocator peak)`,
+  );
+}
 if (values.json) console.log(JSON.stringify(result));
 x.dispose();
 y.dispose();

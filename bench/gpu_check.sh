@@ -93,7 +93,7 @@ if [ -z "$GPU" ]; then
 fi
 
 if command -v cc >/dev/null || command -v gcc >/dev/null; then
-  step "build CPU library" 120 deno task build
+  step "build CPU library" 120 deno run -A --no-npm ffi/build.ts
 else
   echo "no C compiler: CPU comparisons (RNG parity) will fail; the float64 references still run"
 fi

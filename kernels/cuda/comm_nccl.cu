@@ -10,6 +10,7 @@
  * division, so uneven sizes work: equal shards go to ncclReduceScatter/ncclAllGather,
  * uneven ones to an all-reduce plus a copy, or one broadcast per rank. NCCL sums in its
  * own ring order, not rank order: every rank still gets identical values. */
+#include <cstdio>
 #include <stdlib.h>
 #include <string.h>
 
