@@ -42,7 +42,12 @@ export function sgemmRate(device: Device, n = 2048, reps = 5): number {
  * and 12·L·C·T is attention's score and weighted-sum products, without the causal
  * discount.
  */
-export function modelFlopsPerStep(c: GPTConfig, tokens: number, seqLen: number, nParams: number): number {
+export function modelFlopsPerStep(
+  c: GPTConfig,
+  tokens: number,
+  seqLen: number,
+  nParams: number,
+): number {
   const nMultiplied = nParams - c.blockSize * c.nEmbd;
   return tokens * (6 * nMultiplied + 12 * c.nLayer * c.nEmbd * seqLen);
 }
