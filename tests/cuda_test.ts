@@ -198,6 +198,49 @@ onGpu("attention() and crossEntropy() on cuda match the reference", (dev) => {
   });
 });
 
+// bf16 attention: head size 64 runs on the tensor-core kernels unless
+// DENOTRON_CUDA_ATTENTION=simple (bench/gpu_check.sh runs this file both ways); head size
+// 32 always takes the simple kernel. The reference sees the bf16-rounded inputs; the
+// kernels round the probabilities and dS to bf16 before their products and the results
+// to bf16, so errors are measured against the largest magnitude of each output.
+onGpu(
+  `bf16 attention on cuda (${
+    Deno.env.get("DENOTRON_CUDA_ATTENTION") ?? "mma"
+  } path) matches the float64 reference and is deterministic`,
+  (dev) => {
+    for (
+      const [B, T, C, NH] of [[2, 130, 128, 2], [1, 64, 64, 1], [1, 257, 192, 3], [1, 40, 96, 3]]
+    ) {
+      const name = `bf16 attention B${B} T${T} C${C} NH${NH}`;
+      const x = randomArray(B * T * 3 * C, 7 + T, 1.5), g = randomArray(B * T * C, 8 + T);
+      const [xb, gb] = [x, g].map((a) =>
+        tidy(() => Float64Array.from(Tensor.fromArray(a, [a.length]).cast("bf16").toArray()))
+      );
+      const run = () =>
+        tidy(() => {
+          const qkv = Tensor.fromArray(xb, [B, T, 3 * C], {
+            device: dev,
+            dtype: "bf16",
+            requiresGrad: true,
+          });
+          const out = attention(qkv, NH);
+          out.backward(Tensor.fromArray(gb, [B, T, C], { device: dev, dtype: "bf16" }));
+          return [Float64Array.from(out.toArray()), Float64Array.from(qkv.grad!.toArray())];
+        });
+      const [out, dqkv] = run();
+      const scaled = (got: Float64Array, want: Float64Array, what: string) => {
+        const big = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        assertClose(got, want, `${name} ${what}`, { rtol: 2e-2, atol: 1e-2 * big });
+      };
+      scaled(out, ref.attentionRef(xb, B, T, C, NH), "forward");
+      scaled(dqkv, ref.attentionBackRef(xb, gb, B, T, C, NH), "dqkv");
+      const [out2, dqkv2] = run();
+      assertClose(out2, out, `${name} forward, run twice`, { rtol: 0, atol: 0 });
+      assertClose(dqkv2, dqkv, `${name} dqkv, run twice`, { rtol: 0, atol: 0 });
+    }
+  },
+);
+
 onGpu("bf16 GEMM on cuda is within 1e-2 of the float64 product", (dev) => {
   const [M, K, N] = [64, 96, 48];
   const x = randomArray(M * K, 5), w = randomArray(N * K, 6);

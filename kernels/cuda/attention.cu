@@ -7,8 +7,12 @@
  * D = rowsum(dout * out); dq with one warp per query row; dk and dv with one warp per
  * key row. HS is at most 128 (four fp32 accumulators per lane).
  *
+ * bf16 with head size 64 goes to the tensor-core kernels of attention_mma.cu instead
+ * (DENOTRON_CUDA_ATTENTION=simple keeps it here); both share the delta kernel below.
+ *
  * qkv(B,T,3C): row (b,t) holds q | k | v, head h at columns h*HS of each third. */
 #include <math.h>
+#include "attention_mma.h"
 #include "common.cuh"
 
 #define ROWS 8   /* rows (warps) per block */
@@ -101,6 +105,8 @@ dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void
   DN_TRY(check_sizes(op, B, T, C, NH));
   DN_CHECK(out && lse && qkv, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_TRY(dn_cuda_init(op));
+  if (dn_attention_mma_enabled(dtype, C, NH, (uintptr_t)out | (uintptr_t)qkv))
+    return dn_attention_mma_forward(out, lse, qkv, B, T, C, NH);
   int64_t HS = C / NH;
   Dims D = {T, C, NH, HS, 1.0f / sqrtf((float)HS)};
   dim3 grid((unsigned)((T + ROWS - 1) / ROWS), (unsigned)(B * NH));
@@ -239,6 +245,8 @@ dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, co
   DN_TRY(dn_cuda_init(op));
   int64_t HS = C / NH;
   Dims D = {T, C, NH, HS, 1.0f / sqrtf((float)HS)};
+  int mma = dn_attention_mma_enabled(
+      dtype, C, NH, (uintptr_t)dqkv | (uintptr_t)dout | (uintptr_t)qkv | (uintptr_t)out);
   float *delta;
   DN_TRY(dn_scratch(op, B * NH * T * 4, (void **)&delta));
   dim3 grid((unsigned)((T + ROWS - 1) / ROWS), (unsigned)(B * NH));
@@ -248,11 +256,18 @@ dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, co
     const TT *g = (const TT *)dout, *x = (const TT *)qkv;
     attn_delta_k<TT><<<(unsigned)((B * T * NH + ROWS - 1) / ROWS), ROWS * 32, 0, dn_stream()>>>(
         delta, g, (const TT *)out, B, D);
-    attn_dq_k<TT><<<grid, ROWS * 32, smem_dq, dn_stream()>>>((TT *)dqkv, g, x, lse, delta, D);
-    attn_dkv_k<TT><<<grid, ROWS * 32, smem_dkv, dn_stream()>>>((TT *)dqkv, g, x, lse, delta, D);
+    if (!mma) {
+      attn_dq_k<TT><<<grid, ROWS * 32, smem_dq, dn_stream()>>>((TT *)dqkv, g, x, lse, delta, D);
+      attn_dkv_k<TT><<<grid, ROWS * 32, smem_dkv, dn_stream()>>>((TT *)dqkv, g, x, lse, delta,
+                                                                   D);
+    }
   });
   cudaError_t e = cudaGetLastError();
+  dn_status st = DN_OK;
+  if (e == cudaSuccess && mma)
+    st = dn_attention_mma_backward(dqkv, dout, qkv, lse, delta, B, T, C, NH);
   dn_free(delta);
+  DN_TRY(st);
   DN_CHECK(e == cudaSuccess, DN_ERR_RUNTIME, "%s: launch failed: %s", op, cudaGetErrorString(e));
   return DN_OK;
 }
