@@ -5,13 +5,13 @@
 # libraries, runs tests/cuda_test.ts (every op against float64 references, RNG parity,
 # single-rank NCCL all-reduce), the model tests on the GPU (the tiny GPT trains and
 # matches its float64 gradients), and the GPT-2 124M step benchmark. Every step runs
-# under `timeout`, capped by an overall deadline (DEADLINE_S, default 450 s), and a
+# under `timeout`, capped by an overall deadline (DEADLINE_S, default 420 s), and a
 # short table closes the output. With $OUT set, everything is also written to
 # $OUT/gpu_check.log. Without a GPU it stops after the build and says so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
-DEADLINE_S=${DEADLINE_S:-450}
+DEADLINE_S=${DEADLINE_S:-420}
 LOG=${OUT:+$OUT/gpu_check.log}
 if [ -n "${LOG}" ]; then mkdir -p "$OUT"; exec > >(tee "$LOG") 2>&1; fi
 declare -a TABLE=()
@@ -97,8 +97,27 @@ if command -v cc >/dev/null || command -v gcc >/dev/null; then
 else
   echo "no C compiler: CPU comparisons (RNG parity) will fail; the float64 references still run"
 fi
-step "ops on cuda vs float64" 150 deno test -A tests/cuda_test.ts
+# The tensor-core attention (bf16, head size 64) and the simple kernel it falls back to,
+# each against the float64 references; the benchmark uses the fastest path that passed.
+ATTN=simple
+step "ops on cuda, mma attention" 150 deno test -A tests/cuda_test.ts && ATTN=mma
+DENOTRON_CUDA_ATTENTION=simple step "ops on cuda, simple attention" 150 \
+  deno test -A tests/cuda_test.ts
 DENOTRON_CUDA_TF32=0 DENOTRON_DEVICE=cuda step "tiny GPT on cuda (model_test)" 120 \
   deno test -A tests/model_test.ts
-step "GPT-2 124M step (B16 T1024)" 200 deno run -A bench/gpt2_cuda.ts --steps 5
+# bench NAME ARGS...: the GPT-2 124M step, its RESULT line kept for the table
+declare -a RESULTS=()
+bench() {
+  local name=$1
+  shift
+  step "$name" 120 bash -o pipefail -c "deno run -A bench/gpt2_cuda.ts --steps 5 $* | tee '$TMP/bench'"
+  RESULTS+=("$(printf '%-28s %s' "$name" "$(grep '^RESULT' "$TMP/bench" 2>/dev/null)")")
+  rm -f "$TMP/bench"
+}
+DENOTRON_CUDA_ATTENTION=$ATTN bench "GPT-2 124M bf16 ($ATTN attn)" --dtype bf16
+[ "$ATTN" = mma ] && DENOTRON_CUDA_ATTENTION=simple bench "GPT-2 124M bf16 (simple)" --dtype bf16
+bench "GPT-2 124M fp32/TF32" --dtype f32
+echo
+echo "=== GPT-2 124M, batch 16 x seq 1024 (MFU against the bf16 dense peak)"
+printf '%s\n' "${RESULTS[@]}"
 finish 0

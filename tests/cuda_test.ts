@@ -198,11 +198,54 @@ onGpu("attention() and crossEntropy() on cuda match the reference", (dev) => {
   });
 });
 
+/** Rounds to bf16 and back (what a bf16 tensor holds). */
+const toBf16 = (a: Float64Array) =>
+  tidy(() => Float64Array.from(Tensor.fromArray(a, [a.length]).cast("bf16").toArray()));
+
+/**
+ * Runs `run` on bf16 copies of `inputs` (rounded first, so the float64 references see
+ * what the kernels see), backward with a bf16 random gradient, twice; checks the output
+ * and every input gradient against the references within 2e-2 relative plus 1e-2 of
+ * the largest magnitude of each result (bf16 keeps 8 bits, and the kernels round
+ * intermediate products to bf16), and that the second run equals the first bit for bit.
+ */
+function checkBf16(
+  dev: Device,
+  name: string,
+  inputs: { shape: number[]; data: Float64Array }[],
+  run: (xs: Tensor[]) => Tensor,
+  forward: (xs: Float64Array[]) => Float64Array,
+  backward: (xs: Float64Array[], g: Float64Array) => Float64Array[],
+): void {
+  const xs = inputs.map((i) => toBf16(i.data));
+  const once = () =>
+    tidy(() => {
+      const ts = inputs.map((inp, k) =>
+        Tensor.fromArray(xs[k], inp.shape, { device: dev, dtype: "bf16", requiresGrad: true })
+      );
+      const out = run(ts);
+      const g = toBf16(randomArray(out.numel, 99));
+      out.backward(Tensor.fromArray(g, out.shape, { device: dev, dtype: "bf16" }));
+      return [g, out.toArray(), ...ts.map((t) => t.grad!.toArray())].map((a) =>
+        Float64Array.from(a)
+      );
+    });
+  const [g, out, ...grads] = once();
+  const scaled = (got: Float64Array, want: Float64Array, what: string) => {
+    const big = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    assertClose(got, want, `${name} ${what}`, { rtol: 2e-2, atol: 1e-2 * big });
+  };
+  scaled(out, forward(xs), "forward");
+  backward(xs, g).forEach((r, k) => scaled(grads[k], r, `gradient of input ${k}`));
+  const [, out2, ...grads2] = once();
+  [out2, ...grads2].forEach((a, k) =>
+    assertClose(a, [out, ...grads][k], `${name} result ${k}, run twice`, { rtol: 0, atol: 0 })
+  );
+}
+
 // bf16 attention: head size 64 runs on the tensor-core kernels unless
 // DENOTRON_CUDA_ATTENTION=simple (bench/gpu_check.sh runs this file both ways); head size
-// 32 always takes the simple kernel. The reference sees the bf16-rounded inputs; the
-// kernels round the probabilities and dS to bf16 before their products and the results
-// to bf16, so errors are measured against the largest magnitude of each output.
+// 32 always takes the simple kernel.
 onGpu(
   `bf16 attention on cuda (${
     Deno.env.get("DENOTRON_CUDA_ATTENTION") ?? "mma"
@@ -211,35 +254,57 @@ onGpu(
     for (
       const [B, T, C, NH] of [[2, 130, 128, 2], [1, 64, 64, 1], [1, 257, 192, 3], [1, 40, 96, 3]]
     ) {
-      const name = `bf16 attention B${B} T${T} C${C} NH${NH}`;
-      const x = randomArray(B * T * 3 * C, 7 + T, 1.5), g = randomArray(B * T * C, 8 + T);
-      const [xb, gb] = [x, g].map((a) =>
-        tidy(() => Float64Array.from(Tensor.fromArray(a, [a.length]).cast("bf16").toArray()))
+      checkBf16(
+        dev,
+        `bf16 attention B${B} T${T} C${C} NH${NH}`,
+        [{ shape: [B, T, 3 * C], data: randomArray(B * T * 3 * C, 7 + T, 1.5) }],
+        ([qkv]) => attention(qkv, NH),
+        ([qkv]) => ref.attentionRef(qkv, B, T, C, NH),
+        ([qkv], g) => [ref.attentionBackRef(qkv, g, B, T, C, NH)],
       );
-      const run = () =>
-        tidy(() => {
-          const qkv = Tensor.fromArray(xb, [B, T, 3 * C], {
-            device: dev,
-            dtype: "bf16",
-            requiresGrad: true,
-          });
-          const out = attention(qkv, NH);
-          out.backward(Tensor.fromArray(gb, [B, T, C], { device: dev, dtype: "bf16" }));
-          return [Float64Array.from(out.toArray()), Float64Array.from(qkv.grad!.toArray())];
-        });
-      const [out, dqkv] = run();
-      const scaled = (got: Float64Array, want: Float64Array, what: string) => {
-        const big = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-        assertClose(got, want, `${name} ${what}`, { rtol: 2e-2, atol: 1e-2 * big });
-      };
-      scaled(out, ref.attentionRef(xb, B, T, C, NH), "forward");
-      scaled(dqkv, ref.attentionBackRef(xb, gb, B, T, C, NH), "dqkv");
-      const [out2, dqkv2] = run();
-      assertClose(out2, out, `${name} forward, run twice`, { rtol: 0, atol: 0 });
-      assertClose(dqkv2, dqkv, `${name} dqkv, run twice`, { rtol: 0, atol: 0 });
     }
   },
 );
+
+// The one-pass layernorm backward (C <= 1024, unless DENOTRON_CUDA_LAYERNORM=simple) and
+// bf16 GEMMs whose odd sizes send every operand through the aligned repacking of
+// dn_matmul (unless DENOTRON_CUDA_GEMM_REPACK=0).
+onGpu("bf16 layernorm() and linear() with odd sizes on cuda match the float64 reference", (dev) => {
+  for (const [N, C] of [[70, 768], [9, 100], [3, 1100]]) {
+    checkBf16(
+      dev,
+      `bf16 layernorm ${N}x${C}`,
+      [
+        { shape: [N, C], data: randomArray(N * C, 61, 3) },
+        { shape: [C], data: randomArray(C, 62) },
+        { shape: [C], data: randomArray(C, 63) },
+      ],
+      ([x, w, b]) => layernorm(x, w, b),
+      ([x, w, b]) => ref.layernormRef(x, w, b, N, C),
+      ([x, w], g) => {
+        const r = ref.layernormBackRef(x, w, g, N, C);
+        return [r.dx, r.dw, r.db];
+      },
+    );
+  }
+  for (const [M, K, N] of [[33, 37, 29], [64, 96, 130], [17, 64, 1001]]) {
+    checkBf16(
+      dev,
+      `bf16 linear ${M}x${K}x${N}`,
+      [
+        { shape: [M, K], data: randomArray(M * K, 71) },
+        { shape: [N, K], data: randomArray(N * K, 72) },
+        { shape: [N], data: randomArray(N, 73) },
+      ],
+      ([x, w, b]) => linear(x, w, b),
+      ([x, w, b]) => ref.linearRef(x, w, b, M, K, N),
+      ([x, w], g) => {
+        const r = ref.linearBackRef(x, w, g, M, K, N);
+        return [r.dx, r.dw, r.db];
+      },
+    );
+  }
+});
 
 onGpu("bf16 GEMM on cuda is within 1e-2 of the float64 product", (dev) => {
   const [M, K, N] = [64, 96, 48];

@@ -1,7 +1,13 @@
 /* defines: dn_layernorm_forward, dn_layernorm_backward
  * One warp per row (N,C): the statistics and every sum in fp32. The weight and bias
- * gradients are deterministic column sums (common.cuh), possibly into fp32 main
- * gradients of 16-bit weights (DN_DTYPE_WITH_GRAD). */
+ * gradients are deterministic column sums, possibly into fp32 main gradients of 16-bit
+ * weights (DN_DTYPE_WITH_GRAD). For C up to 1024 the backward is one pass: each warp
+ * keeps its rows in registers and its columns' dweight/dbias partials too, a block adds
+ * its warps in order into one scratch row per chunk of rows, and colsum_finish adds the
+ * chunks in order, so dx, dweight and dbias cost one read of dout and inp. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "common.cuh"
 
 #define WARPS 8
@@ -72,6 +78,83 @@ __global__ void ln_bwd_k(T *dinp, const T *dout, const T *inp, const T *w, const
   }
 }
 
+#define LN_MAXK 32         /* columns per lane: C <= 32 * LN_MAXK */
+#define LN_CHUNK_ROWS 64   /* rows per block of the one-pass backward */
+
+template <typename T>
+__global__ void __launch_bounds__(WARPS * 32)
+    ln_bwd_fused_k(T *dinp, float *part_w, float *part_b, const T *dout, const T *inp,
+                   const T *w, const float *mean, const float *rstd, int64_t N, int64_t C) {
+  extern __shared__ float red[]; /* (WARPS, C) */
+  int wid = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float dw[LN_MAXK], db[LN_MAXK];
+#pragma unroll
+  for (int k = 0; k < LN_MAXK; k++) dw[k] = db[k] = 0.0f;
+  int64_t r0 = (int64_t)blockIdx.x * LN_CHUNK_ROWS;
+  int64_t r1 = r0 + LN_CHUNK_ROWS < N ? r0 + LN_CHUNK_ROWS : N;
+  for (int64_t i = r0 + wid; i < r1; i += WARPS) {
+    const T *x = inp + i * C, *g = dout + i * C;
+    float m = mean[i], r = rstd[i], s1 = 0.0f, s2 = 0.0f, gk[LN_MAXK], xh[LN_MAXK];
+#pragma unroll
+    for (int k = 0; k < LN_MAXK; k++) {
+      int64_t c = lane + 32 * k;
+      gk[k] = c < C ? ldf(g, c) : 0.0f;
+      xh[k] = c < C ? (ldf(x, c) - m) * r : 0.0f;
+      float dxhat = c < C ? gk[k] * ldf(w, c) : 0.0f;
+      s1 += dxhat;
+      s2 += dxhat * xh[k];
+      dw[k] += gk[k] * xh[k];
+      db[k] += gk[k];
+    }
+    s1 = warp_sum(s1) / (float)C;
+    s2 = warp_sum(s2) / (float)C;
+    if (!dinp) continue;
+#pragma unroll
+    for (int k = 0; k < LN_MAXK; k++) {
+      int64_t c = lane + 32 * k;
+      if (c < C) addf(dinp, i * C + c, r * (gk[k] * ldf(w, c) - s1 - xh[k] * s2));
+    }
+  }
+  /* the warps' partials, added in warp order: dweight, then dbias in the same buffer */
+  for (int pass = 0; pass < 2; pass++) {
+    float *part = pass == 0 ? part_w : part_b;
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < LN_MAXK; k++) {
+      int64_t c = lane + 32 * k;
+      if (c < C) red[wid * C + c] = pass == 0 ? dw[k] : db[k];
+    }
+    __syncthreads();
+    if (!part) continue;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      float t = 0.0f;
+      for (int q = 0; q < WARPS; q++) t += red[q * C + c];
+      part[blockIdx.x * C + c] = t;
+    }
+  }
+}
+
+/* dinp (if not NULL) += dx; dweight, dbias (either may be NULL) += their sums */
+template <typename T, typename G>
+static dn_status ln_backward_fused(const char *op, T *dinp, G *dweight, G *dbias, const T *dout,
+                                   const T *inp, const T *w, const float *mean,
+                                   const float *rstd, int64_t N, int64_t C) {
+  int64_t chunks = (N + LN_CHUNK_ROWS - 1) / LN_CHUNK_ROWS;
+  float *part;
+  DN_TRY(dn_scratch(op, 2 * chunks * C * (int64_t)sizeof(float), (void **)&part));
+  float *pw = dweight ? part : NULL, *pb = dbias ? part + chunks * C : NULL;
+  size_t smem = sizeof(float) * WARPS * (size_t)C;
+  ln_bwd_fused_k<T><<<(unsigned)chunks, WARPS * 32, smem, dn_stream()>>>(
+      dinp, pw, pb, dout, inp, w, mean, rstd, N, C);
+  if (dweight)
+    colsum_finish<<<dn_blocks(C, 256), 256, 0, dn_stream()>>>(dweight, pw, chunks, C);
+  if (dbias) colsum_finish<<<dn_blocks(C, 256), 256, 0, dn_stream()>>>(dbias, pb, chunks, C);
+  cudaError_t e = cudaGetLastError();
+  dn_free(part);
+  DN_CHECK(e == cudaSuccess, DN_ERR_RUNTIME, "%s: launch failed: %s", op, cudaGetErrorString(e));
+  return DN_OK;
+}
+
 template <typename T> struct LnWeightGrad {
   const T *dout, *inp;
   const float *mean, *rstd;
@@ -86,6 +169,16 @@ template <typename T> struct LnBiasGrad {
   __device__ float operator()(int64_t i, int64_t c) const { return ldf(dout, i * C + c); }
 };
 
+/* DENOTRON_CUDA_LAYERNORM=simple keeps the row kernel plus two column sums */
+static int fused_enabled(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *e = getenv("DENOTRON_CUDA_LAYERNORM");
+    on = !(e && strcmp(e, "simple") == 0);
+  }
+  return on;
+}
+
 dn_status dn_layernorm_backward(dn_dtype dtype, void *dinp, void *dweight, void *dbias,
                                 const void *dout, const void *inp, const void *weight,
                                 const float *mean, const float *rstd, int64_t N, int64_t C) {
@@ -97,6 +190,9 @@ dn_status dn_layernorm_backward(dn_dtype dtype, void *dinp, void *dweight, void 
   unsigned grid = (unsigned)((N + WARPS - 1) / WARPS);
   DN_DISPATCH2(dtype, T, G, {
     const T *g = (const T *)dout, *x = (const T *)inp;
+    if (C <= 32 * LN_MAXK && fused_enabled())
+      return ln_backward_fused(op, (T *)dinp, (G *)dweight, (G *)dbias, g, x,
+                               (const T *)weight, mean, rstd, N, C);
     if (dinp) {
       ln_bwd_k<T><<<grid, WARPS * 32, 0, dn_stream()>>>((T *)dinp, g, x, (const T *)weight, mean,
                                                         rstd, N, C);

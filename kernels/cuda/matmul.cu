@@ -2,7 +2,12 @@
  * GEMM through cuBLAS, opened at run time (DENOTRON_CUBLAS_LIB overrides the path):
  * fp32 uses TF32 tensor cores (set DENOTRON_CUDA_TF32=0 for full fp32), bf16 and fp16
  * accumulate in fp32. cuBLAS is column-major, so the row-major C = op(A) op(B) is
- * computed as C^T = op(B)^T op(A)^T, which needs no transposition of any buffer. */
+ * computed as C^T = op(B)^T op(A)^T, which needs no transposition of any buffer.
+ * cuBLAS runs its tensor-core kernels only on 16-byte aligned rows, so an operand whose
+ * pointer, leading dimension or batch stride is not (GPT-2's vocabulary of 50257 makes
+ * every logits row odd) is copied into a padded scratch first, and a padded output back
+ * afterwards: two memory passes instead of a GEMM on the slow path.
+ * DENOTRON_CUDA_GEMM_REPACK=0 turns this off. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +106,67 @@ __global__ void prepare_c_k(G *C, int64_t ldc, int64_t sc, const G *bias, float 
   }
 }
 
+/* A row-major matrix in device memory: rows x cols, rows ld apart, batches stride apart */
+struct Operand {
+  const void *ptr;
+  int64_t ld, stride, rows, cols;
+};
+
+static int repack_enabled(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *e = getenv("DENOTRON_CUDA_GEMM_REPACK");
+    on = !(e && strcmp(e, "0") == 0);
+  }
+  return on;
+}
+
+static int misaligned(Operand o, size_t es, int64_t batch) {
+  uint64_t bits = (uint64_t)(uintptr_t)o.ptr | (uint64_t)o.ld * es |
+                  (batch > 1 ? (uint64_t)o.stride * es : 0);
+  return (bits & 15) != 0;
+}
+
+/* Copies every batch of src (rows x cols) to dst (rows dld apart, batches dstride apart). */
+static dn_status copy_rows(const char *op, void *dst, int64_t dld, int64_t dstride, Operand src,
+                           size_t es, int64_t batch) {
+  for (int64_t b = 0; b < batch; b++) {
+    cudaError_t e = cudaMemcpy2DAsync((char *)dst + b * dstride * es, dld * es,
+                                      (const char *)src.ptr + b * src.stride * es, src.ld * es,
+                                      src.cols * es, src.rows, cudaMemcpyDeviceToDevice,
+                                      dn_stream());
+    DN_CHECK(e == cudaSuccess, DN_ERR_RUNTIME, "%s: padded copy (%lld x %lld) failed: %s", op,
+             (long long)src.rows, (long long)src.cols, cudaGetErrorString(e));
+  }
+  return DN_OK;
+}
+
+/* Points o at fresh scratch with 16-byte aligned rows (contents undefined). */
+static dn_status repack_alloc(const char *op, Operand *o, size_t es, int64_t batch) {
+  int64_t per = 16 / (int64_t)es, ld = (o->cols + per - 1) / per * per;
+  int64_t stride = o->rows * ld;
+  void *p;
+  DN_TRY(dn_scratch(op, batch * stride * (int64_t)es, &p));
+  *o = {p, ld, stride, o->rows, o->cols};
+  return DN_OK;
+}
+
+/* A misaligned o is copied into aligned scratch, which o then points at. */
+static dn_status repack_in(const char *op, Operand *o, size_t es, int64_t batch) {
+  if (!misaligned(*o, es, batch)) return DN_OK;
+  Operand src = *o;
+  DN_TRY(repack_alloc(op, o, es, batch));
+  return copy_rows(op, (void *)o->ptr, o->ld, o->stride, src, es, batch);
+}
+
+static void release(Operand *o, const void *original) {
+  if (o->ptr != original) dn_free((void *)o->ptr);
+}
+
+static dn_status gemm(const char *op, dn_dtype dtype, int32_t trans_a, int32_t trans_b,
+                      int64_t M, int64_t N, int64_t K, float alpha, Operand pa, Operand pb,
+                      float beta, Operand pc, const void *bias, int64_t batch);
+
 dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M, int64_t N,
                     int64_t K, float alpha, const void *A, int64_t lda, int64_t stride_a,
                     const void *B, int64_t ldb, int64_t stride_b, float beta, void *C,
@@ -127,6 +193,38 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
            "output or the inputs' dtype)",
            dn_dtype_name(ab), dn_dtype_name(ct));
   DN_TRY(dn_cuda_init(op));
+  /* stored shapes: A (ra, ca), B (rb, cb), C (M, N) */
+  int64_t ra = trans_a ? K : M, ca = trans_a ? M : K, rb = trans_b ? N : K,
+          cb = trans_b ? K : N;
+  Operand pa = {A, lda, stride_a, ra, ca}, pb = {B, ldb, stride_b, rb, cb},
+          pc = {C, ldc, stride_c, M, N};
+  size_t ea = dn_dtype_size(ab), ec = dn_dtype_size(ct);
+  if (repack_enabled()) {
+    dn_status st = repack_in(op, &pa, ea, batch);
+    if (st == DN_OK) st = repack_in(op, &pb, ea, batch);
+    /* the output is read too when beta != 0 */
+    if (st == DN_OK && misaligned(pc, ec, batch))
+      st = beta != 0.0f ? repack_in(op, &pc, ec, batch) : repack_alloc(op, &pc, ec, batch);
+    if (st == DN_OK)
+      st = gemm(op, dtype, trans_a, trans_b, M, N, K, alpha, pa, pb, beta, pc, bias, batch);
+    if (st == DN_OK && pc.ptr != C) st = copy_rows(op, C, ldc, stride_c, pc, ec, batch);
+    release(&pa, A);
+    release(&pb, B);
+    release(&pc, C);
+    return st;
+  }
+  return gemm(op, dtype, trans_a, trans_b, M, N, K, alpha, pa, pb, beta, pc, bias, batch);
+}
+
+/* The GEMM itself, on operands as they are (aligned or not). */
+static dn_status gemm(const char *op, dn_dtype dtype, int32_t trans_a, int32_t trans_b,
+                      int64_t M, int64_t N, int64_t K, float alpha, Operand pa, Operand pb,
+                      float beta, Operand pc, const void *bias, int64_t batch) {
+  dn_dtype ab = dn_base_dtype(dtype), ct = dn_grad_dtype(dtype);
+  const void *A = pa.ptr, *B = pb.ptr;
+  void *C = (void *)pc.ptr;
+  int64_t lda = pa.ld, ldb = pb.ld, ldc = pc.ld, stride_a = pa.stride, stride_b = pb.stride,
+          stride_c = pc.stride;
   if (bias || K == 0) {
     DN_DISPATCH(ct, G,
                 prepare_c_k<G><<<dn_blocks(batch * M * N, 256), 256, 0, dn_stream()>>>(
