@@ -1,0 +1,334 @@
+/**
+ * defines: PipelineGPTOptions, PipelineGPT, MicroBatch, runPipeline
+ *
+ * Pipeline parallelism: a rank of the pipeline group holds the layers of its virtual
+ * stages (chunk c of rank r is virtual stage c·p + r; each holds L/(p·v) consecutive
+ * layers), the first virtual stage also the embeddings, the last the final layernorm and
+ * the output layer, tied to the token embedding: that table lives on both the first and
+ * the last stage and their gradients are summed over the embedding group, so the two
+ * copies stay equal. Within a stage the layers are tensor-parallel (tp_gpt.ts).
+ *
+ * {@linkcode runPipeline} runs one training step's forward and backward passes by a
+ * schedule of schedules.ts, sending activations forward and gradients backward through
+ * the pipeline group in the order of `planCommunication`.
+ *
+ * @module
+ */
+import { backward } from "../autograd.ts";
+import { type Device, device as getDevice } from "../device.ts";
+import { DenotronError } from "../errors.ts";
+import { type GPTConfig, type GPTOptions, validateGPTConfig } from "../nn/gpt.ts";
+import type { LayerNorm } from "../nn/layers.ts";
+import { FlatParameters, Module } from "../nn/module.ts";
+import { Generator } from "../random.ts";
+import { Tensor, tidy } from "../tensor.ts";
+import { padRows, vocabParallelCrossEntropy } from "./cross_entropy.ts";
+import { sequenceShard } from "./mappings.ts";
+import type { ProcessGroup } from "./process_group.ts";
+import {
+  interleavedOneFOneB,
+  noPipelining,
+  oneFOneB,
+  type PipelineAction,
+  planCommunication,
+  virtualStage,
+} from "./schedules.ts";
+import {
+  type LayerOpts,
+  makeDrop,
+  ParallelBlock,
+  parallelLayerNorm,
+  validateTensorParallel,
+  vocabParallelLogits,
+} from "./tp_gpt.ts";
+import {
+  initTensorParallelParams,
+  localShape,
+  recordOwner,
+  setTensorParallelInfo,
+  syncTensorParallelGrads,
+  VocabParallelEmbedding,
+} from "./tp_layers.ts";
+
+/** Options of a {@linkcode PipelineGPT}. */
+export interface PipelineGPTOptions extends GPTOptions {
+  tensor: ProcessGroup;
+  pipeline: ProcessGroup;
+  /** First and last stage (the tied embedding); null on the other stages. */
+  embedding: ProcessGroup | null;
+  /** @default false */
+  sequenceParallel?: boolean;
+  /** Model chunks per rank (interleaved schedule). @default 1 */
+  virtualSize?: number;
+}
+
+/** The output layer's copy of the token embedding on a last stage that is not first. */
+class OutputEmbedding extends Module {
+  readonly wte: Tensor;
+  constructor(V: number, C: number, o: LayerOpts) {
+    super();
+    const spec = { kind: "rows", parts: 1 } as const;
+    this.wte = this.param(
+      "wte",
+      localShape([V, C], spec, o.group.size, "wte"),
+      { kind: "normal", std: 0.02 },
+      o.device,
+      o.dtype,
+    );
+    setTensorParallelInfo(this.wte, { fullShape: [V, C], spec, sumGrad: false });
+  }
+}
+
+/** One micro-batch: tokens and targets, int32 (b,T). */
+export interface MicroBatch {
+  tokens: Tensor;
+  targets: Tensor;
+}
+
+/** This rank's stages of a GPT split across a pipeline (and a tensor-parallel group). */
+export class PipelineGPT extends Module {
+  readonly config: Required<GPTConfig>;
+  readonly params: FlatParameters;
+  readonly tensor: ProcessGroup;
+  readonly pipeline: ProcessGroup;
+  readonly embedding: ProcessGroup | null;
+  readonly sequenceParallel: boolean;
+  readonly virtualSize: number;
+  /** Global layer indices of each chunk. */
+  readonly chunkLayers: number[][];
+  readonly blocks = new Map<number, ParallelBlock>();
+  readonly emb: VocabParallelEmbedding | null = null;
+  readonly out: OutputEmbedding | null = null;
+  readonly lnf: LayerNorm | null = null;
+  readonly seed: number;
+
+  constructor(config: GPTConfig, opts: PipelineGPTOptions) {
+    super();
+    validateGPTConfig(config);
+    validateTensorParallel(config, opts.tensor.size);
+    const c: Required<GPTConfig> = {
+      dropout: 0,
+      layerNormEps: 1e-5,
+      ffnHidden: 4 * config.nEmbd,
+      ...config,
+    };
+    this.config = c;
+    this.tensor = opts.tensor;
+    this.pipeline = opts.pipeline;
+    this.embedding = opts.embedding;
+    this.sequenceParallel = opts.sequenceParallel ?? false;
+    const v = this.virtualSize = opts.virtualSize ?? 1;
+    const p = opts.pipeline.size, r = opts.pipeline.rank;
+    if (c.nLayer % (p * v) !== 0) {
+      throw new DenotronError(
+        `pipelineModelParallelSize ${p} × virtualPipelineModelParallelSize ${v} does not divide numLayers ${c.nLayer}`,
+      );
+    }
+    const per = c.nLayer / (p * v);
+    this.chunkLayers = [...Array(v).keys()].map((k) =>
+      [...Array(per).keys()].map((i) => virtualStage(r, k, p) * per + i)
+    );
+    const device: Device = opts.device ?? getDevice();
+    this.seed = opts.seed ?? 1337;
+    const o: LayerOpts = {
+      group: opts.tensor,
+      device,
+      dtype: opts.dtype,
+      sequenceParallel: this.sequenceParallel,
+      projStd: 0.02 / Math.sqrt(2 * c.nLayer),
+    };
+    if (this.isFirst(0)) {
+      this.emb = this.child(
+        "emb",
+        new VocabParallelEmbedding(c.vocabSize, c.blockSize, c.nEmbd, o),
+      );
+    } else if (this.isLast(v - 1)) {
+      this.out = this.child("emb", new OutputEmbedding(c.vocabSize, c.nEmbd, o));
+    }
+    for (const layers of this.chunkLayers) {
+      for (const l of layers) this.blocks.set(l, this.child(`h.${l}`, new ParallelBlock(c, o)));
+    }
+    if (this.isLast(v - 1)) {
+      this.lnf = this.child("lnf", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
+    }
+    recordOwner(this, opts.tensor);
+    this.params = new FlatParameters(this, device, this.seed);
+    initTensorParallelParams(this.params, this.seed);
+  }
+
+  /** Whether `chunk` of this rank is the first virtual stage. */
+  isFirst(chunk: number): boolean {
+    return virtualStage(this.pipeline.rank, chunk, this.pipeline.size) === 0;
+  }
+
+  /** Whether `chunk` of this rank is the last virtual stage. */
+  isLast(chunk: number): boolean {
+    const p = this.pipeline.size;
+    return virtualStage(this.pipeline.rank, chunk, p) === p * this.virtualSize - 1;
+  }
+
+  /** The token embedding held on this rank (first or last stage), or null. */
+  get wte(): Tensor | null {
+    return this.emb?.wte ?? this.out?.wte ?? null;
+  }
+
+  /**
+   * One chunk's forward pass for one micro-batch.
+   *
+   * @param chunk the model chunk
+   * @param x the previous stage's activation, or null on the first stage
+   * @param mb the micro-batch
+   * @param rng the dropout stream, positioned at the micro-batch's first counter
+   * @returns the activation for the next stage, or on the last stage the mean loss
+   */
+  forwardChunk(chunk: number, x: Tensor | null, mb: MicroBatch, rng: Generator): Tensor {
+    const [b, T] = mb.tokens.shape;
+    const C = this.config.nEmbd;
+    const full = [b, T, C];
+    const p = this.training ? this.config.dropout : 0;
+    const layers = this.chunkLayers[chunk];
+    // The stream of the unsplit model: the embedding's dropout, then two per layer.
+    rng.offset += this.isFirst(chunk) ? 0 : (1 + 2 * layers[0]) * b * T * C;
+    const drop = makeDrop(rng, p, b * T * C, C, this.sequenceParallel ? this.tensor : null);
+    let h: Tensor;
+    if (this.isFirst(chunk)) {
+      h = drop(this.emb!.forward(mb.tokens, padRows(this.emb!.wte)));
+    } else {
+      if (!x) throw new DenotronError(`chunk ${chunk} is not the first stage: it needs an input`);
+      h = x;
+    }
+    for (const l of layers) h = this.blocks.get(l)!.forward(h, full, drop);
+    if (!this.isLast(chunk)) return h;
+    const wext = padRows(this.wte!);
+    const logits = vocabParallelLogits(
+      this.lnf!.forward(h),
+      wext,
+      this.tensor,
+      this.sequenceParallel,
+      full,
+    );
+    return vocabParallelCrossEntropy(
+      logits,
+      mb.targets,
+      this.tensor,
+      this.tensor.rank * (wext.shape[0] - 1),
+    );
+  }
+
+  /**
+   * After the backward passes of a step: sums partial gradients over the tensor group
+   * and the tied embedding's over the embedding group (first and last stage).
+   */
+  syncGrads(): void {
+    syncTensorParallelGrads(this, this.tensor);
+    const wte = this.wte;
+    if (this.embedding && this.embedding.size > 1 && wte?.grad) this.embedding.allReduce(wte.grad);
+  }
+
+  dispose(): void {
+    if (!this.params.data.disposed) this.params.dispose();
+  }
+}
+
+/** Options of {@linkcode runPipeline}. */
+export interface RunPipelineOptions {
+  /** Each micro-batch's loss gradient (e.g. 1/(micro-batches · DP size)). */
+  lossScale: number;
+  /** The index of micro-batch 0 in the global batch (for the dropout stream). @default 0 */
+  firstMicroBatch?: number;
+  /** The dropout stream's offset at the start of the step. @default 0 */
+  rngOffset?: number;
+  /** Force a schedule; by default 1F1B, interleaved with virtual stages. */
+  schedule?: "none" | "1f1b" | "interleaved";
+}
+
+/**
+ * Runs the forward and backward passes of every micro-batch through this rank's stages.
+ * Every rank of the pipeline calls it with the same number of micro-batches.
+ *
+ * @param model this rank's stages
+ * @param batches the micro-batches (every stage needs the targets only on the last stage
+ *   and the tokens on the first, but all ranks pass them)
+ * @returns the losses of the micro-batches (on the last stage; empty elsewhere)
+ */
+export function runPipeline(
+  model: PipelineGPT,
+  batches: MicroBatch[],
+  opts: RunPipelineOptions,
+): number[] {
+  const p = model.pipeline.size, r = model.pipeline.rank, v = model.virtualSize;
+  const m = batches.length;
+  const kind = opts.schedule ?? (v > 1 ? "interleaved" : p > 1 ? "1f1b" : "none");
+  const scheduleOf = (rank: number): PipelineAction[] =>
+    kind === "interleaved"
+      ? [...interleavedOneFOneB(p, rank, m, v)]
+      : kind === "1f1b"
+      ? [...oneFOneB(p, rank, m)]
+      : [...noPipelining(m)];
+  if (kind === "none" && p > 1) {
+    throw new DenotronError(`schedule "none" needs one pipeline stage, not ${p}`);
+  }
+  const plan = planCommunication([...Array(p).keys()].map(scheduleOf), v)[r];
+  const [b, T] = batches[0].tokens.shape;
+  const C = model.config.nEmbd;
+  const rows = model.sequenceParallel ? sequenceShard(b * T, model.tensor).rows : 0;
+  const shape = model.sequenceParallel ? [rows, C] : [b, T, C];
+  const perMicroBatch = (1 + 2 * model.config.nLayer) * b * T * C;
+  const key = (mb: number, chunk: number) => `${mb}:${chunk}`;
+  const inputs = new Map<string, Tensor>();
+  const outputs = new Map<string, Tensor>();
+  const gradsIn = new Map<string, Tensor>();
+  const outbox = new Map<string, Tensor>();
+  const losses: number[] = [];
+  const chunkOf = (stage: number) => Math.floor(stage / p);
+  tidy(() => {
+    for (const op of plan) {
+      if (op.op === "recv") {
+        const t = Tensor.empty(shape, { device: model.params.data.device });
+        model.pipeline.recv(t, op.peer);
+        const k = key(op.message.microBatch, chunkOf(op.message.toStage));
+        if (op.message.kind === "activation") {
+          t.requiresGrad = true;
+          inputs.set(k, t);
+        } else gradsIn.set(k, t);
+      } else if (op.op === "send") {
+        const m = op.message;
+        const k = `${m.kind}:${m.microBatch}:${m.toStage}`;
+        const t = outbox.get(k)!;
+        model.pipeline.send(t, op.peer);
+        outbox.delete(k);
+        // A gradient message is the received activation's leaf gradient, kept by autograd.
+        if (m.kind === "gradient") t.dispose();
+      } else if (op.op === "compute") {
+        const { kind: pass, microBatch: mb, chunk } = op.action;
+        const k = key(mb, chunk);
+        const s = virtualStage(r, chunk, p);
+        if (pass === "forward") {
+          const rng = new Generator(model.seed);
+          rng.offset = (opts.rngOffset ?? 0) + ((opts.firstMicroBatch ?? 0) + mb) * perMicroBatch;
+          const out = model.forwardChunk(chunk, inputs.get(k) ?? null, batches[mb], rng);
+          outputs.set(k, out);
+          if (model.isLast(chunk)) losses[mb] = out.item();
+          else outbox.set(`activation:${mb}:${s + 1}`, out);
+        } else {
+          const out = outputs.get(k)!;
+          outputs.delete(k);
+          if (model.isLast(chunk)) {
+            const g = Tensor.full([1], opts.lossScale, { device: out.device });
+            backward(out, g);
+          } else {
+            backward(out, gradsIn.get(k)!);
+            gradsIn.delete(k);
+          }
+          const input = inputs.get(k);
+          if (input) {
+            inputs.delete(k);
+            // The received activation is a leaf: its gradient goes back a stage.
+            outbox.set(`gradient:${mb}:${s - 1}`, input.grad!);
+          }
+        }
+      }
+    }
+  });
+  return losses;
+}
