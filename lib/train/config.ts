@@ -16,6 +16,7 @@
 
 import { parse as parseYaml } from "yaml";
 import { parseSplit } from "../data/gpt_dataset.ts";
+import { modelParallelProblems } from "../parallel/parallel_config.ts";
 
 /** Model shape. */
 export interface ModelConfig {
@@ -59,6 +60,16 @@ export interface TrainingConfig {
 export interface ParallelConfig {
   tensorModelParallelSize: number;
   pipelineModelParallelSize: number;
+  /** Model chunks per pipeline stage (interleaved 1F1B); null: one. */
+  virtualPipelineModelParallelSize: number | null;
+  /** Split layernorm and dropout regions along the tokens across the TP group. */
+  sequenceParallel: boolean;
+  /** Activation recomputation: "full" layers or "selective" (core attention); null: off. */
+  recomputeGranularity: "full" | "selective" | null;
+  /** With "full": "uniform" or "block" (see lib/parallel/parallel_config.ts). */
+  recomputeMethod: "uniform" | "block" | null;
+  /** With "full": layers per recomputed group (uniform) or per stage (block). */
+  recomputeNumLayers: number | null;
 }
 
 /** Evaluation. */
@@ -153,7 +164,15 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = deepFreeze<TrainConfig>({
     // A safety stop well inside the 10-minute budget on a busy machine.
     exitDurationInMins: 8,
   },
-  parallel: { tensorModelParallelSize: 1, pipelineModelParallelSize: 1 },
+  parallel: {
+    tensorModelParallelSize: 1,
+    pipelineModelParallelSize: 1,
+    virtualPipelineModelParallelSize: null,
+    sequenceParallel: false,
+    recomputeGranularity: null,
+    recomputeMethod: null,
+    recomputeNumLayers: null,
+  },
   eval: { evalInterval: 100, evalIters: 20 },
   checkpoints: { save: "runs/sotu", saveInterval: 200, keepLast: 2, load: null },
   logging: { logInterval: 10 },
@@ -227,6 +246,21 @@ const SPEC: Record<string, KeySpec> = {
   exitDurationInMins: num("training", 0, { exclusiveMin: true, nullable: true }),
   tensorModelParallelSize: int("parallel", 1),
   pipelineModelParallelSize: int("parallel", 1),
+  virtualPipelineModelParallelSize: int("parallel", 1, { nullable: true }),
+  sequenceParallel: { section: "parallel", kind: "bool" },
+  recomputeGranularity: {
+    section: "parallel",
+    kind: "string",
+    choices: ["full", "selective"],
+    nullable: true,
+  },
+  recomputeMethod: {
+    section: "parallel",
+    kind: "string",
+    choices: ["uniform", "block"],
+    nullable: true,
+  },
+  recomputeNumLayers: int("parallel", 1, { nullable: true }),
   evalInterval: int("eval", 1),
   evalIters: int("eval", 0),
   save: { section: "checkpoints", kind: "string", nullable: true },
@@ -488,6 +522,7 @@ export function validateConfig(c: Readonly<TrainConfig>, source: string): void {
       `pipelineModelParallelSize ${p.pipelineModelParallelSize} does not divide nLayer ${m.nLayer}`,
     );
   }
+  for (const problem of modelParallelProblems(m, p)) fail(problem);
   const decay = t.lrDecayIters ?? t.trainIters;
   if (t.lrWarmupIters > decay) {
     fail(`lrWarmupIters ${t.lrWarmupIters} is longer than lrDecayIters ${decay}`);

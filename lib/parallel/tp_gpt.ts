@@ -1,0 +1,325 @@
+/**
+ * defines: TensorParallelGPTOptions, TensorParallelGPT, validateTensorParallel
+ *
+ * GPT-2 (the architecture of lib/nn/gpt.ts) with its layers split across a
+ * tensor-parallel group: heads and MLP columns per rank, the vocabulary per rank, and
+ * optionally the layernorm/dropout/residual regions split along the token rows
+ * (sequence parallelism). Parameter names and full shapes are those of the
+ * single-process GPT, and each rank's values are its slices of that model's weights.
+ *
+ * One layer, tensor-parallel (tp ranks; SP adds the bracketed parts):
+ *
+ *   x ─ ln1 ─ [all-gather] ─ qkv (column) ─ attention (heads/tp) ─ proj (row) ─
+ *     all-reduce [reduce-scatter] ─ dropout ─ + x ─ ln2 ─ [all-gather] ─ fc (column) ─
+ *     GELU ─ proj (row) ─ all-reduce [reduce-scatter] ─ dropout ─ +
+ *
+ * @module
+ */
+import { attention } from "../ops/attention.ts";
+import { add, dropout } from "../ops/elementwise.ts";
+import { biasGelu } from "../ops/gelu.ts";
+import { linear } from "../ops/matmul.ts";
+import { type Device, device as getDevice } from "../device.ts";
+import { DenotronError } from "../errors.ts";
+import { type GPTConfig, type GPTOptions, validateGPTConfig } from "../nn/gpt.ts";
+import { LayerNorm } from "../nn/layers.ts";
+import { FlatParameters, Module } from "../nn/module.ts";
+import { Generator } from "../random.ts";
+import { Tensor } from "../tensor.ts";
+import { PAD_LOGIT, padRows, vocabParallelCrossEntropy } from "./cross_entropy.ts";
+import { copyToTensorRegion, gatherFromSequenceRegion, sequenceShard } from "./mappings.ts";
+import type { ProcessGroup } from "./process_group.ts";
+import {
+  ColumnParallelLinear,
+  initTensorParallelParams,
+  recordOwner,
+  RowParallelLinear,
+  setTensorParallelInfo,
+  syncTensorParallelGrads,
+  VocabParallelEmbedding,
+} from "./tp_layers.ts";
+
+/** Options of a {@linkcode TensorParallelGPT}. */
+export interface TensorParallelGPTOptions extends GPTOptions {
+  /** The tensor-parallel group (a group of one runs the same code unsplit). */
+  group: ProcessGroup;
+  /** Split the layernorm and dropout regions along the token rows. @default false */
+  sequenceParallel?: boolean;
+}
+
+/**
+ * Throws a sentence when `tp` cannot split `config`.
+ *
+ * @example
+ * ```ts
+ * import { validateTensorParallel } from "./tp_gpt.ts";
+ * try {
+ *   validateTensorParallel({ vocabSize: 64, blockSize: 8, nLayer: 2, nHead: 16, nEmbd: 32 }, 3);
+ * } catch (e) {
+ *   console.log((e as Error).message); // tensorModelParallelSize 3 does not divide numAttentionHeads 16 ...
+ * }
+ * ```
+ */
+export function validateTensorParallel(config: GPTConfig, tp: number): void {
+  const hidden = config.ffnHidden ?? 4 * config.nEmbd;
+  const checks: [string, number][] = [
+    ["numAttentionHeads", config.nHead],
+    ["vocabSize", config.vocabSize],
+    ["ffnHiddenSize", hidden],
+  ];
+  for (const [name, v] of checks) {
+    if (v % tp !== 0) {
+      throw new DenotronError(
+        `tensorModelParallelSize ${tp} does not divide ${name} ${v}; choose a size that divides it`,
+      );
+    }
+  }
+}
+
+/** Dropout on a residual branch (knows the stream's position and this rank's rows). */
+export type Drop = (x: Tensor) => Tensor;
+
+class ParallelAttention extends Module {
+  readonly qkv: ColumnParallelLinear;
+  readonly proj: RowParallelLinear;
+  readonly nHeadLocal: number;
+  constructor(c: Required<GPTConfig>, o: LayerOpts) {
+    super();
+    this.nHeadLocal = c.nHead / o.group.size;
+    this.qkv = this.child(
+      "qkv",
+      new ColumnParallelLinear(c.nEmbd, 3 * c.nEmbd, { ...o, parts: 3 }),
+    );
+    this.proj = this.child(
+      "proj",
+      new RowParallelLinear(c.nEmbd, c.nEmbd, { ...o, std: o.projStd }),
+    );
+  }
+  forward(x: Tensor, full: readonly number[]): Tensor {
+    const qkv = this.qkv.forward(x, full); // (B,T,3C/tp): this rank's heads' q, k, v
+    const y = attention(qkv, this.nHeadLocal); // (B,T,C/tp)
+    return this.proj.forward(y); // (B,T,C), or (B·T/tp, C) under SP
+  }
+}
+
+class ParallelMLP extends Module {
+  readonly fc: ColumnParallelLinear;
+  readonly proj: RowParallelLinear;
+  constructor(c: Required<GPTConfig>, o: LayerOpts) {
+    super();
+    this.fc = this.child("fc", new ColumnParallelLinear(c.nEmbd, c.ffnHidden, o));
+    this.proj = this.child(
+      "proj",
+      new RowParallelLinear(c.ffnHidden, c.nEmbd, { ...o, std: o.projStd }),
+    );
+  }
+  forward(x: Tensor, full: readonly number[]): Tensor {
+    const h = linear(this.fc.enter(x, full), this.fc.weight, null); // (B,T,hidden/tp)
+    return this.proj.forward(biasGelu(h, this.fc.bias));
+  }
+}
+
+/** What every tensor-parallel layer of a GPT is built with. */
+export interface LayerOpts {
+  group: ProcessGroup;
+  device: Device;
+  sequenceParallel: boolean;
+  projStd: number;
+  dtype?: GPTOptions["dtype"];
+}
+
+/** A replicated layernorm whose gradient is summed over the group under SP. */
+export function parallelLayerNorm(width: number, eps: number, o: LayerOpts): LayerNorm {
+  const ln = new LayerNorm(width, { eps, device: o.device, dtype: o.dtype });
+  // Under SP each rank normalises only its rows, so each holds part of the gradient.
+  for (const t of [ln.weight, ln.bias]) {
+    setTensorParallelInfo(t, {
+      fullShape: t.shape,
+      spec: { kind: "replicated" },
+      sumGrad: o.sequenceParallel,
+    });
+  }
+  return ln;
+}
+
+/** One pre-LN transformer layer split across the tensor-parallel group. */
+export class ParallelBlock extends Module {
+  readonly ln1: LayerNorm;
+  readonly attn: ParallelAttention;
+  readonly ln2: LayerNorm;
+  readonly mlp: ParallelMLP;
+  constructor(c: Required<GPTConfig>, o: LayerOpts) {
+    super();
+    this.ln1 = this.child("ln1", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
+    this.attn = this.child("attn", new ParallelAttention(c, o));
+    this.ln2 = this.child("ln2", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
+    this.mlp = this.child("mlp", new ParallelMLP(c, o));
+  }
+  forward(x: Tensor, full: readonly number[], drop: Drop): Tensor {
+    const x1 = add(x, drop(this.attn.forward(this.ln1.forward(x), full)));
+    return add(x1, drop(this.mlp.forward(this.ln2.forward(x1), full)));
+  }
+}
+
+/**
+ * A tensor-parallel GPT. Every rank of `group` builds it with the same config and seed.
+ *
+ * @example
+ * ```ts
+ * import { SingleProcessGroup } from "./process_group.ts";
+ * import { TensorParallelGPT } from "./tp_gpt.ts";
+ * const group = new SingleProcessGroup("tp", 0);
+ * const m = new TensorParallelGPT(
+ *   { vocabSize: 64, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16 },
+ *   { group },
+ * );
+ * console.log(m.numParameters());
+ * m.dispose();
+ * ```
+ */
+export class TensorParallelGPT extends Module {
+  readonly config: Required<GPTConfig>;
+  readonly emb: VocabParallelEmbedding;
+  readonly blocks: ParallelBlock[];
+  readonly lnf: LayerNorm;
+  readonly params: FlatParameters;
+  /** The dropout stream; it advances by the full tensor's counters on every rank. */
+  readonly rng: Generator;
+  readonly group: ProcessGroup;
+  readonly sequenceParallel: boolean;
+
+  constructor(config: GPTConfig, opts: TensorParallelGPTOptions) {
+    super();
+    validateGPTConfig(config);
+    validateTensorParallel(config, opts.group.size);
+    const c: Required<GPTConfig> = {
+      dropout: 0,
+      layerNormEps: 1e-5,
+      ffnHidden: 4 * config.nEmbd,
+      ...config,
+    };
+    this.config = c;
+    this.group = opts.group;
+    this.sequenceParallel = opts.sequenceParallel ?? false;
+    const device = opts.device ?? getDevice();
+    const seed = opts.seed ?? 1337;
+    const o: LayerOpts = {
+      group: opts.group,
+      device,
+      dtype: opts.dtype,
+      sequenceParallel: this.sequenceParallel,
+      projStd: 0.02 / Math.sqrt(2 * c.nLayer),
+    };
+    this.emb = this.child("emb", new VocabParallelEmbedding(c.vocabSize, c.blockSize, c.nEmbd, o));
+    this.blocks = [];
+    for (let i = 0; i < c.nLayer; i++) {
+      this.blocks.push(this.child(`h.${i}`, new ParallelBlock(c, o)));
+    }
+    this.lnf = this.child("lnf", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
+    recordOwner(this, opts.group);
+    this.params = new FlatParameters(this, device, seed);
+    initTensorParallelParams(this.params, seed);
+    this.rng = new Generator(seed);
+  }
+
+  get device(): Device {
+    return this.params.data.device;
+  }
+
+  /**
+   * This rank's columns of the logits.
+   *
+   * @param tokens int32 (B,T)
+   * @returns (B,T,V/tp+1): this rank's vocabulary columns and the pad column
+   */
+  forward(tokens: Tensor): Tensor {
+    const [B, T] = tokens.shape;
+    const C = this.config.nEmbd;
+    const full = [B, T, C];
+    const p = this.training ? this.config.dropout : 0;
+    const drop = makeDrop(this.rng, p, B * T * C, C, this.sequenceParallel ? this.group : null);
+    const wext = padRows(this.emb.wte); // (V/tp+1, C)
+    let x = drop(this.emb.forward(tokens, wext));
+    for (const block of this.blocks) x = block.forward(x, full, drop);
+    return vocabParallelLogits(this.lnf.forward(x), wext, this.group, this.sequenceParallel, full);
+  }
+
+  /**
+   * Mean next-token cross-entropy, the same on every rank; the full logits are never
+   * formed.
+   */
+  loss(tokens: Tensor, targets: Tensor): Tensor {
+    return vocabParallelCrossEntropy(
+      this.forward(tokens),
+      targets,
+      this.group,
+      this.emb.vocabStart,
+    );
+  }
+
+  /** Sums partial gradients of replicated parameters over the group (after backward). */
+  syncGrads(): void {
+    syncTensorParallelGrads(this, this.group);
+  }
+
+  dispose(): void {
+    if (!this.params.data.disposed) this.params.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/**
+ * Dropout for the residual branches: each rank takes the whole tensor's counters and,
+ * under sequence parallelism, uses its rows' part, so the masks are those of the
+ * unsplit run.
+ *
+ * @param rng the stream
+ * @param p drop probability (0: identity, no counters taken)
+ * @param numel elements of the full (B,T,C) activation
+ * @param C the width
+ * @param sequenceGroup the TP group under SP, else null
+ */
+export function makeDrop(
+  rng: Generator,
+  p: number,
+  numel: number,
+  C: number,
+  sequenceGroup: ProcessGroup | null,
+): Drop {
+  const shard = sequenceGroup ? sequenceShard(numel / C, sequenceGroup) : null;
+  return (x) => {
+    if (p === 0 || !shard) return dropout(x, p, rng);
+    const { seed, offset } = rng.take(numel);
+    const g = new Generator(seed);
+    g.offset = offset + shard.start * C;
+    return dropout(x, p, g);
+  };
+}
+
+/**
+ * The tied output layer: the final activation enters the tensor-parallel region and
+ * meets this rank's extended vocabulary shard.
+ *
+ * @param x (B,T,C), or this rank's rows under SP
+ * @param wext `padRows(wte)`, (V/tp+1, C)
+ * @returns (B,T,V/tp+1), the pad column pinned to PAD_LOGIT
+ */
+export function vocabParallelLogits(
+  x: Tensor,
+  wext: Tensor,
+  group: ProcessGroup,
+  sequenceParallel: boolean,
+  full: readonly number[],
+): Tensor {
+  const h = sequenceParallel
+    ? gatherFromSequenceRegion(x, group, full)
+    : copyToTensorRegion(x, group);
+  const padBias = new Float32Array(wext.shape[0]);
+  padBias[padBias.length - 1] = PAD_LOGIT;
+  let bias = Tensor.fromArray(padBias, [padBias.length], { device: h.device });
+  if (h.dtype !== "f32") bias = bias.cast(h.dtype);
+  return linear(h, wext, bias);
+}

@@ -1,0 +1,67 @@
+/**
+ * The model-parallel configuration keys: they load from the command line with Megatron's
+ * names, and inconsistent settings fail with a sentence naming the values.
+ */
+import assert from "assert";
+import { DEFAULT_MODEL_PARALLEL, modelParallelProblems } from "../lib/parallel/parallel_config.ts";
+import { loadConfig } from "../lib/train/config.ts";
+
+Deno.test("model-parallel keys load from Megatron-style flags", async () => {
+  const c = await loadConfig({
+    args: [
+      "--pipeline-model-parallel-size",
+      "2",
+      "--virtual-pipeline-model-parallel-size",
+      "2",
+      "--sequence-parallel",
+      "true",
+      "--recompute-granularity",
+      "full",
+      "--recompute-method",
+      "uniform",
+      "--recompute-num-layers",
+      "1",
+      "--n-layer",
+      "4",
+    ],
+  });
+  assert.equal(c.parallel.virtualPipelineModelParallelSize, 2);
+  assert.equal(c.parallel.sequenceParallel, true);
+  assert.equal(c.parallel.recomputeGranularity, "full");
+  assert.equal(c.parallel.recomputeMethod, "uniform");
+  assert.equal(c.parallel.recomputeNumLayers, 1);
+});
+
+Deno.test("inconsistent model-parallel settings fail with a sentence", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["--virtual-pipeline-model-parallel-size", "2"],
+      /virtualPipelineModelParallelSize 2 needs pipelineModelParallelSize > 1/,
+    ],
+    [["--recompute-granularity", "full"], /recomputeGranularity "full" needs recomputeMethod/],
+    [
+      ["--recompute-method", "block"],
+      /recomputeMethod and recomputeNumLayers apply to recomputeGranularity "full" only/,
+    ],
+    [["--recompute-granularity", "partial"], /recomputeGranularity/],
+  ];
+  for (const [args, re] of cases) await assert.rejects(loadConfig({ args }), re);
+});
+
+Deno.test("modelParallelProblems names the head count a TP size must divide", () => {
+  const p = { ...DEFAULT_MODEL_PARALLEL, tensorModelParallelSize: 3, pipelineModelParallelSize: 1 };
+  assert.match(
+    modelParallelProblems({ nLayer: 4, nHead: 16, nEmbd: 64 }, p)[0],
+    /^tensorModelParallelSize 3 does not divide numAttentionHeads 16/,
+  );
+  const vp = {
+    ...DEFAULT_MODEL_PARALLEL,
+    tensorModelParallelSize: 1,
+    pipelineModelParallelSize: 2,
+    virtualPipelineModelParallelSize: 3,
+  };
+  assert.match(
+    modelParallelProblems({ nLayer: 4, nHead: 4, nEmbd: 64 }, vp)[0],
+    /pipelineModelParallelSize 2 × virtualPipelineModelParallelSize 3 does not divide numLayers 4/,
+  );
+});
