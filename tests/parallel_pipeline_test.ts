@@ -3,7 +3,7 @@
  * data parallelism (up to 8 ranks): a 4-layer GPT trained on four micro-batches with
  * dropout on gives the single-process run's loss and every gradient after one step
  * (the tied embedding included, summed over the first and last stage) and its losses
- * over five steps.
+ * over five steps. Two layouts also recompute activations.
  */
 import assert from "assert";
 import { FIXTURES, launchFixture } from "./parallel_helpers.ts";
@@ -66,6 +66,9 @@ const LAYOUTS: [number, string[]][] = [
   [8, ["--tp", "2", "--pp", "2"]],
   [8, ["--pp", "4"]],
   [8, ["--tp", "4", "--pp", "2", "--sp"]],
+  // activation recomputation inside a layout
+  [4, ["--tp", "2", "--pp", "2", "--sp", "--recompute", "uniform"]],
+  [2, ["--pp", "2", "--vp", "2", "--recompute", "selective"]],
 ];
 
 for (const [n, flags] of LAYOUTS) {

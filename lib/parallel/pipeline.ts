@@ -25,6 +25,7 @@ import { Tensor, tidy } from "../tensor.ts";
 import { padRows, vocabParallelCrossEntropy } from "./cross_entropy.ts";
 import { sequenceShard } from "./mappings.ts";
 import type { ProcessGroup } from "./process_group.ts";
+import type { RecomputeOptions } from "./recompute.ts";
 import {
   interleavedOneFOneB,
   noPipelining,
@@ -38,6 +39,8 @@ import {
   makeDrop,
   ParallelBlock,
   parallelLayerNorm,
+  runLayers,
+  setSelectiveRecompute,
   validateTensorParallel,
   vocabParallelLogits,
 } from "./tp_gpt.ts";
@@ -60,6 +63,8 @@ export interface PipelineGPTOptions extends GPTOptions {
   sequenceParallel?: boolean;
   /** Model chunks per rank (interleaved schedule). @default 1 */
   virtualSize?: number;
+  /** Activation recomputation, per model chunk. @default none */
+  recompute?: RecomputeOptions | null;
 }
 
 /** The output layer's copy of the token embedding on a last stage that is not first. */
@@ -101,6 +106,7 @@ export class PipelineGPT extends Module {
   readonly out: OutputEmbedding | null = null;
   readonly lnf: LayerNorm | null = null;
   readonly seed: number;
+  readonly recompute: RecomputeOptions | null;
 
   constructor(config: GPTConfig, opts: PipelineGPTOptions) {
     super();
@@ -151,6 +157,8 @@ export class PipelineGPT extends Module {
     if (this.isLast(v - 1)) {
       this.lnf = this.child("lnf", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
     }
+    this.recompute = opts.recompute ?? null;
+    setSelectiveRecompute([...this.blocks.values()], this.recompute);
     recordOwner(this, opts.tensor);
     this.params = new FlatParameters(this, device, this.seed);
     initTensorParallelParams(this.params, this.seed);
@@ -197,7 +205,8 @@ export class PipelineGPT extends Module {
       if (!x) throw new DenotronError(`chunk ${chunk} is not the first stage: it needs an input`);
       h = x;
     }
-    for (const l of layers) h = this.blocks.get(l)!.forward(h, full, drop);
+    const blocks = layers.map((l) => this.blocks.get(l)!);
+    h = runLayers(blocks, h, full, drop, rng, this.recompute);
     if (!this.isLast(chunk)) return h;
     const wext = padRows(this.wte!);
     const logits = vocabParallelLogits(

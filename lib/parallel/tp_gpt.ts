@@ -29,6 +29,7 @@ import { Tensor } from "../tensor.ts";
 import { PAD_LOGIT, padRows, vocabParallelCrossEntropy } from "./cross_entropy.ts";
 import { copyToTensorRegion, gatherFromSequenceRegion, sequenceShard } from "./mappings.ts";
 import type { ProcessGroup } from "./process_group.ts";
+import { checkpoint, recomputeGroups, type RecomputeOptions } from "./recompute.ts";
 import {
   ColumnParallelLinear,
   initTensorParallelParams,
@@ -45,6 +46,8 @@ export interface TensorParallelGPTOptions extends GPTOptions {
   group: ProcessGroup;
   /** Split the layernorm and dropout regions along the token rows. @default false */
   sequenceParallel?: boolean;
+  /** Activation recomputation. @default none */
+  recompute?: RecomputeOptions | null;
 }
 
 /**
@@ -83,6 +86,8 @@ class ParallelAttention extends Module {
   readonly qkv: ColumnParallelLinear;
   readonly proj: RowParallelLinear;
   readonly nHeadLocal: number;
+  /** Selective recomputation: keep only qkv and rerun the core attention in backward. */
+  recomputeCoreAttention = false;
   constructor(c: Required<GPTConfig>, o: LayerOpts) {
     super();
     this.nHeadLocal = c.nHead / o.group.size;
@@ -97,7 +102,8 @@ class ParallelAttention extends Module {
   }
   forward(x: Tensor, full: readonly number[]): Tensor {
     const qkv = this.qkv.forward(x, full); // (B,T,3C/tp): this rank's heads' q, k, v
-    const y = attention(qkv, this.nHeadLocal); // (B,T,C/tp)
+    const core = (q: Tensor) => attention(q, this.nHeadLocal);
+    const y = this.recomputeCoreAttention ? checkpoint(qkv, core) : core(qkv); // (B,T,C/tp)
     return this.proj.forward(y); // (B,T,C), or (B·T/tp, C) under SP
   }
 }
@@ -187,6 +193,7 @@ export class TensorParallelGPT extends Module {
   readonly rng: Generator;
   readonly group: ProcessGroup;
   readonly sequenceParallel: boolean;
+  readonly recompute: RecomputeOptions | null;
 
   constructor(config: GPTConfig, opts: TensorParallelGPTOptions) {
     super();
@@ -220,6 +227,8 @@ export class TensorParallelGPT extends Module {
     this.params = new FlatParameters(this, device, seed);
     initTensorParallelParams(this.params, seed);
     this.rng = new Generator(seed);
+    this.recompute = opts.recompute ?? null;
+    setSelectiveRecompute(this.blocks, this.recompute);
   }
 
   get device(): Device {
@@ -240,7 +249,7 @@ export class TensorParallelGPT extends Module {
     const drop = makeDrop(this.rng, p, B * T * C, C, this.sequenceParallel ? this.group : null);
     const wext = padRows(this.emb.wte); // (V/tp+1, C)
     let x = drop(this.emb.forward(tokens, wext));
-    for (const block of this.blocks) x = block.forward(x, full, drop);
+    x = runLayers(this.blocks, x, full, drop, this.rng, this.recompute);
     return vocabParallelLogits(this.lnf.forward(x), wext, this.group, this.sequenceParallel, full);
   }
 
@@ -322,4 +331,38 @@ export function vocabParallelLogits(
   let bias = Tensor.fromArray(padBias, [padBias.length], { device: h.device });
   if (h.dtype !== "f32") bias = bias.cast(h.dtype);
   return linear(h, wext, bias);
+}
+
+/** Turns the core-attention checkpoint on in every block when recomputation is selective. */
+export function setSelectiveRecompute(
+  blocks: readonly ParallelBlock[],
+  o: RecomputeOptions | null,
+): void {
+  for (const b of blocks) b.attn.recomputeCoreAttention = o?.granularity === "selective";
+}
+
+/**
+ * Runs consecutive layers, each group of {@linkcode recomputeGroups} inside one
+ * checkpoint (its input kept, its inside recomputed in backward with the same dropout
+ * counters).
+ */
+export function runLayers(
+  blocks: readonly ParallelBlock[],
+  x: Tensor,
+  full: readonly number[],
+  drop: Drop,
+  rng: Generator,
+  recompute: RecomputeOptions | null,
+): Tensor {
+  const groups = new Map(recomputeGroups(blocks.length, recompute).map((g) => [g[0], g]));
+  for (let i = 0; i < blocks.length;) {
+    const g = groups.get(i);
+    if (g) {
+      x = checkpoint(x, (h) => g.reduce((a, j) => blocks[j].forward(a, full, drop), h), rng);
+      i += g.length;
+    } else {
+      x = blocks[i++].forward(x, full, drop);
+    }
+  }
+  return x;
 }
