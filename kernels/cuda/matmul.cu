@@ -3,10 +3,11 @@
  * fp32 uses TF32 tensor cores (set DENOTRON_CUDA_TF32=0 for full fp32), bf16 and fp16
  * accumulate in fp32. cuBLAS is column-major, so the row-major C = op(A) op(B) is
  * computed as C^T = op(B)^T op(A)^T, which needs no transposition of any buffer.
- * cuBLAS runs its tensor-core kernels only on 16-byte aligned rows, so an operand whose
- * pointer, leading dimension or batch stride is not (GPT-2's vocabulary of 50257 makes
- * every logits row odd) is copied into a padded scratch first, and a padded output back
- * afterwards: two memory passes instead of a GEMM on the slow path.
+ * cuBLAS is fast only on 16-byte aligned rows and sizes that are multiples of 8; GPT-2's
+ * vocabulary of 50257 breaks both in every output-layer GEMM (5-10x slower on an H200).
+ * Such a GEMM runs on copies in scratch instead: sizes padded to a multiple of 64 with
+ * zeros (zero K terms add nothing; padded rows and columns of C are dropped), rows
+ * aligned, the output copied back: a few memory passes instead of a slow GEMM.
  * DENOTRON_CUDA_GEMM_REPACK=0 turns this off. */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -92,18 +93,28 @@ static cudaDataType cuda_type(dn_dtype d) {
   return d == DN_BF16 ? CUDA_R_16BF : d == DN_F16 ? CUDA_R_16F : CUDA_R_32F;
 }
 
-/* C(M,N) rows ldc apart, batch stride sc: C = beta * C + bias(N) (bias may be NULL;
- * beta = 0 overwrites, so NaN in fresh memory does not leak) */
+/* C(M,N) rows ldc apart, batch stride sc: C = beta * C + bias (bias may be NULL; it
+ * covers the first nb columns, the rest being padding; beta = 0 overwrites, so NaN in
+ * fresh memory does not leak). Rows on grid y, batches on grid z, columns on x: no
+ * per-element index division. */
 template <typename G>
-__global__ void prepare_c_k(G *C, int64_t ldc, int64_t sc, const G *bias, float beta,
-                            int64_t M, int64_t N, int64_t batch) {
-  DN_GRID_LOOP(k, batch * M * N) {
-    int64_t b = k / (M * N), r = k % (M * N), i = r / N, j = r % N;
-    int64_t at = b * sc + i * ldc + j;
-    float v = beta == 0.0f ? 0.0f : beta * ldf(C, at);
-    if (bias) v += ldf(bias, j);
-    stf(C, at, v);
-  }
+__global__ void prepare_c_k(G *C, int64_t ldc, int64_t sc, const G *bias, int64_t nb,
+                            float beta, int64_t M, int64_t N, int64_t batch) {
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z)
+    for (int64_t i = blockIdx.y; i < M; i += gridDim.y) {
+      G *row = C + b * sc + i * ldc;
+      for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < N;
+           j += (int64_t)gridDim.x * blockDim.x) {
+        float v = beta == 0.0f ? 0.0f : beta * ldf(row, j);
+        if (bias && j < nb) v += ldf(bias, j);
+        stf(row, j, v);
+      }
+    }
+}
+
+static dim3 prepare_grid(int64_t M, int64_t N, int64_t batch) {
+  int64_t x = (N + 255) / 256, y = M < 65535 ? M : 65535, z = batch < 65535 ? batch : 65535;
+  return dim3((unsigned)(x < 64 ? x : 64), (unsigned)y, (unsigned)z);
 }
 
 /* A row-major matrix in device memory: rows x cols, rows ld apart, batches stride apart */
@@ -127,36 +138,49 @@ static int misaligned(Operand o, size_t es, int64_t batch) {
   return (bits & 15) != 0;
 }
 
-/* Copies every batch of src (rows x cols) to dst (rows dld apart, batches dstride apart). */
-static dn_status copy_rows(const char *op, void *dst, int64_t dld, int64_t dstride, Operand src,
-                           size_t es, int64_t batch) {
-  for (int64_t b = 0; b < batch; b++) {
-    cudaError_t e = cudaMemcpy2DAsync((char *)dst + b * dstride * es, dld * es,
-                                      (const char *)src.ptr + b * src.stride * es, src.ld * es,
-                                      src.cols * es, src.rows, cudaMemcpyDeviceToDevice,
-                                      dn_stream());
-    DN_CHECK(e == cudaSuccess, DN_ERR_RUNTIME, "%s: padded copy (%lld x %lld) failed: %s", op,
-             (long long)src.rows, (long long)src.cols, cudaGetErrorString(e));
-  }
+/* A GEMM size that is not a multiple of 8 is padded to a multiple of 64 (50257 -> 50304) */
+static int64_t padded(int64_t n) { return n % 8 == 0 ? n : (n + 63) / 64 * 64; }
+
+/* dst(rows, cols) = src(rows, cols) for each batch; E carries the element's bytes */
+template <typename E>
+__global__ void copy2d_k(E *dst, int64_t dld, int64_t dstride, const E *src, int64_t sld,
+                         int64_t sstride, int64_t rows, int64_t cols, int64_t batch) {
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z)
+    for (int64_t i = blockIdx.y; i < rows; i += gridDim.y)
+      for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < cols;
+           j += (int64_t)gridDim.x * blockDim.x)
+        dst[b * dstride + i * dld + j] = src[b * sstride + i * sld + j];
+}
+
+static dn_status copy2d(const char *op, Operand dst, Operand src, size_t es, int64_t batch) {
+  dim3 grid = prepare_grid(src.rows, src.cols, batch);
+  if (es == 2)
+    copy2d_k<<<grid, 256, 0, dn_stream()>>>((uint16_t *)dst.ptr, dst.ld, dst.stride,
+                                             (const uint16_t *)src.ptr, src.ld, src.stride,
+                                             src.rows, src.cols, batch);
+  else
+    copy2d_k<<<grid, 256, 0, dn_stream()>>>((uint32_t *)dst.ptr, dst.ld, dst.stride,
+                                             (const uint32_t *)src.ptr, src.ld, src.stride,
+                                             src.rows, src.cols, batch);
+  cudaError_t e = cudaGetLastError();
+  DN_CHECK(e == cudaSuccess, DN_ERR_RUNTIME, "%s: padded copy (%lld x %lld) failed: %s", op,
+           (long long)src.rows, (long long)src.cols, cudaGetErrorString(e));
   return DN_OK;
 }
 
-/* Points o at fresh scratch with 16-byte aligned rows (contents undefined). */
-static dn_status repack_alloc(const char *op, Operand *o, size_t es, int64_t batch) {
-  int64_t per = 16 / (int64_t)es, ld = (o->cols + per - 1) / per * per;
-  int64_t stride = o->rows * ld;
+/* Gives o (rows x cols) aligned scratch of rows x cols, the padding zero, holding o's
+ * values when copy is set; a no-op when o is already aligned and of that shape. */
+static dn_status repack(const char *op, Operand *o, int64_t rows, int64_t cols, size_t es,
+                        int64_t batch, int copy) {
+  if (!misaligned(*o, es, batch) && rows == o->rows && cols == o->cols) return DN_OK;
+  int64_t per = 16 / (int64_t)es, ld = (cols + per - 1) / per * per, stride = rows * ld;
+  int64_t bytes = batch * stride * (int64_t)es;
   void *p;
-  DN_TRY(dn_scratch(op, batch * stride * (int64_t)es, &p));
-  *o = {p, ld, stride, o->rows, o->cols};
-  return DN_OK;
-}
-
-/* A misaligned o is copied into aligned scratch, which o then points at. */
-static dn_status repack_in(const char *op, Operand *o, size_t es, int64_t batch) {
-  if (!misaligned(*o, es, batch)) return DN_OK;
+  DN_TRY(dn_scratch(op, bytes, &p));
   Operand src = *o;
-  DN_TRY(repack_alloc(op, o, es, batch));
-  return copy_rows(op, (void *)o->ptr, o->ld, o->stride, src, es, batch);
+  *o = {p, ld, stride, rows, cols};
+  if (rows != src.rows || cols != src.cols) DN_CUDA(cudaMemsetAsync(p, 0, bytes, dn_stream()), op);
+  return copy ? copy2d(op, *o, src, es, batch) : DN_OK;
 }
 
 static void release(Operand *o, const void *original) {
@@ -165,7 +189,7 @@ static void release(Operand *o, const void *original) {
 
 static dn_status gemm(const char *op, dn_dtype dtype, int32_t trans_a, int32_t trans_b,
                       int64_t M, int64_t N, int64_t K, float alpha, Operand pa, Operand pb,
-                      float beta, Operand pc, const void *bias, int64_t batch);
+                      float beta, Operand pc, const void *bias, int64_t nb, int64_t batch);
 
 dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M, int64_t N,
                     int64_t K, float alpha, const void *A, int64_t lda, int64_t stride_a,
@@ -198,28 +222,33 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
           cb = trans_b ? K : N;
   Operand pa = {A, lda, stride_a, ra, ca}, pb = {B, ldb, stride_b, rb, cb},
           pc = {C, ldc, stride_c, M, N};
+  if (!repack_enabled() || K == 0)
+    return gemm(op, dtype, trans_a, trans_b, M, N, K, alpha, pa, pb, beta, pc, bias, N, batch);
   size_t ea = dn_dtype_size(ab), ec = dn_dtype_size(ct);
-  if (repack_enabled()) {
-    dn_status st = repack_in(op, &pa, ea, batch);
-    if (st == DN_OK) st = repack_in(op, &pb, ea, batch);
-    /* the output is read too when beta != 0 */
-    if (st == DN_OK && misaligned(pc, ec, batch))
-      st = beta != 0.0f ? repack_in(op, &pc, ec, batch) : repack_alloc(op, &pc, ec, batch);
-    if (st == DN_OK)
-      st = gemm(op, dtype, trans_a, trans_b, M, N, K, alpha, pa, pb, beta, pc, bias, batch);
-    if (st == DN_OK && pc.ptr != C) st = copy_rows(op, C, ldc, stride_c, pc, ec, batch);
-    release(&pa, A);
-    release(&pb, B);
-    release(&pc, C);
-    return st;
+  int64_t Mp = padded(M), Np = padded(N), Kp = padded(K);
+  dn_status st = repack(op, &pa, trans_a ? Kp : Mp, trans_a ? Mp : Kp, ea, batch, 1);
+  if (st == DN_OK) st = repack(op, &pb, trans_b ? Np : Kp, trans_b ? Kp : Np, ea, batch, 1);
+  /* the output's old values are read only when beta != 0 */
+  if (st == DN_OK) st = repack(op, &pc, Mp, Np, ec, batch, beta != 0.0f);
+  /* the bias covers the first N columns; the padded ones are discarded */
+  if (st == DN_OK)
+    st = gemm(op, dtype, trans_a, trans_b, Mp, Np, Kp, alpha, pa, pb, beta, pc, bias, N, batch);
+  if (st == DN_OK && pc.ptr != C) {
+    Operand back = pc;
+    back.rows = M;
+    back.cols = N;
+    st = copy2d(op, {C, ldc, stride_c, M, N}, back, ec, batch);
   }
-  return gemm(op, dtype, trans_a, trans_b, M, N, K, alpha, pa, pb, beta, pc, bias, batch);
+  release(&pa, A);
+  release(&pb, B);
+  release(&pc, C);
+  return st;
 }
 
-/* The GEMM itself, on operands as they are (aligned or not). */
+/* The GEMM itself, on operands as they are (aligned or not); the bias has nb entries. */
 static dn_status gemm(const char *op, dn_dtype dtype, int32_t trans_a, int32_t trans_b,
                       int64_t M, int64_t N, int64_t K, float alpha, Operand pa, Operand pb,
-                      float beta, Operand pc, const void *bias, int64_t batch) {
+                      float beta, Operand pc, const void *bias, int64_t nb, int64_t batch) {
   dn_dtype ab = dn_base_dtype(dtype), ct = dn_grad_dtype(dtype);
   const void *A = pa.ptr, *B = pb.ptr;
   void *C = (void *)pc.ptr;
@@ -227,8 +256,8 @@ static dn_status gemm(const char *op, dn_dtype dtype, int32_t trans_a, int32_t t
           stride_c = pc.stride;
   if (bias || K == 0) {
     DN_DISPATCH(ct, G,
-                prepare_c_k<G><<<dn_blocks(batch * M * N, 256), 256, 0, dn_stream()>>>(
-                    (G *)C, ldc, stride_c, (const G *)bias, beta, M, N, batch););
+                prepare_c_k<G><<<prepare_grid(M, N, batch), 256, 0, dn_stream()>>>(
+                    (G *)C, ldc, stride_c, (const G *)bias, nb, beta, M, N, batch););
     DN_LAUNCHED(op);
     beta = 1.0f;
     if (K == 0) return DN_OK;
