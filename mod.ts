@@ -64,5 +64,8 @@ export { train, Trainer } from "./lib/train/trainer.ts";
 export { generate, generateStream } from "./lib/infer/generate.ts";
 export { forwardCached, KVCache } from "./lib/infer/kv_cache.ts";
 
+// Model parallelism: TP/SP layers, pipeline stages and schedules, recomputation, full-tensor checkpoints
+export * from "./lib/parallel/mod.ts";
+
 // Planning
 export { predictStep, searchLayouts } from "./lib/plan/mod.ts";

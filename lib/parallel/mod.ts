@@ -1,0 +1,70 @@
+/**
+ * Model parallelism: tensor- and sequence-parallel layers and GPT, pipeline stages and
+ * schedules, activation recomputation and layout-independent checkpoints.
+ *
+ * @module
+ */
+export {
+  accumulateInto,
+  copyToTensorRegion,
+  gatherFromLastDim,
+  gatherFromSequenceRegion,
+  reduceFromTensorRegion,
+  scatterToLastDim,
+  scatterToSequenceRegion,
+  sequenceShard,
+} from "./mappings.ts";
+export {
+  ColumnParallelLinear,
+  initTensorParallelParams,
+  localShape,
+  RowParallelLinear,
+  shardIndices,
+  shardOwner,
+  type ShardSpec,
+  syncTensorParallelGrads,
+  type TensorParallelInfo,
+  tensorParallelInfo,
+  VocabParallelEmbedding,
+} from "./tp_layers.ts";
+export {
+  PAD_LOGIT,
+  padRows,
+  vocabParallelCrossEntropy,
+  vocabShardTargets,
+} from "./cross_entropy.ts";
+export {
+  TensorParallelGPT,
+  type TensorParallelGPTOptions,
+  validateTensorParallel,
+} from "./tp_gpt.ts";
+export {
+  type CommOp,
+  interleavedOneFOneB,
+  type Message,
+  noPipelining,
+  oneFOneB,
+  type PipelineAction,
+  planCommunication,
+  virtualStage,
+} from "./schedules.ts";
+export {
+  type MicroBatch,
+  PipelineGPT,
+  type PipelineGPTOptions,
+  runPipeline,
+  type RunPipelineOptions,
+} from "./pipeline.ts";
+export { checkpoint, recomputeGroups, type RecomputeOptions } from "./recompute.ts";
+export {
+  FULL_INDEX,
+  fullTensors,
+  type HostTensor,
+  loadFullCheckpoint,
+  saveFullCheckpoint,
+} from "./checkpoint.ts";
+export {
+  DEFAULT_MODEL_PARALLEL,
+  modelParallelProblems,
+  type ModelParallelSettings,
+} from "./parallel_config.ts";
