@@ -60,6 +60,9 @@ export { LrSchedule } from "./lib/train/lr_schedule.ts";
 export { loadCheckpoint, saveCheckpoint } from "./lib/train/checkpoint.ts";
 export { train, Trainer } from "./lib/train/trainer.ts";
 
+// Curriculum: sequence-length warmup, progressive layer dropping, batch ramp-up, data difficulty
+export * from "./lib/curriculum/mod.ts";
+
 // Inference
 export { generate, generateStream } from "./lib/infer/generate.ts";
 export { forwardCached, KVCache } from "./lib/infer/kv_cache.ts";

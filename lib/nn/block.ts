@@ -4,7 +4,7 @@
  * @module
  */
 import type { Device } from "../device.ts";
-import { add, dropout } from "../ops/elementwise.ts";
+import { add, addScaled, dropout } from "../ops/elementwise.ts";
 import type { Generator } from "../random.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { CausalSelfAttention } from "./attention.ts";
@@ -46,12 +46,21 @@ export class Block extends Module {
     );
     this.mlp = this.child("mlp", new MLP(o.width, o.hidden, o));
   }
-  /** (B,T,C) → (B,T,C) */
-  forward(x: Tensor, rng: Generator): Tensor {
+  /**
+   * (B,T,C) → (B,T,C)
+   *
+   * @param x the residual stream
+   * @param rng the dropout stream
+   * @param branchScale multiplies both residual branches (progressive layer
+   *   dropping's 1 / keep probability) @default 1
+   */
+  forward(x: Tensor, rng: Generator, branchScale = 1): Tensor {
     const p = this.training ? this.dropout : 0;
+    const residual = (r: Tensor, f: Tensor) =>
+      branchScale === 1 ? add(r, f) : addScaled(r, f, branchScale);
     const a = dropout(this.attn.forward(this.ln1.forward(x)), p, rng);
-    const x1 = add(x, a);
+    const x1 = residual(x, a);
     const m = dropout(this.mlp.forward(this.ln2.forward(x1)), p, rng);
-    return add(x1, m);
+    return residual(x1, m);
   }
 }

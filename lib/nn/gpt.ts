@@ -65,6 +65,18 @@ export function validateGPTConfig(c: GPTConfig): void {
   }
 }
 
+/**
+ * Which blocks one training forward runs (progressive layer dropping, see
+ * lib/curriculum/layer_drop.ts): a dropped block is the identity, a kept one
+ * scales its residual branches.
+ */
+export interface LayerPlan {
+  /** keep[i] for block i. (nLayer) */
+  keep: boolean[];
+  /** The residual-branch scale of each kept block. (nLayer) */
+  scale: number[];
+}
+
 /** Options for building a {@linkcode GPT}. */
 export interface GPTOptions {
   /** @default device() */
@@ -150,12 +162,25 @@ export class GPT extends Module {
    * Logits of the next token at every position.
    *
    * @param tokens int32 (B,T) with T <= blockSize
+   * @param layers blocks to run and their scales; ignored in eval mode, which
+   *   always runs every block @default every block
    * @returns (B,T,V)
    */
-  forward(tokens: Tensor): Tensor {
+  forward(tokens: Tensor, layers?: LayerPlan): Tensor {
     const p = this.training ? this.config.dropout : 0;
+    const plan = this.training ? layers : undefined;
+    if (
+      plan && (plan.keep.length !== this.blocks.length || plan.scale.length !== plan.keep.length)
+    ) {
+      throw new DenotronError(
+        `GPT.forward: the layer plan covers ${plan.keep.length} blocks, the model has ${this.blocks.length}`,
+      );
+    }
     let x = dropout(this.emb.forward(tokens), p, this.rng); // (B,T,C)
-    for (const block of this.blocks) x = block.forward(x, this.rng);
+    for (let i = 0; i < this.blocks.length; i++) {
+      if (plan && !plan.keep[i]) continue;
+      x = this.blocks[i].forward(x, this.rng, plan?.scale[i] ?? 1);
+    }
     x = this.lnf.forward(x);
     return linear(x, this.emb.wte, null); // tied output layer: (B,T,V)
   }
@@ -165,10 +190,11 @@ export class GPT extends Module {
    *
    * @param tokens int32 (B,T)
    * @param targets int32 (B,T); -1 marks positions that do not count
+   * @param layers see {@linkcode GPT.forward}
    * @returns a one-element tensor
    */
-  loss(tokens: Tensor, targets: Tensor): Tensor {
-    return crossEntropy(this.forward(tokens), targets);
+  loss(tokens: Tensor, targets: Tensor, layers?: LayerPlan): Tensor {
+    return crossEntropy(this.forward(tokens, layers), targets);
   }
 
   /** Frees the parameter buffers. Safe to call twice. */

@@ -5,7 +5,14 @@
  */
 export { CausalSelfAttention } from "./attention.ts";
 export { Block, type BlockOptions } from "./block.ts";
-export { GPT, GPT_PRESETS, type GPTConfig, type GPTOptions, validateGPTConfig } from "./gpt.ts";
+export {
+  GPT,
+  GPT_PRESETS,
+  type GPTConfig,
+  type GPTOptions,
+  type LayerPlan,
+  validateGPTConfig,
+} from "./gpt.ts";
 export { Embedding, LayerNorm, Linear } from "./layers.ts";
 export { MLP } from "./mlp.ts";
 export { FlatParameters, type Init, Module, type ParamSpec } from "./module.ts";

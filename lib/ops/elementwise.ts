@@ -1,5 +1,5 @@
 /**
- * defines: add (the residual connection), dropout.
+ * defines: add (the residual connection), addScaled (a scaled residual branch), dropout.
  *
  * @module
  */
@@ -49,6 +49,47 @@ export function add(a: Tensor, b: Tensor): Tensor {
     backward(g) {
       if (needsGrad(a)) accumulate(gradOf(a), g);
       if (needsGrad(b)) accumulate(gradOf(b), g);
+    },
+  });
+}
+
+/**
+ * a + s·b, elementwise, same shapes: a residual branch scaled by s (progressive
+ * layer dropping scales a kept layer's branches by 1 / its keep probability).
+ *
+ * @param a the residual stream
+ * @param b the branch
+ * @param s the branch's scale
+ * @returns a new tensor of a's shape
+ */
+export function addScaled(a: Tensor, b: Tensor, s: number): Tensor {
+  const op = "addScaled";
+  expectTensor(op, "a", a, FLOAT);
+  expectTensor(op, "b", b, FLOAT);
+  expectSameDeviceAndDtype(op, { a, b });
+  if (typeof s !== "number" || !Number.isFinite(s)) {
+    throw new DenotronError(`${op}: scale must be a finite number, got ${String(s)}`);
+  }
+  if (a.ndim !== b.ndim || a.shape.some((d, i) => d !== b.shape[i])) {
+    throw new DenotronError(`${op}: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
+  }
+  const out = Tensor.empty(a.shape, { dtype: a.dtype, device: a.device });
+  const lib = a.device.lib;
+  lib.check(lib.sym.dn_memcpy_d2d(out.ptr, a.ptr, BigInt(a.bytes)), op);
+  // out = s·b + 1·out
+  lib.check(lib.sym.dn_axpby(DTYPE_CODE[a.dtype], out.ptr, s, b.ptr, 1, BigInt(a.numel)), op);
+  return record(out, {
+    name: op,
+    inputs: [a, b],
+    backward(g) {
+      if (needsGrad(a)) accumulate(gradOf(a), g);
+      if (needsGrad(b)) {
+        const gb = gradOf(b);
+        lib.check(
+          lib.sym.dn_axpby(dtypeWithGrad(g.dtype, gb.dtype), gb.ptr, s, g.ptr, 1, BigInt(g.numel)),
+          `${op} backward`,
+        );
+      }
     },
   });
 }

@@ -5,7 +5,7 @@
  */
 export { attention } from "./attention.ts";
 export { crossEntropy } from "./crossentropy.ts";
-export { add, dropout } from "./elementwise.ts";
+export { add, addScaled, dropout } from "./elementwise.ts";
 export { embedding } from "./embedding.ts";
 export { biasGelu } from "./gelu.ts";
 export { layernorm } from "./layernorm.ts";

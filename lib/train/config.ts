@@ -16,6 +16,8 @@
 
 import { parse as parseYaml } from "yaml";
 import { parseSplit } from "../data/gpt_dataset.ts";
+import { rampupBatchSizeAt } from "../curriculum/batch_rampup.ts";
+import { validateSeqLenCurriculum } from "../curriculum/seqlen.ts";
 import { modelParallelProblems } from "../parallel/parallel_config.ts";
 
 /** Model shape. */
@@ -54,6 +56,11 @@ export interface TrainingConfig {
   seed: number;
   /** Stop (with a checkpoint) after this many minutes of training; null: no limit. */
   exitDurationInMins: number | null;
+  /**
+   * Megatron's `--rampup-batch-size`: [start, increment, samples]; the global batch
+   * grows from start by increment over that many samples (lib/curriculum). Null: off.
+   */
+  rampupBatchSize?: number[] | null;
 }
 
 /** Parallel layout. */
@@ -125,6 +132,42 @@ export interface PrecisionConfig {
   hysteresis: number;
 }
 
+/**
+ * Sequence-length curriculum (DeepSpeed's `curriculum_learning` block; see
+ * lib/curriculum/seqlen.ts for the formulas).
+ */
+export interface CurriculumConfig {
+  /** Turns the sequence-length curriculum on. */
+  curriculumLearning: boolean;
+  /** Length at the start. */
+  minDifficulty: number;
+  /** Length at the end; null takes seqLength. */
+  maxDifficulty: number | null;
+  scheduleType: "fixed_linear" | "fixed_root" | "fixed_discrete";
+  /** fixed_linear / fixed_root: steps from min to max. */
+  totalCurriculumStep: number;
+  /** Lengths are multiples of this (a warning when it is not a multiple of 8). */
+  difficultyStep: number;
+  /** fixed_root's degree (2: square root). */
+  rootDegree: number;
+  /** fixed_discrete: the lengths. */
+  difficulty: number[] | null;
+  /** fixed_discrete: the last step of each length but the last. */
+  maxStep: number[] | null;
+  /** Warm up and decay the learning rate by tokens instead of steps. */
+  lrByTokens: boolean;
+}
+
+/** Progressive layer dropping (lib/curriculum/layer_drop.ts). */
+export interface LayerDropConfig {
+  /** Turns progressive layer dropping on. */
+  progressiveLayerDrop: boolean;
+  /** theta_bar: the keep level theta falls to. */
+  pldTheta: number;
+  /** gamma: how fast theta falls per step. */
+  pldGamma: number;
+}
+
 /** Everything a training run needs to know. */
 export interface TrainConfig {
   model: ModelConfig;
@@ -135,6 +178,10 @@ export interface TrainConfig {
   logging: LoggingConfig;
   data: DataConfig;
   precision: PrecisionConfig;
+  /** Sequence-length curriculum; absent means off. */
+  curriculum?: CurriculumConfig;
+  /** Progressive layer dropping; absent means off. */
+  layerDrop?: LayerDropConfig;
 }
 
 /**
@@ -163,6 +210,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = deepFreeze<TrainConfig>({
     seed: 1234,
     // A safety stop well inside the 10-minute budget on a busy machine.
     exitDurationInMins: 8,
+    rampupBatchSize: null,
   },
   parallel: {
     tensorModelParallelSize: 1,
@@ -186,6 +234,19 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = deepFreeze<TrainConfig>({
     lossScaleWindow: 1000,
     hysteresis: 2,
   },
+  curriculum: {
+    curriculumLearning: false,
+    minDifficulty: 8,
+    maxDifficulty: null,
+    scheduleType: "fixed_linear",
+    totalCurriculumStep: 200,
+    difficultyStep: 8,
+    rootDegree: 2,
+    difficulty: null,
+    maxStep: null,
+    lrByTokens: false,
+  },
+  layerDrop: { progressiveLayerDrop: false, pldTheta: 0.5, pldGamma: 0.001 },
 });
 
 function deepFreeze<T extends object>(o: T): Readonly<T> {
@@ -194,7 +255,8 @@ function deepFreeze<T extends object>(o: T): Readonly<T> {
 }
 
 type Section = keyof TrainConfig;
-type Kind = "int" | "number" | "string" | "bool";
+/** "ints": a list of integers (YAML list, or "8,8,300" on the command line). */
+type Kind = "int" | "number" | "string" | "bool" | "ints";
 
 interface KeySpec {
   section: Section;
@@ -278,6 +340,24 @@ const SPEC: Record<string, KeySpec> = {
   minLossScale: num("precision", 0, { exclusiveMin: true }),
   lossScaleWindow: int("precision", 1),
   hysteresis: int("precision", 1),
+  rampupBatchSize: { section: "training", kind: "ints", nullable: true, min: 1 },
+  curriculumLearning: { section: "curriculum", kind: "bool" },
+  minDifficulty: int("curriculum", 1),
+  maxDifficulty: int("curriculum", 1, { nullable: true }),
+  scheduleType: {
+    section: "curriculum",
+    kind: "string",
+    choices: ["fixed_linear", "fixed_root", "fixed_discrete"],
+  },
+  totalCurriculumStep: int("curriculum", 1),
+  difficultyStep: int("curriculum", 1),
+  rootDegree: num("curriculum", 0, { exclusiveMin: true }),
+  difficulty: { section: "curriculum", kind: "ints", nullable: true, min: 1 },
+  maxStep: { section: "curriculum", kind: "ints", nullable: true, min: 1 },
+  lrByTokens: { section: "curriculum", kind: "bool" },
+  progressiveLayerDrop: { section: "layerDrop", kind: "bool" },
+  pldTheta: num("layerDrop", 0, { exclusiveMin: true, max: 1 }),
+  pldGamma: num("layerDrop", 0),
 };
 
 /** Megatron's names for keys that we spell differently. */
@@ -365,6 +445,17 @@ function coerce(key: string, value: unknown, where: string): unknown {
       if (v === "true" || v === true) return true;
       if (v === "false" || v === false) return false;
       return fail("true or false");
+    case "ints": {
+      const items = typeof v === "string" ? v.split(/[,\s]+/).filter((x) => x !== "") : v;
+      if (!Array.isArray(items) || items.length === 0) fail("a list of integers like 8,8,300");
+      return (items as unknown[]).map((x) => {
+        const n = typeof x === "string" ? Number(x) : x;
+        if (typeof n !== "number" || !Number.isInteger(n) || n < (spec.min ?? -Infinity)) {
+          fail(`a list of integers >= ${spec.min ?? "any"}`);
+        }
+        return n as number;
+      });
+    }
     case "string":
       if (typeof v === "number") v = String(v);
       if (typeof v !== "string") fail("a string");
@@ -380,7 +471,14 @@ function clone(c: Readonly<TrainConfig>): TrainConfig {
 }
 
 function setKey(config: TrainConfig, key: string, value: unknown): void {
-  (config[SPEC[key].section] as unknown as Record<string, unknown>)[key] = value;
+  const section = SPEC[key].section;
+  // Optional sections (curriculum, layerDrop) may be missing from a config written before them.
+  const sections = config as unknown as Record<string, Record<string, unknown>>;
+  sections[section] ??= structuredClone(DEFAULT_CONFIG[section]) as unknown as Record<
+    string,
+    unknown
+  >;
+  sections[section][key] = value;
 }
 
 /**
@@ -537,6 +635,37 @@ export function validateConfig(c: Readonly<TrainConfig>, source: string): void {
     parseSplit(c.data.split);
   } catch (e) {
     fail(`split: ${(e as Error).message}`);
+  }
+  validateCurriculum(c, fail);
+}
+
+/** The curriculum keys' cross-field checks (the formulas live in lib/curriculum). */
+function validateCurriculum(c: Readonly<TrainConfig>, fail: (msg: string) => never): void {
+  const t = c.training;
+  const cl = c.curriculum;
+  try {
+    if (t.rampupBatchSize) {
+      if (t.rampupBatchSize.length !== 3) {
+        fail(`rampupBatchSize needs [start, increment, samples], got ${t.rampupBatchSize}`);
+      }
+      const [a, b, n] = t.rampupBatchSize;
+      rampupBatchSizeAt([a, b, n], t.globalBatchSize, 0, t.microBatchSize);
+    }
+    if (cl?.curriculumLearning) {
+      const max = cl.maxDifficulty ?? c.model.seqLength;
+      if (max > c.model.seqLength) {
+        fail(`maxDifficulty ${max} is longer than seqLength ${c.model.seqLength}`);
+      }
+      validateSeqLenCurriculum({
+        ...cl,
+        maxDifficulty: max,
+        difficulty: cl.difficulty ?? undefined,
+        maxStep: cl.maxStep ?? undefined,
+      }, () => {});
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    fail((e as Error).message);
   }
 }
 

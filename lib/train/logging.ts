@@ -31,6 +31,12 @@ export interface TrainRecord {
   lossScale?: number;
   /** Steps skipped so far because their gradients overflowed (fp16 runs). */
   skippedSteps?: number;
+  /** Tokens per sample of the last step (curriculum runs). */
+  seqLength?: number;
+  /** Samples in the last step (curriculum runs). */
+  globalBatchSize?: number;
+  /** Blocks run in the last step (curriculum runs). */
+  keptLayers?: number;
 }
 
 /** One evaluation. */
@@ -141,6 +147,9 @@ export class ProgressLogger {
       `grad norm ${r.gradNorm.toFixed(3)}`,
       ...(r.lossScale !== undefined ? [`loss scale ${r.lossScale}`] : []),
       ...(r.skippedSteps !== undefined ? [`skipped ${r.skippedSteps}`] : []),
+      ...(r.seqLength !== undefined ? [`seq ${r.seqLength}`] : []),
+      ...(r.globalBatchSize !== undefined ? [`batch ${r.globalBatchSize}`] : []),
+      ...(r.keptLayers !== undefined ? [`layers ${r.keptLayers}`] : []),
       `${formatSi(r.tokensPerSecond)} tok/s`,
       `${formatSi(r.flopsPerSecond)}FLOP/s`,
       `elapsed ${formatDuration(r.elapsed)}`,

@@ -33,6 +33,9 @@ import {
   MixedPrecisionAdamW,
   mixedPrecisionStep,
 } from "../optim/mixed_precision.ts";
+import { type Curriculum, curriculumFromConfig, type StepPlan } from "../curriculum/curriculum.ts";
+import type { BatchSource } from "../curriculum/data.ts";
+import { truncateBatch } from "../curriculum/seqlen.ts";
 import { flopsPerStep } from "../plan/flops.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { type CheckpointState, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
@@ -109,6 +112,16 @@ export interface TrainerOptions {
   /** A model to train; built from the config when absent (and then owned). */
   model?: GPT;
   /**
+   * Schedules for sequence length, layer dropping, LR and batch size (lib/curriculum).
+   * null: none. @default the one the config's curriculum keys ask for
+   */
+  curriculum?: Curriculum | null;
+  /**
+   * Where training batches come from, e.g. a data curriculum's DifficultyBatchIterator.
+   * `load()` goes back to the dataset's own order. @default the dataset's shuffled order
+   */
+  batches?: BatchSource;
+  /**
    * bf16/fp16 runs: combines this rank's gradient-overflow flag over the model-parallel
    * group (MAX). The distributed runtime supplies it. @default the rank's own flag
    */
@@ -133,6 +146,14 @@ export interface StepResult {
   lossScale?: number;
   /** True when the gradients overflowed and the update was skipped (fp16 runs). */
   skipped?: boolean;
+  /** Tokens per sample this step (the sequence-length curriculum's length). */
+  seqLength?: number;
+  /** Samples this step (batch-size ramp-up). */
+  globalBatchSize?: number;
+  /** Blocks run this step (progressive layer dropping). */
+  keptLayers?: number;
+  /** Model FLOPs of this step at its length, batch and kept layers. */
+  flops?: number;
 }
 
 /** The outcome of an evaluation. */
@@ -178,7 +199,11 @@ export class Trainer {
   readonly #reduceFoundInf?: FoundInfReducer;
   /** Model FLOPs of one optimizer step (forward and backward). */
   readonly flopsPerStep: number;
-  #batches: GptBatchIterator;
+  /** Per-step schedules (lib/curriculum); set or replace it between steps. */
+  curriculum: Curriculum | null;
+  /** Training tokens consumed, at each step's own length (token-based LR schedules). */
+  consumedTokens = 0;
+  #batches: BatchSource;
   readonly #ownsModel: boolean;
   readonly #x: Tensor; // (B, T) int32 inputs
   readonly #y: Tensor; // (B, T) int32 targets
@@ -244,6 +269,10 @@ export class Trainer {
       decayStyle: t.lrDecayStyle,
     });
     this.#batches = new GptBatchIterator(this.trainData, { microBatchSize: t.microBatchSize });
+    if (options.batches) this.#batches = options.batches;
+    this.curriculum = options.curriculum !== undefined
+      ? options.curriculum
+      : curriculumFromConfig(c, this.schedule);
     const shape = [t.microBatchSize, c.model.seqLength];
     const device = this.model.device;
     this.#x = Tensor.zeros(shape, { dtype: "i32", device });
@@ -270,25 +299,145 @@ export class Trainer {
   }
 
   /**
+   * What the next step will do: the config's length, batch and LR schedule,
+   * then the curriculum's schedules, then `overrides`.
+   *
+   * @param overrides fields to force for this step
+   * @returns the plan, checked
+   */
+  nextPlan(overrides: Partial<StepPlan> = {}): StepPlan {
+    const c = this.config;
+    const scheduled = this.curriculum?.plan(
+      {
+        iteration: this.iteration,
+        consumedSamples: this.consumedSamples,
+        consumedTokens: this.consumedTokens,
+      },
+      { numLayers: this.model.config.nLayer, seed: c.training.seed },
+    );
+    const plan: StepPlan = {
+      seqLength: c.model.seqLength,
+      globalBatchSize: c.training.globalBatchSize,
+      lr: this.schedule.at(this.iteration),
+      layers: null,
+      ...scheduled,
+      ...overrides,
+    };
+    const T = c.model.seqLength;
+    if (!Number.isInteger(plan.seqLength) || plan.seqLength < 1 || plan.seqLength > T) {
+      throw new Error(`step ${this.iteration}: seqLength ${plan.seqLength} is outside 1..${T}`);
+    }
+    const unit = c.training.microBatchSize;
+    if (!(plan.globalBatchSize >= unit) || plan.globalBatchSize % unit !== 0) {
+      throw new Error(
+        `step ${this.iteration}: globalBatchSize ${plan.globalBatchSize} is not a positive ` +
+          `multiple of microBatchSize (${unit})`,
+      );
+    }
+    if (!(plan.lr >= 0 && Number.isFinite(plan.lr))) {
+      throw new Error(`step ${this.iteration}: learning rate ${plan.lr} is not a number >= 0`);
+    }
+    return plan;
+  }
+
+  /** The plan's fields of a StepResult: tokens, length, batch, kept layers and FLOPs. */
+  #planFields(plan: StepPlan) {
+    const kept = plan.layers ? plan.layers.keep.filter((k) => k).length : this.model.config.nLayer;
+    return {
+      tokens: plan.globalBatchSize * plan.seqLength,
+      seqLength: plan.seqLength,
+      globalBatchSize: plan.globalBatchSize,
+      keptLayers: kept,
+      flops: this.stepFlops(plan.seqLength, plan.globalBatchSize, kept),
+    };
+  }
+
+  /**
+   * Model FLOPs of one step (forward and backward) at a length, batch size and
+   * number of blocks run: the logits' share plus that many blocks' (the
+   * planner's formula is linear in the layer count).
+   *
+   * @param seqLength tokens per sample
+   * @param globalBatchSize samples
+   * @param keptLayers blocks run @default all
+   * @returns FLOPs
+   */
+  stepFlops(
+    seqLength: number,
+    globalBatchSize: number,
+    keptLayers: number = this.model.config.nLayer,
+  ): number {
+    const g = this.model.config;
+    const f = (numLayers: number) =>
+      flopsPerStep({
+        numLayers,
+        hiddenSize: g.nEmbd,
+        numAttentionHeads: g.nHead,
+        ffnHiddenSize: g.ffnHidden,
+        vocabSize: g.vocabSize,
+        seqLength,
+      }, globalBatchSize).model;
+    const one = f(1);
+    const perLayer = f(2) - one;
+    return one + (keptLayers - 1) * perLayer;
+  }
+
+  /**
+   * Tokens consumed by `iterations` steps, replayed from the curriculum's
+   * schedules (the checkpoint stores samples, not tokens; the schedules are
+   * functions of the step and of what was consumed before it).
+   */
+  #replayConsumedTokens(iterations: number): number {
+    const c = this.config;
+    if (!this.curriculum) return iterations * c.training.globalBatchSize * c.model.seqLength;
+    let samples = 0, tokens = 0;
+    for (let it = 0; it < iterations; it++) {
+      const p = this.curriculum.plan(
+        { iteration: it, consumedSamples: samples, consumedTokens: tokens },
+        { numLayers: this.model.config.nLayer, seed: c.training.seed },
+      );
+      const batch = p.globalBatchSize ?? c.training.globalBatchSize;
+      samples += batch;
+      tokens += batch * (p.seqLength ?? c.model.seqLength);
+    }
+    return tokens;
+  }
+
+  /** (B, T) input and target tensors: the reusable buffers at full length, else new ones. */
+  #batchTensors(inputs: Int32Array, targets: Int32Array, T: number): [Tensor, Tensor] {
+    if (T === this.config.model.seqLength) {
+      this.#x.copyFromHost(inputs);
+      this.#y.copyFromHost(targets);
+      return [this.#x, this.#y];
+    }
+    const shape = [inputs.length / T, T];
+    const device = this.model.device;
+    return [
+      Tensor.fromArray(inputs, shape, { dtype: "i32", device }),
+      Tensor.fromArray(targets, shape, { dtype: "i32", device }),
+    ];
+  }
+
+  /**
    * One optimizer step over a global batch.
    *
    * @returns the step's loss, learning rate and gradient norm
    */
-  step(): StepResult {
+  step(overrides: Partial<StepPlan> = {}): StepResult {
     const t0 = performance.now();
     const t = this.config.training;
-    const k = t.globalBatchSize / t.microBatchSize;
-    const lr = this.schedule.at(this.iteration);
+    const plan = this.nextPlan(overrides);
+    const k = plan.globalBatchSize / t.microBatchSize;
+    const lr = plan.lr;
     this.model.train();
     let lossSum = 0;
     // fp16: backward starts from the loss scale instead of 1
     const scale = this.scaler?.scale ?? 1;
     for (let i = 0; i < k; i++) {
-      const batch = this.#batches.next();
-      this.#x.copyFromHost(batch.inputs);
-      this.#y.copyFromHost(batch.targets);
+      const batch = truncateBatch(this.#batches.next(), plan.seqLength);
       lossSum += tidy(() => {
-        const loss = this.model.loss(this.#x, this.#y);
+        const [x, y] = this.#batchTensors(batch.inputs, batch.targets, plan.seqLength);
+        const loss = this.model.loss(x, y, plan.layers ?? undefined);
         loss.backward(scale === 1 ? undefined : Tensor.full([1], scale, { device: loss.device }));
         return loss.item();
       });
@@ -303,14 +452,15 @@ export class Trainer {
       });
       if (r.skipped) this.skippedSteps++;
       this.model.params.zeroGrad();
+      this.consumedTokens += plan.globalBatchSize * plan.seqLength;
       this.iteration++;
       return {
         iteration: this.iteration,
         loss: lossSum / k,
         lr,
         gradNorm: r.gradNorm,
-        tokens: k * t.microBatchSize * this.config.model.seqLength,
         seconds: (performance.now() - t0) / 1000,
+        ...this.#planFields(plan),
         ...(this.scaler ? { lossScale: r.lossScale, skipped: r.skipped } : {}),
       };
     }
@@ -318,14 +468,15 @@ export class Trainer {
     const clip = t.clipGrad > 0 ? clipFactor(norm, t.clipGrad) : 1;
     this.optimizer.step(lr, clip / k);
     this.model.params.zeroGrad();
+    this.consumedTokens += plan.globalBatchSize * plan.seqLength;
     this.iteration++;
     return {
       iteration: this.iteration,
       loss: lossSum / k,
       lr,
       gradNorm: norm,
-      tokens: k * t.microBatchSize * this.config.model.seqLength,
       seconds: (performance.now() - t0) / 1000,
+      ...this.#planFields(plan),
     };
   }
 
@@ -400,6 +551,7 @@ export class Trainer {
     // The checkpoint holds the model's weights: the fp32 main copy restarts from them.
     if (this.optimizer instanceof MixedPrecisionAdamW) this.optimizer.syncMainFromModel();
     this.iteration = state.iteration;
+    this.consumedTokens = this.#replayConsumedTokens(state.iteration);
     this.#batches = new GptBatchIterator(this.trainData, {
       microBatchSize: this.config.training.microBatchSize,
       consumedSamples: state.consumedSamples,
@@ -489,7 +641,7 @@ export async function train(trainer: Trainer, options: TrainOptions = {}): Promi
   };
   let stepSeconds = 0;
   let stepTokens = 0;
-  const window = { loss: 0, steps: 0, seconds: 0, tokens: 0 };
+  const window = { loss: 0, steps: 0, seconds: 0, tokens: 0, flops: 0 };
 
   const evaluate = async (iteration: number) => {
     const r = trainer.evaluate();
@@ -517,6 +669,7 @@ export async function train(trainer: Trainer, options: TrainOptions = {}): Promi
     window.steps++;
     window.seconds += r.seconds;
     window.tokens += r.tokens;
+    window.flops += r.flops ?? trainer.flopsPerStep;
     summary.lastLoss = r.loss;
 
     const it = r.iteration;
@@ -536,12 +689,15 @@ export async function train(trainer: Trainer, options: TrainOptions = {}): Promi
           ? { lossScale: r.lossScale ?? trainer.scaler.scale, skippedSteps: trainer.skippedSteps }
           : {}),
         tokensPerSecond: window.tokens / window.seconds,
-        flopsPerSecond: (trainer.flopsPerStep * window.steps) / window.seconds,
+        flopsPerSecond: window.flops / window.seconds,
+        ...(trainer.curriculum
+          ? { seqLength: r.seqLength, globalBatchSize: r.globalBatchSize, keptLayers: r.keptLayers }
+          : {}),
         elapsed: elapsed(),
       };
       logger.train(rec, (window.seconds / window.steps) * (total - it));
       metrics?.write(rec);
-      Object.assign(window, { loss: 0, steps: 0, seconds: 0, tokens: 0 });
+      Object.assign(window, { loss: 0, steps: 0, seconds: 0, tokens: 0, flops: 0 });
     }
     if (trainer.validData && c.eval.evalIters > 0 && (it % c.eval.evalInterval === 0 || last)) {
       await evaluate(it);
