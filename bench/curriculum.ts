@@ -119,6 +119,8 @@ for (const v of variants) {
       }
     }
   }
+  // Capped between evaluations: measure where it stopped.
+  if (!reached && trainer.iteration % evalEvery !== 0) bpb = trainer.evaluate().bitsPerByte;
   rows.push({
     name: v.name,
     reached,
