@@ -9,6 +9,7 @@
  *   deno task train --config my.yaml         # a YAML file over the defaults
  *   deno task train --train-iters 100 --lr 3e-4 --save runs/try
  *   deno task train --load runs/sotu         # resume from the latest checkpoint
+ *   deno task launch --nproc-per-node 2 tools/train.ts   # data parallel over 2 ranks
  *
  * @module
  */
@@ -23,6 +24,7 @@ import { train, Trainer } from "../lib/train/trainer.ts";
 import { formatDuration, formatSi } from "../lib/train/logging.ts";
 import { sampleTokens } from "../lib/train/sample.ts";
 import { ThreadTuner } from "../lib/train/threads.ts";
+import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
 
 const CACHE_DIR = ".cache";
 const SAMPLE_PROMPT = "Fellow-Citizens of the Senate and House of Representatives: ";
@@ -30,6 +32,18 @@ const SAMPLE_PROMPT = "Fellow-Citizens of the Senate and House of Representative
 async function main(args: string[]): Promise<void> {
   const wallStart = performance.now();
   const config = await loadConfig({ args });
+  // Started by the launcher (or torchrun, SLURM): data parallel over the ranks.
+  await using dist = Deno.env.get("WORLD_SIZE") ? await initDistributed() : null;
+  const groups = dist &&
+    await initParallelGroups(dist, {
+      tp: config.parallel.tensorModelParallelSize,
+      pp: config.parallel.pipelineModelParallelSize,
+    });
+  if (groups && groups.tensor.size * groups.pipeline.size > 1) {
+    throw new ConfigError("tools/train.ts trains data parallel only: set tp and pp to 1");
+  }
+  // Only rank 0 speaks.
+  const log = (dist?.rank ?? 0) === 0 ? console.log : () => {};
   const tokenizer = await loadTokenizer(config.data.tokenizer);
 
   const prepStart = performance.now();
@@ -43,21 +57,38 @@ async function main(args: string[]): Promise<void> {
     numSamples: [t.trainIters * t.globalBatchSize, undefined, undefined],
   });
   if (!trainData) throw new ConfigError(`split "${config.data.split}" leaves no training data`);
-  console.log(
+  log(
     `data: ${prefix} (${formatSi(sum(data.sequenceLengths))} tokens, ${data.documentCount} ` +
       `documents; ${trainData.length} training samples${
         valid ? `, ${valid.length} validation` : ""
       }), ready in ${formatDuration((performance.now() - prepStart) / 1000)}`,
   );
 
-  using trainer = new Trainer({ config, train: trainData, valid, tokenizer });
+  using trainer = new Trainer({
+    config,
+    train: trainData,
+    valid,
+    tokenizer,
+    ...(groups ? { dataParallelGroup: groups.data } : {}),
+  });
   if (config.checkpoints.load) {
     const state = await trainer.load(config.checkpoints.load);
-    console.log(`resumed from ${config.checkpoints.load} at iteration ${state.iteration}`);
+    log(`resumed from ${config.checkpoints.load} at iteration ${state.iteration}`);
   }
-  console.log(`model: ${trainer.model}`);
-  console.log(`device: ${trainer.model.device.info()}`);
-  console.log(
+  log(`model: ${trainer.model}`);
+  const opt = trainer.optimizer;
+  if (dist && "bytesPerParameter" in opt) {
+    const b = opt.bytesPerParameter();
+    log(
+      `optimizer: ${
+        b.total.toFixed(3)
+      } bytes per parameter on each of ${trainer.dataParallelSize} ` +
+        `data-parallel ranks (model ${b.modelParams}, grads ${b.grads}, main params ` +
+        `${b.mainParams.toFixed(3)}, moments ${b.adamMoments.toFixed(3)})`,
+    );
+  }
+  log(`device: ${trainer.model.device.info()}`);
+  log(
     `training: ${t.trainIters} iterations of ${t.globalBatchSize} x ${config.model.seqLength} ` +
       `tokens (micro-batch ${t.microBatchSize}), lr ${t.lr} (${t.lrDecayStyle}, warmup ` +
       `${t.lrWarmupIters}), save to ${config.checkpoints.save ?? "(nowhere)"}`,
@@ -89,24 +120,25 @@ async function main(args: string[]): Promise<void> {
   });
   Deno.removeSignalListener("SIGINT", onInterrupt);
 
-  console.log(
+  log(
     `done: ${summary.iterations} iterations in ${formatDuration(summary.seconds)} ` +
       `(${formatSi(summary.tokensPerSecond)} tokens/s; stopped by ${summary.stoppedBy})`,
   );
   if (summary.lastEval) {
     const e = summary.lastEval;
-    console.log(
+    log(
       `validation: loss ${e.loss.toFixed(4)}, perplexity ${e.perplexity.toFixed(2)}, ` +
         `${e.bitsPerByte.toFixed(4)} bits per byte`,
     );
   }
   if (tuner) device.numThreads = cores;
-  if (summary.checkpoint) console.log(`checkpoint: ${summary.checkpoint}`);
-  if (summary.metrics) console.log(`metrics: ${summary.metrics}`);
+  if (summary.checkpoint) log(`checkpoint: ${summary.checkpoint}`);
+  if (summary.metrics) log(`metrics: ${summary.metrics}`);
   if (summary.plot) {
-    console.log(`loss plot: ${summary.plot.svg}${summary.plot.png ? `, ${summary.plot.png}` : ""}`);
+    log(`loss plot: ${summary.plot.svg}${summary.plot.png ? `, ${summary.plot.png}` : ""}`);
   }
 
+  if (dist && dist.rank !== 0) return;
   const prompt = tokenizer.encode(SAMPLE_PROMPT);
   const sample = sampleTokens(trainer.model, prompt, {
     maxNewTokens: 400,
@@ -115,8 +147,8 @@ async function main(args: string[]): Promise<void> {
     seed: t.seed,
     stopToken: tokenizer.eotId,
   });
-  console.log(`\nsample:\n${SAMPLE_PROMPT}${tokenizer.decode(sample)}\n`);
-  console.log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
+  log(`\nsample:\n${SAMPLE_PROMPT}${tokenizer.decode(sample)}\n`);
+  log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
 }
 
 function sum(a: ArrayLike<number>): number {

@@ -1,15 +1,71 @@
 /* defines: dn_matmul, dn_bias_backward.
  * fp32 GEMM goes to OpenBLAS's cblas_sgemm when the library was built with it
- * (DN_USE_OPENBLAS), else to the built-in blocked GEMM of gemm_builtin.c. GEMMs with a
- * 16-bit operand always take the built-in path, which widens A and B panel by panel
- * while packing. (Debian's OpenBLAS 0.3.21 declares cblas_sbgemm in cblas.h but is
+ * (DN_USE_OPENBLAS), else to the built-in blocked GEMM of gemm_builtin.c, which widens
+ * 16-bit A and B panel by panel while packing. On the OpenBLAS build a GEMM with a
+ * 16-bit operand or result is cut into K-panels: each panel of op(A) and op(B) is
+ * widened into fp32 scratch and handed to cblas_sgemm, accumulating (beta = 1) into an
+ * fp32 C (a scratch C when C is 16-bit, rounded once at the end), so only panels are
+ * ever converted. (Debian's OpenBLAS 0.3.21 declares cblas_sbgemm in cblas.h but is
  * built without BUILD_BFLOAT16, so the library does not export it.) */
+#include <stdlib.h>
 #include <string.h>
 #include "common.h"
 #include "gemm_builtin.h"
 
 #ifdef DN_USE_OPENBLAS
 #include <cblas.h>
+#endif
+
+#ifdef DN_USE_OPENBLAS
+/* Columns of op(A) (rows of op(B)) widened per cblas_sgemm call: large enough that
+ * OpenBLAS runs at full speed, small enough that the scratch stays in L2/L3. */
+#define DN_GEMM_K_PANEL 384
+
+/* dst(rows, cols) fp32, packed = src[r0 + i][c0 + j] of a (., ld) matrix of dtype dt. */
+static void widen_block(dn_dtype dt, float *dst, const void *src, int64_t ld, int64_t r0,
+                        int64_t c0, int64_t rows, int64_t cols) {
+#pragma omp parallel for num_threads(dn_threads) schedule(static) if (rows * cols > 32768)
+  for (int64_t i = 0; i < rows; i++) dn_load_row(dt, dst + i * cols, src, (r0 + i) * ld + c0, cols);
+}
+
+/* C(M,N) = alpha * op(A) @ op(B) + beta * C with 16-bit A/B and/or C, through
+ * cblas_sgemm on fp32 K-panels. Returns 0 when scratch memory is not available (the
+ * caller then takes the built-in GEMM). */
+static int gemm_panels(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       dn_dtype ab, const void *A, int64_t lda, const void *B, int64_t ldb,
+                       float beta, dn_dtype ct, void *C, int64_t ldc) {
+  const int64_t kp_max = K < DN_GEMM_K_PANEL ? K : DN_GEMM_K_PANEL;
+  float *ap = malloc((size_t)(M * kp_max) * sizeof(float)); /* (M, kp) or (kp, M) */
+  float *bp = malloc((size_t)(kp_max * N) * sizeof(float)); /* (kp, N) or (N, kp) */
+  float *cf = ct == DN_F32 ? (float *)C : malloc((size_t)(M * N) * sizeof(float)); /* (M, N) */
+  int64_t ldcf = ct == DN_F32 ? ldc : N;
+  if (!ap || !bp || !cf) {
+    free(ap);
+    free(bp);
+    if (cf != C) free(cf);
+    return 0;
+  }
+  if (ct != DN_F32 && beta != 0.0f) widen_block(ct, cf, C, ldc, 0, 0, M, N);
+  for (int64_t k0 = 0; k0 < K; k0 += kp_max) {
+    const int64_t kp = K - k0 < kp_max ? K - k0 : kp_max;
+    /* Keep each operand's stored orientation, so a panel is a block of whole rows. */
+    if (ta) widen_block(ab, ap, A, lda, k0, 0, kp, M); /* A stored (K, M) */
+    else widen_block(ab, ap, A, lda, 0, k0, M, kp);    /* A stored (M, K) */
+    if (tb) widen_block(ab, bp, B, ldb, 0, k0, N, kp); /* B stored (N, K) */
+    else widen_block(ab, bp, B, ldb, k0, 0, kp, N);    /* B stored (K, N) */
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (blasint)M, (blasint)N, (blasint)kp, alpha, ap, (blasint)(ta ? M : kp), bp,
+                (blasint)(tb ? kp : N), k0 == 0 ? beta : 1.0f, cf, (blasint)ldcf);
+  }
+  if (ct != DN_F32) {
+#pragma omp parallel for num_threads(dn_threads) schedule(static) if (M * N > 32768)
+    for (int64_t i = 0; i < M; i++) dn_store_row(ct, C, i * ldc, cf + i * N, N);
+    free(cf);
+  }
+  free(ap);
+  free(bp);
+  return 1;
+}
 #endif
 
 static void gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, dn_dtype ab,
@@ -22,6 +78,7 @@ static void gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, d
                 beta, C, (blasint)ldc);
     return;
   }
+  if (gemm_panels(ta, tb, M, N, K, alpha, ab, A, lda, B, ldb, beta, ct, C, ldc)) return;
 #endif
   dn_gemm_builtin_ex(ta, tb, M, N, K, alpha, ab, A, lda, B, ldb, beta, ct, C, ldc);
 }

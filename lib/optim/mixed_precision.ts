@@ -1,6 +1,6 @@
 /**
  * defines: MixedPrecisionAdamW, mixedPrecisionStep, MixedStepOptions, MixedStepResult,
- *          FoundInfReducer, ParameterBytes, parameterBytes
+ *          FoundInfReducer, ParameterBytes, parameterBytes, MixedStepOptimizer
  *
  * Megatron's mixed-precision optimizer. The model holds bf16 or fp16 parameters and
  * computes in them; FlatParameters gives it fp32 "main" gradients, into which every
@@ -245,6 +245,16 @@ export interface MixedStepResult {
 }
 
 /**
+ * What {@linkcode mixedPrecisionStep} needs from an optimizer: the one-read gradient
+ * check and the update ({@linkcode MixedPrecisionAdamW}, or the distributed optimizer,
+ * whose check already combines its shards over the data-parallel group).
+ */
+export interface MixedStepOptimizer {
+  checkGrads(scale: number): { foundInf: boolean; normSq: number };
+  step(lr: number, gradScale: number): void;
+}
+
+/**
  * The optimizer half of a mixed-precision step, after backward has filled the main
  * gradients from a loss multiplied by `scaler.scale`: check for overflow, agree on it
  * across the model-parallel group, tell the scaler, and either skip (parameters, moments
@@ -254,7 +264,7 @@ export interface MixedStepResult {
  * @param o learning rate, scaler, micro-batch count, clipping, the found-inf reduction
  * @returns whether the step was skipped, the gradient norm and the loss scale used
  */
-export function mixedPrecisionStep(opt: MixedPrecisionAdamW, o: MixedStepOptions): MixedStepResult {
+export function mixedPrecisionStep(opt: MixedStepOptimizer, o: MixedStepOptions): MixedStepResult {
   const k = o.microBatches ?? 1;
   const lossScale = o.scaler?.scale ?? 1;
   const unscale = 1 / (lossScale * k);

@@ -1,6 +1,7 @@
 /**
  * defines: DistributedOptimizer, DistributedOptimizerOptions, saveOptimizerShards,
- *          loadOptimizerShards
+ *          loadOptimizerShards, readOptimizerShards, FlatOptimizerState,
+ *          distributedBytesPerParameter
  *
  * The distributed optimizer (ZeRO stage 1, as in Megatron-LM's `--use-distributed-optimizer`):
  * each data-parallel rank owns one shard of every gradient bucket. Per step:
@@ -19,19 +20,54 @@
  * | bf16 / fp32 (needs the mixed-precision optimizer) | 2 + 4 + 12 = 18 | 2 + 4 + 12/d = 6 + 12/d |
  *
  * In fp32 the model's parameters are the optimizer's main parameters, so no extra copy
- * is kept; the bf16 row needs an fp32 main copy of the shard (4/d more) and is not
- * built here yet.
+ * is kept. With bf16 or fp16 parameters each rank keeps an fp32 main copy of its shard
+ * only (4/d): the reduce-scattered fp32 gradients, `dn_adamw_mixed` on the shard (it
+ * writes the rounded 16-bit copy of the shard) and an all-gather of the 16-bit
+ * parameters. fp16's overflow check runs on the shard and is reduced with MAX over the
+ * group ({@linkcode DistributedOptimizer.checkGrads}).
  *
  * @module
  */
 import { DenotronError } from "../errors.ts";
 import { readSafetensors, tensorEntry, typedView, writeSafetensors } from "../io/safetensors.ts";
 import type { AdamWOptions } from "../optim/adamw.ts";
-import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import type { ParameterBytes } from "../optim/mixed_precision.ts";
+import { type DType, DTYPE_BYTES, DTYPE_CODE, Tensor } from "../tensor.ts";
 import type { DataParallel } from "./ddp.ts";
 
 /** Options of {@link DistributedOptimizer}: AdamW's. */
 export type DistributedOptimizerOptions = AdamWOptions;
+
+/**
+ * Bytes per parameter and rank with the distributed optimizer over `d` data-parallel
+ * ranks (Megatron's table): fp32 4 + 4 + 8/d; bf16 or fp16 parameters with fp32
+ * gradients 2 + 4 + 12/d (main parameters and both moments are sharded).
+ *
+ * @param dtype the model's parameter dtype
+ * @param d the data-parallel size
+ * @returns bytes per parameter by component
+ * @example
+ * ```ts
+ * import { distributedBytesPerParameter } from "./zero.ts";
+ * console.log(distributedBytesPerParameter("bf16", 4).total); // 9
+ * ```
+ */
+export function distributedBytesPerParameter(dtype: DType, d: number): ParameterBytes {
+  if (dtype === "i32") throw new DenotronError("parameters are float, not i32");
+  if (!(Number.isInteger(d) && d >= 1)) {
+    throw new DenotronError(`the data-parallel size must be a positive integer, got ${d}`);
+  }
+  const modelParams = DTYPE_BYTES[dtype], grads = 4;
+  const mainParams = dtype === "f32" ? 0 : 4 / d;
+  const adamMoments = 8 / d;
+  return {
+    modelParams,
+    grads,
+    mainParams,
+    adamMoments,
+    total: modelParams + grads + mainParams + adamMoments,
+  };
+}
 
 /** One slice of a parameter that this rank updates: flat offset, length, decay. */
 interface Piece {
@@ -61,11 +97,14 @@ export class DistributedOptimizer {
   readonly m: Tensor;
   /** Second moments of this rank's shard. */
   readonly v: Tensor;
+  /** fp32 main parameters of this rank's shard (compact); null for an fp32 model. */
+  readonly main: Tensor | null;
   /** The parameter slices this rank updates, in flat-buffer coordinates. */
   readonly pieces: readonly Readonly<Piece>[];
   readonly #lists: {
     n: bigint;
     params: BigUint64Array;
+    main: BigUint64Array;
     grads: BigUint64Array;
     m: BigUint64Array;
     v: BigUint64Array;
@@ -106,17 +145,85 @@ export class DistributedOptimizer {
     const device = flat.data.device;
     this.m = Tensor.zeros([Math.max(total, 1)], { device });
     this.v = Tensor.zeros([Math.max(total, 1)], { device });
-    const at = (t: Tensor, off: number) => t.address + BigInt(off * 4);
+    this.main = flat.data.dtype === "f32" ? null : Tensor.zeros([Math.max(total, 1)], { device });
+    const at = (t: Tensor, off: number) => t.address + BigInt(off * DTYPE_BYTES[t.dtype]);
     let compact = 0;
     const mOff = pieces.map((p) => (compact += p.length) - p.length);
     this.#lists = {
       n: BigInt(pieces.length),
       params: BigUint64Array.from(pieces, (p) => at(flat.data, p.offset)),
+      main: BigUint64Array.from(pieces, (_, i) => at(this.main ?? this.m, mOff[i])),
       grads: BigUint64Array.from(pieces, (p) => at(flat.grad, p.offset)),
       m: BigUint64Array.from(pieces, (_, i) => at(this.m, mOff[i])),
       v: BigUint64Array.from(pieces, (_, i) => at(this.v, mOff[i])),
       sizes: BigInt64Array.from(pieces, (p) => BigInt(p.length)),
       wd: Float32Array.from(pieces, (p) => (p.decay ? o.weightDecay : 0)),
+    };
+    this.syncMainFromModel();
+  }
+
+  /** Copies this rank's shard of the (16-bit) model parameters into the fp32 main copy. */
+  syncMainFromModel(): void {
+    if (!this.main) return;
+    const all = this.ddp.params.data.toArray() as Float32Array;
+    this.main.copyFromHost(this.#compact(all));
+  }
+
+  /** This rank's pieces of a flat-buffer-shaped array, one after another. */
+  #compact(a: Float32Array): Float32Array {
+    const out = new Float32Array(this.m.numel);
+    let k = 0;
+    for (const p of this.pieces) {
+      out.set(a.subarray(p.offset, p.offset + p.length), k);
+      k += p.length;
+    }
+    return out;
+  }
+
+  /**
+   * One read of this rank's shard of the averaged gradients, combined over the group:
+   * whether `scale · grad` holds inf or NaN anywhere (MAX) and its squared norm (SUM).
+   * Call after `ddp.finishGradSync()`.
+   *
+   * @param scale usually 1 / (loss scale · micro-batches)
+   */
+  checkGrads(scale: number): { foundInf: boolean; normSq: number } {
+    const lib = this.m.device.lib;
+    const l = this.#lists;
+    const found = new Int32Array(1);
+    const normSq = new Float64Array(1);
+    if (l.n > 0n) {
+      lib.check(
+        lib.sym.dn_grad_check(DTYPE_CODE.f32, l.n, l.grads, l.sizes, scale, found, normSq),
+        "DistributedOptimizer.checkGrads",
+      );
+    }
+    using f = Tensor.fromArray([found[0]], [1], { device: this.m.device });
+    this.ddp.group.allReduce(f, "max");
+    const foundInf = f.item() !== 0;
+    if (foundInf) return { foundInf, normSq: Infinity };
+    using t = Tensor.fromArray([normSq[0]], [1], { device: this.m.device });
+    this.ddp.group.allReduce(t);
+    return { foundInf, normSq: t.item() };
+  }
+
+  /**
+   * Bytes per parameter this rank holds, from the buffers' sizes (compare
+   * {@linkcode distributedBytesPerParameter}).
+   */
+  bytesPerParameter(): ParameterBytes {
+    const flat = this.ddp.params;
+    const n = flat.entries.reduce((s, e) => s + e.tensor.numel, 0);
+    const shard = this.shardSize;
+    const modelParams = DTYPE_BYTES[flat.data.dtype], grads = DTYPE_BYTES[flat.grad.dtype];
+    const mainParams = this.main ? (4 * shard) / n : 0;
+    const adamMoments = (8 * shard) / n;
+    return {
+      modelParams,
+      grads,
+      mainParams,
+      adamMoments,
+      total: modelParams + grads + mainParams + adamMoments,
     };
   }
 
@@ -153,7 +260,28 @@ export class DistributedOptimizer {
     const l = this.#lists;
     this.stepCount++;
     const lib = this.m.device.lib;
-    if (l.n > 0n) {
+    if (l.n > 0n && this.main) {
+      lib.check(
+        lib.sym.dn_adamw_mixed(
+          DTYPE_CODE[this.ddp.params.data.dtype],
+          l.n,
+          l.params,
+          l.main,
+          l.grads,
+          l.m,
+          l.v,
+          l.sizes,
+          l.wd,
+          lr,
+          o.beta1,
+          o.beta2,
+          o.eps,
+          BigInt(this.stepCount),
+          gradScale,
+        ),
+        "DistributedOptimizer.step",
+      );
+    } else if (l.n > 0n) {
       lib.check(
         lib.sym.dn_adamw(
           DTYPE_CODE.f32,
@@ -180,10 +308,27 @@ export class DistributedOptimizer {
     }
   }
 
-  /** Frees the moment buffers. */
+  /** Frees the moment and main-parameter buffers. Safe to call twice. */
   dispose(): void {
+    if (this.m.disposed) return;
     this.m.dispose();
     this.v.dispose();
+    this.main?.dispose();
+  }
+
+  /**
+   * Takes this rank's pieces of a whole optimizer state (flat-buffer layout): moments,
+   * step count, and the fp32 main parameters when saved (else they restart from the
+   * model's parameters).
+   *
+   * @param s the state, e.g. from {@linkcode readOptimizerShards}
+   */
+  loadFlatState(s: FlatOptimizerState): void {
+    this.m.copyFromHost(this.#compact(s.m));
+    this.v.copyFromHost(this.#compact(s.v));
+    if (this.main && s.main) this.main.copyFromHost(this.#compact(s.main));
+    else this.syncMainFromModel();
+    this.stepCount = s.stepCount;
   }
 }
 
@@ -209,12 +354,19 @@ export async function saveOptimizerShards(dir: string, opt: DistributedOptimizer
   const v = (opt.v.toArray() as Float32Array).subarray(0, n);
   const ranges = Int32Array.from(opt.pieces.flatMap((p) => [p.offset, p.length]));
   const path = shardFile(dir, g.rank, g.size);
+  const tensors = new Map([
+    ["m", tensorEntry("F32", [n], m)],
+    ["v", tensorEntry("F32", [n], v)],
+    ["ranges", tensorEntry("I32", [opt.pieces.length, 2], ranges)],
+  ]);
+  if (opt.main) {
+    tensors.set(
+      "main",
+      tensorEntry("F32", [n], (opt.main.toArray() as Float32Array).subarray(0, n)),
+    );
+  }
   await writeSafetensors(path, {
-    tensors: new Map([
-      ["m", tensorEntry("F32", [n], m)],
-      ["v", tensorEntry("F32", [n], v)],
-      ["ranges", tensorEntry("I32", [opt.pieces.length, 2], ranges)],
-    ]),
+    tensors,
     metadata: {
       format: "denotron-optimizer-shard",
       stepCount: String(opt.stepCount),
@@ -226,22 +378,33 @@ export async function saveOptimizerShards(dir: string, opt: DistributedOptimizer
   return path;
 }
 
+/** A whole optimizer state laid out like the flat parameter buffer. */
+export interface FlatOptimizerState {
+  m: Float32Array;
+  v: Float32Array;
+  /** fp32 main parameters; null when the run kept none (fp32) or did not save them. */
+  main: Float32Array | null;
+  stepCount: number;
+  /** The data-parallel size that wrote it (1 for an unsharded checkpoint). */
+  dataParallelSize: number;
+}
+
 /**
- * Loads the optimizer shards found in `dir` into `opt`, whatever data-parallel size
- * wrote them: the moments of every saved range are laid out over the flat buffer, then
- * this rank takes its own pieces.
+ * Reads the optimizer shards found in `dir`, whatever data-parallel size wrote them,
+ * and lays every saved range out over the flat buffer.
  *
  * @param dir the checkpoint directory
- * @param opt the optimizer to fill
- * @returns the data-parallel size that wrote the checkpoint
+ * @param flatSize elements of the model's flat buffer (checked against the shards)
+ * @returns the whole state, or null when `dir` holds no shards
  */
-export async function loadOptimizerShards(dir: string, opt: DistributedOptimizer): Promise<number> {
+export async function readOptimizerShards(
+  dir: string,
+  flatSize: number,
+): Promise<FlatOptimizerState | null> {
   const files = [...Deno.readDirSync(dir)]
     .map((e) => e.name.match(/^optimizer_shard_(\d+)_of_(\d+)\.safetensors$/))
     .filter((m): m is RegExpMatchArray => m !== null);
-  if (files.length === 0) {
-    throw new DenotronError(`${dir} holds no optimizer_shard_*_of_*.safetensors`);
-  }
+  if (files.length === 0) return null;
   const size = Number(files[0][2]);
   if (files.length !== size || files.some((f) => Number(f[2]) !== size)) {
     throw new DenotronError(
@@ -250,8 +413,8 @@ export async function loadOptimizerShards(dir: string, opt: DistributedOptimizer
       }`,
     );
   }
-  const flatSize = opt.ddp.params.data.numel;
   const m = new Float32Array(flatSize), v = new Float32Array(flatSize);
+  let main: Float32Array | null = null;
   let step: number | undefined;
   for (const f of files) {
     const file = await readSafetensors(`${dir}/${f[0]}`);
@@ -269,26 +432,36 @@ export async function loadOptimizerShards(dir: string, opt: DistributedOptimizer
     }
     step = s;
     const ranges = typedView(file.tensors.get("ranges")!) as Int32Array;
-    const fm = typedView(file.tensors.get("m")!) as Float32Array;
-    const fv = typedView(file.tensors.get("v")!) as Float32Array;
+    const parts: [Float32Array, Float32Array][] = [
+      [m, typedView(file.tensors.get("m")!) as Float32Array],
+      [v, typedView(file.tensors.get("v")!) as Float32Array],
+    ];
+    const savedMain = file.tensors.get("main");
+    if (savedMain) {
+      main ??= new Float32Array(flatSize);
+      parts.push([main, typedView(savedMain) as Float32Array]);
+    }
     let k = 0;
     for (let i = 0; i < ranges.length; i += 2) {
-      m.set(fm.subarray(k, k + ranges[i + 1]), ranges[i]);
-      v.set(fv.subarray(k, k + ranges[i + 1]), ranges[i]);
+      for (const [to, from] of parts) to.set(from.subarray(k, k + ranges[i + 1]), ranges[i]);
       k += ranges[i + 1];
     }
   }
-  const mine = (a: Float32Array) => {
-    const out = new Float32Array(opt.m.numel);
-    let k = 0;
-    for (const p of opt.pieces) {
-      out.set(a.subarray(p.offset, p.offset + p.length), k);
-      k += p.length;
-    }
-    return out;
-  };
-  opt.m.copyFromHost(mine(m));
-  opt.v.copyFromHost(mine(v));
-  opt.stepCount = step!;
-  return size;
+  return { m, v, main, stepCount: step!, dataParallelSize: size };
+}
+
+/**
+ * Loads the optimizer shards found in `dir` into `opt`, whatever data-parallel size
+ * wrote them: the saved ranges are laid out over the flat buffer, then this rank takes
+ * its own pieces.
+ *
+ * @param dir the checkpoint directory
+ * @param opt the optimizer to fill
+ * @returns the data-parallel size that wrote the checkpoint
+ */
+export async function loadOptimizerShards(dir: string, opt: DistributedOptimizer): Promise<number> {
+  const s = await readOptimizerShards(dir, opt.ddp.params.data.numel);
+  if (!s) throw new DenotronError(`${dir} holds no optimizer_shard_*_of_*.safetensors`);
+  opt.loadFlatState(s);
+  return s.dataParallelSize;
 }

@@ -3,14 +3,17 @@
  *
  * defines: CHECKPOINT_FORMAT_VERSION, CheckpointState, CheckpointError,
  *          checkpointName, listCheckpoints, latestCheckpoint, saveCheckpoint,
- *          loadCheckpoint
+ *          loadCheckpoint, resolveCheckpoint, readOptimizerState
  *
  * Layout of a save directory:
  *
  * ```
  * DIR/latest                        "iter_0000100" (written atomically)
  * DIR/iter_0000100/model.safetensors       parameters by name, f32
- * DIR/iter_0000100/optimizer.safetensors   AdamW moments: m.NAME and v.NAME
+ * DIR/iter_0000100/optimizer.safetensors   AdamW moments: m.NAME and v.NAME (and the
+ *                                          fp32 main parameters main.NAME of a 16-bit model)
+ * DIR/iter_0000100/optimizer_shard_RRR_of_DDD.safetensors
+ *                                          instead, with the distributed optimizer
  * DIR/iter_0000100/state.json              iteration, optimizer step, RNG,
  *                                          data position, config, format version
  * ```
@@ -32,6 +35,9 @@ import {
 } from "../io/safetensors.ts";
 import type { GPT } from "../nn/gpt.ts";
 import type { AdamW } from "../optim/adamw.ts";
+import type { GradScalerState } from "../optim/grad_scaler.ts";
+import { MixedPrecisionAdamW } from "../optim/mixed_precision.ts";
+import { type FlatOptimizerState, readOptimizerShards } from "../parallel/zero.ts";
 import type { GeneratorState } from "../random.ts";
 
 /** Bumped when the layout or the meaning of a field changes. */
@@ -59,6 +65,10 @@ export interface CheckpointState {
   config: unknown;
   /** When it was written (ISO 8601). */
   savedAt: string;
+  /** The fp16 loss scaler's state (absent for fp32 and bf16 runs). */
+  lossScaler?: GradScalerState;
+  /** Steps skipped because their gradients overflowed (fp16). */
+  skippedSteps?: number;
 }
 
 /** A checkpoint that cannot be saved or loaded; the message names the file or tensor. */
@@ -127,7 +137,16 @@ export async function latestCheckpoint(dir: string): Promise<string | null> {
 /** What {@link saveCheckpoint} saves. */
 export interface SaveOptions {
   model: GPT;
-  optimizer: AdamW;
+  /** Absent when the optimizer state is sharded (`writeExtra` writes the shards). */
+  optimizer?: AdamW;
+  /** The optimizer's step count when `optimizer` is absent. */
+  optimizerStepCount?: number;
+  /** Writes more files into the checkpoint directory before it is renamed into place. */
+  writeExtra?: (tmpDir: string) => Promise<void>;
+  /** The fp16 loss scaler's state. */
+  lossScaler?: GradScalerState;
+  /** Steps skipped so far (fp16). */
+  skippedSteps?: number;
   /** Optimizer steps completed. */
   iteration: number;
   /** Training samples consumed. */
@@ -167,15 +186,20 @@ export async function saveCheckpoint(dir: string, s: SaveOptions): Promise<strin
   try {
     await Deno.mkdir(tmp);
     await writeSafetensors(`${tmp}/${MODEL_FILE}`, modelTensors(s.model));
-    await writeSafetensors(`${tmp}/${OPTIMIZER_FILE}`, optimizerTensors(s.model, s.optimizer));
+    if (s.optimizer) {
+      await writeSafetensors(`${tmp}/${OPTIMIZER_FILE}`, optimizerTensors(s.model, s.optimizer));
+    }
+    await s.writeExtra?.(tmp);
     const state: CheckpointState = {
       formatVersion: CHECKPOINT_FORMAT_VERSION,
       iteration: s.iteration,
-      optimizerStepCount: s.optimizer.stepCount,
+      optimizerStepCount: s.optimizer?.stepCount ?? s.optimizerStepCount ?? 0,
       rng: s.model.rng.state(),
       consumedSamples: s.consumedSamples,
       config: s.config,
       savedAt: new Date().toISOString(),
+      ...(s.lossScaler ? { lossScaler: s.lossScaler } : {}),
+      ...(s.skippedSteps !== undefined ? { skippedSteps: s.skippedSteps } : {}),
     };
     await writeText(`${tmp}/${STATE_FILE}`, JSON.stringify(state, null, 2) + "\n");
     await replaceDir(tmp, final);
@@ -226,18 +250,67 @@ function modelTensors(model: GPT): SafetensorsFile {
   };
 }
 
-/** The moments per parameter, so the file does not depend on the flat buffer's padding. */
+/**
+ * The moments per parameter, so the file does not depend on the flat buffer's padding;
+ * with a 16-bit model also the fp32 main parameters, so a resumed run continues from
+ * the exact main copy rather than from its rounded 16-bit weights.
+ */
 function optimizerTensors(model: GPT, opt: AdamW): SafetensorsFile {
   const m = opt.m.toArray();
   const v = opt.v.toArray();
+  const main = hasMainCopy(model, opt) ? opt.main.toArray() : null;
   const tensors = new Map();
   for (const e of model.params.entries) {
     const shape = [...e.tensor.shape];
     const slice = (a: Float32Array | Int32Array) => a.subarray(e.offset, e.offset + e.tensor.numel);
     tensors.set(`m.${e.name}`, tensorEntry("F32", shape, slice(m)));
     tensors.set(`v.${e.name}`, tensorEntry("F32", shape, slice(v)));
+    if (main) tensors.set(`main.${e.name}`, tensorEntry("F32", shape, slice(main)));
   }
   return { tensors, metadata: { stepCount: String(opt.stepCount) } };
+}
+
+/**
+ * The whole optimizer state of a checkpoint, laid out like the model's flat buffer:
+ * from `optimizer.safetensors`, or from the distributed optimizer's shards put together.
+ *
+ * @param path a checkpoint directory, or a save directory (its latest)
+ * @param model the model it belongs to (names, shapes, flat layout)
+ * @returns moments, main parameters (null when not saved) and step count
+ */
+export async function readOptimizerState(path: string, model: GPT): Promise<FlatOptimizerState> {
+  const dir = await resolveCheckpoint(path);
+  return await readFlatOptimizer(dir, model, await readState(`${dir}/${STATE_FILE}`));
+}
+
+async function readFlatOptimizer(
+  dir: string,
+  model: GPT,
+  state: CheckpointState,
+): Promise<FlatOptimizerState> {
+  const file = `${dir}/${OPTIMIZER_FILE}`;
+  // Saved by the distributed optimizer: the shards, put together.
+  const shards = await Deno.stat(file).then(
+    () => null,
+    () =>
+      readOptimizerShards(dir, model.params.data.numel).catch((e) => {
+        throw new CheckpointError((e as Error).message);
+      }),
+  );
+  if (shards) return shards;
+  const tensors = await readFloatTensors(file);
+  const withMain = Object.keys(tensors).some((k) => k.startsWith("main."));
+  expectParameters(model, tensors, file, withMain ? ["m.", "v.", "main."] : ["m.", "v."]);
+  return {
+    ...flatMoments(model, tensors, withMain),
+    stepCount: state.optimizerStepCount,
+    dataParallelSize: 1,
+  };
+}
+
+/** Whether `opt` keeps fp32 main parameters apart from the model's 16-bit ones. */
+function hasMainCopy(model: GPT, opt: AdamW): opt is MixedPrecisionAdamW {
+  return opt instanceof MixedPrecisionAdamW && model.params.data.dtype !== "f32";
 }
 
 /** What {@link loadCheckpoint} restores into. */
@@ -264,25 +337,25 @@ export async function loadCheckpoint(path: string, targets: LoadTargets): Promis
   const weightsFile = `${dir}/${MODEL_FILE}`;
   const weights = await readFloatTensors(weightsFile);
   expectParameters(model, weights, weightsFile, [""]);
-  let moments: { m: Float32Array; v: Float32Array } | undefined;
-  if (optimizer) {
-    const file = `${dir}/${OPTIMIZER_FILE}`;
-    const tensors = await readFloatTensors(file);
-    expectParameters(model, tensors, file, ["m.", "v."]);
-    moments = flatMoments(model, tensors);
-  }
+  const moments = optimizer ? await readFlatOptimizer(dir, model, state) : undefined;
   // Everything is checked: from here on nothing can fail half way.
   model.loadStateDict(weights, weightsFile);
   if (optimizer && moments) {
     optimizer.m.copyFromHost(moments.m);
     optimizer.v.copyFromHost(moments.v);
     optimizer.stepCount = state.optimizerStepCount;
+    if (hasMainCopy(model, optimizer)) {
+      // Without saved main parameters the fp32 copy restarts from the 16-bit weights.
+      if (moments.main) optimizer.main.copyFromHost(moments.main);
+      else optimizer.syncMainFromModel();
+    }
   }
   model.rng.setState(state.rng);
   return state;
 }
 
-async function resolveCheckpoint(path: string): Promise<string> {
+/** The checkpoint directory `path` names (itself, or a save directory's latest). */
+export async function resolveCheckpoint(path: string): Promise<string> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
@@ -395,12 +468,18 @@ function expectParameters(
 function flatMoments(
   model: GPT,
   tensors: Record<string, { shape: number[]; data: Float32Array }>,
-): { m: Float32Array; v: Float32Array } {
+  withMain = false,
+): { m: Float32Array; v: Float32Array; main: Float32Array | null } {
   const n = model.params.data.numel;
-  const flat = { m: new Float32Array(n), v: new Float32Array(n) };
+  const flat = {
+    m: new Float32Array(n),
+    v: new Float32Array(n),
+    main: withMain ? new Float32Array(n) : null,
+  };
   for (const e of model.params.entries) {
     flat.m.set(tensors[`m.${e.name}`].data, e.offset);
     flat.v.set(tensors[`v.${e.name}`].data, e.offset);
+    flat.main?.set(tensors[`main.${e.name}`].data, e.offset);
   }
   return flat;
 }

@@ -77,6 +77,11 @@ export interface ParallelConfig {
   recomputeMethod: "uniform" | "block" | null;
   /** With "full": layers per recomputed group (uniform) or per stage (block). */
   recomputeNumLayers: number | null;
+  /**
+   * ZeRO-1 (Megatron's `--use-distributed-optimizer`): under the launcher each
+   * data-parallel rank keeps optimizer state for its shard only.
+   */
+  useDistributedOptimizer: boolean;
 }
 
 /** Evaluation. */
@@ -220,6 +225,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = deepFreeze<TrainConfig>({
     recomputeGranularity: null,
     recomputeMethod: null,
     recomputeNumLayers: null,
+    useDistributedOptimizer: false,
   },
   eval: { evalInterval: 100, evalIters: 20 },
   checkpoints: { save: "runs/sotu", saveInterval: 200, keepLast: 2, load: null },
@@ -323,6 +329,7 @@ const SPEC: Record<string, KeySpec> = {
     nullable: true,
   },
   recomputeNumLayers: int("parallel", 1, { nullable: true }),
+  useDistributedOptimizer: { section: "parallel", kind: "bool" },
   evalInterval: int("eval", 1),
   evalIters: int("eval", 0),
   save: { section: "checkpoints", kind: "string", nullable: true },

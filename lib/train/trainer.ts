@@ -14,6 +14,11 @@
  * 3. AdamW at the schedule's rate for this iteration (weight decay on the
  *    matrices only), then the gradients are zeroed.
  *
+ * Under the launcher, pass the data-parallel group: each rank then reads its own
+ * slice of every global batch, DataParallel averages the gradients (communicating on
+ * the last micro-batch only), `useDistributedOptimizer` shards the optimizer state
+ * (ZeRO-1), evaluation and losses are averaged over the ranks, and only rank 0 logs.
+ *
  * `train()` adds the cadence around it: logging, evaluation, checkpoints, the
  * loss plot, and a yield to the event loop between steps so a notebook or a
  * server stays responsive.
@@ -33,12 +38,21 @@ import {
   MixedPrecisionAdamW,
   mixedPrecisionStep,
 } from "../optim/mixed_precision.ts";
+import { DataParallel } from "../parallel/ddp.ts";
+import type { ProcessGroup } from "../parallel/process_group.ts";
+import { DistributedOptimizer, saveOptimizerShards } from "../parallel/zero.ts";
 import { type Curriculum, curriculumFromConfig, type StepPlan } from "../curriculum/curriculum.ts";
 import type { BatchSource } from "../curriculum/data.ts";
 import { truncateBatch } from "../curriculum/seqlen.ts";
 import { flopsPerStep } from "../plan/flops.ts";
 import { Tensor, tidy } from "../tensor.ts";
-import { type CheckpointState, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import {
+  checkpointName,
+  type CheckpointState,
+  loadCheckpoint,
+  readOptimizerState,
+  saveCheckpoint,
+} from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
 import {
   type EvalRecord,
@@ -126,6 +140,11 @@ export interface TrainerOptions {
    * group (MAX). The distributed runtime supplies it. @default the rank's own flag
    */
   reduceFoundInf?: FoundInfReducer;
+  /**
+   * The data-parallel group (under the launcher). Absent: one process trains on the
+   * whole batch, as without the distributed runtime.
+   */
+  dataParallelGroup?: ProcessGroup;
 }
 
 /** The outcome of one optimizer step. */
@@ -185,7 +204,11 @@ export interface EvalResult {
 export class Trainer {
   readonly config: TrainConfig;
   readonly model: GPT;
-  readonly optimizer: AdamW;
+  /** AdamW (or its mixed-precision form); with `useDistributedOptimizer`, ZeRO-1. */
+  readonly optimizer: AdamW | DistributedOptimizer;
+  /** Gradient averaging over the data-parallel group; null in a single process. */
+  readonly ddp: DataParallel | null;
+  /** The learning rate of each step (`at(iteration)` is read once per step). */
   readonly schedule: LrSchedule;
   readonly tokenizer: Tokenizer;
   readonly trainData: GptDataset;
@@ -224,6 +247,18 @@ export class Trainer {
         `globalBatchSize ${t.globalBatchSize} is not a multiple of microBatchSize ${t.microBatchSize}`,
       );
     }
+    const dpGroup = options.dataParallelGroup;
+    const dp = dpGroup?.size ?? 1;
+    if (t.globalBatchSize % (t.microBatchSize * dp) !== 0) {
+      throw new Error(
+        `globalBatchSize ${t.globalBatchSize} is not a multiple of microBatchSize ` +
+          `${t.microBatchSize} × data-parallel size ${dp}; choose a global batch of ` +
+          `${
+            t.microBatchSize * dp *
+            Math.max(1, Math.round(t.globalBatchSize / (t.microBatchSize * dp)))
+          }`,
+      );
+    }
     if (options.train.seqLength !== c.model.seqLength) {
       throw new Error(
         `the training data has samples of ${options.train.seqLength} tokens, the config's ` +
@@ -247,7 +282,16 @@ export class Trainer {
       eps: t.adamEps,
       weightDecay: t.weightDecay,
     };
-    this.optimizer = dtype === "f32"
+    this.ddp = dpGroup
+      ? new DataParallel(this.model.params, dpGroup, {
+        reduceScatter: c.parallel.useDistributedOptimizer,
+      })
+      : null;
+    // Every replica starts from rank 0's weights.
+    this.ddp?.broadcastParameters();
+    this.optimizer = this.ddp?.reduceScatter
+      ? new DistributedOptimizer(this.ddp, adam)
+      : dtype === "f32"
       ? new AdamW(this.model.params, adam)
       : new MixedPrecisionAdamW(this.model.params, adam);
     this.scaler = !p.fp16
@@ -260,7 +304,10 @@ export class Trainer {
         growthInterval: p.lossScaleWindow,
         hysteresis: p.hysteresis,
       });
-    this.#reduceFoundInf = options.reduceFoundInf;
+    const ddpGroup = this.ddp?.group;
+    this.#reduceFoundInf = ddpGroup && !this.ddp!.reduceScatter
+      ? (f) => maxOverGroup(ddpGroup, (options.reduceFoundInf ?? ((x) => x))(f))
+      : options.reduceFoundInf;
     this.schedule = new LrSchedule({
       lr: t.lr,
       minLr: t.minLr,
@@ -268,7 +315,7 @@ export class Trainer {
       decayIters: t.lrDecayIters ?? t.trainIters,
       decayStyle: t.lrDecayStyle,
     });
-    this.#batches = new GptBatchIterator(this.trainData, { microBatchSize: t.microBatchSize });
+    this.#batches = new GptBatchIterator(this.trainData, this.#batchOptions(0));
     if (options.batches) this.#batches = options.batches;
     this.curriculum = options.curriculum !== undefined
       ? options.curriculum
@@ -286,6 +333,25 @@ export class Trainer {
       vocabSize: g.vocabSize,
       seqLength: c.model.seqLength,
     }, t.globalBatchSize).model;
+  }
+
+  /** This rank's place in the data-parallel group (0 of 1 in a single process). */
+  get dataParallelRank(): number {
+    return this.ddp?.group.rank ?? 0;
+  }
+
+  /** Ranks that share each global batch. */
+  get dataParallelSize(): number {
+    return this.ddp?.group.size ?? 1;
+  }
+
+  #batchOptions(consumedSamples: number) {
+    return {
+      microBatchSize: this.config.training.microBatchSize,
+      consumedSamples,
+      dataParallelRank: this.dataParallelRank,
+      dataParallelSize: this.dataParallelSize,
+    };
   }
 
   /** Training samples consumed so far: the data position a checkpoint saves. */
@@ -327,11 +393,11 @@ export class Trainer {
     if (!Number.isInteger(plan.seqLength) || plan.seqLength < 1 || plan.seqLength > T) {
       throw new Error(`step ${this.iteration}: seqLength ${plan.seqLength} is outside 1..${T}`);
     }
-    const unit = c.training.microBatchSize;
+    const unit = c.training.microBatchSize * this.dataParallelSize;
     if (!(plan.globalBatchSize >= unit) || plan.globalBatchSize % unit !== 0) {
       throw new Error(
         `step ${this.iteration}: globalBatchSize ${plan.globalBatchSize} is not a positive ` +
-          `multiple of microBatchSize (${unit})`,
+          `multiple of microBatchSize × data-parallel size (${unit})`,
       );
     }
     if (!(plan.lr >= 0 && Number.isFinite(plan.lr))) {
@@ -427,13 +493,17 @@ export class Trainer {
     const t0 = performance.now();
     const t = this.config.training;
     const plan = this.nextPlan(overrides);
-    const k = plan.globalBatchSize / t.microBatchSize;
+    // micro-batches per rank
+    const k = plan.globalBatchSize / (t.microBatchSize * this.dataParallelSize);
     const lr = plan.lr;
+    const ddp = this.ddp;
     this.model.train();
     let lossSum = 0;
     // fp16: backward starts from the loss scale instead of 1
     const scale = this.scaler?.scale ?? 1;
     for (let i = 0; i < k; i++) {
+      // Only the last micro-batch's backward averages gradients over the ranks.
+      if (ddp) ddp.isLastMicroBatch = i === k - 1;
       const batch = truncateBatch(this.#batches.next(), plan.seqLength);
       lossSum += tidy(() => {
         const [x, y] = this.#batchTensors(batch.inputs, batch.targets, plan.seqLength);
@@ -442,8 +512,13 @@ export class Trainer {
         return loss.item();
       });
     }
-    if (this.optimizer instanceof MixedPrecisionAdamW) {
-      const r = mixedPrecisionStep(this.optimizer, {
+    if (ddp) {
+      ddp.finishGradSync();
+      lossSum = sumOverGroup(ddp.group, lossSum) / ddp.group.size;
+    }
+    const opt = this.optimizer;
+    if (opt instanceof MixedPrecisionAdamW || (opt instanceof DistributedOptimizer && opt.main)) {
+      const r = mixedPrecisionStep(opt, {
         lr,
         scaler: this.scaler,
         microBatches: k,
@@ -464,9 +539,10 @@ export class Trainer {
         ...(this.scaler ? { lossScale: r.lossScale, skipped: r.skipped } : {}),
       };
     }
-    const norm = gradNorm(this.model.params.grad) / k;
+    const norm =
+      (opt instanceof DistributedOptimizer ? opt.gradNorm() : gradNorm(this.model.params.grad)) / k;
     const clip = t.clipGrad > 0 ? clipFactor(norm, t.clipGrad) : 1;
-    this.optimizer.step(lr, clip / k);
+    opt.step(lr, clip / k);
     this.model.params.zeroGrad();
     this.consumedTokens += plan.globalBatchSize * plan.seqLength;
     this.iteration++;
@@ -500,6 +576,8 @@ export class Trainer {
     try {
       for (let i = 0; i < iters; i++) {
         const batch = batches.next();
+        // Data-parallel ranks split the micro-batches and add up their sums below.
+        if (i % this.dataParallelSize !== this.dataParallelRank) continue;
         this.#x.copyFromHost(batch.inputs);
         this.#y.copyFromHost(batch.targets);
         lossSum += noGrad(() => tidy(() => this.model.loss(this.#x, this.#y).item()));
@@ -507,6 +585,10 @@ export class Trainer {
       }
     } finally {
       this.model.train();
+    }
+    if (this.ddp) {
+      lossSum = sumOverGroup(this.ddp.group, lossSum);
+      if (countBytes) bytes = sumOverGroup(this.ddp.group, bytes);
     }
     if (countBytes) this.#evalBytes.set(iters, bytes);
     bytes = this.#evalBytes.get(iters)!;
@@ -529,9 +611,11 @@ export class Trainer {
    */
   async save(dir: string | null = this.config.checkpoints.save): Promise<string> {
     if (dir === null) throw new Error("save(): no save directory (set checkpoints.save)");
+    if (this.ddp) return await this.#saveDataParallel(dir);
     return await saveCheckpoint(dir, {
       model: this.model,
-      optimizer: this.optimizer,
+      optimizer: this.optimizer as AdamW,
+      ...this.#scalerState(),
       iteration: this.iteration,
       consumedSamples: this.consumedSamples,
       config: this.config,
@@ -547,16 +631,68 @@ export class Trainer {
    * @returns the saved state
    */
   async load(path: string): Promise<CheckpointState> {
-    const state = await loadCheckpoint(path, { model: this.model, optimizer: this.optimizer });
-    // The checkpoint holds the model's weights: the fp32 main copy restarts from them.
-    if (this.optimizer instanceof MixedPrecisionAdamW) this.optimizer.syncMainFromModel();
+    const opt = this.optimizer;
+    const zero = opt instanceof DistributedOptimizer ? opt : null;
+    // The fp32 main parameters come from the checkpoint when it has them, else from
+    // the loaded 16-bit weights.
+    const state = await loadCheckpoint(path, {
+      model: this.model,
+      optimizer: zero ? undefined : opt as AdamW,
+    });
+    // Shards of any data-parallel size, or a single-process optimizer file.
+    if (zero) zero.loadFlatState(await readOptimizerState(path, this.model));
+    if (state.lossScaler && this.scaler) this.scaler.loadStateDict(state.lossScaler);
+    this.skippedSteps = state.skippedSteps ?? this.skippedSteps;
     this.iteration = state.iteration;
     this.consumedTokens = this.#replayConsumedTokens(state.iteration);
-    this.#batches = new GptBatchIterator(this.trainData, {
-      microBatchSize: this.config.training.microBatchSize,
-      consumedSamples: state.consumedSamples,
-    });
+    this.#batches = new GptBatchIterator(this.trainData, this.#batchOptions(state.consumedSamples));
     return state;
+  }
+
+  /** The fp16 scaler's state and skipped-step count, for the checkpoint. */
+  #scalerState() {
+    return this.scaler
+      ? { lossScaler: this.scaler.stateDict(), skippedSteps: this.skippedSteps }
+      : {};
+  }
+
+  /**
+   * A checkpoint written by a data-parallel group: rank 0 writes the model and state
+   * (and, without ZeRO, the whole optimizer state, the same on every rank); with ZeRO
+   * every rank stages its optimizer shard first and rank 0 moves the shards into the
+   * checkpoint before it is renamed into place.
+   */
+  async #saveDataParallel(dir: string): Promise<string> {
+    const g = this.ddp!.group;
+    const name = checkpointName(this.iteration);
+    const stage = `${dir}/.shards-${name}`;
+    const zero = this.optimizer instanceof DistributedOptimizer ? this.optimizer : null;
+    if (zero) await saveOptimizerShards(stage, zero);
+    g.barrier();
+    let path = `${dir}/${name}`;
+    if (g.rank === 0) {
+      path = await saveCheckpoint(dir, {
+        model: this.model,
+        optimizer: zero ? undefined : this.optimizer as AdamW,
+        optimizerStepCount: this.optimizer.stepCount,
+        writeExtra: zero
+          ? async (tmp) => {
+            for (const e of Deno.readDirSync(stage)) {
+              await Deno.rename(`${stage}/${e.name}`, `${tmp}/${e.name}`);
+            }
+            await Deno.remove(stage);
+          }
+          : undefined,
+        ...this.#scalerState(),
+        iteration: this.iteration,
+        consumedSamples: this.consumedSamples,
+        config: this.config,
+        keepLast: this.config.checkpoints.keepLast,
+      });
+    }
+    // Nobody goes on (or reads the checkpoint) before it is in place.
+    g.barrier();
+    return path;
   }
 
   /** Frees the optimizer state, the batch buffers and an owned model. Safe to call twice. */
@@ -565,12 +701,26 @@ export class Trainer {
     this.#x.dispose();
     this.#y.dispose();
     this.optimizer.dispose();
+    this.ddp?.dispose();
     if (this.#ownsModel) this.model.dispose();
   }
 
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/** A number summed over the group's ranks (in fp32, the same on every rank). */
+function sumOverGroup(group: ProcessGroup, x: number): number {
+  using t = Tensor.fromArray([x], [1]);
+  group.allReduce(t);
+  return t.item();
+}
+
+function maxOverGroup(group: ProcessGroup, flag: boolean): boolean {
+  using t = Tensor.fromArray([flag ? 1 : 0], [1]);
+  group.allReduce(t, "max");
+  return t.item() !== 0;
 }
 
 /** Callbacks around each step. Both may be async; the loop awaits them. */
@@ -626,9 +776,12 @@ export async function train(trainer: Trainer, options: TrainOptions = {}): Promi
   const c = trainer.config;
   const total = c.training.trainIters;
   const runDir = options.runDir === undefined ? c.checkpoints.save : options.runDir;
-  const logger = options.logger ?? new ProgressLogger({ totalIterations: total });
+  // Under data parallelism only rank 0 logs and writes metrics and the plot.
+  const lead = trainer.dataParallelRank === 0;
+  const logger = options.logger ??
+    new ProgressLogger({ totalIterations: total, ...(lead ? {} : { write: () => {} }) });
   const hooks = options.hooks ?? {};
-  const metricsPath = runDir ? `${runDir}/metrics.jsonl` : undefined;
+  const metricsPath = runDir && lead ? `${runDir}/metrics.jsonl` : undefined;
   if (metricsPath && trainer.iteration === 0) await Deno.remove(metricsPath).catch(() => {});
   using metrics = metricsPath ? await MetricsWriter.open(metricsPath) : undefined;
   const start = performance.now();
