@@ -84,11 +84,13 @@ console.log(`# ${dev.info()}\n# ${R} rows, bf16 inputs, fp32 accumulation, ${rep
 for (const [name, out, inp, count] of shapes) {
   const bias = name !== "lm head";
   const fwd = time(false, true, R, out, inp, "bf16", 0, bias);
+  const fwdNoBias = time(false, true, R, out, inp, "bf16", 0, false);
   const dgrad = time(false, false, R, inp, out, "bf16", 0, false);
   const wgrad = time(true, false, out, inp, R, "f32", 1, false);
   const tf = (ms: number) => ((2 * R * out * inp) / (ms * 1e-3) / 1e12).toFixed(0);
   console.log(
-    `${name.padEnd(10)} (${out}x${inp}) x${count}: fwd ${fwd.toFixed(3)} ms ${tf(fwd)} TF/s, ` +
+    `${name.padEnd(10)} (${out}x${inp}) x${count}: fwd ${fwd.toFixed(3)} ms ${tf(fwd)} TF/s ` +
+      `(no bias ${fwdNoBias.toFixed(3)} ms), ` +
       `dgrad ${dgrad.toFixed(3)} ms ${tf(dgrad)} TF/s, wgrad ${wgrad.toFixed(3)} ms ${
         tf(wgrad)
       } TF/s`,

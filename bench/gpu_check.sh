@@ -3,10 +3,14 @@
 # and no Deno installed: unpacks dev/deno.xz, finds cuBLAS and NCCL (pip wheels under
 # site-packages/nvidia/*/lib, else a filesystem search), builds the CUDA and CPU
 # libraries, runs tests/cuda_test.ts (every op against float64 references, RNG parity,
-# single-rank NCCL all-reduce), the model tests on the GPU (the tiny GPT trains and
-# matches its float64 gradients), and the GPT-2 124M step benchmark. Every step runs
-# under `timeout`, capped by an overall deadline (DEADLINE_S, default 420 s), and a
-# short table closes the output. With $OUT set, everything is also written to
+# single-rank NCCL all-reduce) twice: with the fast paths (bf16 tensor-core attention,
+# one-pass layernorm backward, padded GEMM operands) and with the verified paths they
+# replace (DENOTRON_CUDA_ATTENTION=simple, DENOTRON_CUDA_LAYERNORM=simple,
+# DENOTRON_CUDA_GEMM_REPACK=0); the model tests on the GPU (the tiny GPT trains and
+# matches its float64 gradients); and the GPT-2 124M step in bf16 (fast paths if they
+# passed, and the verified paths) and fp32/TF32, with a table of tokens/s and MFU. Every
+# step runs under `timeout`, capped by an overall deadline (DEADLINE_S, default 420 s),
+# and a short table closes the output. With $OUT set, everything is also written to
 # $OUT/gpu_check.log. Without a GPU it stops after the build and says so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +28,7 @@ step() {
   local rem
   rem=$(left)
   if [ "$rem" -lt 15 ]; then
-    TABLE+=("$(printf '%-28s %-8s %s' "$name" SKIP "out of time")")
+    TABLE+=("$(printf '%-30s %-8s %s' "$name" SKIP "out of time")")
     return 1
   fi
   [ "$limit" -gt "$rem" ] && limit=$rem
@@ -36,7 +40,7 @@ step() {
   local dt=$(($(date +%s) - t0)) verdict=PASS
   [ $rc -eq 124 ] || [ $rc -eq 137 ] && verdict=TIMEOUT
   [ $rc -ne 0 ] && [ $verdict = PASS ] && verdict=FAIL
-  TABLE+=("$(printf '%-28s %-8s %4ss' "$name" "$verdict" "$dt")")
+  TABLE+=("$(printf '%-30s %-8s %4ss' "$name" "$verdict" "$dt")")
   return $rc
 }
 finish() {
@@ -97,26 +101,35 @@ if command -v cc >/dev/null || command -v gcc >/dev/null; then
 else
   echo "no C compiler: CPU comparisons (RNG parity) will fail; the float64 references still run"
 fi
-# The tensor-core attention (bf16, head size 64) and the simple kernel it falls back to,
-# each against the float64 references; the benchmark uses the fastest path that passed.
-ATTN=simple
-step "ops on cuda, mma attention" 150 deno test -A tests/cuda_test.ts && ATTN=mma
-DENOTRON_CUDA_ATTENTION=simple step "ops on cuda, simple attention" 150 \
-  deno test -A tests/cuda_test.ts
-DENOTRON_CUDA_TF32=0 DENOTRON_DEVICE=cuda step "tiny GPT on cuda (model_test)" 120 \
-  deno test -A tests/model_test.ts
-# bench NAME ARGS...: the GPT-2 124M step, its RESULT line kept for the table
+# The fast paths (tensor-core attention for bf16 head size 64, the one-pass layernorm
+# backward, padded/aligned GEMM operands) and the verified paths they replace, each
+# against the float64 references. If a fast path fails its tests, the benchmark runs
+# on the verified paths.
+SAFE=(DENOTRON_CUDA_ATTENTION=simple DENOTRON_CUDA_LAYERNORM=simple DENOTRON_CUDA_GEMM_REPACK=0)
+MODE=fast
+step "ops on cuda, fast paths" 150 deno test -A tests/cuda_test.ts || MODE=verified
+step "ops on cuda, verified paths" 150 env "${SAFE[@]}" deno test -A tests/cuda_test.ts
+step "tiny GPT on cuda, fast paths" 120 env DENOTRON_CUDA_TF32=0 DENOTRON_DEVICE=cuda \
+  deno test -A tests/model_test.ts ||
+  {
+    MODE=verified
+    step "tiny GPT on cuda, verified" 120 env "${SAFE[@]}" DENOTRON_CUDA_TF32=0 \
+      DENOTRON_DEVICE=cuda deno test -A tests/model_test.ts
+  }
+# bench NAME "VAR=VALUE ..." ARGS...: the GPT-2 124M step under those variables, its
+# RESULT line kept for the table
 declare -a RESULTS=()
 bench() {
-  local name=$1
-  shift
-  step "$name" 120 bash -o pipefail -c "deno run -A bench/gpt2_cuda.ts --steps 5 $* | tee '$TMP/bench'"
-  RESULTS+=("$(printf '%-28s %s' "$name" "$(grep '^RESULT' "$TMP/bench" 2>/dev/null)")")
+  local name=$1 vars=$2
+  shift 2
+  step "$name" 120 bash -o pipefail -c \
+    "env $vars deno run -A bench/gpt2_cuda.ts --steps 5 $* | tee '$TMP/bench'"
+  RESULTS+=("$(printf '%-30s %s' "$name" "$(grep '^RESULT' "$TMP/bench" 2>/dev/null)")")
   rm -f "$TMP/bench"
 }
-DENOTRON_CUDA_ATTENTION=$ATTN bench "GPT-2 124M bf16 ($ATTN attn)" --dtype bf16
-[ "$ATTN" = mma ] && DENOTRON_CUDA_ATTENTION=simple bench "GPT-2 124M bf16 (simple)" --dtype bf16
-bench "GPT-2 124M fp32/TF32" --dtype f32
+[ "$MODE" = fast ] && bench "GPT-2 124M bf16, fast paths" "" --dtype bf16
+bench "GPT-2 124M bf16, verified" "${SAFE[*]}" --dtype bf16
+bench "GPT-2 124M fp32/TF32" "" --dtype f32
 echo
 echo "=== GPT-2 124M, batch 16 x seq 1024 (MFU against the bf16 dense peak)"
 printf '%s\n' "${RESULTS[@]}"

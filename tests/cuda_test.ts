@@ -270,7 +270,7 @@ onGpu(
 // bf16 GEMMs whose odd sizes send every operand through the aligned repacking of
 // dn_matmul (unless DENOTRON_CUDA_GEMM_REPACK=0).
 onGpu("bf16 layernorm() and linear() with odd sizes on cuda match the float64 reference", (dev) => {
-  for (const [N, C] of [[70, 768], [9, 100], [3, 1100]]) {
+  for (const [N, C] of [[70, 768], [9, 100], [5, 1024], [3, 1100]]) {
     checkBf16(
       dev,
       `bf16 layernorm ${N}x${C}`,

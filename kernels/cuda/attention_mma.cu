@@ -3,10 +3,10 @@
  * head size 64, the path attention.cu takes for bf16 unless DENOTRON_CUDA_ATTENTION=simple.
  *
  * Every product here is one shape: a warp multiplies a 16x64 A held in registers by a
- * 64x64 B in shared memory into 16x64 fp32 accumulators (warp_gemm). A block is four
- * warps over a 64-row tile. B tiles are stored [n][k] (row n holds the k-run), so each
- * B fragment is one 32-bit shared load; where a product needs the other orientation the
- * tile is also stored transposed as it loads. An accumulator tile of 16x64 re-packs to
+ * 64x64 B in shared memory into 16x64 fp32 accumulators. A block is four warps over a
+ * 64-row tile. Tiles sit in shared memory as they are in global memory (row = token,
+ * 64 head dimensions); warp_gemm reads B(k, n) = tile[n][k] with 32-bit loads,
+ * warp_gemm_t reads B(k, n) = tile[k][n] with ldmatrix.trans. An accumulator tile re-packs to
  * bf16 as the A operand of the next product (scores -> probabilities -> P.V) without
  * leaving registers.
  *
@@ -81,6 +81,28 @@ __device__ __forceinline__ void warp_gemm(float acc[8][4], const uint32_t a[4][4
     }
 }
 
+/* acc(16x64) += A(16x64, registers) * B where B(k, n) = Xs[k * LDS + n]: the other
+ * orientation, read with ldmatrix.trans (each 8x8 block arrives transposed) so no tile
+ * needs a transposed copy. Lane l names row l%8 of block l/8: blocks 0, 1 are k-rows
+ * 0-7 and 8-15 of n-tile 2np, blocks 2, 3 the same of n-tile 2np+1. */
+__device__ __forceinline__ void warp_gemm_t(float acc[8][4], const uint32_t a[4][4],
+                                            const bf16 *Xs) {
+  int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int ks = 0; ks < 4; ks++)
+#pragma unroll
+    for (int np = 0; np < 4; np++) {
+      const bf16 *p = Xs + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS +
+                      8 * (2 * np + (lane >> 4));
+      uint32_t addr = (uint32_t)__cvta_generic_to_shared(p), b0, b1, b2, b3;
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                   : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
+                   : "r"(addr));
+      mma16816(acc[2 * np], a[ks], b0, b1);
+      mma16816(acc[2 * np + 1], a[ks], b2, b3);
+    }
+}
+
 /* A fragments of rows r0..r0+15 of a shared tile As[row * LDS + k] */
 __device__ __forceinline__ void load_a(uint32_t a[4][4], const bf16 *As, int r0) {
   int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -112,20 +134,15 @@ __device__ __forceinline__ void zero(float c[8][4]) {
     for (int e = 0; e < 4; e++) c[n][e] = 0.0f;
 }
 
-/* Rows r0..r0+63 of a (.., ld) bf16 tensor at column col into dst[r * LDS + d] and/or,
- * transposed, dstT[d * LDS + r] (either may be NULL); rows at or past T read as zero. */
-__device__ __forceinline__ void load_tile(bf16 *dst, bf16 *dstT, const bf16 *src, int64_t r0,
-                                          int64_t T, int64_t ld, int64_t col) {
+/* Rows r0..r0+63 of a (.., ld) bf16 tensor at column col into dst[r * LDS + d]; rows
+ * at or past T read as zero. */
+__device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int64_t r0, int64_t T,
+                                          int64_t ld, int64_t col) {
   for (int k = threadIdx.x; k < BR * (HD / 8); k += WARPS * 32) {
     int r = k / (HD / 8), d = (k % (HD / 8)) * 8;
     uint4 v = make_uint4(0, 0, 0, 0);
     if (r0 + r < T) v = *reinterpret_cast<const uint4 *>(src + (r0 + r) * ld + col + d);
-    if (dst) *reinterpret_cast<uint4 *>(dst + r * LDS + d) = v;
-    if (dstT) {
-      const bf16 *e = reinterpret_cast<const bf16 *>(&v);
-#pragma unroll
-      for (int i = 0; i < 8; i++) dstT[(d + i) * LDS + r] = e[i];
-    }
+    *reinterpret_cast<uint4 *>(dst + r * LDS + d) = v;
   }
 }
 
@@ -136,12 +153,12 @@ struct MmaDims {
 
 __global__ void __launch_bounds__(WARPS * 32)
     attn_mma_fwd_k(bf16 *out, float *lse, const bf16 *qkv, MmaDims D) {
-  __shared__ __align__(16) bf16 Qs[BR * LDS], Ks[BR * LDS], Vt[HD * LDS];
+  __shared__ __align__(16) bf16 Qs[BR * LDS], Ks[BR * LDS], Vs[BR * LDS];
   int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int qt = (int)(gridDim.x - 1 - blockIdx.x); /* the longest rows first */
   int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C, q0 = (int64_t)qt * BR;
   const bf16 *base = qkv + b * D.T * C3;
-  load_tile(Qs, NULL, base, q0, D.T, C3, h * HD);
+  load_tile(Qs, base, q0, D.T, C3, h * HD);
   __syncthreads();
   uint32_t qa[4][4];
   load_a(qa, Qs, 16 * w);
@@ -151,8 +168,8 @@ __global__ void __launch_bounds__(WARPS * 32)
   for (int kt = 0; kt <= qt; kt++) {
     int64_t k0 = (int64_t)kt * BR;
     __syncthreads();
-    load_tile(Ks, NULL, base, k0, D.T, C3, D.C + h * HD);
-    load_tile(NULL, Vt, base, k0, D.T, C3, 2 * D.C + h * HD);
+    load_tile(Ks, base, k0, D.T, C3, D.C + h * HD);
+    load_tile(Vs, base, k0, D.T, C3, 2 * D.C + h * HD);
     __syncthreads();
     float s[8][4];
     zero(s);
@@ -186,7 +203,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     for (int r = 0; r < 2; r++) l[r] = l[r] * corr[r] + sum[r]; /* lane-partial sums */
     uint32_t pa[4][4];
     acc_to_a(pa, s);
-    warp_gemm(o, pa, Vt);
+    warp_gemm_t(o, pa, Vs);
   }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -229,14 +246,14 @@ __device__ __forceinline__ void add_rows(bf16 *dst, int64_t ld, int64_t r0, int6
 __global__ void __launch_bounds__(WARPS * 32)
     attn_mma_dq_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                   const float *delta, MmaDims D) {
-  __shared__ __align__(16) bf16 Ks[BR * LDS], Vs[BR * LDS], Kt[HD * LDS];
+  __shared__ __align__(16) bf16 Ks[BR * LDS], Vs[BR * LDS];
   int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int qt = (int)(gridDim.x - 1 - blockIdx.x);
   int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C, q0 = (int64_t)qt * BR;
   const bf16 *base = qkv + b * D.T * C3;
   /* Q and dO pass through Ks and Vs on their way to registers */
-  load_tile(Ks, NULL, base, q0, D.T, C3, h * HD);
-  load_tile(Vs, NULL, dout + b * D.T * D.C, q0, D.T, D.C, h * HD);
+  load_tile(Ks, base, q0, D.T, C3, h * HD);
+  load_tile(Vs, dout + b * D.T * D.C, q0, D.T, D.C, h * HD);
   __syncthreads();
   uint32_t qa[4][4], ga[4][4];
   load_a(qa, Ks, 16 * w);
@@ -254,8 +271,8 @@ __global__ void __launch_bounds__(WARPS * 32)
   for (int kt = 0; kt <= qt; kt++) {
     int64_t k0 = (int64_t)kt * BR;
     __syncthreads();
-    load_tile(Ks, Kt, base, k0, D.T, C3, D.C + h * HD);
-    load_tile(Vs, NULL, base, k0, D.T, C3, 2 * D.C + h * HD);
+    load_tile(Ks, base, k0, D.T, C3, D.C + h * HD);
+    load_tile(Vs, base, k0, D.T, C3, 2 * D.C + h * HD);
     __syncthreads();
     float s[8][4], dp[8][4];
     zero(s);
@@ -273,7 +290,7 @@ __global__ void __launch_bounds__(WARPS * 32)
       }
     uint32_t da[4][4];
     acc_to_a(da, s);
-    warp_gemm(dq, da, Kt);
+    warp_gemm_t(dq, da, Ks);
   }
   add_rows(dqkv + b * D.T * C3, C3, q0 + 16 * w, D.T, h * HD, dq);
 }
@@ -282,15 +299,15 @@ __global__ void __launch_bounds__(WARPS * 32)
 __global__ void __launch_bounds__(WARPS * 32)
     attn_mma_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                    const float *delta, MmaDims D) {
-  __shared__ __align__(16) bf16 Qs[BR * LDS], Qt[HD * LDS], Gs[BR * LDS], Gt[HD * LDS];
+  __shared__ __align__(16) bf16 Qs[BR * LDS], Gs[BR * LDS];
   __shared__ float Ls[BR], Ds[BR];
   int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int kt = (int)blockIdx.x, nt = (int)gridDim.x; /* kt = 0 has the most work: first */
   int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C, k0 = (int64_t)kt * BR;
   const bf16 *base = qkv + b * D.T * C3, *gbase = dout + b * D.T * D.C;
   /* K and V pass through Qs and Gs on their way to registers */
-  load_tile(Qs, NULL, base, k0, D.T, C3, D.C + h * HD);
-  load_tile(Gs, NULL, base, k0, D.T, C3, 2 * D.C + h * HD);
+  load_tile(Qs, base, k0, D.T, C3, D.C + h * HD);
+  load_tile(Gs, base, k0, D.T, C3, 2 * D.C + h * HD);
   __syncthreads();
   uint32_t ka[4][4], va[4][4];
   load_a(ka, Qs, 16 * w);
@@ -302,8 +319,8 @@ __global__ void __launch_bounds__(WARPS * 32)
   for (int qt = kt; qt < nt; qt++) {
     int64_t q0 = (int64_t)qt * BR;
     __syncthreads();
-    load_tile(Qs, Qt, base, q0, D.T, C3, h * HD);
-    load_tile(Gs, Gt, gbase, q0, D.T, D.C, h * HD);
+    load_tile(Qs, base, q0, D.T, C3, h * HD);
+    load_tile(Gs, gbase, q0, D.T, D.C, h * HD);
     for (int r = threadIdx.x; r < BR; r += WARPS * 32) {
       Ls[r] = q0 + r < D.T ? lse[bh * D.T + q0 + r] * LOG2E : INFINITY;
       Ds[r] = q0 + r < D.T ? delta[bh * D.T + q0 + r] : 0.0f;
@@ -326,9 +343,9 @@ __global__ void __launch_bounds__(WARPS * 32)
       }
     uint32_t pa[4][4];
     acc_to_a(pa, s);
-    warp_gemm(dv, pa, Gt);
+    warp_gemm_t(dv, pa, Gs);
     acc_to_a(pa, dp);
-    warp_gemm(dk, pa, Qt);
+    warp_gemm_t(dk, pa, Qs);
   }
   bf16 *d = dqkv + b * D.T * C3;
   add_rows(d, C3, k0 + 16 * w, D.T, D.C + h * HD, dk);

@@ -78,41 +78,91 @@ __global__ void ln_bwd_k(T *dinp, const T *dout, const T *inp, const T *w, const
   }
 }
 
-#define LN_MAXK 32         /* columns per lane: C <= 32 * LN_MAXK */
-#define LN_CHUNK_ROWS 64   /* rows per block of the one-pass backward */
+#define LN_CHUNK_ROWS 64 /* rows per block of the one-pass backward */
 
-template <typename T>
+/* v[0..VEC) = p[0..VEC) widened; VEC > 1 is one 16-byte load (p aligned) */
+template <int VEC, typename T> __device__ __forceinline__ void ld_vec(const T *p, float *v) {
+  if (VEC == 1) {
+    v[0] = ldf(p, 0);
+  } else {
+    uint4 u = *reinterpret_cast<const uint4 *>(p);
+    const T *e = reinterpret_cast<const T *>(&u);
+#pragma unroll
+    for (int i = 0; i < VEC; i++) v[i] = ldf(e, i);
+  }
+}
+/* p[0..VEC) += v[0..VEC), one rounding each */
+template <int VEC, typename T> __device__ __forceinline__ void add_vec(T *p, const float *v) {
+  if (VEC == 1) {
+    addf(p, 0, v[0]);
+  } else {
+    uint4 u = *reinterpret_cast<const uint4 *>(p);
+    T *e = reinterpret_cast<T *>(&u);
+#pragma unroll
+    for (int i = 0; i < VEC; i++) stf(e, i, ldf(e, i) + v[i]);
+    *reinterpret_cast<uint4 *>(p) = u;
+  }
+}
+
+/* Lane `lane` owns columns (lane + 32 g) * VEC + e for groups g < MAXK / VEC, e < VEC:
+ * MAXK columns, C <= 32 * MAXK. VEC > 1 needs C % VEC == 0 and 16-byte aligned rows. */
+template <typename T, int VEC, int MAXK>
 __global__ void __launch_bounds__(WARPS * 32)
     ln_bwd_fused_k(T *dinp, float *part_w, float *part_b, const T *dout, const T *inp,
                    const T *w, const float *mean, const float *rstd, int64_t N, int64_t C) {
   extern __shared__ float red[]; /* (WARPS, C) */
   int wid = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  float dw[LN_MAXK], db[LN_MAXK];
+  float dw[MAXK], db[MAXK], wk[MAXK];
 #pragma unroll
-  for (int k = 0; k < LN_MAXK; k++) dw[k] = db[k] = 0.0f;
+  for (int g = 0; g < MAXK / VEC; g++) {
+    int64_t c = (lane + 32 * g) * VEC;
+    if (c < C) {
+      ld_vec<VEC>(w + c, wk + g * VEC);
+    } else {
+#pragma unroll
+      for (int e = 0; e < VEC; e++) wk[g * VEC + e] = 0.0f;
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < MAXK; k++) dw[k] = db[k] = 0.0f;
   int64_t r0 = (int64_t)blockIdx.x * LN_CHUNK_ROWS;
   int64_t r1 = r0 + LN_CHUNK_ROWS < N ? r0 + LN_CHUNK_ROWS : N;
   for (int64_t i = r0 + wid; i < r1; i += WARPS) {
-    const T *x = inp + i * C, *g = dout + i * C;
-    float m = mean[i], r = rstd[i], s1 = 0.0f, s2 = 0.0f, gk[LN_MAXK], xh[LN_MAXK];
+    const T *x = inp + i * C, *gr = dout + i * C;
+    float m = mean[i], r = rstd[i], s1 = 0.0f, s2 = 0.0f, gk[MAXK], xh[MAXK];
 #pragma unroll
-    for (int k = 0; k < LN_MAXK; k++) {
-      int64_t c = lane + 32 * k;
-      gk[k] = c < C ? ldf(g, c) : 0.0f;
-      xh[k] = c < C ? (ldf(x, c) - m) * r : 0.0f;
-      float dxhat = c < C ? gk[k] * ldf(w, c) : 0.0f;
-      s1 += dxhat;
-      s2 += dxhat * xh[k];
-      dw[k] += gk[k] * xh[k];
-      db[k] += gk[k];
+    for (int g = 0; g < MAXK / VEC; g++) {
+      int64_t c = (lane + 32 * g) * VEC;
+      if (c < C) {
+        ld_vec<VEC>(gr + c, gk + g * VEC);
+        ld_vec<VEC>(x + c, xh + g * VEC);
+      }
+#pragma unroll
+      for (int e = 0; e < VEC; e++) {
+        int k = g * VEC + e;
+        if (c >= C) gk[k] = xh[k] = 0.0f;
+        xh[k] = (xh[k] - m) * r;
+        float dxhat = gk[k] * wk[k];
+        s1 += dxhat;
+        s2 += dxhat * xh[k];
+        dw[k] += gk[k] * xh[k];
+        db[k] += gk[k];
+      }
     }
     s1 = warp_sum(s1) / (float)C;
     s2 = warp_sum(s2) / (float)C;
     if (!dinp) continue;
 #pragma unroll
-    for (int k = 0; k < LN_MAXK; k++) {
-      int64_t c = lane + 32 * k;
-      if (c < C) addf(dinp, i * C + c, r * (gk[k] * ldf(w, c) - s1 - xh[k] * s2));
+    for (int g = 0; g < MAXK / VEC; g++) {
+      int64_t c = (lane + 32 * g) * VEC;
+      if (c >= C) continue;
+      float dx[VEC];
+#pragma unroll
+      for (int e = 0; e < VEC; e++) {
+        int k = g * VEC + e;
+        dx[e] = r * (gk[k] * wk[k] - s1 - xh[k] * s2);
+      }
+      add_vec<VEC>(dinp + i * C + c, dx);
     }
   }
   /* the warps' partials, added in warp order: dweight, then dbias in the same buffer */
@@ -120,8 +170,8 @@ __global__ void __launch_bounds__(WARPS * 32)
     float *part = pass == 0 ? part_w : part_b;
     __syncthreads();
 #pragma unroll
-    for (int k = 0; k < LN_MAXK; k++) {
-      int64_t c = lane + 32 * k;
+    for (int k = 0; k < MAXK; k++) {
+      int64_t c = (lane + 32 * (k / VEC)) * VEC + k % VEC;
       if (c < C) red[wid * C + c] = pass == 0 ? dw[k] : db[k];
     }
     __syncthreads();
@@ -134,7 +184,7 @@ __global__ void __launch_bounds__(WARPS * 32)
   }
 }
 
-/* dinp (if not NULL) += dx; dweight, dbias (either may be NULL) += their sums */
+/* dinp (if not NULL) += dx; dweight, dbias (either may be NULL) += their sums. C <= 1024. */
 template <typename T, typename G>
 static dn_status ln_backward_fused(const char *op, T *dinp, G *dweight, G *dbias, const T *dout,
                                    const T *inp, const T *w, const float *mean,
@@ -144,8 +194,18 @@ static dn_status ln_backward_fused(const char *op, T *dinp, G *dweight, G *dbias
   DN_TRY(dn_scratch(op, 2 * chunks * C * (int64_t)sizeof(float), (void **)&part));
   float *pw = dweight ? part : NULL, *pb = dbias ? part + chunks * C : NULL;
   size_t smem = sizeof(float) * WARPS * (size_t)C;
-  ln_bwd_fused_k<T><<<(unsigned)chunks, WARPS * 32, smem, dn_stream()>>>(
-      dinp, pw, pb, dout, inp, w, mean, rstd, N, C);
+  constexpr int V = 16 / sizeof(T);
+  uintptr_t bits = (uintptr_t)dinp | (uintptr_t)dout | (uintptr_t)inp | (uintptr_t)w;
+  int vec = C % V == 0 && (bits & 15) == 0, small = C <= 32 * 24;
+  dim3 grid((unsigned)chunks), block(WARPS * 32);
+#define LN_BWD(VEC_, MAXK_)                                                                    \
+  ln_bwd_fused_k<T, VEC_, MAXK_><<<grid, block, smem, dn_stream()>>>(dinp, pw, pb, dout, inp,  \
+                                                                     w, mean, rstd, N, C)
+  if (vec && small) LN_BWD(V, 24);
+  else if (vec) LN_BWD(V, 32);
+  else if (small) LN_BWD(1, 24);
+  else LN_BWD(1, 32);
+#undef LN_BWD
   if (dweight)
     colsum_finish<<<dn_blocks(C, 256), 256, 0, dn_stream()>>>(dweight, pw, chunks, C);
   if (dbias) colsum_finish<<<dn_blocks(C, 256), 256, 0, dn_stream()>>>(dbias, pb, chunks, C);
@@ -190,7 +250,7 @@ dn_status dn_layernorm_backward(dn_dtype dtype, void *dinp, void *dweight, void 
   unsigned grid = (unsigned)((N + WARPS - 1) / WARPS);
   DN_DISPATCH2(dtype, T, G, {
     const T *g = (const T *)dout, *x = (const T *)inp;
-    if (C <= 32 * LN_MAXK && fused_enabled())
+    if (C <= 1024 && fused_enabled())
       return ln_backward_fused(op, (T *)dinp, (G *)dweight, (G *)dbias, g, x,
                                (const T *)weight, mean, rstd, N, C);
     if (dinp) {

@@ -112,9 +112,14 @@ __global__ void prepare_c_k(G *C, int64_t ldc, int64_t sc, const G *bias, int64_
     }
 }
 
+/* Blocks of 256 columns by rows; each block loops over many rows (one row per block
+ * would mean 10^5-10^6 tiny blocks, slower than the copy itself). */
 static dim3 prepare_grid(int64_t M, int64_t N, int64_t batch) {
-  int64_t x = (N + 255) / 256, y = M < 65535 ? M : 65535, z = batch < 65535 ? batch : 65535;
-  return dim3((unsigned)(x < 64 ? x : 64), (unsigned)y, (unsigned)z);
+  int64_t x = (N + 255) / 256, z = batch < 64 ? batch : 64;
+  x = x < 64 ? x : 64;
+  int64_t y = 4096 / (x * z);
+  y = y < 1 ? 1 : y < M ? y : M;
+  return dim3((unsigned)x, (unsigned)y, (unsigned)z);
 }
 
 /* A row-major matrix in device memory: rows x cols, rows ld apart, batches stride apart */
