@@ -47,7 +47,10 @@ async function main(args: string[]): Promise<void> {
   const tokenizer = await loadTokenizer(config.data.tokenizer);
 
   const prepStart = performance.now();
+  // Under the launcher rank 0 prepares the corpus first; the others then find it cached.
+  if (dist && dist.rank !== 0) dist.world.barrier();
   const prefix = config.data.dataPath ?? await prepareSotuCorpus(CACHE_DIR, tokenizer);
+  if (dist && dist.rank === 0) dist.world.barrier();
   using data = await IndexedDataset.open(prefix);
   const t = config.training;
   const { train: trainData, valid } = buildGptDatasets(data, {
@@ -79,10 +82,9 @@ async function main(args: string[]): Promise<void> {
   const opt = trainer.optimizer;
   if (dist && "bytesPerParameter" in opt) {
     const b = opt.bytesPerParameter();
+    const total = b.total.toFixed(3);
     log(
-      `optimizer: ${
-        b.total.toFixed(3)
-      } bytes per parameter on each of ${trainer.dataParallelSize} ` +
+      `optimizer: ${total} bytes per parameter on each of ${trainer.dataParallelSize} ` +
         `data-parallel ranks (model ${b.modelParams}, grads ${b.grads}, main params ` +
         `${b.mainParams.toFixed(3)}, moments ${b.adamMoments.toFixed(3)})`,
     );
@@ -105,7 +107,12 @@ async function main(args: string[]): Promise<void> {
   // Unless told otherwise, keep measuring whether all cores or one is faster right now.
   const device = trainer.model.device;
   const cores = device.numThreads;
-  const tuner = Deno.env.get("DENOTRON_NUM_THREADS") === undefined && cores > 1
+  const threadsUnset = Deno.env.get("DENOTRON_NUM_THREADS") === undefined;
+  // Ranks on one machine share its cores instead of each taking all of them.
+  if (dist && threadsUnset) {
+    device.numThreads = Math.max(1, Math.floor(cores / dist.env.localWorldSize));
+  }
+  const tuner = !dist && threadsUnset && cores > 1
     ? new ThreadTuner({ candidates: [...new Set([cores, Math.ceil(cores / 2), 1])] })
     : undefined;
   if (tuner) device.numThreads = tuner.current;
