@@ -25,9 +25,10 @@
 export { Device, device, type MemoryStats } from "./lib/device.ts";
 export { DenotronError } from "./lib/errors.ts";
 export { type DType, keep, Tensor, type TensorOptions, tidy } from "./lib/tensor.ts";
-export { backward, isGradEnabled, noGrad } from "./lib/autograd.ts";
+export { backward, isGradEnabled, type Node, noGrad } from "./lib/autograd.ts";
 export { Generator, type GeneratorState } from "./lib/random.ts";
-export { NativeError } from "./ffi/native.ts";
+export { type KernelTime, NativeError, type NativeLibrary } from "./ffi/native.ts";
+export { type NativeSymbols, symbols } from "./ffi/symbols.ts";
 
 // Fused ops
 export * from "./lib/ops/mod.ts";
@@ -45,26 +46,79 @@ export {
   loadTokenizer,
   type Tokenizer,
 } from "./lib/data/tokenizer.ts";
-export { IndexedDataset, IndexedDatasetWriter } from "./lib/data/indexed_dataset.ts";
-export { buildGptDatasets, GptBatchIterator, GptDataset } from "./lib/data/gpt_dataset.ts";
-export { preprocess } from "./lib/data/preprocess.ts";
+export {
+  IndexedDataset,
+  IndexedDatasetWriter,
+  type TokenDType,
+} from "./lib/data/indexed_dataset.ts";
+export {
+  type Batch,
+  buildGptDatasets,
+  GptBatchIterator,
+  GptDataset,
+  type GptSplitOptions,
+} from "./lib/data/gpt_dataset.ts";
+export { preprocess, type PreprocessOptions, type PreprocessStats } from "./lib/data/preprocess.ts";
 export { prepareSotuCorpus } from "./lib/data/sotu.ts";
 
 // Files
-export { readSafetensors, writeSafetensors } from "./lib/io/safetensors.ts";
+export {
+  readSafetensors,
+  SAFETENSORS_DTYPE_SIZES,
+  type SafetensorsDType,
+  type SafetensorsFile,
+  type TensorEntry,
+  writeSafetensors,
+} from "./lib/io/safetensors.ts";
 export { loadHfGpt2, saveHfGpt2 } from "./lib/io/hf_gpt2.ts";
 
 // Training
-export { DEFAULT_CONFIG, loadConfig, type TrainConfig } from "./lib/train/config.ts";
-export { LrSchedule } from "./lib/train/lr_schedule.ts";
-export { loadCheckpoint, saveCheckpoint } from "./lib/train/checkpoint.ts";
-export { train, Trainer } from "./lib/train/trainer.ts";
+export {
+  type CheckpointConfig,
+  type DataConfig,
+  DEFAULT_CONFIG,
+  type EvalConfig,
+  loadConfig,
+  type LoggingConfig,
+  type ModelConfig,
+  type ParallelConfig,
+  type PrecisionConfig,
+  type TrainConfig,
+  type TrainingConfig,
+} from "./lib/train/config.ts";
+export { type LrDecayStyle, LrSchedule, type LrScheduleOptions } from "./lib/train/lr_schedule.ts";
+export {
+  type EvalRecord,
+  type MetricsRecord,
+  ProgressLogger,
+  type ProgressOptions,
+  type TrainRecord,
+} from "./lib/train/logging.ts";
+export type { PlotOptions, Series } from "./lib/train/plot.ts";
+export {
+  type CheckpointState,
+  loadCheckpoint,
+  type LoadTargets,
+  saveCheckpoint,
+  type SaveOptions,
+} from "./lib/train/checkpoint.ts";
+export {
+  type EvalResult,
+  type StepResult,
+  train,
+  Trainer,
+  type TrainerOptions,
+  type TrainHooks,
+  type TrainOptions,
+  type TrainSummary,
+} from "./lib/train/trainer.ts";
 
 // Curriculum: sequence-length warmup, progressive layer dropping, batch ramp-up, data difficulty
 export * from "./lib/curriculum/mod.ts";
 
 // Inference
-export { generate, generateStream } from "./lib/infer/generate.ts";
+export { generate, type GenerateOptions, generateStream } from "./lib/infer/generate.ts";
+export type { SampleOptions } from "./lib/infer/sampling.ts";
 export { forwardCached, KVCache } from "./lib/infer/kv_cache.ts";
 
 // Model parallelism: TP/SP layers, pipeline stages and schedules, recomputation, full-tensor checkpoints
@@ -72,3 +126,23 @@ export * from "./lib/parallel/mod.ts";
 
 // Planning
 export { predictStep, searchLayouts } from "./lib/plan/mod.ts";
+export type {
+  ClusterConfig,
+  GroupCommunication,
+  MemoryBreakdown,
+  MemoryReport,
+  ModelConfig as PlanModelConfig,
+  ParallelLayout,
+  PlanConfig,
+  Precision,
+  Recompute,
+  Rejection,
+  ResolvedLayout,
+  ResolvedModel,
+  SearchOptions,
+  SearchResult,
+  StepPrediction,
+} from "./lib/plan/mod.ts";
+
+// Notebooks: rich display in Jupyter, text elsewhere
+export * from "./lib/notebook/mod.ts";

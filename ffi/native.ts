@@ -21,6 +21,7 @@ import { type NativeSymbols, symbols } from "./symbols.ts";
 export class NativeError extends Error {
   /** The dn_status code. */
   readonly status: number;
+  /** Wraps a native error message and its status code. */
   constructor(message: string, status: number) {
     super(message);
     this.name = "NativeError";
@@ -30,7 +31,9 @@ export class NativeError extends Error {
 
 /** Time spent in one native symbol while profiling. */
 export interface KernelTime {
+  /** Number of calls. */
   calls: number;
+  /** Total milliseconds spent in them. */
   ms: number;
 }
 
@@ -45,6 +48,7 @@ export class NativeLibrary {
   readonly path: string;
   #lib: Deno.DynamicLibrary<typeof symbols>;
 
+  /** Opens the shared object at `path`; on failure the error ends with `hint` (how to build or point at one). */
   constructor(
     path: string,
     hint = "Run 'deno task build', or set DENOTRON_CPU_LIB to a working libdenotron_cpu.so.",

@@ -103,10 +103,12 @@ export class Device {
     return this.lib.info();
   }
 
+  /** The device's name, e.g. "cpu". */
   toString(): string {
     return this.name;
   }
 
+  /** Prints as the device's name. */
   [Symbol.for("Deno.customInspect")](): string {
     return `Device(${this.info()})`;
   }

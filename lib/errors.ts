@@ -7,6 +7,7 @@
 
 /** A wrong shape, dtype, device or value given to a Denotron op or module. */
 export class DenotronError extends Error {
+  /** A sentence naming the bad value and the way out. */
   constructor(message: string) {
     super(message);
     this.name = "DenotronError";

@@ -8,7 +8,9 @@
 
 /** Serialisable state of a {@linkcode Generator}. */
 export interface GeneratorState {
+  /** The stream's seed. */
   seed: number;
+  /** Random numbers drawn so far. */
   offset: number;
 }
 
@@ -25,8 +27,11 @@ export interface GeneratorState {
  * ```
  */
 export class Generator {
+  /** The stream's seed. */
   seed: number;
+  /** Random numbers drawn so far (the counter of the next draw). */
   offset = 0;
+  /** A stream starting at offset 0. */
   constructor(seed: number) {
     if (!Number.isSafeInteger(seed) || seed < 0) {
       throw new RangeError(`Generator: seed must be a non-negative safe integer, got ${seed}`);

@@ -9,6 +9,7 @@
 import { type Device, device as getDevice } from "./device.ts";
 import { DenotronError, fmtShape } from "./errors.ts";
 import type { Node } from "./autograd.ts";
+import { type MimeBundle, tensorBundle } from "./notebook/display.ts";
 
 /** Element types. Index tensors (tokens, targets) are i32. */
 export type DType = "f32" | "bf16" | "f16" | "i32";
@@ -63,9 +64,9 @@ function checkShape(shape: readonly number[], what: string): void {
 
 /** Options for creating a tensor. */
 export interface TensorOptions {
-  /** @default "f32" */
+  /** Element type. @default "f32" */
   dtype?: DType;
-  /** @default device() */
+  /** Where the storage lives. @default device() */
   device?: Device;
   /** Whether backward() should compute a gradient for this tensor. @default false */
   requiresGrad?: boolean;
@@ -82,7 +83,9 @@ export interface TensorOptions {
  * ```
  */
 export class Tensor {
+  /** Size of each dimension. */
   readonly shape: readonly number[];
+  /** Element type. */
   readonly dtype: DType;
   /** Elements (product of the shape). */
   readonly numel: number;
@@ -276,6 +279,7 @@ export class Tensor {
     return this.view(shape);
   }
 
+  /** The device holding the storage. */
   get device(): Device {
     return this.#device;
   }
@@ -285,6 +289,7 @@ export class Tensor {
     return this.numel * DTYPE_BYTES[this.dtype];
   }
 
+  /** Number of dimensions. */
   get ndim(): number {
     return this.shape.length;
   }
@@ -335,6 +340,7 @@ export class Tensor {
     s.release();
   }
 
+  /** Frees the storage (for `using`). */
   [Symbol.dispose](): void {
     this.dispose();
   }
@@ -459,6 +465,7 @@ export class Tensor {
     } on ${this.#device.name}`;
   }
 
+  /** "Tensor(f32[2, 3] on cpu) [values…]": the description and the first eight values. */
   toString(): string {
     const head = `Tensor(${this.describe()}${this.requiresGrad ? ", requiresGrad" : ""}${
       this.gradFn ? `, gradFn=${this.gradFn.name}` : ""
@@ -480,8 +487,14 @@ export class Tensor {
     return `${head} [${values.join(", ")}${this.numel > n ? ", …" : ""}]`;
   }
 
+  /** Prints as {@linkcode Tensor.toString}. */
   [Symbol.for("Deno.customInspect")](): string {
     return this.toString();
+  }
+
+  /** Jupyter shows the tensor as a card: shape, statistics, a corner of its values. */
+  [Symbol.for("Jupyter.display")](): MimeBundle {
+    return tensorBundle(this);
   }
 }
 

@@ -251,6 +251,8 @@ export class GptDataset {
   readonly #data: IndexedDataset;
 
   /**
+   * Builds the document, sample and shuffle indices over the given sequences.
+   *
    * @param data the indexed dataset
    * @param sequences the sequence ids this dataset draws from
    * @param options sequence length, seed and sample count
@@ -371,6 +373,8 @@ export class GptBatchIterator {
   readonly #row: Int32Array;
 
   /**
+   * Starts iterating a dataset at the options' resume point.
+   *
    * @param dataset the samples
    * @param options batch size, resume point and data-parallel place
    */

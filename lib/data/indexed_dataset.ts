@@ -552,6 +552,7 @@ export class IndexedDataset {
     this.#file = null;
   }
 
+  /** Closes the files (for `using`). */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -50,6 +50,8 @@ export class ByteTokenizer implements Tokenizer {
   readonly eotId = 256;
 
   /**
+   * Token ids of `text` (GPT-2 pre-tokenisation, then byte-pair merges).
+   *
    * @param text any string
    * @returns its UTF-8 bytes as ids
    */
@@ -58,6 +60,8 @@ export class ByteTokenizer implements Tokenizer {
   }
 
   /**
+   * Text from token ids.
+   *
    * @param ids ids in [0, 257)
    * @returns the UTF-8 text (invalid byte runs become U+FFFD)
    */
@@ -302,6 +306,8 @@ export class BpeTokenizer implements Tokenizer {
   }
 
   /**
+   * Token ids of `text` (GPT-2 pre-tokenisation, then byte-pair merges).
+   *
    * @param text any string (lone surrogates are encoded as U+FFFD)
    * @returns the ids; `<|endoftext|>` in the text is plain text, not the
    *   end-of-text id (append {@link eotId} yourself)
@@ -322,6 +328,8 @@ export class BpeTokenizer implements Tokenizer {
   }
 
   /**
+   * Text from token ids.
+   *
    * @param ids ids in [0, vocabSize)
    * @returns the text; a cut in the middle of a UTF-8 character gives U+FFFD
    */

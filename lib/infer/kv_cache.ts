@@ -40,6 +40,7 @@ export class KVCache {
   readonly k: Tensor[];
   /** Values of each layer, (B,maxT,C). */
   readonly v: Tensor[];
+  /** Sequences decoded together (B). */
   readonly batch: number;
   /** Positions the cache can hold (the model's blockSize unless asked for fewer). */
   readonly maxT: number;
@@ -47,6 +48,8 @@ export class KVCache {
   length = 0;
 
   /**
+   * Allocates the keys and values of every layer.
+   *
    * @param model the model whose keys and values this holds
    * @param batch sequences decoded together @default 1
    * @param maxT positions to hold @default model.config.blockSize
@@ -87,6 +90,7 @@ export class KVCache {
     for (const t of [...this.k, ...this.v]) t.dispose();
   }
 
+  /** Frees the cache (for `using`). */
   [Symbol.dispose](): void {
     this.dispose();
   }

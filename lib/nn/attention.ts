@@ -11,9 +11,13 @@ import { Module } from "./module.ts";
 
 /** Multi-head causal self-attention, GPT-2 style. */
 export class CausalSelfAttention extends Module {
+  /** (C → 3C): queries, keys and values side by side. */
   readonly qkv: Linear;
+  /** (C → C): the output projection. */
   readonly proj: Linear;
+  /** Number of heads. */
   readonly nHead: number;
+  /** Creates the qkv and output projections. */
   constructor(
     width: number,
     nHead: number,

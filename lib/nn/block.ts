@@ -14,12 +14,19 @@ import { Module } from "./module.ts";
 
 /** Options of a {@linkcode Block}. */
 export interface BlockOptions {
+  /** Model width C. */
   width: number;
+  /** Attention heads; must divide the width. */
   nHead: number;
+  /** MLP hidden size (4C in GPT-2). */
   hidden: number;
+  /** Dropout probability after attention and after the MLP. */
   dropout: number;
+  /** Layernorm epsilon. */
   eps: number;
+  /** Init standard deviation of the projections into the residual stream. */
   projStd: number;
+  /** Where the parameters live. */
   device: Device;
   /** Parameter (and so activation) dtype. @default "f32" */
   dtype?: DType;
@@ -27,11 +34,17 @@ export interface BlockOptions {
 
 /** x + drop(attn(ln1(x))), then + drop(mlp(ln2(x))). */
 export class Block extends Module {
+  /** Layernorm before attention. */
   readonly ln1: LayerNorm;
+  /** Causal self-attention. */
   readonly attn: CausalSelfAttention;
+  /** Layernorm before the MLP. */
   readonly ln2: LayerNorm;
+  /** The feed-forward network. */
   readonly mlp: MLP;
+  /** Dropout probability on both residual branches. */
   readonly dropout: number;
+  /** Creates the block's layers. */
   constructor(o: BlockOptions) {
     super();
     this.dropout = o.dropout;

@@ -21,13 +21,15 @@ export interface GPTConfig {
   vocabSize: number;
   /** Maximum sequence length: rows of the position embedding. */
   blockSize: number;
+  /** Transformer blocks. */
   nLayer: number;
+  /** Attention heads per block; must divide nEmbd. */
   nHead: number;
   /** Model width C. */
   nEmbd: number;
   /** Dropout probability on embeddings and residual branches. @default 0 */
   dropout?: number;
-  /** @default 1e-5 */
+  /** Layernorm epsilon. @default 1e-5 */
   layerNormEps?: number;
   /** MLP hidden width. @default 4 · nEmbd */
   ffnHidden?: number;
@@ -79,7 +81,7 @@ export interface LayerPlan {
 
 /** Options for building a {@linkcode GPT}. */
 export interface GPTOptions {
-  /** @default device() */
+  /** Where the parameters live. @default device() */
   device?: Device;
   /** Seeds the weights and the dropout stream. @default 1337 */
   seed?: number;
@@ -103,15 +105,20 @@ export interface GPTOptions {
  * ```
  */
 export class GPT extends Module {
+  /** The configuration with defaults filled in. */
   readonly config: Required<GPTConfig>;
+  /** Token and position embeddings. */
   readonly emb: Embedding;
+  /** The transformer blocks, `h.0` first. */
   readonly blocks: Block[];
+  /** The final layernorm. */
   readonly lnf: LayerNorm;
   /** The flat parameter and gradient buffers. */
   readonly params: FlatParameters;
   /** The dropout stream. */
   readonly rng: Generator;
 
+  /** Creates and initialises the model (GPT-2's initialisation, seeded). */
   constructor(config: GPTConfig, opts: GPTOptions = {}) {
     super();
     validateGPTConfig(config);
@@ -202,10 +209,12 @@ export class GPT extends Module {
     if (!this.params.data.disposed) this.params.dispose();
   }
 
+  /** Frees the parameters (for `using`). */
   [Symbol.dispose](): void {
     this.dispose();
   }
 
+  /** One line: shape, parameter count and device. */
   override toString(): string {
     const c = this.config;
     return `GPT(layers=${c.nLayer}, heads=${c.nHead}, width=${c.nEmbd}, vocab=${c.vocabSize}, ` +

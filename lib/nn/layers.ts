@@ -12,8 +12,11 @@ import { type Init, Module } from "./module.ts";
 
 /** y = x Wᵀ + b with W (out, in). */
 export class Linear extends Module {
+  /** (out, in) */
   readonly weight: Tensor;
+  /**  null;|(out), or null without bias. */
   readonly bias: Tensor | null;
+  /** Creates W (normal init, std 0.02 unless given) and a zero bias. */
   constructor(
     nIn: number,
     nOut: number,
@@ -34,9 +37,13 @@ export class Linear extends Module {
 
 /** Layer normalisation over the last dimension, with gain and bias. */
 export class LayerNorm extends Module {
+  /** Gain (n), initialised to ones. */
   readonly weight: Tensor;
+  /** Bias (n), initialised to zeros. */
   readonly bias: Tensor;
+  /** Added to the variance. */
   readonly eps: number;
+  /** Creates the gain and bias of width n. */
   constructor(n: number, opts: { eps?: number; device: Device; dtype?: DType }) {
     super();
     this.weight = this.param("weight", [n], { kind: "ones" }, opts.device, opts.dtype);
@@ -55,6 +62,7 @@ export class Embedding extends Module {
   readonly wte: Tensor;
   /** (maxT, C) */
   readonly wpe: Tensor;
+  /** Creates both embedding tables (normal init). */
   constructor(
     vocabSize: number,
     maxPositions: number,

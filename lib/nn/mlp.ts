@@ -12,8 +12,11 @@ import { Module } from "./module.ts";
 
 /** fc (C → hidden), GELU, proj (hidden → C). */
 export class MLP extends Module {
+  /** (C → hidden), followed by GELU. */
   readonly fc: Linear;
+  /** (hidden → C): back into the residual stream. */
   readonly proj: Linear;
+  /** Creates the two projections. */
   constructor(
     width: number,
     hidden: number,

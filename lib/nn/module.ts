@@ -11,6 +11,7 @@
 import type { Device } from "../device.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
 import { hashString } from "../random.ts";
+import { type MimeBundle, moduleBundle } from "../notebook/display.ts";
 import { type DType, DTYPE_CODE, Tensor } from "../tensor.ts";
 
 /** How a parameter starts. */
@@ -23,7 +24,9 @@ export type Init =
 export interface ParamSpec {
   /** Full dotted name, e.g. "h.0.attn.qkv.weight". */
   name: string;
+  /** The parameter. */
   tensor: Tensor;
+  /** How it is initialised. */
   init: Init;
   /** Whether AdamW decays it: matrices yes, biases and norm gains no. */
   weightDecay: boolean;
@@ -160,8 +163,14 @@ export abstract class Module {
     return `${lines.join("\n")}\n(${this.numParameters().toLocaleString("en-US")} parameters)`;
   }
 
+  /** Prints the module tree. */
   [Symbol.for("Deno.customInspect")](): string {
     return this.toString();
+  }
+
+  /** Jupyter shows the module as a table of its parameters. */
+  [Symbol.for("Jupyter.display")](): MimeBundle {
+    return moduleBundle(this);
   }
 }
 

@@ -9,13 +9,13 @@ import { DTYPE_BYTES, DTYPE_CODE, Tensor } from "../tensor.ts";
 
 /** AdamW hyper-parameters. Defaults are Megatron-LM's. */
 export interface AdamWOptions {
-  /** @default 1e-4 */
+  /** Learning rate. @default 1e-4 */
   lr?: number;
-  /** @default 0.9 */
+  /** Decay of the first moment. @default 0.9 */
   beta1?: number;
-  /** @default 0.999 */
+  /** Decay of the second moment. @default 0.999 */
   beta2?: number;
-  /** @default 1e-8 */
+  /** Added to the second moment's root. @default 1e-8 */
   eps?: number;
   /** Applied to matrices only (biases and norm gains are never decayed). @default 0.01 */
   weightDecay?: number;
@@ -37,6 +37,7 @@ export interface AdamWOptions {
  * ```
  */
 export class AdamW {
+  /** The settings, defaults filled in. */
   readonly options: Required<AdamWOptions>;
   /** Steps taken (bias correction uses step + 1 for the next one). */
   stepCount = 0;
@@ -55,6 +56,7 @@ export class AdamW {
     wd: Float32Array;
   };
 
+  /** Allocates zeroed moments shaped like the flat parameter buffer. */
   constructor(params: FlatParameters, opts: AdamWOptions = {}) {
     this.options = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, ...opts };
     const o = this.options;

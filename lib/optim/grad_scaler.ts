@@ -30,8 +30,11 @@ export interface GradScaler {
 
 /** A scaler's checkpointed state. */
 export interface GradScalerState {
+  /** The current loss scale. */
   scale: number;
+  /** Clean steps since the last change. */
   growthTracker?: number;
+  /** Overflows still tolerated before the scale drops. */
   hysteresisTracker?: number;
 }
 
@@ -55,6 +58,7 @@ function checkPositive(what: string, x: number): void {
  */
 export class ConstantGradScaler implements GradScaler {
   #scale: number;
+  /** A scaler that always uses `scale`. */
   constructor(scale: number) {
     checkPositive("lossScale", scale);
     this.#scale = scale;
@@ -112,15 +116,21 @@ export interface DynamicGradScalerOptions {
  * ```
  */
 export class DynamicGradScaler implements GradScaler {
+  /** The scale never drops below this. */
   readonly minScale: number;
+  /** Multiplies the scale after `growthInterval` clean steps. */
   readonly growthFactor: number;
+  /** Multiplies the scale after an overflow once hysteresis is spent. */
   readonly backoffFactor: number;
+  /** Clean steps between growths. */
   readonly growthInterval: number;
+  /** Overflows tolerated before backing off. */
   readonly hysteresis: number;
   #scale: number;
   #growthTracker = 0;
   #hysteresisTracker: number;
 
+  /** A scaler with Megatron's defaults unless overridden. */
   constructor(opts: DynamicGradScalerOptions = {}) {
     const o = {
       initialScale: 2 ** 32,

@@ -35,6 +35,7 @@ export interface ParameterBytes {
   mainParams: number;
   /** The two fp32 Adam moments. */
   adamMoments: number;
+  /** The sum of the above. */
   total: number;
 }
 
@@ -98,6 +99,7 @@ export class MixedPrecisionAdamW extends AdamW {
     wd: Float32Array;
   };
 
+  /** Copies the 16-bit parameters into fp32 main parameters and allocates the moments. */
   constructor(params: FlatParameters, opts: AdamWOptions = {}) {
     super(params, opts);
     if (params.grad.dtype !== "f32") {
@@ -250,7 +252,9 @@ export interface MixedStepResult {
  * whose check already combines its shards over the data-parallel group).
  */
 export interface MixedStepOptimizer {
+  /** Whether the gradients overflowed, and their unscaled squared norm. */
   checkGrads(scale: number): { foundInf: boolean; normSq: number };
+  /** Unscales and clips by `gradScale`, then updates at rate `lr`. */
   step(lr: number, gradScale: number): void;
 }
 

@@ -136,6 +136,7 @@ export async function latestCheckpoint(dir: string): Promise<string | null> {
 
 /** What {@link saveCheckpoint} saves. */
 export interface SaveOptions {
+  /** The model whose weights are saved. */
   model: GPT;
   /** Absent when the optimizer state is sharded (`writeExtra` writes the shards). */
   optimizer?: AdamW;
@@ -315,6 +316,7 @@ function hasMainCopy(model: GPT, opt: AdamW): opt is MixedPrecisionAdamW {
 
 /** What {@link loadCheckpoint} restores into. */
 export interface LoadTargets {
+  /** The model the weights are copied into. */
   model: GPT;
   /** Left untouched when absent (e.g. loading weights for generation). */
   optimizer?: AdamW;

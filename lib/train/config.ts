@@ -38,21 +38,33 @@ export interface ModelConfig {
 
 /** Optimization. */
 export interface TrainingConfig {
+  /** Samples per forward-backward pass. */
   microBatchSize: number;
+  /** Samples per optimizer step (a multiple of microBatchSize: the rest is accumulation). */
   globalBatchSize: number;
+  /** Optimizer steps of the run. */
   trainIters: number;
+  /** Peak learning rate, reached at the end of warmup. */
   lr: number;
+  /** Learning-rate floor after decay. */
   minLr: number;
+  /** Steps of linear warmup. */
   lrWarmupIters: number;
+  /** Shape of the decay after warmup. */
   lrDecayStyle: "cosine" | "linear" | "constant";
   /** Null decays over all of trainIters. */
   lrDecayIters: number | null;
+  /** AdamW weight decay (matrices only). */
   weightDecay: number;
+  /** AdamW first-moment decay. */
   adamBeta1: number;
+  /** AdamW second-moment decay. */
   adamBeta2: number;
+  /** AdamW epsilon. */
   adamEps: number;
   /** Gradient-norm clip; 0 turns clipping off. */
   clipGrad: number;
+  /** Seeds initialisation, data order and dropout. */
   seed: number;
   /** Stop (with a checkpoint) after this many minutes of training; null: no limit. */
   exitDurationInMins: number | null;
@@ -65,7 +77,9 @@ export interface TrainingConfig {
 
 /** Parallel layout. */
 export interface ParallelConfig {
+  /** Ranks each layer is split over (Megatron's tensor parallelism). */
   tensorModelParallelSize: number;
+  /** Pipeline stages the layers are divided into. */
   pipelineModelParallelSize: number;
   /** Model chunks per pipeline stage (interleaved 1F1B); null: one. */
   virtualPipelineModelParallelSize: number | null;
@@ -86,7 +100,9 @@ export interface ParallelConfig {
 
 /** Evaluation. */
 export interface EvalConfig {
+  /** Steps between evaluations. */
   evalInterval: number;
+  /** Micro-batches per evaluation; 0 turns evaluation off. */
   evalIters: number;
 }
 
@@ -94,6 +110,7 @@ export interface EvalConfig {
 export interface CheckpointConfig {
   /** Directory to save to; null saves nothing. */
   save: string | null;
+  /** Steps between checkpoints. */
   saveInterval: number;
   /** Checkpoints kept; older ones are removed. */
   keepLast: number;
@@ -103,6 +120,7 @@ export interface CheckpointConfig {
 
 /** Logging. */
 export interface LoggingConfig {
+  /** Steps between progress lines (each averages the steps since the last). */
   logInterval: number;
 }
 
@@ -112,6 +130,7 @@ export interface DataConfig {
   dataPath: string | null;
   /** Train / valid / test weights, "969,30,1" style. */
   split: string;
+  /** Tokenizer: GPT-2's byte-pair encoding or raw bytes. */
   tokenizer: "gpt2" | "byte";
 }
 
@@ -175,13 +194,21 @@ export interface LayerDropConfig {
 
 /** Everything a training run needs to know. */
 export interface TrainConfig {
+  /** Model shape. */
   model: ModelConfig;
+  /** Batch, schedule and optimizer. */
   training: TrainingConfig;
+  /** Parallel layout. */
   parallel: ParallelConfig;
+  /** Evaluation cadence. */
   eval: EvalConfig;
+  /** Where and how often to save. */
   checkpoints: CheckpointConfig;
+  /** Progress output. */
   logging: LoggingConfig;
+  /** Dataset, split and tokenizer. */
   data: DataConfig;
+  /** fp32, bf16 or fp16 and loss scaling. */
   precision: PrecisionConfig;
   /** Sequence-length curriculum; absent means off. */
   curriculum?: CurriculumConfig;

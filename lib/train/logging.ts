@@ -12,6 +12,7 @@
 
 /** One logged training step. */
 export interface TrainRecord {
+  /** Marks a training record. */
   kind: "train";
   /** Optimizer steps completed. */
   iteration: number;
@@ -41,7 +42,9 @@ export interface TrainRecord {
 
 /** One evaluation. */
 export interface EvalRecord {
+  /** Marks an evaluation record. */
   kind: "eval";
+  /** Optimizer steps completed when it ran. */
   iteration: number;
   /** Mean validation loss (nats per token). */
   loss: number;
@@ -49,6 +52,7 @@ export interface EvalRecord {
   perplexity: number;
   /** Loss in bits per byte of the evaluated text. */
   bitsPerByte: number;
+  /** Seconds since the run started. */
   elapsed: number;
 }
 
@@ -116,13 +120,17 @@ export interface ProgressOptions {
  * ```
  */
 export class ProgressLogger {
+  /** Iterations the run will take. */
   readonly totalIterations: number;
+  /** Whether progress rewrites one line in place. */
   readonly terminal: boolean;
   readonly #write: (text: string) => void;
   /** Whether a progress line is waiting to be overwritten. */
   #open = false;
 
   /**
+   * A logger writing to standard output unless told otherwise.
+   *
    * @param options total iterations, terminal mode and output
    */
   constructor(options: ProgressOptions) {

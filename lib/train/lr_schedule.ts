@@ -49,6 +49,8 @@ export class LrSchedule {
   readonly options: Required<LrScheduleOptions>;
 
   /**
+   * Validates the settings (a sentence names any bad one).
+   *
    * @param options peak, floor, warmup, decay length and style
    */
   constructor(options: LrScheduleOptions) {
@@ -78,6 +80,8 @@ export class LrSchedule {
   }
 
   /**
+   * The learning rate of optimizer step `step` (counted from 0).
+   *
    * @param step optimizer steps taken so far (0 for the first update)
    * @returns the learning rate for that step
    */

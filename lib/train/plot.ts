@@ -23,15 +23,15 @@ export interface Series {
 
 /** Labels and size of a plot. */
 export interface PlotOptions {
-  /** @default "Loss" */
+  /** Title above the plot. @default "Loss" */
   title?: string;
-  /** @default "iteration" */
+  /** Horizontal axis label. @default "iteration" */
   xLabel?: string;
-  /** @default "loss (nats/token)" */
+  /** Vertical axis label. @default "loss (nats/token)" */
   yLabel?: string;
-  /** @default 800 */
+  /** Width in pixels. @default 800 */
   width?: number;
-  /** @default 480 */
+  /** Height in pixels. @default 480 */
   height?: number;
 }
 

@@ -202,7 +202,9 @@ export interface EvalResult {
  * ```
  */
 export class Trainer {
+  /** The run's configuration. */
   readonly config: TrainConfig;
+  /** The model being trained. */
   readonly model: GPT;
   /** AdamW (or its mixed-precision form); with `useDistributedOptimizer`, ZeRO-1. */
   readonly optimizer: AdamW | DistributedOptimizer;
@@ -210,8 +212,11 @@ export class Trainer {
   readonly ddp: DataParallel | null;
   /** The learning rate of each step (`at(iteration)` is read once per step). */
   readonly schedule: LrSchedule;
+  /** The data's tokenizer. */
   readonly tokenizer: Tokenizer;
+  /** Training samples. */
   readonly trainData: GptDataset;
+  /** Validation samples, if any. */
   readonly validData?: GptDataset;
   /** Optimizer steps completed. */
   iteration = 0;
@@ -233,6 +238,8 @@ export class Trainer {
   #evalBytes = new Map<number, number>();
 
   /**
+   * Builds the optimizer, schedule and batch buffers (and the model when none is given).
+   *
    * @param options configuration, data, tokenizer and optionally a model
    */
   constructor(options: TrainerOptions) {
@@ -705,6 +712,7 @@ export class Trainer {
     if (this.#ownsModel) this.model.dispose();
   }
 
+  /** Same as {@linkcode Trainer.dispose} (for `using`). */
   [Symbol.dispose](): void {
     this.dispose();
   }
@@ -725,7 +733,9 @@ function maxOverGroup(group: ProcessGroup, flag: boolean): boolean {
 
 /** Callbacks around each step. Both may be async; the loop awaits them. */
 export interface TrainHooks {
+  /** Before each optimizer step. */
   beforeStep?: (trainer: Trainer) => void | Promise<void>;
+  /** After each optimizer step, with its result. */
   afterStep?: (trainer: Trainer, result: StepResult) => void | Promise<void>;
   /** After each evaluation. */
   afterEval?: (trainer: Trainer, result: EvalResult) => void | Promise<void>;
@@ -737,6 +747,7 @@ export interface TrainOptions {
   runDir?: string | null;
   /** Progress output. @default a ProgressLogger on standard output */
   logger?: ProgressLogger;
+  /** Callbacks around steps and evaluations. @default none */
   hooks?: TrainHooks;
   /** Stops the loop after the current step (a checkpoint is still written). */
   signal?: AbortSignal;
@@ -758,7 +769,9 @@ export interface TrainSummary {
   lastLoss?: number;
   /** Files written: checkpoint, metrics, plot. */
   checkpoint?: string;
+  /** The `metrics.jsonl` path. */
   metrics?: string;
+  /** The loss plot's files. */
   plot?: { svg: string; png?: string };
   /** Why the loop ended. */
   stoppedBy: "iterations" | "time" | "signal";
