@@ -115,8 +115,8 @@ try_paths() {
       deno test -A tests/model_test.ts
 }
 FAST=none
-if try_paths "fast paths" ""; then
-  FAST=""
+if try_paths "fast paths" "DENOTRON_CUDA_LAYERNORM=fused"; then
+  FAST="DENOTRON_CUDA_LAYERNORM=fused"
 else
   for v in "${SAFE[@]}"; do
     if try_paths "fast, $v" "$v"; then
