@@ -55,11 +55,13 @@ import {
 
 /** Options of a {@linkcode PipelineGPT}. */
 export interface PipelineGPTOptions extends GPTOptions {
+  /** This rank's tensor-parallel group. */
   tensor: ProcessGroup;
+  /** This rank's pipeline (one rank per stage). */
   pipeline: ProcessGroup;
   /** First and last stage (the tied embedding); null on the other stages. */
   embedding: ProcessGroup | null;
-  /** @default false */
+  /** Split activations outside the TP regions along the token rows. @default false */
   sequenceParallel?: boolean;
   /** Model chunks per rank (interleaved schedule). @default 1 */
   virtualSize?: number;
@@ -68,8 +70,10 @@ export interface PipelineGPTOptions extends GPTOptions {
 }
 
 /** The output layer's copy of the token embedding on a last stage that is not first. */
-class OutputEmbedding extends Module {
+export class OutputEmbedding extends Module {
+  /** (V/tp, C) */
   readonly wte: Tensor;
+  /** Declares this rank's rows of the (V, C) token table. */
   constructor(V: number, C: number, o: LayerOpts) {
     super();
     const spec = { kind: "rows", parts: 1 } as const;
@@ -86,28 +90,44 @@ class OutputEmbedding extends Module {
 
 /** One micro-batch: tokens and targets, int32 (b,T). */
 export interface MicroBatch {
+  /** Input token ids, int32 (b,T). */
   tokens: Tensor;
+  /** Next-token targets, int32 (b,T). */
   targets: Tensor;
 }
 
 /** This rank's stages of a GPT split across a pipeline (and a tensor-parallel group). */
 export class PipelineGPT extends Module {
+  /** The model config with defaults filled in. */
   readonly config: Required<GPTConfig>;
+  /** This rank's parameters, in one flat buffer. */
   readonly params: FlatParameters;
+  /** This rank's tensor-parallel group. */
   readonly tensor: ProcessGroup;
+  /** This rank's pipeline (one rank per stage). */
   readonly pipeline: ProcessGroup;
+  /** First and last stage (the tied embedding); null on the other stages. */
   readonly embedding: ProcessGroup | null;
+  /** Whether activations outside the TP regions are split along the token rows. */
   readonly sequenceParallel: boolean;
+  /** Model chunks per rank. */
   readonly virtualSize: number;
   /** Global layer indices of each chunk. */
   readonly chunkLayers: number[][];
-  readonly blocks = new Map<number, ParallelBlock>();
+  /** This rank's transformer layers, by global layer index. */
+  readonly blocks: Map<number, ParallelBlock> = new Map();
+  /** Token and position embeddings on the first stage; null elsewhere. */
   readonly emb: VocabParallelEmbedding | null = null;
+  /** The output layer's token embedding on a last stage that is not first; else null. */
   readonly out: OutputEmbedding | null = null;
+  /** The final layernorm on the last stage; null elsewhere. */
   readonly lnf: LayerNorm | null = null;
+  /** The parameter and dropout seed. */
   readonly seed: number;
+  /** Activation recomputation, per model chunk, or null for none. */
   readonly recompute: RecomputeOptions | null;
 
+  /** Builds this rank's chunks of the model of `config` (same config and seed on every rank). */
   constructor(config: GPTConfig, opts: PipelineGPTOptions) {
     super();
     validateGPTConfig(config);
@@ -234,6 +254,7 @@ export class PipelineGPT extends Module {
     if (this.embedding && this.embedding.size > 1 && wte?.grad) this.embedding.allReduce(wte.grad);
   }
 
+  /** Frees the parameters (idempotent). */
   dispose(): void {
     if (!this.params.data.disposed) this.params.dispose();
   }
@@ -249,6 +270,8 @@ export interface RunPipelineOptions {
   rngOffset?: number;
   /** Force a schedule; by default 1F1B, interleaved with virtual stages. */
   schedule?: "none" | "1f1b" | "interleaved";
+  /** Called after each forward or backward pass with its milliseconds (benchmarks). */
+  onCompute?: (action: PipelineAction, ms: number) => void;
 }
 
 /**
@@ -310,6 +333,7 @@ export function runPipeline(
         if (m.kind === "gradient") t.dispose();
       } else if (op.op === "compute") {
         const { kind: pass, microBatch: mb, chunk } = op.action;
+        const t0 = performance.now();
         const k = key(mb, chunk);
         const s = virtualStage(r, chunk, p);
         if (pass === "forward") {
@@ -336,6 +360,7 @@ export function runPipeline(
             outbox.set(`gradient:${mb}:${s - 1}`, input.grad!);
           }
         }
+        opts.onCompute?.(op.action, performance.now() - t0);
       }
     }
   });

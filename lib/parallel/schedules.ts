@@ -16,10 +16,13 @@ import { DenotronError } from "../errors.ts";
 
 /** One pass of one micro-batch through one model chunk of this stage. */
 export interface PipelineAction {
+  /** Which pass. */
   kind: "forward" | "backward";
+  /** The micro-batch's index in the step. */
   microBatch: number;
   /** The model chunk (0 without interleaving). */
   chunk: number;
+  /** The schedule's part: forwards only, alternating, or backwards only. */
   phase: "warmup" | "steady" | "cooldown";
 }
 
@@ -127,7 +130,9 @@ export function virtualStage(rank: number, chunk: number, p: number): number {
 
 /** A message between stages: an activation (forward) or a gradient (backward). */
 export interface Message {
+  /** What it carries. */
   kind: "activation" | "gradient";
+  /** The micro-batch's index in the step. */
   microBatch: number;
   /** The virtual stage that consumes it. */
   toStage: number;
@@ -141,9 +146,12 @@ export type CommOp =
 /**
  * Orders every rank's computation and messages so that synchronous sends cannot
  * deadlock. The schedules are simulated in rounds; each message gets the time at which
- * its consumer runs, and both the sender's send and the receiver's recv are placed at
- * that time. Every rank then meets its messages in increasing time, so the oldest
- * outstanding message always has both ends ready.
+ * its producer ran, and both the sender's send (right after producing it) and the
+ * receiver's recv are placed at that time. Every rank then meets its messages in
+ * increasing time, so the oldest outstanding message always has both ends ready; and
+ * since a message is taken as soon as the receiver has finished the work that comes
+ * before it in the simulation, the sender goes on to its next pass while the receiver
+ * computes (the overlap of 1F1B).
  *
  * @param schedules every pipeline rank's actions, in order
  * @param v model chunks per rank
@@ -153,7 +161,8 @@ export function planCommunication(schedules: PipelineAction[][], v = 1): CommOp[
   const p = schedules.length;
   const last = p * v - 1;
   const key = (m: Message) => `${m.kind}:${m.microBatch}:${m.toStage}`;
-  const produced = new Set<string>();
+  /** Message key → the time of the pass that produced it. */
+  const produced = new Map<string, number>();
   const timeline: { time: number; op: CommOp }[][] = schedules.map(() => []);
   const next = schedules.map(() => 0);
   let time = 0;
@@ -171,14 +180,17 @@ export function planCommunication(schedules: PipelineAction[][], v = 1): CommOp[
       const t = time++;
       if (input) {
         const from = (action.kind === "forward" ? s - 1 : s + 1) % p;
-        timeline[from].push({ time: t, op: { op: "send", peer: r, message: input } });
-        timeline[r].push({ time: t, op: { op: "recv", peer: from, message: input } });
+        // Half a step after the producing pass: after it on the sender, before anything
+        // later on the receiver.
+        const at = produced.get(key(input))! + 0.5;
+        timeline[from].push({ time: at, op: { op: "send", peer: r, message: input } });
+        timeline[r].push({ time: at, op: { op: "recv", peer: from, message: input } });
       }
       timeline[r].push({ time: t, op: { op: "compute", action } });
       const output: Message | null = action.kind === "forward"
         ? (s < last ? { kind: "activation", microBatch: action.microBatch, toStage: s + 1 } : null)
         : (s > 0 ? { kind: "gradient", microBatch: action.microBatch, toStage: s - 1 } : null);
-      if (output) produced.add(key(output));
+      if (output) produced.set(key(output), t);
       next[r]++;
       progressed = true;
     }
@@ -187,6 +199,5 @@ export function planCommunication(schedules: PipelineAction[][], v = 1): CommOp[
       throw new DenotronError(`pipeline schedule cannot make progress: ${stuck.join("; ")}`);
     }
   }
-  // Stable sort: at one time a rank's recv comes before the compute that needs it.
   return timeline.map((events) => events.sort((a, b) => a.time - b.time).map((e) => e.op));
 }
