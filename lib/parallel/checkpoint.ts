@@ -23,7 +23,9 @@ export const FULL_INDEX = "model.safetensors.index.json";
 
 /** A full tensor on the host. */
 export interface HostTensor {
+  /** The full (single-process) shape. */
   shape: number[];
+  /** Row-major values. */
   data: Float32Array;
 }
 

@@ -21,7 +21,7 @@ import { accumulateInto } from "./mappings.ts";
 import type { ProcessGroup } from "./process_group.ts";
 
 /** The logit of the padding column: exp(PAD_LOGIT − anything finite) is 0. */
-export const PAD_LOGIT = -1e30;
+export const PAD_LOGIT: number = -1e30;
 
 /**
  * [w; 0]: the shard with one zero row appended.

@@ -33,6 +33,7 @@ export const DEFAULT_BUCKET_SIZE = 40_000_000;
 
 /** A contiguous run of whole parameters in the flat buffers. */
 export interface GradBucket {
+  /** Position in the list (0: the bucket backward fills first). */
   index: number;
   /** First element in the flat buffers. */
   start: number;
@@ -102,10 +103,15 @@ export interface DataParallelOptions {
  * ```
  */
 export class DataParallel {
+  /** The data-parallel group gradients are averaged over. */
   readonly group: ProcessGroup;
+  /** The model's flat parameters. */
   readonly params: FlatParameters;
+  /** The gradient buckets, in the order backward fills them. */
   readonly buckets: readonly GradBucket[];
+  /** Whether buckets are reduce-scattered (each rank keeps its shard) instead of all-reduced. */
   readonly reduceScatter: boolean;
+  /** Whether a bucket is reduced as soon as backward has filled it. */
   readonly overlap: boolean;
   /** Whether the coming backward is the step's last micro-batch (it communicates). */
   isLastMicroBatch = true;
@@ -116,6 +122,8 @@ export class DataParallel {
   readonly #removeHook: () => void;
 
   /**
+   * Buckets the gradients of `params` and hooks their reduction into backward.
+   *
    * @param params the model's flat parameters (fp32 gradients)
    * @param group the data-parallel group
    * @param options bucket size, reduction style, overlap

@@ -27,11 +27,15 @@ import { startStoreThread, StoreClient, type StoreThread } from "./store.ts";
 
 /** This process's connection to the job. Close it at the end (`using` works too). */
 export interface Distributed {
+  /** The launcher's settings this process was started with. */
   readonly env: DistributedEnv;
+  /** This process's global rank. */
   readonly rank: number;
+  /** Ranks in the job. */
   readonly worldSize: number;
   /** The job's id (names its shared-memory segments). */
   readonly runId: string;
+  /** The rendezvous key-value store, or null in a single-process job. */
   readonly store: StoreClient | null;
   /** Every rank. */
   readonly world: ProcessGroup;
@@ -44,6 +48,7 @@ export interface Distributed {
   newGroup(ranks: readonly number[], name: string): Promise<ProcessGroup | null>;
   /** Waits for every rank, then releases the groups and the store. */
   close(): Promise<void>;
+  /** Same as `close` (for `await using`). */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -116,14 +121,19 @@ export async function initDistributed(
 
 /** This rank's groups of one layout. */
 export interface ParallelGroups {
+  /** Every group of the layout, as lists of global ranks. */
   readonly layout: ParallelLayout;
   /** This process's global rank. */
   readonly rank: number;
+  /** Every rank. */
   readonly world: ProcessGroup;
+  /** This rank's tensor-parallel group. */
   readonly tensor: ProcessGroup;
+  /** This rank's pipeline (one rank per stage). */
   readonly pipeline: ProcessGroup;
   /** Where gradients are averaged (data and context parallel together). */
   readonly data: ProcessGroup;
+  /** Tensor and pipeline parallel together: the ranks holding this rank's model replica. */
   readonly modelParallel: ProcessGroup;
   /** First and last pipeline stage (tied embeddings); null on the other stages. */
   readonly embedding: ProcessGroup | null;

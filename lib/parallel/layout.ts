@@ -44,10 +44,12 @@ export interface ParallelSizes {
  * ```
  */
 export class RankGenerator {
+  /** Ranks in the job. */
   readonly worldSize: number;
   /** Dimensions fastest first, with their sizes. */
   readonly dims: readonly { name: ParallelDim; size: number }[];
 
+  /** Checks `s` (sizes divide the world, order names each dimension once) and fixes dp. */
   constructor(s: ParallelSizes) {
     const order = (s.order ?? "tp-cp-ep-dp-pp").split("-") as ParallelDim[];
     const known: ParallelDim[] = ["tp", "cp", "ep", "dp", "pp"];
@@ -136,15 +138,25 @@ export class RankGenerator {
 
 /** Every group of a layout, as lists of global ranks. */
 export interface ParallelLayout {
+  /** Ranks in the job. */
   worldSize: number;
+  /** Tensor-parallel size. */
   tp: number;
+  /** Pipeline-parallel size. */
   pp: number;
+  /** Context-parallel size. */
   cp: number;
+  /** Data-parallel size. */
   dp: number;
+  /** The order of the dimensions, fastest first. */
   order: string;
+  /** Tensor-parallel groups. */
   tensor: number[][];
+  /** Pipelines (one rank per stage, first stage first). */
   pipeline: number[][];
+  /** Data-parallel groups. */
   data: number[][];
+  /** Context-parallel groups. */
   context: number[][];
   /** Data and context parallel together (where gradients are averaged). */
   dataContext: number[][];

@@ -17,8 +17,10 @@ export {
 export {
   ColumnParallelLinear,
   initTensorParallelParams,
+  type LayerOptions,
   localShape,
   RowParallelLinear,
+  ShardedModule,
   shardIndices,
   shardOwner,
   type ShardSpec,
@@ -34,6 +36,11 @@ export {
   vocabShardTargets,
 } from "./cross_entropy.ts";
 export {
+  type Drop,
+  type LayerOpts,
+  ParallelAttention,
+  ParallelBlock,
+  ParallelMLP,
   TensorParallelGPT,
   type TensorParallelGPTOptions,
   validateTensorParallel,

@@ -10,7 +10,9 @@
 
 /** Model-parallel settings beyond the tensor and pipeline sizes. */
 export interface ModelParallelSettings {
+  /** Tensor-parallel size. */
   tensorModelParallelSize: number;
+  /** Pipeline-parallel size (stages). */
   pipelineModelParallelSize: number;
   /** Model chunks per pipeline stage (the interleaved schedule); null: one. */
   virtualPipelineModelParallelSize: number | null;

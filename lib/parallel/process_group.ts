@@ -48,6 +48,7 @@ export function shardRange(n: number, q: number, size: number): { start: number;
 export interface ProcessGroup {
   /** The group's name (in messages and segment names), e.g. "dp-0". */
   readonly name: string;
+  /** How it communicates ("single": a group of one, no communication). */
   readonly backend: Backend | "single";
   /** This process's rank in the group. */
   readonly rank: number;
@@ -83,7 +84,7 @@ export interface ProcessGroup {
 
 /** Options of {@link newProcessGroup}. */
 export interface ProcessGroupOptions {
-  /** @default "shm" */
+  /** The communication backend. @default "shm" */
   backend?: Backend;
   /**
    * Deadline of every blocking call, in ms.

@@ -82,12 +82,17 @@ export function validateTensorParallel(config: GPTConfig, tp: number): void {
 /** Dropout on a residual branch (knows the stream's position and this rank's rows). */
 export type Drop = (x: Tensor) => Tensor;
 
-class ParallelAttention extends Module {
+/** Causal self-attention with this rank's heads: q, k, v column-split, the output row-split. */
+export class ParallelAttention extends Module {
+  /** (C, 3C/tp): the q, k and v of this rank's heads */
   readonly qkv: ColumnParallelLinear;
+  /** (C/tp → C): the output projection, summed over the group */
   readonly proj: RowParallelLinear;
+  /** Heads on this rank: nHead/tp. */
   readonly nHeadLocal: number;
   /** Selective recomputation: keep only qkv and rerun the core attention in backward. */
   recomputeCoreAttention = false;
+  /** Builds the layer of `c` for the group and device of `o`. */
   constructor(c: Required<GPTConfig>, o: LayerOpts) {
     super();
     this.nHeadLocal = c.nHead / o.group.size;
@@ -100,6 +105,7 @@ class ParallelAttention extends Module {
       new RowParallelLinear(c.nEmbd, c.nEmbd, { ...o, std: o.projStd }),
     );
   }
+  /** (B,T,C), or (B·T/tp, C) under SP → the same; `full` is the full (B,T,C). */
   forward(x: Tensor, full: readonly number[]): Tensor {
     const qkv = this.qkv.forward(x, full); // (B,T,3C/tp): this rank's heads' q, k, v
     const core = (q: Tensor) => attention(q, this.nHeadLocal);
@@ -108,9 +114,13 @@ class ParallelAttention extends Module {
   }
 }
 
-class ParallelMLP extends Module {
+/** The GELU feed-forward layer: the first linear column-split, the second row-split. */
+export class ParallelMLP extends Module {
+  /** (C → ffnHidden/tp) */
   readonly fc: ColumnParallelLinear;
+  /** (ffnHidden/tp → C), summed over the group */
   readonly proj: RowParallelLinear;
+  /** Builds the layer of `c` for the group and device of `o`. */
   constructor(c: Required<GPTConfig>, o: LayerOpts) {
     super();
     this.fc = this.child("fc", new ColumnParallelLinear(c.nEmbd, c.ffnHidden, o));
@@ -119,6 +129,7 @@ class ParallelMLP extends Module {
       new RowParallelLinear(c.ffnHidden, c.nEmbd, { ...o, std: o.projStd }),
     );
   }
+  /** (B,T,C), or (B·T/tp, C) under SP → the same; `full` is the full (B,T,C). */
   forward(x: Tensor, full: readonly number[]): Tensor {
     const h = linear(this.fc.enter(x, full), this.fc.weight, null); // (B,T,hidden/tp)
     return this.proj.forward(biasGelu(h, this.fc.bias));
@@ -127,10 +138,15 @@ class ParallelMLP extends Module {
 
 /** What every tensor-parallel layer of a GPT is built with. */
 export interface LayerOpts {
+  /** The tensor-parallel group. */
   group: ProcessGroup;
+  /** Where the parameters live. */
   device: Device;
+  /** Whether activations outside the TP regions are split along the token rows. */
   sequenceParallel: boolean;
+  /** Initialisation std of the output projections (0.02/√(2·nLayer)). */
   projStd: number;
+  /** Parameter dtype. */
   dtype?: GPTOptions["dtype"];
 }
 
@@ -150,10 +166,15 @@ export function parallelLayerNorm(width: number, eps: number, o: LayerOpts): Lay
 
 /** One pre-LN transformer layer split across the tensor-parallel group. */
 export class ParallelBlock extends Module {
+  /** Layernorm before attention. */
   readonly ln1: LayerNorm;
+  /** The tensor-parallel attention. */
   readonly attn: ParallelAttention;
+  /** Layernorm before the MLP. */
   readonly ln2: LayerNorm;
+  /** The tensor-parallel MLP. */
   readonly mlp: ParallelMLP;
+  /** Builds the layer of `c` for the group and device of `o`. */
   constructor(c: Required<GPTConfig>, o: LayerOpts) {
     super();
     this.ln1 = this.child("ln1", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
@@ -161,6 +182,10 @@ export class ParallelBlock extends Module {
     this.ln2 = this.child("ln2", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
     this.mlp = this.child("mlp", new ParallelMLP(c, o));
   }
+  /**
+   * x + attn(ln1(x)), then + mlp(ln2(·)), each branch through `drop`: (B,T,C), or
+   * (B·T/tp, C) under SP; `full` is the full (B,T,C).
+   */
   forward(x: Tensor, full: readonly number[], drop: Drop): Tensor {
     const x1 = add(x, drop(this.attn.forward(this.ln1.forward(x), full)));
     return add(x1, drop(this.mlp.forward(this.ln2.forward(x1), full)));
@@ -184,17 +209,26 @@ export class ParallelBlock extends Module {
  * ```
  */
 export class TensorParallelGPT extends Module {
+  /** The model config with defaults filled in. */
   readonly config: Required<GPTConfig>;
+  /** Token (vocabulary-split) and position embeddings. */
   readonly emb: VocabParallelEmbedding;
+  /** The transformer layers. */
   readonly blocks: ParallelBlock[];
+  /** The final layernorm. */
   readonly lnf: LayerNorm;
+  /** This rank's parameters, in one flat buffer. */
   readonly params: FlatParameters;
   /** The dropout stream; it advances by the full tensor's counters on every rank. */
   readonly rng: Generator;
+  /** The tensor-parallel group. */
   readonly group: ProcessGroup;
+  /** Whether activations outside the TP regions are split along the token rows. */
   readonly sequenceParallel: boolean;
+  /** Activation recomputation, or null for none. */
   readonly recompute: RecomputeOptions | null;
 
+  /** Builds this rank's shard of the model of `config` (same config and seed on every rank). */
   constructor(config: GPTConfig, opts: TensorParallelGPTOptions) {
     super();
     validateGPTConfig(config);
@@ -231,6 +265,7 @@ export class TensorParallelGPT extends Module {
     setSelectiveRecompute(this.blocks, this.recompute);
   }
 
+  /** Where the parameters live. */
   get device(): Device {
     return this.params.data.device;
   }
@@ -271,10 +306,12 @@ export class TensorParallelGPT extends Module {
     syncTensorParallelGrads(this, this.group);
   }
 
+  /** Frees the parameters (idempotent). */
   dispose(): void {
     if (!this.params.data.disposed) this.params.dispose();
   }
 
+  /** Same as {@linkcode TensorParallelGPT.dispose}. */
   [Symbol.dispose](): void {
     this.dispose();
   }

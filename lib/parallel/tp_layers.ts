@@ -44,6 +44,7 @@ export type ShardSpec =
 export interface TensorParallelInfo {
   /** The single-process shape. */
   fullShape: readonly number[];
+  /** How the full tensor is cut across the tensor-parallel group. */
   spec: ShardSpec;
   /**
    * Replicated, but each rank's gradient is only a part (e.g. a bias added on one rank,
@@ -129,16 +130,26 @@ export function shardIndices(
   return out;
 }
 
-interface LayerOptions {
+/** Options shared by the tensor-parallel layers. */
+export interface LayerOptions {
+  /** The tensor-parallel group the parameters are sharded over. */
   group: ProcessGroup;
+  /** Where the parameters live. */
   device: Device;
+  /** Parameter dtype. */
   dtype?: DType;
+  /** Standard deviation of the normal initialisation. @default 0.02 */
   std?: number;
+  /** Whether activations outside the region are split along the token rows. @default false */
   sequenceParallel?: boolean;
 }
 
 /** A module that declares sharded parameters. */
-abstract class ShardedModule extends Module {
+export abstract class ShardedModule extends Module {
+  /**
+   * Declares parameter `name` as this rank's shard of a `fullShape` tensor cut by `spec`,
+   * recording its {@linkcode TensorParallelInfo}.
+   */
   protected sharded(
     name: string,
     fullShape: number[],
@@ -164,9 +175,13 @@ export class ColumnParallelLinear extends ShardedModule {
   readonly weight: Tensor;
   /** (nOut/tp) or null */
   readonly bias: Tensor | null;
+  /** The tensor-parallel group. */
   readonly group: ProcessGroup;
+  /** Whether activations outside the region are split along the token rows. */
   readonly sequenceParallel: boolean;
   /**
+   * Declares this rank's rows of the weight and bias.
+   *
    * @param nIn input features
    * @param nOut output features of the full layer
    * @param o group, device; `parts`: dim 0 is that many blocks cut separately (3 for q,k,v,
@@ -210,8 +225,17 @@ export class RowParallelLinear extends ShardedModule {
   readonly weight: Tensor;
   /** (nOut), replicated */
   readonly bias: Tensor | null;
+  /** The tensor-parallel group. */
   readonly group: ProcessGroup;
+  /** Whether activations outside the region are split along the token rows. */
   readonly sequenceParallel: boolean;
+  /**
+   * Declares this rank's columns of the weight, and the replicated bias.
+   *
+   * @param nIn input features of the full layer
+   * @param nOut output features
+   * @param o group, device; `bias`: whether to add one (default true)
+   */
   constructor(nIn: number, nOut: number, o: LayerOptions & { bias?: boolean }) {
     super();
     this.group = o.group;
@@ -247,10 +271,20 @@ export class VocabParallelEmbedding extends ShardedModule {
   readonly wte: Tensor;
   /** (maxT, C), replicated */
   readonly wpe: Tensor;
+  /** The tensor-parallel group. */
   readonly group: ProcessGroup;
+  /** Whether activations outside the region are split along the token rows. */
   readonly sequenceParallel: boolean;
   /** The first token id of this rank's rows. */
   readonly vocabStart: number;
+  /**
+   * Declares this rank's rows of the token table, and the replicated position table.
+   *
+   * @param vocabSize rows of the full token table
+   * @param maxPositions rows of the position table
+   * @param width embedding width C
+   * @param o group, device
+   */
   constructor(vocabSize: number, maxPositions: number, width: number, o: LayerOptions) {
     super();
     this.group = o.group;
@@ -261,6 +295,8 @@ export class VocabParallelEmbedding extends ShardedModule {
     this.vocabStart = this.wte.shape[0] * o.group.rank;
   }
   /**
+   * Looks up this rank's tokens and sums the ranks' embeddings.
+   *
    * @param tokens int32 (B,T), global ids
    * @param wext the extended shard `padRows(wte)`, (V/tp+1, C)
    * @returns (B,T,C) replicated, or under sequence parallelism (B·T/tp, C)

@@ -70,9 +70,12 @@ export function distributedBytesPerParameter(dtype: DType, d: number): Parameter
 }
 
 /** One slice of a parameter that this rank updates: flat offset, length, decay. */
-interface Piece {
+export interface Piece {
+  /** First element in the flat buffers. */
   offset: number;
+  /** Elements. */
   length: number;
+  /** Whether weight decay applies. */
   decay: boolean;
 }
 
@@ -89,7 +92,9 @@ interface Piece {
  * ```
  */
 export class DistributedOptimizer {
+  /** The hyper-parameters, defaults filled in. */
   readonly options: Required<AdamWOptions>;
+  /** The data parallelism whose reduce-scattered gradient shards it consumes. */
   readonly ddp: DataParallel;
   /** Steps taken. */
   stepCount = 0;
@@ -113,6 +118,8 @@ export class DistributedOptimizer {
   };
 
   /**
+   * Allocates the moments (and fp32 main parameters) of this rank's shard.
+   *
    * @param ddp the model's data parallelism, built with `reduceScatter: true`
    * @param opts AdamW's hyper-parameters (Megatron's defaults)
    */
@@ -380,10 +387,13 @@ export async function saveOptimizerShards(dir: string, opt: DistributedOptimizer
 
 /** A whole optimizer state laid out like the flat parameter buffer. */
 export interface FlatOptimizerState {
+  /** First moments. */
   m: Float32Array;
+  /** Second moments. */
   v: Float32Array;
   /** fp32 main parameters; null when the run kept none (fp32) or did not save them. */
   main: Float32Array | null;
+  /** Steps taken. */
   stepCount: number;
   /** The data-parallel size that wrote it (1 for an unsharded checkpoint). */
   dataParallelSize: number;
