@@ -57,6 +57,7 @@ export {
 } from "./schedules.ts";
 export {
   type MicroBatch,
+  OutputEmbedding,
   PipelineGPT,
   type PipelineGPTOptions,
   runPipeline,
