@@ -38,6 +38,7 @@ export * from "./lib/nn/mod.ts";
 
 // Optimizers
 export * from "./lib/optim/mod.ts";
+export type { MixedStepOptimizer } from "./lib/optim/mixed_precision.ts";
 
 // Data
 export {
@@ -120,6 +121,38 @@ export * from "./lib/curriculum/mod.ts";
 export { generate, type GenerateOptions, generateStream } from "./lib/infer/generate.ts";
 export type { SampleOptions } from "./lib/infer/sampling.ts";
 export { forwardCached, KVCache } from "./lib/infer/kv_cache.ts";
+
+// Distributed runtime: processes, groups, data parallelism, the distributed optimizer
+export {
+  type Backend,
+  newProcessGroup,
+  type ProcessGroup,
+  type ProcessGroupOptions,
+  type ReduceOp,
+} from "./lib/parallel/process_group.ts";
+export type { StoreClient, StoreClientOptions } from "./lib/parallel/store.ts";
+export type { DistributedEnv } from "./lib/parallel/env.ts";
+export {
+  type Distributed,
+  initDistributed,
+  initParallelGroups,
+  type ParallelGroups,
+} from "./lib/parallel/init.ts";
+export {
+  type ParallelDim,
+  type ParallelLayout as RankLayout,
+  parallelLayout,
+  type ParallelSizes,
+  RankGenerator,
+} from "./lib/parallel/layout.ts";
+export { DataParallel, type DataParallelOptions, type GradBucket } from "./lib/parallel/ddp.ts";
+export {
+  distributedBytesPerParameter,
+  DistributedOptimizer,
+  type DistributedOptimizerOptions,
+  type FlatOptimizerState,
+  type Piece as OptimizerPiece,
+} from "./lib/parallel/zero.ts";
 
 // Model parallelism: TP/SP layers, pipeline stages and schedules, recomputation, full-tensor checkpoints
 export * from "./lib/parallel/mod.ts";
