@@ -62,7 +62,9 @@ export function fullTensors(
     }
     for (let r = 0; r < size; r++) {
       const idx = shardIndices(info.fullShape, info.spec, r, size);
-      for (let i = 0; i < idx.length; i++) full[idx[i]] = gathered[r * local.length + i];
+      for (let i = 0; i < idx.length; i++) {
+        if (idx[i] >= 0) full[idx[i]] = gathered[r * local.length + i];
+      }
     }
     out.set(name, { shape: [...info.fullShape], data: full });
   }
@@ -142,6 +144,6 @@ export async function loadFullCheckpoint(dir: string, model: Module): Promise<vo
     const values = typedView(entry) as Float32Array;
     const { rank, size } = shardOwner(t);
     const idx = shardIndices(info.fullShape, info.spec, rank, size);
-    t.copyFromHost(Float32Array.from(idx, (i) => values[i]));
+    t.copyFromHost(Float32Array.from(idx, (i) => (i < 0 ? 0 : values[i])));
   }
 }

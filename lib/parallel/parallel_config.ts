@@ -51,7 +51,7 @@ export const DEFAULT_MODEL_PARALLEL: Omit<
  * ```
  */
 export function modelParallelProblems(
-  m: { nLayer: number; nHead: number; nEmbd: number; vocabSize?: number | null },
+  m: { nLayer: number; nHead: number; nEmbd: number },
   p: ModelParallelSettings,
 ): string[] {
   const out: string[] = [];
@@ -59,11 +59,6 @@ export function modelParallelProblems(
   if (m.nHead % tp !== 0) {
     out.push(
       `tensorModelParallelSize ${tp} does not divide numAttentionHeads ${m.nHead}; pick a divisor of the head count`,
-    );
-  }
-  if (m.vocabSize && m.vocabSize % tp !== 0) {
-    out.push(
-      `tensorModelParallelSize ${tp} does not divide vocabSize ${m.vocabSize}; pad the vocabulary to a multiple of it`,
     );
   }
   const vpp = p.virtualPipelineModelParallelSize;

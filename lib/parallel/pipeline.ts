@@ -51,6 +51,7 @@ import {
   setTensorParallelInfo,
   syncTensorParallelGrads,
   VocabParallelEmbedding,
+  vocabSpec,
 } from "./tp_layers.ts";
 
 /** Options of a {@linkcode PipelineGPT}. */
@@ -76,7 +77,7 @@ export class OutputEmbedding extends Module {
   /** Declares this rank's rows of the (V, C) token table. */
   constructor(V: number, C: number, o: LayerOpts) {
     super();
-    const spec = { kind: "rows", parts: 1 } as const;
+    const spec = vocabSpec(V, o.group.size);
     this.wte = this.param(
       "wte",
       localShape([V, C], spec, o.group.size, "wte"),
@@ -235,6 +236,7 @@ export class PipelineGPT extends Module {
       this.tensor,
       this.sequenceParallel,
       full,
+      this.config.vocabSize - this.tensor.rank * (wext.shape[0] - 1),
     );
     return vocabParallelCrossEntropy(
       logits,

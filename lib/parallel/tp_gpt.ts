@@ -67,7 +67,6 @@ export function validateTensorParallel(config: GPTConfig, tp: number): void {
   const hidden = config.ffnHidden ?? 4 * config.nEmbd;
   const checks: [string, number][] = [
     ["numAttentionHeads", config.nHead],
-    ["vocabSize", config.vocabSize],
     ["ffnHiddenSize", hidden],
   ];
   for (const [name, v] of checks) {
@@ -285,7 +284,14 @@ export class TensorParallelGPT extends Module {
     const wext = padRows(this.emb.wte); // (V/tp+1, C)
     let x = drop(this.emb.forward(tokens, wext));
     x = runLayers(this.blocks, x, full, drop, this.rng, this.recompute);
-    return vocabParallelLogits(this.lnf.forward(x), wext, this.group, this.sequenceParallel, full);
+    return vocabParallelLogits(
+      this.lnf.forward(x),
+      wext,
+      this.group,
+      this.sequenceParallel,
+      full,
+      this.config.vocabSize - this.emb.vocabStart,
+    );
   }
 
   /**
@@ -351,6 +357,8 @@ export function makeDrop(
  *
  * @param x (B,T,C), or this rank's rows under SP
  * @param wext `padRows(wte)`, (V/tp+1, C)
+ * @param realColumns this rank's columns that are real tokens; the rest (vocabulary
+ *   padding) are pinned to PAD_LOGIT like the pad column, so the softmax is the unpadded one
  * @returns (B,T,V/tp+1), the pad column pinned to PAD_LOGIT
  */
 export function vocabParallelLogits(
@@ -359,12 +367,13 @@ export function vocabParallelLogits(
   group: ProcessGroup,
   sequenceParallel: boolean,
   full: readonly number[],
+  realColumns: number = wext.shape[0] - 1,
 ): Tensor {
   const h = sequenceParallel
     ? gatherFromSequenceRegion(x, group, full)
     : copyToTensorRegion(x, group);
   const padBias = new Float32Array(wext.shape[0]);
-  padBias[padBias.length - 1] = PAD_LOGIT;
+  padBias.fill(PAD_LOGIT, Math.min(Math.max(0, realColumns), wext.shape[0] - 1));
   let bias = Tensor.fromArray(padBias, [padBias.length], { device: h.device });
   if (h.dtype !== "f32") bias = bias.cast(h.dtype);
   return linear(h, wext, bias);

@@ -32,12 +32,14 @@ import type { ProcessGroup } from "./process_group.ts";
  * How a local parameter was cut from the full one.
  * - `replicated`: every rank holds the full tensor.
  * - `rows`: dim 0 is `parts` equal blocks (3 for a fused q,k,v projection), each cut into
- *   `size` chunks; a rank holds its chunk of every block, blocks in order.
+ *   `size` chunks; a rank holds its chunk of every block, blocks in order. With
+ *   `paddedRows` (one part only), dim 0 is first padded to that many rows, so a vocabulary
+ *   need not divide by the group size; padding rows exist on the ranks only.
  * - `cols`: dim 1 is cut into `size` chunks.
  */
 export type ShardSpec =
   | { kind: "replicated" }
-  | { kind: "rows"; parts: number }
+  | { kind: "rows"; parts: number; paddedRows?: number }
   | { kind: "cols" };
 
 /** A parameter's place in the full model. */
@@ -75,6 +77,16 @@ export function localShape(
   name = "parameter",
 ): number[] {
   if (spec.kind === "replicated") return [...fullShape];
+  if (spec.kind === "rows" && spec.paddedRows !== undefined) {
+    if (spec.parts !== 1 || spec.paddedRows < fullShape[0] || spec.paddedRows % size !== 0) {
+      throw new DenotronError(
+        `${name} ${fmtShape(fullShape)}: ${spec.paddedRows} padded rows must be at least ${
+          fullShape[0]
+        } and divisible by tensorModelParallelSize ${size}`,
+      );
+    }
+    return [spec.paddedRows / size, ...fullShape.slice(1)];
+  }
   const dim = spec.kind === "rows" ? 0 : 1;
   const parts = spec.kind === "rows" ? spec.parts : 1;
   if (fullShape[dim] % (parts * size) !== 0) {
@@ -90,7 +102,8 @@ export function localShape(
 }
 
 /**
- * The full-tensor flat index of each element of rank `rank`'s shard.
+ * The full-tensor flat index of each element of rank `rank`'s shard (−1 for the padding
+ * rows of a `paddedRows` spec, which have no full element).
  *
  * @example
  * ```ts
@@ -108,9 +121,15 @@ export function shardIndices(
   const numel = fullShape.reduce((a, b) => a * b, 1);
   if (spec.kind === "replicated") return Int32Array.from({ length: numel }, (_, i) => i);
   const local = localShape(fullShape, spec, size);
-  const out = new Int32Array(numel / size);
+  const out = new Int32Array(local.reduce((a, b) => a * b, 1));
   let k = 0;
-  if (spec.kind === "rows") {
+  if (spec.kind === "rows" && spec.paddedRows !== undefined) {
+    const rowLen = numel / fullShape[0];
+    const first = rank * local[0];
+    for (let r = first; r < first + local[0]; r++) {
+      for (let j = 0; j < rowLen; j++) out[k++] = r < fullShape[0] ? r * rowLen + j : -1;
+    }
+  } else if (spec.kind === "rows") {
     const rowLen = numel / fullShape[0];
     const block = fullShape[0] / spec.parts, chunk = block / size;
     for (let p = 0; p < spec.parts; p++) {
@@ -290,7 +309,7 @@ export class VocabParallelEmbedding extends ShardedModule {
     this.group = o.group;
     this.sequenceParallel = o.sequenceParallel ?? false;
     const init: Init = { kind: "normal", std: o.std ?? 0.02 };
-    this.wte = this.sharded("wte", [vocabSize, width], { kind: "rows", parts: 1 }, init, o);
+    this.wte = this.sharded("wte", [vocabSize, width], vocabSpec(vocabSize, o.group.size), init, o);
     this.wpe = this.sharded("wpe", [maxPositions, width], { kind: "replicated" }, init, o, true);
     this.vocabStart = this.wte.shape[0] * o.group.rank;
   }
@@ -348,7 +367,7 @@ export function initTensorParallelParams(flat: FlatParameters, seed: number): vo
     full.dispose();
     const group = infoGroupSize(e.tensor, info);
     const idx = shardIndices(info.fullShape, info.spec, group.rank, group.size);
-    e.tensor.copyFromHost(Float32Array.from(idx, (i) => values[i]));
+    e.tensor.copyFromHost(Float32Array.from(idx, (i) => (i < 0 ? 0 : values[i])));
   }
 }
 
@@ -385,4 +404,15 @@ export function syncTensorParallelGrads(model: Module, group: ProcessGroup): voi
   for (const [, t] of model.namedParameters()) {
     if (tensorParallelInfo(t).sumGrad && t.grad) group.allReduce(t.grad);
   }
+}
+
+/**
+ * The token table's cut: rows padded to the next multiple of the group size (the padding
+ * rows are never looked up, and their logits are pinned to PAD_LOGIT).
+ */
+export function vocabSpec(vocabSize: number, size: number): ShardSpec {
+  const padded = Math.ceil(vocabSize / size) * size;
+  return padded === vocabSize
+    ? { kind: "rows", parts: 1 }
+    : { kind: "rows", parts: 1, paddedRows: padded };
 }
