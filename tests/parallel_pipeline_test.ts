@@ -66,14 +66,18 @@ const LAYOUTS: [number, string[]][] = [
   [8, ["--tp", "2", "--pp", "2"]],
   [8, ["--pp", "4"]],
   [8, ["--tp", "4", "--pp", "2", "--sp"]],
+  [4, ["--tp", "2", "--sp"]],
+  [4, ["--pp", "2", "--vp", "2"]],
   // activation recomputation inside a layout
   [4, ["--tp", "2", "--pp", "2", "--sp", "--recompute", "uniform"]],
   [2, ["--pp", "2", "--vp", "2", "--recompute", "selective"]],
 ];
 
 for (const [n, flags] of LAYOUTS) {
-  const name = `${flags.join(" ")}${n > 1 ? ` on ${n} ranks` : ""}`;
-  Deno.test(`pipeline layout ${name} equals the single-process run`, async () => {
+  const size = (flag: string) => flags.includes(flag) ? Number(flags[flags.indexOf(flag) + 1]) : 1;
+  const dp = n / (size("--tp") * size("--pp"));
+  const name = `${flags.join(" ")} --dp ${dp} (${n} ranks)`;
+  Deno.test(`layout ${name} equals the single-process run`, async () => {
     assertSameRun(await run(n, flags), single, name);
   });
 }
