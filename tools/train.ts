@@ -39,8 +39,13 @@ async function main(args: string[]): Promise<void> {
       tp: config.parallel.tensorModelParallelSize,
       pp: config.parallel.pipelineModelParallelSize,
     });
-  if (groups && groups.tensor.size * groups.pipeline.size > 1) {
-    throw new ConfigError("tools/train.ts trains data parallel only: set tp and pp to 1");
+  const { tensorModelParallelSize: tp, pipelineModelParallelSize: pp } = config.parallel;
+  if (tp * pp > 1) {
+    throw new ConfigError(
+      `tensorModelParallelSize ${tp} × pipelineModelParallelSize ${pp}: tools/train.ts trains ` +
+        `data parallel only; model-parallel layouts run through lib/parallel (TensorParallelGPT, ` +
+        `PipelineGPT). Set both to 1.`,
+    );
   }
   // Only rank 0 speaks.
   const log = (dist?.rank ?? 0) === 0 ? console.log : () => {};

@@ -16,9 +16,9 @@
 
 import { parse as parseYaml } from "yaml";
 import { parseSplit } from "../data/gpt_dataset.ts";
+import { modelParallelProblems } from "../parallel/parallel_config.ts";
 import { rampupBatchSizeAt } from "../curriculum/batch_rampup.ts";
 import { validateSeqLenCurriculum } from "../curriculum/seqlen.ts";
-import { modelParallelProblems } from "../parallel/parallel_config.ts";
 
 /** Model shape. */
 export interface ModelConfig {
@@ -167,6 +167,7 @@ export interface CurriculumConfig {
   minDifficulty: number;
   /** Length at the end; null takes seqLength. */
   maxDifficulty: number | null;
+  /** How the length grows: linearly, as a root of progress, or in listed steps. */
   scheduleType: "fixed_linear" | "fixed_root" | "fixed_discrete";
   /** fixed_linear / fixed_root: steps from min to max. */
   totalCurriculumStep: number;
