@@ -66,6 +66,8 @@ const LAYOUTS: [number, string[]][] = [
   [8, ["--tp", "2", "--pp", "2"]],
   [8, ["--pp", "4"]],
   [8, ["--tp", "4", "--pp", "2", "--sp"]],
+  [8, ["--tp", "2", "--pp", "4"]],
+  [8, ["--tp", "4", "--sp"]],
   [4, ["--tp", "2", "--sp"]],
   [4, ["--pp", "2", "--vp", "2"]],
   // activation recomputation inside a layout
