@@ -5,7 +5,79 @@
  */
 import { DenotronError } from "../errors.ts";
 import type { FlatParameters } from "../nn/module.ts";
-import { DTYPE_BYTES, DTYPE_CODE, Tensor } from "../tensor.ts";
+import type { NativeLibrary } from "../../ffi/native.ts";
+import { type DType, DTYPE_BYTES, DTYPE_CODE, Tensor } from "../tensor.ts";
+
+/**
+ * The pointer lists of one fused AdamW call: host arrays of device addresses, one entry
+ * per tensor (or tensor slice), built once and reused every step.
+ */
+export interface AdamWLists {
+  /** Number of entries. */
+  n: bigint;
+  /** The parameters the update writes (16-bit model copies when `main` is given). */
+  params: BigUint64Array;
+  /** fp32 main parameters, for mixed precision; absent for plain fp32 AdamW. */
+  main?: BigUint64Array;
+  /** fp32 gradients. */
+  grads: BigUint64Array;
+  /** fp32 first moments. */
+  m: BigUint64Array;
+  /** fp32 second moments. */
+  v: BigUint64Array;
+  /** Elements of each entry. */
+  sizes: BigInt64Array;
+  /** Weight decay of each entry (0 for biases and norm gains). */
+  wd: Float32Array;
+}
+
+/**
+ * One native AdamW step over every entry of `lists`: `dn_adamw` for fp32 parameters, or
+ * `dn_adamw_mixed` (update the fp32 main copy, write the rounded 16-bit parameters) when
+ * `lists.main` is given. Shared by AdamW, MixedPrecisionAdamW and the distributed optimizer.
+ *
+ * @param lib the device's native library
+ * @param dtype the dtype of `lists.params`
+ * @param lists the pointer lists
+ * @param o hyper-parameters
+ * @param lr this step's learning rate
+ * @param step the step count after this step (bias correction)
+ * @param gradScale multiplies the gradients first (clipping, unscaling, averaging)
+ * @param what names the caller in errors
+ */
+export function fusedAdamW(
+  lib: NativeLibrary,
+  dtype: DType,
+  lists: AdamWLists,
+  o: Required<AdamWOptions>,
+  lr: number,
+  step: number,
+  gradScale: number,
+  what: string,
+): void {
+  if (lists.n === 0n) return;
+  const l = lists;
+  const tail = [
+    l.grads,
+    l.m,
+    l.v,
+    l.sizes,
+    l.wd,
+    lr,
+    o.beta1,
+    o.beta2,
+    o.eps,
+    BigInt(step),
+    gradScale,
+  ] as const;
+  const code = DTYPE_CODE[dtype];
+  lib.check(
+    l.main
+      ? lib.sym.dn_adamw_mixed(code, l.n, l.params, l.main, ...tail)
+      : lib.sym.dn_adamw(code, l.n, l.params, ...tail),
+    what,
+  );
+}
 
 /** AdamW hyper-parameters. Defaults are Megatron-LM's. */
 export interface AdamWOptions {
@@ -46,15 +118,7 @@ export class AdamW {
   /** Second moments. */
   readonly v: Tensor;
   readonly #params: FlatParameters;
-  readonly #lists: {
-    n: bigint;
-    params: BigUint64Array;
-    grads: BigUint64Array;
-    m: BigUint64Array;
-    v: BigUint64Array;
-    sizes: BigInt64Array;
-    wd: Float32Array;
-  };
+  readonly #lists: AdamWLists;
 
   /** Allocates zeroed moments shaped like the flat parameter buffer. */
   constructor(params: FlatParameters, opts: AdamWOptions = {}) {
@@ -96,24 +160,14 @@ export class AdamW {
     const o = this.options;
     const l = this.#lists;
     this.stepCount++;
-    const lib = this.m.device.lib;
-    lib.check(
-      lib.sym.dn_adamw(
-        DTYPE_CODE[this.#params.data.dtype],
-        l.n,
-        l.params,
-        l.grads,
-        l.m,
-        l.v,
-        l.sizes,
-        l.wd,
-        lr,
-        o.beta1,
-        o.beta2,
-        o.eps,
-        BigInt(this.stepCount),
-        gradScale,
-      ),
+    fusedAdamW(
+      this.m.device.lib,
+      this.#params.data.dtype,
+      l,
+      o,
+      lr,
+      this.stepCount,
+      gradScale,
       "AdamW.step",
     );
   }

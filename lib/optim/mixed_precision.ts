@@ -21,7 +21,7 @@
 import { DenotronError } from "../errors.ts";
 import type { FlatParameters } from "../nn/module.ts";
 import { type DType, DTYPE_BYTES, DTYPE_CODE, type Tensor } from "../tensor.ts";
-import { AdamW, type AdamWOptions } from "./adamw.ts";
+import { AdamW, type AdamWLists, type AdamWOptions, fusedAdamW } from "./adamw.ts";
 import { clipFactor } from "./clip.ts";
 import type { GradScaler } from "./grad_scaler.ts";
 
@@ -88,16 +88,7 @@ export class MixedPrecisionAdamW extends AdamW {
   readonly main: Tensor;
   readonly #params: FlatParameters;
   readonly #ownsMain: boolean;
-  readonly #lists: {
-    n: bigint;
-    model: BigUint64Array;
-    main: BigUint64Array;
-    grads: BigUint64Array;
-    m: BigUint64Array;
-    v: BigUint64Array;
-    sizes: BigInt64Array;
-    wd: Float32Array;
-  };
+  readonly #lists: AdamWLists & { main: BigUint64Array };
 
   /** Copies the 16-bit parameters into fp32 main parameters and allocates the moments. */
   constructor(params: FlatParameters, opts: AdamWOptions = {}) {
@@ -115,7 +106,7 @@ export class MixedPrecisionAdamW extends AdamW {
     const e = params.entries;
     this.#lists = {
       n: BigInt(e.length),
-      model: BigUint64Array.from(e, (x) => at(params.data, x.offset)),
+      params: BigUint64Array.from(e, (x) => at(params.data, x.offset)),
       main: BigUint64Array.from(e, (x) => at(this.main, x.offset)),
       grads: BigUint64Array.from(e, (x) => at(params.grad, x.offset)),
       m: BigUint64Array.from(e, (x) => at(this.m, x.offset)),
@@ -154,25 +145,14 @@ export class MixedPrecisionAdamW extends AdamW {
     const o = this.options;
     const l = this.#lists;
     this.stepCount++;
-    const lib = this.main.device.lib;
-    lib.check(
-      lib.sym.dn_adamw_mixed(
-        DTYPE_CODE[this.#params.data.dtype],
-        l.n,
-        l.model,
-        l.main,
-        l.grads,
-        l.m,
-        l.v,
-        l.sizes,
-        l.wd,
-        lr,
-        o.beta1,
-        o.beta2,
-        o.eps,
-        BigInt(this.stepCount),
-        gradScale,
-      ),
+    fusedAdamW(
+      this.main.device.lib,
+      this.#params.data.dtype,
+      l,
+      o,
+      lr,
+      this.stepCount,
+      gradScale,
       "MixedPrecisionAdamW.step",
     );
   }

@@ -30,7 +30,7 @@
  */
 import { DenotronError } from "../errors.ts";
 import { readSafetensors, tensorEntry, typedView, writeSafetensors } from "../io/safetensors.ts";
-import type { AdamWOptions } from "../optim/adamw.ts";
+import { type AdamWLists, type AdamWOptions, fusedAdamW } from "../optim/adamw.ts";
 import type { ParameterBytes } from "../optim/mixed_precision.ts";
 import { type DType, DTYPE_BYTES, DTYPE_CODE, Tensor } from "../tensor.ts";
 import type { DataParallel } from "./ddp.ts";
@@ -106,16 +106,7 @@ export class DistributedOptimizer {
   readonly main: Tensor | null;
   /** The parameter slices this rank updates, in flat-buffer coordinates. */
   readonly pieces: readonly Readonly<Piece>[];
-  readonly #lists: {
-    n: bigint;
-    params: BigUint64Array;
-    main: BigUint64Array;
-    grads: BigUint64Array;
-    m: BigUint64Array;
-    v: BigUint64Array;
-    sizes: BigInt64Array;
-    wd: Float32Array;
-  };
+  readonly #lists: AdamWLists;
 
   /**
    * Allocates the moments (and fp32 main parameters) of this rank's shard.
@@ -159,7 +150,9 @@ export class DistributedOptimizer {
     this.#lists = {
       n: BigInt(pieces.length),
       params: BigUint64Array.from(pieces, (p) => at(flat.data, p.offset)),
-      main: BigUint64Array.from(pieces, (_, i) => at(this.main ?? this.m, mOff[i])),
+      ...(this.main
+        ? { main: BigUint64Array.from(pieces, (_, i) => at(this.main!, mOff[i])) }
+        : {}),
       grads: BigUint64Array.from(pieces, (p) => at(flat.grad, p.offset)),
       m: BigUint64Array.from(pieces, (_, i) => at(this.m, mOff[i])),
       v: BigUint64Array.from(pieces, (_, i) => at(this.v, mOff[i])),
@@ -267,48 +260,16 @@ export class DistributedOptimizer {
     const l = this.#lists;
     this.stepCount++;
     const lib = this.m.device.lib;
-    if (l.n > 0n && this.main) {
-      lib.check(
-        lib.sym.dn_adamw_mixed(
-          DTYPE_CODE[this.ddp.params.data.dtype],
-          l.n,
-          l.params,
-          l.main,
-          l.grads,
-          l.m,
-          l.v,
-          l.sizes,
-          l.wd,
-          lr,
-          o.beta1,
-          o.beta2,
-          o.eps,
-          BigInt(this.stepCount),
-          gradScale,
-        ),
-        "DistributedOptimizer.step",
-      );
-    } else if (l.n > 0n) {
-      lib.check(
-        lib.sym.dn_adamw(
-          DTYPE_CODE.f32,
-          l.n,
-          l.params,
-          l.grads,
-          l.m,
-          l.v,
-          l.sizes,
-          l.wd,
-          lr,
-          o.beta1,
-          o.beta2,
-          o.eps,
-          BigInt(this.stepCount),
-          gradScale,
-        ),
-        "DistributedOptimizer.step",
-      );
-    }
+    fusedAdamW(
+      lib,
+      this.main ? this.ddp.params.data.dtype : "f32",
+      l,
+      o,
+      lr,
+      this.stepCount,
+      gradScale,
+      "DistributedOptimizer.step",
+    );
     for (const b of this.ddp.buckets) {
       using mine = b.data.view([b.shard.length], b.shard.start);
       this.ddp.group.allGather(mine, b.data);
