@@ -7,7 +7,7 @@
 import type { Device } from "../lib/device.ts";
 import { matmul } from "../lib/ops/matmul.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
-import type { GPTConfig } from "../lib/nn/gpt.ts";
+import { GPT_PRESETS, type GPTConfig } from "../lib/nn/gpt.ts";
 
 /** The median of a list of numbers. */
 export function median(xs: number[]): number {
@@ -50,4 +50,29 @@ export function modelFlopsPerStep(
 ): number {
   const nMultiplied = nParams - c.blockSize * c.nEmbd;
   return tokens * (6 * nMultiplied + 12 * c.nLayer * c.nEmbd * seqLen);
+}
+
+/** The GPT preset named by a benchmark's `--model`, or an error listing the names. */
+export function presetOrThrow(name: string | undefined): GPTConfig {
+  const config = name === undefined ? undefined : GPT_PRESETS[name];
+  if (!config) {
+    throw new Error(`--model ${name}: expected one of ${Object.keys(GPT_PRESETS).join(", ")}`);
+  }
+  return config;
+}
+
+/**
+ * A fixed, deterministic batch of token ids and targets, (B, T) each, spread over the
+ * vocabulary (the step's cost does not depend on the values).
+ */
+export function syntheticBatch(vocabSize: number, B: number, T: number): {
+  tokens: Int32Array;
+  targets: Int32Array;
+} {
+  const tokens = new Int32Array(B * T), targets = new Int32Array(B * T);
+  for (let i = 0; i < B * T; i++) {
+    tokens[i] = (i * 7919 + 13) % vocabSize;
+    targets[i] = (i * 104729 + 7) % vocabSize;
+  }
+  return { tokens, targets };
 }

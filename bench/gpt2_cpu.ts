@@ -9,12 +9,12 @@
  */
 import { parseArgs } from "parse-args";
 import { device as getDevice } from "../lib/device.ts";
-import { GPT, GPT_PRESETS } from "../lib/nn/gpt.ts";
+import { GPT } from "../lib/nn/gpt.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
-import { median, modelFlopsPerStep, sgemmRate } from "./common.ts";
+import { median, modelFlopsPerStep, presetOrThrow, sgemmRate, syntheticBatch } from "./common.ts";
 import { CLUSTER_PRESETS, MODEL_PRESETS, predictStep } from "../lib/plan/mod.ts";
 
 const { values } = parseArgs({
@@ -29,12 +29,7 @@ const { values } = parseArgs({
   },
 });
 const steps = Number(values.steps), B = Number(values.batch), T = Number(values.seq);
-const config = GPT_PRESETS[values.model!];
-if (!config) {
-  throw new Error(
-    `--model ${values.model}: expected one of ${Object.keys(GPT_PRESETS).join(", ")}`,
-  );
-}
+const config = presetOrThrow(values.model);
 
 const dev = getDevice();
 dev.numThreads = Number(values.threads);
@@ -46,11 +41,7 @@ console.log(`sgemm 2048^3: ${(sgemm / 1e9).toFixed(1)} GFLOP/s`);
 const model = new GPT(config, { device: dev, seed: 1 });
 const opt = new AdamW(model.params, { lr: 1e-4 });
 const nParams = model.numParameters();
-const tokens = new Int32Array(B * T), targets = new Int32Array(B * T);
-for (let i = 0; i < B * T; i++) {
-  tokens[i] = (i * 7919 + 13) % config.vocabSize;
-  targets[i] = (i * 104729 + 7) % config.vocabSize;
-}
+const { tokens, targets } = syntheticBatch(config.vocabSize, B, T);
 const x = Tensor.fromArray(tokens, [B, T], { device: dev });
 const y = Tensor.fromArray(targets, [B, T], { device: dev });
 

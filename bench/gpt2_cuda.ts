@@ -16,13 +16,13 @@
  */
 import { parseArgs } from "parse-args";
 import { device as getDevice } from "../lib/device.ts";
-import { GPT, GPT_PRESETS } from "../lib/nn/gpt.ts";
+import { GPT } from "../lib/nn/gpt.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
 import { MixedPrecisionAdamW, mixedPrecisionStep } from "../lib/optim/mixed_precision.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
-import { median, modelFlopsPerStep } from "./common.ts";
+import { median, modelFlopsPerStep, presetOrThrow, syntheticBatch } from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -36,13 +36,10 @@ const { values } = parseArgs({
   },
 });
 const steps = Number(values.steps), B = Number(values.batch), T = Number(values.seq);
-const config = GPT_PRESETS[values.model!];
+const config = presetOrThrow(values.model);
 const dtype = values.dtype;
 if (dtype !== "bf16" && dtype !== "f32") {
   throw new Error(`--dtype ${dtype}: expected bf16 or f32`);
-}
-if (!config) {
-  throw new Error(`--model ${values.model}: expected one of ${Object.keys(GPT_PRESETS)}`);
 }
 
 const dev = getDevice("cuda");
@@ -62,11 +59,7 @@ const opt = dtype === "f32"
   ? new AdamW(model.params, { lr: 1e-4 })
   : new MixedPrecisionAdamW(model.params, { lr: 1e-4 });
 const nParams = model.numParameters();
-const tokens = new Int32Array(B * T), targets = new Int32Array(B * T);
-for (let i = 0; i < B * T; i++) {
-  tokens[i] = (i * 7919 + 13) % config.vocabSize;
-  targets[i] = (i * 104729 + 7) % config.vocabSize;
-}
+const { tokens, targets } = syntheticBatch(config.vocabSize, B, T);
 const x = Tensor.fromArray(tokens, [B, T], { device: dev });
 const y = Tensor.fromArray(targets, [B, T], { device: dev });
 

@@ -11,13 +11,13 @@
  */
 import { parseArgs } from "parse-args";
 import { device as getDevice } from "../lib/device.ts";
-import { GPT, GPT_PRESETS } from "../lib/nn/gpt.ts";
+import { GPT } from "../lib/nn/gpt.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
 import { MixedPrecisionAdamW, mixedPrecisionStep } from "../lib/optim/mixed_precision.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
-import { median, modelFlopsPerStep } from "./common.ts";
+import { median, modelFlopsPerStep, presetOrThrow, syntheticBatch } from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -31,22 +31,13 @@ const { values } = parseArgs({
   },
 });
 const steps = Number(values.steps), B = Number(values.batch), T = Number(values.seq);
-const config = GPT_PRESETS[values.model!];
-if (!config) {
-  throw new Error(
-    `--model ${values.model}: expected one of ${Object.keys(GPT_PRESETS).join(", ")}`,
-  );
-}
+const config = presetOrThrow(values.model);
 
 const dev = getDevice();
 dev.numThreads = Number(values.threads);
 console.log(`# ${dev.info()}`);
 
-const tokens = new Int32Array(B * T), targets = new Int32Array(B * T);
-for (let i = 0; i < B * T; i++) {
-  tokens[i] = (i * 7919 + 13) % config.vocabSize;
-  targets[i] = (i * 104729 + 7) % config.vocabSize;
-}
+const { tokens, targets } = syntheticBatch(config.vocabSize, B, T);
 
 function run(dtype: "f32" | "bf16") {
   dev.lib.check(dev.lib.sym.dn_empty_cache(), "dn_empty_cache");
