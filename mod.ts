@@ -113,6 +113,11 @@ export {
   type TrainOptions,
   type TrainSummary,
 } from "./lib/train/trainer.ts";
+export {
+  ModelParallelTrainer,
+  type ModelParallelTrainerOptions,
+  pipelineOptionsFrom,
+} from "./lib/train/mp_trainer.ts";
 
 // Curriculum: sequence-length warmup, progressive layer dropping, batch ramp-up, data difficulty
 export * from "./lib/curriculum/mod.ts";

@@ -10,6 +10,8 @@
  *   deno task train --train-iters 100 --lr 3e-4 --save runs/try
  *   deno task train --load runs/sotu         # resume from the latest checkpoint
  *   deno task launch --nproc-per-node 2 tools/train.ts   # data parallel over 2 ranks
+ *   deno task launch --nproc-per-node 4 tools/train.ts \
+ *     --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2   # TP2 × PP2
  *
  * @module
  */
@@ -21,6 +23,8 @@ import { prepareSotuCorpus } from "../lib/data/sotu.ts";
 import { IndexedDataset } from "../lib/data/indexed_dataset.ts";
 import { buildGptDatasets } from "../lib/data/gpt_dataset.ts";
 import { train, Trainer } from "../lib/train/trainer.ts";
+import { ModelParallelTrainer } from "../lib/train/mp_trainer.ts";
+import type { TrainConfig } from "../lib/train/config.ts";
 import { formatDuration, formatSi } from "../lib/train/logging.ts";
 import { sampleTokens } from "../lib/train/sample.ts";
 import { ThreadTuner } from "../lib/train/threads.ts";
@@ -40,13 +44,8 @@ async function main(args: string[]): Promise<void> {
       pp: config.parallel.pipelineModelParallelSize,
     });
   const { tensorModelParallelSize: tp, pipelineModelParallelSize: pp } = config.parallel;
-  if (tp * pp > 1) {
-    throw new ConfigError(
-      `tensorModelParallelSize ${tp} × pipelineModelParallelSize ${pp}: tools/train.ts trains ` +
-        `data parallel only; model-parallel layouts run through lib/parallel (TensorParallelGPT, ` +
-        `PipelineGPT). Set both to 1.`,
-    );
-  }
+  const modelParallel = tp * pp > 1;
+  if (modelParallel) refuseWithModelParallelism(config, tp, pp, groups !== null);
   // Only rank 0 speaks.
   const log = (dist?.rank ?? 0) === 0 ? console.log : () => {};
   const tokenizer = await loadTokenizer(config.data.tokenizer);
@@ -72,18 +71,35 @@ async function main(args: string[]): Promise<void> {
       }), ready in ${formatDuration((performance.now() - prepStart) / 1000)}`,
   );
 
-  using trainer = new Trainer({
-    config,
-    train: trainData,
-    valid,
-    tokenizer,
-    ...(groups ? { dataParallelGroup: groups.data } : {}),
-  });
+  using trainer = modelParallel
+    ? new ModelParallelTrainer({ config, train: trainData, valid, tokenizer, groups: groups! })
+    : new Trainer({
+      config,
+      train: trainData,
+      valid,
+      tokenizer,
+      ...(groups ? { dataParallelGroup: groups.data } : {}),
+    });
   if (config.checkpoints.load) {
     const state = await trainer.load(config.checkpoints.load);
     log(`resumed from ${config.checkpoints.load} at iteration ${state.iteration}`);
   }
-  log(`model: ${trainer.model}`);
+  log(
+    trainer instanceof ModelParallelTrainer
+      ? `model: ${trainer.model.config.nLayer} layers, ${trainer.model.config.nEmbd} wide, ` +
+        `split TP ${tp} × PP ${pp}${
+          config.parallel.virtualPipelineModelParallelSize
+            ? ` (${config.parallel.virtualPipelineModelParallelSize} virtual stages per rank)`
+            : ""
+        } × DP ${trainer.dataParallelSize}${
+          config.parallel.sequenceParallel ? ", sequence parallel" : ""
+        }${
+          config.parallel.recomputeGranularity
+            ? `, ${config.parallel.recomputeGranularity} recomputation`
+            : ""
+        }`
+      : `model: ${trainer.model}`,
+  );
   const opt = trainer.optimizer;
   if (dist && "bytesPerParameter" in opt) {
     const b = opt.bytesPerParameter();
@@ -94,7 +110,10 @@ async function main(args: string[]): Promise<void> {
         `${b.mainParams.toFixed(3)}, moments ${b.adamMoments.toFixed(3)})`,
     );
   }
-  log(`device: ${trainer.model.device.info()}`);
+  const device = trainer instanceof ModelParallelTrainer
+    ? trainer.model.params.data.device
+    : trainer.model.device;
+  log(`device: ${device.info()}`);
   log(
     `training: ${t.trainIters} iterations of ${t.globalBatchSize} x ${config.model.seqLength} ` +
       `tokens (micro-batch ${t.microBatchSize}), lr ${t.lr} (${t.lrDecayStyle}, warmup ` +
@@ -110,7 +129,6 @@ async function main(args: string[]): Promise<void> {
   };
   Deno.addSignalListener("SIGINT", onInterrupt);
   // Unless told otherwise, keep measuring whether all cores or one is faster right now.
-  const device = trainer.model.device;
   const cores = device.numThreads;
   const threadsUnset = Deno.env.get("DENOTRON_NUM_THREADS") === undefined;
   // Ranks on one machine share its cores instead of each taking all of them.
@@ -151,6 +169,13 @@ async function main(args: string[]): Promise<void> {
   }
 
   if (dist && dist.rank !== 0) return;
+  if (trainer instanceof ModelParallelTrainer) {
+    log(
+      `\nsample: skipped under model parallelism (deno task generate --checkpoint ` +
+        `${summary.checkpoint ?? "<checkpoint>"})`,
+    );
+    return;
+  }
   const prompt = tokenizer.encode(SAMPLE_PROMPT);
   const sample = sampleTokens(trainer.model, prompt, {
     maxNewTokens: 400,
@@ -161,6 +186,40 @@ async function main(args: string[]): Promise<void> {
   });
   log(`\nsample:\n${SAMPLE_PROMPT}${tokenizer.decode(sample)}\n`);
   log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
+}
+
+/** The combinations model-parallel training does not support yet. */
+function refuseWithModelParallelism(
+  config: TrainConfig,
+  tp: number,
+  pp: number,
+  launched: boolean,
+): void {
+  const layout = `tensorModelParallelSize ${tp} × pipelineModelParallelSize ${pp}`;
+  if (!launched) {
+    throw new ConfigError(
+      `${layout} needs ${tp * pp} ranks: run it under the launcher ` +
+        `(deno task launch --nproc-per-node ${tp * pp} tools/train.ts ...)`,
+    );
+  }
+  const p = config.precision;
+  if (p.bf16 || p.fp16) {
+    throw new ConfigError(
+      `${layout} with ${p.bf16 ? "bf16" : "fp16"}: model-parallel training runs in fp32 only`,
+    );
+  }
+  if (config.parallel.useDistributedOptimizer) {
+    throw new ConfigError(
+      `${layout} with useDistributedOptimizer: ZeRO is not combined with model parallelism yet`,
+    );
+  }
+  const cl = config.curriculum;
+  if (
+    cl?.curriculumLearning || cl?.lrByTokens || config.layerDrop?.progressiveLayerDrop ||
+    config.training.rampupBatchSize
+  ) {
+    throw new ConfigError(`${layout} with a curriculum: not supported under model parallelism`);
+  }
 }
 
 function sum(a: ArrayLike<number>): number {

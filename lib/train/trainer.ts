@@ -63,6 +63,7 @@ import {
 } from "./logging.ts";
 import { LrSchedule } from "./lr_schedule.ts";
 import { writeLossPlot } from "./plot.ts";
+import type { ModelParallelTrainer } from "./mp_trainer.ts";
 
 /**
  * The model shape a configuration asks for.
@@ -781,16 +782,22 @@ export interface TrainSummary {
  * Trains up to `config.training.trainIters` iterations from wherever the
  * trainer stands, with logging, evaluation, checkpoints and the loss plot.
  *
- * @param trainer the trainer (possibly resumed with `load()`)
+ * @param trainer the trainer (possibly resumed with `load()`), or its model-parallel form
  * @param options run directory, logger, hooks and stop conditions
  * @returns what happened
  */
-export async function train(trainer: Trainer, options: TrainOptions = {}): Promise<TrainSummary> {
+export async function train(
+  trainer: Trainer | ModelParallelTrainer,
+  options: TrainOptions = {},
+): Promise<TrainSummary> {
   const c = trainer.config;
   const total = c.training.trainIters;
   const runDir = options.runDir === undefined ? c.checkpoints.save : options.runDir;
-  // Under data parallelism only rank 0 logs and writes metrics and the plot.
-  const lead = trainer.dataParallelRank === 0;
+  // Under data parallelism only rank 0 logs and writes metrics and the plot (under
+  // model parallelism world rank 0).
+  const lead = "isLogRank" in trainer ? trainer.isLogRank : trainer.dataParallelRank === 0;
+  // Hooks see the trainer as the single-process/data-parallel type they are declared with.
+  const hookTrainer = trainer as Trainer;
   const logger = options.logger ??
     new ProgressLogger({ totalIterations: total, ...(lead ? {} : { write: () => {} }) });
   const hooks = options.hooks ?? {};
@@ -822,13 +829,13 @@ export async function train(trainer: Trainer, options: TrainOptions = {}): Promi
     logger.eval(rec);
     metrics?.write(rec);
     summary.lastEval = r;
-    await hooks.afterEval?.(trainer, r);
+    await hooks.afterEval?.(hookTrainer, r);
   };
 
   while (trainer.iteration < total) {
-    await hooks.beforeStep?.(trainer);
+    await hooks.beforeStep?.(hookTrainer);
     const r = trainer.step();
-    await hooks.afterStep?.(trainer, r);
+    await hooks.afterStep?.(hookTrainer, r);
     stepSeconds += r.seconds;
     stepTokens += r.tokens;
     window.loss += r.loss;
