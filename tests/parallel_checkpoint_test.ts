@@ -1,7 +1,7 @@
 /**
  * Layout-independent checkpoints: weights saved as full tensors at TP 2 × PP 2 load into
  * the plain single-process GPT, at TP 4 × PP 1 and at PP 2 with two virtual stages, with
- * identical parameters and the same held-out loss.
+ * identical parameters, the same held-out loss and identical logits for a fixed batch.
  */
 import assert from "assert";
 import { FIXTURES, launchFixture } from "./parallel_helpers.ts";
@@ -10,6 +10,8 @@ import { device } from "../lib/device.ts";
 interface Run {
   evalLoss: number;
   params: Record<string, number[]>;
+  /** The full logits (B,T,V) of one held-out micro-batch. */
+  logits: number[];
 }
 
 const tmp = await Deno.makeTempDir({ prefix: "denotron-ckpt-mp-" });
@@ -54,5 +56,14 @@ Deno.test("a checkpoint saved at TP 2 × PP 2 loads at TP 1 × PP 1, TP 4 and in
     }
     const e = Math.abs(got.evalLoss - saved.evalLoss) / saved.evalLoss;
     assert.ok(e < 1e-6, `${what}: held-out loss ${got.evalLoss}, saved run ${saved.evalLoss}`);
+    assert.equal(saved.logits.length, 8 * 63);
+    assert.equal(got.logits.length, saved.logits.length, `${what}: logits' size`);
+    // Identical up to fp32 summation order (TP splits the reductions differently).
+    let worst = 0;
+    for (let i = 0; i < saved.logits.length; i++) {
+      const d = Math.abs(got.logits[i] - saved.logits[i]) / Math.max(1, Math.abs(saved.logits[i]));
+      worst = Math.max(worst, d);
+    }
+    assert.ok(worst < 1e-5, `${what}: logits differ from the saved run's by ${worst}`);
   }
 });

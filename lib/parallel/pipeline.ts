@@ -208,9 +208,18 @@ export class PipelineGPT extends Module {
    * @param x the previous stage's activation, or null on the first stage
    * @param mb the micro-batch
    * @param rng the dropout stream, positioned at the micro-batch's first counter
+   * @param output on the last stage: the mean loss, or this rank's vocabulary shard of
+   *   the logits, (b,T,V/tp+1) with the pad columns at PAD_LOGIT @default "loss"
    * @returns the activation for the next stage, or on the last stage the mean loss
+   *   (or the logits)
    */
-  forwardChunk(chunk: number, x: Tensor | null, mb: MicroBatch, rng: Generator): Tensor {
+  forwardChunk(
+    chunk: number,
+    x: Tensor | null,
+    mb: MicroBatch,
+    rng: Generator,
+    output: "loss" | "logits" = "loss",
+  ): Tensor {
     const [b, T] = mb.tokens.shape;
     const C = this.config.nEmbd;
     const full = [b, T, C];
@@ -238,6 +247,7 @@ export class PipelineGPT extends Module {
       full,
       this.config.vocabSize - this.tensor.rank * (wext.shape[0] - 1),
     );
+    if (output === "logits") return logits;
     return vocabParallelCrossEntropy(
       logits,
       mb.targets,
