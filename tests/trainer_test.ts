@@ -4,7 +4,6 @@ import { ProgressLogger, readMetrics } from "../lib/train/logging.ts";
 import { LrSchedule } from "../lib/train/lr_schedule.ts";
 import { lossCurveSvg, niceTicks } from "../lib/train/plot.ts";
 import { textBytes, train } from "../lib/train/trainer.ts";
-import { sampleTokens } from "../lib/train/sample.ts";
 import { ThreadTuner } from "../lib/train/threads.ts";
 import { tinyConfig, tinyCorpus, tinyTrainer } from "./train_helpers.ts";
 
@@ -187,19 +186,6 @@ Deno.test("lossCurveSvg() draws axes, labels and a legend; niceTicks() picks rou
   assert.match(svg, /a&#60;b/);
   assert.match(svg, /T &#38; U/);
   assert.ok(!svg.includes("empty"));
-});
-
-Deno.test("sampleTokens() is reproducible for a seed and greedy at temperature 0", () => {
-  const t = tinyTrainer(corpus, tinyConfig());
-  const prompt = corpus.tokenizer.encode("The ");
-  const a = sampleTokens(t.model, prompt, { maxNewTokens: 20, seed: 3 });
-  const b = sampleTokens(t.model, prompt, { maxNewTokens: 20, seed: 3 });
-  assert.equal(a.length, 20);
-  assert.deepEqual(a, b);
-  const g = sampleTokens(t.model, prompt, { maxNewTokens: 5, temperature: 0 });
-  assert.deepEqual(g, sampleTokens(t.model, prompt, { maxNewTokens: 5, temperature: 0, seed: 9 }));
-  assert.ok(a.every((id) => id >= 0 && id < 257));
-  t.dispose();
 });
 
 /** Every tag closes in order, attributes are quoted, and the root is <svg>. */

@@ -26,7 +26,7 @@ import { train, Trainer } from "../lib/train/trainer.ts";
 import { ModelParallelTrainer } from "../lib/train/mp_trainer.ts";
 import type { TrainConfig } from "../lib/train/config.ts";
 import { formatDuration, formatSi } from "../lib/train/logging.ts";
-import { sampleTokens } from "../lib/train/sample.ts";
+import { generate } from "../lib/infer/generate.ts";
 import { ThreadTuner } from "../lib/train/threads.ts";
 import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
 
@@ -177,12 +177,14 @@ async function main(args: string[]): Promise<void> {
     return;
   }
   const prompt = tokenizer.encode(SAMPLE_PROMPT);
-  const sample = sampleTokens(trainer.model, prompt, {
+  // KV-cached generation; past the model's positions it rebuilds the cache from the
+  // most recent half of the context.
+  const sample = generate(trainer.model, prompt, {
     maxNewTokens: 400,
     temperature: 0.7,
     topK: 10,
     seed: t.seed,
-    stopToken: tokenizer.eotId,
+    stopAt: tokenizer.eotId,
   });
   log(`\nsample:\n${SAMPLE_PROMPT}${tokenizer.decode(sample)}\n`);
   log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
