@@ -4,8 +4,7 @@
  * identical parameters, the same held-out loss and identical logits for a fixed batch.
  */
 import assert from "assert";
-import { FIXTURES, launchFixture } from "./parallel_helpers.ts";
-import { device } from "../lib/device.ts";
+import { runFixtureJson } from "./parallel_helpers.ts";
 
 interface Run {
   evalLoss: number;
@@ -16,20 +15,8 @@ interface Run {
 
 const tmp = await Deno.makeTempDir({ prefix: "denotron-ckpt-mp-" });
 
-async function run(n: number, args: string[]): Promise<Run> {
-  const out = `${tmp}/${crypto.randomUUID().slice(0, 8)}.json`;
-  if (n === 1) {
-    device();
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", FIXTURES + "train_mp.ts", ...args, "--out", out],
-      env: { DENOTRON_NUM_THREADS: "1" },
-    }).output();
-    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
-  } else {
-    const r = await launchFixture(n, "train_mp.ts", [...args, "--out", out]);
-    assert.equal(r.code, 0, [...r.output, ...r.log].join("\n"));
-  }
-  return JSON.parse(await Deno.readTextFile(out));
+function run(n: number, args: string[]): Promise<Run> {
+  return runFixtureJson<Run>(n, "train_mp.ts", args, tmp);
 }
 
 Deno.test("a checkpoint saved at TP 2 × PP 2 loads at TP 1 × PP 1, TP 4 and interleaved PP 2", async () => {

@@ -2,6 +2,7 @@
  * Shared by the multi-process tests: launch a fixture script on N ranks (one thread
  * each) and collect what the launcher and the ranks printed.
  */
+import assert from "assert";
 import { device } from "../lib/device.ts";
 import { launch } from "../lib/parallel/launch.ts";
 
@@ -48,4 +49,39 @@ export async function launchFixture(
 export function leftoverSegments(runId: string): string[] {
   return [...Deno.readDirSync("/dev/shm")].map((e) => e.name)
     .filter((n) => n.startsWith(`denotron-${runId}`));
+}
+
+/**
+ * Runs a fixture that writes its results as JSON to `--out`: in this process's own Deno
+ * (n = 1) or under the launcher on n ranks. Returns the parsed results.
+ */
+export async function runFixtureJson<T>(
+  n: number,
+  script: string,
+  args: string[],
+  dir: string,
+): Promise<T> {
+  const out = `${dir}/${crypto.randomUUID().slice(0, 8)}.json`;
+  if (n === 1) {
+    device();
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", FIXTURES + script, ...args, "--out", out],
+      env: { DENOTRON_NUM_THREADS: "1" },
+    }).output();
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+  } else {
+    const r = await launchFixture(n, script, [...args, "--out", out]);
+    assert.equal(r.code, 0, [...r.output, ...r.log].join("\n"));
+  }
+  return JSON.parse(await Deno.readTextFile(out));
+}
+
+/** ‖a − b‖ / ‖b‖ (the absolute ‖a − b‖ when b is zero). */
+export function relError(a: readonly number[], b: readonly number[]): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return den ? Math.sqrt(num / den) : Math.sqrt(num);
 }

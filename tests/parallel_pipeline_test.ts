@@ -6,8 +6,7 @@
  * over five steps. Two layouts also recompute activations.
  */
 import assert from "assert";
-import { FIXTURES, launchFixture } from "./parallel_helpers.ts";
-import { device } from "../lib/device.ts";
+import { relError, runFixtureJson } from "./parallel_helpers.ts";
 
 interface Run {
   losses: number[];
@@ -16,29 +15,8 @@ interface Run {
 
 const tmp = await Deno.makeTempDir({ prefix: "denotron-pp-" });
 
-async function run(n: number, args: string[]): Promise<Run> {
-  const out = `${tmp}/${crypto.randomUUID().slice(0, 8)}.json`;
-  if (n === 1) {
-    device();
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", FIXTURES + "train_mp.ts", ...args, "--out", out],
-      env: { DENOTRON_NUM_THREADS: "1" },
-    }).output();
-    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
-  } else {
-    const r = await launchFixture(n, "train_mp.ts", [...args, "--out", out]);
-    assert.equal(r.code, 0, [...r.output, ...r.log].join("\n"));
-  }
-  return JSON.parse(await Deno.readTextFile(out));
-}
-
-function relError(a: number[], b: number[]): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return den ? Math.sqrt(num / den) : Math.sqrt(num);
+function run(n: number, args: string[]): Promise<Run> {
+  return runFixtureJson<Run>(n, "train_mp.ts", args, tmp);
 }
 
 function assertSameRun(got: Run, want: Run, what: string, tol = 1e-5) {
