@@ -202,6 +202,42 @@ Deno.test("PP2×DP2 and TP2×DP2 give the single-process losses", async () => {
   assertClose(tp.losses, single.losses.slice(2), "PP2×DP2 checkpoint resumed at TP2×DP2");
 });
 
+Deno.test("TP2×PP2 with progressive layer dropping and the sequence-length curriculum equals one process", async () => {
+  const settings = {
+    "layer drop": ["--progressive-layer-drop", "true", "--pld-gamma", "0.05"],
+    "curriculum": [
+      "--curriculum-learning",
+      "true",
+      "--min-difficulty",
+      "8",
+      "--max-difficulty",
+      "32",
+      "--total-curriculum-step",
+      "4",
+      "--seq-length",
+      "32",
+    ],
+  };
+  for (const [name, extra] of Object.entries(settings)) {
+    const dir = `${tmp}/cur-${name.replace(" ", "-")}`;
+    const one = await runSingle(`${dir}-single`, extra);
+    const mp = await runParallel(4, `${dir}-tp2pp2`, [...TP2PP2, ...extra]);
+    assertClose(mp.losses, one.losses, `${name}: TP2×PP2 training loss`);
+    assertClose(mp.evals, one.evals, `${name}: TP2×PP2 validation loss`);
+    const plans = async (save: string) =>
+      (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n").map((l) =>
+        JSON.parse(l)
+      ).filter((r) => r.kind === "train").map((r) => [r.seqLength, r.keptLayers]);
+    const want = await plans(`${dir}-single`);
+    assert.deepEqual(await plans(`${dir}-tp2pp2`), want, `${name}: lengths and kept layers`);
+    if (name === "layer drop") {
+      assert.ok(want.some(([, kept]) => kept < 4), `no layer was dropped: ${want}`);
+    } else {
+      assert.deepEqual(want.map(([T]) => T), [8, 16, 24, 32], `${name}: lengths`);
+    }
+  }
+});
+
 Deno.test("model parallelism refuses bf16 and ZeRO, and runs only under the launcher", async () => {
   const bf16 = await runLaunched(2, `${tmp}/bf16`, ["--tensor-model-parallel-size", "2", "--bf16"]);
   assert.notEqual(bf16.code, 0);

@@ -17,7 +17,7 @@
 import { backward } from "../autograd.ts";
 import { type Device, device as getDevice } from "../device.ts";
 import { DenotronError } from "../errors.ts";
-import { type GPTConfig, type GPTOptions, validateGPTConfig } from "../nn/gpt.ts";
+import { type GPTConfig, type GPTOptions, type LayerPlan, validateGPTConfig } from "../nn/gpt.ts";
 import type { LayerNorm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
@@ -210,6 +210,9 @@ export class PipelineGPT extends Module {
    * @param rng the dropout stream, positioned at the micro-batch's first counter
    * @param output on the last stage: the mean loss, or this rank's vocabulary shard of
    *   the logits, (b,T,V/tp+1) with the pad columns at PAD_LOGIT @default "loss"
+   * @param plan the step's layer plan over all nLayer layers (progressive layer
+   *   dropping): this chunk skips its dropped layers and scales its kept layers'
+   *   residual branches; ignored in eval mode @default every layer
    * @returns the activation for the next stage, or on the last stage the mean loss
    *   (or the logits)
    */
@@ -219,14 +222,24 @@ export class PipelineGPT extends Module {
     mb: MicroBatch,
     rng: Generator,
     output: "loss" | "logits" = "loss",
+    plan: LayerPlan | null = null,
   ): Tensor {
     const [b, T] = mb.tokens.shape;
     const C = this.config.nEmbd;
     const full = [b, T, C];
     const p = this.training ? this.config.dropout : 0;
-    const layers = this.chunkLayers[chunk];
-    // The stream of the unsplit model: the embedding's dropout, then two per layer.
-    rng.offset += this.isFirst(chunk) ? 0 : (1 + 2 * layers[0]) * b * T * C;
+    const lp = this.training ? plan : null;
+    if (lp && (lp.keep.length !== this.config.nLayer || lp.scale.length !== lp.keep.length)) {
+      throw new DenotronError(
+        `forwardChunk: the layer plan covers ${lp.keep.length} layers, the model has ${this.config.nLayer}`,
+      );
+    }
+    const layers = this.chunkLayers[chunk].filter((l) => !lp || lp.keep[l]);
+    // The stream of the unsplit model: the embedding's dropout, then two per layer run
+    // before this chunk's first layer (dropped layers take none).
+    const first = this.chunkLayers[chunk][0];
+    const before = lp ? lp.keep.slice(0, first).filter((k) => k).length : first;
+    rng.offset += this.isFirst(chunk) ? 0 : (1 + 2 * before) * b * T * C;
     const drop = makeDrop(rng, p, b * T * C, C, this.sequenceParallel ? this.tensor : null);
     let h: Tensor;
     if (this.isFirst(chunk)) {
@@ -236,7 +249,8 @@ export class PipelineGPT extends Module {
       h = x;
     }
     const blocks = layers.map((l) => this.blocks.get(l)!);
-    h = runLayers(blocks, h, full, drop, rng, this.recompute);
+    const scales = lp ? layers.map((l) => lp.scale[l]) : undefined;
+    h = runLayers(blocks, h, full, drop, rng, this.recompute, scales);
     if (!this.isLast(chunk)) return h;
     const wext = padRows(this.wte!);
     const logits = vocabParallelLogits(
@@ -282,6 +296,8 @@ export interface RunPipelineOptions {
   rngOffset?: number;
   /** Force a schedule; by default 1F1B, interleaved with virtual stages. */
   schedule?: "none" | "1f1b" | "interleaved";
+  /** The step's layer plan (progressive layer dropping); null runs every layer. @default null */
+  layers?: LayerPlan | null;
   /** Called after each forward or backward pass with its milliseconds (benchmarks). */
   onCompute?: (action: PipelineAction, ms: number) => void;
 }
@@ -351,7 +367,14 @@ export function runPipeline(
         if (pass === "forward") {
           const rng = new Generator(model.seed);
           rng.offset = (opts.rngOffset ?? 0) + ((opts.firstMicroBatch ?? 0) + mb) * perMicroBatch;
-          const out = model.forwardChunk(chunk, inputs.get(k) ?? null, batches[mb], rng);
+          const out = model.forwardChunk(
+            chunk,
+            inputs.get(k) ?? null,
+            batches[mb],
+            rng,
+            "loss",
+            opts.layers ?? null,
+          );
           outputs.set(k, out);
           if (model.isLast(chunk)) losses[mb] = out.item();
           else outbox.set(`activation:${mb}:${s + 1}`, out);

@@ -16,7 +16,7 @@
  * @module
  */
 import { attention } from "../ops/attention.ts";
-import { add, dropout } from "../ops/elementwise.ts";
+import { add, addScaled, dropout } from "../ops/elementwise.ts";
 import { biasGelu } from "../ops/gelu.ts";
 import { linear } from "../ops/matmul.ts";
 import { type Device, device as getDevice } from "../device.ts";
@@ -183,11 +183,14 @@ export class ParallelBlock extends Module {
   }
   /**
    * x + attn(ln1(x)), then + mlp(ln2(·)), each branch through `drop`: (B,T,C), or
-   * (B·T/tp, C) under SP; `full` is the full (B,T,C).
+   * (B·T/tp, C) under SP; `full` is the full (B,T,C). `branchScale` multiplies both
+   * residual branches (progressive layer dropping's 1 / keep probability).
    */
-  forward(x: Tensor, full: readonly number[], drop: Drop): Tensor {
-    const x1 = add(x, drop(this.attn.forward(this.ln1.forward(x), full)));
-    return add(x1, drop(this.mlp.forward(this.ln2.forward(x1), full)));
+  forward(x: Tensor, full: readonly number[], drop: Drop, branchScale = 1): Tensor {
+    const residual = (r: Tensor, f: Tensor) =>
+      branchScale === 1 ? add(r, f) : addScaled(r, f, branchScale);
+    const x1 = residual(x, drop(this.attn.forward(this.ln1.forward(x), full)));
+    return residual(x1, drop(this.mlp.forward(this.ln2.forward(x1), full)));
   }
 }
 
@@ -390,7 +393,7 @@ export function setSelectiveRecompute(
 /**
  * Runs consecutive layers, each group of {@linkcode recomputeGroups} inside one
  * checkpoint (its input kept, its inside recomputed in backward with the same dropout
- * counters).
+ * counters). `scales`, if given, holds each block's residual-branch scale.
  */
 export function runLayers(
   blocks: readonly ParallelBlock[],
@@ -399,15 +402,17 @@ export function runLayers(
   drop: Drop,
   rng: Generator,
   recompute: RecomputeOptions | null,
+  scales?: readonly number[],
 ): Tensor {
   const groups = new Map(recomputeGroups(blocks.length, recompute).map((g) => [g[0], g]));
+  const run = (j: number, a: Tensor) => blocks[j].forward(a, full, drop, scales?.[j] ?? 1);
   for (let i = 0; i < blocks.length;) {
     const g = groups.get(i);
     if (g) {
-      x = checkpoint(x, (h) => g.reduce((a, j) => blocks[j].forward(a, full, drop), h), rng);
+      x = checkpoint(x, (h) => g.reduce((a, j) => run(j, a), h), rng);
       i += g.length;
     } else {
-      x = blocks[i++].forward(x, full, drop);
+      x = run(i++, x);
     }
   }
   return x;

@@ -12,6 +12,13 @@
  * steps AdamW on the local shards. Losses and evaluations come from the last pipeline
  * stage and reach every rank.
  *
+ * The sequence-length curriculum and progressive layer dropping work as in the
+ * single-process trainer: every rank computes the step's plan from (seed, step) alone,
+ * so all ranks of a tensor group and all pipeline stages truncate to the same length
+ * and drop the same layers (each stage skipping the dropped layers it owns and scaling
+ * its kept layers' residual branches); evaluation runs every layer at full length.
+ * Batch-size ramp-up and token-based LR schedules are not supported here.
+ *
  * Checkpoints use the trainer's format (lib/train/checkpoint.ts) with full tensors:
  * the shards and their AdamW moments are gathered into the single-process model's
  * parameters by name, so a checkpoint loads under any layout, in one process
@@ -22,6 +29,8 @@
  */
 
 import { noGrad } from "../autograd.ts";
+import { type Curriculum, curriculumFromConfig, type StepPlan } from "../curriculum/curriculum.ts";
+import { truncateBatch } from "../curriculum/seqlen.ts";
 import { GptBatchIterator, type GptDataset } from "../data/gpt_dataset.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { readSafetensors, typedView } from "../io/safetensors.ts";
@@ -44,7 +53,7 @@ import { flopsPerStep } from "../plan/flops.ts";
 
 /** What a {@link ModelParallelTrainer} works with. */
 export interface ModelParallelTrainerOptions {
-  /** The run's configuration (fp32, no ZeRO, no curriculum). */
+  /** The run's configuration (fp32, no ZeRO, no batch ramp-up, no token-based LR). */
   config: TrainConfig;
   /** Training samples. */
   train: GptDataset;
@@ -112,8 +121,10 @@ export class ModelParallelTrainer {
   iteration = 0;
   /** Always null: model parallelism trains in fp32. */
   readonly scaler: null = null;
-  /** Always null: no curriculum under model parallelism. */
-  readonly curriculum: null = null;
+  /** Per-step sequence length and layer dropping (lib/curriculum), or null for none. */
+  curriculum: Curriculum | null;
+  /** Training tokens consumed so far (truncated lengths counted as trained). */
+  consumedTokens = 0;
   /** Always 0 (fp32). */
   readonly skippedSteps = 0;
   /** Model FLOPs of one optimizer step. */
@@ -163,6 +174,14 @@ export class ModelParallelTrainer {
       decayIters: t.lrDecayIters ?? t.trainIters,
       decayStyle: t.lrDecayStyle,
     });
+    if (t.rampupBatchSize || c.curriculum?.lrByTokens) {
+      throw new Error(
+        `model-parallel training does not support ${
+          t.rampupBatchSize ? "rampupBatchSize" : "lrByTokens"
+        } yet`,
+      );
+    }
+    this.curriculum = curriculumFromConfig(c, this.schedule);
     this.#batches = this.#iterator(0);
     const m = this.model.config;
     this.flopsPerStep = flopsPerStep({
@@ -209,8 +228,12 @@ export class ModelParallelTrainer {
     return this.groups.pipeline.rank === this.groups.pipeline.size - 1;
   }
 
-  #microBatch(inputs: Int32Array, targets: Int32Array): MicroBatch {
-    const shape = [this.config.training.microBatchSize, this.config.model.seqLength];
+  #microBatch(
+    inputs: Int32Array,
+    targets: Int32Array,
+    T: number = this.config.model.seqLength,
+  ): MicroBatch {
+    const shape = [this.config.training.microBatchSize, T];
     const device = this.model.params.data.device;
     return {
       tokens: Tensor.fromArray(inputs, shape, { dtype: "i32", device }),
@@ -219,31 +242,99 @@ export class ModelParallelTrainer {
   }
 
   /**
-   * One optimizer step over a global batch.
+   * What the next step will do: the config's length, batch and LR schedule, then the
+   * curriculum's schedules, then `overrides`. A pure function of the step (and the
+   * seed) on every rank, so every rank gets the same plan without communicating.
    *
+   * @param overrides fields to force for this step (the same on every rank)
+   * @returns the plan, checked
+   */
+  nextPlan(overrides: Partial<StepPlan> = {}): StepPlan {
+    const c = this.config;
+    const scheduled = this.curriculum?.plan(
+      {
+        iteration: this.iteration,
+        consumedSamples: this.consumedSamples,
+        consumedTokens: this.consumedTokens,
+      },
+      { numLayers: this.model.config.nLayer, seed: c.training.seed },
+    );
+    const plan: StepPlan = {
+      seqLength: c.model.seqLength,
+      globalBatchSize: c.training.globalBatchSize,
+      lr: this.schedule.at(this.iteration),
+      layers: null,
+      ...scheduled,
+      ...overrides,
+    };
+    const T = c.model.seqLength;
+    if (!Number.isInteger(plan.seqLength) || plan.seqLength < 1 || plan.seqLength > T) {
+      throw new Error(`step ${this.iteration}: seqLength ${plan.seqLength} is outside 1..${T}`);
+    }
+    if (plan.globalBatchSize !== c.training.globalBatchSize) {
+      throw new Error(
+        `step ${this.iteration}: model-parallel training keeps globalBatchSize ` +
+          `${c.training.globalBatchSize}, the plan asks for ${plan.globalBatchSize}`,
+      );
+    }
+    if (!(plan.lr >= 0 && Number.isFinite(plan.lr))) {
+      throw new Error(`step ${this.iteration}: learning rate ${plan.lr} is not a number >= 0`);
+    }
+    return plan;
+  }
+
+  /**
+   * Model FLOPs of one step at a length and number of layers run (the planner's
+   * formula is linear in the layer count).
+   *
+   * @param seqLength tokens per sample
+   * @param keptLayers layers run @default all
+   * @returns FLOPs
+   */
+  stepFlops(seqLength: number, keptLayers: number = this.model.config.nLayer): number {
+    const m = this.model.config;
+    const f = (numLayers: number) =>
+      flopsPerStep({
+        numLayers,
+        hiddenSize: m.nEmbd,
+        numAttentionHeads: m.nHead,
+        ffnHiddenSize: m.ffnHidden,
+        vocabSize: m.vocabSize,
+        seqLength,
+      }, this.config.training.globalBatchSize).model;
+    const one = f(1);
+    return one + (keptLayers - 1) * (f(2) - one);
+  }
+
+  /**
+   * One optimizer step over a global batch, truncated to the plan's length, with the
+   * plan's layers.
+   *
+   * @param overrides fields of the plan to force (the same on every rank)
    * @returns the step's loss (the same on every rank), learning rate and gradient norm
    */
-  step(): StepResult {
+  step(overrides: Partial<StepPlan> = {}): StepResult {
     const t0 = performance.now();
     const c = this.config, t = c.training, g = this.groups;
     const dp = g.data.size;
     const k = t.globalBatchSize / (t.microBatchSize * dp);
-    const lr = this.schedule.at(this.iteration);
+    const plan = this.nextPlan(overrides);
+    const lr = plan.lr, T = plan.seqLength;
     const model = this.model;
     model.train();
     const losses = tidy(() => {
       const batches: MicroBatch[] = [];
       for (let i = 0; i < k; i++) {
-        const b = this.#batches.next();
-        batches.push(this.#microBatch(b.inputs, b.targets));
+        const b = truncateBatch(this.#batches.next(), T);
+        batches.push(this.#microBatch(b.inputs, b.targets, T));
       }
       const C = model.config.nEmbd;
-      const perMicroBatch = (1 + 2 * model.config.nLayer) * t.microBatchSize *
-        c.model.seqLength * C;
+      const perMicroBatch = (1 + 2 * model.config.nLayer) * t.microBatchSize * T * C;
       return runPipeline(model, batches, {
         lossScale: 1 / (k * dp),
         firstMicroBatch: g.data.rank * k,
         rngOffset: this.iteration * k * dp * perMicroBatch,
+        layers: plan.layers,
       });
     });
     model.syncGrads();
@@ -253,15 +344,20 @@ export class ModelParallelTrainer {
     const clip = t.clipGrad > 0 ? clipFactor(norm, t.clipGrad) : 1;
     this.optimizer.step(lr, clip);
     model.params.zeroGrad();
+    this.consumedTokens += t.globalBatchSize * T;
     this.iteration++;
+    const kept = plan.layers ? plan.layers.keep.filter((x) => x).length : model.config.nLayer;
     return {
       iteration: this.iteration,
       loss: lossSum / (k * dp),
       lr,
       gradNorm: norm,
-      tokens: t.globalBatchSize * c.model.seqLength,
+      tokens: t.globalBatchSize * T,
       seconds: (performance.now() - t0) / 1000,
-      flops: this.flopsPerStep,
+      seqLength: T,
+      globalBatchSize: t.globalBatchSize,
+      keptLayers: kept,
+      flops: this.stepFlops(T, kept),
     };
   }
 
@@ -516,7 +612,22 @@ export class ModelParallelTrainer {
     this.optimizer.stepCount = state.optimizerStepCount;
     this.iteration = state.iteration;
     this.#batches = this.#iterator(state.consumedSamples);
+    this.consumedTokens = this.#replayConsumedTokens(state.iteration);
     return state;
+  }
+
+  /** Tokens consumed by `iterations` steps, replayed from the curriculum's lengths. */
+  #replayConsumedTokens(iterations: number): number {
+    const c = this.config, gbs = c.training.globalBatchSize;
+    let tokens = 0;
+    for (let it = 0; it < iterations; it++) {
+      const p = this.curriculum?.plan(
+        { iteration: it, consumedSamples: it * gbs, consumedTokens: tokens },
+        { numLayers: this.model.config.nLayer, seed: c.training.seed },
+      );
+      tokens += gbs * (p?.seqLength ?? c.model.seqLength);
+    }
+    return tokens;
   }
 
   /** Frees the optimizer state and the model. */
