@@ -48,6 +48,7 @@ import { Tensor, tidy } from "../tensor.ts";
 import { type CheckpointState, resolveCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
 import { LrSchedule } from "./lr_schedule.ts";
+import { composeStepPlan, gptStepFlops, replayConsumedTokens } from "./step_plan.ts";
 import { type EvalResult, gptConfigFrom, type StepResult, textBytes } from "./trainer.ts";
 import { flopsPerStep } from "../plan/flops.ts";
 
@@ -251,34 +252,16 @@ export class ModelParallelTrainer {
    */
   nextPlan(overrides: Partial<StepPlan> = {}): StepPlan {
     const c = this.config;
-    const scheduled = this.curriculum?.plan(
-      {
-        iteration: this.iteration,
-        consumedSamples: this.consumedSamples,
-        consumedTokens: this.consumedTokens,
-      },
-      { numLayers: this.model.config.nLayer, seed: c.training.seed },
-    );
-    const plan: StepPlan = {
-      seqLength: c.model.seqLength,
-      globalBatchSize: c.training.globalBatchSize,
-      lr: this.schedule.at(this.iteration),
-      layers: null,
-      ...scheduled,
-      ...overrides,
-    };
-    const T = c.model.seqLength;
-    if (!Number.isInteger(plan.seqLength) || plan.seqLength < 1 || plan.seqLength > T) {
-      throw new Error(`step ${this.iteration}: seqLength ${plan.seqLength} is outside 1..${T}`);
-    }
+    const plan = composeStepPlan(c, this.schedule, this.curriculum, this.model.config.nLayer, {
+      iteration: this.iteration,
+      consumedSamples: this.consumedSamples,
+      consumedTokens: this.consumedTokens,
+    }, overrides);
     if (plan.globalBatchSize !== c.training.globalBatchSize) {
       throw new Error(
         `step ${this.iteration}: model-parallel training keeps globalBatchSize ` +
           `${c.training.globalBatchSize}, the plan asks for ${plan.globalBatchSize}`,
       );
-    }
-    if (!(plan.lr >= 0 && Number.isFinite(plan.lr))) {
-      throw new Error(`step ${this.iteration}: learning rate ${plan.lr} is not a number >= 0`);
     }
     return plan;
   }
@@ -292,18 +275,12 @@ export class ModelParallelTrainer {
    * @returns FLOPs
    */
   stepFlops(seqLength: number, keptLayers: number = this.model.config.nLayer): number {
-    const m = this.model.config;
-    const f = (numLayers: number) =>
-      flopsPerStep({
-        numLayers,
-        hiddenSize: m.nEmbd,
-        numAttentionHeads: m.nHead,
-        ffnHiddenSize: m.ffnHidden,
-        vocabSize: m.vocabSize,
-        seqLength,
-      }, this.config.training.globalBatchSize).model;
-    const one = f(1);
-    return one + (keptLayers - 1) * (f(2) - one);
+    return gptStepFlops(
+      this.model.config,
+      seqLength,
+      this.config.training.globalBatchSize,
+      keptLayers,
+    );
   }
 
   /**
@@ -618,16 +595,7 @@ export class ModelParallelTrainer {
 
   /** Tokens consumed by `iterations` steps, replayed from the curriculum's lengths. */
   #replayConsumedTokens(iterations: number): number {
-    const c = this.config, gbs = c.training.globalBatchSize;
-    let tokens = 0;
-    for (let it = 0; it < iterations; it++) {
-      const p = this.curriculum?.plan(
-        { iteration: it, consumedSamples: it * gbs, consumedTokens: tokens },
-        { numLayers: this.model.config.nLayer, seed: c.training.seed },
-      );
-      tokens += gbs * (p?.seqLength ?? c.model.seqLength);
-    }
-    return tokens;
+    return replayConsumedTokens(this.config, this.curriculum, this.model.config.nLayer, iterations);
   }
 
   /** Frees the optimizer state and the model. */

@@ -62,6 +62,7 @@ import {
   type TrainRecord,
 } from "./logging.ts";
 import { LrSchedule } from "./lr_schedule.ts";
+import { composeStepPlan, gptStepFlops, replayConsumedTokens } from "./step_plan.ts";
 import { writeLossPlot } from "./plot.ts";
 import type { ModelParallelTrainer } from "./mp_trainer.ts";
 
@@ -381,35 +382,17 @@ export class Trainer {
    */
   nextPlan(overrides: Partial<StepPlan> = {}): StepPlan {
     const c = this.config;
-    const scheduled = this.curriculum?.plan(
-      {
-        iteration: this.iteration,
-        consumedSamples: this.consumedSamples,
-        consumedTokens: this.consumedTokens,
-      },
-      { numLayers: this.model.config.nLayer, seed: c.training.seed },
-    );
-    const plan: StepPlan = {
-      seqLength: c.model.seqLength,
-      globalBatchSize: c.training.globalBatchSize,
-      lr: this.schedule.at(this.iteration),
-      layers: null,
-      ...scheduled,
-      ...overrides,
-    };
-    const T = c.model.seqLength;
-    if (!Number.isInteger(plan.seqLength) || plan.seqLength < 1 || plan.seqLength > T) {
-      throw new Error(`step ${this.iteration}: seqLength ${plan.seqLength} is outside 1..${T}`);
-    }
+    const plan = composeStepPlan(c, this.schedule, this.curriculum, this.model.config.nLayer, {
+      iteration: this.iteration,
+      consumedSamples: this.consumedSamples,
+      consumedTokens: this.consumedTokens,
+    }, overrides);
     const unit = c.training.microBatchSize * this.dataParallelSize;
     if (!(plan.globalBatchSize >= unit) || plan.globalBatchSize % unit !== 0) {
       throw new Error(
         `step ${this.iteration}: globalBatchSize ${plan.globalBatchSize} is not a positive ` +
           `multiple of microBatchSize × data-parallel size (${unit})`,
       );
-    }
-    if (!(plan.lr >= 0 && Number.isFinite(plan.lr))) {
-      throw new Error(`step ${this.iteration}: learning rate ${plan.lr} is not a number >= 0`);
     }
     return plan;
   }
@@ -441,19 +424,7 @@ export class Trainer {
     globalBatchSize: number,
     keptLayers: number = this.model.config.nLayer,
   ): number {
-    const g = this.model.config;
-    const f = (numLayers: number) =>
-      flopsPerStep({
-        numLayers,
-        hiddenSize: g.nEmbd,
-        numAttentionHeads: g.nHead,
-        ffnHiddenSize: g.ffnHidden,
-        vocabSize: g.vocabSize,
-        seqLength,
-      }, globalBatchSize).model;
-    const one = f(1);
-    const perLayer = f(2) - one;
-    return one + (keptLayers - 1) * perLayer;
+    return gptStepFlops(this.model.config, seqLength, globalBatchSize, keptLayers);
   }
 
   /**
@@ -462,19 +433,7 @@ export class Trainer {
    * functions of the step and of what was consumed before it).
    */
   #replayConsumedTokens(iterations: number): number {
-    const c = this.config;
-    if (!this.curriculum) return iterations * c.training.globalBatchSize * c.model.seqLength;
-    let samples = 0, tokens = 0;
-    for (let it = 0; it < iterations; it++) {
-      const p = this.curriculum.plan(
-        { iteration: it, consumedSamples: samples, consumedTokens: tokens },
-        { numLayers: this.model.config.nLayer, seed: c.training.seed },
-      );
-      const batch = p.globalBatchSize ?? c.training.globalBatchSize;
-      samples += batch;
-      tokens += batch * (p.seqLength ?? c.model.seqLength);
-    }
-    return tokens;
+    return replayConsumedTokens(this.config, this.curriculum, this.model.config.nLayer, iterations);
   }
 
   /** (B, T) input and target tensors: the reusable buffers at full length, else new ones. */
