@@ -5,118 +5,35 @@
  * parameter. Real processes, one thread each.
  */
 import assert from "assert";
-import { device } from "../lib/device.ts";
-import { launch } from "../lib/parallel/launch.ts";
-import { tinyCorpus } from "./train_helpers.ts";
+import {
+  assertCloseSeq as assertClose,
+  type CliRun as Metrics,
+  launchTrain,
+  readCliRun,
+  runScript,
+  tinyCorpus,
+  TRAIN_SCRIPT,
+  trainCliArgs,
+} from "./train_helpers.ts";
 
-const TRAIN = new URL("../tools/train.ts", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "denotron-train-dp-" });
 const corpus = await tinyCorpus();
 corpus.data.close?.();
 const dataPath = corpus.data.prefix;
 
-/** A tiny run: 4 steps of a global batch of 8 (micro-batch 2), logged every step. */
-function args(save: string, extra: string[] = []): string[] {
-  return [
-    "--data-path",
-    dataPath,
-    "--tokenizer",
-    "byte",
-    "--split",
-    "80,20,0",
-    "--n-layer",
-    "2",
-    "--n-head",
-    "2",
-    "--n-embd",
-    "32",
-    "--seq-length",
-    "16",
-    "--dropout",
-    "0",
-    "--micro-batch-size",
-    "2",
-    "--global-batch-size",
-    "8",
-    "--train-iters",
-    "4",
-    "--lr",
-    "1e-2",
-    "--min-lr",
-    "1e-3",
-    "--lr-warmup-iters",
-    "1",
-    "--lr-decay-iters",
-    "4",
-    "--eval-interval",
-    "2",
-    "--eval-iters",
-    "2",
-    "--log-interval",
-    "1",
-    "--save-interval",
-    "2",
-    "--keep-last",
-    "5",
-    "--save",
-    save,
-    ...extra,
-  ]; // deno-fmt-ignore
-}
-
-interface Metrics {
-  losses: number[];
-  /** Loss scale and skipped steps of each logged step (fp16). */
-  scales: [number, number][];
-  evals: number[];
-  /** Rank output (for failures). */
-  output: string;
-}
-
-async function readRun(save: string, output: string): Promise<Metrics> {
-  const lines = (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n");
-  const recs = lines.map((l) => JSON.parse(l));
-  return {
-    losses: recs.filter((r) => r.kind === "train").map((r) => r.loss),
-    scales: recs.filter((r) => r.kind === "train").map((r) => [r.lossScale, r.skippedSteps]),
-    evals: recs.filter((r) => r.kind === "eval").map((r) => r.loss),
-    output,
-  };
-}
+/** A tiny 2-layer run (see trainCliArgs). */
+const args = (save: string, extra: string[] = []) => trainCliArgs(dataPath, save, 2, extra);
 
 async function runSingle(save: string, extra: string[] = []): Promise<Metrics> {
-  device();
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", TRAIN, ...args(save, extra)],
-    env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1" },
-  }).output();
-  const out = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
-  assert.equal(r.code, 0, out);
-  return await readRun(save, out);
+  const { code, out } = await runScript(TRAIN_SCRIPT, args(save, extra));
+  assert.equal(code, 0, out);
+  return await readCliRun(save, out);
 }
 
 async function runLaunched(n: number, save: string, extra: string[] = []): Promise<Metrics> {
-  device();
-  const lines: string[] = [];
-  const code = await launch({
-    nprocPerNode: n,
-    script: TRAIN,
-    args: args(save, extra),
-    env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1" },
-    output: (rank, _s, line) => lines.push(`[rank ${rank}] ${line}`),
-    log: (line) => lines.push(line),
-    graceSeconds: 2,
-  });
-  assert.equal(code, 0, lines.join("\n"));
-  return await readRun(save, lines.join("\n"));
-}
-
-function assertClose(got: number[], want: number[], what: string, tol = 1e-5): void {
-  assert.equal(got.length, want.length, `${what}: ${got.length} values, expected ${want.length}`);
-  got.forEach((g, i) => {
-    const e = Math.abs(g - want[i]) / Math.abs(want[i]);
-    assert.ok(e < tol, `${what}: value ${i + 1} is ${g}, expected ${want[i]} (relative ${e})`);
-  });
+  const { code, output } = await launchTrain(n, args(save, extra));
+  assert.equal(code, 0, output);
+  return await readCliRun(save, output);
 }
 
 const single = await runSingle(`${tmp}/single`);

@@ -2,6 +2,9 @@
  * Shared set-up of the training tests: a tiny corpus as an indexed dataset,
  * a tiny configuration, and trainers built over them.
  */
+import assert from "assert";
+import { device } from "../lib/device.ts";
+import { launch } from "../lib/parallel/launch.ts";
 import { buildGptDatasets } from "../lib/data/gpt_dataset.ts";
 import { IndexedDataset, IndexedDatasetWriter } from "../lib/data/indexed_dataset.ts";
 import { ByteTokenizer } from "../lib/data/tokenizer.ts";
@@ -68,4 +71,130 @@ export function tinyTrainer(
     numSamples: [t.trainIters * t.globalBatchSize, undefined, undefined],
   });
   return new Trainer({ config, train: train!, valid, tokenizer: corpus.tokenizer });
+}
+
+/** tools/train.ts, for the tests that run it as a command. */
+export const TRAIN_SCRIPT = new URL("../tools/train.ts", import.meta.url).pathname;
+
+/**
+ * The command line of a tiny tools/train.ts run: `nLayer` layers, 4 steps of a global
+ * batch of 8 (micro-batch 2), logged every step, evaluated and saved every 2.
+ */
+export function trainCliArgs(
+  dataPath: string,
+  save: string,
+  nLayer: number,
+  extra: string[] = [],
+): string[] {
+  return [
+    "--data-path",
+    dataPath,
+    "--tokenizer",
+    "byte",
+    "--split",
+    "80,20,0",
+    "--n-layer",
+    String(nLayer),
+    "--n-head",
+    "2",
+    "--n-embd",
+    "32",
+    "--seq-length",
+    "16",
+    "--dropout",
+    "0",
+    "--micro-batch-size",
+    "2",
+    "--global-batch-size",
+    "8",
+    "--train-iters",
+    "4",
+    "--lr",
+    "1e-2",
+    "--min-lr",
+    "1e-3",
+    "--lr-warmup-iters",
+    "1",
+    "--lr-decay-iters",
+    "4",
+    "--eval-interval",
+    "2",
+    "--eval-iters",
+    "2",
+    "--log-interval",
+    "1",
+    "--save-interval",
+    "2",
+    "--keep-last",
+    "5",
+    "--save",
+    save,
+    ...extra,
+  ]; // deno-fmt-ignore
+}
+
+/** What a tools/train.ts run logged in its metrics.jsonl, with the output for failures. */
+export interface CliRun {
+  losses: number[];
+  /** Loss scale and skipped steps of each logged step (fp16). */
+  scales: [number, number][];
+  evals: number[];
+  output: string;
+}
+
+/** Reads the metrics a run wrote under `save`. */
+export async function readCliRun(save: string, output: string): Promise<CliRun> {
+  const lines = (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n");
+  const recs = lines.map((l) => JSON.parse(l));
+  const train = recs.filter((r) => r.kind === "train");
+  return {
+    losses: train.map((r) => r.loss),
+    scales: train.map((r) => [r.lossScale, r.skippedSteps]),
+    evals: recs.filter((r) => r.kind === "eval").map((r) => r.loss),
+    output,
+  };
+}
+
+/** Runs a Deno script in one process (one kernel thread) and returns its exit code and output. */
+export async function runScript(
+  script: string,
+  argv: string[],
+): Promise<{ code: number; out: string }> {
+  device();
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...argv],
+    env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1" },
+  }).output();
+  return {
+    code: r.code,
+    out: new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr),
+  };
+}
+
+/** Runs tools/train.ts under the launcher on n ranks (one thread each); output prefixed by rank. */
+export async function launchTrain(
+  n: number,
+  argv: string[],
+): Promise<{ code: number; output: string }> {
+  device();
+  const lines: string[] = [];
+  const code = await launch({
+    nprocPerNode: n,
+    script: TRAIN_SCRIPT,
+    args: argv,
+    env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1" },
+    output: (rank, _s, line) => lines.push(`[rank ${rank}] ${line}`),
+    log: (line) => lines.push(line),
+    graceSeconds: 2,
+  });
+  return { code, output: lines.join("\n") };
+}
+
+/** Asserts two sequences agree element by element within a relative tolerance. */
+export function assertCloseSeq(got: number[], want: number[], what: string, tol = 1e-5): void {
+  assert.equal(got.length, want.length, `${what}: ${got.length} values, expected ${want.length}`);
+  got.forEach((g, i) => {
+    const e = Math.abs(g - want[i]) / Math.abs(want[i]);
+    assert.ok(e < tol, `${what}: value ${i + 1} is ${g}, expected ${want[i]} (relative ${e})`);
+  });
 }

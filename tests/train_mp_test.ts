@@ -7,132 +7,42 @@
  * reads them; unsupported combinations are refused. Real processes, one thread each.
  */
 import assert from "assert";
-import { device } from "../lib/device.ts";
-import { launch } from "../lib/parallel/launch.ts";
-import { tinyCorpus } from "./train_helpers.ts";
+import {
+  assertCloseSeq as assertClose,
+  type CliRun as Run,
+  launchTrain,
+  readCliRun,
+  runScript as run,
+  tinyCorpus,
+  TRAIN_SCRIPT as TRAIN,
+  trainCliArgs,
+} from "./train_helpers.ts";
 
-const TRAIN = new URL("../tools/train.ts", import.meta.url).pathname;
 const GENERATE = new URL("../tools/generate.ts", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "denotron-train-mp-" });
 const corpus = await tinyCorpus();
 corpus.data.close?.();
 const dataPath = corpus.data.prefix;
 
-/** A tiny run: 4 layers, 4 steps of a global batch of 8 (micro-batch 2), logged every step. */
-function args(save: string, extra: string[] = []): string[] {
-  return [
-    "--data-path",
-    dataPath,
-    "--tokenizer",
-    "byte",
-    "--split",
-    "80,20,0",
-    "--n-layer",
-    "4",
-    "--n-head",
-    "2",
-    "--n-embd",
-    "32",
-    "--seq-length",
-    "16",
-    "--dropout",
-    "0",
-    "--micro-batch-size",
-    "2",
-    "--global-batch-size",
-    "8",
-    "--train-iters",
-    "4",
-    "--lr",
-    "1e-2",
-    "--min-lr",
-    "1e-3",
-    "--lr-warmup-iters",
-    "1",
-    "--lr-decay-iters",
-    "4",
-    "--eval-interval",
-    "2",
-    "--eval-iters",
-    "2",
-    "--log-interval",
-    "1",
-    "--save-interval",
-    "2",
-    "--keep-last",
-    "5",
-    "--save",
-    save,
-    ...extra,
-  ]; // deno-fmt-ignore
-}
+/** A tiny 4-layer run (see trainCliArgs). */
+const args = (save: string, extra: string[] = []) => trainCliArgs(dataPath, save, 4, extra);
 
 const TP2PP2 = ["--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"];
-
-interface Run {
-  losses: number[];
-  evals: number[];
-  /** Rank output (for failures). */
-  output: string;
-}
-
-async function readRun(save: string, output: string): Promise<Run> {
-  const lines = (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n");
-  const recs = lines.map((l) => JSON.parse(l));
-  return {
-    losses: recs.filter((r) => r.kind === "train").map((r) => r.loss),
-    evals: recs.filter((r) => r.kind === "eval").map((r) => r.loss),
-    output,
-  };
-}
-
-async function run(script: string, a: string[]): Promise<{ code: number; out: string }> {
-  device();
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...a],
-    env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1" },
-  }).output();
-  const out = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
-  return { code: r.code, out };
-}
 
 async function runSingle(save: string, extra: string[] = []): Promise<Run> {
   const { code, out } = await run(TRAIN, args(save, extra));
   assert.equal(code, 0, out);
-  return await readRun(save, out);
+  return await readCliRun(save, out);
 }
 
-async function runLaunched(
-  n: number,
-  save: string,
-  extra: string[],
-): Promise<{ code: number; output: string }> {
-  device();
-  const lines: string[] = [];
-  const code = await launch({
-    nprocPerNode: n,
-    script: TRAIN,
-    args: args(save, extra),
-    env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1" },
-    output: (rank, _s, line) => lines.push(`[rank ${rank}] ${line}`),
-    log: (line) => lines.push(line),
-    graceSeconds: 2,
-  });
-  return { code, output: lines.join("\n") };
+function runLaunched(n: number, save: string, extra: string[]) {
+  return launchTrain(n, args(save, extra));
 }
 
 async function runParallel(n: number, save: string, extra: string[]): Promise<Run> {
   const { code, output } = await runLaunched(n, save, extra);
   assert.equal(code, 0, output);
-  return await readRun(save, output);
-}
-
-function assertClose(got: number[], want: number[], what: string, tol = 1e-5): void {
-  assert.equal(got.length, want.length, `${what}: ${got.length} values, expected ${want.length}`);
-  got.forEach((g, i) => {
-    const e = Math.abs(g - want[i]) / Math.abs(want[i]);
-    assert.ok(e < tol, `${what}: value ${i + 1} is ${g}, expected ${want[i]} (relative ${e})`);
-  });
+  return await readCliRun(save, output);
 }
 
 const single = await runSingle(`${tmp}/single`);
