@@ -6,11 +6,13 @@
  * selects the fp32-inside kernel); --dtype f32 keeps fp32 weights with TF32 GEMMs. Prints the median step time, tokens/s, model
  * FLOP/s, MFU against the card's bf16 dense peak (--peak TFLOP/s; default from the GPU
  * name: H100 SXM 989, H200 989, A100 312), and the share of a step spent outside
- * kernels: a normal step's wall time against the sum of per-call times measured with a
- * device synchronisation after every native call.
+ * kernels: one more step with a device timestamp (CUDA event) before and after every
+ * native call and nothing synchronised, the calls' spans against the step's whole device
+ * span; the gaps are the GPU waiting for the host. The same profile lists time per
+ * symbol and every GEMM shape with its TFLOP/s.
  *
  *   deno run -A bench/gpt2_cuda.ts [--steps 5] [--batch 16] [--seq 1024] [--dtype bf16]
- *     [--peak 989]
+ *     [--peak 989] [--device cuda]
  *
  * @module
  */
@@ -33,6 +35,7 @@ const { values } = parseArgs({
     model: { type: "string", default: "gpt2" },
     peak: { type: "string", default: "" },
     dtype: { type: "string", default: "bf16" },
+    device: { type: "string", default: "cuda" },
   },
 });
 const steps = Number(values.steps), B = Number(values.batch), T = Number(values.seq);
@@ -42,7 +45,7 @@ if (dtype !== "bf16" && dtype !== "f32") {
   throw new Error(`--dtype ${dtype}: expected bf16 or f32`);
 }
 
-const dev = getDevice("cuda");
+const dev = getDevice(values.device); // "cpu" only to try the script without a GPU
 const info = dev.info();
 console.log(`# ${info}`);
 const name = /name=([^=]*?) sm=/.exec(info)?.[1] ?? "";
@@ -87,13 +90,27 @@ for (let i = 0; i < steps; i++) {
   loss = step();
   times.push((performance.now() - t0) / 1e3);
 }
-dev.lib.startProfile(true);
+// One more step with a device timestamp before and after every native call (nothing
+// synchronised): the calls' device spans against the step's whole device span. The gaps
+// are the device waiting for the host: TypeScript, FFI, launches and host reads.
+const gemmFlops = new Map<string, number>();
+dev.lib.startProfile("events", (sym, args) => {
+  if (sym !== "dn_matmul") return sym;
+  const [ta, tb, M, N, K] = args.slice(1, 6).map(Number), batch = Number(args[18]);
+  const label = `gemm ${M}x${N}x${K}${ta ? " tA" : ""}${tb ? " tB" : ""}` +
+    `${batch > 1 ? ` x${batch}` : ""}${args[17] ? " +bias" : ""}`;
+  gemmFlops.set(label, 2 * M * N * K * batch);
+  return label;
+});
+const tp = performance.now();
 step();
+const profiledMs = performance.now() - tp;
 const profile = dev.lib.stopProfile();
 
 const stepS = median(times);
 const flops = modelFlopsPerStep(config, B * T, T, nParams);
-const inCalls = [...profile.values()].reduce((s, t) => s + t.ms, 0) / 1e3;
+const inCalls = profile.totalMs / 1e3;
+const outside = Math.max(0, 1 - profile.totalMs / profile.spanMs);
 const mfu = flops / stepS / (peakTflops * 1e12);
 const attn = Deno.env.get("DENOTRON_CUDA_ATTENTION") === "simple" || dtype === "f32"
   ? "simple"
@@ -116,20 +133,50 @@ console.log(
   `MFU ${(100 * mfu).toFixed(1)}% of ${peakTflops} TFLOP/s bf16 dense (${name || "unknown GPU"})`,
 );
 console.log(
-  `outside kernels ${(100 * Math.max(0, 1 - inCalls / stepS)).toFixed(1)}% ` +
-    `(step ${(stepS * 1e3).toFixed(1)} ms vs synced per-call sum ${(inCalls * 1e3).toFixed(1)} ms)`,
+  `outside kernels ${(100 * outside).toFixed(1)}% of the profiled step's device span ` +
+    `(${profile.spanMs.toFixed(1)} ms, of which calls ${(inCalls * 1e3).toFixed(1)} ms; ` +
+    `that step took ${profiledMs.toFixed(1)} ms of wall time with the timestamps)`,
 );
-const rows = [...profile].sort((a, b) => b[1].ms - a[1].ms).slice(0, 10);
-for (const [sym, t] of rows) {
+// by symbol (GEMMs together), then the GEMMs by shape with their rate
+const bySymbol = new Map<string, { ms: number; calls: number }>();
+let gemmMs = 0, gemmTotal = 0;
+for (const [label, t] of profile) {
+  const sym = label.startsWith("gemm ") ? "dn_matmul" : label;
+  const e = bySymbol.get(sym) ?? { ms: 0, calls: 0 };
+  e.ms += t.ms;
+  e.calls += t.calls;
+  bySymbol.set(sym, e);
+  if (gemmFlops.has(label)) {
+    gemmMs += t.ms;
+    gemmTotal += gemmFlops.get(label)! * t.calls;
+  }
+}
+for (const [sym, t] of [...bySymbol].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) {
   console.log(
-    `  ${sym.padEnd(26)} ${t.ms.toFixed(1).padStart(8)} ms ${String(t.calls).padStart(5)} calls`,
+    `  ${sym.padEnd(26)} ${t.ms.toFixed(2).padStart(8)} ms ${String(t.calls).padStart(5)} calls`,
+  );
+}
+console.log(
+  `GEMMs: ${gemmMs.toFixed(2)} ms, ${(gemmTotal / gemmMs / 1e9).toFixed(1)} TFLOP/s overall`,
+);
+for (
+  const [label, t] of [...profile].filter(([l]) => gemmFlops.has(l)).sort((a, b) =>
+    b[1].ms - a[1].ms
+  )
+) {
+  const rate = gemmFlops.get(label)! * t.calls / t.ms / 1e9;
+  console.log(
+    `  ${label.padEnd(34)} ${t.ms.toFixed(2).padStart(8)} ms ${
+      String(t.calls).padStart(4)
+    } calls ` +
+      `${rate.toFixed(1).padStart(6)} TFLOP/s`,
   );
 }
 console.log(
   `RESULT dtype=${dtype} attention=${attn} tokens_per_s=${((B * T) / stepS).toFixed(0)} step_ms=${
     (stepS * 1e3).toFixed(1)
   } ` +
-    `mfu=${(100 * mfu).toFixed(1)} outside=${(100 * Math.max(0, 1 - inCalls / stepS)).toFixed(1)}`,
+    `mfu=${(100 * mfu).toFixed(1)} outside=${(100 * outside).toFixed(1)}`,
 );
 x.dispose();
 y.dispose();

@@ -15,7 +15,7 @@ import {
   cudaLibraryPath,
   isStale,
 } from "./build.ts";
-import { type NativeSymbols, symbols } from "./symbols.ts";
+import { ABI_VERSION, type NativeSymbols, symbols } from "./symbols.ts";
 
 /** A failure reported by the native library; `message` carries its file:line text. */
 export class NativeError extends Error {
@@ -37,13 +37,57 @@ export interface KernelTime {
   ms: number;
 }
 
+/** How {@linkcode NativeLibrary.startProfile} times calls. */
+export type ProfileMode = "wall" | "sync" | "events";
+
+/** Calls that are not timed: the error text and the profiler's own timestamps. */
+const UNTIMED = new Set(["dn_last_error", "dn_timer_record", "dn_timer_elapsed"]);
+/** Timestamp slots of the native timer (dn_timer_record). */
+const TIMER_SLOTS = 65536;
+
+/** Milliseconds and calls per symbol (or per key), from {@linkcode NativeLibrary.stopProfile}. */
+export class Profile extends Map<string, KernelTime> {
+  /** How the calls were timed. */
+  readonly mode: ProfileMode;
+  /**
+   * `"events"` mode: device milliseconds from the first profiled call's start to the
+   * last one's end (NaN otherwise). Minus the sum of the entries, the device's idle time.
+   */
+  spanMs = NaN;
+  /** `"events"` mode: true when more calls were made than timer slots (the rest untimed). */
+  truncated = false;
+  /** Labels of the timed calls in order (`"events"` mode). */
+  readonly pairs: string[] = [];
+
+  /** An empty profile. */
+  constructor(mode: ProfileMode) {
+    super();
+    this.mode = mode;
+  }
+
+  /** Adds one call of `ms` milliseconds under `label`. */
+  add(label: string, ms: number): void {
+    const entry = this.get(label) ?? { calls: 0, ms: 0 };
+    entry.calls++;
+    entry.ms += ms;
+    this.set(label, entry);
+  }
+
+  /** The sum of every entry's milliseconds. */
+  get totalMs(): number {
+    let t = 0;
+    for (const e of this.values()) t += e.ms;
+    return t;
+  }
+}
+
 const STATUS_NAMES = ["ok", "invalid argument", "out of memory", "unsupported", "runtime error"];
 
 /** An opened native library: its symbols plus the helpers every caller needs. */
 export class NativeLibrary {
   #raw: NativeSymbols;
   #sym: NativeSymbols;
-  #profile: Map<string, KernelTime> | null = null;
+  #profile: Profile | null = null;
   /** Path of the shared object. */
   readonly path: string;
   #lib: Deno.DynamicLibrary<typeof symbols>;
@@ -64,6 +108,13 @@ export class NativeLibrary {
     this.#raw = this.#sym = this.#lib.symbols;
     const abi = new Int32Array(1);
     this.check(this.sym.dn_abi_version(abi), "dn_abi_version");
+    if (abi[0] !== ABI_VERSION) {
+      throw new Error(
+        `The native library ${path} has ABI version ${
+          abi[0]
+        }, this code needs ${ABI_VERSION}. ${hint}`,
+      );
+    }
   }
 
   /** The FFI symbols (timed while a profile is running). Prefer the typed ops in lib/ops. */
@@ -73,27 +124,53 @@ export class NativeLibrary {
 
   /**
    * Starts timing every native call by symbol name, until {@linkcode stopProfile}.
-   * Calls are synchronous on the CPU, so wall time per call is kernel time. On CUDA
-   * kernels are asynchronous: pass `sync` to wait for the GPU after every call (then
-   * each symbol's time includes its kernels, and the sum is the step's GPU-busy time
-   * plus per-call overhead).
    *
-   * @param sync call dn_synchronize after every call @default false
+   * - `"wall"`: host wall time per call. Calls are synchronous on the CPU, so this is
+   *   kernel time there; on CUDA it is only the launch cost.
+   * - `"sync"`: wall time with a device synchronisation after every call, so each
+   *   symbol's time includes its kernels (and the sum adds a round trip per call).
+   * - `"events"`: a timestamp on the device's stream before and after every call
+   *   (`dn_timer_record`), nothing waited for: each symbol's time is the span its kernels
+   *   took on the device, and {@linkcode Profile.spanMs} minus their sum is the time the
+   *   device sat idle between calls, waiting for the host (TypeScript, FFI, launches).
+   *
+   * @param mode see above; `true` means `"sync"` @default "wall"
+   * @param key groups calls under another name than the symbol's (e.g. a GEMM's shape);
+   *   receives the symbol and the call's arguments
    */
-  startProfile(sync = false): void {
-    const profile = new Map<string, KernelTime>();
+  startProfile(
+    mode: ProfileMode | boolean = "wall",
+    key?: (symbol: string, args: unknown[]) => string,
+  ): void {
+    const how: ProfileMode = mode === true ? "sync" : mode === false ? "wall" : mode;
+    const profile = new Profile(how);
     const raw = this.#raw as unknown as Record<string, (...args: unknown[]) => unknown>;
     const timed: Record<string, unknown> = {};
+    const events = how === "events";
     for (const name of Object.keys(symbols)) {
       const fn = raw[name];
+      if (UNTIMED.has(name)) {
+        timed[name] = fn;
+        continue;
+      }
       timed[name] = (...args: unknown[]) => {
+        const label = key ? key(name, args) : name;
+        if (events) {
+          const slot = profile.pairs.length * 2;
+          if (slot + 1 >= TIMER_SLOTS) {
+            profile.truncated = true;
+            return fn(...args);
+          }
+          raw.dn_timer_record(BigInt(slot));
+          const r = fn(...args);
+          raw.dn_timer_record(BigInt(slot + 1));
+          profile.pairs.push(label);
+          return r;
+        }
         const t0 = performance.now();
         const r = fn(...args);
-        if (sync) raw.dn_synchronize();
-        const entry = profile.get(name) ?? { calls: 0, ms: 0 };
-        entry.calls++;
-        entry.ms += performance.now() - t0;
-        profile.set(name, entry);
+        if (how === "sync") raw.dn_synchronize();
+        profile.add(label, performance.now() - t0);
         return r;
       };
     }
@@ -101,11 +178,28 @@ export class NativeLibrary {
     this.#sym = timed as unknown as NativeSymbols;
   }
 
-  /** Stops timing and returns milliseconds and calls per symbol. */
-  stopProfile(): Map<string, KernelTime> {
-    const p = this.#profile ?? new Map();
+  /**
+   * Stops timing and returns milliseconds and calls per symbol (or per key). In
+   * `"events"` mode this waits for the device to finish the profiled calls.
+   */
+  stopProfile(): Profile {
+    const p = this.#profile ?? new Profile("wall");
     this.#profile = null;
     this.#sym = this.#raw;
+    const n = p.pairs.length;
+    if (p.mode !== "events" || n === 0) return p;
+    // every call's span, then the whole span from the first call's start to the last's end
+    const from = new BigInt64Array(n + 1), to = new BigInt64Array(n + 1);
+    for (let i = 0; i < n; i++) {
+      from[i] = BigInt(2 * i);
+      to[i] = BigInt(2 * i + 1);
+    }
+    from[n] = 0n;
+    to[n] = BigInt(2 * n - 1);
+    const ms = new Float64Array(n + 1);
+    this.check(this.#raw.dn_timer_elapsed(BigInt(n + 1), from, to, ms), "dn_timer_elapsed");
+    for (let i = 0; i < n; i++) p.add(p.pairs[i], ms[i]);
+    p.spanMs = ms[n];
     return p;
   }
 

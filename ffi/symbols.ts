@@ -7,6 +7,9 @@
  * @module
  */
 
+/** DN_ABI_VERSION of the header this mirror matches. */
+export const ABI_VERSION = 2;
+
 export const symbols = {
   // const char *dn_last_error(void)
   dn_last_error: { parameters: [], result: "pointer" },
@@ -37,6 +40,11 @@ export const symbols = {
   dn_memset_zero: { parameters: ["pointer", "i64"], result: "i32" },
   // dn_status dn_synchronize(void)
   dn_synchronize: { parameters: [], result: "i32" },
+  // dn_status dn_timer_record(int64_t slot)
+  dn_timer_record: { parameters: ["i64"], result: "i32" },
+  // dn_status dn_timer_elapsed(int64_t n, const int64_t *from, const int64_t *to,
+  //                            double *host_ms)
+  dn_timer_elapsed: { parameters: ["i64", "buffer", "buffer", "buffer"], result: "i32" },
 
   // dn_status dn_fill(dn_dtype dtype, void *out, int64_t n, float value)
   dn_fill: { parameters: ["i32", "pointer", "i64", "f32"], result: "i32" },

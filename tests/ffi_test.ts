@@ -1,6 +1,6 @@
 /** The FFI symbol table mirrors kernels/include/denotron.h exactly. */
 import assert from "assert";
-import { symbols } from "../ffi/symbols.ts";
+import { ABI_VERSION, symbols } from "../ffi/symbols.ts";
 import { cpuLibrary } from "../ffi/native.ts";
 
 interface Proto {
@@ -74,6 +74,57 @@ Deno.test("the opened library reports the header's ABI version", () => {
   const lib = cpuLibrary();
   lib.check(lib.sym.dn_abi_version(out), "dn_abi_version");
   assert.equal(out[0], Number(m![1]));
+  assert.equal(ABI_VERSION, Number(m![1]), "ffi/symbols.ts ABI_VERSION");
+});
+
+Deno.test("dn_timer: elapsed time between recorded slots, and a clear error for unrecorded ones", () => {
+  const lib = cpuLibrary();
+  lib.check(lib.sym.dn_timer_record(100n), "dn_timer_record");
+  const until = performance.now() + 20;
+  while (performance.now() < until) { /* spin 20 ms */ }
+  lib.check(lib.sym.dn_timer_record(101n), "dn_timer_record");
+  const ms = new Float64Array(2);
+  lib.check(
+    lib.sym.dn_timer_elapsed(
+      2n,
+      new BigInt64Array([100n, 101n]),
+      new BigInt64Array([101n, 100n]),
+      ms,
+    ),
+    "dn_timer_elapsed",
+  );
+  assert.ok(ms[0] >= 19 && ms[0] < 1000, `20 ms spin measured ${ms[0]} ms`);
+  assert.equal(ms[1], -ms[0]);
+  assert.throws(
+    () =>
+      lib.check(
+        lib.sym.dn_timer_elapsed(1n, new BigInt64Array([100n]), new BigInt64Array([65000n]), ms),
+        "dn_timer_elapsed",
+      ),
+    /pair 0 names slot 65000, which was never recorded/,
+  );
+  assert.throws(
+    () => lib.check(lib.sym.dn_timer_record(65536n), "dn_timer_record"),
+    /slot 65536 is not in \[0, 65536\)/,
+  );
+});
+
+Deno.test("startProfile('events'): per-symbol device spans inside the whole span, keyed on request", () => {
+  const lib = cpuLibrary();
+  const n = 1 << 20;
+  const p = new BigInt64Array(1);
+  lib.check(lib.sym.dn_malloc(BigInt(4 * n), p), "dn_malloc");
+  const ptr = Deno.UnsafePointer.create(p[0]);
+  lib.startProfile("events", (name, args) => name === "dn_fill" ? `fill ${args[2]}` : name);
+  for (let i = 0; i < 3; i++) lib.check(lib.sym.dn_fill(0, ptr, BigInt(n), 1), "dn_fill");
+  lib.check(lib.sym.dn_memset_zero(ptr, BigInt(4 * n)), "dn_memset_zero");
+  const prof = lib.stopProfile();
+  lib.check(lib.sym.dn_free(ptr), "dn_free");
+  assert.equal(prof.mode, "events");
+  assert.deepEqual([...prof.keys()].sort(), ["dn_memset_zero", `fill ${n}`]);
+  assert.equal(prof.get(`fill ${n}`)!.calls, 3);
+  assert.ok(prof.totalMs > 0 && prof.totalMs <= prof.spanMs, `${prof.totalMs} <= ${prof.spanMs}`);
+  assert.equal(prof.truncated, false);
 });
 
 Deno.test("a native failure becomes an error carrying the native message and location", () => {

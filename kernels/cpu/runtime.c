@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <pthread.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -261,3 +262,34 @@ dn_status dn_memset_zero(void *dst, int64_t bytes) {
 }
 
 dn_status dn_synchronize(void) { return DN_OK; }
+
+/* ---- timing: one monotonic timestamp per slot ---- */
+
+#define DN_TIMER_SLOTS 65536
+static double timer_ms[DN_TIMER_SLOTS];
+static unsigned char timer_set[DN_TIMER_SLOTS];
+
+dn_status dn_timer_record(int64_t slot) {
+  DN_CHECK(slot >= 0 && slot < DN_TIMER_SLOTS, DN_ERR_INVALID,
+           "dn_timer_record: slot %lld is not in [0, %d)", (long long)slot, DN_TIMER_SLOTS);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  timer_ms[slot] = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+  timer_set[slot] = 1;
+  return DN_OK;
+}
+
+dn_status dn_timer_elapsed(int64_t n, const int64_t *from, const int64_t *to, double *host_ms) {
+  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_timer_elapsed: negative count %lld", (long long)n);
+  if (n == 0) return DN_OK;
+  DN_CHECK(from && to && host_ms, DN_ERR_INVALID, "dn_timer_elapsed: NULL array");
+  for (int64_t i = 0; i < n; i++) {
+    int64_t s[2] = {from[i], to[i]};
+    for (int k = 0; k < 2; k++)
+      DN_CHECK(s[k] >= 0 && s[k] < DN_TIMER_SLOTS && timer_set[s[k]], DN_ERR_INVALID,
+               "dn_timer_elapsed: pair %lld names slot %lld, which was never recorded",
+               (long long)i, (long long)s[k]);
+    host_ms[i] = timer_ms[to[i]] - timer_ms[from[i]];
+  }
+  return DN_OK;
+}

@@ -283,3 +283,50 @@ dn_status dn_synchronize(void) {
   DN_CUDA(cudaStreamSynchronize(stream), "dn_synchronize");
   return DN_OK;
 }
+
+/* ---- timing: one CUDA event per slot, created on first use ---- */
+
+static const int64_t timer_slots = 65536;
+static std::vector<cudaEvent_t> timer_events; /* grown to the highest slot recorded */
+static std::vector<unsigned char> timer_set;
+static std::mutex timer_lock;
+
+dn_status dn_timer_record(int64_t slot) {
+  const char *op = "dn_timer_record";
+  DN_CHECK(slot >= 0 && slot < timer_slots, DN_ERR_INVALID, "%s: slot %lld is not in [0, %lld)",
+           op, (long long)slot, (long long)timer_slots);
+  DN_TRY(dn_cuda_init(op));
+  std::lock_guard<std::mutex> g(timer_lock);
+  while ((int64_t)timer_events.size() <= slot) {
+    cudaEvent_t e;
+    DN_CUDA(cudaEventCreate(&e), op);
+    timer_events.push_back(e);
+    timer_set.push_back(0);
+  }
+  DN_CUDA(cudaEventRecord(timer_events[slot], stream), op);
+  timer_set[slot] = 1;
+  return DN_OK;
+}
+
+dn_status dn_timer_elapsed(int64_t n, const int64_t *from, const int64_t *to, double *host_ms) {
+  const char *op = "dn_timer_elapsed";
+  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: negative count %lld", op, (long long)n);
+  if (n == 0) return DN_OK;
+  DN_CHECK(from && to && host_ms, DN_ERR_INVALID, "%s: NULL array", op);
+  DN_TRY(dn_cuda_init(op));
+  std::lock_guard<std::mutex> g(timer_lock);
+  for (int64_t i = 0; i < n; i++) {
+    int64_t s[2] = {from[i], to[i]};
+    for (int k = 0; k < 2; k++)
+      DN_CHECK(s[k] >= 0 && s[k] < (int64_t)timer_set.size() && timer_set[s[k]], DN_ERR_INVALID,
+               "%s: pair %lld names slot %lld, which was never recorded", op, (long long)i,
+               (long long)s[k]);
+  }
+  DN_CUDA(cudaStreamSynchronize(stream), op);
+  for (int64_t i = 0; i < n; i++) {
+    float ms = 0;
+    DN_CUDA(cudaEventElapsedTime(&ms, timer_events[from[i]], timer_events[to[i]]), op);
+    host_ms[i] = ms;
+  }
+  return DN_OK;
+}

@@ -36,7 +36,7 @@ extern "C" {
 #define DN_API __attribute__((visibility("default")))
 
 /* Bumped whenever a prototype below changes. */
-#define DN_ABI_VERSION 1
+#define DN_ABI_VERSION 2
 
 typedef int32_t dn_status;
 enum {
@@ -78,6 +78,17 @@ DN_API dn_status dn_memcpy_d2h(void *host_dst, const void *src, int64_t bytes);
 DN_API dn_status dn_memcpy_d2d(void *dst, const void *src, int64_t bytes);
 DN_API dn_status dn_memset_zero(void *dst, int64_t bytes);
 DN_API dn_status dn_synchronize(void);
+
+/* ---- timing --------------------------------------------------------------- */
+
+/* Timestamp slot `slot` (0 <= slot < 65536) := the moment the calling thread's stream
+ * reaches this call: on the CPU the monotonic clock now; on CUDA an event recorded on the
+ * stream, so nothing waits for the kernels queued before it. */
+DN_API dn_status dn_timer_record(int64_t slot);
+/* host_ms(n)[i] = milliseconds from slot from(n)[i] to slot to(n)[i]; waits until the
+ * stream has reached every slot named. Fails naming a slot never recorded. */
+DN_API dn_status dn_timer_elapsed(int64_t n, const int64_t *from, const int64_t *to,
+                                  double *host_ms);
 
 /* ---- elementwise --------------------------------------------------------- */
 
