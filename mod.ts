@@ -27,7 +27,13 @@ export { DenotronError } from "./lib/errors.ts";
 export { type DType, keep, Tensor, type TensorOptions, tidy } from "./lib/tensor.ts";
 export { backward, isGradEnabled, type Node, noGrad } from "./lib/autograd.ts";
 export { Generator, type GeneratorState } from "./lib/random.ts";
-export { type KernelTime, NativeError, type NativeLibrary } from "./ffi/native.ts";
+export {
+  type KernelTime,
+  NativeError,
+  type NativeLibrary,
+  Profile,
+  type ProfileMode,
+} from "./ffi/native.ts";
 export { type NativeSymbols, symbols } from "./ffi/symbols.ts";
 
 // Fused ops

@@ -53,9 +53,9 @@ export class Profile extends Map<string, KernelTime> {
    * `"events"` mode: device milliseconds from the first profiled call's start to the
    * last one's end (NaN otherwise). Minus the sum of the entries, the device's idle time.
    */
-  spanMs = NaN;
+  spanMs: number = NaN;
   /** `"events"` mode: true when more calls were made than timer slots (the rest untimed). */
-  truncated = false;
+  truncated: boolean = false;
   /** Labels of the timed calls in order (`"events"` mode). */
   readonly pairs: string[] = [];
 

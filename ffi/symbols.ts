@@ -10,6 +10,7 @@
 /** DN_ABI_VERSION of the header this mirror matches. */
 export const ABI_VERSION = 2;
 
+/** One entry per DN_API function of the header: Deno.dlopen symbol definitions. */
 export const symbols = {
   // const char *dn_last_error(void)
   dn_last_error: { parameters: [], result: "pointer" },
@@ -101,6 +102,13 @@ export const symbols = {
       "pointer",
       "i64",
     ],
+    result: "i32",
+  },
+  // dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const void *inp,
+  //                                  const void *weight, const void *bias, int64_t M, int64_t N,
+  //                                  int64_t K)
+  dn_linear_gelu_forward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "pointer", "i64", "i64", "i64"],
     result: "i32",
   },
   // dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout, int64_t M, int64_t N)

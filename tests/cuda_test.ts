@@ -7,7 +7,15 @@
  */
 import assert from "assert";
 import { type Device, device } from "../lib/device.ts";
-import { attention, biasGelu, crossEntropy, embedding, layernorm, linear } from "../lib/ops/mod.ts";
+import {
+  attention,
+  biasGelu,
+  crossEntropy,
+  embedding,
+  layernorm,
+  linear,
+  linearGelu,
+} from "../lib/ops/mod.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { buildCudaLibrary, cudaLibraryPath } from "../ffi/build.ts";
 import { cudaLibrary } from "../ffi/native.ts";
@@ -302,6 +310,40 @@ onGpu("bf16 layernorm() and linear() with odd sizes on cuda match the float64 re
         const r = ref.linearBackRef(x, w, g, M, K, N);
         return [r.dx, r.dw, r.db];
       },
+    );
+  }
+});
+
+// linearGelu: one cuBLASLt GEMM with the GELU epilogue when DENOTRON_CUDA_GEMM=lt and the
+// width is a multiple of 8 (the first two sizes), else the GEMM and the GELU kernel.
+onGpu("linearGelu() on cuda, fp32 (TF32) and bf16, matches the float64 reference", (dev) => {
+  for (const [M, K, N] of [[64, 96, 256], [33, 40, 24], [17, 64, 101]]) {
+    const inputs = [
+      { name: "x", shape: [M, K], data: randomArray(M * K, 81) },
+      { name: "w", shape: [N, K], data: randomArray(N * K, 82) },
+      { name: "b", shape: [N], data: randomArray(N, 83) },
+    ];
+    const forward = ([x, w, b]: Float64Array[]) => ref.linearGeluRef(x, w, b, M, K, N);
+    const backward = ([x, w, b]: Float64Array[], g: Float64Array) => {
+      const r = ref.linearGeluBackRef(x, w, b, g, M, K, N);
+      return [r.dx, r.dw, r.db];
+    };
+    checkOp({
+      name: `cuda linearGelu ${M}x${K}x${N}`,
+      device: dev,
+      tol: TF32,
+      inputs,
+      run: ([x, w, b]) => linearGelu(x, w, b),
+      forward: (xs) => forward(xs as Float64Array[]),
+      backward: (xs, g) => backward(xs as Float64Array[], g),
+    });
+    checkBf16(
+      dev,
+      `bf16 linearGelu ${M}x${K}x${N}`,
+      inputs,
+      ([x, w, b]) => linearGelu(x, w, b),
+      forward,
+      backward,
     );
   }
 });

@@ -18,6 +18,7 @@ import {
   embedding,
   layernorm,
   linear,
+  linearGelu,
   matmul,
 } from "../lib/ops/mod.ts";
 import { Generator } from "../lib/random.ts";
@@ -90,7 +91,7 @@ function checkMixed(
 }
 
 for (const dtype of ["bf16", "f16"] as const) {
-  Deno.test(`${dtype}: linear and matmul (transposes, batches) match fp32`, () => {
+  Deno.test(`${dtype}: linear, linearGelu and matmul (transposes, batches) match fp32`, () => {
     for (const devName of ["cpu", "cpu:builtin"]) {
       for (const [M, K, N] of [[5, 7, 3], [37, 64, 70], [131, 259, 33]]) {
         checkMixed(
@@ -105,6 +106,18 @@ for (const dtype of ["bf16", "f16"] as const) {
           { devName },
         );
       }
+    }
+    for (const [M, K, N] of [[5, 7, 3], [37, 64, 72]]) {
+      checkMixed(
+        `linearGelu ${M}x${K}x${N}`,
+        dtype,
+        [
+          { name: "x", shape: [M, K], data: randomArray(M * K, 11) },
+          { name: "w", shape: [N, K], data: randomArray(N * K, 12) },
+          { name: "b", shape: [N], data: randomArray(N, 13) },
+        ],
+        ([x, w, b]) => linearGelu(x, w, b),
+      );
     }
     for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]]) {
       const [B, M, K, N] = [3, 9, 13, 11];

@@ -13,6 +13,7 @@ import {
   embedding,
   layernorm,
   linear,
+  linearGelu,
   matmul,
 } from "../lib/ops/mod.ts";
 import { Generator } from "../lib/random.ts";
@@ -39,6 +40,44 @@ for (const dev of ["cpu", "cpu:builtin"]) {
         backward: ([x, w], g) => {
           const r = ref.linearBackRef(x as Float64Array, w as Float64Array, g, M, K, N);
           return [r.dx, r.dw, r.db];
+        },
+      });
+    }
+  });
+
+  Deno.test(`linearGelu() on ${dev} matches the float64 reference, with and without bias`, () => {
+    for (
+      const [M, K, N, bias] of [[5, 7, 3, true], [12, 16, 24, false], [3, 40, 64, true]] as const
+    ) {
+      checkOp({
+        name: `linearGelu ${M}x${K}x${N}`,
+        device: device(dev),
+        inputs: [
+          { name: "x", shape: [M, K], data: randomArray(M * K, 11) },
+          { name: "w", shape: [N, K], data: randomArray(N * K, 12) },
+          ...(bias ? [{ name: "b", shape: [N], data: randomArray(N, 13) }] : []),
+        ],
+        run: ([x, w, b]) => linearGelu(x, w, b ?? null),
+        forward: ([x, w, b]) =>
+          ref.linearGeluRef(
+            x as Float64Array,
+            w as Float64Array,
+            (b as Float64Array) ?? null,
+            M,
+            K,
+            N,
+          ),
+        backward: ([x, w, b], g) => {
+          const r = ref.linearGeluBackRef(
+            x as Float64Array,
+            w as Float64Array,
+            (b as Float64Array) ?? null,
+            g,
+            M,
+            K,
+            N,
+          );
+          return bias ? [r.dx, r.dw, r.db] : [r.dx, r.dw];
         },
       });
     }

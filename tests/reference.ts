@@ -166,6 +166,25 @@ export function biasGeluRef(x: F, b: F | null, N: number, C: number): F {
   return Float64Array.from({ length: N * C }, (_, i) => geluRef(x[i] + (b ? b[i % C] : 0)));
 }
 
+/** gelu(x Wᵀ + b): x (M,K), w (N,K), b (N) or null. */
+export function linearGeluRef(x: F, w: F, b: F | null, M: number, K: number, N: number): F {
+  return linearRef(x, w, b, M, K, N).map(geluRef);
+}
+
+/** Gradients of Σ g · gelu(x Wᵀ + b) with respect to x, w and b. */
+export function linearGeluBackRef(
+  x: F,
+  w: F,
+  b: F | null,
+  g: F,
+  M: number,
+  K: number,
+  N: number,
+): { dx: F; dw: F; db: F } {
+  const pre = linearRef(x, w, b, M, K, N);
+  return linearBackRef(x, w, pre.map((u, i) => g[i] * geluGradRef(u)), M, K, N);
+}
+
 /** Causal attention over qkv (B,T,3C) → (B,T,C). */
 export function attentionRef(qkv: F, B: number, T: number, C: number, NH: number): F {
   return attentionFull(qkv, B, T, C, NH).out;

@@ -76,3 +76,18 @@ dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const v
   });
   return DN_OK;
 }
+
+dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const void *inp,
+                                 const void *weight, const void *bias, int64_t M, int64_t N,
+                                 int64_t K) {
+  const char *op = "dn_linear_gelu_forward";
+  DN_CHECK_FLOAT(dtype, op);
+  DN_CHECK(M > 0 && N > 0 && K > 0, DN_ERR_INVALID, "%s: sizes must be positive (M=%lld N=%lld K=%lld)",
+           op, (long long)M, (long long)N, (long long)K);
+  DN_CHECK(out && pre && inp && weight, DN_ERR_INVALID, "%s: NULL pointer", op);
+  DN_CHECK(out != pre, DN_ERR_INVALID, "%s: out and pre must be different buffers", op);
+  dtype = dn_base_dtype(dtype);
+  dn_status st =
+      dn_matmul(dtype, 0, 1, M, N, K, 1.0f, inp, K, 0, weight, K, 0, 0.0f, pre, N, 0, bias, 1);
+  return st != DN_OK ? st : dn_bias_gelu_forward(dtype, out, pre, NULL, M, N);
+}

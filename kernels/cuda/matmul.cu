@@ -1,4 +1,4 @@
-/* defines: dn_matmul, dn_bias_backward
+/* defines: dn_matmul, dn_linear_gelu_forward, dn_bias_backward
  * GEMM through cuBLAS, opened at run time (DENOTRON_CUBLAS_LIB overrides the path):
  * fp32 uses TF32 tensor cores (set DENOTRON_CUDA_TF32=0 for full fp32), bf16 and fp16
  * accumulate in fp32. cuBLAS is column-major, so the row-major C = op(A) op(B) is
@@ -8,33 +8,53 @@
  * Such a GEMM runs on copies in scratch instead: sizes padded to a multiple of 64 with
  * zeros (zero K terms add nothing; padded rows and columns of C are dropped), rows
  * aligned, the output copied back: a few memory passes instead of a slow GEMM.
- * DENOTRON_CUDA_GEMM_REPACK=0 turns this off. */
+ * DENOTRON_CUDA_GEMM_REPACK=0 turns this off.
+ * DENOTRON_CUDA_GEMM=lt runs the GEMMs through cuBLASLt instead (not yet the default: it
+ * has not run on a GPU): the bias is added by the GEMM's epilogue rather than by a pass
+ * over C before it, dn_linear_gelu_forward applies bias and GELU in the epilogue as
+ * well, and each shape's algorithm comes from the heuristic once, with a 32 MiB
+ * workspace. Any configuration cuBLASLt declines falls back to the path above. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mutex>
+#include <string>
+#include <unordered_map>
 
 #include "common.cuh"
 #include "cublas_api.h"
+#include "cublaslt_api.h"
 #include "dynload.h"
 
 static struct {
   cublasHandle_t handle;
   cublasGemmStridedBatchedEx_fn gemm;
   cublasGetStatusString_fn status_string;
-  int tf32;
   dn_status error; /* the load's outcome, replayed on every later call */
   char message[1024];
   int loaded;
 } blas;
 static std::mutex blas_lock;
 
+/* DENOTRON_CUDA_TF32=0 keeps fp32 GEMMs in full fp32 */
+static int tf32_enabled(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *tf = getenv("DENOTRON_CUDA_TF32");
+    on = !(tf && strcmp(tf, "0") == 0);
+  }
+  return on;
+}
+
+static int lt_wanted(void);
+
 const char *dn_gemm_backend(void) {
+  if (lt_wanted()) return tf32_enabled() ? "cublaslt+tf32" : "cublaslt";
   if (!blas.loaded) return "cublas(not loaded yet)";
   if (blas.error != DN_OK) return "cublas(missing)";
-  return blas.tf32 ? "cublas+tf32" : "cublas";
+  return tf32_enabled() ? "cublas+tf32" : "cublas";
 }
 
 static dn_status load_blas(const char *op) {
@@ -70,8 +90,6 @@ static dn_status load_blas(const char *op) {
   s = set_stream(blas.handle, (void *)dn_stream());
   DN_CHECK(s == DN_CUBLAS_STATUS_SUCCESS, DN_ERR_RUNTIME, "%s: cublasSetStream failed (%d)", op,
            s);
-  const char *tf = getenv("DENOTRON_CUDA_TF32");
-  blas.tf32 = !(tf && strcmp(tf, "0") == 0);
   return DN_OK;
 }
 
@@ -87,6 +105,188 @@ static dn_status ensure_blas(const char *op) {
   }
   if (blas.error != DN_OK) return DN_FAIL(blas.error, "%s", blas.message);
   return DN_OK;
+}
+
+/* ---- cuBLASLt ---- */
+
+/* One GEMM configuration: descriptors built once, the heuristic's algorithm. */
+struct LtPlan {
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t a, b, c;
+  cublasLtMatmulAlgo_t algo;
+  int usable; /* 0: cuBLASLt declined this configuration; use the cuBLAS path */
+};
+
+static struct {
+  cublasLtHandle_t handle;
+  cublasLtMatmulDescCreate_fn desc_create;
+  cublasLtMatmulDescSetAttribute_fn desc_set;
+  cublasLtMatrixLayoutCreate_fn layout_create;
+  cublasLtMatrixLayoutSetAttribute_fn layout_set;
+  cublasLtMatmulPreferenceCreate_fn pref_create;
+  cublasLtMatmulPreferenceSetAttribute_fn pref_set;
+  cublasLtMatmulAlgoGetHeuristic_fn heuristic;
+  cublasLtMatmul_fn matmul;
+  cublasLtMatmulPreference_t pref;
+  void *workspace;
+  size_t workspace_bytes;
+  int state; /* 0 not tried, 1 loaded, -1 unavailable (the cuBLAS path is used) */
+  std::unordered_map<std::string, LtPlan> plans;
+} lt;
+static std::mutex lt_lock;
+
+/* DENOTRON_CUDA_GEMM=lt */
+static int lt_wanted(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *e = getenv("DENOTRON_CUDA_GEMM");
+    on = e && strcmp(e, "lt") == 0;
+  }
+  return on;
+}
+
+#define LT_SYM(name, field)                                                                    \
+  DN_TRY(dn_dynsym(op, h, "libcublasLt", #name, &f));                                          \
+  lt.field = (name##_fn)f;
+
+static dn_status load_lt(const char *op) {
+  static const char *names[] = {"libcublasLt.so", "libcublasLt.so.13", "libcublasLt.so.12",
+                                "libcublasLt.so.11", NULL};
+  void *h, *f;
+  DN_TRY(dn_dynload(op, "DENOTRON_CUBLASLT_LIB", names, "cublas", NULL,
+                    "Install cuBLAS (pip install nvidia-cublas-cu12, or the CUDA toolkit)", &h));
+  DN_TRY(dn_dynsym(op, h, "libcublasLt", "cublasLtCreate", &f));
+  cublasLtCreate_fn create = (cublasLtCreate_fn)f;
+  LT_SYM(cublasLtMatmulDescCreate, desc_create);
+  LT_SYM(cublasLtMatmulDescSetAttribute, desc_set);
+  LT_SYM(cublasLtMatrixLayoutCreate, layout_create);
+  LT_SYM(cublasLtMatrixLayoutSetAttribute, layout_set);
+  LT_SYM(cublasLtMatmulPreferenceCreate, pref_create);
+  LT_SYM(cublasLtMatmulPreferenceSetAttribute, pref_set);
+  LT_SYM(cublasLtMatmulAlgoGetHeuristic, heuristic);
+  LT_SYM(cublasLtMatmul, matmul);
+  DN_CHECK(create(&lt.handle) == DN_CUBLAS_STATUS_SUCCESS, DN_ERR_RUNTIME,
+           "%s: cublasLtCreate failed", op);
+  lt.workspace_bytes = (size_t)32 << 20;
+  DN_CUDA(cudaMalloc(&lt.workspace, lt.workspace_bytes), op);
+  uint64_t ws = lt.workspace_bytes;
+  DN_CHECK(lt.pref_create(&lt.pref) == DN_CUBLAS_STATUS_SUCCESS &&
+               lt.pref_set(lt.pref, DN_LT_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) ==
+                   DN_CUBLAS_STATUS_SUCCESS,
+           DN_ERR_RUNTIME, "%s: cuBLASLt preference setup failed", op);
+  return DN_OK;
+}
+
+/* 1 when cuBLASLt is wanted and loaded; a failed load is reported once on stderr and the
+ * cuBLAS path is used from then on. */
+static int lt_ready(const char *op) {
+  if (!lt_wanted()) return 0;
+  if (lt.state == 0) {
+    std::lock_guard<std::mutex> g(lt_lock);
+    if (lt.state == 0) {
+      if (load_lt(op) == DN_OK) {
+        lt.state = 1;
+      } else {
+        fprintf(stderr, "denotron: DENOTRON_CUDA_GEMM=lt, but %s; using cuBLAS\n",
+                dn_last_error());
+        lt.state = -1;
+      }
+    }
+  }
+  return lt.state == 1;
+}
+
+static dn_status lt_layout(const char *op, cublasLtMatrixLayout_t *l, cudaDataType type,
+                           int64_t rows, int64_t cols, int64_t ld, int64_t stride,
+                           int64_t batch) {
+  DN_CHECK(lt.layout_create(l, type, (uint64_t)rows, (uint64_t)cols, ld) ==
+               DN_CUBLAS_STATUS_SUCCESS,
+           DN_ERR_RUNTIME, "%s: cublasLtMatrixLayoutCreate failed", op);
+  if (batch > 1) {
+    int32_t n = (int32_t)batch;
+    DN_CHECK(lt.layout_set(*l, DN_LT_LAYOUT_BATCH_COUNT, &n, sizeof n) ==
+                     DN_CUBLAS_STATUS_SUCCESS &&
+                 lt.layout_set(*l, DN_LT_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride) ==
+                     DN_CUBLAS_STATUS_SUCCESS,
+             DN_ERR_RUNTIME, "%s: cuBLASLt batch layout failed", op);
+  }
+  return DN_OK;
+}
+
+static cudaDataType cuda_type(dn_dtype d);
+
+/* The row-major C(M,N) = alpha op(A) op(B) + beta C [+ epilogue] as cuBLASLt's column-major
+ * C^T = op(B)^T op(A)^T, like the cuBLAS path. `aux` is the GELU input for the GELU
+ * epilogue (M x N, ldc apart). Returns 1 when cuBLASLt ran it (*st its status), 0 when it
+ * declined the configuration and nothing was launched. */
+static int lt_gemm(const char *op, dn_dtype ab, dn_dtype ct, int compute, int32_t trans_a,
+                   int32_t trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
+                   int64_t lda, int64_t stride_a, const void *B, int64_t ldb, int64_t stride_b,
+                   float beta, void *C, int64_t ldc, int64_t stride_c, const void *bias,
+                   void *aux, uint32_t epilogue, int64_t batch, dn_status *st) {
+  *st = DN_OK;
+  if (!lt_ready(op)) return 0;
+  /* pointer alignments steer the heuristic, so they are part of the key */
+  unsigned align = (unsigned)(((uintptr_t)A & 15) | (((uintptr_t)B & 15) << 4) |
+                              (((uintptr_t)C & 15) << 8) | (((uintptr_t)bias & 15) << 12) |
+                              (((uintptr_t)aux & 15) << 16));
+  char key[256];
+  snprintf(key, sizeof key, "%d %d %d %d %d %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %u %u %d",
+           ab, ct, compute, trans_a, trans_b, (long long)M, (long long)N, (long long)K,
+           (long long)lda, (long long)ldb, (long long)ldc, (long long)stride_a,
+           (long long)stride_b, (long long)stride_c, (long long)batch, epilogue, align,
+           beta != 0.0f);
+  std::lock_guard<std::mutex> g(lt_lock);
+  auto it = lt.plans.find(key);
+  if (it == lt.plans.end()) {
+    LtPlan p = {};
+    cublasStatus_t s =
+        lt.desc_create(&p.desc, (cublasComputeType_t)compute, CUDA_R_32F);
+    int32_t opa = trans_b ? DN_CUBLAS_OP_T : DN_CUBLAS_OP_N,
+            opb = trans_a ? DN_CUBLAS_OP_T : DN_CUBLAS_OP_N;
+    if (s == DN_CUBLAS_STATUS_SUCCESS) s = lt.desc_set(p.desc, DN_LT_DESC_TRANSA, &opa, sizeof opa);
+    if (s == DN_CUBLAS_STATUS_SUCCESS) s = lt.desc_set(p.desc, DN_LT_DESC_TRANSB, &opb, sizeof opb);
+    if (s == DN_CUBLAS_STATUS_SUCCESS)
+      s = lt.desc_set(p.desc, DN_LT_DESC_EPILOGUE, &epilogue, sizeof epilogue);
+    if (s == DN_CUBLAS_STATUS_SUCCESS && bias)
+      s = lt.desc_set(p.desc, DN_LT_DESC_BIAS_POINTER, &bias, sizeof bias);
+    if (s == DN_CUBLAS_STATUS_SUCCESS && aux) {
+      int64_t aux_ld = ldc;
+      s = lt.desc_set(p.desc, DN_LT_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux);
+      if (s == DN_CUBLAS_STATUS_SUCCESS)
+        s = lt.desc_set(p.desc, DN_LT_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld);
+    }
+    if (s != DN_CUBLAS_STATUS_SUCCESS) {
+      *st = DN_FAIL(DN_ERR_RUNTIME, "%s: cuBLASLt descriptor setup failed (status %d)", op, s);
+      return 1;
+    }
+    /* Lt's A is our B, Lt's B our A (column-major view of row-major data) */
+    *st = lt_layout(op, &p.a, cuda_type(ab), trans_b ? K : N, trans_b ? N : K, ldb, stride_b,
+                    batch);
+    if (*st == DN_OK)
+      *st = lt_layout(op, &p.b, cuda_type(ab), trans_a ? M : K, trans_a ? K : M, lda, stride_a,
+                      batch);
+    if (*st == DN_OK) *st = lt_layout(op, &p.c, cuda_type(ct), N, M, ldc, stride_c, batch);
+    if (*st != DN_OK) return 1;
+    cublasLtMatmulHeuristicResult_t r;
+    int found = 0;
+    s = lt.heuristic(lt.handle, p.desc, p.a, p.b, p.c, p.c, lt.pref, 1, &r, &found);
+    p.usable = s == DN_CUBLAS_STATUS_SUCCESS && found > 0;
+    if (p.usable) p.algo = r.algo;
+    it = lt.plans.emplace(key, p).first;
+  }
+  LtPlan &p = it->second;
+  if (!p.usable) return 0;
+  /* the pointers may differ from the call that built the plan (same alignment) */
+  if (bias) lt.desc_set(p.desc, DN_LT_DESC_BIAS_POINTER, &bias, sizeof bias);
+  if (aux) lt.desc_set(p.desc, DN_LT_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux);
+  cublasStatus_t s = lt.matmul(lt.handle, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c,
+                               &p.algo, lt.workspace, lt.workspace_bytes, dn_stream());
+  if (s != DN_CUBLAS_STATUS_SUCCESS)
+    *st = DN_FAIL(DN_ERR_RUNTIME,
+                  "%s: cublasLtMatmul failed (status %d; M=%lld N=%lld K=%lld %s, epilogue %u)",
+                  op, s, (long long)M, (long long)N, (long long)K, dn_dtype_name(ab), epilogue);
+  return 1;
 }
 
 static cudaDataType cuda_type(dn_dtype d) {
@@ -259,6 +459,16 @@ static dn_status gemm(const char *op, dn_dtype dtype, int32_t trans_a, int32_t t
   void *C = (void *)pc.ptr;
   int64_t lda = pa.ld, ldb = pb.ld, ldc = pc.ld, stride_a = pa.stride, stride_b = pb.stride,
           stride_c = pc.stride;
+  int fast32 = ab == DN_F32 && tf32_enabled();
+  int compute = fast32 ? DN_CUBLAS_COMPUTE_32F_FAST_TF32 : DN_CUBLAS_COMPUTE_32F;
+  /* cuBLASLt adds a bias that covers every column in its epilogue; batched biases are not
+   * its model (one bias per batch), so those keep the pass over C */
+  dn_status st;
+  if (K > 0 && (!bias || (nb == N && batch == 1)) &&
+      lt_gemm(op, ab, ct, compute, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb,
+              stride_b, beta, C, ldc, stride_c, bias, NULL,
+              bias ? DN_LT_EPILOGUE_BIAS : DN_LT_EPILOGUE_DEFAULT, batch, &st))
+    return st;
   if (bias || K == 0) {
     DN_DISPATCH(ct, G,
                 prepare_c_k<G><<<prepare_grid(M, N, batch), 256, 0, dn_stream()>>>(
@@ -268,8 +478,6 @@ static dn_status gemm(const char *op, dn_dtype dtype, int32_t trans_a, int32_t t
     if (K == 0) return DN_OK;
   }
   DN_TRY(ensure_blas(op));
-  int compute = ab == DN_F32 && blas.tf32 ? DN_CUBLAS_COMPUTE_32F_FAST_TF32
-                                          : DN_CUBLAS_COMPUTE_32F;
   cublasStatus_t s = blas.gemm(
       blas.handle, trans_b ? DN_CUBLAS_OP_T : DN_CUBLAS_OP_N,
       trans_a ? DN_CUBLAS_OP_T : DN_CUBLAS_OP_N, (int)N, (int)M, (int)K, &alpha, B,
@@ -282,6 +490,36 @@ static dn_status gemm(const char *op, dn_dtype dtype, int32_t trans_a, int32_t t
            blas.status_string ? blas.status_string(s) : "?", s, (long long)M, (long long)N,
            (long long)K, dn_dtype_name(ab));
   return DN_OK;
+}
+
+dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const void *inp,
+                                 const void *weight, const void *bias, int64_t M, int64_t N,
+                                 int64_t K) {
+  const char *op = "dn_linear_gelu_forward";
+  DN_CHECK_FLOAT(dtype, op);
+  DN_CHECK(M > 0 && N > 0 && K > 0, DN_ERR_INVALID,
+           "%s: sizes must be positive (M=%lld N=%lld K=%lld)", op, (long long)M, (long long)N,
+           (long long)K);
+  DN_CHECK(out && pre && inp && weight, DN_ERR_INVALID, "%s: NULL pointer", op);
+  DN_CHECK(out != pre, DN_ERR_INVALID, "%s: out and pre must be different buffers", op);
+  DN_CHECK(M < ((int64_t)1 << 31) && N < ((int64_t)1 << 31) && K < ((int64_t)1 << 31),
+           DN_ERR_INVALID, "%s: a dimension exceeds 2^31", op);
+  DN_TRY(dn_cuda_init(op));
+  dtype = dn_base_dtype(dtype);
+  /* One GEMM writing gelu(x W^T + b) to out and its argument to pre (the aux output must
+   * have a leading dimension that is a multiple of 8), where cuBLASLt takes it. */
+  if (N % 8 == 0) {
+    int compute = dtype == DN_F32 && tf32_enabled() ? DN_CUBLAS_COMPUTE_32F_FAST_TF32
+                                                    : DN_CUBLAS_COMPUTE_32F;
+    dn_status st;
+    if (lt_gemm(op, dtype, dtype, compute, 0, 1, M, N, K, 1.0f, inp, K, 0, weight, K, 0, 0.0f,
+                out, N, 0, bias, pre,
+                bias ? DN_LT_EPILOGUE_GELU_AUX_BIAS : DN_LT_EPILOGUE_GELU_AUX, 1, &st))
+      return st;
+  }
+  DN_TRY(dn_matmul(dtype, 0, 1, M, N, K, 1.0f, inp, K, 0, weight, K, 0, 0.0f, pre, N, 0, bias,
+                   1));
+  return dn_bias_gelu_forward(dtype, out, pre, NULL, M, N);
 }
 
 template <typename T> struct ColumnOf {

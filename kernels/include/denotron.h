@@ -131,6 +131,13 @@ DN_API dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int
                            int64_t stride_a, const void *B, int64_t ldb, int64_t stride_b,
                            float beta, void *C, int64_t ldc, int64_t stride_c, const void *bias,
                            int64_t batch);
+/* A linear layer and the tanh GELU in one call: pre(M,N) = inp(M,K) @ weight(N,K)^T +
+ * bias(N) (bias may be NULL), out(M,N) = gelu(pre). pre is kept for backward
+ * (dn_bias_gelu_backward with inp = pre and bias NULL). On CUDA with cuBLASLt this is one
+ * GEMM whose epilogue writes both. */
+DN_API dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const void *inp,
+                                        const void *weight, const void *bias, int64_t M,
+                                        int64_t N, int64_t K);
 /* dbias(N) += sum over rows of dout(M,N) */
 DN_API dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout, int64_t M,
                                   int64_t N);

@@ -1,11 +1,10 @@
 /**
- * defines: MLP — the 4x feed-forward block with a fused bias + GELU.
+ * defines: MLP — the 4x feed-forward block, its first projection fused with bias and GELU.
  *
  * @module
  */
 import type { Device } from "../device.ts";
-import { biasGelu } from "../ops/gelu.ts";
-import { linear } from "../ops/matmul.ts";
+import { linearGelu } from "../ops/matmul.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { Linear } from "./layers.ts";
 import { Module } from "./module.ts";
@@ -34,9 +33,8 @@ export class MLP extends Module {
   }
   /** (B,T,C) → (B,T,C) */
   forward(x: Tensor): Tensor {
-    // The fc bias is added inside the fused GELU kernel rather than by the GEMM.
-    const h = linear(x, this.fc.weight, null); // (B,T,hidden)
-    const a = biasGelu(h, this.fc.bias); // (B,T,hidden)
+    // fc, its bias and the GELU in one call (one GEMM with cuBLASLt's GELU epilogue)
+    const a = linearGelu(x, this.fc.weight, this.fc.bias); // (B,T,hidden)
     return this.proj.forward(a);
   }
 }

@@ -1,11 +1,12 @@
 /**
- * defines: linear, matmul — forward and backward, both through dn_matmul.
+ * defines: linear, linearGelu, matmul — forward and backward, through dn_matmul (and
+ * dn_linear_gelu_forward).
  *
  * @module
  */
 import { gradOf, needsGrad, record } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
-import { Tensor } from "../tensor.ts";
+import { DTYPE_CODE, Tensor } from "../tensor.ts";
 import {
   big,
   dtypeWithGrad,
@@ -73,24 +74,7 @@ function gemm(g: Gemm): void {
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   const op = "linear";
-  expectTensor(op, "x", x, FLOAT);
-  expectTensor(op, "weight", weight, FLOAT);
-  if (bias) expectTensor(op, "bias", bias, FLOAT);
-  expectSameDeviceAndDtype(op, { x, weight, bias });
-  if (weight.ndim !== 2 || x.ndim < 1) {
-    throw new DenotronError(
-      `${op}: weight must be (out, in), got ${fmtShape(weight.shape)}; x ${fmtShape(x.shape)}`,
-    );
-  }
-  const [nOut, nIn] = weight.shape;
-  if (x.shape[x.ndim - 1] !== nIn) {
-    throw new DenotronError(
-      `${op}: x ${fmtShape(x.shape)} has last dimension ${x.shape[x.ndim - 1]} but weight ${
-        fmtShape(weight.shape)
-      } expects ${nIn}`,
-    );
-  }
-  if (bias) expectShape(op, "bias", bias, [nOut], "one per output feature");
+  const [nOut, nIn] = linearShapes(op, x, weight, bias);
   const M = x.numel / nIn;
   const out = Tensor.empty([...x.shape.slice(0, -1), nOut], { dtype: x.dtype, device: x.device });
   gemm({
@@ -115,46 +99,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
     name: op,
     inputs: bias ? [x, weight, bias] : [x, weight],
     backward(g) {
-      if (needsGrad(x)) {
-        // dx(M,in) += g(M,out) @ W(out,in)
-        gemm({
-          transA: false,
-          transB: false,
-          M,
-          N: nIn,
-          K: nOut,
-          a: g,
-          lda: nOut,
-          strideA: 0,
-          b: weight,
-          ldb: nIn,
-          strideB: 0,
-          beta: 1,
-          c: gradOf(x),
-          ldc: nIn,
-          strideC: 0,
-        });
-      }
-      if (needsGrad(weight)) {
-        // dW(out,in) += gᵀ(out,M) @ x(M,in)
-        gemm({
-          transA: true,
-          transB: false,
-          M: nOut,
-          N: nIn,
-          K: M,
-          a: g,
-          lda: nOut,
-          strideA: 0,
-          b: x,
-          ldb: nIn,
-          strideB: 0,
-          beta: 1,
-          c: gradOf(weight),
-          ldc: nIn,
-          strideC: 0,
-        });
-      }
+      linearBackward(g, x, weight, M);
       if (bias && needsGrad(bias)) {
         const lib = g.device.lib;
         const db = gradOf(bias);
@@ -170,6 +115,137 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
       }
     },
   });
+}
+
+/** The checks of {@linkcode linear} and {@linkcode linearGelu}; returns (out, in). */
+function linearShapes(
+  op: string,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null | undefined,
+): [number, number] {
+  expectTensor(op, "x", x, FLOAT);
+  expectTensor(op, "weight", weight, FLOAT);
+  if (bias) expectTensor(op, "bias", bias, FLOAT);
+  expectSameDeviceAndDtype(op, { x, weight, bias });
+  if (weight.ndim !== 2 || x.ndim < 1) {
+    throw new DenotronError(
+      `${op}: weight must be (out, in), got ${fmtShape(weight.shape)}; x ${fmtShape(x.shape)}`,
+    );
+  }
+  const [nOut, nIn] = weight.shape;
+  if (x.shape[x.ndim - 1] !== nIn) {
+    throw new DenotronError(
+      `${op}: x ${fmtShape(x.shape)} has last dimension ${x.shape[x.ndim - 1]} but weight ${
+        fmtShape(weight.shape)
+      } expects ${nIn}`,
+    );
+  }
+  if (bias) expectShape(op, "bias", bias, [nOut], "one per output feature");
+  return [nOut, nIn];
+}
+
+/** dx += g W and dW += gᵀ x for y = x Wᵀ over M rows (the bias is the caller's). */
+function linearBackward(g: Tensor, x: Tensor, weight: Tensor, M: number): void {
+  const [nOut, nIn] = weight.shape;
+  if (needsGrad(x)) {
+    // dx(M,in) += g(M,out) @ W(out,in)
+    gemm({
+      transA: false,
+      transB: false,
+      M,
+      N: nIn,
+      K: nOut,
+      a: g,
+      lda: nOut,
+      strideA: 0,
+      b: weight,
+      ldb: nIn,
+      strideB: 0,
+      beta: 1,
+      c: gradOf(x),
+      ldc: nIn,
+      strideC: 0,
+    });
+  }
+  if (needsGrad(weight)) {
+    // dW(out,in) += gᵀ(out,M) @ x(M,in)
+    gemm({
+      transA: true,
+      transB: false,
+      M: nOut,
+      N: nIn,
+      K: M,
+      a: g,
+      lda: nOut,
+      strideA: 0,
+      b: x,
+      ldb: nIn,
+      strideB: 0,
+      beta: 1,
+      c: gradOf(weight),
+      ldc: nIn,
+      strideC: 0,
+    });
+  }
+}
+
+/**
+ * gelu(x Wᵀ + b) in one native call (dn_linear_gelu_forward: on CUDA with cuBLASLt, one
+ * GEMM with the GELU epilogue). Keeps the GELU's argument for backward, which forms its
+ * gradient once and feeds both the bias gradient and the two GEMMs.
+ *
+ * @param x input (..., in)
+ * @param weight (out, in)
+ * @param bias (out) or null
+ * @returns (..., out)
+ */
+export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  const op = "linearGelu";
+  const [nOut, nIn] = linearShapes(op, x, weight, bias);
+  const M = x.numel / nIn;
+  const shape = [...x.shape.slice(0, -1), nOut];
+  const out = Tensor.empty(shape, { dtype: x.dtype, device: x.device });
+  if (M === 0) return out;
+  const pre = Tensor.empty(shape, { dtype: x.dtype, device: x.device });
+  const lib = x.device.lib;
+  lib.check(
+    lib.sym.dn_linear_gelu_forward(
+      DTYPE_CODE[x.dtype],
+      out.ptr,
+      pre.ptr,
+      x.ptr,
+      weight.ptr,
+      bias ? bias.ptr : null,
+      ...big(M, nOut, nIn),
+    ),
+    op,
+  );
+  const result = record(out, {
+    name: op,
+    inputs: bias ? [x, weight, bias] : [x, weight],
+    backward(g) {
+      // dpre = g · gelu'(pre), and the bias gradient as its column sums, in one pass
+      const dpre = Tensor.zeros(shape, { dtype: x.dtype, device: x.device });
+      const db = bias && needsGrad(bias) ? gradOf(bias) : null;
+      lib.check(
+        lib.sym.dn_bias_gelu_backward(
+          dtypeWithGrad(g.dtype, db ? db.dtype : g.dtype),
+          dpre.ptr,
+          db ? db.ptr : null,
+          g.ptr,
+          pre.ptr,
+          null,
+          ...big(M, nOut),
+        ),
+        `${op} backward`,
+      );
+      linearBackward(dpre, x, weight, M);
+      dpre.dispose();
+    },
+  });
+  if (!result.gradFn) pre.dispose();
+  return result;
 }
 
 /** Options of {@linkcode matmul}. */

@@ -9,4 +9,4 @@ export { add, addScaled, dropout } from "./elementwise.ts";
 export { embedding } from "./embedding.ts";
 export { biasGelu } from "./gelu.ts";
 export { layernorm } from "./layernorm.ts";
-export { linear, matmul, type MatmulOptions } from "./matmul.ts";
+export { linear, linearGelu, matmul, type MatmulOptions } from "./matmul.ts";

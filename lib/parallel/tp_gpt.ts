@@ -17,8 +17,7 @@
  */
 import { attention } from "../ops/attention.ts";
 import { add, addScaled, dropout } from "../ops/elementwise.ts";
-import { biasGelu } from "../ops/gelu.ts";
-import { linear } from "../ops/matmul.ts";
+import { linear, linearGelu } from "../ops/matmul.ts";
 import { type Device, device as getDevice } from "../device.ts";
 import { DenotronError } from "../errors.ts";
 import { type GPTConfig, type GPTOptions, validateGPTConfig } from "../nn/gpt.ts";
@@ -130,8 +129,8 @@ export class ParallelMLP extends Module {
   }
   /** (B,T,C), or (B·T/tp, C) under SP → the same; `full` is the full (B,T,C). */
   forward(x: Tensor, full: readonly number[]): Tensor {
-    const h = linear(this.fc.enter(x, full), this.fc.weight, null); // (B,T,hidden/tp)
-    return this.proj.forward(biasGelu(h, this.fc.bias));
+    // (B,T,hidden/tp): this rank's columns of fc, bias and GELU in one call
+    return this.proj.forward(linearGelu(this.fc.enter(x, full), this.fc.weight, this.fc.bias));
   }
 }
 
