@@ -32,11 +32,7 @@
 #define LOG2E 1.4426950408889634f
 
 int dn_attention_mma_enabled(dn_dtype dtype, int64_t C, int64_t NH, uintptr_t ptr_bits) {
-  static int mode = -1; /* 1: mma wanted, 0: DENOTRON_CUDA_ATTENTION=simple */
-  if (mode < 0) {
-    const char *e = getenv("DENOTRON_CUDA_ATTENTION");
-    mode = !(e && strcmp(e, "simple") == 0);
-  }
+  static const int mode = !dn_env_is("DENOTRON_CUDA_ATTENTION", "simple"); /* 1: mma */
   /* 16-byte vector loads need 16-byte aligned rows and head columns */
   return mode && dn_base_dtype(dtype) == DN_BF16 && NH > 0 && C == NH * HD &&
          (ptr_bits & 15) == 0;

@@ -69,6 +69,9 @@ cudaStream_t dn_stream(void);
 dn_status dn_scratch(const char *op, int64_t bytes, void **out);
 /* Copies bytes from the host to a fresh device scratch block (stream-ordered). */
 dn_status dn_upload(const char *op, const void *host, int64_t bytes, void **out);
+/* 1 when the environment variable `name` equals `value`. Switches read it once:
+ *   static const int on = dn_env_is("DENOTRON_CUDA_X", "y"); */
+int dn_env_is(const char *name, const char *value);
 /* Device int32 flag, reset to INT32_MAX by dn_flag_reset; kernels atomicMin a bad index
  * into it and dn_flag_read syncs and returns it. */
 dn_status dn_flag_reset(const char *op, int32_t **flag);

@@ -59,6 +59,44 @@ template <typename T> struct GeluBiasGrad {
   }
 };
 
+/* dinp += d = dout * gelu'(inp + bias) and part(chunk, C) = column sums of d over each
+ * chunk of DN_COLSUM_ROWS rows, from one read of dout and inp: the tiling of
+ * colsum_partial (a warp on 32 adjacent columns, 8 rows in flight), then colsum_finish
+ * adds the chunks in order, so the bias gradient stays deterministic. */
+template <typename T>
+__global__ void gelu_bwd_colsum_k(T *dinp, float *part, const T *dout, const T *inp,
+                                  const T *bias, int64_t N, int64_t C) {
+  __shared__ float acc[8][33];
+  int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
+  int64_t r0 = (int64_t)blockIdx.y * DN_COLSUM_ROWS;
+  int64_t r1 = r0 + DN_COLSUM_ROWS < N ? r0 + DN_COLSUM_ROWS : N;
+  float s = 0.0f;
+  if (c < C) {
+    float b = bias ? ldf(bias, c) : 0.0f;
+    for (int64_t i = r0 + threadIdx.y; i < r1; i += 8) {
+      int64_t k = i * C + c;
+      float d = ldf(dout, k) * gelu_grad(ldf(inp, k) + b);
+      addf(dinp, k, d);
+      s += d;
+    }
+  }
+  acc[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float t = 0.0f;
+    for (int k = 0; k < 8; k++) t += acc[k][threadIdx.x];
+    part[blockIdx.y * C + c] = t;
+  }
+}
+
+/* DENOTRON_CUDA_GELU=fused: the one-pass backward above, opt-in until a GPU check has
+ * passed with it. The default computes the GELU gradient twice: a column-sum pass for the
+ * bias gradient, then an elementwise pass. */
+static int gelu_fused_enabled(void) {
+  static const int on = dn_env_is("DENOTRON_CUDA_GELU", "fused");
+  return on;
+}
+
 dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const void *dout,
                                 const void *inp, const void *bias, int64_t N, int64_t C) {
   const char *op = "dn_bias_gelu_backward";
@@ -68,6 +106,19 @@ dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const v
   DN_TRY(dn_cuda_init(op));
   DN_DISPATCH2(dtype, T, G, {
     const T *g = (const T *)dout, *x = (const T *)inp, *b = (const T *)bias;
+    if (dbias && gelu_fused_enabled()) {
+      int64_t chunks = (N + DN_COLSUM_ROWS - 1) / DN_COLSUM_ROWS;
+      void *part;
+      DN_TRY(dn_scratch(op, chunks * C * (int64_t)sizeof(float), &part));
+      dim3 grid((unsigned)((C + 31) / 32), (unsigned)chunks);
+      gelu_bwd_colsum_k<T><<<grid, dim3(32, 8), 0, dn_stream()>>>((T *)dinp, (float *)part, g,
+                                                                   x, b, N, C);
+      colsum_finish<<<dn_blocks(C, 256), 256, 0, dn_stream()>>>((G *)dbias,
+                                                                (const float *)part, chunks, C);
+      dn_free(part);
+      DN_LAUNCHED(op);
+      return DN_OK;
+    }
     /* the column sums read dinp-independent values, so their order against the
      * elementwise kernel does not matter */
     if (dbias) DN_TRY(dn_column_sums(op, (G *)dbias, N, C, GeluBiasGrad<T>{g, x, b, C}));

@@ -234,11 +234,7 @@ template <typename T> struct LnBiasGrad {
  * uninitialised weights), and the fix has not run on a GPU yet. The default is the row
  * kernel plus two column sums, which passed every check. */
 static int fused_enabled(void) {
-  static int on = -1;
-  if (on < 0) {
-    const char *e = getenv("DENOTRON_CUDA_LAYERNORM");
-    on = e && strcmp(e, "fused") == 0;
-  }
+  static const int on = dn_env_is("DENOTRON_CUDA_LAYERNORM", "fused");
   return on;
 }
 

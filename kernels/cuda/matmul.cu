@@ -40,11 +40,7 @@ static std::mutex blas_lock;
 
 /* DENOTRON_CUDA_TF32=0 keeps fp32 GEMMs in full fp32 */
 static int tf32_enabled(void) {
-  static int on = -1;
-  if (on < 0) {
-    const char *tf = getenv("DENOTRON_CUDA_TF32");
-    on = !(tf && strcmp(tf, "0") == 0);
-  }
+  static const int on = !dn_env_is("DENOTRON_CUDA_TF32", "0");
   return on;
 }
 
@@ -137,11 +133,7 @@ static std::mutex lt_lock;
 
 /* DENOTRON_CUDA_GEMM=lt */
 static int lt_wanted(void) {
-  static int on = -1;
-  if (on < 0) {
-    const char *e = getenv("DENOTRON_CUDA_GEMM");
-    on = e && strcmp(e, "lt") == 0;
-  }
+  static const int on = dn_env_is("DENOTRON_CUDA_GEMM", "lt");
   return on;
 }
 
@@ -329,11 +321,7 @@ struct Operand {
 };
 
 static int repack_enabled(void) {
-  static int on = -1;
-  if (on < 0) {
-    const char *e = getenv("DENOTRON_CUDA_GEMM_REPACK");
-    on = !(e && strcmp(e, "0") == 0);
-  }
+  static const int on = !dn_env_is("DENOTRON_CUDA_GEMM_REPACK", "0");
   return on;
 }
 

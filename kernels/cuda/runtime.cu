@@ -43,6 +43,11 @@ const char *dn_dtype_name(dn_dtype dtype) {
   }
 }
 
+int dn_env_is(const char *name, const char *value) {
+  const char *e = getenv(name);
+  return e && strcmp(e, value) == 0;
+}
+
 dn_status dn_abi_version(int32_t *out) {
   DN_CHECK_PTR(out, "dn_abi_version");
   *out = DN_ABI_VERSION;
