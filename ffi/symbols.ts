@@ -203,8 +203,8 @@ export const symbols = {
   },
 
   // dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse,
-  //   const void *logits, const int32_t *targets, int64_t N, int64_t V, double *host_mean,
-  //   int64_t *host_count)
+  //   const void *logits, const int32_t *targets, int64_t N, int64_t V, int64_t ld,
+  //   double *host_mean, int64_t *host_count)
   dn_crossentropy_forward: {
     parameters: [
       "i32",
@@ -214,15 +214,16 @@ export const symbols = {
       "pointer",
       "i64",
       "i64",
+      "i64",
       "buffer",
       "buffer",
     ],
     result: "i32",
   },
   // dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
-  //   const float *lse, const int32_t *targets, int64_t N, int64_t V, float dloss)
+  //   const float *lse, const int32_t *targets, int64_t N, int64_t V, int64_t ld, float dloss)
   dn_crossentropy_backward: {
-    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "i64", "i64", "f32"],
+    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "i64", "i64", "i64", "f32"],
     result: "i32",
   },
 

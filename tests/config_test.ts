@@ -44,6 +44,12 @@ Deno.test("Megatron's model argument names are aliases", () => {
     "num-attention-heads": 6,
   }, "cli");
   assert.deepEqual([c.model.nLayer, c.model.nEmbd, c.model.nHead], [6, 384, 6]);
+  const padded = applyOverrides(DEFAULT_CONFIG, { "make-vocab-size-divisible-by": "128" }, "cli");
+  assert.equal(padded.model.vocabMultiple, 128);
+  assert.throws(
+    () => applyOverrides(DEFAULT_CONFIG, { "vocab-multiple": "0" }, "cli"),
+    /vocabMultiple/,
+  );
 });
 
 Deno.test("YAML: nested sections or flat keys, then command-line overrides win", async () => {

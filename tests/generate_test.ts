@@ -14,8 +14,8 @@ const PROMPT = [3, 14, 15, 9, 26];
  * A tiny model whose matrices are scaled up from the init, so that logits differ
  * clearly between tokens and greedy decoding does not just repeat one token.
  */
-function tinyModel(seed = 5): GPT {
-  const model = new GPT(CONFIG, { seed });
+function tinyModel(seed = 5, config: GPTConfig = CONFIG): GPT {
+  const model = new GPT(config, { seed });
   for (const [, t] of model.namedParameters()) {
     if (t.ndim === 2) t.copyFromHost((t.toArray() as Float32Array).map((x) => x * 15));
   }
@@ -100,6 +100,15 @@ Deno.test("generate() is deterministic for a seed and differs across seeds", () 
   const c = generate(model, PROMPT, { ...opts, seed: 12 });
   assert.deepEqual(a, b);
   assert.notDeepEqual(a, c);
+});
+
+Deno.test("generate() with a padded vocabulary samples only real tokens, as the unpadded model does", () => {
+  using plain = tinyModel();
+  using padded = tinyModel(5, { ...CONFIG, vocabMultiple: 64 }); // 61 → 64 logits
+  const opts = { maxNewTokens: 12, temperature: 2, topK: 0, topP: 1, seed: 3 };
+  const a = generate(plain, PROMPT, opts), b = generate(padded, PROMPT, opts);
+  assert.deepEqual(b, a);
+  assert.ok(b.every((t) => t < CONFIG.vocabSize));
 });
 
 Deno.test("generate() stops at an end-of-text token and streams every token", async () => {

@@ -282,6 +282,35 @@ Deno.test("saveHfGpt2() writes the HF layout back byte for byte, and it loads ag
   });
 });
 
+Deno.test("a padded vocabulary loads HF weights into its first rows and saves them without the padding", async () => {
+  await inTempDir(async (dir) => {
+    const weights = hfTensors();
+    const src = await writeHfDir(join(dir, "in"), weights, {
+      prefix: "transformer.",
+      lmHead: "tied",
+    });
+    using model = await loadHfGpt2(src, { vocabMultiple: 16 }); // 23 → 32 rows
+    assert.deepEqual(model.emb.wte.shape, [32, HF_CONFIG.n_embd]);
+    const got = ourLogits(model, TOKENS), V = HF_CONFIG.vocab_size;
+    const want = referenceLogits(weights, HF_CONFIG, TOKENS);
+    const scale = Math.max(...want.map(Math.abs));
+    for (let t = 0; t < TOKENS.length; t++) {
+      for (let v = 0; v < 32; v++) {
+        const g = got[t * 32 + v];
+        if (v >= V) assert.equal(g, 0, `padding logit ${v} at position ${t}`);
+        else assert.ok(Math.abs(g - want[t * V + v]) <= 1e-4 * scale, `logit ${v} at ${t}`);
+      }
+    }
+    await saveHfGpt2(model, join(dir, "out"));
+    const a = await readSafetensors(join(src, "model.safetensors"));
+    const b = await readSafetensors(join(dir, "out", "model.safetensors"));
+    for (const [name, t] of b.tensors) {
+      assert.deepEqual(t.shape, a.tensors.get(name)!.shape, name);
+      assert.deepEqual(t.data, a.tensors.get(name)!.data, name);
+    }
+  });
+});
+
 Deno.test("loadHfGpt2() converts F16 and BF16 weights to f32", async () => {
   await inTempDir(async (dir) => {
     const weights = hfTensors();

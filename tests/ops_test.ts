@@ -277,6 +277,52 @@ Deno.test("crossEntropy() matches the reference mean loss and gradient, ignoring
   });
 });
 
+Deno.test("crossEntropy() over padded logits counts only the first `classes` columns", () => {
+  const [N, V, ld] = [5, 7, 16];
+  const targets = Int32Array.from([3, -1, 0, 6, 2]);
+  const z = randomArray(N * ld, 52, 5);
+  const real = (l: Float64Array) =>
+    Float64Array.from({ length: N * V }, (_, k) => l[Math.floor(k / V) * ld + (k % V)]);
+  checkOp({
+    name: "crossEntropy (padded)",
+    inputs: [
+      { name: "logits", shape: [N, ld], data: z },
+      { name: "targets", shape: [N], ints: targets },
+    ],
+    run: ([l, t]) => crossEntropy(l, t, { classes: V }),
+    forward: ([l, t]) =>
+      Float64Array.of(ref.crossEntropyRef(real(l as Float64Array), t as Int32Array, N, V)),
+    backward: ([l, t], g) => {
+      const d = ref.crossEntropyBackRef(real(l as Float64Array), t as Int32Array, N, V, g[0]);
+      const out = new Float64Array(N * ld); // padding columns: no gradient
+      d.forEach((v, k) => (out[Math.floor(k / V) * ld + (k % V)] = v));
+      return [out, null];
+    },
+  });
+  assert.throws(
+    () =>
+      tidy(() =>
+        crossEntropy(Tensor.fromArray(z, [N, ld]), Tensor.fromArray(targets, [N]), {
+          classes: 17,
+        })
+      ),
+    /crossEntropy: classes 17 must be an integer in \[1, 16\]/,
+  );
+  assert.throws(
+    () =>
+      tidy(() =>
+        crossEntropy(
+          Tensor.fromArray(z, [N, ld]),
+          Tensor.fromArray(Int32Array.of(0, 0, 0, 0, 9), [N]),
+          {
+            classes: V,
+          },
+        )
+      ),
+    /target 9 at row 4 is outside \[-1, 7\)/,
+  );
+});
+
 Deno.test("crossEntropy() stays finite for huge logits", () => {
   const loss = tidy(() =>
     crossEntropy(

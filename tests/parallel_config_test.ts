@@ -64,4 +64,12 @@ Deno.test("modelParallelProblems names the head count a TP size must divide", ()
     modelParallelProblems({ nLayer: 4, nHead: 4, nEmbd: 64 }, vp)[0],
     /pipelineModelParallelSize 2 × virtualPipelineModelParallelSize 3 does not divide numLayers 4/,
   );
+  assert.match(
+    modelParallelProblems({ nLayer: 4, nHead: 4, nEmbd: 64, vocabMultiple: 128 }, {
+      ...DEFAULT_MODEL_PARALLEL,
+      tensorModelParallelSize: 2,
+      pipelineModelParallelSize: 1,
+    })[0],
+    /^vocabMultiple 128 applies to single-device models/,
+  );
 });

@@ -16,12 +16,14 @@ static dn_status check_targets(const char *op, const int32_t *targets, int64_t N
 }
 
 dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, const void *logits,
-                                  const int32_t *targets, int64_t N, int64_t V,
+                                  const int32_t *targets, int64_t N, int64_t V, int64_t ld,
                                   double *host_mean, int64_t *host_count) {
   const char *op = "dn_crossentropy_forward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive (N=%lld V=%lld)", op,
            (long long)N, (long long)V);
+  DN_CHECK(ld >= V, DN_ERR_INVALID, "%s: row stride ld=%lld is less than V=%lld", op,
+           (long long)ld, (long long)V);
   DN_CHECK(losses && lse && logits && targets && host_mean && host_count, DN_ERR_INVALID,
            "%s: NULL pointer", op);
   dn_status st = check_targets(op, targets, N, V);
@@ -34,10 +36,10 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
            (long long)V);
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * V > 65536)
   for (int64_t i = 0; i < N; i++) {
-    const float *zi = (const float *)logits + i * V;
+    const float *zi = (const float *)logits + i * ld;
     if (rows) {
       float *r = rows + (int64_t)dn_thread_index() * V;
-      dn_load_row(dtype, r, logits, i * V, V);
+      dn_load_row(dtype, r, logits, i * ld, V);
       zi = r;
     }
     float mx = -INFINITY;
@@ -65,10 +67,12 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
 
 dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
                                    const float *lse, const int32_t *targets, int64_t N,
-                                   int64_t V, float dloss) {
+                                   int64_t V, int64_t ld, float dloss) {
   const char *op = "dn_crossentropy_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK(ld >= V, DN_ERR_INVALID, "%s: row stride ld=%lld is less than V=%lld", op,
+           (long long)ld, (long long)V);
   DN_CHECK(dlogits && logits && lse && targets, DN_ERR_INVALID, "%s: NULL pointer", op);
   dn_status st = check_targets(op, targets, N, V);
   if (st != DN_OK) return st;
@@ -80,12 +84,12 @@ dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *lo
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * V > 65536)
   for (int64_t i = 0; i < N; i++) {
     if (targets[i] < 0) continue;
-    const float *zi = (const float *)logits + i * V;
-    float *di = (float *)dlogits + i * V;
+    const float *zi = (const float *)logits + i * ld;
+    float *di = (float *)dlogits + i * ld;
     if (rows) { /* the logits and the gradient row, widened; the gradient is rounded once */
       float *r = rows + (int64_t)dn_thread_index() * 2 * V;
-      dn_load_row(dtype, r, logits, i * V, V);
-      dn_load_row(dtype, r + V, dlogits, i * V, V);
+      dn_load_row(dtype, r, logits, i * ld, V);
+      dn_load_row(dtype, r + V, dlogits, i * ld, V);
       zi = r;
       di = r + V;
     }
@@ -93,7 +97,7 @@ dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *lo
 #pragma omp simd
     for (int64_t j = 0; j < V; j++) di[j] += dn_expf(zi[j] - l) * dloss;
     di[targets[i]] -= dloss;
-    if (rows) dn_store_row(dtype, dlogits, i * V, di, V);
+    if (rows) dn_store_row(dtype, dlogits, i * ld, di, V);
   }
   free(rows);
   return DN_OK;

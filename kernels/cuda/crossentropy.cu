@@ -10,9 +10,9 @@
 
 template <typename T>
 __global__ void ce_fwd_k(float *losses, float *lse, const T *logits, const int32_t *targets,
-                         int64_t V, int32_t *bad) {
+                         int64_t V, int64_t ld, int32_t *bad) {
   int64_t i = blockIdx.x;
-  const T *z = logits + i * V;
+  const T *z = logits + i * ld;
   float mx = -INFINITY;
   for (int64_t j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, ldf(z, j));
   mx = block_max(mx);
@@ -57,12 +57,14 @@ static dn_status bad_target(const char *op, const int32_t *targets, int32_t row,
 }
 
 dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, const void *logits,
-                                  const int32_t *targets, int64_t N, int64_t V,
+                                  const int32_t *targets, int64_t N, int64_t V, int64_t ld,
                                   double *host_mean, int64_t *host_count) {
   const char *op = "dn_crossentropy_forward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive (N=%lld V=%lld)", op,
            (long long)N, (long long)V);
+  DN_CHECK(ld >= V, DN_ERR_INVALID, "%s: row stride ld=%lld is less than V=%lld", op,
+           (long long)ld, (long long)V);
   DN_CHECK(losses && lse && logits && targets && host_mean && host_count, DN_ERR_INVALID,
            "%s: NULL pointer", op);
   DN_CHECK(N < ((int64_t)1 << 31), DN_ERR_INVALID, "%s: N=%lld exceeds 2^31", op, (long long)N);
@@ -71,7 +73,7 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
   DN_TRY(dn_flag_reset(op, &flag));
   DN_DISPATCH(dn_base_dtype(dtype), T,
               ce_fwd_k<T><<<(unsigned)N, THREADS, 0, dn_stream()>>>(
-                  losses, lse, (const T *)logits, targets, V, flag););
+                  losses, lse, (const T *)logits, targets, V, ld, flag););
   double *sums;
   dn_status st = dn_scratch(op, 2 * sizeof(double), (void **)&sums);
   if (st != DN_OK) {
@@ -93,7 +95,7 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
 
 template <typename T>
 __global__ void ce_bwd_k(T *dlogits, const T *logits, const float *lse, const int32_t *targets,
-                         int64_t V, float dloss, int32_t *bad) {
+                         int64_t V, int64_t ld, float dloss, int32_t *bad) {
   int64_t i = blockIdx.x;
   int32_t t = targets[i];
   if (t < -1 || t >= V) {
@@ -101,8 +103,8 @@ __global__ void ce_bwd_k(T *dlogits, const T *logits, const float *lse, const in
     return;
   }
   if (t < 0) return;
-  const T *z = logits + i * V;
-  T *d = dlogits + i * V;
+  const T *z = logits + i * ld;
+  T *d = dlogits + i * ld;
   float l = lse[i];
   for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
     addf(d, j, __expf(ldf(z, j) - l) * dloss - (j == t ? dloss : 0.0f));
@@ -110,10 +112,12 @@ __global__ void ce_bwd_k(T *dlogits, const T *logits, const float *lse, const in
 
 dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
                                    const float *lse, const int32_t *targets, int64_t N,
-                                   int64_t V, float dloss) {
+                                   int64_t V, int64_t ld, float dloss) {
   const char *op = "dn_crossentropy_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK(ld >= V, DN_ERR_INVALID, "%s: row stride ld=%lld is less than V=%lld", op,
+           (long long)ld, (long long)V);
   DN_CHECK(dlogits && logits && lse && targets, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_CHECK(N < ((int64_t)1 << 31), DN_ERR_INVALID, "%s: N=%lld exceeds 2^31", op, (long long)N);
   DN_TRY(dn_cuda_init(op));
@@ -121,7 +125,7 @@ dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *lo
   DN_TRY(dn_flag_reset(op, &flag));
   DN_DISPATCH(dn_base_dtype(dtype), T,
               ce_bwd_k<T><<<(unsigned)N, THREADS, 0, dn_stream()>>>(
-                  (T *)dlogits, (const T *)logits, lse, targets, V, dloss, flag););
+                  (T *)dlogits, (const T *)logits, lse, targets, V, ld, dloss, flag););
   int32_t bad = INT32_MAX;
   DN_TRY(dn_flag_read(op, flag, &bad));
   if (bad != INT32_MAX) return bad_target(op, targets, bad, V);

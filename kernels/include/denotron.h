@@ -191,18 +191,22 @@ DN_API dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *d
 
 /* ---- softmax cross-entropy fused with the logits ------------------------- */
 
-/* losses(N) (fp32) = logsumexp(logits(N,V)) - logits[target]; lse(N) (fp32) kept for
+/* logits(N,ld), ld >= V: the first V columns of each row are the classes; the other
+ * ld - V are padding (a vocabulary padded for aligned GEMMs), never read.
+ * losses(N) (fp32) = logsumexp(logits[:, :V]) - logits[target]; lse(N) (fp32) kept for
  * backward. Rows whose target is -1 are ignored (loss 0). *host_mean = the mean over
  * the rows that count, *host_count = how many rows count. Fails naming the first
  * target outside [-1,V). */
 DN_API dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse,
                                          const void *logits, const int32_t *targets, int64_t N,
-                                         int64_t V, double *host_mean, int64_t *host_count);
-/* dlogits(N,V) += (softmax(logits) - onehot(target)) * dloss for each counted row.
- * The probabilities are formed once, here, from logits and lse. */
+                                         int64_t V, int64_t ld, double *host_mean,
+                                         int64_t *host_count);
+/* dlogits(N,ld)[:, :V] += (softmax(logits) - onehot(target)) * dloss for each counted row;
+ * the padding columns are left as they are. The probabilities are formed once, here,
+ * from logits and lse. */
 DN_API dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
                                           const float *lse, const int32_t *targets, int64_t N,
-                                          int64_t V, float dloss);
+                                          int64_t V, int64_t ld, float dloss);
 
 /* ---- optimizer ----------------------------------------------------------- */
 

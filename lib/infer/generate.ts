@@ -87,8 +87,9 @@ function step(model: GPT, cache: KVCache, tokens: number[]): Float32Array {
   using input = Tensor.fromArray(Int32Array.from(tokens), [1, tokens.length], {
     device: model.device,
   });
-  using logits = forwardCached(model, input, cache, { lastOnly: true }); // (1,1,V)
-  return logits.toArray() as Float32Array;
+  using logits = forwardCached(model, input, cache, { lastOnly: true }); // (1,1,Vp)
+  // a padded vocabulary's extra columns are no token's
+  return (logits.toArray() as Float32Array).subarray(0, model.config.vocabSize);
 }
 
 /**

@@ -107,7 +107,8 @@ export class KVCache {
  * @param cache the model's cache
  * @param opts lastOnly: return only the last new position's logits, (B,1,V), which is
  *   all sampling needs and saves the output layer's work on a long prompt
- * @returns (B,Tn,V), or (B,1,V) with lastOnly
+ * @returns (B,Tn,V), or (B,1,V) with lastOnly (V: the padded width with a padded
+ *   vocabulary, see GPTConfig.vocabMultiple)
  */
 export function forwardCached(
   model: GPT,

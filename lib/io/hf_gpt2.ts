@@ -232,14 +232,21 @@ export function gpt2StateFromHf(
     }
     const [key, t] = found;
     used.add(key);
-    const want = conv1d ? [param.shape[1], param.shape[0]] : [...param.shape];
+    // a padded vocabulary (GPTConfig.vocabMultiple) has more wte rows than HF's file
+    const vocabRows = ours === "emb.wte" ? model.config.vocabSize : param.shape[0];
+    const want = conv1d ? [param.shape[1], param.shape[0]] : [vocabRows, ...param.shape.slice(1)];
     if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
       throw new DenotronError(
         `${where}: tensor "${key}" has shape ${fmtShape(t.shape)}, expected ${fmtShape(want)}` +
           (conv1d ? " (GPT-2's Conv1D weights are stored (in, out))" : ""),
       );
     }
-    const data = toF32(t, key, where);
+    let data = toF32(t, key, where);
+    if (vocabRows !== param.shape[0]) { // zero padding rows after the real ones
+      const padded = new Float32Array(param.numel);
+      padded.set(data);
+      data = padded;
+    }
     state[ours] = {
       shape: param.shape,
       data: conv1d ? transpose(data, want[0], want[1]) : data,
@@ -256,7 +263,7 @@ export function gpt2StateFromHf(
   if (head) {
     const key = "lm_head.weight", t = head;
     used.add(key);
-    const wte = state["emb.wte"].data;
+    const wte = state["emb.wte"].data.subarray(0, model.config.vocabSize * model.config.nEmbd);
     const w = toF32(t, key, where);
     const at = w.length !== wte.length ? -1 : w.findIndex((x, i) => !Object.is(x, wte[i]));
     if (w.length !== wte.length || at >= 0) {
@@ -318,7 +325,8 @@ async function readWeights(dir: string): Promise<{ file: SafetensorsFile; where:
  * `model.safetensors`, or a sharded `model.safetensors.index.json`).
  *
  * @param dir the directory
- * @param opts device and seed of the new model (the seed only matters for dropout)
+ * @param opts device and seed of the new model (the seed only matters for dropout), and
+ *   vocabMultiple to pad its vocabulary (see GPTConfig.vocabMultiple)
  * @returns the model, in eval mode
  * @example
  * ```ts ignore
@@ -326,9 +334,15 @@ async function readWeights(dir: string): Promise<{ file: SafetensorsFile; where:
  * const model = await loadHfGpt2("gpt2"); // a directory downloaded from the Hub
  * ```
  */
-export async function loadHfGpt2(dir: string, opts: GPTOptions = {}): Promise<GPT> {
+export async function loadHfGpt2(
+  dir: string,
+  opts: GPTOptions & { vocabMultiple?: number } = {},
+): Promise<GPT> {
   const configPath = join(dir, "config.json");
-  const config = gptConfigFromHf(await readJson(configPath), configPath);
+  const config = {
+    ...gptConfigFromHf(await readJson(configPath), configPath),
+    ...(opts.vocabMultiple ? { vocabMultiple: opts.vocabMultiple } : {}),
+  };
   const { file, where } = await readWeights(dir);
   const model = new GPT(config, opts);
   try {
@@ -343,7 +357,8 @@ export async function loadHfGpt2(dir: string, opts: GPTOptions = {}): Promise<GP
 /**
  * Writes `model` as a Hugging Face GPT-2 directory: `config.json` and
  * `model.safetensors` (F32, names under `transformer.`, Conv1D weights (in, out),
- * lm_head left out because it is tied to wte), loadable by
+ * lm_head left out because it is tied to wte; a padded vocabulary's extra rows left
+ * out), loadable by
  * `GPT2LMHeadModel.from_pretrained(dir)`. Each file is written atomically.
  *
  * @param model the model
@@ -355,13 +370,17 @@ export async function saveHfGpt2(model: GPT, dir: string): Promise<void> {
   const tensors = new Map<string, TensorEntry>();
   for (const [ours, param] of model.namedParameters()) {
     const { name, conv1d } = hfName(ours);
-    const data = param.toArray() as Float32Array;
-    const [r, c] = param.shape;
+    let data = param.toArray() as Float32Array;
+    let [r, c] = param.shape;
+    if (ours === "emb.wte" && r !== model.config.vocabSize) {
+      r = model.config.vocabSize;
+      data = data.subarray(0, r * c);
+    }
     tensors.set(
       `transformer.${name}`,
       conv1d
         ? tensorEntry("F32", [c, r], transpose(data, r, c))
-        : tensorEntry("F32", [...param.shape], data),
+        : tensorEntry("F32", param.ndim === 2 ? [r, c] : [...param.shape], data),
     );
   }
   await writeSafetensors(join(dir, "model.safetensors"), { tensors, metadata: { format: "pt" } });

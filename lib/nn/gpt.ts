@@ -33,6 +33,20 @@ export interface GPTConfig {
   layerNormEps?: number;
   /** MLP hidden width. @default 4 · nEmbd */
   ffnHidden?: number;
+  /**
+   * The token table and the logits get vocabSize rounded up to a multiple of this
+   * (Megatron's --make-vocab-size-divisible-by, llm.c's padded vocabulary): GPT-2's
+   * 50257 becomes 50304 with 128, so the output-layer GEMMs run on aligned sizes. The
+   * padding rows start at zero, no token selects them, and the loss leaves their logits
+   * out of the softmax, so training is the unpadded model's. @default 1
+   */
+  vocabMultiple?: number;
+}
+
+/** vocabSize rounded up to a multiple of vocabMultiple: the rows of wte and the logits' width. */
+export function paddedVocabSize(c: GPTConfig): number {
+  const m = c.vocabMultiple ?? 1;
+  return Math.ceil(c.vocabSize / m) * m;
 }
 
 /** GPT-2's published sizes and a tiny model for tests and laptops. */
@@ -59,6 +73,12 @@ export function validateGPTConfig(c: GPTConfig): void {
   const p = c.dropout ?? 0;
   if (typeof p !== "number" || !(p >= 0 && p < 1)) {
     throw new DenotronError(`GPT config: dropout must be in [0, 1), got ${String(p)}`);
+  }
+  const vm = c.vocabMultiple ?? 1;
+  if (typeof vm !== "number" || !Number.isInteger(vm) || vm < 1) {
+    throw new DenotronError(
+      `GPT config: vocabMultiple must be a positive integer, got ${String(vm)}`,
+    );
   }
   if (c.ffnHidden !== undefined && (!Number.isInteger(c.ffnHidden) || c.ffnHidden < 1)) {
     throw new DenotronError(
@@ -126,6 +146,7 @@ export class GPT extends Module {
       dropout: 0,
       layerNormEps: 1e-5,
       ffnHidden: 4 * config.nEmbd,
+      vocabMultiple: 1,
       ...config,
     };
     this.config = c;
@@ -137,7 +158,11 @@ export class GPT extends Module {
     const projStd = 0.02 / Math.sqrt(2 * c.nLayer);
     this.emb = this.child(
       "emb",
-      new Embedding(c.vocabSize, c.blockSize, c.nEmbd, { device, dtype }),
+      new Embedding(c.vocabSize, c.blockSize, c.nEmbd, {
+        device,
+        dtype,
+        rows: paddedVocabSize(c),
+      }),
     );
     this.blocks = [];
     for (let i = 0; i < c.nLayer; i++) {
@@ -171,7 +196,9 @@ export class GPT extends Module {
    * @param tokens int32 (B,T) with T <= blockSize
    * @param layers blocks to run and their scales; ignored in eval mode, which
    *   always runs every block @default every block
-   * @returns (B,T,V)
+   * @returns (B,T,V), or (B,T,Vp) with a padded vocabulary (see
+   *   {@linkcode GPTConfig.vocabMultiple}): columns V..Vp-1 are padding, logits 0 that
+   *   are no token's
    */
   forward(tokens: Tensor, layers?: LayerPlan): Tensor {
     const p = this.training ? this.config.dropout : 0;
@@ -189,7 +216,7 @@ export class GPT extends Module {
       x = this.blocks[i].forward(x, this.rng, plan?.scale[i] ?? 1);
     }
     x = this.lnf.forward(x);
-    return linear(x, this.emb.wte, null); // tied output layer: (B,T,V)
+    return linear(x, this.emb.wte, null); // tied output layer: (B,T,Vp)
   }
 
   /**
@@ -201,7 +228,9 @@ export class GPT extends Module {
    * @returns a one-element tensor
    */
   loss(tokens: Tensor, targets: Tensor, layers?: LayerPlan): Tensor {
-    return crossEntropy(this.forward(tokens, layers), targets);
+    return crossEntropy(this.forward(tokens, layers), targets, {
+      classes: this.config.vocabSize,
+    });
   }
 
   /** Frees the parameter buffers. Safe to call twice. */
@@ -217,7 +246,9 @@ export class GPT extends Module {
   /** One line: shape, parameter count and device. */
   override toString(): string {
     const c = this.config;
-    return `GPT(layers=${c.nLayer}, heads=${c.nHead}, width=${c.nEmbd}, vocab=${c.vocabSize}, ` +
+    const padded = paddedVocabSize(c);
+    const vocab = padded === c.vocabSize ? `${c.vocabSize}` : `${c.vocabSize} (padded ${padded})`;
+    return `GPT(layers=${c.nLayer}, heads=${c.nHead}, width=${c.nEmbd}, vocab=${vocab}, ` +
       `positions=${c.blockSize}, ${
         this.numParameters().toLocaleString("en-US")
       } parameters, on ${this.device.name})`;

@@ -58,22 +58,29 @@ export class LayerNorm extends Module {
 
 /** GPT's input: token embedding plus learned position embedding. */
 export class Embedding extends Module {
-  /** (V, C); tied to the output layer in GPT. */
+  /** (rows, C), rows >= V (vocabulary padding: zero rows); tied to the output layer in GPT. */
   readonly wte: Tensor;
   /** (maxT, C) */
   readonly wpe: Tensor;
-  /** Creates both embedding tables (normal init). */
+  /** V: the tokens that exist; wte rows past it are padding. */
+  readonly vocabSize: number;
+  /**
+   * Creates both embedding tables (normal init; padding rows zero).
+   *
+   * @param opts rows: wte rows, vocabSize rounded up for aligned GEMMs @default vocabSize
+   */
   constructor(
     vocabSize: number,
     maxPositions: number,
     width: number,
-    opts: { std?: number; device: Device; dtype?: DType },
+    opts: { std?: number; device: Device; dtype?: DType; rows?: number },
   ) {
     super();
+    this.vocabSize = vocabSize;
     this.wte = this.param(
       "wte",
-      [vocabSize, width],
-      { kind: "normal", std: opts.std ?? 0.02 },
+      [opts.rows ?? vocabSize, width],
+      { kind: "normal", std: opts.std ?? 0.02, rows: vocabSize },
       opts.device,
       opts.dtype,
     );
@@ -87,6 +94,6 @@ export class Embedding extends Module {
   }
   /** int32 (B,T) → (B,T,C) */
   forward(tokens: Tensor): Tensor {
-    return embedding(tokens, this.wte, this.wpe);
+    return embedding(tokens, this.wte, this.wpe, this.vocabSize);
   }
 }

@@ -11,6 +11,7 @@ export {
   type GPTConfig,
   type GPTOptions,
   type LayerPlan,
+  paddedVocabSize,
   validateGPTConfig,
 } from "./gpt.ts";
 export { Embedding, LayerNorm, Linear } from "./layers.ts";

@@ -16,7 +16,8 @@ import { type DType, DTYPE_CODE, Tensor } from "../tensor.ts";
 
 /** How a parameter starts. */
 export type Init =
-  | { kind: "normal"; std: number }
+  /** N(0, std²); with `rows`, only the first rows are drawn and the rest stay zero (vocabulary padding) */
+  | { kind: "normal"; std: number; rows?: number }
   | { kind: "zeros" }
   | { kind: "ones" };
 
@@ -228,11 +229,14 @@ export class FlatParameters {
       const t = e.tensor;
       if (e.init.kind === "normal") {
         const stream = (hashString(e.name) ^ seed) >>> 0;
+        // the same draws as an unpadded tensor: element i from counter i of the stream
+        const rows = Math.min(e.init.rows ?? t.shape[0] ?? 1, t.shape[0] ?? 1);
+        const drawn = t.ndim === 0 ? 1 : rows * (t.numel / t.shape[0]);
         lib.check(
           lib.sym.dn_fill_normal(
             DTYPE_CODE[t.dtype],
             t.ptr,
-            BigInt(t.numel),
+            BigInt(drawn),
             0,
             e.init.std,
             BigInt(stream),

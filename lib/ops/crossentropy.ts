@@ -13,19 +13,33 @@ import { big, expectDevice, expectTensor } from "./check.ts";
  * -1. The probabilities are never stored: backward forms them once from the logits
  * and the saved log-sum-exp, straight into the logits' gradient.
  *
- * @param logits (..., V)
+ * @param logits (..., V), or (..., ld) whose first `classes` columns are the classes
  * @param targets int32 (...), each in [0, V) or -1 to ignore
+ * @param opts classes: how many leading columns are classes; the rest are vocabulary
+ *   padding, left out of the softmax and given no gradient @default the last dimension
  * @returns a one-element tensor, the mean loss
  */
-export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+export function crossEntropy(
+  logits: Tensor,
+  targets: Tensor,
+  opts: { classes?: number } = {},
+): Tensor {
   const op = "crossEntropy";
   expectTensor(op, "logits", logits, ["f32", "bf16", "f16"]);
   expectTensor(op, "targets", targets, ["i32"]);
   expectDevice(op, "targets", targets, logits);
-  const V = logits.shape[logits.ndim - 1] ?? 0;
+  const ld = logits.shape[logits.ndim - 1] ?? 0;
+  const V = opts.classes ?? ld;
+  if (!Number.isInteger(V) || V < 1 || V > ld) {
+    throw new DenotronError(
+      `${op}: classes ${V} must be an integer in [1, ${ld}] (the last dimension of logits ${
+        fmtShape(logits.shape)
+      })`,
+    );
+  }
   const lead = logits.shape.slice(0, -1);
   if (
-    logits.ndim < 1 || V < 1 || targets.ndim !== lead.length ||
+    logits.ndim < 1 || targets.ndim !== lead.length ||
     targets.shape.some((d, i) => d !== lead[i])
   ) {
     throw new DenotronError(
@@ -47,7 +61,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
       lse.ptr,
       logits.ptr,
       targets.ptr,
-      ...big(N, V),
+      ...big(N, V, ld),
       mean,
       count,
     ),
@@ -69,7 +83,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
           logits.ptr,
           lse.ptr,
           targets.ptr,
-          ...big(N, V),
+          ...big(N, V, ld),
           upstream / counted,
         ),
         `${op} backward`,

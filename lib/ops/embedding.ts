@@ -19,11 +19,18 @@ import {
  * out[b,t] = wte[tokens[b,t]] + wpe[t].
  *
  * @param tokens int32 (B,T), each in [0, V)
- * @param wte (V,C) token embedding
+ * @param wte (rows,C) token embedding, rows >= V
  * @param wpe (maxT,C) position embedding, maxT >= T
+ * @param vocabSize V, the tokens that exist; rows past it are vocabulary padding, which no
+ *   token may select @default the rows of wte
  * @returns (B,T,C)
  */
-export function embedding(tokens: Tensor, wte: Tensor, wpe: Tensor): Tensor {
+export function embedding(
+  tokens: Tensor,
+  wte: Tensor,
+  wpe: Tensor,
+  vocabSize: number = wte.shape[0],
+): Tensor {
   const op = "embedding";
   expectTensor(op, "tokens", tokens, ["i32"]);
   expectTensor(op, "wte", wte, ["f32", "bf16", "f16"]);
@@ -34,7 +41,15 @@ export function embedding(tokens: Tensor, wte: Tensor, wpe: Tensor): Tensor {
   expectRank(op, "wte", wte, 2);
   expectRank(op, "wpe", wpe, 2);
   const [B, T] = tokens.shape;
-  const [V, C] = wte.shape;
+  const [rows, C] = wte.shape;
+  const V = vocabSize;
+  if (!Number.isInteger(V) || V < 1 || V > rows) {
+    throw new DenotronError(
+      `${op}: vocabSize ${V} must be an integer in [1, ${rows}] (the rows of wte ${
+        fmtShape(wte.shape)
+      })`,
+    );
+  }
   if (wpe.shape[1] !== C) {
     throw new DenotronError(
       `${op}: wpe ${fmtShape(wpe.shape)} and wte ${fmtShape(wte.shape)} differ in width`,

@@ -51,11 +51,17 @@ export const DEFAULT_MODEL_PARALLEL: Omit<
  * ```
  */
 export function modelParallelProblems(
-  m: { nLayer: number; nHead: number; nEmbd: number },
+  m: { nLayer: number; nHead: number; nEmbd: number; vocabMultiple?: number },
   p: ModelParallelSettings,
 ): string[] {
   const out: string[] = [];
   const tp = p.tensorModelParallelSize, pp = p.pipelineModelParallelSize;
+  if ((tp > 1 || pp > 1) && (m.vocabMultiple ?? 1) !== 1) {
+    out.push(
+      `vocabMultiple ${m.vocabMultiple} applies to single-device models; tensor and pipeline ` +
+        `parallelism split (and pad) the vocabulary themselves: leave it at 1`,
+    );
+  }
   if (m.nHead % tp !== 0) {
     out.push(
       `tensorModelParallelSize ${tp} does not divide numAttentionHeads ${m.nHead}; pick a divisor of the head count`,

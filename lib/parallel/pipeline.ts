@@ -137,6 +137,7 @@ export class PipelineGPT extends Module {
       dropout: 0,
       layerNormEps: 1e-5,
       ffnHidden: 4 * config.nEmbd,
+      vocabMultiple: 1,
       ...config,
     };
     this.config = c;

@@ -63,6 +63,12 @@ export interface TensorParallelGPTOptions extends GPTOptions {
  * ```
  */
 export function validateTensorParallel(config: GPTConfig, tp: number): void {
+  if ((config.vocabMultiple ?? 1) !== 1) {
+    throw new DenotronError(
+      `vocabMultiple ${config.vocabMultiple} applies to single-device models; tensor and ` +
+        `pipeline parallelism split (and pad) the vocabulary themselves: leave it at 1`,
+    );
+  }
   const hidden = config.ffnHidden ?? 4 * config.nEmbd;
   const checks: [string, number][] = [
     ["numAttentionHeads", config.nHead],
@@ -238,6 +244,7 @@ export class TensorParallelGPT extends Module {
       dropout: 0,
       layerNormEps: 1e-5,
       ffnHidden: 4 * config.nEmbd,
+      vocabMultiple: 1,
       ...config,
     };
     this.config = c;

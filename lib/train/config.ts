@@ -30,6 +30,12 @@ export interface ModelConfig {
   nEmbd: number;
   /** Vocabulary; null takes the tokenizer's. */
   vocabSize: number | null;
+  /**
+   * Pads the token table and logits to a multiple of this (Megatron's
+   * make-vocab-size-divisible-by): 128 turns GPT-2's 50257 into 50304, for aligned GPU
+   * GEMMs. Training is unchanged. Absent: 1.
+   */
+  vocabMultiple?: number;
   /** Tokens per sample. */
   seqLength: number;
   /** Dropout probability. */
@@ -323,6 +329,7 @@ const SPEC: Record<string, KeySpec> = {
   nHead: int("model", 1),
   nEmbd: int("model", 1),
   vocabSize: int("model", 1, { nullable: true }),
+  vocabMultiple: int("model", 1),
   seqLength: int("model", 1),
   dropout: num("model", 0, { max: 1 }),
   microBatchSize: int("training", 1),
@@ -400,7 +407,7 @@ const ALIASES: Record<string, string> = {
   numLayers: "nLayer",
   numAttentionHeads: "nHead",
   hiddenSize: "nEmbd",
-  paddedVocabSize: "vocabSize",
+  makeVocabSizeDivisibleBy: "vocabMultiple",
   tokenizerType: "tokenizer",
 };
 

@@ -82,6 +82,7 @@ export function gptConfigFrom(config: TrainConfig, tokenizer: Tokenizer): GPTCon
     nHead: m.nHead,
     nEmbd: m.nEmbd,
     dropout: m.dropout,
+    ...(m.vocabMultiple ? { vocabMultiple: m.vocabMultiple } : {}),
   };
 }
 
