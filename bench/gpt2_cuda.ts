@@ -12,13 +12,16 @@
  * symbol and every GEMM shape with its TFLOP/s.
  *
  *   deno run -A bench/gpt2_cuda.ts [--steps 5] [--batch 16] [--seq 1024] [--dtype bf16]
- *     [--peak 989] [--device cuda]
+ *     [--peak 989] [--device cuda] [--vocab-multiple 128]
+ *
+ * The vocabulary is padded to a multiple of --vocab-multiple (GPT-2: 50304, as llm.c
+ * does; 1 turns it off); model FLOPs count the unpadded model only.
  *
  * @module
  */
 import { parseArgs } from "parse-args";
 import { device as getDevice } from "../lib/device.ts";
-import { GPT } from "../lib/nn/gpt.ts";
+import { GPT, paddedVocabSize } from "../lib/nn/gpt.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
 import { MixedPrecisionAdamW, mixedPrecisionStep } from "../lib/optim/mixed_precision.ts";
@@ -36,10 +39,11 @@ const { values } = parseArgs({
     peak: { type: "string", default: "" },
     dtype: { type: "string", default: "bf16" },
     device: { type: "string", default: "cuda" },
+    "vocab-multiple": { type: "string", default: "128" },
   },
 });
 const steps = Number(values.steps), B = Number(values.batch), T = Number(values.seq);
-const config = presetOrThrow(values.model);
+const config = { ...presetOrThrow(values.model), vocabMultiple: Number(values["vocab-multiple"]) };
 const dtype = values.dtype;
 if (dtype !== "bf16" && dtype !== "f32") {
   throw new Error(`--dtype ${dtype}: expected bf16 or f32`);
@@ -61,7 +65,9 @@ const model = new GPT(config, { device: dev, seed: 1, dtype });
 const opt = dtype === "f32"
   ? new AdamW(model.params, { lr: 1e-4 })
   : new MixedPrecisionAdamW(model.params, { lr: 1e-4 });
-const nParams = model.numParameters();
+// the padding rows are not the model's: FLOPs and the parameter count leave them out
+const nParams = model.numParameters() -
+  (paddedVocabSize(config) - config.vocabSize) * config.nEmbd;
 const { tokens, targets } = syntheticBatch(config.vocabSize, B, T);
 const x = Tensor.fromArray(tokens, [B, T], { device: dev });
 const y = Tensor.fromArray(targets, [B, T], { device: dev });
@@ -120,7 +126,7 @@ console.log(
     (dtype === "f32"
       ? "fp32 weights, TF32 GEMM"
       : "bf16 weights (fp32 main weights, grads, moments), bf16 GEMM") +
-    `, ${attn} attention`,
+    `, ${attn} attention, vocabulary padded to ${paddedVocabSize(config)}`,
 );
 console.log(
   `median step ${(stepS * 1e3).toFixed(1)} ms over ${steps} steps, loss ${loss.toFixed(4)}`,

@@ -3,12 +3,13 @@
 # and no Deno installed: unpacks dev/deno.xz, finds cuBLAS and NCCL (pip wheels under
 # site-packages/nvidia/*/lib, else a filesystem search), builds the CUDA and CPU
 # libraries, runs tests/cuda_test.ts (every op against float64 references, RNG parity,
-# single-rank NCCL all-reduce) twice: with the fast paths (bf16 tensor-core attention,
-# one-pass layernorm backward, padded GEMM operands) and with the verified paths they
-# replace (DENOTRON_CUDA_ATTENTION=simple, DENOTRON_CUDA_LAYERNORM=simple,
-# DENOTRON_CUDA_GEMM_REPACK=0); the model tests on the GPU (the tiny GPT trains and
-# matches its float64 gradients); and the GPT-2 124M step in bf16 (fast paths if they
-# passed, and the verified paths) and fp32/TF32, with a table of tokens/s and MFU. Every
+# single-rank NCCL all-reduce) and tests/model_test.ts on the GPU (the tiny GPT trains
+# and matches its float64 gradients; a padded vocabulary trains like an unpadded one)
+# under three sets of kernel paths: the candidates not yet run on a GPU (cuBLASLt
+# epilogues, one-pass layernorm and GELU backwards), the defaults, and the most
+# conservative paths; then the GPT-2 124M step in bf16 under each set that passed, and
+# unpadded, and in fp32/TF32: tokens/s, MFU, the share of the step the GPU waits for the
+# host (CUDA events around every call), time per kernel and TFLOP/s per GEMM shape. Every
 # step runs under `timeout`, capped by an overall deadline (DEADLINE_S, default 420 s),
 # and a short table closes the output. With $OUT set, everything is also written to
 # $OUT/gpu_check.log. Without a GPU it stops after the build and says so.
@@ -101,30 +102,31 @@ if command -v cc >/dev/null || command -v gcc >/dev/null; then
 else
   echo "no C compiler: CPU comparisons (RNG parity) will fail; the float64 references still run"
 fi
-# The fast paths (tensor-core attention for bf16 head size 64, the one-pass layernorm
-# backward, padded/aligned GEMM operands) and the verified paths they replace, each
-# against the float64 references. If a fast path fails, each one is switched off in
-# turn and the first set that passes is benchmarked; the verified paths always are.
+# Three sets of kernel paths, each run through the op tests (float64 references) and the
+# model tests (the tiny GPT and the padded vocabulary on the GPU):
+# - candidates: written without a GPU and opt-in until they pass here: cuBLASLt GEMMs with
+#   the bias and GELU epilogues, the one-pass layernorm and GELU backwards. Tried together,
+#   then (if that fails) one at a time; the ones that pass make the FAST set.
+# - defaults: what a user gets (tensor-core attention, padded GEMM operands, cuBLAS).
+# - verified: the most conservative paths (fp32-inside attention, no repacking).
+CAND=(DENOTRON_CUDA_GEMM=lt DENOTRON_CUDA_LAYERNORM=fused DENOTRON_CUDA_GELU=fused)
 SAFE=(DENOTRON_CUDA_ATTENTION=simple DENOTRON_CUDA_LAYERNORM=simple DENOTRON_CUDA_GEMM_REPACK=0)
-# try_paths NAME "VAR=VALUE ...": the op tests and the tiny GPT on cuda under those variables
+# try_paths NAME "VAR=VALUE ...": the op tests and the model tests on cuda under those variables
 try_paths() {
   local name=$1 vars=$2
   # shellcheck disable=SC2086 # vars is a list of assignments for env
   step "ops on cuda, $name" 150 env $vars deno test -A tests/cuda_test.ts &&
-    step "tiny GPT on cuda, $name" 120 env $vars DENOTRON_CUDA_TF32=0 DENOTRON_DEVICE=cuda \
+    step "models on cuda, $name" 120 env $vars DENOTRON_CUDA_TF32=0 DENOTRON_DEVICE=cuda \
       deno test -A tests/model_test.ts
 }
-FAST=none
-if try_paths "fast paths" "DENOTRON_CUDA_LAYERNORM=fused"; then
-  FAST="DENOTRON_CUDA_LAYERNORM=fused"
+FAST=()
+if try_paths "candidates" "${CAND[*]}"; then
+  FAST=("${CAND[@]}")
 else
-  for v in "${SAFE[@]}"; do
-    if try_paths "fast, $v" "$v"; then
-      FAST=$v
-      break
-    fi
-  done
+  for v in "${CAND[@]}"; do try_paths "candidate $v" "$v" && FAST+=("$v"); done
 fi
+echo "candidate paths that passed: ${FAST[*]:-none}"
+try_paths "defaults" ""
 try_paths "verified paths" "${SAFE[*]}"
 # bench NAME "VAR=VALUE ..." ARGS...: the GPT-2 124M step under those variables, its
 # RESULT line kept for the table
@@ -134,12 +136,14 @@ bench() {
   shift 2
   step "$name" 120 bash -o pipefail -c \
     "env $vars deno run -A bench/gpt2_cuda.ts --steps 5 $* | tee '$TMP/bench'"
-  RESULTS+=("$(printf '%-30s %s' "$name" "$(grep '^RESULT' "$TMP/bench" 2>/dev/null)")")
+  RESULTS+=("$(printf '%-38s %s' "$name" "$(grep '^RESULT' "$TMP/bench" 2>/dev/null)")")
   rm -f "$TMP/bench"
 }
-[ "$FAST" != none ] && bench "GPT-2 124M bf16, fast${FAST:+ ($FAST)}" "$FAST" --dtype bf16
-bench "GPT-2 124M bf16, verified" "${SAFE[*]}" --dtype bf16
-bench "GPT-2 124M fp32/TF32" "" --dtype f32
+[ ${#FAST[@]} -gt 0 ] && bench "bf16, candidates that passed" "${FAST[*]}" --dtype bf16
+bench "bf16, defaults" "" --dtype bf16
+bench "bf16, defaults, unpadded vocabulary" "" --dtype bf16 --vocab-multiple 1
+bench "bf16, verified paths" "${SAFE[*]}" --dtype bf16
+bench "fp32/TF32, defaults" "" --dtype f32
 echo
 echo "=== GPT-2 124M, batch 16 x seq 1024 (MFU against the bf16 dense peak)"
 printf '%s\n' "${RESULTS[@]}"

@@ -19,7 +19,7 @@ import {
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { buildCudaLibrary, cudaLibraryPath } from "../ffi/build.ts";
 import { cudaLibrary } from "../ffi/native.ts";
-import { assertClose, checkOp, randomArray } from "./helpers.ts";
+import { assertClose, checkMatmul, checkOp, randomArray } from "./helpers.ts";
 import * as ref from "./reference.ts";
 
 function hasCommand(cmd: string): boolean {
@@ -105,6 +105,12 @@ onGpu("linear() on cuda (TF32 GEMM) matches the float64 reference", (dev) => {
       },
     });
   }
+});
+
+// batched, transposed and shared operands: strided batches and beta = 1 accumulation in
+// backward, through cuBLAS or (DENOTRON_CUDA_GEMM=lt) cuBLASLt's batched layouts
+onGpu("matmul() on cuda (TF32) handles transposes, batches and a shared operand", (dev) => {
+  for (const c of ref.MATMUL_CASES) checkMatmul(c, dev, TF32);
 });
 
 onGpu("layernorm(), biasGelu(), embedding() on cuda match the reference to fp32", (dev) => {

@@ -8,6 +8,8 @@ import type { Device } from "../lib/device.ts";
 import { device } from "../lib/device.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
+import { matmul } from "../lib/ops/matmul.ts";
+import { matmulBackRef, type MatmulCase, matmulRef } from "./reference.ts";
 
 /** Asserts |a - e| <= atol + rtol·|e| elementwise; names the worst element. */
 export function assertClose(
@@ -173,5 +175,35 @@ export function checkOp(c: OpCase): void {
         );
       }
     });
+  });
+}
+
+/** matmul() on `dev` for one of the shapes of MATMUL_CASES, forward and backward. */
+export function checkMatmul(
+  c: MatmulCase,
+  dev: Device,
+  tol?: { rtol?: number; atol?: number },
+): void {
+  const aShape = c.transA ? [c.K, c.M] : [c.M, c.K],
+    bShape = c.transB ? [c.N, c.K] : [c.K, c.N];
+  checkOp({
+    name: `matmul on ${dev.name} ${JSON.stringify(c)}`,
+    device: dev,
+    tol,
+    inputs: [
+      {
+        name: "a",
+        shape: c.batch > 1 ? [c.batch, ...aShape] : aShape,
+        data: randomArray(c.batch * c.M * c.K, 4),
+      },
+      {
+        name: "b",
+        shape: c.bBatched ? [c.batch, ...bShape] : bShape,
+        data: randomArray((c.bBatched ? c.batch : 1) * c.K * c.N, 5),
+      },
+    ],
+    run: ([a, b]) => matmul(a, b, { transA: c.transA, transB: c.transB }),
+    forward: ([a, b]) => matmulRef(a as Float64Array, b as Float64Array, c),
+    backward: ([a, b], g) => matmulBackRef(a as Float64Array, b as Float64Array, c, g),
   });
 }

@@ -18,7 +18,7 @@ import {
 } from "../lib/ops/mod.ts";
 import { Generator } from "../lib/random.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
-import { assertClose, checkOp, randomArray } from "./helpers.ts";
+import { assertClose, checkMatmul, checkOp, randomArray } from "./helpers.ts";
 import * as ref from "./reference.ts";
 
 for (const dev of ["cpu", "cpu:builtin"]) {
@@ -84,56 +84,7 @@ for (const dev of ["cpu", "cpu:builtin"]) {
   });
 
   Deno.test(`matmul() on ${dev} handles transposes, batches and a shared operand`, () => {
-    const cases = [
-      { batch: 1, M: 9, N: 11, K: 13, transA: false, transB: false, bBatched: false },
-      { batch: 1, M: 9, N: 11, K: 13, transA: true, transB: false, bBatched: false },
-      { batch: 1, M: 9, N: 11, K: 13, transA: false, transB: true, bBatched: false },
-      { batch: 3, M: 7, N: 5, K: 6, transA: true, transB: true, bBatched: true },
-      { batch: 2, M: 7, N: 5, K: 6, transA: false, transB: false, bBatched: false },
-    ];
-    for (const c of cases) {
-      const aShape = c.transA ? [c.K, c.M] : [c.M, c.K],
-        bShape = c.transB ? [c.N, c.K] : [c.K, c.N];
-      checkOp({
-        name: `matmul ${JSON.stringify(c)}`,
-        device: device(dev),
-        inputs: [
-          {
-            name: "a",
-            shape: c.batch > 1 ? [c.batch, ...aShape] : aShape,
-            data: randomArray(c.batch * c.M * c.K, 4),
-          },
-          {
-            name: "b",
-            shape: c.bBatched ? [c.batch, ...bShape] : bShape,
-            data: randomArray((c.bBatched ? c.batch : 1) * c.K * c.N, 5),
-          },
-        ],
-        run: ([a, b]) => matmul(a, b, { transA: c.transA, transB: c.transB }),
-        forward: ([a, b]) => ref.matmulRef(a as Float64Array, b as Float64Array, c),
-        backward: ([a, b], g) => {
-          // d/dA and d/dB of sum(out·g) by the reference's own finite differences is
-          // checked in checkOp; here the analytic form: dA_stored = ∂/∂A of Σ g·op(A)op(B).
-          const dA = new Float64Array(a.length), dB = new Float64Array(b.length);
-          const aCols = c.transA ? c.M : c.K, bCols = c.transB ? c.K : c.N;
-          for (let q = 0; q < c.batch; q++) {
-            const bOff = c.bBatched ? q * c.K * c.N : 0;
-            for (let i = 0; i < c.M; i++) {
-              for (let j = 0; j < c.N; j++) {
-                const gij = g[q * c.M * c.N + i * c.N + j];
-                for (let k = 0; k < c.K; k++) {
-                  const ai = q * c.M * c.K + (c.transA ? k * aCols + i : i * aCols + k);
-                  const bi = bOff + (c.transB ? j * bCols + k : k * bCols + j);
-                  dA[ai] += gij * b[bi];
-                  dB[bi] += gij * a[ai];
-                }
-              }
-            }
-          }
-          return [dA, dB];
-        },
-      });
-    }
+    for (const c of ref.MATMUL_CASES) checkMatmul(c, device(dev));
   });
 }
 

@@ -45,20 +45,50 @@ export function opAt(x: F, cols: number, trans: boolean, i: number, j: number): 
   return trans ? x[j * cols + i] : x[i * cols + j];
 }
 
+/** The shapes of a batched matmul test: stored (batch,)M×K or K×M, and so on. */
+export interface MatmulCase {
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  bBatched: boolean;
+}
+
+/** Transposes, batches and a shared B: the cases every backend's matmul is tested on. */
+export const MATMUL_CASES: MatmulCase[] = [
+  { batch: 1, M: 9, N: 11, K: 13, transA: false, transB: false, bBatched: false },
+  { batch: 1, M: 9, N: 11, K: 13, transA: true, transB: false, bBatched: false },
+  { batch: 1, M: 9, N: 11, K: 13, transA: false, transB: true, bBatched: false },
+  { batch: 3, M: 7, N: 5, K: 6, transA: true, transB: true, bBatched: true },
+  { batch: 2, M: 7, N: 5, K: 6, transA: false, transB: false, bBatched: false },
+  { batch: 2, M: 16, N: 24, K: 32, transA: true, transB: false, bBatched: true },
+];
+
+/** d/dA and d/dB (as stored) of Σ g · matmulRef(a, b, c). */
+export function matmulBackRef(a: F, b: F, c: MatmulCase, g: F): [F, F] {
+  const dA = new Float64Array(a.length), dB = new Float64Array(b.length);
+  const aCols = c.transA ? c.M : c.K, bCols = c.transB ? c.K : c.N;
+  for (let q = 0; q < c.batch; q++) {
+    const bOff = c.bBatched ? q * c.K * c.N : 0;
+    for (let i = 0; i < c.M; i++) {
+      for (let j = 0; j < c.N; j++) {
+        const gij = g[q * c.M * c.N + i * c.N + j];
+        for (let k = 0; k < c.K; k++) {
+          const ai = q * c.M * c.K + (c.transA ? k * aCols + i : i * aCols + k);
+          const bi = bOff + (c.transB ? j * bCols + k : k * bCols + j);
+          dA[ai] += gij * b[bi];
+          dB[bi] += gij * a[ai];
+        }
+      }
+    }
+  }
+  return [dA, dB];
+}
+
 /** out[b] = op(A_b) op(B_b) for stored shapes; B may be shared (bBatched false). */
-export function matmulRef(
-  a: F,
-  b: F,
-  o: {
-    batch: number;
-    M: number;
-    N: number;
-    K: number;
-    transA: boolean;
-    transB: boolean;
-    bBatched: boolean;
-  },
-): F {
+export function matmulRef(a: F, b: F, o: MatmulCase): F {
   const { batch, M, N, K, transA, transB, bBatched } = o;
   const out = new Float64Array(batch * M * N);
   const aCols = transA ? M : K, bCols = transB ? K : N;
