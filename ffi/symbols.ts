@@ -221,9 +221,21 @@ export const symbols = {
     result: "i32",
   },
   // dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
-  //   const float *lse, const int32_t *targets, int64_t N, int64_t V, int64_t ld, float dloss)
+  //   const float *lse, const int32_t *targets, int64_t N, int64_t V, int64_t ld, float dloss,
+  //   int32_t accumulate)
   dn_crossentropy_backward: {
-    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "i64", "i64", "i64", "f32"],
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "i64",
+      "f32",
+      "i32",
+    ],
     result: "i32",
   },
 

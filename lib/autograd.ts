@@ -81,6 +81,27 @@ export function gradOf(t: Tensor): Tensor {
   return t.grad;
 }
 
+/**
+ * Writes `t`'s gradient through `write`, skipping the zeroing of a fresh buffer: when `t`
+ * has no gradient yet, `write` gets an uninitialised buffer and `accumulate` false, and
+ * must overwrite every element; otherwise it gets the existing gradient and `accumulate`
+ * true. For kernels with both modes (dn_crossentropy_backward), on large tensors.
+ */
+export function writeGrad(t: Tensor, write: (grad: Tensor, accumulate: boolean) => void): void {
+  if (t.grad) {
+    write(t.grad, true);
+    return;
+  }
+  const fresh = keep(Tensor.empty(t.shape, { dtype: t.dtype, device: t.device }));
+  try {
+    write(fresh, false);
+  } catch (e) {
+    fresh.dispose();
+    throw e;
+  }
+  t.grad = fresh;
+}
+
 const gradReadyHooks = new Set<(leaf: Tensor) => void>();
 
 /**

@@ -19,7 +19,13 @@ import {
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { buildCudaLibrary, cudaLibraryPath } from "../ffi/build.ts";
 import { cudaLibrary } from "../ffi/native.ts";
-import { assertClose, checkMatmul, checkOp, randomArray } from "./helpers.ts";
+import {
+  assertClose,
+  checkCrossEntropyOverwrite,
+  checkMatmul,
+  checkOp,
+  randomArray,
+} from "./helpers.ts";
 import * as ref from "./reference.ts";
 
 function hasCommand(cmd: string): boolean {
@@ -112,6 +118,13 @@ onGpu("linear() on cuda (TF32 GEMM) matches the float64 reference", (dev) => {
 onGpu("matmul() on cuda (TF32) handles transposes, batches and a shared operand", (dev) => {
   for (const c of ref.MATMUL_CASES) checkMatmul(c, dev, TF32);
 });
+
+onGpu(
+  "crossEntropy() on cuda over padded logits overwrites a fresh gradient, adds into an old one",
+  (dev) => {
+    for (const dtype of ["f32", "bf16"] as const) checkCrossEntropyOverwrite(dev, dtype);
+  },
+);
 
 onGpu("layernorm(), biasGelu(), embedding() on cuda match the reference to fp32", (dev) => {
   const [N, C] = [6, 37];

@@ -8,6 +8,7 @@ import type { Device } from "../lib/device.ts";
 import { device } from "../lib/device.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
+import { crossEntropy } from "../lib/ops/crossentropy.ts";
 import { matmul } from "../lib/ops/matmul.ts";
 import { matmulBackRef, type MatmulCase, matmulRef } from "./reference.ts";
 
@@ -205,5 +206,35 @@ export function checkMatmul(
     run: ([a, b]) => matmul(a, b, { transA: c.transA, transB: c.transB }),
     forward: ([a, b]) => matmulRef(a as Float64Array, b as Float64Array, c),
     backward: ([a, b], g) => matmulBackRef(a as Float64Array, b as Float64Array, c, g),
+  });
+}
+
+/**
+ * crossEntropy() over padded logits on `dev`: a fresh gradient is overwritten (stale NaN
+ * left in the allocator's cache never shows; ignored rows and padding columns are zero),
+ * an existing one is added into (two backward passes give twice one).
+ */
+export function checkCrossEntropyOverwrite(dev: Device, dtype: "f32" | "bf16"): void {
+  const [N, V, ld] = [4, 5, 8];
+  const targets = Int32Array.from([1, -1, 4, 0]);
+  const z = randomArray(N * ld, 53);
+  const grads = (times: number) =>
+    tidy(() => {
+      const l = Tensor.fromArray(z, [N, ld], { device: dev, dtype, requiresGrad: true });
+      const t = Tensor.fromArray(targets, [N], { device: dev });
+      // stale NaN in the cache block that the fresh gradient will reuse
+      Tensor.full([N, ld], NaN, { device: dev, dtype }).dispose();
+      for (let i = 0; i < times; i++) crossEntropy(l, t, { classes: V }).backward();
+      return Float64Array.from(l.grad!.toArray());
+    });
+  const once = grads(1), twice = grads(2);
+  const what = `${dev.name} ${dtype}`;
+  assert.ok(once.every(Number.isFinite), `${what}: stale memory leaked into the gradient`);
+  once.forEach((v, k) => {
+    if (Math.floor(k / ld) === 1 || k % ld >= V) assert.equal(v, 0, `${what} [${k}]`);
+  });
+  assertClose(twice, once.map((v) => 2 * v), `${what} accumulated`, {
+    rtol: dtype === "f32" ? 1e-6 : 1e-2,
+    atol: 1e-7,
   });
 }

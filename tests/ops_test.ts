@@ -18,7 +18,13 @@ import {
 } from "../lib/ops/mod.ts";
 import { Generator } from "../lib/random.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
-import { assertClose, checkMatmul, checkOp, randomArray } from "./helpers.ts";
+import {
+  assertClose,
+  checkCrossEntropyOverwrite,
+  checkMatmul,
+  checkOp,
+  randomArray,
+} from "./helpers.ts";
 import * as ref from "./reference.ts";
 
 for (const dev of ["cpu", "cpu:builtin"]) {
@@ -272,6 +278,12 @@ Deno.test("crossEntropy() over padded logits counts only the first `classes` col
       ),
     /target 9 at row 4 is outside \[-1, 7\)/,
   );
+});
+
+Deno.test("crossEntropy() backward overwrites a fresh gradient and adds into an existing one", () => {
+  for (const dev of ["cpu", "cpu:builtin"]) {
+    for (const dtype of ["f32", "bf16"] as const) checkCrossEntropyOverwrite(device(dev), dtype);
+  }
 });
 
 Deno.test("crossEntropy() stays finite for huge logits", () => {

@@ -4,6 +4,7 @@
  * the gradient, so the (N,V) probability matrix is never stored. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "common.h"
 
 static dn_status check_targets(const char *op, const int32_t *targets, int64_t N, int64_t V) {
@@ -67,7 +68,7 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
 
 dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
                                    const float *lse, const int32_t *targets, int64_t N,
-                                   int64_t V, int64_t ld, float dloss) {
+                                   int64_t V, int64_t ld, float dloss, int32_t accumulate) {
   const char *op = "dn_crossentropy_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
@@ -81,21 +82,32 @@ dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *lo
   float *rows = dtype == DN_F32 ? NULL : malloc(sizeof(float) * (size_t)(2 * V * nt));
   DN_CHECK(dtype == DN_F32 || rows, DN_ERR_OOM, "%s: out of memory for %d rows of %lld", op, nt,
            (long long)V);
+  size_t es = dtype == DN_F32 ? 4 : 2;
 #pragma omp parallel for num_threads(nt) schedule(static) if (N * V > 65536)
   for (int64_t i = 0; i < N; i++) {
-    if (targets[i] < 0) continue;
+    char *row = (char *)dlogits + (size_t)(i * ld) * es;
+    if (targets[i] < 0) {
+      if (!accumulate) memset(row, 0, (size_t)ld * es);
+      continue;
+    }
+    if (!accumulate && ld > V) memset(row + (size_t)V * es, 0, (size_t)(ld - V) * es);
     const float *zi = (const float *)logits + i * ld;
     float *di = (float *)dlogits + i * ld;
     if (rows) { /* the logits and the gradient row, widened; the gradient is rounded once */
       float *r = rows + (int64_t)dn_thread_index() * 2 * V;
       dn_load_row(dtype, r, logits, i * ld, V);
-      dn_load_row(dtype, r + V, dlogits, i * ld, V);
+      if (accumulate) dn_load_row(dtype, r + V, dlogits, i * ld, V);
       zi = r;
       di = r + V;
     }
     float l = lse[i];
+    if (accumulate) {
 #pragma omp simd
-    for (int64_t j = 0; j < V; j++) di[j] += dn_expf(zi[j] - l) * dloss;
+      for (int64_t j = 0; j < V; j++) di[j] += dn_expf(zi[j] - l) * dloss;
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < V; j++) di[j] = dn_expf(zi[j] - l) * dloss;
+    }
     di[targets[i]] -= dloss;
     if (rows) dn_store_row(dtype, dlogits, i * ld, di, V);
   }

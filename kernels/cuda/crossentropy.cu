@@ -95,24 +95,34 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
 
 template <typename T>
 __global__ void ce_bwd_k(T *dlogits, const T *logits, const float *lse, const int32_t *targets,
-                         int64_t V, int64_t ld, float dloss, int32_t *bad) {
+                         int64_t V, int64_t ld, float dloss, int32_t accumulate,
+                         int32_t *bad) {
   int64_t i = blockIdx.x;
   int32_t t = targets[i];
   if (t < -1 || t >= V) {
     if (threadIdx.x == 0) atomicMin(bad, (int32_t)i);
     return;
   }
+  T *d = dlogits + i * ld;
+  if (!accumulate) { /* overwrite: zero where no gradient is written */
+    for (int64_t j = t < 0 ? threadIdx.x : V + threadIdx.x; j < ld; j += blockDim.x)
+      stf(d, j, 0.0f);
+  }
   if (t < 0) return;
   const T *z = logits + i * ld;
-  T *d = dlogits + i * ld;
   float l = lse[i];
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-    addf(d, j, __expf(ldf(z, j) - l) * dloss - (j == t ? dloss : 0.0f));
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+    float v = __expf(ldf(z, j) - l) * dloss - (j == t ? dloss : 0.0f);
+    if (accumulate)
+      addf(d, j, v);
+    else
+      stf(d, j, v);
+  }
 }
 
 dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
                                    const float *lse, const int32_t *targets, int64_t N,
-                                   int64_t V, int64_t ld, float dloss) {
+                                   int64_t V, int64_t ld, float dloss, int32_t accumulate) {
   const char *op = "dn_crossentropy_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
@@ -125,7 +135,8 @@ dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *lo
   DN_TRY(dn_flag_reset(op, &flag));
   DN_DISPATCH(dn_base_dtype(dtype), T,
               ce_bwd_k<T><<<(unsigned)N, THREADS, 0, dn_stream()>>>(
-                  (T *)dlogits, (const T *)logits, lse, targets, V, ld, dloss, flag););
+                  (T *)dlogits, (const T *)logits, lse, targets, V, ld, dloss, accumulate,
+                  flag););
   int32_t bad = INT32_MAX;
   DN_TRY(dn_flag_read(op, flag, &bad));
   if (bad != INT32_MAX) return bad_target(op, targets, bad, V);

@@ -201,12 +201,15 @@ DN_API dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *l
                                          const void *logits, const int32_t *targets, int64_t N,
                                          int64_t V, int64_t ld, double *host_mean,
                                          int64_t *host_count);
-/* dlogits(N,ld)[:, :V] += (softmax(logits) - onehot(target)) * dloss for each counted row;
- * the padding columns are left as they are. The probabilities are formed once, here,
- * from logits and lse. */
+/* With accumulate: dlogits(N,ld)[:, :V] += (softmax(logits) - onehot(target)) * dloss
+ * for each counted row, everything else left as it is (the convention of every backward
+ * kernel). Without: dlogits is overwritten, those values in counted rows and zero in the
+ * rest (ignored rows, padding columns), so a fresh buffer needs no zeroing first. The
+ * probabilities are formed once, here, from logits and lse. */
 DN_API dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *logits,
                                           const float *lse, const int32_t *targets, int64_t N,
-                                          int64_t V, int64_t ld, float dloss);
+                                          int64_t V, int64_t ld, float dloss,
+                                          int32_t accumulate);
 
 /* ---- optimizer ----------------------------------------------------------- */
 

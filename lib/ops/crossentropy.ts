@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { gradOf, needsGrad, record } from "../autograd.ts";
+import { needsGrad, record, writeGrad } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
 import { big, expectDevice, expectTensor } from "./check.ts";
@@ -76,18 +76,22 @@ export function crossEntropy(
     backward(g) {
       if (!needsGrad(logits) || counted === 0) return;
       const upstream = g.item();
-      lib.check(
-        lib.sym.dn_crossentropy_backward(
-          DTYPE_CODE[logits.dtype],
-          gradOf(logits).ptr,
-          logits.ptr,
-          lse.ptr,
-          targets.ptr,
-          ...big(N, V, ld),
-          upstream / counted,
-        ),
-        `${op} backward`,
-      );
+      // The logits' gradient is usually fresh and as large as the logits: the kernel
+      // writes all of it instead of adding into a zeroed buffer.
+      writeGrad(logits, (grad, accumulate) =>
+        lib.check(
+          lib.sym.dn_crossentropy_backward(
+            DTYPE_CODE[logits.dtype],
+            grad.ptr,
+            logits.ptr,
+            lse.ptr,
+            targets.ptr,
+            ...big(N, V, ld),
+            upstream / counted,
+            accumulate ? 1 : 0,
+          ),
+          `${op} backward`,
+        ));
     },
   });
   if (!result.gradFn) lse.dispose();

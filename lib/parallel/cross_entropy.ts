@@ -157,6 +157,7 @@ export function vocabParallelCrossEntropy(
           localTargets.ptr,
           ...big(N, V1, V1),
           g.item() / counted,
+          1,
         ),
         `${op} backward`,
       );
