@@ -105,11 +105,12 @@ fi
 # Three sets of kernel paths, each run through the op tests (float64 references) and the
 # model tests (the tiny GPT and the padded vocabulary on the GPU):
 # - candidates: written without a GPU and opt-in until they pass here: cuBLASLt GEMMs with
-#   the bias and GELU epilogues, the one-pass layernorm and GELU backwards. Tried together,
+#   the bias and GELU epilogues, the one-pass layernorm and GELU backwards, the one-pass
+#   (online softmax) cross-entropy forward. Tried together,
 #   then (if that fails) one at a time; the ones that pass make the FAST set.
 # - defaults: what a user gets (tensor-core attention, padded GEMM operands, cuBLAS).
 # - verified: the most conservative paths (fp32-inside attention, no repacking).
-CAND=(DENOTRON_CUDA_GEMM=lt DENOTRON_CUDA_LAYERNORM=fused DENOTRON_CUDA_GELU=fused)
+CAND=(DENOTRON_CUDA_GEMM=lt DENOTRON_CUDA_LAYERNORM=fused DENOTRON_CUDA_GELU=fused DENOTRON_CUDA_CE=online)
 SAFE=(DENOTRON_CUDA_ATTENTION=simple DENOTRON_CUDA_LAYERNORM=simple DENOTRON_CUDA_GEMM_REPACK=0)
 # try_paths NAME "VAR=VALUE ...": the op tests and the model tests on cuda under those variables
 try_paths() {

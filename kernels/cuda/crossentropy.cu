@@ -31,6 +31,45 @@ __global__ void ce_fwd_k(float *losses, float *lse, const T *logits, const int32
   }
 }
 
+/* The same in one read of the row (online softmax): each thread keeps the running maximum
+ * of its columns and its sum of exp relative to it, rescaled when the maximum moves; the
+ * block then takes the overall maximum and the rescaled sums. Opt-in
+ * (DENOTRON_CUDA_CE=online) until a GPU check has passed with it. */
+template <typename T>
+__global__ void ce_fwd_online_k(float *losses, float *lse, const T *logits,
+                                const int32_t *targets, int64_t V, int64_t ld, int32_t *bad) {
+  int64_t i = blockIdx.x;
+  const T *z = logits + i * ld;
+  float m = -INFINITY, s = 0.0f;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+    float x = ldf(z, j);
+    if (x > m) {
+      s = s * __expf(m - x) + 1.0f; /* m = -inf at first: 0 * 0 + 1 */
+      m = x;
+    } else if (m > -INFINITY) {
+      s += __expf(x - m);
+    }
+  }
+  float mx = block_max(m);
+  float part = m > -INFINITY ? s * __expf(m - mx) : 0.0f;
+  float sum = block_sum(part);
+  if (threadIdx.x == 0) {
+    float l = mx + logf(sum);
+    int32_t t = targets[i];
+    lse[i] = l;
+    if (t < -1 || t >= V) {
+      atomicMin(bad, (int32_t)i);
+      t = -1;
+    }
+    losses[i] = t < 0 ? 0.0f : l - ldf(z, t);
+  }
+}
+
+static int ce_online_enabled(void) {
+  static const int on = dn_env_is("DENOTRON_CUDA_CE", "online");
+  return on;
+}
+
 /* out[0] = sum of counted losses (double, fixed order), out[1] = their count */
 __global__ void ce_mean_k(double *out, const float *losses, const int32_t *targets, int64_t N) {
   double s = 0.0, c = 0.0;
@@ -71,9 +110,15 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
   DN_TRY(dn_cuda_init(op));
   int32_t *flag;
   DN_TRY(dn_flag_reset(op, &flag));
-  DN_DISPATCH(dn_base_dtype(dtype), T,
-              ce_fwd_k<T><<<(unsigned)N, THREADS, 0, dn_stream()>>>(
-                  losses, lse, (const T *)logits, targets, V, ld, flag););
+  if (ce_online_enabled()) {
+    DN_DISPATCH(dn_base_dtype(dtype), T,
+                ce_fwd_online_k<T><<<(unsigned)N, THREADS, 0, dn_stream()>>>(
+                    losses, lse, (const T *)logits, targets, V, ld, flag););
+  } else {
+    DN_DISPATCH(dn_base_dtype(dtype), T,
+                ce_fwd_k<T><<<(unsigned)N, THREADS, 0, dn_stream()>>>(
+                    losses, lse, (const T *)logits, targets, V, ld, flag););
+  }
   double *sums;
   dn_status st = dn_scratch(op, 2 * sizeof(double), (void **)&sums);
   if (st != DN_OK) {
