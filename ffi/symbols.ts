@@ -171,9 +171,19 @@ export const symbols = {
     result: "i32",
   },
   // dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const void *dout,
-  //   const void *inp, const void *bias, int64_t N, int64_t C)
+  //   const void *inp, const void *bias, int64_t N, int64_t C, int32_t accumulate)
   dn_bias_gelu_backward: {
-    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "pointer", "i64", "i64"],
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "i32",
+    ],
     result: "i32",
   },
 

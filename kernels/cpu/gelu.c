@@ -45,7 +45,8 @@ dn_status dn_bias_gelu_forward(dn_dtype dtype, void *out, const void *inp, const
 }
 
 dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const void *dout,
-                                const void *inp, const void *bias, int64_t N, int64_t C) {
+                                const void *inp, const void *bias, int64_t N, int64_t C,
+                                int32_t accumulate) {
   const char *op = "dn_bias_gelu_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
@@ -67,7 +68,7 @@ dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const v
           int64_t k = i * C + c;
           float d = dn_ld(DT, dout, k) *
                     gelu_grad(dn_ld(DT, inp, k) + (bias ? dn_ld(DT, bias, c) : 0.0f));
-          dn_st(DT, dinp, k, dn_ld(DT, dinp, k) + d);
+          dn_st(DT, dinp, k, accumulate ? dn_ld(DT, dinp, k) + d : d);
           acc[c - c0] += d;
         }
       }

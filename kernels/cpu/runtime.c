@@ -111,7 +111,9 @@ dn_status dn_backend_info(char *buf, int64_t cap) {
  * classes per power of two) and returned to a free list of their class on
  * dn_free, so a training loop that allocates the same shapes every step reaches a
  * steady state after its first step. A 64-byte header in front of each block
- * keeps its class. */
+ * keeps its class. DENOTRON_POISON_ALLOC=1 fills every block handed out with 0xFF bytes
+ * (NaN in every float dtype), so tests catch a kernel that reads memory it was meant to
+ * overwrite. */
 
 #define DN_HEADER 64
 #define DN_CLASSES 512
@@ -180,6 +182,12 @@ dn_status dn_malloc(int64_t bytes, void **out) {
   if (stat_in_use > stat_peak) stat_peak = stat_in_use;
   pthread_mutex_unlock(&alloc_lock);
   *out = (char *)b + DN_HEADER;
+  static int poison = -1;
+  if (poison < 0) {
+    const char *e = getenv("DENOTRON_POISON_ALLOC");
+    poison = e && strcmp(e, "1") == 0;
+  }
+  if (poison) memset(*out, 0xFF, (size_t)bytes);
   return DN_OK;
 }
 

@@ -47,8 +47,14 @@ __device__ __forceinline__ float gelu_dinp(const T *dout, const T *inp, const T 
 
 template <typename T>
 __global__ void gelu_bwd_k(T *dinp, const T *dout, const T *inp, const T *bias, int64_t N,
-                           int64_t C) {
-  DN_GRID_LOOP(k, N * C) addf(dinp, k, gelu_dinp(dout, inp, bias, k, k % C));
+                           int64_t C, int32_t accumulate) {
+  DN_GRID_LOOP(k, N * C) {
+    float d = gelu_dinp(dout, inp, bias, k, bias ? k % C : 0);
+    if (accumulate)
+      addf(dinp, k, d);
+    else
+      stf(dinp, k, d);
+  }
 }
 
 template <typename T> struct GeluBiasGrad {
@@ -65,7 +71,7 @@ template <typename T> struct GeluBiasGrad {
  * adds the chunks in order, so the bias gradient stays deterministic. */
 template <typename T>
 __global__ void gelu_bwd_colsum_k(T *dinp, float *part, const T *dout, const T *inp,
-                                  const T *bias, int64_t N, int64_t C) {
+                                  const T *bias, int64_t N, int64_t C, int32_t accumulate) {
   __shared__ float acc[8][33];
   int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
   int64_t r0 = (int64_t)blockIdx.y * DN_COLSUM_ROWS;
@@ -76,7 +82,10 @@ __global__ void gelu_bwd_colsum_k(T *dinp, float *part, const T *dout, const T *
     for (int64_t i = r0 + threadIdx.y; i < r1; i += 8) {
       int64_t k = i * C + c;
       float d = ldf(dout, k) * gelu_grad(ldf(inp, k) + b);
-      addf(dinp, k, d);
+      if (accumulate)
+        addf(dinp, k, d);
+      else
+        stf(dinp, k, d);
       s += d;
     }
   }
@@ -98,7 +107,8 @@ static int gelu_fused_enabled(void) {
 }
 
 dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const void *dout,
-                                const void *inp, const void *bias, int64_t N, int64_t C) {
+                                const void *inp, const void *bias, int64_t N, int64_t C,
+                                int32_t accumulate) {
   const char *op = "dn_bias_gelu_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
@@ -112,7 +122,7 @@ dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const v
       DN_TRY(dn_scratch(op, chunks * C * (int64_t)sizeof(float), &part));
       dim3 grid((unsigned)((C + 31) / 32), (unsigned)chunks);
       gelu_bwd_colsum_k<T><<<grid, dim3(32, 8), 0, dn_stream()>>>((T *)dinp, (float *)part, g,
-                                                                   x, b, N, C);
+                                                                   x, b, N, C, accumulate);
       colsum_finish<<<dn_blocks(C, 256), 256, 0, dn_stream()>>>((G *)dbias,
                                                                 (const float *)part, chunks, C);
       dn_free(part);
@@ -122,7 +132,8 @@ dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const v
     /* the column sums read dinp-independent values, so their order against the
      * elementwise kernel does not matter */
     if (dbias) DN_TRY(dn_column_sums(op, (G *)dbias, N, C, GeluBiasGrad<T>{g, x, b, C}));
-    gelu_bwd_k<T><<<dn_blocks(N * C, 256), 256, 0, dn_stream()>>>((T *)dinp, g, x, b, N, C);
+    gelu_bwd_k<T><<<dn_blocks(N * C, 256), 256, 0, dn_stream()>>>((T *)dinp, g, x, b, N, C,
+                                                                  accumulate);
     DN_LAUNCHED(op);
   });
   return DN_OK;

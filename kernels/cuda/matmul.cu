@@ -410,6 +410,18 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
            "output or the inputs' dtype)",
            dn_dtype_name(ab), dn_dtype_name(ct));
   DN_TRY(dn_cuda_init(op));
+  size_t ea = dn_dtype_size(ab), ec = dn_dtype_size(ct);
+  /* A C shared by every batch (stride_c 0, e.g. the gradient of a shared operand): the
+   * batches update it one after another, as the CPU backend does; one batched GEMM would
+   * have them race on it. */
+  if (stride_c == 0 && batch > 1) {
+    for (int64_t q = 0; q < batch; q++)
+      DN_TRY(dn_matmul(dtype, trans_a, trans_b, M, N, K, alpha,
+                       (const char *)A + q * stride_a * (int64_t)ea, lda, 0,
+                       (const char *)B + q * stride_b * (int64_t)ea, ldb, 0, beta, C, ldc, 0,
+                       bias, 1));
+    return DN_OK;
+  }
   /* stored shapes: A (ra, ca), B (rb, cb), C (M, N) */
   int64_t ra = trans_a ? K : M, ca = trans_a ? M : K, rb = trans_b ? N : K,
           cb = trans_b ? K : N;
@@ -417,7 +429,6 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
           pc = {C, ldc, stride_c, M, N};
   if (!repack_enabled() || K == 0)
     return gemm(op, dtype, trans_a, trans_b, M, N, K, alpha, pa, pb, beta, pc, bias, N, batch);
-  size_t ea = dn_dtype_size(ab), ec = dn_dtype_size(ct);
   int64_t Mp = padded(M), Np = padded(N), Kp = padded(K);
   dn_status st = repack(op, &pa, trans_a ? Kp : Mp, trans_a ? Mp : Kp, ea, batch, 1);
   if (st == DN_OK) st = repack(op, &pb, trans_b ? Np : Kp, trans_b ? Kp : Np, ea, batch, 1);

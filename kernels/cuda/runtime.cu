@@ -184,6 +184,10 @@ dn_status dn_malloc(int64_t bytes, void **out) {
   stat_in_use += rounded;
   if (stat_in_use > stat_peak) stat_peak = stat_in_use;
   *out = p;
+  /* DENOTRON_POISON_ALLOC=1: every block starts as NaN, for tests that catch kernels reading
+   * memory they were meant to overwrite */
+  static const int poison = dn_env_is("DENOTRON_POISON_ALLOC", "1");
+  if (poison && bytes > 0) DN_CUDA(cudaMemsetAsync(p, 0xFF, (size_t)bytes, stream), "dn_malloc");
   return DN_OK;
 }
 

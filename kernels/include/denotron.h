@@ -171,10 +171,11 @@ DN_API dn_status dn_layernorm_backward(dn_dtype dtype, void *dinp, void *dweight
 /* out(N,C) = gelu(inp(N,C) + bias(C)); bias may be NULL */
 DN_API dn_status dn_bias_gelu_forward(dn_dtype dtype, void *out, const void *inp,
                                       const void *bias, int64_t N, int64_t C);
-/* dinp(N,C) += dout * gelu'(inp + bias); dbias(C) += column sums of that (if not NULL) */
+/* dinp(N,C) += dout * gelu'(inp + bias) (accumulate = 0: dinp = that, so a fresh buffer
+ * needs no zeroing); dbias(C) += column sums of that (if not NULL) */
 DN_API dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias,
                                        const void *dout, const void *inp, const void *bias,
-                                       int64_t N, int64_t C);
+                                       int64_t N, int64_t C, int32_t accumulate);
 
 /* ---- causal self-attention ----------------------------------------------- */
 

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { gradOf, needsGrad, record } from "../autograd.ts";
+import { gradOf, needsGrad, record, writeGrad } from "../autograd.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
 import {
   big,
@@ -46,25 +46,28 @@ export function biasGelu(x: Tensor, bias?: Tensor | null): Tensor {
     name: op,
     inputs: bias ? [x, bias] : [x],
     backward(g) {
-      // The kernel always writes the pre-activation gradient; a scratch takes it when
-      // x itself needs none.
-      const dx = needsGrad(x)
-        ? gradOf(x)
-        : Tensor.zeros(x.shape, { dtype: x.dtype, device: x.device });
       const db = bias && needsGrad(bias) ? gradOf(bias) : null;
-      lib.check(
-        lib.sym.dn_bias_gelu_backward(
-          dtypeWithGrad(g.dtype, db ? db.dtype : g.dtype),
-          dx.ptr,
-          db ? db.ptr : null,
-          g.ptr,
-          x.ptr,
-          bias ? bias.ptr : null,
-          ...big(N, C),
-        ),
-        `${op} backward`,
-      );
-      if (dx !== x.grad) dx.dispose();
+      const run = (dx: Tensor, accumulate: boolean) =>
+        lib.check(
+          lib.sym.dn_bias_gelu_backward(
+            dtypeWithGrad(g.dtype, db ? db.dtype : g.dtype),
+            dx.ptr,
+            db ? db.ptr : null,
+            g.ptr,
+            x.ptr,
+            bias ? bias.ptr : null,
+            ...big(N, C),
+            accumulate ? 1 : 0,
+          ),
+          `${op} backward`,
+        );
+      if (needsGrad(x)) {
+        writeGrad(x, run); // a fresh gradient is written, not zeroed and added into
+      } else {
+        // the kernel always writes the pre-activation gradient: a scratch takes it
+        using scratch = Tensor.empty(x.shape, { dtype: x.dtype, device: x.device });
+        run(scratch, false);
+      }
     },
   });
 }

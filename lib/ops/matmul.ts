@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { gradOf, needsGrad, record } from "../autograd.ts";
+import { gradOf, needsGrad, record, writeGrad } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
 import {
@@ -145,12 +145,20 @@ function linearShapes(
   return [nOut, nIn];
 }
 
+/**
+ * A gradient GEMM into `t`'s gradient: a fresh gradient is overwritten (beta 0: no zeroing
+ * pass, and the GEMM does not read it), an existing one is added into (beta 1).
+ */
+function gemmIntoGrad(t: Tensor, g: Omit<Gemm, "c" | "beta">): void {
+  writeGrad(t, (c, accumulate) => gemm({ ...g, c, beta: accumulate ? 1 : 0 }));
+}
+
 /** dx += g W and dW += gᵀ x for y = x Wᵀ over M rows (the bias is the caller's). */
 function linearBackward(g: Tensor, x: Tensor, weight: Tensor, M: number): void {
   const [nOut, nIn] = weight.shape;
   if (needsGrad(x)) {
     // dx(M,in) += g(M,out) @ W(out,in)
-    gemm({
+    gemmIntoGrad(x, {
       transA: false,
       transB: false,
       M,
@@ -162,8 +170,6 @@ function linearBackward(g: Tensor, x: Tensor, weight: Tensor, M: number): void {
       b: weight,
       ldb: nIn,
       strideB: 0,
-      beta: 1,
-      c: gradOf(x),
       ldc: nIn,
       strideC: 0,
     });
@@ -225,8 +231,9 @@ export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor | null): Ten
     name: op,
     inputs: bias ? [x, weight, bias] : [x, weight],
     backward(g) {
-      // dpre = g · gelu'(pre), and the bias gradient as its column sums, in one pass
-      const dpre = Tensor.zeros(shape, { dtype: x.dtype, device: x.device });
+      // dpre = g · gelu'(pre) (written, not added: no zeroing), and the bias gradient as
+      // its column sums, in one pass
+      const dpre = Tensor.empty(shape, { dtype: x.dtype, device: x.device });
       const db = bias && needsGrad(bias) ? gradOf(bias) : null;
       lib.check(
         lib.sym.dn_bias_gelu_backward(
@@ -237,6 +244,7 @@ export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor | null): Ten
           pre.ptr,
           null,
           ...big(M, nOut),
+          0,
         ),
         `${op} backward`,
       );
@@ -319,9 +327,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     inputs: [a, b],
     backward(g) {
       if (needsGrad(a)) {
-        const da = gradOf(a);
         if (!transA) { // dA(M,K) += g(M,N) op(B)ᵀ
-          gemm({
+          gemmIntoGrad(a, {
             transA: false,
             transB: !transB,
             M,
@@ -333,14 +340,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
             b,
             ldb: bc,
             strideB,
-            beta: 1,
-            c: da,
             ldc: K,
             strideC: strideA,
             batch,
           });
         } else { // dA(K,M) += op(B) gᵀ
-          gemm({
+          gemmIntoGrad(a, {
             transA: transB,
             transB: true,
             M: K,
@@ -352,8 +357,6 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
             b: g,
             ldb: N,
             strideB: M * N,
-            beta: 1,
-            c: da,
             ldc: M,
             strideC: strideA,
             batch,
@@ -361,9 +364,13 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         }
       }
       if (needsGrad(b)) {
-        const db = gradOf(b);
+        // A b shared by every batch has one gradient that all batches add into, in order:
+        // it cannot be overwritten by the first.
+        const shared = strideB === 0 && batch > 1;
+        const into = (spec: Omit<Gemm, "c" | "beta">) =>
+          shared ? gemm({ ...spec, c: gradOf(b), beta: 1 }) : gemmIntoGrad(b, spec);
         if (!transB) { // dB(K,N) += op(A)ᵀ g
-          gemm({
+          into({
             transA: !transA,
             transB: false,
             M: K,
@@ -375,14 +382,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
             b: g,
             ldb: N,
             strideB: M * N,
-            beta: 1,
-            c: db,
             ldc: N,
             strideC: strideB,
             batch,
           });
         } else { // dB(N,K) += gᵀ op(A)
-          gemm({
+          into({
             transA: true,
             transB: transA,
             M: N,
@@ -394,8 +399,6 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
             b: a,
             ldb: ac,
             strideB: strideA,
-            beta: 1,
-            c: db,
             ldc: K,
             strideC: strideB,
             batch,
