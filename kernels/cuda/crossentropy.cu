@@ -8,6 +8,21 @@
 
 #define THREADS 512
 
+/* Thread 0 of row i's block, once l = logsumexp of the row is known: lse, the loss, and
+ * a target outside [-1, V) flagged (and ignored). */
+template <typename T>
+__device__ __forceinline__ void ce_finish_row(float *losses, float *lse, const T *z,
+                                              const int32_t *targets, int64_t i, int64_t V,
+                                              float l, int32_t *bad) {
+  int32_t t = targets[i];
+  lse[i] = l;
+  if (t < -1 || t >= V) {
+    atomicMin(bad, (int32_t)i);
+    t = -1;
+  }
+  losses[i] = t < 0 ? 0.0f : l - ldf(z, t);
+}
+
 template <typename T>
 __global__ void ce_fwd_k(float *losses, float *lse, const T *logits, const int32_t *targets,
                          int64_t V, int64_t ld, int32_t *bad) {
@@ -19,16 +34,7 @@ __global__ void ce_fwd_k(float *losses, float *lse, const T *logits, const int32
   float s = 0.0f;
   for (int64_t j = threadIdx.x; j < V; j += blockDim.x) s += __expf(ldf(z, j) - mx);
   s = block_sum(s);
-  if (threadIdx.x == 0) {
-    float l = mx + logf(s);
-    int32_t t = targets[i];
-    lse[i] = l;
-    if (t < -1 || t >= V) {
-      atomicMin(bad, (int32_t)i);
-      t = -1;
-    }
-    losses[i] = t < 0 ? 0.0f : l - ldf(z, t);
-  }
+  if (threadIdx.x == 0) ce_finish_row(losses, lse, z, targets, i, V, mx + logf(s), bad);
 }
 
 /* The same in one read of the row (online softmax): each thread keeps the running maximum
@@ -53,16 +59,7 @@ __global__ void ce_fwd_online_k(float *losses, float *lse, const T *logits,
   float mx = block_max(m);
   float part = m > -INFINITY ? s * __expf(m - mx) : 0.0f;
   float sum = block_sum(part);
-  if (threadIdx.x == 0) {
-    float l = mx + logf(sum);
-    int32_t t = targets[i];
-    lse[i] = l;
-    if (t < -1 || t >= V) {
-      atomicMin(bad, (int32_t)i);
-      t = -1;
-    }
-    losses[i] = t < 0 ? 0.0f : l - ldf(z, t);
-  }
+  if (threadIdx.x == 0) ce_finish_row(losses, lse, z, targets, i, V, mx + logf(sum), bad);
 }
 
 static int ce_online_enabled(void) {

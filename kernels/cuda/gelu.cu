@@ -65,38 +65,24 @@ template <typename T> struct GeluBiasGrad {
   }
 };
 
-/* dinp += d = dout * gelu'(inp + bias) and part(chunk, C) = column sums of d over each
- * chunk of DN_COLSUM_ROWS rows, from one read of dout and inp: the tiling of
- * colsum_partial (a warp on 32 adjacent columns, 8 rows in flight), then colsum_finish
- * adds the chunks in order, so the bias gradient stays deterministic. */
-template <typename T>
-__global__ void gelu_bwd_colsum_k(T *dinp, float *part, const T *dout, const T *inp,
-                                  const T *bias, int64_t N, int64_t C, int32_t accumulate) {
-  __shared__ float acc[8][33];
-  int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
-  int64_t r0 = (int64_t)blockIdx.y * DN_COLSUM_ROWS;
-  int64_t r1 = r0 + DN_COLSUM_ROWS < N ? r0 + DN_COLSUM_ROWS : N;
-  float s = 0.0f;
-  if (c < C) {
-    float b = bias ? ldf(bias, c) : 0.0f;
-    for (int64_t i = r0 + threadIdx.y; i < r1; i += 8) {
-      int64_t k = i * C + c;
-      float d = ldf(dout, k) * gelu_grad(ldf(inp, k) + b);
-      if (accumulate)
-        addf(dinp, k, d);
-      else
-        stf(dinp, k, d);
-      s += d;
-    }
+/* The one-pass backward: dn_column_sums calls this once per element, which writes
+ * dinp (+= or =) and returns the value for the bias gradient, so dout and inp are read
+ * once and the bias gradient keeps colsum's fixed order. */
+template <typename T> struct GeluGradWrite {
+  T *dinp;
+  const T *dout, *inp, *bias;
+  int64_t C;
+  int32_t accumulate;
+  __device__ float operator()(int64_t i, int64_t c) const {
+    int64_t k = i * C + c;
+    float d = gelu_dinp(dout, inp, bias, k, c);
+    if (accumulate)
+      addf(dinp, k, d);
+    else
+      stf(dinp, k, d);
+    return d;
   }
-  acc[threadIdx.y][threadIdx.x] = s;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    float t = 0.0f;
-    for (int k = 0; k < 8; k++) t += acc[k][threadIdx.x];
-    part[blockIdx.y * C + c] = t;
-  }
-}
+};
 
 /* DENOTRON_CUDA_GELU=fused: the one-pass backward above, opt-in until a GPU check has
  * passed with it. The default computes the GELU gradient twice: a column-sum pass for the
@@ -117,16 +103,8 @@ dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const v
   DN_DISPATCH2(dtype, T, G, {
     const T *g = (const T *)dout, *x = (const T *)inp, *b = (const T *)bias;
     if (dbias && gelu_fused_enabled()) {
-      int64_t chunks = (N + DN_COLSUM_ROWS - 1) / DN_COLSUM_ROWS;
-      void *part;
-      DN_TRY(dn_scratch(op, chunks * C * (int64_t)sizeof(float), &part));
-      dim3 grid((unsigned)((C + 31) / 32), (unsigned)chunks);
-      gelu_bwd_colsum_k<T><<<grid, dim3(32, 8), 0, dn_stream()>>>((T *)dinp, (float *)part, g,
-                                                                   x, b, N, C, accumulate);
-      colsum_finish<<<dn_blocks(C, 256), 256, 0, dn_stream()>>>((G *)dbias,
-                                                                (const float *)part, chunks, C);
-      dn_free(part);
-      DN_LAUNCHED(op);
+      DN_TRY(dn_column_sums(op, (G *)dbias, N, C,
+                            GeluGradWrite<T>{(T *)dinp, g, x, b, C, accumulate}));
       return DN_OK;
     }
     /* the column sums read dinp-independent values, so their order against the

@@ -1,5 +1,5 @@
 /**
- * defines: biasGelu — GELU (tanh approximation) of x + bias, fused.
+ * defines: biasGelu, geluBackward — GELU (tanh approximation) of x + bias, fused.
  *
  * @module
  */
@@ -48,19 +48,7 @@ export function biasGelu(x: Tensor, bias?: Tensor | null): Tensor {
     backward(g) {
       const db = bias && needsGrad(bias) ? gradOf(bias) : null;
       const run = (dx: Tensor, accumulate: boolean) =>
-        lib.check(
-          lib.sym.dn_bias_gelu_backward(
-            dtypeWithGrad(g.dtype, db ? db.dtype : g.dtype),
-            dx.ptr,
-            db ? db.ptr : null,
-            g.ptr,
-            x.ptr,
-            bias ? bias.ptr : null,
-            ...big(N, C),
-            accumulate ? 1 : 0,
-          ),
-          `${op} backward`,
-        );
+        geluBackward(g, x, bias ?? null, dx, db, accumulate, `${op} backward`);
       if (needsGrad(x)) {
         writeGrad(x, run); // a fresh gradient is written, not zeroed and added into
       } else {
@@ -70,4 +58,36 @@ export function biasGelu(x: Tensor, bias?: Tensor | null): Tensor {
       }
     },
   });
+}
+
+/**
+ * dn_bias_gelu_backward: dx = g · gelu'(x + bias) (added into dx with `accumulate`, else
+ * written), and db += its column sums when db is given. Shapes as in {@linkcode biasGelu}.
+ *
+ * @param what names the call in errors
+ */
+export function geluBackward(
+  g: Tensor,
+  x: Tensor,
+  bias: Tensor | null,
+  dx: Tensor,
+  db: Tensor | null,
+  accumulate: boolean,
+  what: string,
+): void {
+  const C = x.shape[x.ndim - 1] ?? 0;
+  const lib = x.device.lib;
+  lib.check(
+    lib.sym.dn_bias_gelu_backward(
+      dtypeWithGrad(g.dtype, db ? db.dtype : g.dtype),
+      dx.ptr,
+      db ? db.ptr : null,
+      g.ptr,
+      x.ptr,
+      bias ? bias.ptr : null,
+      ...big(C === 0 ? 0 : x.numel / C, C),
+      accumulate ? 1 : 0,
+    ),
+    what,
+  );
 }

@@ -7,6 +7,7 @@
 import { gradOf, needsGrad, record, writeGrad } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import { geluBackward } from "./gelu.ts";
 import {
   big,
   dtypeWithGrad,
@@ -235,19 +236,7 @@ export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor | null): Ten
       // its column sums, in one pass
       const dpre = Tensor.empty(shape, { dtype: x.dtype, device: x.device });
       const db = bias && needsGrad(bias) ? gradOf(bias) : null;
-      lib.check(
-        lib.sym.dn_bias_gelu_backward(
-          dtypeWithGrad(g.dtype, db ? db.dtype : g.dtype),
-          dpre.ptr,
-          db ? db.ptr : null,
-          g.ptr,
-          pre.ptr,
-          null,
-          ...big(M, nOut),
-          0,
-        ),
-        `${op} backward`,
-      );
+      geluBackward(g, pre, null, dpre, db, false, `${op} backward`);
       linearBackward(dpre, x, weight, M);
       dpre.dispose();
     },
