@@ -83,8 +83,9 @@ dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const voi
                                  int64_t K) {
   const char *op = "dn_linear_gelu_forward";
   DN_CHECK_FLOAT(dtype, op);
-  DN_CHECK(M > 0 && N > 0 && K > 0, DN_ERR_INVALID, "%s: sizes must be positive (M=%lld N=%lld K=%lld)",
-           op, (long long)M, (long long)N, (long long)K);
+  DN_CHECK(M > 0 && N > 0 && K > 0, DN_ERR_INVALID,
+           "%s: sizes must be positive (M=%lld N=%lld K=%lld)", op, (long long)M, (long long)N,
+           (long long)K);
   DN_CHECK(out && pre && inp && weight, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_CHECK(out != pre, DN_ERR_INVALID, "%s: out and pre must be different buffers", op);
   dtype = dn_base_dtype(dtype);

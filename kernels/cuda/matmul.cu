@@ -223,8 +223,9 @@ static int lt_gemm(const char *op, dn_dtype ab, dn_dtype ct, int compute, int32_
                               (((uintptr_t)C & 15) << 8) | (((uintptr_t)bias & 15) << 12) |
                               (((uintptr_t)aux & 15) << 16));
   char key[256];
-  snprintf(key, sizeof key, "%d %d %d %d %d %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %u %u %d",
-           ab, ct, compute, trans_a, trans_b, (long long)M, (long long)N, (long long)K,
+  snprintf(key, sizeof key,
+           "%d %d %d %d %d %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %u %u %d", ab, ct,
+           compute, trans_a, trans_b, (long long)M, (long long)N, (long long)K,
            (long long)lda, (long long)ldb, (long long)ldc, (long long)stride_a,
            (long long)stride_b, (long long)stride_c, (long long)batch, epilogue, align,
            beta != 0.0f);
@@ -232,12 +233,13 @@ static int lt_gemm(const char *op, dn_dtype ab, dn_dtype ct, int compute, int32_
   auto it = lt.plans.find(key);
   if (it == lt.plans.end()) {
     LtPlan p = {};
-    cublasStatus_t s =
-        lt.desc_create(&p.desc, (cublasComputeType_t)compute, CUDA_R_32F);
+    cublasStatus_t s = lt.desc_create(&p.desc, (cublasComputeType_t)compute, CUDA_R_32F);
     int32_t opa = trans_b ? DN_CUBLAS_OP_T : DN_CUBLAS_OP_N,
             opb = trans_a ? DN_CUBLAS_OP_T : DN_CUBLAS_OP_N;
-    if (s == DN_CUBLAS_STATUS_SUCCESS) s = lt.desc_set(p.desc, DN_LT_DESC_TRANSA, &opa, sizeof opa);
-    if (s == DN_CUBLAS_STATUS_SUCCESS) s = lt.desc_set(p.desc, DN_LT_DESC_TRANSB, &opb, sizeof opb);
+    if (s == DN_CUBLAS_STATUS_SUCCESS)
+      s = lt.desc_set(p.desc, DN_LT_DESC_TRANSA, &opa, sizeof opa);
+    if (s == DN_CUBLAS_STATUS_SUCCESS)
+      s = lt.desc_set(p.desc, DN_LT_DESC_TRANSB, &opb, sizeof opb);
     if (s == DN_CUBLAS_STATUS_SUCCESS)
       s = lt.desc_set(p.desc, DN_LT_DESC_EPILOGUE, &epilogue, sizeof epilogue);
     if (s == DN_CUBLAS_STATUS_SUCCESS && bias)
