@@ -85,7 +85,8 @@ export function gradOf(t: Tensor): Tensor {
  * Writes `t`'s gradient through `write`, skipping the zeroing of a fresh buffer: when `t`
  * has no gradient yet, `write` gets an uninitialised buffer and `accumulate` false, and
  * must overwrite every element; otherwise it gets the existing gradient and `accumulate`
- * true. For kernels with both modes (dn_crossentropy_backward), on large tensors.
+ * true. Used by the backward kernels that can do either (cross-entropy, GELU, the GEMMs of
+ * linear and matmul), so that a large fresh gradient costs no zeroing pass and no read.
  */
 export function writeGrad(t: Tensor, write: (grad: Tensor, accumulate: boolean) => void): void {
   if (t.grad) {
