@@ -9,6 +9,8 @@
  *   deno task train --config my.yaml         # a YAML file over the defaults
  *   deno task train --train-iters 100 --lr 3e-4 --save runs/try
  *   deno task train --load runs/sotu         # resume from the latest checkpoint
+ *   deno task train --init-from-hf gpt2/ --tokenizer gpt2 --data-path my_text   # fine-tune
+ *     # GPT-2 weights from a Hugging Face directory (config.json + model.safetensors)
  *   deno task launch --nproc-per-node 2 tools/train.ts   # data parallel over 2 ranks
  *   deno task launch --nproc-per-node 4 tools/train.ts \
  *     --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2   # TP2 × PP2
@@ -17,8 +19,10 @@
  */
 
 import { ConfigError, loadConfig } from "../lib/train/config.ts";
-import { CheckpointError } from "../lib/train/checkpoint.ts";
-import { loadTokenizer } from "../lib/data/tokenizer.ts";
+import { CheckpointError, latestCheckpoint } from "../lib/train/checkpoint.ts";
+import { loadTokenizer, type Tokenizer } from "../lib/data/tokenizer.ts";
+import { loadHfGpt2 } from "../lib/io/hf_gpt2.ts";
+import type { GPT } from "../lib/nn/gpt.ts";
 import { prepareSotuCorpus } from "../lib/data/sotu.ts";
 import { IndexedDataset } from "../lib/data/indexed_dataset.ts";
 import { buildGptDatasets } from "../lib/data/gpt_dataset.ts";
@@ -71,6 +75,8 @@ async function main(args: string[]): Promise<void> {
       }), ready in ${formatDuration((performance.now() - prepStart) / 1000)}`,
   );
 
+  using initModel = await modelFromHf(config, tokenizer);
+  if (initModel) log(`weights: ${config.checkpoints.initFromHf} (Hugging Face GPT-2)`);
   using trainer = modelParallel
     ? new ModelParallelTrainer({ config, train: trainData, valid, tokenizer, groups: groups! })
     : new Trainer({
@@ -79,10 +85,14 @@ async function main(args: string[]): Promise<void> {
       valid,
       tokenizer,
       ...(groups ? { dataParallelGroup: groups.data } : {}),
+      ...(initModel ? { model: initModel } : {}),
     });
-  if (config.checkpoints.load) {
-    const state = await trainer.load(config.checkpoints.load);
-    log(`resumed from ${config.checkpoints.load} at iteration ${state.iteration}`);
+  // With initFromHf, --load resumes only when it holds a checkpoint: rerunning the same
+  // fine-tuning command continues the job.
+  const load = config.checkpoints.load;
+  if (load && !(initModel && !await hasCheckpoint(load))) {
+    const state = await trainer.load(load);
+    log(`resumed from ${load} at iteration ${state.iteration}`);
   }
   log(
     trainer instanceof ModelParallelTrainer
@@ -191,6 +201,72 @@ async function main(args: string[]): Promise<void> {
 }
 
 /** The combinations model-parallel training does not support yet. */
+/**
+ * The model of `initFromHf`, if set, in the config's precision and training mode. Its shape
+ * replaces the config's model keys (so checkpoints record it and `--load` rebuilds it);
+ * shapes the config cannot express, a vocabulary other than the tokenizer's, or samples
+ * longer than its positions are refused with a sentence.
+ */
+/**
+ * Whether `path` holds a checkpoint: false for a missing path or a save directory with
+ * nothing saved yet; a damaged `latest` pointer is an error, not a fresh start (that could
+ * overwrite what was saved).
+ */
+async function hasCheckpoint(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+  if (/(^|\/)iter_\d{7}\/?$/.test(path)) return true;
+  return await latestCheckpoint(path) !== null;
+}
+
+async function modelFromHf(config: TrainConfig, tokenizer: Tokenizer): Promise<GPT | null> {
+  const dir = config.checkpoints.initFromHf;
+  if (!dir) return null;
+  const p = config.precision, m = config.model;
+  const model = await loadHfGpt2(dir, {
+    seed: config.training.seed,
+    dtype: p.bf16 ? "bf16" : p.fp16 ? "f16" : "f32",
+    ...(m.vocabMultiple ? { vocabMultiple: m.vocabMultiple } : {}),
+  });
+  try {
+    const c = model.config;
+    const refuse = (msg: string): never => {
+      throw new ConfigError(`initFromHf ${dir}: ${msg}`);
+    };
+    if (c.vocabSize !== tokenizer.vocabSize) {
+      refuse(
+        `the model's vocabulary has ${c.vocabSize} tokens, the tokenizer "${tokenizer.name}" ` +
+          `${tokenizer.vocabSize}${c.vocabSize === 50257 ? "; use --tokenizer gpt2" : ""}`,
+      );
+    }
+    if (m.seqLength > c.blockSize) {
+      refuse(`seqLength ${m.seqLength} exceeds the model's ${c.blockSize} positions`);
+    }
+    if (c.ffnHidden !== 4 * c.nEmbd || c.layerNormEps !== 1e-5) {
+      refuse(
+        `an MLP width of ${c.ffnHidden} or layernorm epsilon ${c.layerNormEps} (training ` +
+          `configs describe GPT-2's 4 × nEmbd and 1e-5 only)`,
+      );
+    }
+    Object.assign(m, {
+      nLayer: c.nLayer,
+      nHead: c.nHead,
+      nEmbd: c.nEmbd,
+      vocabSize: c.vocabSize,
+      maxPositionEmbeddings: c.blockSize,
+    });
+    model.train();
+    return model;
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
 function refuseWithModelParallelism(
   config: TrainConfig,
   tp: number,
@@ -208,6 +284,12 @@ function refuseWithModelParallelism(
   if (p.bf16 || p.fp16) {
     throw new ConfigError(
       `${layout} with ${p.bf16 ? "bf16" : "fp16"}: model-parallel training runs in fp32 only`,
+    );
+  }
+  if (config.checkpoints.initFromHf) {
+    throw new ConfigError(
+      `${layout} with initFromHf: starting model-parallel training from Hugging Face weights ` +
+        `is not supported yet`,
     );
   }
   if (config.parallel.useDistributedOptimizer) {

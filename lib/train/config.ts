@@ -38,6 +38,11 @@ export interface ModelConfig {
   vocabMultiple?: number;
   /** Tokens per sample. */
   seqLength: number;
+  /**
+   * Rows of the position table (Megatron's max-position-embeddings); absent or null:
+   * seqLength. A run started from Hugging Face weights keeps theirs (GPT-2: 1024).
+   */
+  maxPositionEmbeddings?: number | null;
   /** Dropout probability. */
   dropout: number;
 }
@@ -122,6 +127,13 @@ export interface CheckpointConfig {
   keepLast: number;
   /** Directory to resume from; null starts fresh. */
   load: string | null;
+  /**
+   * A Hugging Face GPT-2 directory (config.json + model.safetensors) whose weights start
+   * the run (fine-tuning); its shape replaces the model keys. With `load` as well, a
+   * checkpoint there wins (the same command restarts the job), else the run starts from
+   * these weights. Absent or null: random init.
+   */
+  initFromHf?: string | null;
 }
 
 /** Logging. */
@@ -331,6 +343,7 @@ const SPEC: Record<string, KeySpec> = {
   vocabSize: int("model", 1, { nullable: true }),
   vocabMultiple: int("model", 1),
   seqLength: int("model", 1),
+  maxPositionEmbeddings: int("model", 1, { nullable: true }),
   dropout: num("model", 0, { max: 1 }),
   microBatchSize: int("training", 1),
   globalBatchSize: int("training", 1),
@@ -371,6 +384,7 @@ const SPEC: Record<string, KeySpec> = {
   saveInterval: int("checkpoints", 1),
   keepLast: int("checkpoints", 1),
   load: { section: "checkpoints", kind: "string", nullable: true },
+  initFromHf: { section: "checkpoints", kind: "string", nullable: true },
   logInterval: int("logging", 1),
   dataPath: { section: "data", kind: "string", nullable: true },
   split: { section: "data", kind: "string" },
@@ -668,6 +682,10 @@ export function validateConfig(c: Readonly<TrainConfig>, source: string): void {
     fail(`lrWarmupIters ${t.lrWarmupIters} is longer than lrDecayIters ${decay}`);
   }
   if (t.adamBeta1 >= 1 || t.adamBeta2 >= 1) fail("adamBeta1 and adamBeta2 must be below 1");
+  if (m.maxPositionEmbeddings != null && m.seqLength > m.maxPositionEmbeddings) {
+    fail(`seqLength ${m.seqLength} exceeds maxPositionEmbeddings ${m.maxPositionEmbeddings}`);
+  }
+
   const pr = c.precision;
   if (pr.bf16 && pr.fp16) fail("bf16 and fp16 are both set; choose one precision");
   if (pr.minLossScale > pr.initialLossScale) {

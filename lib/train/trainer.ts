@@ -77,7 +77,7 @@ export function gptConfigFrom(config: TrainConfig, tokenizer: Tokenizer): GPTCon
   const m = config.model;
   return {
     vocabSize: m.vocabSize ?? tokenizer.vocabSize,
-    blockSize: m.seqLength,
+    blockSize: m.maxPositionEmbeddings ?? m.seqLength,
     nLayer: m.nLayer,
     nHead: m.nHead,
     nEmbd: m.nEmbd,
