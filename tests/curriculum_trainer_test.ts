@@ -288,3 +288,51 @@ Deno.test("load() restores the tokens consumed, so token-based LR resumes where 
   b.dispose();
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a data-curriculum run resumes from its checkpoint with the uninterrupted run's losses", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denotron-data-curriculum-" });
+  const config = tinyConfig({ trainIters: 6 });
+  const metric = longestDocumentRun(corpus.tokenizer.eotId);
+  const make = () => {
+    const base = tinyTrainer(corpus, config);
+    const it = new DifficultyBatchIterator(base.trainData, {
+      microBatchSize: 4,
+      difficulty: metric,
+      schedule: (step) => (step < 3 ? 14 : Infinity),
+      order: "easiest-first",
+    });
+    const t = new Trainer({
+      config,
+      train: base.trainData,
+      tokenizer: corpus.tokenizer,
+      batches: it,
+      curriculum: new Curriculum({ data: it }),
+    });
+    base.dispose();
+    return { t, it };
+  };
+  const whole = make();
+  const want = Array.from({ length: 6 }, () => whole.t.step().loss);
+  const first = make();
+  for (let i = 0; i < 3; i++) first.t.step();
+  await first.t.save(dir);
+  const state = JSON.parse(await Deno.readTextFile(`${dir}/iter_0000003/state.json`));
+  assert.equal(state.dataState.consumed, 12);
+  const resumed = make();
+  await resumed.t.load(dir);
+  assert.equal(resumed.t.consumedSamples, 12);
+  const got = [...want.slice(0, 3), ...Array.from({ length: 3 }, () => resumed.t.step().loss)];
+  assert.deepEqual(got, want);
+
+  // a batch source that cannot restore its position is refused, not silently restarted
+  const plain = make();
+  const it = plain.it as { loadStateDict?: unknown };
+  it.loadStateDict = undefined;
+  await assert.rejects(() => plain.t.load(dir), /batch source has no loadStateDict\(\)/);
+  assert.throws(
+    () => resumed.it.loadStateDict({ cursor: 0, consumed: 0, step: 0, samples: 7 }),
+    /does not fit this dataset of \d+ samples/,
+  );
+  for (const r of [whole, first, resumed, plain]) r.t.dispose();
+  await Deno.remove(dir, { recursive: true });
+});

@@ -22,6 +22,13 @@ export interface BatchSource {
   next(): Batch;
   /** Samples handed out so far. */
   readonly consumedSamples: number;
+  /**
+   * Its position as a JSON value, saved in checkpoints (`dataState` in state.json).
+   * A source without it cannot resume a run: Trainer.load() refuses.
+   */
+  stateDict?(): unknown;
+  /** Restores a position from stateDict(); throws when it does not fit this source. */
+  loadStateDict?(state: unknown): void;
 }
 
 /** Difficulty of one sample: its `seqLength + 1` tokens in, a number out (larger is harder). */
@@ -98,6 +105,43 @@ export class DifficultyBatchIterator implements BatchSource {
   /** Samples handed out so far. */
   get consumedSamples(): number {
     return this.#consumed;
+  }
+
+  /** The position: cursor in the order, samples handed out, step, and the sample count. */
+  stateDict(): { cursor: number; consumed: number; step: number; samples: number } {
+    return {
+      cursor: this.#cursor,
+      consumed: this.#consumed,
+      step: this.step,
+      samples: this.#order.length,
+    };
+  }
+
+  /**
+   * Restores a position saved by {@linkcode stateDict} over the same dataset, metric and
+   * order (which are rebuilt, not saved).
+   *
+   * @param state what stateDict() returned
+   */
+  loadStateDict(state: unknown): void {
+    const s = state as Record<string, unknown> | null;
+    const n = this.#order.length;
+    const int = (k: string) => typeof s?.[k] === "number" && Number.isInteger(s[k]);
+    if (!int("cursor") || !int("consumed") || !int("step") || !int("samples")) {
+      throw new Error(
+        `data curriculum: saved position ${JSON.stringify(state)} lacks integer cursor, ` +
+          `consumed, step and samples`,
+      );
+    }
+    if (s!.samples !== n || (s!.cursor as number) < 0 || (s!.cursor as number) >= n) {
+      throw new Error(
+        `data curriculum: the saved position (cursor ${s!.cursor} of ${s!.samples} samples) ` +
+          `does not fit this dataset of ${n} samples`,
+      );
+    }
+    this.#cursor = s!.cursor as number;
+    this.#consumed = s!.consumed as number;
+    this.step = s!.step as number;
   }
 
   /**

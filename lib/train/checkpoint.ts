@@ -69,6 +69,8 @@ export interface CheckpointState {
   lossScaler?: GradScalerState;
   /** Steps skipped because their gradients overflowed (fp16). */
   skippedSteps?: number;
+  /** The position of a custom batch source (e.g. a data curriculum), when it has one. */
+  dataState?: unknown;
 }
 
 /** A checkpoint that cannot be saved or loaded; the message names the file or tensor. */
@@ -148,6 +150,8 @@ export interface SaveOptions {
   lossScaler?: GradScalerState;
   /** Steps skipped so far (fp16). */
   skippedSteps?: number;
+  /** A custom batch source's position (any JSON value). */
+  dataState?: unknown;
   /** Optimizer steps completed. */
   iteration: number;
   /** Training samples consumed. */
@@ -201,6 +205,7 @@ export async function saveCheckpoint(dir: string, s: SaveOptions): Promise<strin
       savedAt: new Date().toISOString(),
       ...(s.lossScaler ? { lossScaler: s.lossScaler } : {}),
       ...(s.skippedSteps !== undefined ? { skippedSteps: s.skippedSteps } : {}),
+      ...(s.dataState !== undefined ? { dataState: s.dataState } : {}),
     };
     await writeText(`${tmp}/${STATE_FILE}`, JSON.stringify(state, null, 2) + "\n");
     await replaceDir(tmp, final);

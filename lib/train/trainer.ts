@@ -47,6 +47,7 @@ import { truncateBatch } from "../curriculum/seqlen.ts";
 import { flopsPerStep } from "../plan/flops.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import {
+  CheckpointError,
   checkpointName,
   type CheckpointState,
   loadCheckpoint,
@@ -235,6 +236,8 @@ export class Trainer {
   /** Training tokens consumed, at each step's own length (token-based LR schedules). */
   consumedTokens = 0;
   #batches: BatchSource;
+  /** The batches come from options.batches (saved and restored through its stateDict). */
+  #customBatches = false;
   readonly #ownsModel: boolean;
   readonly #x: Tensor; // (B, T) int32 inputs
   readonly #y: Tensor; // (B, T) int32 targets
@@ -326,7 +329,10 @@ export class Trainer {
       decayStyle: t.lrDecayStyle,
     });
     this.#batches = new GptBatchIterator(this.trainData, this.#batchOptions(0));
-    if (options.batches) this.#batches = options.batches;
+    if (options.batches) {
+      this.#batches = options.batches;
+      this.#customBatches = true;
+    }
     this.curriculum = options.curriculum !== undefined
       ? options.curriculum
       : curriculumFromConfig(c, this.schedule);
@@ -584,6 +590,7 @@ export class Trainer {
       model: this.model,
       optimizer: this.optimizer as AdamW,
       ...this.#scalerState(),
+      ...this.#dataState(),
       iteration: this.iteration,
       consumedSamples: this.consumedSamples,
       config: this.config,
@@ -613,8 +620,32 @@ export class Trainer {
     this.skippedSteps = state.skippedSteps ?? this.skippedSteps;
     this.iteration = state.iteration;
     this.consumedTokens = this.#replayConsumedTokens(state.iteration);
-    this.#batches = new GptBatchIterator(this.trainData, this.#batchOptions(state.consumedSamples));
+    if (this.#customBatches) {
+      const src = this.#batches;
+      if (!src.loadStateDict || state.dataState === undefined) {
+        throw new CheckpointError(
+          `${path}: ${
+            src.loadStateDict
+              ? "the checkpoint has no batch-source position (dataState)"
+              : "the trainer's batch source has no loadStateDict()"
+          }, so the run cannot continue where it stopped; resume with the batch source ` +
+            `the run was saved with`,
+        );
+      }
+      src.loadStateDict(state.dataState);
+    } else {
+      this.#batches = new GptBatchIterator(
+        this.trainData,
+        this.#batchOptions(state.consumedSamples),
+      );
+    }
     return state;
+  }
+
+  /** A custom batch source's position for the checkpoint. */
+  #dataState(): { dataState?: unknown } {
+    const state = this.#customBatches ? this.#batches.stateDict?.() : undefined;
+    return state === undefined ? {} : { dataState: state };
   }
 
   /** The fp16 scaler's state and skipped-step count, for the checkpoint. */
@@ -652,6 +683,7 @@ export class Trainer {
           }
           : undefined,
         ...this.#scalerState(),
+        ...this.#dataState(),
         iteration: this.iteration,
         consumedSamples: this.consumedSamples,
         config: this.config,
