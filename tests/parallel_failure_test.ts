@@ -77,3 +77,16 @@ Deno.test("a peer that stops calling collectives makes the others time out, nami
   );
   assert.deepEqual(leftoverSegments(r.runId), []);
 });
+
+Deno.test("a recv whose size differs from the send fails at once on both ranks, naming the sizes", async () => {
+  const r = await ranksWithoutLauncher(2, "mismatch");
+  assert.ok(r.seconds < 15, `took ${r.seconds} s (a timeout, not the size check)`);
+  assert.notEqual(r.ranks[1].code, 0);
+  assert.match(
+    r.ranks[1].stderr,
+    /recv on rank 1: rank 0 sent 400000 bytes, this recv takes 200000 \(100000 bf16 elements\): the send and recv differ in shape or dtype/,
+  );
+  assert.notEqual(r.ranks[0].code, 0);
+  assert.match(r.ranks[0].stderr, /rank 1 aborted the group/);
+  assert.deepEqual(leftoverSegments(r.runId), []);
+});

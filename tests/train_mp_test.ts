@@ -148,10 +148,37 @@ Deno.test("TP2×PP2 with progressive layer dropping and the sequence-length curr
   }
 });
 
-Deno.test("model parallelism refuses bf16 and ZeRO, and runs only under the launcher", async () => {
-  const bf16 = await runLaunched(2, `${tmp}/bf16`, ["--tensor-model-parallel-size", "2", "--bf16"]);
-  assert.notEqual(bf16.code, 0);
-  assert.ok(/tensorModelParallelSize 2 .* with bf16/.test(bf16.output), bf16.output);
+Deno.test("TP2×PP2 in bf16 follows the single-process bf16 run, and their checkpoints resume across layouts", async () => {
+  const one = await runSingle(`${tmp}/bf16-single`, ["--bf16"]);
+  const save = `${tmp}/bf16-tp2pp2`;
+  const mp = await runParallel(4, save, [...TP2PP2, "--bf16"]);
+  // bf16 rounds the partial sums of split GEMMs differently: close, not bit-identical
+  assertClose(mp.losses, one.losses, "bf16 TP2×PP2 training loss", 2e-2);
+  assertClose(mp.evals, one.evals, "bf16 TP2×PP2 validation loss", 2e-2);
+  // the checkpoint keeps the fp32 main weights: one process continues from them
+  const state = await Deno.readTextFile(`${save}/iter_0000002/state.json`);
+  assert.ok(/"bf16": true/.test(state), "the config records bf16");
+  const resumed = await runSingle(`${tmp}/bf16-at1`, ["--bf16", "--load", `${save}/iter_0000002`]);
+  assertClose(
+    resumed.losses,
+    mp.losses.slice(2),
+    "bf16 TP2×PP2 checkpoint resumed in one process",
+    2e-2,
+  );
+  // and a single-process bf16 checkpoint resumes at TP2×PP2
+  const back = await runParallel(4, `${tmp}/bf16-back`, [
+    ...TP2PP2,
+    "--bf16",
+    "--load",
+    `${tmp}/bf16-single/iter_0000002`,
+  ]);
+  assertClose(back.losses, one.losses.slice(2), "single-process bf16 checkpoint at TP2×PP2", 2e-2);
+});
+
+Deno.test("model parallelism refuses fp16 and ZeRO, and runs only under the launcher", async () => {
+  const fp16 = await runLaunched(2, `${tmp}/fp16`, ["--tensor-model-parallel-size", "2", "--fp16"]);
+  assert.notEqual(fp16.code, 0);
+  assert.ok(/tensorModelParallelSize 2 .* with fp16/.test(fp16.output), fp16.output);
   const zero = await runLaunched(2, `${tmp}/zero`, [
     "--pipeline-model-parallel-size",
     "2",

@@ -280,10 +280,10 @@ function refuseWithModelParallelism(
         `(deno task launch --nproc-per-node ${tp * pp} tools/train.ts ...)`,
     );
   }
-  const p = config.precision;
-  if (p.bf16 || p.fp16) {
+  if (config.precision.fp16) {
     throw new ConfigError(
-      `${layout} with ${p.bf16 ? "bf16" : "fp16"}: model-parallel training runs in fp32 only`,
+      `${layout} with fp16: model-parallel training runs in fp32 or bf16 (fp16's loss ` +
+        `scaling is not combined with it yet)`,
     );
   }
   if (config.checkpoints.initFromHf) {

@@ -7,6 +7,8 @@
  *
  *   header (4 KiB-aligned)  magic, size, slot size, futex word, abort flag,
  *                           per-rank phase counters and pids, per-pair send/recv counters
+ *                           and the byte count of the message in flight (a recv that
+ *                           expects another size fails at once instead of timing out)
  *   slots (size, slot_bytes) one slot per rank; each is an "in" half and an "out" half
  *
  * Every collective moves data in rounds that fit a slot. A round is: each rank copies
@@ -64,6 +66,7 @@ typedef struct {
   rank_state *ranks;        /* (size) */
   _Atomic uint64_t *sent;   /* (size, size): [src][dst] chunks sent */
   _Atomic uint64_t *recvd;  /* (size, size): [src][dst] chunks received */
+  _Atomic uint64_t *msg;    /* (size, size): [src][dst] bytes of the message being sent */
   char *slots;              /* (size, slot_bytes) */
   size_t map_bytes;
   int32_t rank, size;
@@ -74,7 +77,7 @@ typedef struct {
 
 static size_t header_bytes(int32_t size) {
   size_t b = COMM_HEADER_FIXED + (size_t)size * sizeof(rank_state) +
-             2 * (size_t)size * (size_t)size * sizeof(uint64_t);
+             3 * (size_t)size * (size_t)size * sizeof(uint64_t);
   return (b + 4095) & ~(size_t)4095;
 }
 
@@ -83,6 +86,7 @@ static void layout(comm *c) {
   c->ranks = (rank_state *)(base + COMM_HEADER_FIXED);
   c->sent = (_Atomic uint64_t *)(base + COMM_HEADER_FIXED + (size_t)c->size * sizeof(rank_state));
   c->recvd = c->sent + (size_t)c->size * (size_t)c->size;
+  c->msg = c->recvd + (size_t)c->size * (size_t)c->size;
   c->slots = base + header_bytes(c->size);
 }
 
@@ -521,6 +525,8 @@ dn_status dn_comm_send(void *handle, dn_dtype dtype, const void *buf, int64_t n,
   if (s) return s;
   int64_t esz = elem_size(dtype), p = (c->slot_bytes / 2) / esz;
   size_t pair = (size_t)c->rank * (size_t)c->size + (size_t)peer;
+  /* read by the receiver with the first chunk; the previous message was received whole */
+  atomic_store(&c->msg[pair], (uint64_t)(n * esz));
   for (int64_t off = 0; off < n; off += p) {
     int64_t len = n - off < p ? n - off : p;
     memcpy(in_half(c, c->rank), (const char *)buf + off * esz, (size_t)(len * esz));
@@ -546,6 +552,19 @@ dn_status dn_comm_recv(void *handle, dn_dtype dtype, void *buf, int64_t n, int32
     uint64_t k = atomic_load(&c->recvd[pair]) + 1;
     counter_wait w = {&c->sent[pair], k, peer};
     if ((s = wait_until(c, "recv", pending_counter, &w))) return s;
+    uint64_t sent_bytes = atomic_load(&c->msg[pair]);
+    if (off == 0 && sent_bytes != (uint64_t)(n * esz)) {
+      /* Chunk counts would differ and both ranks wait out the timeout: fail now, and
+       * abort the group so that the sender stops waiting too. */
+      int32_t none = -1;
+      atomic_compare_exchange_strong(&c->hdr->abort_rank, &none, c->rank);
+      wake_all(c);
+      return DN_FAIL(DN_ERR_INVALID,
+                     "process group '%s': recv on rank %d: rank %d sent %llu bytes, this recv "
+                     "takes %lld (%lld %s elements): the send and recv differ in shape or dtype",
+                     c->name, (int)c->rank, (int)peer, (unsigned long long)sent_bytes,
+                     (long long)(n * esz), (long long)n, dn_dtype_name(dtype));
+    }
     memcpy((char *)buf + off * esz, in_half(c, peer), (size_t)(len * esz));
     atomic_store(&c->recvd[pair], k);
     wake_all(c);

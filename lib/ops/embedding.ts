@@ -79,20 +79,26 @@ export function embedding(
     backward(g) {
       const dwte = needsGrad(wte) ? gradOf(wte) : null;
       const dwpe = needsGrad(wpe) ? gradOf(wpe) : null;
+      const run = (a: Tensor | null, b: Tensor | null) =>
+        lib.check(
+          lib.sym.dn_embedding_backward(
+            dtypeWithGrad(g.dtype, (a ?? b)?.dtype ?? g.dtype),
+            a ? a.ptr : null,
+            b ? b.ptr : null,
+            g.ptr,
+            tokens.ptr,
+            ...big(B, T, C, V),
+          ),
+          `${op} backward`,
+        );
+      // One call for both, unless their gradients differ in dtype (a 16-bit derived
+      // token table, such as a tensor-parallel shard, beside an fp32 main gradient).
       if (dwte && dwpe && dwte.dtype !== dwpe.dtype) {
-        throw new Error(`${op} backward: wte and wpe gradients differ in dtype`);
+        run(dwte, null);
+        run(null, dwpe);
+      } else {
+        run(dwte, dwpe);
       }
-      lib.check(
-        lib.sym.dn_embedding_backward(
-          dtypeWithGrad(g.dtype, (dwte ?? dwpe)?.dtype ?? g.dtype),
-          dwte ? dwte.ptr : null,
-          dwpe ? dwpe.ptr : null,
-          g.ptr,
-          tokens.ptr,
-          ...big(B, T, C, V),
-        ),
-        `${op} backward`,
-      );
     },
   });
 }

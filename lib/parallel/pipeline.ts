@@ -345,7 +345,11 @@ export function runPipeline(
   tidy(() => {
     for (const op of plan) {
       if (op.op === "recv") {
-        const t = Tensor.empty(shape, { device: model.params.data.device });
+        // activations and their gradients travel in the model's dtype
+        const t = Tensor.empty(shape, {
+          dtype: model.params.data.dtype,
+          device: model.params.data.device,
+        });
         model.pipeline.recv(t, op.peer);
         const k = key(op.message.microBatch, chunkOf(op.message.toStage));
         if (op.message.kind === "activation") {

@@ -36,6 +36,7 @@ import type { Tokenizer } from "../data/tokenizer.ts";
 import { readSafetensors, typedView } from "../io/safetensors.ts";
 import { GPT } from "../nn/gpt.ts";
 import { AdamW } from "../optim/adamw.ts";
+import { MixedPrecisionAdamW } from "../optim/mixed_precision.ts";
 import { clipFactor } from "../optim/clip.ts";
 import { sequenceShard } from "../parallel/mappings.ts";
 import type { ParallelGroups } from "../parallel/init.ts";
@@ -106,8 +107,10 @@ export class ModelParallelTrainer {
   readonly config: TrainConfig;
   /** This rank's part of the model. */
   readonly model: PipelineGPT;
-  /** AdamW over this rank's shards. */
+  /** AdamW over this rank's shards (MixedPrecisionAdamW with fp32 main weights in bf16). */
   readonly optimizer: AdamW;
+  /** The model's parameter and activation dtype. */
+  readonly dtype: "f32" | "bf16";
   /** This rank's groups. */
   readonly groups: ParallelGroups;
   /** The learning rate of each step. */
@@ -154,20 +157,33 @@ export class ModelParallelTrainer {
       );
     }
     const g = this.groups;
+    if (c.precision.fp16) {
+      throw new Error(
+        "model-parallel training runs in fp32 or bf16; fp16's loss scaling is not combined " +
+          "with it yet",
+      );
+    }
+    this.dtype = c.precision.bf16 ? "bf16" : "f32";
     this.model = new PipelineGPT(gptConfigFrom(c, this.tokenizer), {
       seed: t.seed,
       tensor: g.tensor,
       pipeline: g.pipeline,
       embedding: g.embedding,
+      dtype: this.dtype,
       ...pipelineOptionsFrom(c),
     });
-    this.optimizer = new AdamW(this.model.params, {
+    const adam = {
       lr: t.lr,
       beta1: t.adamBeta1,
       beta2: t.adamBeta2,
       eps: t.adamEps,
       weightDecay: t.weightDecay,
-    });
+    };
+    // bf16: the model computes in bf16, the optimizer keeps fp32 main weights (the
+    // gradients are fp32 main gradients already)
+    this.optimizer = this.dtype === "bf16"
+      ? new MixedPrecisionAdamW(this.model.params, adam)
+      : new AdamW(this.model.params, adam);
     this.schedule = new LrSchedule({
       lr: t.lr,
       minLr: t.minLr,
@@ -428,7 +444,7 @@ export class ModelParallelTrainer {
       const chunk = Math.floor(s / p);
       if (virtualStage(r, chunk, p) !== s) throw new Error(`stage ${s} is not chunk ${chunk}`);
       if (s > 0 && p > 1) {
-        x = Tensor.empty(shape, { device: m.params.data.device });
+        x = Tensor.empty(shape, { dtype: m.params.data.dtype, device: m.params.data.device });
         m.pipeline.recv(x, (s - 1) % p);
       }
       const out = m.forwardChunk(chunk, x, mb, new Generator(m.seed));
@@ -446,10 +462,14 @@ export class ModelParallelTrainer {
   #fullState(): Map<string, Full> {
     const m = this.model;
     const tp = this.groups.tensor;
-    const flat = {
+    const opt = this.optimizer;
+    const flat: Record<string, Float32Array> = {
       "": m.params.data.toArray() as Float32Array,
-      "m.": this.optimizer.m.toArray() as Float32Array,
-      "v.": this.optimizer.v.toArray() as Float32Array,
+      "m.": opt.m.toArray() as Float32Array,
+      "v.": opt.v.toArray() as Float32Array,
+      ...(opt instanceof MixedPrecisionAdamW
+        ? { "main.": opt.main.toArray() as Float32Array }
+        : {}),
     };
     const out = new Map<string, Full>();
     for (const e of m.params.entries) {
@@ -510,8 +530,16 @@ export class ModelParallelTrainer {
         }
       }
       await Deno.remove(stage, { recursive: true });
-      using gpt = new GPT(this.model.config, { seed: this.config.training.seed });
-      const adam = new AdamW(gpt.params);
+      using gpt = new GPT(this.model.config, {
+        seed: this.config.training.seed,
+        dtype: this.dtype,
+      });
+      const adam = this.dtype === "bf16"
+        ? new MixedPrecisionAdamW(gpt.params)
+        : new AdamW(gpt.params);
+      const main = adam instanceof MixedPrecisionAdamW
+        ? new Float32Array(gpt.params.data.numel)
+        : null;
       const weights: Record<string, Full> = {};
       const m = new Float32Array(gpt.params.data.numel);
       const v = new Float32Array(gpt.params.data.numel);
@@ -524,10 +552,12 @@ export class ModelParallelTrainer {
         weights[e.name] = get(e.name);
         m.set(get(`m.${e.name}`).data, e.offset);
         v.set(get(`v.${e.name}`).data, e.offset);
+        main?.set(get(`main.${e.name}`).data, e.offset);
       }
       gpt.loadStateDict(weights, "model-parallel shards");
       adam.m.copyFromHost(m);
       adam.v.copyFromHost(v);
+      if (main && adam instanceof MixedPrecisionAdamW) adam.main.copyFromHost(main);
       adam.stepCount = this.optimizer.stepCount;
       try {
         path = await saveCheckpoint(dir, {
@@ -564,7 +594,15 @@ export class ModelParallelTrainer {
     })).tensors;
     const m = this.model;
     const n = m.params.data.numel;
-    const flat = { m: new Float32Array(n), v: new Float32Array(n) };
+    const opt = this.optimizer;
+    const mixed = opt instanceof MixedPrecisionAdamW ? opt : null;
+    // bf16 runs continue from the saved fp32 main weights when the checkpoint has them
+    const withMain = mixed !== null && [...moments.keys()].some((k) => k.startsWith("main."));
+    const flat = {
+      m: new Float32Array(n),
+      v: new Float32Array(n),
+      main: withMain ? new Float32Array(n) : null,
+    };
     for (const e of m.params.entries) {
       const info = tensorParallelInfo(e.tensor);
       const { rank, size } = shardOwner(e.tensor);
@@ -583,9 +621,12 @@ export class ModelParallelTrainer {
       e.tensor.copyFromHost(shard(weights, e.name));
       flat.m.set(shard(moments, `m.${e.name}`), e.offset);
       flat.v.set(shard(moments, `v.${e.name}`), e.offset);
+      flat.main?.set(shard(moments, `main.${e.name}`), e.offset);
     }
     this.optimizer.m.copyFromHost(flat.m);
     this.optimizer.v.copyFromHost(flat.v);
+    if (mixed && flat.main) mixed.main.copyFromHost(flat.main);
+    else mixed?.syncMainFromModel();
     this.optimizer.stepCount = state.optimizerStepCount;
     this.iteration = state.iteration;
     this.#batches = this.#iterator(state.consumedSamples);
