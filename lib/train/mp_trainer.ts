@@ -33,7 +33,13 @@ import { type Curriculum, curriculumFromConfig, type StepPlan } from "../curricu
 import { truncateBatch } from "../curriculum/seqlen.ts";
 import { GptBatchIterator, type GptDataset } from "../data/gpt_dataset.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
-import { readSafetensors, typedView } from "../io/safetensors.ts";
+import {
+  readSafetensors,
+  type TensorEntry,
+  tensorEntry,
+  typedView,
+  writeSafetensors,
+} from "../io/safetensors.ts";
 import { GPT } from "../nn/gpt.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { MixedPrecisionAdamW } from "../optim/mixed_precision.ts";
@@ -512,21 +518,19 @@ export class ModelParallelTrainer {
     const writer = g.tensor.rank === 0 && g.data.rank === 0;
     if (g.rank === 0) await Deno.mkdir(stage, { recursive: true });
     g.world.barrier();
-    if (writer) {
-      const parts: Record<string, { shape: number[]; data: number[] }> = {};
-      for (const [n, t] of full) parts[n] = { shape: t.shape, data: Array.from(t.data) };
-      await Deno.writeTextFile(`${stage}/${g.pipeline.rank}.json`, JSON.stringify(parts));
+    if (writer) { // one binary staging file per pipeline stage
+      const tensors = new Map<string, TensorEntry>();
+      for (const [n, t] of full) tensors.set(n, tensorEntry("F32", t.shape, t.data));
+      await writeSafetensors(`${stage}/${g.pipeline.rank}.safetensors`, { tensors, metadata: {} });
     }
     g.world.barrier();
     let path = "";
     if (g.rank === 0) {
       const merged = new Map<string, Full>();
       for (let s = 0; s < g.pipeline.size; s++) {
-        const parts = JSON.parse(await Deno.readTextFile(`${stage}/${s}.json`));
-        for (const [n, t] of Object.entries(parts as Record<string, Full>)) {
-          if (!merged.has(n)) {
-            merged.set(n, { shape: t.shape, data: Float32Array.from(t.data) });
-          }
+        const part = await readSafetensors(`${stage}/${s}.safetensors`);
+        for (const [n, t] of part.tensors) {
+          if (!merged.has(n)) merged.set(n, { shape: t.shape, data: typedView(t) as Float32Array });
         }
       }
       await Deno.remove(stage, { recursive: true });
