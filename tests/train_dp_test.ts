@@ -48,6 +48,14 @@ Deno.test("tools/train.ts at DP=2 gives the single-process losses and evaluation
   assert.ok(/\[rank 0\].*sample:/.test(dp.output), "rank 0 printed no sample");
 });
 
+Deno.test("with dropout, DP=2 draws the single process's masks: the same losses", async () => {
+  const drop = ["--dropout", "0.1"];
+  const one = await runSingle(`${tmp}/dropout-single`, drop);
+  const dp = await runLaunched(2, `${tmp}/dropout-dp2`, drop);
+  assertClose(dp.losses, one.losses, "DP=2 training loss with dropout");
+  assertClose(dp.evals, one.evals, "DP=2 validation loss with dropout");
+});
+
 Deno.test("tools/train.ts with useDistributedOptimizer at DP=2 equals the single process and resumes at DP=1 and DP=4", async () => {
   const save = `${tmp}/zero2`;
   const zero = await runLaunched(2, save, ["--use-distributed-optimizer"]);

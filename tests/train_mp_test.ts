@@ -112,6 +112,32 @@ Deno.test("PP2×DP2 and TP2×DP2 give the single-process losses", async () => {
   assertClose(tp.losses, single.losses.slice(2), "PP2×DP2 checkpoint resumed at TP2×DP2");
 });
 
+Deno.test("with dropout, layer dropping and the length curriculum, PP2×DP2 draws the single process's masks, and its checkpoint continues the stream", async () => {
+  const extra = [
+    "--dropout",
+    "0.1",
+    "--progressive-layer-drop",
+    "true",
+    "--pld-gamma",
+    "0.05",
+    "--curriculum-learning",
+    "true",
+    "--min-difficulty",
+    "8",
+    "--max-difficulty",
+    "16",
+    "--total-curriculum-step",
+    "2",
+  ];
+  const one = await runSingle(`${tmp}/drop-single`, extra);
+  const save = `${tmp}/drop-pp2dp2`;
+  const mp = await runParallel(4, save, ["--pipeline-model-parallel-size", "2", ...extra]);
+  assertClose(mp.losses, one.losses, "PP2×DP2 training loss with dropout");
+  assertClose(mp.evals, one.evals, "PP2×DP2 validation loss with dropout");
+  const resumed = await runSingle(`${tmp}/drop-at1`, [...extra, "--load", `${save}/iter_0000002`]);
+  assertClose(resumed.losses, one.losses.slice(2), "PP2×DP2 checkpoint resumed in one process");
+});
+
 Deno.test("TP2×PP2 with progressive layer dropping and the sequence-length curriculum equals one process", async () => {
   const settings = {
     "layer drop": ["--progressive-layer-drop", "true", "--pld-gamma", "0.05"],

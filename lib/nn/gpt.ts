@@ -99,6 +99,23 @@ export interface LayerPlan {
   scale: number[];
 }
 
+/**
+ * Counters of the dropout stream that one training forward of a (B, T) micro-batch takes:
+ * the embedding's output and the two residual branches of every block that runs, (B, T, C)
+ * each. Parallel trainers place each micro-batch at the offset one process would reach.
+ *
+ * @param layers the step's layer plan (dropped blocks take none) @default every block
+ */
+export function dropoutDraws(
+  c: Pick<GPTConfig, "nLayer" | "nEmbd">,
+  B: number,
+  T: number,
+  layers?: LayerPlan | null,
+): number {
+  const kept = layers ? layers.keep.filter((k) => k).length : c.nLayer;
+  return (1 + 2 * kept) * B * T * c.nEmbd;
+}
+
 /** Options for building a {@linkcode GPT}. */
 export interface GPTOptions {
   /** Where the parameters live. @default device() */

@@ -6,6 +6,7 @@
 export { CausalSelfAttention } from "./attention.ts";
 export { Block, type BlockOptions } from "./block.ts";
 export {
+  dropoutDraws,
   GPT,
   GPT_PRESETS,
   type GPTConfig,

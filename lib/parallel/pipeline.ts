@@ -17,7 +17,13 @@
 import { backward } from "../autograd.ts";
 import { type Device, device as getDevice } from "../device.ts";
 import { DenotronError } from "../errors.ts";
-import { type GPTConfig, type GPTOptions, type LayerPlan, validateGPTConfig } from "../nn/gpt.ts";
+import {
+  dropoutDraws,
+  type GPTConfig,
+  type GPTOptions,
+  type LayerPlan,
+  validateGPTConfig,
+} from "../nn/gpt.ts";
 import type { LayerNorm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
@@ -291,8 +297,14 @@ export class PipelineGPT extends Module {
 export interface RunPipelineOptions {
   /** Each micro-batch's loss gradient (e.g. 1/(micro-batches · DP size)). */
   lossScale: number;
-  /** The index of micro-batch 0 in the global batch (for the dropout stream). @default 0 */
+  /**
+   * Where these micro-batches sit in the global batch, for the dropout stream: micro-batch
+   * m is number firstMicroBatch + m · microBatchStride (data-parallel rank r of d reads
+   * every d-th: first r, stride d). @default 0
+   */
   firstMicroBatch?: number;
+  /** See firstMicroBatch. @default 1 */
+  microBatchStride?: number;
   /** The dropout stream's offset at the start of the step. @default 0 */
   rngOffset?: number;
   /** Force a schedule; by default 1F1B, interleaved with virtual stages. */
@@ -334,7 +346,7 @@ export function runPipeline(
   const C = model.config.nEmbd;
   const rows = model.sequenceParallel ? sequenceShard(b * T, model.tensor).rows : 0;
   const shape = model.sequenceParallel ? [rows, C] : [b, T, C];
-  const perMicroBatch = (1 + 2 * model.config.nLayer) * b * T * C;
+  const perMicroBatch = dropoutDraws(model.config, b, T, opts.layers);
   const key = (mb: number, chunk: number) => `${mb}:${chunk}`;
   const inputs = new Map<string, Tensor>();
   const outputs = new Map<string, Tensor>();
@@ -371,7 +383,8 @@ export function runPipeline(
         const s = virtualStage(r, chunk, p);
         if (pass === "forward") {
           const rng = new Generator(model.seed);
-          rng.offset = (opts.rngOffset ?? 0) + ((opts.firstMicroBatch ?? 0) + mb) * perMicroBatch;
+          const index = (opts.firstMicroBatch ?? 0) + mb * (opts.microBatchStride ?? 1);
+          rng.offset = (opts.rngOffset ?? 0) + index * perMicroBatch;
           const out = model.forwardChunk(
             chunk,
             inputs.get(k) ?? null,

@@ -40,7 +40,7 @@ import {
   typedView,
   writeSafetensors,
 } from "../io/safetensors.ts";
-import { GPT } from "../nn/gpt.ts";
+import { dropoutDraws, GPT } from "../nn/gpt.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { MixedPrecisionAdamW } from "../optim/mixed_precision.ts";
 import { clipFactor } from "../optim/clip.ts";
@@ -117,6 +117,8 @@ export class ModelParallelTrainer {
   readonly optimizer: AdamW;
   /** The model's parameter and activation dtype. */
   readonly dtype: "f32" | "bf16";
+  /** Where one process's dropout stream would be: saved in checkpoints as its offset. */
+  #rngOffset = 0;
   /** This rank's groups. */
   readonly groups: ParallelGroups;
   /** The learning rate of each step. */
@@ -327,15 +329,17 @@ export class ModelParallelTrainer {
         const b = truncateBatch(this.#batches.next(), T);
         batches.push(this.#microBatch(b.inputs, b.targets, T));
       }
-      const C = model.config.nEmbd;
-      const perMicroBatch = (1 + 2 * model.config.nLayer) * t.microBatchSize * T * C;
+      // the sampler gives data-parallel rank r micro-batches r, r + dp, ... of the step
       return runPipeline(model, batches, {
         lossScale: 1 / (k * dp),
-        firstMicroBatch: g.data.rank * k,
-        rngOffset: this.iteration * k * dp * perMicroBatch,
+        firstMicroBatch: g.data.rank,
+        microBatchStride: dp,
+        rngOffset: this.#rngOffset,
         layers: plan.layers,
       });
     });
+    // the dropout stream of one process after this step's k · dp micro-batches
+    this.#rngOffset += k * dp * dropoutDraws(model.config, t.microBatchSize, T, plan.layers);
     model.syncGrads();
     if (dp > 1) g.data.allReduce(model.params.grad);
     const lossSum = this.#fromLastStage(losses.reduce((a, b) => a + b, 0));
@@ -559,6 +563,7 @@ export class ModelParallelTrainer {
         main?.set(get(`main.${e.name}`).data, e.offset);
       }
       gpt.loadStateDict(weights, "model-parallel shards");
+      gpt.rng.offset = this.#rngOffset;
       adam.m.copyFromHost(m);
       adam.v.copyFromHost(v);
       if (main && adam instanceof MixedPrecisionAdamW) adam.main.copyFromHost(main);
@@ -633,6 +638,7 @@ export class ModelParallelTrainer {
     else mixed?.syncMainFromModel();
     this.optimizer.stepCount = state.optimizerStepCount;
     this.iteration = state.iteration;
+    this.#rngOffset = state.rng.offset;
     this.#batches = this.#iterator(state.consumedSamples);
     this.consumedTokens = this.#replayConsumedTokens(state.iteration);
     return state;

@@ -29,7 +29,7 @@
 import { noGrad } from "../autograd.ts";
 import { GptBatchIterator, type GptDataset } from "../data/gpt_dataset.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
-import { GPT, type GPTConfig } from "../nn/gpt.ts";
+import { dropoutDraws, GPT, type GPTConfig } from "../nn/gpt.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipFactor, gradNorm } from "../optim/clip.ts";
 import { ConstantGradScaler, DynamicGradScaler, type GradScaler } from "../optim/grad_scaler.ts";
@@ -475,9 +475,17 @@ export class Trainer {
     let lossSum = 0;
     // fp16: backward starts from the loss scale instead of 1
     const scale = this.scaler?.scale ?? 1;
+    // Data parallelism: rank r's micro-batch i is micro-batch i·ranks + r of the global
+    // batch (the sampler's order); it takes the dropout counters that one process running
+    // them all in that order would, so masks (and losses) do not depend on the DP size.
+    const rng = this.model.rng, base = rng.offset;
+    const draws = ddp && this.model.config.dropout > 0
+      ? dropoutDraws(this.model.config, t.microBatchSize, plan.seqLength, plan.layers)
+      : 0;
     for (let i = 0; i < k; i++) {
       // Only the last micro-batch's backward averages gradients over the ranks.
       if (ddp) ddp.isLastMicroBatch = i === k - 1;
+      if (draws) rng.offset = base + (i * ddp!.group.size + ddp!.group.rank) * draws;
       const batch = truncateBatch(this.#batches.next(), plan.seqLength);
       lossSum += tidy(() => {
         const [x, y] = this.#batchTensors(batch.inputs, batch.targets, plan.seqLength);
@@ -489,6 +497,7 @@ export class Trainer {
     if (ddp) {
       ddp.finishGradSync();
       lossSum = sumOverGroup(ddp.group, lossSum) / ddp.group.size;
+      if (draws) rng.offset = base + ddp.group.size * k * draws;
     }
     const opt = this.optimizer;
     if (opt instanceof MixedPrecisionAdamW || (opt instanceof DistributedOptimizer && opt.main)) {
