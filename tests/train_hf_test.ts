@@ -2,7 +2,8 @@
  * `tools/train.ts --init-from-hf DIR`: a run that starts from Hugging Face GPT-2 weights
  * (fine-tuning). The shape comes from the file, the losses are those of a run that starts
  * from the same weights, the same command restarts the job from its checkpoint, and
- * mismatches are refused with a sentence.
+ * mismatches are refused with a sentence. Also `--make-vocab-size-divisible-by` from the
+ * command line to `deno task generate`.
  */
 import assert from "assert";
 import { saveHfGpt2 } from "../lib/io/hf_gpt2.ts";
@@ -84,4 +85,28 @@ Deno.test("--init-from-hf refuses a vocabulary other than the tokenizer's and sa
   );
   assert.notEqual(long.code, 0);
   assert.match(long.out, /seqLength 64 exceeds the model's 32 positions/);
+});
+
+Deno.test("--make-vocab-size-divisible-by pads the vocabulary: the unpadded run's losses, and the checkpoint generates", async () => {
+  const plain = await runScript(TRAIN_SCRIPT, trainCliArgs(dataPath, `${tmp}/vocab-plain`, 2));
+  assert.equal(plain.code, 0, plain.out);
+  const save = `${tmp}/vocab-padded`;
+  const padded = await runScript(
+    TRAIN_SCRIPT,
+    trainCliArgs(dataPath, save, 2, ["--make-vocab-size-divisible-by", "128"]),
+  );
+  assert.equal(padded.code, 0, padded.out);
+  assert.match(padded.out, /vocab=257 \(padded 384\)/);
+  const want = await readCliRun(`${tmp}/vocab-plain`, plain.out);
+  const got = await readCliRun(save, padded.out);
+  assertCloseSeq(got.losses, want.losses, "padded-vocabulary training loss");
+  const gen = await runScript(new URL("../tools/generate.ts", import.meta.url).pathname, [
+    "--checkpoint",
+    save,
+    "--max-new-tokens",
+    "4",
+    "--prompt",
+    "The ",
+  ]);
+  assert.equal(gen.code, 0, gen.out);
 });

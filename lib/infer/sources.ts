@@ -11,7 +11,7 @@ import type { Device } from "../device.ts";
 import { DenotronError } from "../errors.ts";
 import { loadHfGpt2 } from "../io/hf_gpt2.ts";
 import { readSafetensors } from "../io/safetensors.ts";
-import { GPT, type GPTConfig } from "../nn/gpt.ts";
+import { GPT, type GPTConfig, paddedVocabSize } from "../nn/gpt.ts";
 import { latestCheckpoint, loadCheckpoint } from "../train/checkpoint.ts";
 
 /** A model in eval mode and the tokenizer it was trained with. */
@@ -55,9 +55,17 @@ export async function fromCheckpoint(
   const weightsPath = join(dir, "model.safetensors");
   const shapes = (await readSafetensors(weightsPath, ["emb.wte", "emb.wpe", "h.0.mlp.fc.weight"]))
     .tensors;
-  const [vocabSize, nEmbd] = shapes.get("emb.wte")!.shape;
+  const [rows, nEmbd] = shapes.get("emb.wte")!.shape;
+  const tokenizerName = state.config?.data?.tokenizer ?? "gpt2";
+  const tokenizer = await loadTokenizer(String(tokenizerName));
+  // A padded vocabulary (model.vocabMultiple) has more wte rows than tokens.
+  const multiple = typeof m.vocabMultiple === "number" ? m.vocabMultiple : 1;
+  const real = typeof m.vocabSize === "number" ? m.vocabSize : tokenizer.vocabSize;
+  const padded = multiple > 1 &&
+    paddedVocabSize({ vocabSize: real, vocabMultiple: multiple }) === rows;
   const config: GPTConfig = {
-    vocabSize,
+    vocabSize: padded ? real : rows,
+    ...(padded ? { vocabMultiple: multiple } : {}),
     nEmbd,
     blockSize: shapes.get("emb.wpe")!.shape[0],
     ffnHidden: shapes.get("h.0.mlp.fc.weight")!.shape[0],
@@ -65,8 +73,6 @@ export async function fromCheckpoint(
     nHead,
     dropout: 0,
   };
-  const tokenizerName = state.config?.data?.tokenizer ?? "gpt2";
-  const tokenizer = await loadTokenizer(String(tokenizerName));
   const model = new GPT(config, { device: opts.device });
   try {
     await loadCheckpoint(dir, { model });

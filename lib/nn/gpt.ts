@@ -44,7 +44,7 @@ export interface GPTConfig {
 }
 
 /** vocabSize rounded up to a multiple of vocabMultiple: the rows of wte and the logits' width. */
-export function paddedVocabSize(c: GPTConfig): number {
+export function paddedVocabSize(c: Pick<GPTConfig, "vocabSize" | "vocabMultiple">): number {
   const m = c.vocabMultiple ?? 1;
   return Math.ceil(c.vocabSize / m) * m;
 }
