@@ -280,12 +280,6 @@ function refuseWithModelParallelism(
         `(deno task launch --nproc-per-node ${tp * pp} tools/train.ts ...)`,
     );
   }
-  if (config.precision.fp16) {
-    throw new ConfigError(
-      `${layout} with fp16: model-parallel training runs in fp32 or bf16 (fp16's loss ` +
-        `scaling is not combined with it yet)`,
-    );
-  }
   if (config.checkpoints.initFromHf) {
     throw new ConfigError(
       `${layout} with initFromHf: starting model-parallel training from Hugging Face weights ` +

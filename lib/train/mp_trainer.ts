@@ -56,7 +56,14 @@ import { type CheckpointState, resolveCheckpoint, saveCheckpoint } from "./check
 import type { TrainConfig } from "./config.ts";
 import { LrSchedule } from "./lr_schedule.ts";
 import { composeStepPlan, gptStepFlops, replayConsumedTokens } from "./step_plan.ts";
-import { type EvalResult, gptConfigFrom, type StepResult, textBytes } from "./trainer.ts";
+import {
+  type EvalResult,
+  gptConfigFrom,
+  gradScalerFrom,
+  type StepResult,
+  textBytes,
+} from "./trainer.ts";
+import type { GradScaler } from "../optim/grad_scaler.ts";
 import { flopsPerStep } from "../plan/flops.ts";
 
 /** What a {@link ModelParallelTrainer} works with. */
@@ -116,7 +123,7 @@ export class ModelParallelTrainer {
   /** AdamW over this rank's shards (MixedPrecisionAdamW with fp32 main weights in bf16). */
   readonly optimizer: AdamW;
   /** The model's parameter and activation dtype. */
-  readonly dtype: "f32" | "bf16";
+  readonly dtype: "f32" | "bf16" | "f16";
   /** Where one process's dropout stream would be: saved in checkpoints as its offset. */
   #rngOffset = 0;
   /** This rank's groups. */
@@ -131,14 +138,14 @@ export class ModelParallelTrainer {
   readonly validData?: GptDataset;
   /** Optimizer steps completed. */
   iteration = 0;
-  /** Always null: model parallelism trains in fp32. */
-  readonly scaler: null = null;
+  /** The fp16 loss scaler; null for fp32 and bf16. */
+  readonly scaler: GradScaler | null;
   /** Per-step sequence length and layer dropping (lib/curriculum), or null for none. */
   curriculum: Curriculum | null;
   /** Training tokens consumed so far (truncated lengths counted as trained). */
   consumedTokens = 0;
-  /** Always 0 (fp32). */
-  readonly skippedSteps = 0;
+  /** Steps skipped because their gradients overflowed (fp16). */
+  skippedSteps = 0;
   /** Model FLOPs of one optimizer step. */
   readonly flopsPerStep: number;
   #batches: GptBatchIterator;
@@ -165,13 +172,8 @@ export class ModelParallelTrainer {
       );
     }
     const g = this.groups;
-    if (c.precision.fp16) {
-      throw new Error(
-        "model-parallel training runs in fp32 or bf16; fp16's loss scaling is not combined " +
-          "with it yet",
-      );
-    }
-    this.dtype = c.precision.bf16 ? "bf16" : "f32";
+    this.dtype = c.precision.bf16 ? "bf16" : c.precision.fp16 ? "f16" : "f32";
+    this.scaler = gradScalerFrom(c.precision);
     this.model = new PipelineGPT(gptConfigFrom(c, this.tokenizer), {
       seed: t.seed,
       tensor: g.tensor,
@@ -187,9 +189,9 @@ export class ModelParallelTrainer {
       eps: t.adamEps,
       weightDecay: t.weightDecay,
     };
-    // bf16: the model computes in bf16, the optimizer keeps fp32 main weights (the
-    // gradients are fp32 main gradients already)
-    this.optimizer = this.dtype === "bf16"
+    // bf16/fp16: the model computes in 16 bits, the optimizer keeps fp32 main weights
+    // (the gradients are fp32 main gradients already)
+    this.optimizer = this.dtype !== "f32"
       ? new MixedPrecisionAdamW(this.model.params, adam)
       : new AdamW(this.model.params, adam);
     this.schedule = new LrSchedule({
@@ -323,6 +325,8 @@ export class ModelParallelTrainer {
     const lr = plan.lr, T = plan.seqLength;
     const model = this.model;
     model.train();
+    // fp16: backward starts from the loss scale; the gradients are unscaled in the update
+    const scale = this.scaler?.scale ?? 1;
     const losses = tidy(() => {
       const batches: MicroBatch[] = [];
       for (let i = 0; i < k; i++) {
@@ -331,7 +335,7 @@ export class ModelParallelTrainer {
       }
       // the sampler gives data-parallel rank r micro-batches r, r + dp, ... of the step
       return runPipeline(model, batches, {
-        lossScale: 1 / (k * dp),
+        lossScale: scale / (k * dp),
         firstMicroBatch: g.data.rank,
         microBatchStride: dp,
         rngOffset: this.#rngOffset,
@@ -343,9 +347,23 @@ export class ModelParallelTrainer {
     model.syncGrads();
     if (dp > 1) g.data.allReduce(model.params.grad);
     const lossSum = this.#fromLastStage(losses.reduce((a, b) => a + b, 0));
-    const norm = this.#gradNorm();
-    const clip = t.clipGrad > 0 ? clipFactor(norm, t.clipGrad) : 1;
-    this.optimizer.step(lr, clip);
+    // fp16: an overflow on any rank skips the step on every rank (a MAX vote over the
+    // world, whose ranks together hold every gradient), and the scaler backs off
+    let skipped = false;
+    if (this.scaler) {
+      const local = (this.optimizer as MixedPrecisionAdamW).checkGrads(1 / scale).foundInf;
+      using f = Tensor.fromArray([local ? 1 : 0], [1]);
+      g.world.allReduce(f, "max");
+      skipped = f.item() > 0;
+      this.scaler.update(skipped);
+    }
+    const norm = skipped ? Infinity : this.#gradNorm() / scale;
+    if (skipped) {
+      this.skippedSteps++;
+    } else {
+      const clip = t.clipGrad > 0 ? clipFactor(norm, t.clipGrad) : 1;
+      this.optimizer.step(lr, clip / scale);
+    }
     model.params.zeroGrad();
     this.consumedTokens += t.globalBatchSize * T;
     this.iteration++;
@@ -361,6 +379,7 @@ export class ModelParallelTrainer {
       globalBatchSize: t.globalBatchSize,
       keptLayers: kept,
       flops: this.stepFlops(T, kept),
+      ...(this.scaler ? { lossScale: scale, skipped } : {}),
     };
   }
 
@@ -542,7 +561,7 @@ export class ModelParallelTrainer {
         seed: this.config.training.seed,
         dtype: this.dtype,
       });
-      const adam = this.dtype === "bf16"
+      const adam = this.dtype !== "f32"
         ? new MixedPrecisionAdamW(gpt.params)
         : new AdamW(gpt.params);
       const main = adam instanceof MixedPrecisionAdamW
@@ -572,6 +591,9 @@ export class ModelParallelTrainer {
         path = await saveCheckpoint(dir, {
           model: gpt,
           optimizer: adam,
+          ...(this.scaler
+            ? { lossScaler: this.scaler.stateDict(), skippedSteps: this.skippedSteps }
+            : {}),
           iteration: this.iteration,
           consumedSamples: this.consumedSamples,
           config: this.config,
@@ -639,6 +661,8 @@ export class ModelParallelTrainer {
     this.optimizer.stepCount = state.optimizerStepCount;
     this.iteration = state.iteration;
     this.#rngOffset = state.rng.offset;
+    if (state.lossScaler && this.scaler) this.scaler.loadStateDict(state.lossScaler);
+    this.skippedSteps = state.skippedSteps ?? this.skippedSteps;
     this.#batches = this.#iterator(state.consumedSamples);
     this.consumedTokens = this.#replayConsumedTokens(state.iteration);
     return state;

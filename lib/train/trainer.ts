@@ -68,6 +68,20 @@ import { writeLossPlot } from "./plot.ts";
 import type { ModelParallelTrainer } from "./mp_trainer.ts";
 
 /**
+ * The fp16 loss scaler a configuration asks for (constant with lossScale, else dynamic);
+ * null for fp32 and bf16.
+ */
+export function gradScalerFrom(p: TrainConfig["precision"]): GradScaler | null {
+  if (!p.fp16) return null;
+  return p.lossScale !== null ? new ConstantGradScaler(p.lossScale) : new DynamicGradScaler({
+    initialScale: p.initialLossScale,
+    minScale: p.minLossScale,
+    growthInterval: p.lossScaleWindow,
+    hysteresis: p.hysteresis,
+  });
+}
+
+/**
  * The model shape a configuration asks for.
  *
  * @param config the run's configuration
@@ -307,16 +321,7 @@ export class Trainer {
       : dtype === "f32"
       ? new AdamW(this.model.params, adam)
       : new MixedPrecisionAdamW(this.model.params, adam);
-    this.scaler = !p.fp16
-      ? null
-      : p.lossScale !== null
-      ? new ConstantGradScaler(p.lossScale)
-      : new DynamicGradScaler({
-        initialScale: p.initialLossScale,
-        minScale: p.minLossScale,
-        growthInterval: p.lossScaleWindow,
-        hysteresis: p.hysteresis,
-      });
+    this.scaler = gradScalerFrom(p);
     const ddpGroup = this.ddp?.group;
     this.#reduceFoundInf = ddpGroup && !this.ddp!.reduceScatter
       ? (f) => maxOverGroup(ddpGroup, (options.reduceFoundInf ?? ((x) => x))(f))
