@@ -174,6 +174,33 @@ Deno.test("TP2×PP2 with progressive layer dropping and the sequence-length curr
   }
 });
 
+Deno.test("TP2×PP2 with batch-size ramp-up and token-based LR equals one process", async () => {
+  const extra = [
+    "--rampup-batch-size",
+    "4,2,16",
+    "--curriculum-learning",
+    "true",
+    "--min-difficulty",
+    "8",
+    "--max-difficulty",
+    "16",
+    "--total-curriculum-step",
+    "2",
+    "--lr-by-tokens",
+    "true",
+  ];
+  const one = await runSingle(`${tmp}/ramp-single`, extra);
+  const mp = await runParallel(4, `${tmp}/ramp-tp2pp2`, [...TP2PP2, ...extra]);
+  assertClose(mp.losses, one.losses, "TP2×PP2 training loss with ramp-up and token LR");
+  assertClose(mp.evals, one.evals, "its validation loss");
+  const sizes = async (save: string) =>
+    (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n").map((l) => JSON.parse(l))
+      .filter((r) => r.kind === "train").map((r) => [r.globalBatchSize, r.lr]);
+  const want = await sizes(`${tmp}/ramp-single`);
+  assert.ok(want[0][0] < 8, `no ramp-up: ${JSON.stringify(want)}`);
+  assert.deepEqual(await sizes(`${tmp}/ramp-tp2pp2`), want);
+});
+
 Deno.test("TP2×PP2 in bf16 follows the single-process bf16 run, and their checkpoints resume across layouts", async () => {
   const one = await runSingle(`${tmp}/bf16-single`, ["--bf16"]);
   const save = `${tmp}/bf16-tp2pp2`;

@@ -291,15 +291,6 @@ function refuseWithModelParallelism(
       `${layout} with useDistributedOptimizer: ZeRO is not combined with model parallelism yet`,
     );
   }
-  // The sequence-length curriculum and progressive layer dropping work under model
-  // parallelism; batch-size ramp-up and token-based LR schedules do not yet.
-  if (config.curriculum?.lrByTokens || config.training.rampupBatchSize) {
-    throw new ConfigError(
-      `${layout} with ${
-        config.training.rampupBatchSize ? "rampupBatchSize" : "lrByTokens"
-      }: not supported under model parallelism`,
-    );
-  }
 }
 
 function sum(a: ArrayLike<number>): number {

@@ -55,7 +55,12 @@ import { Tensor, tidy } from "../tensor.ts";
 import { type CheckpointState, resolveCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
 import { LrSchedule } from "./lr_schedule.ts";
-import { composeStepPlan, gptStepFlops, replayConsumedTokens } from "./step_plan.ts";
+import {
+  checkMicroBatches,
+  composeStepPlan,
+  gptStepFlops,
+  replayConsumedTokens,
+} from "./step_plan.ts";
 import {
   type EvalResult,
   gptConfigFrom,
@@ -201,13 +206,6 @@ export class ModelParallelTrainer {
       decayIters: t.lrDecayIters ?? t.trainIters,
       decayStyle: t.lrDecayStyle,
     });
-    if (t.rampupBatchSize || c.curriculum?.lrByTokens) {
-      throw new Error(
-        `model-parallel training does not support ${
-          t.rampupBatchSize ? "rampupBatchSize" : "lrByTokens"
-        } yet`,
-      );
-    }
     this.curriculum = curriculumFromConfig(c, this.schedule);
     this.#batches = this.#iterator(0);
     const m = this.model.config;
@@ -283,12 +281,7 @@ export class ModelParallelTrainer {
       consumedSamples: this.consumedSamples,
       consumedTokens: this.consumedTokens,
     }, overrides);
-    if (plan.globalBatchSize !== c.training.globalBatchSize) {
-      throw new Error(
-        `step ${this.iteration}: model-parallel training keeps globalBatchSize ` +
-          `${c.training.globalBatchSize}, the plan asks for ${plan.globalBatchSize}`,
-      );
-    }
+    checkMicroBatches(plan, c.training.microBatchSize, this.groups.data.size, this.iteration);
     return plan;
   }
 
@@ -320,8 +313,9 @@ export class ModelParallelTrainer {
     const t0 = performance.now();
     const c = this.config, t = c.training, g = this.groups;
     const dp = g.data.size;
-    const k = t.globalBatchSize / (t.microBatchSize * dp);
     const plan = this.nextPlan(overrides);
+    // micro-batches per data-parallel rank (batch-size ramp-up changes it)
+    const k = plan.globalBatchSize / (t.microBatchSize * dp);
     const lr = plan.lr, T = plan.seqLength;
     const model = this.model;
     model.train();
@@ -365,7 +359,8 @@ export class ModelParallelTrainer {
       this.optimizer.step(lr, clip / scale);
     }
     model.params.zeroGrad();
-    this.consumedTokens += t.globalBatchSize * T;
+    const samples = plan.globalBatchSize;
+    this.consumedTokens += samples * T;
     this.iteration++;
     const kept = plan.layers ? plan.layers.keep.filter((x) => x).length : model.config.nLayer;
     return {
@@ -373,12 +368,12 @@ export class ModelParallelTrainer {
       loss: lossSum / (k * dp),
       lr,
       gradNorm: norm,
-      tokens: t.globalBatchSize * T,
+      tokens: samples * T,
       seconds: (performance.now() - t0) / 1000,
       seqLength: T,
-      globalBatchSize: t.globalBatchSize,
+      globalBatchSize: samples,
       keptLayers: kept,
-      flops: this.stepFlops(T, kept),
+      flops: gptStepFlops(model.config, T, samples, kept),
       ...(this.scaler ? { lossScale: scale, skipped } : {}),
     };
   }

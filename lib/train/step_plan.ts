@@ -1,5 +1,5 @@
 /**
- * defines: composeStepPlan, gptStepFlops, replayConsumedTokens — the per-step plan and
+ * defines: composeStepPlan, checkMicroBatches, gptStepFlops, replayConsumedTokens — the per-step plan and
  * its accounting, shared by {@linkcode Trainer} and {@linkcode ModelParallelTrainer}.
  * Pure functions of the config, the curriculum and the step.
  *
@@ -134,4 +134,25 @@ export function replayConsumedTokens(
     tokens += batch * (p.seqLength ?? T);
   }
   return tokens;
+}
+
+/**
+ * Throws unless the plan's global batch splits into whole micro-batches on every
+ * data-parallel rank (batch-size ramp-up sizes must be multiples of B × dp).
+ *
+ * @param iteration the step, for the message
+ */
+export function checkMicroBatches(
+  plan: StepPlan,
+  microBatchSize: number,
+  dataParallelSize: number,
+  iteration: number,
+): void {
+  const unit = microBatchSize * dataParallelSize;
+  if (!(plan.globalBatchSize >= unit) || plan.globalBatchSize % unit !== 0) {
+    throw new Error(
+      `step ${iteration}: globalBatchSize ${plan.globalBatchSize} is not a positive ` +
+        `multiple of microBatchSize × data-parallel size (${unit})`,
+    );
+  }
 }

@@ -63,7 +63,12 @@ import {
   type TrainRecord,
 } from "./logging.ts";
 import { LrSchedule } from "./lr_schedule.ts";
-import { composeStepPlan, gptStepFlops, replayConsumedTokens } from "./step_plan.ts";
+import {
+  checkMicroBatches,
+  composeStepPlan,
+  gptStepFlops,
+  replayConsumedTokens,
+} from "./step_plan.ts";
 import { writeLossPlot } from "./plot.ts";
 import type { ModelParallelTrainer } from "./mp_trainer.ts";
 
@@ -399,13 +404,7 @@ export class Trainer {
       consumedSamples: this.consumedSamples,
       consumedTokens: this.consumedTokens,
     }, overrides);
-    const unit = c.training.microBatchSize * this.dataParallelSize;
-    if (!(plan.globalBatchSize >= unit) || plan.globalBatchSize % unit !== 0) {
-      throw new Error(
-        `step ${this.iteration}: globalBatchSize ${plan.globalBatchSize} is not a positive ` +
-          `multiple of microBatchSize × data-parallel size (${unit})`,
-      );
-    }
+    checkMicroBatches(plan, c.training.microBatchSize, this.dataParallelSize, this.iteration);
     return plan;
   }
 
