@@ -28,6 +28,23 @@ const dataPath = corpus.data.prefix;
 const args = (save: string, extra: string[] = []) => trainCliArgs(dataPath, save, 4, extra);
 
 const TP2PP2 = ["--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"];
+/** Sample length 8 at step 1, 16 from step 2 on. */
+const LENGTH_CURRICULUM = [
+  "--curriculum-learning",
+  "true",
+  "--min-difficulty",
+  "8",
+  "--max-difficulty",
+  "16",
+  "--total-curriculum-step",
+  "2",
+];
+
+/** Fields of every training record a run logged. */
+async function trainRecords(save: string): Promise<Record<string, number>[]> {
+  return (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n")
+    .map((l) => JSON.parse(l)).filter((r) => r.kind === "train");
+}
 
 async function runSingle(save: string, extra: string[] = []): Promise<Run> {
   const { code, out } = await run(TRAIN, args(save, extra));
@@ -120,14 +137,7 @@ Deno.test("with dropout, layer dropping and the length curriculum, PP2×DP2 draw
     "true",
     "--pld-gamma",
     "0.05",
-    "--curriculum-learning",
-    "true",
-    "--min-difficulty",
-    "8",
-    "--max-difficulty",
-    "16",
-    "--total-curriculum-step",
-    "2",
+    ...LENGTH_CURRICULUM,
   ];
   const one = await runSingle(`${tmp}/drop-single`, extra);
   const save = `${tmp}/drop-pp2dp2`;
@@ -161,9 +171,7 @@ Deno.test("TP2×PP2 with progressive layer dropping and the sequence-length curr
     assertClose(mp.losses, one.losses, `${name}: TP2×PP2 training loss`);
     assertClose(mp.evals, one.evals, `${name}: TP2×PP2 validation loss`);
     const plans = async (save: string) =>
-      (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n").map((l) =>
-        JSON.parse(l)
-      ).filter((r) => r.kind === "train").map((r) => [r.seqLength, r.keptLayers]);
+      (await trainRecords(save)).map((r) => [r.seqLength, r.keptLayers]);
     const want = await plans(`${dir}-single`);
     assert.deepEqual(await plans(`${dir}-tp2pp2`), want, `${name}: lengths and kept layers`);
     if (name === "layer drop") {
@@ -178,14 +186,7 @@ Deno.test("TP2×PP2 with batch-size ramp-up and token-based LR equals one proces
   const extra = [
     "--rampup-batch-size",
     "4,2,16",
-    "--curriculum-learning",
-    "true",
-    "--min-difficulty",
-    "8",
-    "--max-difficulty",
-    "16",
-    "--total-curriculum-step",
-    "2",
+    ...LENGTH_CURRICULUM,
     "--lr-by-tokens",
     "true",
   ];
@@ -194,8 +195,7 @@ Deno.test("TP2×PP2 with batch-size ramp-up and token-based LR equals one proces
   assertClose(mp.losses, one.losses, "TP2×PP2 training loss with ramp-up and token LR");
   assertClose(mp.evals, one.evals, "its validation loss");
   const sizes = async (save: string) =>
-    (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n").map((l) => JSON.parse(l))
-      .filter((r) => r.kind === "train").map((r) => [r.globalBatchSize, r.lr]);
+    (await trainRecords(save)).map((r) => [r.globalBatchSize, r.lr]);
   const want = await sizes(`${tmp}/ramp-single`);
   assert.ok(want[0][0] < 8, `no ramp-up: ${JSON.stringify(want)}`);
   assert.deepEqual(await sizes(`${tmp}/ramp-tp2pp2`), want);
