@@ -63,7 +63,7 @@ Deno.test("--init-from-hf trains from the file's weights and shape, and the same
   assert.match(again.out, /resumed from .* at iteration 4/);
 });
 
-Deno.test("--init-from-hf refuses a vocabulary other than the tokenizer's and samples longer than its positions", async () => {
+Deno.test("--init-from-hf refuses a vocabulary other than the tokenizer's, samples longer than its positions, and a missing directory", async () => {
   const hf = await hfDir();
   const gpt2Vocab = `${tmp}/hf-gpt2-vocab`;
   {
@@ -85,6 +85,12 @@ Deno.test("--init-from-hf refuses a vocabulary other than the tokenizer's and sa
   );
   assert.notEqual(long.code, 0);
   assert.match(long.out, /seqLength 64 exceeds the model's 32 positions/);
+  const missing = await runScript(
+    TRAIN_SCRIPT,
+    trainCliArgs(dataPath, `${tmp}/bad3`, 1, ["--init-from-hf", `${tmp}/no-such-dir`]),
+  );
+  assert.equal(missing.code, 2, missing.out);
+  assert.match(missing.out, /^error: initFromHf: .*no-such-dir\/config\.json: cannot read/m);
 });
 
 Deno.test("--make-vocab-size-divisible-by pads the vocabulary: the unpadded run's losses, and the checkpoint generates", async () => {

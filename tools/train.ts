@@ -22,6 +22,7 @@ import { ConfigError, loadConfig } from "../lib/train/config.ts";
 import { CheckpointError, latestCheckpoint } from "../lib/train/checkpoint.ts";
 import { loadTokenizer, type Tokenizer } from "../lib/data/tokenizer.ts";
 import { loadHfGpt2 } from "../lib/io/hf_gpt2.ts";
+import { DenotronError } from "../lib/errors.ts";
 import type { GPT } from "../lib/nn/gpt.ts";
 import { prepareSotuCorpus } from "../lib/data/sotu.ts";
 import { IndexedDataset } from "../lib/data/indexed_dataset.ts";
@@ -227,11 +228,18 @@ async function modelFromHf(config: TrainConfig, tokenizer: Tokenizer): Promise<G
   const dir = config.checkpoints.initFromHf;
   if (!dir) return null;
   const p = config.precision, m = config.model;
-  const model = await loadHfGpt2(dir, {
-    seed: config.training.seed,
-    dtype: p.bf16 ? "bf16" : p.fp16 ? "f16" : "f32",
-    ...(m.vocabMultiple ? { vocabMultiple: m.vocabMultiple } : {}),
-  });
+  let model: GPT;
+  try {
+    model = await loadHfGpt2(dir, {
+      seed: config.training.seed,
+      dtype: p.bf16 ? "bf16" : p.fp16 ? "f16" : "f32",
+      ...(m.vocabMultiple ? { vocabMultiple: m.vocabMultiple } : {}),
+    });
+  } catch (e) {
+    // a missing or malformed directory is a configuration error: one line, no stack
+    if (e instanceof DenotronError) throw new ConfigError(`initFromHf: ${e.message}`);
+    throw e;
+  }
   try {
     const c = model.config;
     const refuse = (msg: string): never => {
