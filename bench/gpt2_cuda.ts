@@ -165,6 +165,22 @@ for (const [sym, t] of [...bySymbol].sort((a, b) => b[1].ms - a[1].ms).slice(0, 
 console.log(
   `GEMMs: ${gemmMs.toFixed(2)} ms, ${(gemmTotal / gemmMs / 1e9).toFixed(1)} TFLOP/s overall`,
 );
+// Attention's useful FLOPs per layer with the causal half only: QKᵀ and PV forward (2 GEMMs
+// of B·NH·T²/2·HS multiply-adds each), and 2.5× that backward (dV, dP, dS·K, dSᵀ·Q).
+const attnFwd = 2 * 2 * B * T * T / 2 * config.nEmbd * config.nLayer;
+for (
+  const [sym, flopsOf] of [["dn_attention_forward", attnFwd], [
+    "dn_attention_backward",
+    2.5 * attnFwd,
+  ]] as const
+) {
+  const e = bySymbol.get(sym);
+  if (e) {
+    console.log(
+      `${sym}: ${e.ms.toFixed(2)} ms, ${(flopsOf / e.ms / 1e9).toFixed(1)} TFLOP/s (causal)`,
+    );
+  }
+}
 for (
   const [label, t] of [...profile].filter(([l]) => gemmFlops.has(l)).sort((a, b) =>
     b[1].ms - a[1].ms
