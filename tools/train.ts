@@ -294,11 +294,6 @@ function refuseWithModelParallelism(
         `is not supported yet`,
     );
   }
-  if (config.parallel.useDistributedOptimizer) {
-    throw new ConfigError(
-      `${layout} with useDistributedOptimizer: ZeRO is not combined with model parallelism yet`,
-    );
-  }
 }
 
 function sum(a: ArrayLike<number>): number {

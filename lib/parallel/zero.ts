@@ -169,6 +169,27 @@ export class DistributedOptimizer {
     this.main.copyFromHost(this.#compact(all));
   }
 
+  /**
+   * The whole optimizer state in the flat buffer's layout, put together from every rank's
+   * shard (a collective over the data-parallel group: every rank calls it).
+   */
+  flatState(): { m: Float32Array; v: Float32Array; main: Float32Array | null } {
+    const n = this.ddp.params.data.numel;
+    const whole = (compact: Tensor) => {
+      const flat = new Float32Array(n); // zero outside this rank's pieces: a sum joins them
+      const c = compact.toArray() as Float32Array;
+      let k = 0;
+      for (const p of this.pieces) {
+        flat.set(c.subarray(k, k + p.length), p.offset);
+        k += p.length;
+      }
+      using t = Tensor.fromArray(flat, [n], { device: compact.device });
+      this.ddp.group.allReduce(t);
+      return t.toArray() as Float32Array;
+    };
+    return { m: whole(this.m), v: whole(this.v), main: this.main ? whole(this.main) : null };
+  }
+
   /** This rank's pieces of a flat-buffer-shaped array, one after another. */
   #compact(a: Float32Array): Float32Array {
     const out = new Float32Array(this.m.numel);

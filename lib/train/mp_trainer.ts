@@ -43,6 +43,8 @@ import {
 import { dropoutDraws, GPT } from "../nn/gpt.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { MixedPrecisionAdamW } from "../optim/mixed_precision.ts";
+import { DataParallel } from "../parallel/ddp.ts";
+import { DistributedOptimizer } from "../parallel/zero.ts";
 import { clipFactor } from "../optim/clip.ts";
 import { sequenceShard } from "../parallel/mappings.ts";
 import type { ParallelGroups } from "../parallel/init.ts";
@@ -126,11 +128,14 @@ export class ModelParallelTrainer {
   /** This rank's part of the model. */
   readonly model: PipelineGPT;
   /** AdamW over this rank's shards (MixedPrecisionAdamW with fp32 main weights in bf16). */
-  readonly optimizer: AdamW;
+  readonly optimizer: AdamW | DistributedOptimizer;
+  /** ZeRO-1 over the data-parallel group (useDistributedOptimizer with DP > 1), else null. */
+  readonly ddp: DataParallel | null;
   /** The model's parameter and activation dtype. */
   readonly dtype: "f32" | "bf16" | "f16";
   /** Where one process's dropout stream would be: saved in checkpoints as its offset. */
   #rngOffset = 0;
+  #counted: Uint8Array | null = null;
   /** This rank's groups. */
   readonly groups: ParallelGroups;
   /** The learning rate of each step. */
@@ -196,7 +201,16 @@ export class ModelParallelTrainer {
     };
     // bf16/fp16: the model computes in 16 bits, the optimizer keeps fp32 main weights
     // (the gradients are fp32 main gradients already)
-    this.optimizer = this.dtype !== "f32"
+    // ZeRO-1: gradients reduce-scattered over the data-parallel group after the pipeline
+    // (overlap off: the tensor-parallel reductions come first), each DP rank updating its
+    // shard of this model-parallel rank's parameters
+    const zero = c.parallel.useDistributedOptimizer && g.data.size > 1;
+    this.ddp = zero
+      ? new DataParallel(this.model.params, g.data, { reduceScatter: true, overlap: false })
+      : null;
+    this.optimizer = this.ddp
+      ? new DistributedOptimizer(this.ddp, adam)
+      : this.dtype !== "f32"
       ? new MixedPrecisionAdamW(this.model.params, adam)
       : new AdamW(this.model.params, adam);
     this.schedule = new LrSchedule({
@@ -329,7 +343,8 @@ export class ModelParallelTrainer {
       }
       // the sampler gives data-parallel rank r micro-batches r, r + dp, ... of the step
       return runPipeline(model, batches, {
-        lossScale: scale / (k * dp),
+        // DataParallel averages over the ranks itself; the all-reduce below only sums
+        lossScale: this.ddp ? scale / k : scale / (k * dp),
         firstMicroBatch: g.data.rank,
         microBatchStride: dp,
         rngOffset: this.#rngOffset,
@@ -339,13 +354,15 @@ export class ModelParallelTrainer {
     // the dropout stream of one process after this step's k · dp micro-batches
     this.#rngOffset += k * dp * dropoutDraws(model.config, t.microBatchSize, T, plan.layers);
     model.syncGrads();
-    if (dp > 1) g.data.allReduce(model.params.grad);
+    if (this.ddp) this.ddp.finishGradSync();
+    else if (dp > 1) g.data.allReduce(model.params.grad);
     const lossSum = this.#fromLastStage(losses.reduce((a, b) => a + b, 0));
     // fp16: an overflow on any rank skips the step on every rank (a MAX vote over the
     // world, whose ranks together hold every gradient), and the scaler backs off
     let skipped = false;
     if (this.scaler) {
-      const local = (this.optimizer as MixedPrecisionAdamW).checkGrads(1 / scale).foundInf;
+      const opt = this.optimizer as MixedPrecisionAdamW | DistributedOptimizer;
+      const local = opt.checkGrads(1 / scale).foundInf;
       using f = Tensor.fromArray([local ? 1 : 0], [1]);
       g.world.allReduce(f, "max");
       skipped = f.item() > 0;
@@ -388,27 +405,38 @@ export class ModelParallelTrainer {
   /**
    * The global gradient norm of the single-process model: each element counted once
    * (sharded parameters on every tensor rank, replicated ones on rank 0, the tied
-   * embedding on the first stage only), summed over the model-parallel group.
+   * embedding on the first stage only), summed over the model-parallel group, and under
+   * ZeRO over the data-parallel shards as well.
    */
   #gradNorm(): number {
-    const m = this.model;
-    const grads = m.params.grad.toArray() as Float32Array;
+    const grads = this.model.params.grad.toArray() as Float32Array;
+    const counts = this.#countedElements();
+    const ranges = this.optimizer instanceof DistributedOptimizer
+      ? this.optimizer.pieces
+      : [{ offset: 0, length: grads.length }];
     let sq = 0;
+    for (const { offset, length } of ranges) {
+      for (let j = offset; j < offset + length; j++) if (counts[j]) sq += grads[j] * grads[j];
+    }
+    using s = Tensor.fromArray([sq], [1]);
+    (this.ddp ? this.groups.world : this.groups.modelParallel).allReduce(s);
+    return Math.sqrt(s.item());
+  }
+
+  /** 1 for the flat-buffer elements this rank counts in the global norm (see #gradNorm). */
+  #countedElements(): Uint8Array {
+    if (this.#counted) return this.#counted;
+    const m = this.model;
+    const out = new Uint8Array(m.params.grad.numel);
     for (const e of m.params.entries) {
       if (m.out && e.tensor === m.out.wte) continue;
       const info = tensorParallelInfo(e.tensor);
       const { rank, size } = shardOwner(e.tensor);
       if (info.spec.kind === "replicated" && rank !== 0) continue;
       const idx = shardIndices(info.fullShape, info.spec, rank, size);
-      for (let i = 0; i < e.tensor.numel; i++) {
-        if (idx[i] < 0) continue;
-        const v = grads[e.offset + i];
-        sq += v * v;
-      }
+      for (let i = 0; i < e.tensor.numel; i++) if (idx[i] >= 0) out[e.offset + i] = 1;
     }
-    using s = Tensor.fromArray([sq], [1]);
-    this.groups.modelParallel.allReduce(s);
-    return Math.sqrt(s.item());
+    return this.#counted = out;
   }
 
   /**
@@ -487,13 +515,17 @@ export class ModelParallelTrainer {
     const m = this.model;
     const tp = this.groups.tensor;
     const opt = this.optimizer;
+    // ZeRO: the shards of the data-parallel ranks put together first
+    const state = opt instanceof DistributedOptimizer ? opt.flatState() : {
+      m: opt.m.toArray() as Float32Array,
+      v: opt.v.toArray() as Float32Array,
+      main: opt instanceof MixedPrecisionAdamW ? opt.main.toArray() as Float32Array : null,
+    };
     const flat: Record<string, Float32Array> = {
       "": m.params.data.toArray() as Float32Array,
-      "m.": opt.m.toArray() as Float32Array,
-      "v.": opt.v.toArray() as Float32Array,
-      ...(opt instanceof MixedPrecisionAdamW
-        ? { "main.": opt.main.toArray() as Float32Array }
-        : {}),
+      "m.": state.m,
+      "v.": state.v,
+      ...(state.main ? { "main.": state.main } : {}),
     };
     const out = new Map<string, Full>();
     for (const e of m.params.entries) {
@@ -622,8 +654,10 @@ export class ModelParallelTrainer {
     const n = m.params.data.numel;
     const opt = this.optimizer;
     const mixed = opt instanceof MixedPrecisionAdamW ? opt : null;
-    // bf16 runs continue from the saved fp32 main weights when the checkpoint has them
-    const withMain = mixed !== null && [...moments.keys()].some((k) => k.startsWith("main."));
+    const zero = opt instanceof DistributedOptimizer ? opt : null;
+    // 16-bit runs continue from the saved fp32 main weights when the checkpoint has them
+    const withMain = (mixed !== null || zero?.main != null) &&
+      [...moments.keys()].some((k) => k.startsWith("main."));
     const flat = {
       m: new Float32Array(n),
       v: new Float32Array(n),
@@ -649,11 +683,15 @@ export class ModelParallelTrainer {
       flat.v.set(shard(moments, `v.${e.name}`), e.offset);
       flat.main?.set(shard(moments, `main.${e.name}`), e.offset);
     }
-    this.optimizer.m.copyFromHost(flat.m);
-    this.optimizer.v.copyFromHost(flat.v);
-    if (mixed && flat.main) mixed.main.copyFromHost(flat.main);
-    else mixed?.syncMainFromModel();
-    this.optimizer.stepCount = state.optimizerStepCount;
+    if (zero) {
+      zero.loadFlatState({ ...flat, stepCount: state.optimizerStepCount, dataParallelSize: 1 });
+    } else {
+      opt.m.copyFromHost(flat.m);
+      opt.v.copyFromHost(flat.v);
+      if (mixed && flat.main) mixed.main.copyFromHost(flat.main);
+      else mixed?.syncMainFromModel();
+      opt.stepCount = state.optimizerStepCount;
+    }
     this.iteration = state.iteration;
     this.#rngOffset = state.rng.offset;
     if (state.lossScaler && this.scaler) this.scaler.loadStateDict(state.lossScaler);
@@ -671,6 +709,7 @@ export class ModelParallelTrainer {
   /** Frees the optimizer state and the model. */
   dispose(): void {
     this.optimizer.dispose();
+    this.ddp?.dispose();
     this.model.dispose();
   }
 
