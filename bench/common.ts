@@ -1,13 +1,16 @@
 /**
- * Shared pieces of the benchmarks: timing, the sgemm rate of this machine, and the
- * model-FLOPs formula.
+ * Shared pieces of the benchmarks: timing, the sgemm rate of this machine, the
+ * model-FLOPs formula, and the measured training step.
  *
  * @module
  */
 import type { Device } from "../lib/device.ts";
 import { matmul } from "../lib/ops/matmul.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
-import { GPT_PRESETS, type GPTConfig } from "../lib/nn/gpt.ts";
+import { type GPT, GPT_PRESETS, type GPTConfig } from "../lib/nn/gpt.ts";
+import { AdamW } from "../lib/optim/adamw.ts";
+import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
+import { MixedPrecisionAdamW, mixedPrecisionStep } from "../lib/optim/mixed_precision.ts";
 
 /** The median of a list of numbers. */
 export function median(xs: number[]): number {
@@ -75,4 +78,32 @@ export function syntheticBatch(vocabSize: number, B: number, T: number): {
     targets[i] = (i * 104729 + 7) % vocabSize;
   }
   return { tokens, targets };
+}
+
+/** The optimizer of a benchmarked model: AdamW, or MixedPrecisionAdamW for a 16-bit one. */
+export function benchOptimizer(model: GPT): AdamW {
+  return model.params.data.dtype === "f32"
+    ? new AdamW(model.params, { lr: 1e-4 })
+    : new MixedPrecisionAdamW(model.params, { lr: 1e-4 });
+}
+
+/**
+ * One measured training step: forward, backward, global-norm clipping to 1, the update
+ * and zeroing the gradients.
+ *
+ * @returns the loss
+ */
+export function benchStep(model: GPT, opt: AdamW, x: Tensor, y: Tensor): number {
+  const loss = tidy(() => {
+    const l = model.loss(x, y);
+    l.backward();
+    return l.item();
+  });
+  if (opt instanceof MixedPrecisionAdamW) {
+    mixedPrecisionStep(opt, { lr: 1e-4, scaler: null, clipGrad: 1 });
+  } else {
+    opt.step(1e-4, clipFactor(gradNorm(model.params.grad), 1.0));
+  }
+  model.params.zeroGrad();
+  return loss;
 }

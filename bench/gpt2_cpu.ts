@@ -10,11 +10,17 @@
 import { parseArgs } from "parse-args";
 import { device as getDevice } from "../lib/device.ts";
 import { GPT } from "../lib/nn/gpt.ts";
-import { AdamW } from "../lib/optim/adamw.ts";
-import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
-import { Tensor, tidy } from "../lib/tensor.ts";
+import { Tensor } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
-import { median, modelFlopsPerStep, presetOrThrow, sgemmRate, syntheticBatch } from "./common.ts";
+import {
+  benchOptimizer,
+  benchStep,
+  median,
+  modelFlopsPerStep,
+  presetOrThrow,
+  sgemmRate,
+  syntheticBatch,
+} from "./common.ts";
 import { CLUSTER_PRESETS, MODEL_PRESETS, predictStep } from "../lib/plan/mod.ts";
 
 const { values } = parseArgs({
@@ -39,23 +45,13 @@ const sgemm = sgemmRate(dev);
 console.log(`sgemm 2048^3: ${(sgemm / 1e9).toFixed(1)} GFLOP/s`);
 
 const model = new GPT(config, { device: dev, seed: 1 });
-const opt = new AdamW(model.params, { lr: 1e-4 });
+const opt = benchOptimizer(model);
 const nParams = model.numParameters();
 const { tokens, targets } = syntheticBatch(config.vocabSize, B, T);
 const x = Tensor.fromArray(tokens, [B, T], { device: dev });
 const y = Tensor.fromArray(targets, [B, T], { device: dev });
 
-function step(): number {
-  const loss = tidy(() => {
-    const l = model.loss(x, y);
-    l.backward();
-    return l.item();
-  });
-  const f = clipFactor(gradNorm(model.params.grad), 1.0);
-  opt.step(1e-4, f);
-  model.params.zeroGrad();
-  return loss;
-}
+const step = () => benchStep(model, opt, x, y);
 
 step(); // warm-up: first-touch of every buffer, allocator fill
 const times: number[] = [];

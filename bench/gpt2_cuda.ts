@@ -22,12 +22,16 @@
 import { parseArgs } from "parse-args";
 import { device as getDevice } from "../lib/device.ts";
 import { GPT, paddedVocabSize } from "../lib/nn/gpt.ts";
-import { AdamW } from "../lib/optim/adamw.ts";
-import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
-import { MixedPrecisionAdamW, mixedPrecisionStep } from "../lib/optim/mixed_precision.ts";
-import { Tensor, tidy } from "../lib/tensor.ts";
+import { Tensor } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
-import { median, modelFlopsPerStep, presetOrThrow, syntheticBatch } from "./common.ts";
+import {
+  benchOptimizer,
+  benchStep,
+  median,
+  modelFlopsPerStep,
+  presetOrThrow,
+  syntheticBatch,
+} from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -62,9 +66,7 @@ const peakTflops = values.peak
   : NaN;
 
 const model = new GPT(config, { device: dev, seed: 1, dtype });
-const opt = dtype === "f32"
-  ? new AdamW(model.params, { lr: 1e-4 })
-  : new MixedPrecisionAdamW(model.params, { lr: 1e-4 });
+const opt = benchOptimizer(model);
 // the padding rows are not the model's: FLOPs and the parameter count leave them out
 const nParams = model.numParameters() -
   (paddedVocabSize(config) - config.vocabSize) * config.nEmbd;
@@ -73,17 +75,7 @@ const x = Tensor.fromArray(tokens, [B, T], { device: dev });
 const y = Tensor.fromArray(targets, [B, T], { device: dev });
 
 function step(): number {
-  const loss = tidy(() => {
-    const l = model.loss(x, y);
-    l.backward();
-    return l.item();
-  });
-  if (opt instanceof MixedPrecisionAdamW) {
-    mixedPrecisionStep(opt, { lr: 1e-4, scaler: null, clipGrad: 1 });
-  } else {
-    opt.step(1e-4, clipFactor(gradNorm(model.params.grad), 1.0));
-  }
-  model.params.zeroGrad();
+  const loss = benchStep(model, opt, x, y);
   dev.lib.check(dev.lib.sym.dn_synchronize(), "dn_synchronize");
   return loss;
 }

@@ -12,12 +12,16 @@
 import { parseArgs } from "parse-args";
 import { device as getDevice } from "../lib/device.ts";
 import { GPT } from "../lib/nn/gpt.ts";
-import { AdamW } from "../lib/optim/adamw.ts";
-import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
-import { MixedPrecisionAdamW, mixedPrecisionStep } from "../lib/optim/mixed_precision.ts";
-import { Tensor, tidy } from "../lib/tensor.ts";
+import { Tensor } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
-import { median, modelFlopsPerStep, presetOrThrow, syntheticBatch } from "./common.ts";
+import {
+  benchOptimizer,
+  benchStep,
+  median,
+  modelFlopsPerStep,
+  presetOrThrow,
+  syntheticBatch,
+} from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -45,24 +49,9 @@ function run(dtype: "f32" | "bf16") {
   const model = new GPT(config, { device: dev, seed: 1, dtype });
   const x = Tensor.fromArray(tokens, [B, T], { device: dev });
   const y = Tensor.fromArray(targets, [B, T], { device: dev });
-  const opt = dtype === "f32"
-    ? new AdamW(model.params, { lr: 1e-4 })
-    : new MixedPrecisionAdamW(model.params, { lr: 1e-4 });
+  const opt = benchOptimizer(model);
   const state = dev.memoryStats().inUse - base.inUse;
-  const step = (): number => {
-    const loss = tidy(() => {
-      const l = model.loss(x, y);
-      l.backward();
-      return l.item();
-    });
-    if (opt instanceof MixedPrecisionAdamW) {
-      mixedPrecisionStep(opt, { lr: 1e-4, scaler: null, clipGrad: 1 });
-    } else {
-      opt.step(1e-4, clipFactor(gradNorm(model.params.grad), 1.0));
-    }
-    model.params.zeroGrad();
-    return loss;
-  };
+  const step = () => benchStep(model, opt, x, y);
   step(); // warm-up
   const times: number[] = [];
   let loss = 0;

@@ -15,6 +15,7 @@ import {
   embedding,
   layernorm,
   linear,
+  linearGelu,
   matmul,
 } from "../lib/ops/mod.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
@@ -131,6 +132,26 @@ const cases: [string, () => unknown, RegExp][] = [
     "GPT: dropout",
     () => new GPT({ vocabSize: 5, blockSize: 4, nLayer: 1, nHead: 1, nEmbd: 8, dropout: 1 }),
     /dropout must be in \[0, 1\)/,
+  ],
+  [
+    "linearGelu: inner size",
+    () => linearGelu(f(2, 3), f(4, 5)),
+    /linearGelu: x \[2, 3\] has last dimension 3 but weight \[4, 5\] expects 5/,
+  ],
+  [
+    "embedding: vocabSize beyond the table",
+    () => embedding(i32([0, 1], [1, 2]), f(5, 4), f(8, 4), 6),
+    /embedding: vocabSize 6 must be an integer in \[1, 5\]/,
+  ],
+  [
+    "embedding: token in the padding rows",
+    () => embedding(i32([0, 4], [1, 2]), f(5, 4), f(8, 4), 4),
+    /token 4 at flat index 1 is outside the vocabulary \[0, 4\)/,
+  ],
+  [
+    "GPT: vocabMultiple",
+    () => new GPT({ vocabSize: 5, blockSize: 4, nLayer: 1, nHead: 1, nEmbd: 8, vocabMultiple: 0 }),
+    /GPT config: vocabMultiple must be a positive integer, got 0/,
   ],
 ];
 

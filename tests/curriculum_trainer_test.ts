@@ -9,6 +9,7 @@ import { GptBatchIterator } from "../lib/data/gpt_dataset.ts";
 import { Curriculum } from "../lib/curriculum/curriculum.ts";
 import {
   DifficultyBatchIterator,
+  type DifficultyBatchOptions,
   longestDocumentRun,
   rareTokenShare,
   tokenCounts,
@@ -16,6 +17,7 @@ import {
 import { truncateBatch } from "../lib/curriculum/seqlen.ts";
 import type { LayerPlan } from "../lib/nn/gpt.ts";
 import type { Tensor } from "../lib/tensor.ts";
+import type { TrainConfig } from "../lib/train/config.ts";
 import { ProgressLogger } from "../lib/train/logging.ts";
 import { train, Trainer } from "../lib/train/trainer.ts";
 import { tinyConfig, tinyCorpus, tinyTrainer } from "./train_helpers.ts";
@@ -238,14 +240,19 @@ Deno.test("data curriculum: only samples the schedule allows, easiest first on r
   t.dispose();
 });
 
-Deno.test("data curriculum in the trainer: the curriculum sets the iterator's step", () => {
-  const config = tinyConfig({ trainIters: 4 });
+/**
+ * A trainer that reads its batches from a data curriculum over the tiny corpus (samples
+ * ranked by their longest document run) and sets the iterator's step each step.
+ */
+function dataCurriculumTrainer(
+  config: TrainConfig,
+  options: Omit<DifficultyBatchOptions, "microBatchSize" | "difficulty">,
+): { t: Trainer; it: DifficultyBatchIterator } {
   const base = tinyTrainer(corpus, config);
-  const metric = longestDocumentRun(corpus.tokenizer.eotId);
   const it = new DifficultyBatchIterator(base.trainData, {
-    microBatchSize: 4,
-    difficulty: metric,
-    schedule: (step) => (step < 2 ? 14 : Infinity),
+    microBatchSize: config.training.microBatchSize,
+    difficulty: longestDocumentRun(corpus.tokenizer.eotId),
+    ...options,
   });
   const t = new Trainer({
     config,
@@ -255,6 +262,13 @@ Deno.test("data curriculum in the trainer: the curriculum sets the iterator's st
     curriculum: new Curriculum({ data: it }),
   });
   base.dispose();
+  return { t, it };
+}
+
+Deno.test("data curriculum in the trainer: the curriculum sets the iterator's step", () => {
+  const { t, it } = dataCurriculumTrainer(tinyConfig({ trainIters: 4 }), {
+    schedule: (step) => (step < 2 ? 14 : Infinity),
+  });
   const steps: number[] = [];
   const next = it.next.bind(it);
   it.next = () => (steps.push(it.step), next());
@@ -292,25 +306,11 @@ Deno.test("load() restores the tokens consumed, so token-based LR resumes where 
 Deno.test("a data-curriculum run resumes from its checkpoint with the uninterrupted run's losses", async () => {
   const dir = await Deno.makeTempDir({ prefix: "denotron-data-curriculum-" });
   const config = tinyConfig({ trainIters: 6 });
-  const metric = longestDocumentRun(corpus.tokenizer.eotId);
-  const make = () => {
-    const base = tinyTrainer(corpus, config);
-    const it = new DifficultyBatchIterator(base.trainData, {
-      microBatchSize: 4,
-      difficulty: metric,
+  const make = () =>
+    dataCurriculumTrainer(config, {
       schedule: (step) => (step < 3 ? 14 : Infinity),
       order: "easiest-first",
     });
-    const t = new Trainer({
-      config,
-      train: base.trainData,
-      tokenizer: corpus.tokenizer,
-      batches: it,
-      curriculum: new Curriculum({ data: it }),
-    });
-    base.dispose();
-    return { t, it };
-  };
   const whole = make();
   const want = Array.from({ length: 6 }, () => whole.t.step().loss);
   const first = make();

@@ -215,6 +215,14 @@ export function linearGeluBackRef(
   return linearBackRef(x, w, pre.map((u, i) => g[i] * geluGradRef(u)), M, K, N);
 }
 
+/** Gradients of Σ g · gelu(x + b) over (N,C): [dx, db]. */
+export function biasGeluBackRef(x: F, b: F, g: F, C: number): [F, F] {
+  const dx = Float64Array.from(x, (v, i) => g[i] * geluGradRef(v + b[i % C]));
+  const db = new Float64Array(C);
+  dx.forEach((v, i) => (db[i % C] += v));
+  return [dx, db];
+}
+
 /** Causal attention over qkv (B,T,3C) → (B,T,C). */
 export function attentionRef(qkv: F, B: number, T: number, C: number, NH: number): F {
   return attentionFull(qkv, B, T, C, NH).out;

@@ -87,6 +87,12 @@ export function validateGPTConfig(c: GPTConfig): void {
   }
 }
 
+/** `c` validated (validateGPTConfig), with every optional field's default filled in. */
+export function gptConfigWithDefaults(c: GPTConfig): Required<GPTConfig> {
+  validateGPTConfig(c);
+  return { dropout: 0, layerNormEps: 1e-5, ffnHidden: 4 * c.nEmbd, vocabMultiple: 1, ...c };
+}
+
 /**
  * Which blocks one training forward runs (progressive layer dropping, see
  * lib/curriculum/layer_drop.ts): a dropped block is the identity, a kept one
@@ -158,14 +164,7 @@ export class GPT extends Module {
   /** Creates and initialises the model (GPT-2's initialisation, seeded). */
   constructor(config: GPTConfig, opts: GPTOptions = {}) {
     super();
-    validateGPTConfig(config);
-    const c: Required<GPTConfig> = {
-      dropout: 0,
-      layerNormEps: 1e-5,
-      ffnHidden: 4 * config.nEmbd,
-      vocabMultiple: 1,
-      ...config,
-    };
+    const c = gptConfigWithDefaults(config);
     this.config = c;
     const device = opts.device ?? getDevice();
     const seed = opts.seed ?? 1337;

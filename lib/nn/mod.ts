@@ -10,6 +10,7 @@ export {
   GPT,
   GPT_PRESETS,
   type GPTConfig,
+  gptConfigWithDefaults,
   type GPTOptions,
   type LayerPlan,
   paddedVocabSize,

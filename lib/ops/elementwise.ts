@@ -1,5 +1,6 @@
 /**
- * defines: add (the residual connection), addScaled (a scaled residual branch), dropout.
+ * defines: add (the residual connection), addScaled (a scaled residual branch), dropout,
+ * accumulateInto (dst += src, for gradients).
  *
  * @module
  */
@@ -12,7 +13,7 @@ import { dtypeWithGrad, expectNumber, expectSameDeviceAndDtype, expectTensor } f
 const FLOAT = ["f32", "bf16", "f16"] as const;
 
 /** dst += src over all elements (dst may be an fp32 main gradient of a 16-bit src). */
-function accumulate(dst: Tensor, src: Tensor): void {
+export function accumulateInto(dst: Tensor, src: Tensor): void {
   const lib = dst.device.lib;
   lib.check(
     lib.sym.dn_axpby(
@@ -47,8 +48,8 @@ export function add(a: Tensor, b: Tensor): Tensor {
     name: op,
     inputs: [a, b],
     backward(g) {
-      if (needsGrad(a)) accumulate(gradOf(a), g);
-      if (needsGrad(b)) accumulate(gradOf(b), g);
+      if (needsGrad(a)) accumulateInto(gradOf(a), g);
+      if (needsGrad(b)) accumulateInto(gradOf(b), g);
     },
   });
 }
@@ -82,7 +83,7 @@ export function addScaled(a: Tensor, b: Tensor, s: number): Tensor {
     name: op,
     inputs: [a, b],
     backward(g) {
-      if (needsGrad(a)) accumulate(gradOf(a), g);
+      if (needsGrad(a)) accumulateInto(gradOf(a), g);
       if (needsGrad(b)) {
         const gb = gradOf(b);
         lib.check(

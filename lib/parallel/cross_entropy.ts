@@ -17,7 +17,7 @@ import { gradOf, needsGrad, record } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
 import { big } from "../ops/check.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
-import { accumulateInto } from "./mappings.ts";
+import { accumulateInto } from "../ops/elementwise.ts";
 import type { ProcessGroup } from "./process_group.ts";
 
 /** The logit of the padding column: exp(PAD_LOGIT − anything finite) is 0. */

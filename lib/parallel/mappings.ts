@@ -1,6 +1,6 @@
 /**
  * defines: copyToTensorRegion, reduceFromTensorRegion, scatterToLastDim, gatherFromLastDim,
- *          scatterToSequenceRegion, gatherFromSequenceRegion, sequenceShard, accumulateInto
+ *          scatterToSequenceRegion, gatherFromSequenceRegion, sequenceShard
  *
  * The communication ops at the edges of a tensor-parallel region, each an autograd op
  * whose backward is the dual of its forward. A region holds a model-parallel computation
@@ -15,25 +15,9 @@
  */
 import { gradOf, needsGrad, record } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
-import { dtypeWithGrad } from "../ops/check.ts";
+import { accumulateInto } from "../ops/elementwise.ts";
 import { Tensor } from "../tensor.ts";
 import type { ProcessGroup } from "./process_group.ts";
-
-/** dst += src over all elements (dst may be an fp32 main gradient of a 16-bit src). */
-export function accumulateInto(dst: Tensor, src: Tensor): void {
-  const lib = dst.device.lib;
-  lib.check(
-    lib.sym.dn_axpby(
-      dtypeWithGrad(src.dtype, dst.dtype),
-      dst.ptr,
-      1,
-      src.ptr,
-      1,
-      BigInt(dst.numel),
-    ),
-    "accumulate",
-  );
-}
 
 function fresh(like: Tensor, shape: readonly number[] = like.shape): Tensor {
   return Tensor.empty(shape, { dtype: like.dtype, device: like.device });

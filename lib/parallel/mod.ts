@@ -4,8 +4,8 @@
  *
  * @module
  */
+export { accumulateInto } from "../ops/elementwise.ts";
 export {
-  accumulateInto,
   copyToTensorRegion,
   gatherFromLastDim,
   gatherFromSequenceRegion,

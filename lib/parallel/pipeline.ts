@@ -20,9 +20,9 @@ import { DenotronError } from "../errors.ts";
 import {
   dropoutDraws,
   type GPTConfig,
+  gptConfigWithDefaults,
   type GPTOptions,
   type LayerPlan,
-  validateGPTConfig,
 } from "../nn/gpt.ts";
 import type { LayerNorm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
@@ -137,15 +137,8 @@ export class PipelineGPT extends Module {
   /** Builds this rank's chunks of the model of `config` (same config and seed on every rank). */
   constructor(config: GPTConfig, opts: PipelineGPTOptions) {
     super();
-    validateGPTConfig(config);
+    const c = gptConfigWithDefaults(config);
     validateTensorParallel(config, opts.tensor.size);
-    const c: Required<GPTConfig> = {
-      dropout: 0,
-      layerNormEps: 1e-5,
-      ffnHidden: 4 * config.nEmbd,
-      vocabMultiple: 1,
-      ...config,
-    };
     this.config = c;
     this.tensor = opts.tensor;
     this.pipeline = opts.pipeline;

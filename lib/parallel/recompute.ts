@@ -12,7 +12,7 @@ import { backward, gradOf, isGradEnabled, needsGrad, noGrad, record } from "../a
 import { DenotronError } from "../errors.ts";
 import type { Generator } from "../random.ts";
 import { type Tensor, tidy } from "../tensor.ts";
-import { accumulateInto } from "./mappings.ts";
+import { accumulateInto } from "../ops/elementwise.ts";
 
 /** Megatron's recomputation settings. */
 export interface RecomputeOptions {

@@ -20,7 +20,7 @@ import { add, addScaled, dropout } from "../ops/elementwise.ts";
 import { linear, linearGelu } from "../ops/matmul.ts";
 import { type Device, device as getDevice } from "../device.ts";
 import { DenotronError } from "../errors.ts";
-import { type GPTConfig, type GPTOptions, validateGPTConfig } from "../nn/gpt.ts";
+import { type GPTConfig, gptConfigWithDefaults, type GPTOptions } from "../nn/gpt.ts";
 import { LayerNorm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
@@ -238,15 +238,8 @@ export class TensorParallelGPT extends Module {
   /** Builds this rank's shard of the model of `config` (same config and seed on every rank). */
   constructor(config: GPTConfig, opts: TensorParallelGPTOptions) {
     super();
-    validateGPTConfig(config);
+    const c = gptConfigWithDefaults(config);
     validateTensorParallel(config, opts.group.size);
-    const c: Required<GPTConfig> = {
-      dropout: 0,
-      layerNormEps: 1e-5,
-      ffnHidden: 4 * config.nEmbd,
-      vocabMultiple: 1,
-      ...config,
-    };
     this.config = c;
     this.group = opts.group;
     this.sequenceParallel = opts.sequenceParallel ?? false;

@@ -56,17 +56,20 @@ import { Generator } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { type CheckpointState, resolveCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
-import { LrSchedule } from "./lr_schedule.ts";
+import type { LrSchedule } from "./lr_schedule.ts";
 import {
   checkMicroBatches,
   composeStepPlan,
   gptStepFlops,
+  planResultFields,
   replayConsumedTokens,
 } from "./step_plan.ts";
 import {
   type EvalResult,
   gptConfigFrom,
   gradScalerFrom,
+  lrScheduleFrom,
+  optimizerFrom,
   type StepResult,
   textBytes,
 } from "./trainer.ts";
@@ -192,34 +195,16 @@ export class ModelParallelTrainer {
       dtype: this.dtype,
       ...pipelineOptionsFrom(c),
     });
-    const adam = {
-      lr: t.lr,
-      beta1: t.adamBeta1,
-      beta2: t.adamBeta2,
-      eps: t.adamEps,
-      weightDecay: t.weightDecay,
-    };
     // bf16/fp16: the model computes in 16 bits, the optimizer keeps fp32 main weights
-    // (the gradients are fp32 main gradients already)
-    // ZeRO-1: gradients reduce-scattered over the data-parallel group after the pipeline
+    // (the gradients are fp32 main gradients already). ZeRO-1: gradients reduce-scattered over the data-parallel group after the pipeline
     // (overlap off: the tensor-parallel reductions come first), each DP rank updating its
     // shard of this model-parallel rank's parameters
     const zero = c.parallel.useDistributedOptimizer && g.data.size > 1;
     this.ddp = zero
       ? new DataParallel(this.model.params, g.data, { reduceScatter: true, overlap: false })
       : null;
-    this.optimizer = this.ddp
-      ? new DistributedOptimizer(this.ddp, adam)
-      : this.dtype !== "f32"
-      ? new MixedPrecisionAdamW(this.model.params, adam)
-      : new AdamW(this.model.params, adam);
-    this.schedule = new LrSchedule({
-      lr: t.lr,
-      minLr: t.minLr,
-      warmupIters: t.lrWarmupIters,
-      decayIters: t.lrDecayIters ?? t.trainIters,
-      decayStyle: t.lrDecayStyle,
-    });
+    this.optimizer = optimizerFrom(t, this.model.params, this.ddp);
+    this.schedule = lrScheduleFrom(t);
     this.curriculum = curriculumFromConfig(c, this.schedule);
     this.#batches = this.#iterator(0);
     const m = this.model.config;
@@ -376,21 +361,15 @@ export class ModelParallelTrainer {
       this.optimizer.step(lr, clip / scale);
     }
     model.params.zeroGrad();
-    const samples = plan.globalBatchSize;
-    this.consumedTokens += samples * T;
+    this.consumedTokens += plan.globalBatchSize * T;
     this.iteration++;
-    const kept = plan.layers ? plan.layers.keep.filter((x) => x).length : model.config.nLayer;
     return {
       iteration: this.iteration,
       loss: lossSum / (k * dp),
       lr,
       gradNorm: norm,
-      tokens: samples * T,
       seconds: (performance.now() - t0) / 1000,
-      seqLength: T,
-      globalBatchSize: samples,
-      keptLayers: kept,
-      flops: gptStepFlops(model.config, T, samples, kept),
+      ...planResultFields(model.config, plan),
       ...(this.scaler ? { lossScale: scale, skipped } : {}),
     };
   }

@@ -1,5 +1,6 @@
 /**
- * defines: composeStepPlan, checkMicroBatches, gptStepFlops, replayConsumedTokens — the per-step plan and
+ * defines: composeStepPlan, checkMicroBatches, gptStepFlops, planResultFields,
+ * replayConsumedTokens — the per-step plan and
  * its accounting, shared by {@linkcode Trainer} and {@linkcode ModelParallelTrainer}.
  * Pure functions of the config, the curriculum and the step.
  *
@@ -155,4 +156,22 @@ export function checkMicroBatches(
         `multiple of microBatchSize × data-parallel size (${unit})`,
     );
   }
+}
+
+/** The fields of a step's result that follow from its plan: tokens, length, batch, layers, FLOPs. */
+export function planResultFields(model: Required<GPTConfig>, plan: StepPlan): {
+  tokens: number;
+  seqLength: number;
+  globalBatchSize: number;
+  keptLayers: number;
+  flops: number;
+} {
+  const kept = plan.layers ? plan.layers.keep.filter((k) => k).length : model.nLayer;
+  return {
+    tokens: plan.globalBatchSize * plan.seqLength,
+    seqLength: plan.seqLength,
+    globalBatchSize: plan.globalBatchSize,
+    keptLayers: kept,
+    flops: gptStepFlops(model, plan.seqLength, plan.globalBatchSize, kept),
+  };
 }

@@ -30,6 +30,7 @@ import { noGrad } from "../autograd.ts";
 import { GptBatchIterator, type GptDataset } from "../data/gpt_dataset.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { dropoutDraws, GPT, type GPTConfig } from "../nn/gpt.ts";
+import type { FlatParameters } from "../nn/module.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipFactor, gradNorm } from "../optim/clip.ts";
 import { ConstantGradScaler, DynamicGradScaler, type GradScaler } from "../optim/grad_scaler.ts";
@@ -67,6 +68,7 @@ import {
   checkMicroBatches,
   composeStepPlan,
   gptStepFlops,
+  planResultFields,
   replayConsumedTokens,
 } from "./step_plan.ts";
 import { writeLossPlot } from "./plot.ts";
@@ -83,6 +85,39 @@ export function gradScalerFrom(p: TrainConfig["precision"]): GradScaler | null {
     minScale: p.minLossScale,
     growthInterval: p.lossScaleWindow,
     hysteresis: p.hysteresis,
+  });
+}
+
+/**
+ * The optimizer a configuration asks for: ZeRO-1 over `ddp` when it reduce-scatters, else
+ * AdamW (fp32 model) or MixedPrecisionAdamW with fp32 main weights (16-bit model).
+ */
+export function optimizerFrom(
+  t: TrainConfig["training"],
+  params: FlatParameters,
+  ddp: DataParallel | null,
+): AdamW | DistributedOptimizer {
+  const adam = {
+    lr: t.lr,
+    beta1: t.adamBeta1,
+    beta2: t.adamBeta2,
+    eps: t.adamEps,
+    weightDecay: t.weightDecay,
+  };
+  if (ddp?.reduceScatter) return new DistributedOptimizer(ddp, adam);
+  return params.data.dtype === "f32"
+    ? new AdamW(params, adam)
+    : new MixedPrecisionAdamW(params, adam);
+}
+
+/** The learning-rate schedule of a configuration (warmup, then decay to minLr). */
+export function lrScheduleFrom(t: TrainConfig["training"]): LrSchedule {
+  return new LrSchedule({
+    lr: t.lr,
+    minLr: t.minLr,
+    warmupIters: t.lrWarmupIters,
+    decayIters: t.lrDecayIters ?? t.trainIters,
+    decayStyle: t.lrDecayStyle,
   });
 }
 
@@ -307,13 +342,6 @@ export class Trainer {
         `the model's parameters are ${this.model.params.data.dtype} but the config asks for ${dtype}`,
       );
     }
-    const adam = {
-      lr: t.lr,
-      beta1: t.adamBeta1,
-      beta2: t.adamBeta2,
-      eps: t.adamEps,
-      weightDecay: t.weightDecay,
-    };
     this.ddp = dpGroup
       ? new DataParallel(this.model.params, dpGroup, {
         reduceScatter: c.parallel.useDistributedOptimizer,
@@ -321,23 +349,13 @@ export class Trainer {
       : null;
     // Every replica starts from rank 0's weights.
     this.ddp?.broadcastParameters();
-    this.optimizer = this.ddp?.reduceScatter
-      ? new DistributedOptimizer(this.ddp, adam)
-      : dtype === "f32"
-      ? new AdamW(this.model.params, adam)
-      : new MixedPrecisionAdamW(this.model.params, adam);
+    this.optimizer = optimizerFrom(t, this.model.params, this.ddp);
     this.scaler = gradScalerFrom(p);
     const ddpGroup = this.ddp?.group;
     this.#reduceFoundInf = ddpGroup && !this.ddp!.reduceScatter
       ? (f) => maxOverGroup(ddpGroup, (options.reduceFoundInf ?? ((x) => x))(f))
       : options.reduceFoundInf;
-    this.schedule = new LrSchedule({
-      lr: t.lr,
-      minLr: t.minLr,
-      warmupIters: t.lrWarmupIters,
-      decayIters: t.lrDecayIters ?? t.trainIters,
-      decayStyle: t.lrDecayStyle,
-    });
+    this.schedule = lrScheduleFrom(t);
     this.#batches = new GptBatchIterator(this.trainData, this.#batchOptions(0));
     if (options.batches) {
       this.#batches = options.batches;
@@ -406,18 +424,6 @@ export class Trainer {
     }, overrides);
     checkMicroBatches(plan, c.training.microBatchSize, this.dataParallelSize, this.iteration);
     return plan;
-  }
-
-  /** The plan's fields of a StepResult: tokens, length, batch, kept layers and FLOPs. */
-  #planFields(plan: StepPlan) {
-    const kept = plan.layers ? plan.layers.keep.filter((k) => k).length : this.model.config.nLayer;
-    return {
-      tokens: plan.globalBatchSize * plan.seqLength,
-      seqLength: plan.seqLength,
-      globalBatchSize: plan.globalBatchSize,
-      keptLayers: kept,
-      flops: this.stepFlops(plan.seqLength, plan.globalBatchSize, kept),
-    };
   }
 
   /**
@@ -522,7 +528,7 @@ export class Trainer {
         lr,
         gradNorm: r.gradNorm,
         seconds: (performance.now() - t0) / 1000,
-        ...this.#planFields(plan),
+        ...planResultFields(this.model.config, plan),
         ...(this.scaler ? { lossScale: r.lossScale, skipped: r.skipped } : {}),
       };
     }
@@ -539,7 +545,7 @@ export class Trainer {
       lr,
       gradNorm: norm,
       seconds: (performance.now() - t0) / 1000,
-      ...this.#planFields(plan),
+      ...planResultFields(this.model.config, plan),
     };
   }
 
