@@ -44,7 +44,6 @@ export * from "./lib/nn/mod.ts";
 
 // Optimizers
 export * from "./lib/optim/mod.ts";
-export type { MixedStepOptimizer } from "./lib/optim/mixed_precision.ts";
 
 // Data
 export {
@@ -82,9 +81,13 @@ export { loadHfGpt2, saveHfGpt2 } from "./lib/io/hf_gpt2.ts";
 // Training
 export {
   type CheckpointConfig,
+  CONFIG_KEYS,
+  ConfigError,
+  type CurriculumConfig,
   type DataConfig,
   DEFAULT_CONFIG,
   type EvalConfig,
+  type LayerDropConfig,
   loadConfig,
   type LoggingConfig,
   type ModelConfig,
@@ -93,7 +96,17 @@ export {
   type TrainConfig,
   type TrainingConfig,
 } from "./lib/train/config.ts";
+export type {
+  KeyDecl,
+  KeyKind,
+  KeyOptions,
+  KeySection,
+  KeyValue,
+  SectionType,
+  ValueOf,
+} from "./lib/key_table.ts";
 export { type LrDecayStyle, LrSchedule, type LrScheduleOptions } from "./lib/train/lr_schedule.ts";
+export { curriculumFromConfig } from "./lib/train/step_plan.ts";
 export {
   type EvalRecord,
   type MetricsRecord,
@@ -103,12 +116,21 @@ export {
 } from "./lib/train/logging.ts";
 export type { PlotOptions, Series } from "./lib/train/plot.ts";
 export {
-  type CheckpointState,
   loadCheckpoint,
   type LoadTargets,
   saveCheckpoint,
   type SaveOptions,
 } from "./lib/train/checkpoint.ts";
+export {
+  type CheckpointContents,
+  CheckpointError,
+  type CheckpointRead,
+  type CheckpointState,
+  type HostTensor,
+  type NamedTensors,
+  readCheckpoint,
+  writeCheckpoint,
+} from "./lib/io/checkpoint.ts";
 export {
   type EvalResult,
   type StepResult,
@@ -119,11 +141,15 @@ export {
   type TrainOptions,
   type TrainSummary,
 } from "./lib/train/trainer.ts";
+export { type EngineStep, SingleModelEngine, type StepEngine } from "./lib/train/engine.ts";
+export { ModelParallelEngine, pipelineOptionsFrom } from "./lib/train/pipeline_engine.ts";
 export {
-  ModelParallelTrainer,
-  type ModelParallelTrainerOptions,
-  pipelineOptionsFrom,
-} from "./lib/train/mp_trainer.ts";
+  type GradOwnership,
+  type OptimizerState,
+  type OptimizerStepResult,
+  TrainOptimizer,
+  type TrainOptimizerOptions,
+} from "./lib/train/optimizer.ts";
 
 // Curriculum: sequence-length warmup, progressive layer dropping, batch ramp-up, data difficulty
 export * from "./lib/curriculum/mod.ts";
@@ -151,10 +177,10 @@ export {
 } from "./lib/parallel/init.ts";
 export {
   type ParallelDim,
-  type ParallelLayout as RankLayout,
   parallelLayout,
   type ParallelSizes,
   RankGenerator,
+  type RankLayout,
 } from "./lib/parallel/layout.ts";
 export { DataParallel, type DataParallelOptions, type GradBucket } from "./lib/parallel/ddp.ts";
 export {

@@ -8,9 +8,8 @@ import type { Device } from "../lib/device.ts";
 import { matmul } from "../lib/ops/matmul.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { type GPT, GPT_PRESETS, type GPTConfig } from "../lib/nn/gpt.ts";
-import { AdamW } from "../lib/optim/adamw.ts";
-import { clipFactor, gradNorm } from "../lib/optim/clip.ts";
-import { MixedPrecisionAdamW, mixedPrecisionStep } from "../lib/optim/mixed_precision.ts";
+import { DEFAULT_CONFIG } from "../lib/train/config.ts";
+import { TrainOptimizer } from "../lib/train/optimizer.ts";
 
 /** The median of a list of numbers. */
 export function median(xs: number[]): number {
@@ -80,11 +79,16 @@ export function syntheticBatch(vocabSize: number, B: number, T: number): {
   return { tokens, targets };
 }
 
-/** The optimizer of a benchmarked model: AdamW, or MixedPrecisionAdamW for a 16-bit one. */
-export function benchOptimizer(model: GPT): AdamW {
-  return model.params.data.dtype === "f32"
-    ? new AdamW(model.params, { lr: 1e-4 })
-    : new MixedPrecisionAdamW(model.params, { lr: 1e-4 });
+/**
+ * The optimizer of a benchmarked model, as training has it: AdamW (fp32 main weights for a
+ * 16-bit model), global-norm clipping to 1.
+ */
+export function benchOptimizer(model: GPT): TrainOptimizer {
+  return new TrainOptimizer(model.params, {
+    training: { ...DEFAULT_CONFIG.training, lr: 1e-4, clipGrad: 1 },
+    scaler: null,
+    ownership: { ranges: [{ offset: 0, length: model.params.grad.numel }], group: null },
+  });
 }
 
 /**
@@ -93,17 +97,13 @@ export function benchOptimizer(model: GPT): AdamW {
  *
  * @returns the loss
  */
-export function benchStep(model: GPT, opt: AdamW, x: Tensor, y: Tensor): number {
+export function benchStep(model: GPT, opt: TrainOptimizer, x: Tensor, y: Tensor): number {
   const loss = tidy(() => {
     const l = model.loss(x, y);
     l.backward();
     return l.item();
   });
-  if (opt instanceof MixedPrecisionAdamW) {
-    mixedPrecisionStep(opt, { lr: 1e-4, scaler: null, clipGrad: 1 });
-  } else {
-    opt.step(1e-4, clipFactor(gradNorm(model.params.grad), 1.0));
-  }
+  opt.step(1e-4, 1);
   model.params.zeroGrad();
   return loss;
 }

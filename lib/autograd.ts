@@ -10,20 +10,9 @@
  * @module
  */
 import { DenotronError, fmtShape } from "./errors.ts";
-import { DTYPE_CODE, keep, registerBackward, Tensor } from "./tensor.ts";
+import { DTYPE_CODE, keep, type Node, registerBackward, Tensor } from "./tensor.ts";
 
-/** One recorded op: its inputs and how to push a gradient back to them. */
-export interface Node {
-  /** The op's name, for messages. */
-  readonly name: string;
-  /** The tensors the op read (only those that may need a gradient matter). */
-  readonly inputs: readonly Tensor[];
-  /**
-   * Adds this op's input gradients, given the output's gradient. Implementations
-   * call {@linkcode gradOf} for each input that `needsGrad`.
-   */
-  backward(gradOutput: Tensor): void;
-}
+export type { Node };
 
 let noGradDepth = 0;
 

@@ -8,11 +8,27 @@
  */
 import { type Device, device as getDevice } from "./device.ts";
 import { DenotronError, fmtShape } from "./errors.ts";
-import type { Node } from "./autograd.ts";
-import { type MimeBundle, tensorBundle } from "./notebook/display.ts";
+import { displayBundle, JUPYTER_DISPLAY, type MimeBundle } from "./display_registry.ts";
 
 /** Element types. Index tensors (tokens, targets) are i32. */
 export type DType = "f32" | "bf16" | "f16" | "i32";
+
+/**
+ * One recorded op: its inputs and how to push a gradient back to them. Declared here,
+ * beside the {@linkcode Tensor.gradFn} that holds it, so that this file needs nothing
+ * from lib/autograd.ts, which records and walks the nodes.
+ */
+export interface Node {
+  /** The op's name, for messages. */
+  readonly name: string;
+  /** The tensors the op read (only those that may need a gradient matter). */
+  readonly inputs: readonly Tensor[];
+  /**
+   * Adds this op's input gradients, given the output's gradient. Implementations
+   * call `gradOf` (lib/autograd.ts) for each input that `needsGrad`.
+   */
+  backward(gradOutput: Tensor): void;
+}
 
 /** The ABI's dtype codes (kernels/include/denotron.h). */
 export const DTYPE_CODE: Record<DType, number> = { f32: 0, bf16: 1, f16: 2, i32: 3 };
@@ -26,11 +42,19 @@ class Storage {
   ptr: Deno.PointerObject | null;
   refs = 1;
 
-  constructor(device: Device, bytes: number) {
+  /** @param label the tensor being made ("Tensor.empty: f32[2, 3]"), for messages */
+  constructor(device: Device, bytes: number, label: string) {
     this.device = device;
     this.bytes = bytes;
     const out = new BigUint64Array(1);
-    device.lib.check(device.lib.sym.dn_malloc(BigInt(bytes), out), `allocating ${bytes} bytes`);
+    const status = device.lib.sym.dn_malloc(BigInt(bytes), out);
+    if (status === DN_ERR_OOM) {
+      throw new DenotronError(
+        `${label}: ${bytes} bytes do not fit in the memory of ${device.name} ` +
+          `(a smaller model, batch or sequence length needs less)`,
+      );
+    }
+    device.lib.check(status, `${label}: allocating ${bytes} bytes`);
     this.ptr = Deno.UnsafePointer.create(out[0]);
   }
 
@@ -46,19 +70,75 @@ const backstop = new FinalizationRegistry<Storage>((s) => s.release());
 /** Tensors created inside each open {@linkcode tidy} scope, innermost last. */
 const scopes: Set<Tensor>[] = [];
 
-function numelOf(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
+/**
+ * The most bytes one tensor may hold (2^46 = 64 TiB): beyond any device, and far enough
+ * below 2^53 that every element and byte count under it is an exact integer. The native
+ * allocators refuse more too (DN_MAX_BYTES in kernels/include/denotron.h).
+ */
+export const MAX_TENSOR_BYTES = 2 ** 46;
 
-function checkShape(shape: readonly number[], what: string): void {
+/** dn_status DN_ERR_OOM: the allocator could not get the memory. */
+const DN_ERR_OOM = 2;
+
+/**
+ * The element count of `shape`, after checking that every dimension is a non-negative
+ * safe integer and that the tensor's bytes stay within {@linkcode MAX_TENSOR_BYTES}. The
+ * running product is compared with the limit at each step, so it is exact whenever it
+ * passes: a shape can never wrap around to a small allocation.
+ *
+ * @param shape the dimensions to check
+ * @param dtype the element type (its size sets the byte count)
+ * @param what the op and, when known, the tensor's name, for the message
+ * @returns the product of the dimensions
+ * @example
+ * ```ts
+ * import { checkedNumel } from "./tensor.ts";
+ * checkedNumel([2, 3], "f32", "example"); // 6
+ * ```
+ */
+export function checkedNumel(shape: readonly number[], dtype: DType, what: string): number {
+  if (!Array.isArray(shape)) {
+    throw new DenotronError(`${what}: shape must be an array of integers, got ${String(shape)}`);
+  }
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) {
       throw new DenotronError(
-        `${what}: shape ${fmtShape(shape)} has a dimension that is not a non-negative integer`,
+        `${what}: shape ${fmtShape(shape)} has a dimension (${
+          String(d)
+        }) that is not a non-negative integer`,
       );
     }
+  }
+  if (shape.includes(0)) return 0;
+  const maxNumel = MAX_TENSOR_BYTES / DTYPE_BYTES[dtype];
+  let n = 1;
+  for (const d of shape) {
+    n *= d;
+    if (n > maxNumel) {
+      // Exact in BigInt when every dimension is; a dimension past 2^53 is already rounded.
+      const bytes = shape.every(Number.isSafeInteger)
+        ? `${shape.reduce((p, x) => p * BigInt(x), BigInt(DTYPE_BYTES[dtype]))} bytes`
+        : "more than 2^53 bytes";
+      throw new DenotronError(
+        `${what}: shape ${fmtShape(shape)} of ${dtype} needs ${bytes}, more than one ` +
+          `tensor may hold (2^46 bytes = 64 TiB)`,
+      );
+    }
+  }
+  return n;
+}
+
+/** The op and, when known, the tensor's name, for messages: "Tensor.empty of 'wte'". */
+function named(what: string, name?: string): string {
+  return name ? `${what} of '${name}'` : what;
+}
+
+/** An element offset must be a non-negative safe integer (the caller checks the end). */
+function checkOffset(offset: number, what: string): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new DenotronError(
+      `${what}: element offset ${String(offset)} is not an integer in [0, 2^53)`,
+    );
   }
 }
 
@@ -70,6 +150,8 @@ export interface TensorOptions {
   device?: Device;
   /** Whether backward() should compute a gradient for this tensor. @default false */
   requiresGrad?: boolean;
+  /** A name for messages and state dicts ({@linkcode Tensor.name}). @default undefined */
+  name?: string;
 }
 
 /**
@@ -108,6 +190,7 @@ export class Tensor {
     device: Device,
     byteOffset: number,
     shape: readonly number[],
+    numel: number,
     dtype: DType,
     requiresGrad: boolean,
   ) {
@@ -116,7 +199,7 @@ export class Tensor {
     this.#byteOffset = byteOffset;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
-    this.numel = numelOf(shape);
+    this.numel = numel;
     this.requiresGrad = requiresGrad;
     if (storage) {
       backstop.register(this, storage, this);
@@ -124,13 +207,23 @@ export class Tensor {
     }
   }
 
-  /** An uninitialised tensor. */
+  /**
+   * An uninitialised tensor. Every constructor comes through here: the shape is checked
+   * ({@linkcode checkedNumel}) before anything is allocated.
+   */
   static empty(shape: readonly number[], opts: TensorOptions = {}): Tensor {
-    checkShape(shape, "Tensor.empty");
     const dtype = opts.dtype ?? "f32";
+    const what = named("Tensor.empty", opts.name);
+    const numel = checkedNumel(shape, dtype, what);
     const dev = opts.device ?? getDevice();
-    const storage = new Storage(dev, Math.max(numelOf(shape) * DTYPE_BYTES[dtype], 1));
-    return new Tensor(storage, dev, 0, shape, dtype, opts.requiresGrad ?? false);
+    const storage = new Storage(
+      dev,
+      Math.max(numel * DTYPE_BYTES[dtype], 1),
+      `${what}: ${dtype}${fmtShape(shape)}`,
+    );
+    const t = new Tensor(storage, dev, 0, shape, numel, dtype, opts.requiresGrad ?? false);
+    if (opts.name !== undefined) t.name = opts.name;
+    return t;
   }
 
   /** A tensor of zeros. */
@@ -180,11 +273,12 @@ export class Tensor {
   ): Tensor {
     const dtype = opts.dtype ?? (data instanceof Int32Array ? "i32" : "f32");
     const s = shape ?? [data.length];
-    if (numelOf(s) !== data.length) {
+    const numel = checkedNumel(s, dtype, named("Tensor.fromArray", opts.name));
+    if (numel !== data.length) {
       throw new DenotronError(
-        `Tensor.fromArray: ${data.length} values do not fill shape ${fmtShape(s)} (${
-          numelOf(s)
-        } elements)`,
+        `Tensor.fromArray: ${data.length} values do not fill shape ${
+          fmtShape(s)
+        } (${numel} elements)`,
       );
     }
     if (dtype === "bf16" || dtype === "f16") {
@@ -210,19 +304,24 @@ export class Tensor {
     return t;
   }
 
-  /** A tensor with no memory yet, bound later by a parameter store. @internal */
+  /**
+   * A tensor with no memory yet, bound later by a parameter store; `name` is only for
+   * the message of a bad shape. @internal
+   */
   static placeholder(
     shape: readonly number[],
     dtype: DType,
     device: Device,
     requiresGrad: boolean,
+    name?: string,
   ): Tensor {
-    checkShape(shape, "parameter");
-    return new Tensor(null, device, 0, shape, dtype, requiresGrad);
+    const numel = checkedNumel(shape, dtype, named("parameter", name));
+    return new Tensor(null, device, 0, shape, numel, dtype, requiresGrad);
   }
 
   /** Points a placeholder (or re-points a tensor) at a slice of `base`. @internal */
   bindTo(base: Tensor, elementOffset: number): void {
+    checkOffset(elementOffset, "bindTo");
     if (base.dtype !== this.dtype) {
       throw new DenotronError(
         `bindTo: dtype ${this.dtype} does not match the buffer's ${base.dtype}`,
@@ -248,9 +347,9 @@ export class Tensor {
 
   /** A view of `numel(shape)` elements starting at `elementOffset`, sharing storage. */
   view(shape: readonly number[], elementOffset = 0): Tensor {
-    checkShape(shape, "view");
-    const n = numelOf(shape);
-    if (elementOffset < 0 || elementOffset + n > this.numel) {
+    const n = checkedNumel(shape, this.dtype, named("view", this.name));
+    checkOffset(elementOffset, "view");
+    if (elementOffset + n > this.numel) {
       throw new DenotronError(
         `view: shape ${
           fmtShape(shape)
@@ -266,6 +365,7 @@ export class Tensor {
       this.#device,
       this.#byteOffset + elementOffset * DTYPE_BYTES[this.dtype],
       shape,
+      n,
       this.dtype,
       false,
     );
@@ -273,7 +373,9 @@ export class Tensor {
 
   /** The same data with another shape of the same size (a view; no gradient flows). */
   reshape(shape: readonly number[]): Tensor {
-    if (numelOf(shape) !== this.numel) {
+    if (
+      checkedNumel(shape, this.dtype, named("reshape", this.name)) !== this.numel
+    ) {
       throw new DenotronError(`reshape: cannot view ${fmtShape(this.shape)} as ${fmtShape(shape)}`);
     }
     return this.view(shape);
@@ -492,9 +594,12 @@ export class Tensor {
     return this.toString();
   }
 
-  /** Jupyter shows the tensor as a card: shape, statistics, a corner of its values. */
-  [Symbol.for("Jupyter.display")](): MimeBundle {
-    return tensorBundle(this);
+  /**
+   * The tensor's Jupyter MIME bundle: the formatter lib/notebook registers (a card with
+   * shape, statistics and a corner of the values), or the text form without it.
+   */
+  [JUPYTER_DISPLAY](): MimeBundle {
+    return displayBundle(this);
   }
 }
 

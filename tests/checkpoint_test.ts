@@ -3,9 +3,8 @@ import {
   CHECKPOINT_FORMAT_VERSION,
   latestCheckpoint,
   listCheckpoints,
-  loadCheckpoint,
-  saveCheckpoint,
-} from "../lib/train/checkpoint.ts";
+} from "../lib/io/checkpoint.ts";
+import { loadCheckpoint, saveCheckpoint } from "../lib/train/checkpoint.ts";
 import { GPT, GPT_PRESETS } from "../lib/nn/gpt.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { tinyConfig, tinyCorpus, tinyTrainer } from "./train_helpers.ts";

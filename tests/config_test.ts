@@ -1,11 +1,20 @@
+/**
+ * The training configuration: one table of keys (lib/train/config_keys.ts) from which the
+ * defaults, the YAML reader and the command line follow; every mistake is a one-line
+ * ConfigError naming the key, its flag and the value.
+ */
 import assert from "assert";
+import { type KeyDecl, readValue } from "../lib/key_table.ts";
 import {
   applyOverrides,
+  CONFIG_KEYS,
   ConfigError,
   configFromObject,
   DEFAULT_CONFIG,
   loadConfig,
   parseArgsToOverrides,
+  type TrainConfig,
+  validateConfig,
 } from "../lib/train/config.ts";
 
 async function withFile(text: string, fn: (path: string) => Promise<void>): Promise<void> {
@@ -126,13 +135,13 @@ Deno.test("cross-field checks explain the conflict", async () => {
   const cases: [string[], RegExp][] = [
     [
       ["--global-batch-size", "10", "--micro-batch-size", "4"],
-      /globalBatchSize 10 is not a multiple of microBatchSize 4/,
+      /globalBatchSize 10 is not a positive multiple of microBatchSize 4; choose 8 or 12/,
     ],
     [["--lr", "1e-4", "--min-lr", "1e-3"], /minLr 0.001 is larger than lr 0.0001/],
     [["--n-embd", "100", "--n-head", "3"], /nEmbd 100 is not divisible by nHead 3/],
     [
       ["--tensor-model-parallel-size", "3", "--n-head", "4"],
-      /tensorModelParallelSize 3 does not divide nHead 4/,
+      /tensorModelParallelSize 3 does not divide numAttentionHeads 4/,
     ],
     [["--lr-warmup-iters", "2000"], /lrWarmupIters 2000 is longer than lrDecayIters 800/],
     [["--split", "a,b"], /split: split "a,b": expected up to three non-negative weights/],
@@ -162,4 +171,196 @@ Deno.test("parseArgsToOverrides: forms of options, and a stray word is an error"
     configFile: undefined,
   });
   assert.throws(() => parseArgsToOverrides(["lr"]), /unexpected "lr"; options look like --lr 3e-4/);
+});
+
+/** Every key of the table with its section and declaration. */
+const TABLE: [string, string, KeyDecl][] = Object.entries(CONFIG_KEYS).flatMap(([section, keys]) =>
+  Object.entries(keys as Record<string, KeyDecl>).map(([key, d]) =>
+    [section, key, d] as [
+      string,
+      string,
+      KeyDecl,
+    ]
+  )
+);
+
+/** How a value is written after its flag. */
+function flagValue(v: unknown): string {
+  return v === null ? "null" : Array.isArray(v) ? v.join(",") : String(v);
+}
+
+/** A copy of the defaults without one key, so that only a write to that key restores it. */
+function withoutKey(section: string, key: string): TrainConfig {
+  const c = structuredClone(DEFAULT_CONFIG) as TrainConfig;
+  delete (c as unknown as Record<string, Record<string, unknown>>)[section][key];
+  return c;
+}
+
+Deno.test("DEFAULT_CONFIG holds exactly the table's keys, each at its table default", () => {
+  assert.deepEqual(Object.keys(DEFAULT_CONFIG), Object.keys(CONFIG_KEYS));
+  const sections = DEFAULT_CONFIG as unknown as Record<string, Record<string, unknown>>;
+  for (const [section, keys] of Object.entries(CONFIG_KEYS)) {
+    assert.deepEqual(Object.keys(sections[section]), Object.keys(keys), section);
+  }
+  for (const [section, key, d] of TABLE) assert.deepEqual(sections[section][key], d.default, key);
+});
+
+Deno.test("every default fits its own declaration (type, bounds, choices)", () => {
+  for (const [, key, d] of TABLE) {
+    assert.deepEqual(readValue(key, d, d.default, ""), d.default, key);
+  }
+});
+
+Deno.test("every key has a documented flag that round-trips through parseArgsToOverrides", () => {
+  const flags = new Set<string>();
+  for (const [section, key, d] of TABLE) {
+    assert.match(d.flag, /^--[a-z][a-z0-9-]*$/, key);
+    assert.ok(!flags.has(d.flag), `${d.flag} is declared twice`);
+    flags.add(d.flag);
+    for (const args of [[d.flag, flagValue(d.default)], [`${d.flag}=${flagValue(d.default)}`]]) {
+      const { overrides } = parseArgsToOverrides(args);
+      const c = applyOverrides(withoutKey(section, key), overrides, "command line");
+      assert.deepEqual(c, DEFAULT_CONFIG, `${args.join(" ")} does not set ${section}.${key}`);
+    }
+  }
+});
+
+Deno.test("every key in the table carries a line of documentation", async () => {
+  const source = (await Promise.all(
+    ["../lib/train/config_keys.ts", "../lib/parallel/parallel_config.ts"].map((f) =>
+      Deno.readTextFile(new URL(f, import.meta.url))
+    ),
+  )).join("\n");
+  for (const [, key] of TABLE) {
+    assert.match(source, new RegExp(`\\*/\\n\\s*${key}: \\{`), `${key} has no JSDoc line`);
+  }
+});
+
+Deno.test("flags are Megatron's names; the key's own spellings still work", async () => {
+  const megatron: Record<string, string> = {
+    nLayer: "--num-layers",
+    nHead: "--num-attention-heads",
+    nEmbd: "--hidden-size",
+    vocabMultiple: "--make-vocab-size-divisible-by",
+    trainIters: "--train-iters",
+    globalBatchSize: "--global-batch-size",
+    tensorModelParallelSize: "--tensor-model-parallel-size",
+    useDistributedOptimizer: "--use-distributed-optimizer",
+    exitDurationInMins: "--exit-duration-in-mins",
+  };
+  for (const [section, key, d] of TABLE) {
+    if (key in megatron) assert.equal(d.flag, megatron[key], section);
+  }
+  const c = await loadConfig({
+    args: ["--n-layer", "2", "--n_head", "2", "--nEmbd", "64", "--tokenizer-type", "gpt2"],
+  });
+  assert.deepEqual([c.model.nLayer, c.model.nHead, c.model.nEmbd], [2, 2, 64]);
+  assert.equal(c.data.tokenizer, "gpt2");
+});
+
+Deno.test("YAML: Megatron's numLayers, numAttentionHeads and hiddenSize, flat or nested", () => {
+  const flat = configFromObject({ numLayers: 2, numAttentionHeads: 2, hiddenSize: 64 }, "f.yaml");
+  const nested = configFromObject(
+    { model: { numLayers: 2, numAttentionHeads: 2, hiddenSize: 64 }, tokenizerType: "gpt2" },
+    "f.yaml",
+  );
+  for (const c of [flat, nested]) {
+    assert.deepEqual([c.model.nLayer, c.model.nHead, c.model.nEmbd], [2, 2, 64]);
+  }
+  assert.equal(nested.data.tokenizer, "gpt2");
+});
+
+Deno.test("the default run has no time limit (exitDurationInMins null)", () => {
+  assert.equal(DEFAULT_CONFIG.training.exitDurationInMins, null);
+  const c = applyOverrides(DEFAULT_CONFIG, { "exit-duration-in-mins": "8" }, "cli");
+  assert.equal(c.training.exitDurationInMins, 8);
+});
+
+/** Asserts that `args` fail as one line naming the key, the flag and the value. */
+async function rejectsNaming(args: string[], key: string, flag: string, re: RegExp) {
+  await assert.rejects(loadConfig({ args }), (e: Error) => {
+    assert.ok(e instanceof ConfigError, `${args.join(" ")}: ${e}`);
+    assert.match(e.message, re);
+    assert.ok(!e.message.includes("\n"), e.message);
+    const value = args.length > 1 ? args[1] : args[0].slice(args[0].indexOf("=") + 1);
+    for (const part of [key, `(${flag})`, `'${value}'`]) {
+      assert.ok(e.message.includes(part), `${e.message} does not name ${part}`);
+    }
+    return true;
+  });
+}
+
+Deno.test("integer keys refuse fractions, unsafe integers and non-decimal numbers", async () => {
+  const cases: [string[], string, string, RegExp][] = [
+    [["--train-iters", "1.5"], "trainIters", "--train-iters", /expected an integer, got/],
+    [["--seed", "1e20"], "seed", "--seed", /seed: expected an integer <= 9007199254740991/],
+    [["--seed", "9007199254740992"], "seed", "--seed", /expected an integer <= 9007199254740991/],
+    [["--micro-batch-size", "0x10"], "microBatchSize", "--micro-batch-size", /an integer, got/],
+    [["--eval-iters", ""], "evalIters", "--eval-iters", /evalIters: expected an integer, got ''/],
+    [["--lr", "Infinity"], "lr", "--lr", /lr: expected a number, got 'Infinity'/],
+  ];
+  for (const [args, key, flag, re] of cases) await rejectsNaming(args, key, flag, re);
+  const ok = await loadConfig({ args: ["--train-iters", "1e3", "--seed", "9007199254740991"] });
+  assert.deepEqual([ok.training.trainIters, ok.training.seed], [1000, 9007199254740991]);
+});
+
+Deno.test("negative numbers parse as --flag -1 and --flag=-1; the key's bounds then decide", async () => {
+  assert.deepEqual(parseArgsToOverrides(["--lr", "-1", "--seed=-2"]).overrides, {
+    lr: "-1",
+    seed: "-2",
+  });
+  assert.deepEqual(parseArgsToOverrides(["--min-lr", "-1e-3", "--bf16"]).overrides, {
+    "min-lr": "-1e-3",
+    bf16: true,
+  });
+  await rejectsNaming(["--lr", "-1"], "lr", "--lr", /lr: expected a number > 0, got '-1'/);
+  await rejectsNaming(["--lr=-1"], "lr", "--lr", /lr: expected a number > 0, got '-1'/);
+  await rejectsNaming(["--seed", "-1"], "seed", "--seed", /seed: expected an integer >= 0/);
+  await rejectsNaming(["--min-lr", "-1e-3"], "minLr", "--min-lr", /minLr: expected a number >= 0/);
+});
+
+Deno.test("sizes have generous upper bounds, and each limit itself is accepted", async () => {
+  const limits: [string, string, number, string][] = [
+    ["nLayer", "--num-layers", 4096, "an integer"],
+    ["nHead", "--num-attention-heads", 1024, "an integer"],
+    ["nEmbd", "--hidden-size", 2 ** 16, "an integer"],
+    ["vocabSize", "--vocab-size", 2 ** 24, "an integer"],
+    ["seqLength", "--seq-length", 2 ** 20, "an integer"],
+    ["maxPositionEmbeddings", "--max-position-embeddings", 2 ** 20, "an integer"],
+    ["microBatchSize", "--micro-batch-size", 2 ** 24, "an integer"],
+    ["globalBatchSize", "--global-batch-size", 2 ** 24, "an integer"],
+    ["trainIters", "--train-iters", 1e9, "an integer"],
+  ];
+  for (const [key, flag, max, what] of limits) {
+    const d = TABLE.find(([, k]) => k === key)![2];
+    assert.equal(d.flag, flag);
+    assert.equal(readValue(key, d, max, ""), max);
+    await rejectsNaming([flag, String(max + 1)], key, flag, new RegExp(`${what} <= ${max},`));
+  }
+  await rejectsNaming(["--num-layers", "0"], "nLayer", "--num-layers", /expected an integer >= 1/);
+});
+
+Deno.test("dropout is a probability in [0, 1)", async () => {
+  for (const p of ["0", "0.1", "0.999"]) {
+    assert.equal((await loadConfig({ args: ["--dropout", p] })).model.dropout, Number(p));
+  }
+  await rejectsNaming(["--dropout", "1"], "dropout", "--dropout", /expected a number < 1/);
+  await rejectsNaming(["--dropout", "-0.1"], "dropout", "--dropout", /expected a number >= 0/);
+});
+
+Deno.test("the global batch must split over micro-batches on every data-parallel rank", () => {
+  assert.doesNotThrow(() => validateConfig(DEFAULT_CONFIG, "run", { dataParallelSize: 1 }));
+  assert.throws(
+    () => validateConfig(DEFAULT_CONFIG, "run", { dataParallelSize: 2 }),
+    /run: globalBatchSize 32 is not a positive multiple of microBatchSize 32 × data-parallel size 2; choose 64/,
+  );
+});
+
+Deno.test("validateConfig also checks a configuration built in code against the table", () => {
+  const c = structuredClone(DEFAULT_CONFIG) as TrainConfig;
+  c.training.adamBeta1 = 1;
+  assert.throws(
+    () => validateConfig(c, "code"),
+    /^ConfigError: code: adamBeta1: expected a number < 1, got 1 \(--adam-beta1\)$/,
+  );
 });

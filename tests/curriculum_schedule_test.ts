@@ -5,7 +5,7 @@
  */
 import assert from "assert";
 import { rampupBatchSizeAt } from "../lib/curriculum/batch_rampup.ts";
-import { Curriculum, curriculumFromConfig } from "../lib/curriculum/curriculum.ts";
+import { Curriculum } from "../lib/curriculum/curriculum.ts";
 import { keepProbability, pldTheta } from "../lib/curriculum/layer_drop.ts";
 import {
   seqLenAt,
@@ -14,6 +14,7 @@ import {
 } from "../lib/curriculum/seqlen.ts";
 import { ConfigError, loadConfig } from "../lib/train/config.ts";
 import { LrSchedule } from "../lib/train/lr_schedule.ts";
+import { curriculumFromConfig } from "../lib/train/step_plan.ts";
 
 const linear: SeqLenCurriculumConfig = {
   minDifficulty: 8,

@@ -15,7 +15,7 @@ import {
   tokenCounts,
 } from "../lib/curriculum/data.ts";
 import { truncateBatch } from "../lib/curriculum/seqlen.ts";
-import type { LayerPlan } from "../lib/nn/gpt.ts";
+import type { GPT, LayerPlan } from "../lib/nn/gpt.ts";
 import type { Tensor } from "../lib/tensor.ts";
 import type { TrainConfig } from "../lib/train/config.ts";
 import { ProgressLogger } from "../lib/train/logging.ts";
@@ -27,7 +27,7 @@ const corpus = await tinyCorpus();
 /** Records the (B, T) shape and layer plan of every forward the model runs. */
 function spy(trainer: Trainer) {
   const calls: { shape: number[]; layers?: LayerPlan; training: boolean }[] = [];
-  const model = trainer.model;
+  const model = trainer.model as GPT; // one process: the engine's whole GPT
   const forward = model.forward.bind(model);
   model.forward = (tokens: Tensor, layers?: LayerPlan) => {
     calls.push({ shape: [...tokens.shape], layers, training: model.training });

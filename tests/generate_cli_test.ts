@@ -113,6 +113,6 @@ Deno.test("deno task generate explains a bad command line", async () => {
   assert.equal(both.code, 2);
   assert.match(both.stderr, /give exactly one of --checkpoint and --hf/);
   const missing = await cli("--checkpoint", "/nonexistent/run");
-  assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /\/nonexistent\/run/);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /^error: .*\/nonexistent\/run.*\n$/);
 });

@@ -8,13 +8,13 @@ import assert from "assert";
 import { GPT, GPT_PRESETS } from "../lib/nn/gpt.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { DynamicGradScaler } from "../lib/optim/grad_scaler.ts";
-import {
-  MixedPrecisionAdamW,
-  mixedPrecisionStep,
-  parameterBytes,
-} from "../lib/optim/mixed_precision.ts";
+import type { GradScaler } from "../lib/optim/grad_scaler.ts";
+import { MixedPrecisionAdamW, parameterBytes } from "../lib/optim/mixed_precision.ts";
+import type { ProcessGroup } from "../lib/parallel/process_group.ts";
 import { bytesPerParameter } from "../lib/plan/memory.ts";
-import { validateConfig } from "../lib/train/config.ts";
+import type { Tensor } from "../lib/tensor.ts";
+import { DEFAULT_CONFIG, validateConfig } from "../lib/train/config.ts";
+import { TrainOptimizer } from "../lib/train/optimizer.ts";
 import { randomArray } from "./helpers.ts";
 import { tinyConfig, tinyCorpus, tinyTrainer } from "./train_helpers.ts";
 
@@ -34,6 +34,23 @@ Deno.test("bytes per parameter match Megatron's table: bf16 18, fp32 16", () => 
     opt.dispose();
   }
 });
+
+/** The training optimizer of a 16-bit model: AdamW's defaults, clipping at 1. */
+function trainOptimizer(model: GPT, scaler: GradScaler | null, group: ProcessGroup | null = null) {
+  return new TrainOptimizer(model.params, {
+    training: {
+      ...DEFAULT_CONFIG.training,
+      lr: 1e-2,
+      adamBeta1: 0.9,
+      adamBeta2: 0.999,
+      adamEps: 1e-8,
+      weightDecay: 0.01,
+      clipGrad: 1,
+    },
+    scaler,
+    ownership: { ranges: [{ offset: 0, length: model.params.grad.numel }], group },
+  });
+}
 
 /** Fills the flat main-gradient buffer with seeded values (inf/NaN at one element). */
 function setGrads(model: GPT, seed: number, poison?: number): void {
@@ -66,12 +83,13 @@ Deno.test("MixedPrecisionAdamW equals AdamW on the fp32 main copy, rounded into 
 Deno.test("an injected overflow skips exactly that step and leaves everything untouched", () => {
   const run = (steps: { seed: number; poison?: number }[]) => {
     const model = new GPT(tiny, { dtype: "f16" });
-    const opt = new MixedPrecisionAdamW(model.params, { lr: 1e-2 });
     const scaler = new DynamicGradScaler({ initialScale: 1024 });
+    const train = trainOptimizer(model, scaler);
+    const opt = train.update as MixedPrecisionAdamW;
     const results = steps.map(({ seed, poison }) => {
       setGrads(model, seed, poison);
       const before = [model.params.data, opt.main, opt.m, opt.v].map((t) => t.toArray());
-      const r = mixedPrecisionStep(opt, { lr: 1e-2, scaler, clipGrad: 1 });
+      const r = train.step(1e-2, 1);
       if (r.skipped) {
         const after = [model.params.data, opt.main, opt.m, opt.v].map((t) => t.toArray());
         assert.deepEqual(after, before, "a skipped step changes no parameter or moment");
@@ -104,19 +122,22 @@ Deno.test("an injected overflow skips exactly that step and leaves everything un
   }
 });
 
-Deno.test("the found-inf reduction hook decides for every rank", () => {
+Deno.test("the found-inf vote over the ownership group decides for every rank", () => {
   using model = new GPT(tiny, { dtype: "bf16" });
-  const opt = new MixedPrecisionAdamW(model.params);
+  let seen: number | undefined;
+  // another rank of the group overflowed: its MAX says skip
+  const group = {
+    allReduce(t: Tensor, op?: string) {
+      if (op !== "max") return;
+      seen = t.item();
+      t.copyFromHost(new Float32Array([1]));
+    },
+  } as unknown as ProcessGroup;
+  const opt = trainOptimizer(model, null, group);
   setGrads(model, 4);
   const before = model.params.data.toArray();
-  let seen: boolean | undefined;
-  // another rank of the model-parallel group overflowed: MAX says skip
-  const r = mixedPrecisionStep(opt, {
-    lr: 1e-3,
-    scaler: null,
-    reduceFoundInf: (f) => ((seen = f), true),
-  });
-  assert.equal(seen, false);
+  const r = opt.step(1e-3, 1);
+  assert.equal(seen, 0);
   assert.equal(r.skipped, true);
   assert.deepEqual(model.params.data.toArray(), before);
   opt.dispose();

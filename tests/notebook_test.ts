@@ -19,6 +19,9 @@ import {
 } from "../lib/notebook/display.ts";
 import { activationStats, attentionMaps, gradNormsByLayer } from "../lib/notebook/inspect.ts";
 import { LiveTraining } from "../lib/notebook/live_training.ts";
+import { ProgressLogger, readMetrics } from "../lib/train/logging.ts";
+import { train } from "../lib/train/trainer.ts";
+import { tinyConfig, tinyCorpus, tinyTrainer } from "./train_helpers.ts";
 
 Deno.test("tensors and modules carry a Jupyter MIME bundle with their text form", () => {
   using t = Tensor.fromArray(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]);
@@ -31,6 +34,24 @@ Deno.test("tensors and modules carry a Jupyter MIME bundle with their text form"
   assert.equal(m["text/plain"], model.toString());
   const rows = m["text/html"]!.match(/<tr>/g)!.length - 1; // less the header row
   assert.equal(rows, model.namedParameters().length);
+  // A subclass of Module finds the formatter registered for Module.
+  assert.deepEqual(model[JUPYTER_DISPLAY](), m);
+});
+
+Deno.test("without lib/notebook loaded, a tensor's Jupyter bundle is its text alone", async () => {
+  const code = `import { Tensor } from "./lib/tensor.ts";
+    using t = Tensor.fromArray(new Float32Array([1, 2, 3]), [3]);
+    console.log(JSON.stringify([t[Symbol.for("Jupyter.display")](), t.toString()]));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", code],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  assert.ok(out.success, d.decode(out.stderr));
+  const [bundle, text] = JSON.parse(d.decode(out.stdout));
+  assert.deepEqual(bundle, { "text/plain": text });
 });
 
 Deno.test("a disposed tensor still displays", () => {
@@ -84,12 +105,50 @@ Deno.test("LiveTraining records every step and redraws at most once per interval
   const hooks = live.hooks();
   const trainer = { config: { training: { trainIters: 3 } }, flopsPerStep: 1, iteration: 0 };
   for (let i = 1; i <= 3; i++) {
-    const r = { iteration: i, loss: 5 - i, lr: 1e-3, gradNorm: 1, tokens: 10, seconds: 0.1 };
+    const r = {
+      iteration: i,
+      loss: 5 - i,
+      lr: 1e-3,
+      gradNorm: 1,
+      tokens: 10,
+      seconds: 0.1,
+      flops: 1,
+    };
     await hooks.afterStep!(trainer as never, r);
   }
   assert.equal(live.records.length, 3);
   assert.equal(lines.length, 2); // the first step, then the last (forced)
   assert.match(lines[1], /^iteration 3 \| loss 2\.0000/);
+});
+
+Deno.test("LiveTraining's FLOP/s equals train()'s under a length curriculum", async () => {
+  const corpus = await tinyCorpus();
+  const save = await Deno.makeTempDir({ prefix: "denotron-live-" });
+  const config = tinyConfig({
+    trainIters: 4,
+    logInterval: 1,
+    evalIters: 0,
+    save,
+    saveInterval: 100,
+    curriculumLearning: true,
+    minDifficulty: 8,
+    maxDifficulty: 16,
+    totalCurriculumStep: 3,
+  });
+  using trainer = tinyTrainer(corpus, config);
+  const live = new LiveTraining({ refreshSeconds: 3600, display: new LiveDisplay({ write() {} }) });
+  const quiet = new ProgressLogger({ totalIterations: 4, terminal: false, write: () => {} });
+  await train(trainer, { hooks: live.hooks(), logger: quiet });
+  const logged = (await readMetrics(`${save}/metrics.jsonl`)).filter((r) => r.kind === "train");
+  const shown = live.records.filter((r) => r.kind === "train");
+  assert.equal(shown.length, 4);
+  const lengths = new Set(logged.map((r) => (r as { seqLength?: number }).seqLength));
+  assert.ok(lengths.size > 1, "the curriculum changed the length");
+  for (let i = 0; i < 4; i++) {
+    const a = (shown[i] as { flopsPerSecond: number }).flopsPerSecond;
+    const b = (logged[i] as { flopsPerSecond: number }).flopsPerSecond;
+    assert.ok(Math.abs(a - b) <= 1e-9 * b, `step ${i + 1}: live ${a} vs train() ${b}`);
+  }
 });
 
 Deno.test("attentionMaps() times v reproduces the fused attention kernel", () => {

@@ -20,8 +20,9 @@ for (const n of [2, 3, 4]) {
 }
 
 Deno.test("asking for the nccl backend says it is not available in this build", async () => {
-  const server = StoreServer.listen("127.0.0.1", 0);
-  const store = await StoreClient.connect("127.0.0.1", server.port);
+  const auth = { secret: "collectives-test" };
+  const server = StoreServer.listen("127.0.0.1", 0, auth);
+  const store = await StoreClient.connect("127.0.0.1", server.port, auth);
   try {
     await assert.rejects(
       () => newProcessGroup(store, "x", 0, [0, 1], "g", { backend: "nccl" }),

@@ -4,7 +4,7 @@
  * dropout counters), and the native allocator's peak shows the memory they save.
  */
 import assert from "assert";
-import { recomputeGroups } from "../lib/parallel/recompute.ts";
+import { recomputeGroups } from "../lib/nn/recompute.ts";
 import { FIXTURES } from "./parallel_helpers.ts";
 
 Deno.test("recomputeGroups: uniform groups of N layers, block the first N", () => {
@@ -40,4 +40,27 @@ Deno.test("recomputation gives identical gradients and a lower peak (measured)",
   assert.ok(runs.uniform.peak < runs.block.peak, "every layer recomputed needs less than two");
   assert.ok(runs.block.peak < runs.none.peak, "recomputing two layers saves memory");
   assert.ok(runs.selective.peak <= runs.none.peak, "selective recomputation costs no memory");
+});
+
+Deno.test("recomputation in the single-process trainer lowers the peak and keeps the losses identical", async () => {
+  const run = async (recompute: string) => {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./fixtures/recompute_trainer.ts", import.meta.url).pathname,
+        recompute,
+      ],
+      env: { DENOTRON_NUM_THREADS: "1" },
+    }).output();
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    return JSON.parse(new TextDecoder().decode(r.stdout)) as { losses: number[]; peak: number };
+  };
+  const none = await run("none");
+  const full = await run("full");
+  const selective = await run("selective");
+  assert.deepEqual(full.losses, none.losses, "full recomputation: the same losses, bit for bit");
+  assert.deepEqual(selective.losses, none.losses, "selective: the same losses");
+  assert.ok(full.peak < none.peak, `full recomputation peak ${full.peak} vs ${none.peak}`);
+  assert.ok(selective.peak <= none.peak, "selective recomputation costs no memory");
 });

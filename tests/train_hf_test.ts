@@ -11,6 +11,7 @@ import { GPT } from "../lib/nn/gpt.ts";
 import { DEFAULT_CONFIG } from "../lib/train/config.ts";
 import {
   assertCloseSeq,
+  launchTrain,
   readCliRun,
   runScript,
   tinyCorpus,
@@ -61,6 +62,33 @@ Deno.test("--init-from-hf trains from the file's weights and shape, and the same
   const again = await runScript(TRAIN_SCRIPT, args);
   assert.equal(again.code, 0, again.out);
   assert.match(again.out, /resumed from .* at iteration 4/);
+});
+
+Deno.test("--init-from-hf under TP2×PP2 gives the single-process losses", async () => {
+  const hf = await hfDir();
+  const one = `${tmp}/hf-single`;
+  const single = await runScript(
+    TRAIN_SCRIPT,
+    trainCliArgs(dataPath, one, 2, ["--init-from-hf", hf]),
+  );
+  assert.equal(single.code, 0, single.out);
+  const want = await readCliRun(one, single.out);
+  const save = `${tmp}/hf-tp2pp2`;
+  const mp = await launchTrain(
+    4,
+    trainCliArgs(dataPath, save, 2, [
+      "--init-from-hf",
+      hf,
+      "--tensor-model-parallel-size",
+      "2",
+      "--pipeline-model-parallel-size",
+      "2",
+    ]),
+  );
+  assert.equal(mp.code, 0, mp.output);
+  const got = await readCliRun(save, mp.output);
+  assertCloseSeq(got.losses, want.losses, "TP2×PP2 training loss from the HF weights");
+  assertCloseSeq(got.evals, want.evals, "TP2×PP2 validation loss from the HF weights");
 });
 
 Deno.test("--init-from-hf refuses a vocabulary other than the tokenizer's, samples longer than its positions, and a missing directory", async () => {

@@ -7,6 +7,7 @@
  * reads them; unsupported combinations are refused. Real processes, one thread each.
  */
 import assert from "assert";
+import { launch } from "../lib/parallel/launch.ts";
 import {
   assertCloseSeq as assertClose,
   type CliRun as Run,
@@ -283,6 +284,52 @@ Deno.test("PP2×DP2 with ZeRO-1 (bf16) follows one process, and its checkpoint r
     "one-process checkpoint under ZeRO-1 PP2×DP2",
     2e-2,
   );
+});
+
+Deno.test("a ZeRO-1 checkpoint written under PP2×DP2 resumes under TP2", async () => {
+  const save = `${tmp}/zero-pp2dp2`;
+  const zero = await runParallel(4, save, [
+    "--pipeline-model-parallel-size",
+    "2",
+    "--use-distributed-optimizer",
+  ]);
+  assertClose(zero.losses, single.losses, "PP2×DP2 ZeRO-1 training loss");
+  const resumed = await runParallel(2, `${tmp}/zero-at-tp2`, [
+    "--tensor-model-parallel-size",
+    "2",
+    "--load",
+    `${save}/iter_0000002`,
+  ]);
+  assertClose(resumed.losses, single.losses.slice(2), "PP2×DP2 ZeRO-1 checkpoint at TP2");
+  assertClose(resumed.evals, single.evals.slice(1), "its validation loss");
+});
+
+const CURRICULUM_PP = new URL("./fixtures/parallel/curriculum_pp.ts", import.meta.url).pathname;
+
+/** The losses of tests/fixtures/parallel/curriculum_pp.ts on `n` ranks. */
+async function curriculumLosses(n: number, pp: number, dir: string, load = false) {
+  const out = `${dir}/losses-${load ? "resumed" : "whole"}.json`;
+  const lines: string[] = [];
+  const code = await launch({
+    nprocPerNode: n,
+    script: CURRICULUM_PP,
+    args: ["--pp", String(pp), "--dir", dir, "--out", out, ...(load ? ["--load"] : [])],
+    env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1" },
+    output: (rank, _s, line) => lines.push(`[rank ${rank}] ${line}`),
+    log: (line) => lines.push(line),
+    graceSeconds: 2,
+  });
+  assert.equal(code, 0, lines.join("\n"));
+  return JSON.parse(await Deno.readTextFile(out)) as number[];
+}
+
+Deno.test("a data-curriculum batch source under PP2 follows one process and resumes bit for bit", async () => {
+  const dir = `${tmp}/curriculum-pp2`;
+  const whole = await curriculumLosses(2, 2, dir);
+  const resumed = await curriculumLosses(2, 2, dir, true);
+  assert.deepEqual(resumed, whole.slice(3), "PP2 resumed from its step-3 checkpoint");
+  const one = await curriculumLosses(1, 1, `${tmp}/curriculum-pp1`);
+  assertClose(whole, one, "PP2 data curriculum vs one process");
 });
 
 Deno.test("model parallelism runs only under the launcher", async () => {

@@ -32,7 +32,7 @@ Deno.test("two micro-batches of B/2 make the same update as one of B", () => {
   );
   assert.ok(a.gradNorm > 0.5, "the clip is active, so its factor is part of the comparison");
   // After one step AdamW's first moment is 0.1 × the (scaled, clipped) gradient it applied.
-  const m = relDiff(whole.optimizer.m.toArray(), split.optimizer.m.toArray());
+  const m = relDiff(whole.optimizer.update.m.toArray(), split.optimizer.update.m.toArray());
   assert.ok(m <= 1e-6, `applied gradients differ by ${m} (relative)`);
   // The weights moved the same way. Adam's first step is lr·g/(|g| + eps), which turns
   // rounding-level differences of gradients near eps into visible ones: a looser bound.

@@ -10,6 +10,7 @@
  * @module
  */
 import { parseArgs } from "parse-args";
+import { DenotronError } from "../lib/errors.ts";
 import { generateStream } from "../lib/infer/generate.ts";
 import { fromCheckpoint, fromHfGpt2 } from "../lib/infer/sources.ts";
 
@@ -106,6 +107,12 @@ if (import.meta.main) {
   try {
     Deno.exit(await main(Deno.args));
   } catch (e) {
+    if (Deno.env.get("DENOTRON_DEBUG") === "1") throw e;
+    // A bad input (a flag, a file, a config field) is the user's to fix: one line, exit 2.
+    if (e instanceof DenotronError) {
+      console.error(`error: ${e.message}`);
+      Deno.exit(2);
+    }
     console.error(`generate: ${(e as Error).message}`);
     Deno.exit(1);
   }

@@ -19,16 +19,15 @@
  */
 
 import { ConfigError, loadConfig } from "../lib/train/config.ts";
-import { CheckpointError, latestCheckpoint } from "../lib/train/checkpoint.ts";
+import { CheckpointError, latestCheckpoint } from "../lib/io/checkpoint.ts";
 import { loadTokenizer, type Tokenizer } from "../lib/data/tokenizer.ts";
 import { loadHfGpt2 } from "../lib/io/hf_gpt2.ts";
 import { DenotronError } from "../lib/errors.ts";
-import type { GPT } from "../lib/nn/gpt.ts";
+import { GPT } from "../lib/nn/gpt.ts";
 import { prepareSotuCorpus } from "../lib/data/sotu.ts";
 import { IndexedDataset } from "../lib/data/indexed_dataset.ts";
 import { buildGptDatasets } from "../lib/data/gpt_dataset.ts";
 import { train, Trainer } from "../lib/train/trainer.ts";
-import { ModelParallelTrainer } from "../lib/train/mp_trainer.ts";
 import type { TrainConfig } from "../lib/train/config.ts";
 import { formatDuration, formatSi } from "../lib/train/logging.ts";
 import { generate } from "../lib/infer/generate.ts";
@@ -36,6 +35,8 @@ import { ThreadTuner } from "../lib/train/threads.ts";
 import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
 
 const CACHE_DIR = ".cache";
+/** The time budget of a run on the built-in corpus (the README's main command). */
+const DEFAULT_RUN_MINUTES = 8;
 const SAMPLE_PROMPT = "Fellow-Citizens of the Senate and House of Representatives: ";
 
 async function main(args: string[]): Promise<void> {
@@ -50,7 +51,7 @@ async function main(args: string[]): Promise<void> {
     });
   const { tensorModelParallelSize: tp, pipelineModelParallelSize: pp } = config.parallel;
   const modelParallel = tp * pp > 1;
-  if (modelParallel) refuseWithModelParallelism(config, tp, pp, groups !== null);
+  if (modelParallel) requireLauncher(tp, pp, groups !== null);
   // Only rank 0 speaks.
   const log = (dist?.rank ?? 0) === 0 ? console.log : () => {};
   const tokenizer = await loadTokenizer(config.data.tokenizer);
@@ -78,16 +79,14 @@ async function main(args: string[]): Promise<void> {
 
   using initModel = await modelFromHf(config, tokenizer);
   if (initModel) log(`weights: ${config.checkpoints.initFromHf} (Hugging Face GPT-2)`);
-  using trainer = modelParallel
-    ? new ModelParallelTrainer({ config, train: trainData, valid, tokenizer, groups: groups! })
-    : new Trainer({
-      config,
-      train: trainData,
-      valid,
-      tokenizer,
-      ...(groups ? { dataParallelGroup: groups.data } : {}),
-      ...(initModel ? { model: initModel } : {}),
-    });
+  using trainer = new Trainer({
+    config,
+    train: trainData,
+    valid,
+    tokenizer,
+    ...(groups ? { groups } : {}),
+    ...(initModel ? { model: initModel } : {}),
+  });
   // With initFromHf, --load resumes only when it holds a checkpoint: rerunning the same
   // fine-tuning command continues the job.
   const load = config.checkpoints.load;
@@ -95,25 +94,9 @@ async function main(args: string[]): Promise<void> {
     const state = await trainer.load(load);
     log(`resumed from ${load} at iteration ${state.iteration}`);
   }
-  log(
-    trainer instanceof ModelParallelTrainer
-      ? `model: ${trainer.model.config.nLayer} layers, ${trainer.model.config.nEmbd} wide, ` +
-        `split TP ${tp} × PP ${pp}${
-          config.parallel.virtualPipelineModelParallelSize
-            ? ` (${config.parallel.virtualPipelineModelParallelSize} virtual stages per rank)`
-            : ""
-        } × DP ${trainer.dataParallelSize}${
-          config.parallel.sequenceParallel ? ", sequence parallel" : ""
-        }${
-          config.parallel.recomputeGranularity
-            ? `, ${config.parallel.recomputeGranularity} recomputation`
-            : ""
-        }`
-      : `model: ${trainer.model}`,
-  );
-  const opt = trainer.optimizer;
-  if (dist && "bytesPerParameter" in opt) {
-    const b = opt.bytesPerParameter();
+  log(`model: ${describeModel(trainer.model, config, trainer.dataParallelSize)}`);
+  const b = trainer.optimizer.bytesPerParameter();
+  if (dist && b) {
     const total = b.total.toFixed(3);
     log(
       `optimizer: ${total} bytes per parameter on each of ${trainer.dataParallelSize} ` +
@@ -121,9 +104,7 @@ async function main(args: string[]): Promise<void> {
         `${b.mainParams.toFixed(3)}, moments ${b.adamMoments.toFixed(3)})`,
     );
   }
-  const device = trainer instanceof ModelParallelTrainer
-    ? trainer.model.params.data.device
-    : trainer.model.device;
+  const device = trainer.engine.params.data.device;
   log(`device: ${device.info()}`);
   log(
     `training: ${t.trainIters} iterations of ${t.globalBatchSize} x ${config.model.seqLength} ` +
@@ -131,6 +112,10 @@ async function main(args: string[]): Promise<void> {
       `${t.lrWarmupIters}), save to ${config.checkpoints.save ?? "(nowhere)"}`,
   );
 
+  // The built-in corpus run is the README's first command: on a slow or loaded laptop it
+  // stops (with a checkpoint) after DEFAULT_RUN_MINUTES unless --exit-duration-in-mins says.
+  const budgetMinutes = t.exitDurationInMins ??
+    (config.data.dataPath === null ? DEFAULT_RUN_MINUTES : null);
   // Ctrl-C stops after the current step and still saves; a second one quits at once.
   const stop = new AbortController();
   const onInterrupt = () => {
@@ -157,7 +142,7 @@ async function main(args: string[]): Promise<void> {
       },
     },
     signal: stop.signal,
-    maxSeconds: t.exitDurationInMins === null ? undefined : t.exitDurationInMins * 60,
+    maxSeconds: budgetMinutes === null ? undefined : budgetMinutes * 60,
   });
   Deno.removeSignalListener("SIGINT", onInterrupt);
 
@@ -180,7 +165,8 @@ async function main(args: string[]): Promise<void> {
   }
 
   if (dist && dist.rank !== 0) return;
-  if (trainer instanceof ModelParallelTrainer) {
+  const model = trainer.model;
+  if (!(model instanceof GPT)) {
     log(
       `\nsample: skipped under model parallelism (deno task generate --checkpoint ` +
         `${summary.checkpoint ?? "<checkpoint>"})`,
@@ -190,7 +176,7 @@ async function main(args: string[]): Promise<void> {
   const prompt = tokenizer.encode(SAMPLE_PROMPT);
   // KV-cached generation; past the model's positions it rebuilds the cache from the
   // most recent half of the context.
-  const sample = generate(trainer.model, prompt, {
+  const sample = generate(model, prompt, {
     maxNewTokens: 400,
     temperature: 0.7,
     topK: 10,
@@ -201,7 +187,6 @@ async function main(args: string[]): Promise<void> {
   log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
 }
 
-/** The combinations model-parallel training does not support yet. */
 /**
  * The model of `initFromHf`, if set, in the config's precision and training mode. Its shape
  * replaces the config's model keys (so checkpoints record it and `--load` rebuilds it);
@@ -275,25 +260,28 @@ async function modelFromHf(config: TrainConfig, tokenizer: Tokenizer): Promise<G
   }
 }
 
-function refuseWithModelParallelism(
-  config: TrainConfig,
-  tp: number,
-  pp: number,
-  launched: boolean,
-): void {
-  const layout = `tensorModelParallelSize ${tp} × pipelineModelParallelSize ${pp}`;
-  if (!launched) {
-    throw new ConfigError(
-      `${layout} needs ${tp * pp} ranks: run it under the launcher ` +
-        `(deno task launch --nproc-per-node ${tp * pp} tools/train.ts ...)`,
-    );
-  }
-  if (config.checkpoints.initFromHf) {
-    throw new ConfigError(
-      `${layout} with initFromHf: starting model-parallel training from Hugging Face weights ` +
-        `is not supported yet`,
-    );
-  }
+/** TP/PP need their ranks: run alone, the command says how to launch them. */
+function requireLauncher(tp: number, pp: number, launched: boolean): void {
+  if (launched) return;
+  throw new ConfigError(
+    `tensorModelParallelSize ${tp} × pipelineModelParallelSize ${pp} needs ${tp * pp} ranks: ` +
+      `run it under the launcher (deno task launch --nproc-per-node ${tp * pp} tools/train.ts ...)`,
+  );
+}
+
+/** The model line of the log: its shape, and under TP/PP how it is split. */
+function describeModel(model: { toString(): string }, config: TrainConfig, dp: number): string {
+  const p = config.parallel;
+  const { tensorModelParallelSize: tp, pipelineModelParallelSize: pp } = p;
+  if (tp * pp === 1) return String(model);
+  const m = config.model;
+  return `${m.nLayer} layers, ${m.nEmbd} wide, split TP ${tp} × PP ${pp}${
+    p.virtualPipelineModelParallelSize
+      ? ` (${p.virtualPipelineModelParallelSize} virtual stages per rank)`
+      : ""
+  } × DP ${dp}${p.sequenceParallel ? ", sequence parallel" : ""}${
+    p.recomputeGranularity ? `, ${p.recomputeGranularity} recomputation` : ""
+  }`;
 }
 
 function sum(a: ArrayLike<number>): number {

@@ -14,6 +14,8 @@ static dn_status check_sizes(const char *op, int64_t B, int64_t T, int64_t C, in
   DN_CHECK(B > 0 && T > 0 && C > 0 && NH > 0, DN_ERR_INVALID,
            "%s: sizes must be positive (B=%lld T=%lld C=%lld NH=%lld)", op, (long long)B,
            (long long)T, (long long)C, (long long)NH);
+  DN_CHECK_EXTENT(op, B, T, 3, C);
+  DN_CHECK_EXTENT(op, B, NH, T);
   DN_CHECK(C % NH == 0, DN_ERR_INVALID, "%s: C=%lld is not divisible by NH=%lld", op,
            (long long)C, (long long)NH);
   return DN_OK;

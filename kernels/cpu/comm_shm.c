@@ -313,7 +313,7 @@ static char *out_half(comm *c, int32_t q) { return in_half(c, q) + c->slot_bytes
 static dn_status check_common(comm *c, dn_dtype dtype, int64_t n, const char *op) {
   DN_CHECK(c != NULL, DN_ERR_INVALID, "%s: the group handle is NULL (closed?)", op);
   DN_CHECK(elem_size(dtype) > 0, DN_ERR_INVALID, "%s: unknown dtype code %d", op, (int)dtype);
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: n must be non-negative, got %lld", op, (long long)n);
+  DN_CHECK_EXTENT(op, n);
   return DN_OK;
 }
 

@@ -23,6 +23,7 @@ dn_status dn_crossentropy_forward(dn_dtype dtype, float *losses, float *lse, con
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive (N=%lld V=%lld)", op,
            (long long)N, (long long)V);
+  DN_CHECK_EXTENT(op, N, ld);
   DN_CHECK(ld >= V, DN_ERR_INVALID, "%s: row stride ld=%lld is less than V=%lld", op,
            (long long)ld, (long long)V);
   DN_CHECK(losses && lse && logits && targets && host_mean && host_count, DN_ERR_INVALID,
@@ -72,6 +73,7 @@ dn_status dn_crossentropy_backward(dn_dtype dtype, void *dlogits, const void *lo
   const char *op = "dn_crossentropy_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK_EXTENT(op, N, ld);
   DN_CHECK(ld >= V, DN_ERR_INVALID, "%s: row stride ld=%lld is less than V=%lld", op,
            (long long)ld, (long long)V);
   DN_CHECK(dlogits && logits && lse && targets, DN_ERR_INVALID, "%s: NULL pointer", op);

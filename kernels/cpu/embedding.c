@@ -18,6 +18,8 @@ dn_status dn_embedding_forward(dn_dtype dtype, void *out, const int32_t *tokens,
   DN_CHECK(B > 0 && T > 0 && C > 0 && V > 0, DN_ERR_INVALID,
            "%s: sizes must be positive (B=%lld T=%lld C=%lld V=%lld)", op, (long long)B,
            (long long)T, (long long)C, (long long)V);
+  DN_CHECK_EXTENT(op, B, T, C);
+  DN_CHECK_EXTENT(op, V, C);
   DN_CHECK(out && tokens && wte && wpe, DN_ERR_INVALID, "%s: NULL pointer", op);
   dn_status st = check_tokens(op, tokens, B * T, V);
   if (st != DN_OK) return st;
@@ -39,6 +41,8 @@ dn_status dn_embedding_backward(dn_dtype dtype, void *dwte, void *dwpe, const vo
   const char *op = "dn_embedding_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(B > 0 && T > 0 && C > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK_EXTENT(op, B, T, C);
+  DN_CHECK_EXTENT(op, V, C);
   DN_CHECK(dout && tokens, DN_ERR_INVALID, "%s: NULL pointer", op);
   dn_status st = check_tokens(op, tokens, B * T, V);
   if (st != DN_OK) return st;

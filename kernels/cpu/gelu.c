@@ -25,6 +25,7 @@ dn_status dn_bias_gelu_forward(dn_dtype dtype, void *out, const void *inp, const
   const char *op = "dn_bias_gelu_forward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK_EXTENT(op, N, C);
   DN_CHECK(out && inp, DN_ERR_INVALID, "%s: NULL pointer", op);
   dtype = dn_base_dtype(dtype);
   DN_FOR_DTYPE(dtype, {
@@ -50,6 +51,7 @@ dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const v
   const char *op = "dn_bias_gelu_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK_EXTENT(op, N, C);
   DN_CHECK(dinp && dout && inp, DN_ERR_INVALID, "%s: NULL pointer", op);
   dn_dtype gt = dn_grad_dtype(dtype);
   dtype = dn_base_dtype(dtype);
@@ -86,6 +88,9 @@ dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const voi
   DN_CHECK(M > 0 && N > 0 && K > 0, DN_ERR_INVALID,
            "%s: sizes must be positive (M=%lld N=%lld K=%lld)", op, (long long)M, (long long)N,
            (long long)K);
+  DN_CHECK_EXTENT(op, M, K);
+  DN_CHECK_EXTENT(op, N, K);
+  DN_CHECK_EXTENT(op, M, N);
   DN_CHECK(out && pre && inp && weight, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_CHECK(out != pre, DN_ERR_INVALID, "%s: out and pre must be different buffers", op);
   dtype = dn_base_dtype(dtype);

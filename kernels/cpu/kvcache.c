@@ -14,6 +14,9 @@ static dn_status check_cache(const char *op, int64_t B, int64_t Tn, int64_t C, i
   DN_CHECK(B > 0 && Tn > 0 && C > 0 && max_T > 0, DN_ERR_INVALID,
            "%s: sizes must be positive (B=%lld Tn=%lld C=%lld max_T=%lld)", op, (long long)B,
            (long long)Tn, (long long)C, (long long)max_T);
+  DN_CHECK_EXTENT(op, B, max_T, C);
+  DN_CHECK_EXTENT(op, B, Tn, 3, C);
+  DN_CHECK_EXTENT(op, pos);
   DN_CHECK(pos >= 0 && pos + Tn <= max_T, DN_ERR_INVALID,
            "%s: positions [%lld, %lld) do not fit in a cache of %lld positions", op,
            (long long)pos, (long long)(pos + Tn), (long long)max_T);

@@ -102,6 +102,12 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
            "M=%lld N=%lld K=%lld",
            (long long)lda, (long long)ldb, (long long)ldc, (long long)M, (long long)N,
            (long long)K);
+  DN_CHECK_EXTENT(op, trans_a ? K : M, lda);
+  DN_CHECK_EXTENT(op, trans_b ? N : K, ldb);
+  DN_CHECK_EXTENT(op, M, ldc);
+  DN_CHECK_EXTENT(op, batch, stride_a);
+  DN_CHECK_EXTENT(op, batch, stride_b);
+  DN_CHECK_EXTENT(op, batch, stride_c);
   DN_CHECK(M < ((int64_t)1 << 31) && N < ((int64_t)1 << 31) && K < ((int64_t)1 << 31),
            DN_ERR_INVALID, "dn_matmul: a dimension exceeds 2^31");
   for (int64_t b = 0; b < batch; b++) {
@@ -138,6 +144,7 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
 dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout, int64_t M, int64_t N) {
   DN_CHECK_FLOAT(dtype, "dn_bias_backward");
   DN_CHECK(M >= 0 && N >= 0, DN_ERR_INVALID, "dn_bias_backward: negative size");
+  DN_CHECK_EXTENT("dn_bias_backward", M, N);
   if (M == 0 || N == 0) return DN_OK;
   DN_CHECK(dbias && dout, DN_ERR_INVALID, "dn_bias_backward: NULL pointer");
   /* dout has the base dtype, dbias the parameter-gradient dtype */

@@ -233,7 +233,7 @@ dn_status dn_comm_allreduce(void *handle, dn_dtype dtype, int32_t reduce, const 
   int t = 0, o = 0;
   DN_TRY(nccl_type(op, dtype, &t));
   DN_TRY(nccl_op(op, reduce, &o));
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: negative count %lld", op, (long long)n);
+  DN_CHECK_EXTENT(op, n);
   if (n == 0) return DN_OK;
   DN_CHECK(send && recv, DN_ERR_INVALID, "%s: NULL buffer", op);
   NCCL_CALL(nccl.all_reduce(send, recv, (size_t)n, t, o, c->comm, (void *)dn_stream()),
@@ -249,7 +249,7 @@ dn_status dn_comm_reduce_scatter(void *handle, dn_dtype dtype, int32_t reduce, c
   int t = 0, o = 0;
   DN_TRY(nccl_type(op, dtype, &t));
   DN_TRY(nccl_op(op, reduce, &o));
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: negative count %lld", op, (long long)n);
+  DN_CHECK_EXTENT(op, n);
   if (n == 0) return DN_OK;
   DN_CHECK(send && recv, DN_ERR_INVALID, "%s: NULL buffer", op);
   size_t es = dn_dtype_size(dtype);
@@ -279,7 +279,7 @@ dn_status dn_comm_all_gather(void *handle, dn_dtype dtype, const void *send, voi
   DN_TRY(get_comm(op, handle, &c));
   int t = 0;
   DN_TRY(nccl_type(op, dtype, &t));
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: negative count %lld", op, (long long)n);
+  DN_CHECK_EXTENT(op, n);
   if (n == 0) return DN_OK;
   DN_CHECK(send && recv, DN_ERR_INVALID, "%s: NULL buffer", op);
   size_t es = dn_dtype_size(dtype);
@@ -308,7 +308,7 @@ dn_status dn_comm_broadcast(void *handle, dn_dtype dtype, void *buf, int64_t n, 
   DN_TRY(nccl_type(op, dtype, &t));
   DN_CHECK(root >= 0 && root < c->size, DN_ERR_INVALID, "%s: root %d is not in [0, %d)", op,
            (int)root, (int)c->size);
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: negative count %lld", op, (long long)n);
+  DN_CHECK_EXTENT(op, n);
   if (n == 0) return DN_OK;
   DN_CHECK_PTR(buf, op);
   NCCL_CALL(nccl.broadcast(buf, buf, (size_t)n, t, root, c->comm, (void *)dn_stream()),
@@ -324,7 +324,7 @@ static dn_status point_to_point(const char *op, void *handle, dn_dtype dtype, vo
   DN_TRY(nccl_type(op, dtype, &t));
   DN_CHECK(peer >= 0 && peer < c->size && peer != c->rank, DN_ERR_INVALID,
            "%s: peer %d is not another rank of [0, %d)", op, (int)peer, (int)c->size);
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: negative count %lld", op, (long long)n);
+  DN_CHECK_EXTENT(op, n);
   if (n == 0) return DN_OK;
   DN_CHECK_PTR(buf, op);
   if (sending)

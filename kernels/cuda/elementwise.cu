@@ -15,7 +15,7 @@ template <typename T> __global__ void fill_k(T *out, int64_t n, float v) {
 
 dn_status dn_fill(dn_dtype dtype, void *out, int64_t n, float value) {
   DN_CHECK_FLOAT(dtype, "dn_fill");
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_fill: negative count %lld", (long long)n);
+  DN_CHECK_EXTENT("dn_fill", n);
   if (n == 0) return DN_OK;
   DN_CHECK_PTR(out, "dn_fill");
   DN_TRY(dn_cuda_init("dn_fill"));
@@ -39,7 +39,7 @@ __global__ void normal_k(T *out, int64_t n, float mean, float sd, uint64_t seed,
 dn_status dn_fill_normal(dn_dtype dtype, void *out, int64_t n, float mean, float std,
                          uint64_t seed, uint64_t offset) {
   DN_CHECK_FLOAT(dtype, "dn_fill_normal");
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_fill_normal: negative count %lld", (long long)n);
+  DN_CHECK_EXTENT("dn_fill_normal", n);
   DN_CHECK(std >= 0, DN_ERR_INVALID, "dn_fill_normal: std %g is negative", (double)std);
   if (n == 0) return DN_OK;
   DN_CHECK_PTR(out, "dn_fill_normal");
@@ -56,7 +56,7 @@ template <typename T> __global__ void add_k(T *out, const T *a, const T *b, int6
 
 dn_status dn_add(dn_dtype dtype, void *out, const void *a, const void *b, int64_t n) {
   DN_CHECK_FLOAT(dtype, "dn_add");
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_add: negative count %lld", (long long)n);
+  DN_CHECK_EXTENT("dn_add", n);
   if (n == 0) return DN_OK;
   DN_CHECK(out && a && b, DN_ERR_INVALID, "dn_add: NULL pointer");
   DN_TRY(dn_cuda_init("dn_add"));
@@ -77,7 +77,7 @@ __global__ void axpby_k(Y *y, float alpha, const X *x, float beta, int64_t n) {
 
 dn_status dn_axpby(dn_dtype dtype, void *y, float alpha, const void *x, float beta, int64_t n) {
   DN_CHECK_FLOAT(dtype, "dn_axpby");
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_axpby: negative count %lld", (long long)n);
+  DN_CHECK_EXTENT("dn_axpby", n);
   if (n == 0) return DN_OK;
   DN_CHECK(x && y, DN_ERR_INVALID, "dn_axpby: NULL pointer");
   DN_TRY(dn_cuda_init("dn_axpby"));
@@ -92,7 +92,7 @@ template <typename D, typename S> __global__ void cast_k(D *dst, const S *src, i
 
 dn_status dn_cast(dn_dtype dst_dtype, void *dst, dn_dtype src_dtype, const void *src,
                   int64_t n) {
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_cast: negative count %lld", (long long)n);
+  DN_CHECK_EXTENT("dn_cast", n);
   int ints = dst_dtype == DN_I32 && src_dtype == DN_I32;
   DN_CHECK(ints || (dn_is_float(dst_dtype) && dn_is_float(src_dtype)), DN_ERR_UNSUPPORTED,
            "dn_cast: %s -> %s is not supported (float dtypes convert among themselves, i32 "
@@ -134,7 +134,7 @@ __global__ void sum_finish_k(double *part, int n) {
 dn_status dn_sum(dn_dtype dtype, double *host_out, const void *inp, int64_t n) {
   DN_CHECK_FLOAT(dtype, "dn_sum");
   DN_CHECK_PTR(host_out, "dn_sum");
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "dn_sum: negative count %lld", (long long)n);
+  DN_CHECK_EXTENT("dn_sum", n);
   if (n == 0) {
     *host_out = 0.0;
     return DN_OK;
@@ -156,7 +156,7 @@ dn_status dn_sum(dn_dtype dtype, double *host_out, const void *inp, int64_t n) {
 
 static dn_status check_dropout(const char *op, dn_dtype dtype, int64_t n, float p) {
   DN_CHECK_FLOAT(dtype, op);
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: negative count %lld", op, (long long)n);
+  DN_CHECK_EXTENT(op, n);
   DN_CHECK(p >= 0.0f && p < 1.0f, DN_ERR_INVALID, "%s: p = %g is not in [0, 1)", op,
            (double)p);
   return DN_OK;

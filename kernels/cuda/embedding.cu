@@ -42,6 +42,8 @@ dn_status dn_embedding_forward(dn_dtype dtype, void *out, const int32_t *tokens,
   DN_CHECK(B > 0 && T > 0 && C > 0 && V > 0, DN_ERR_INVALID,
            "%s: sizes must be positive (B=%lld T=%lld C=%lld V=%lld)", op, (long long)B,
            (long long)T, (long long)C, (long long)V);
+  DN_CHECK_EXTENT(op, B, T, C);
+  DN_CHECK_EXTENT(op, V, C);
   DN_CHECK(out && tokens && wte && wpe, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_TRY(dn_cuda_init(op));
   DN_TRY(check_tokens(op, tokens, B * T, V));
@@ -87,6 +89,8 @@ dn_status dn_embedding_backward(dn_dtype dtype, void *dwte, void *dwpe, const vo
   const char *op = "dn_embedding_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(B > 0 && T > 0 && C > 0 && V > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK_EXTENT(op, B, T, C);
+  DN_CHECK_EXTENT(op, V, C);
   DN_CHECK(dout && tokens, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_TRY(dn_cuda_init(op));
   int64_t n = B * T;

@@ -30,6 +30,7 @@ dn_status dn_bias_gelu_forward(dn_dtype dtype, void *out, const void *inp, const
   const char *op = "dn_bias_gelu_forward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK_EXTENT(op, N, C);
   DN_CHECK(out && inp, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_TRY(dn_cuda_init(op));
   DN_DISPATCH(dn_base_dtype(dtype), T,
@@ -98,6 +99,7 @@ dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const v
   const char *op = "dn_bias_gelu_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK_EXTENT(op, N, C);
   DN_CHECK(dinp && dout && inp, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_TRY(dn_cuda_init(op));
   DN_DISPATCH2(dtype, T, G, {

@@ -43,6 +43,7 @@ dn_status dn_layernorm_forward(dn_dtype dtype, void *out, float *mean, float *rs
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive (N=%lld C=%lld)", op,
            (long long)N, (long long)C);
+  DN_CHECK_EXTENT(op, N, C);
   DN_CHECK(out && mean && rstd && inp && weight && bias, DN_ERR_INVALID, "%s: NULL pointer",
            op);
   DN_CHECK(eps > 0, DN_ERR_INVALID, "%s: eps %g must be positive", op, (double)eps);
@@ -244,6 +245,7 @@ dn_status dn_layernorm_backward(dn_dtype dtype, void *dinp, void *dweight, void 
   const char *op = "dn_layernorm_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(N > 0 && C > 0, DN_ERR_INVALID, "%s: sizes must be positive", op);
+  DN_CHECK_EXTENT(op, N, C);
   DN_CHECK(dout && inp && weight && mean && rstd, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_TRY(dn_cuda_init(op));
   unsigned grid = (unsigned)((N + WARPS - 1) / WARPS);

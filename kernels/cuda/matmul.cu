@@ -403,6 +403,12 @@ dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int64_t M,
            "M=%lld N=%lld K=%lld",
            (long long)lda, (long long)ldb, (long long)ldc, (long long)M, (long long)N,
            (long long)K);
+  DN_CHECK_EXTENT(op, trans_a ? K : M, lda);
+  DN_CHECK_EXTENT(op, trans_b ? N : K, ldb);
+  DN_CHECK_EXTENT(op, M, ldc);
+  DN_CHECK_EXTENT(op, batch, stride_a);
+  DN_CHECK_EXTENT(op, batch, stride_b);
+  DN_CHECK_EXTENT(op, batch, stride_c);
   DN_CHECK(M < ((int64_t)1 << 31) && N < ((int64_t)1 << 31) && K < ((int64_t)1 << 31) &&
                lda < ((int64_t)1 << 31) && ldb < ((int64_t)1 << 31) &&
                ldc < ((int64_t)1 << 31) && batch < ((int64_t)1 << 31),
@@ -501,6 +507,9 @@ dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const voi
   DN_CHECK(M > 0 && N > 0 && K > 0, DN_ERR_INVALID,
            "%s: sizes must be positive (M=%lld N=%lld K=%lld)", op, (long long)M, (long long)N,
            (long long)K);
+  DN_CHECK_EXTENT(op, M, K);
+  DN_CHECK_EXTENT(op, N, K);
+  DN_CHECK_EXTENT(op, M, N);
   DN_CHECK(out && pre && inp && weight, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_CHECK(out != pre, DN_ERR_INVALID, "%s: out and pre must be different buffers", op);
   DN_CHECK(M < ((int64_t)1 << 31) && N < ((int64_t)1 << 31) && K < ((int64_t)1 << 31),
@@ -533,6 +542,7 @@ dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout, int64_
   const char *op = "dn_bias_backward";
   DN_CHECK_FLOAT(dtype, op);
   DN_CHECK(M >= 0 && N >= 0, DN_ERR_INVALID, "dn_bias_backward: negative size");
+  DN_CHECK_EXTENT("dn_bias_backward", M, N);
   if (M == 0 || N == 0) return DN_OK;
   DN_CHECK(dbias && dout, DN_ERR_INVALID, "dn_bias_backward: NULL pointer");
   DN_TRY(dn_cuda_init(op));

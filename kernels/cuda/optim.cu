@@ -38,8 +38,9 @@ static dn_status check_list(const char *op, dn_dtype dtype, int64_t n, const voi
   if (n == 0) return DN_OK;
   DN_CHECK(ptrs && sizes, DN_ERR_INVALID, "%s: NULL list", op);
   for (int64_t t = 0; t < n; t++) {
-    DN_CHECK(sizes[t] >= 0, DN_ERR_INVALID, "%s: tensor %lld has negative size %lld", op,
-             (long long)t, (long long)sizes[t]);
+    DN_CHECK(sizes[t] >= 0 && sizes[t] <= DN_MAX_BYTES, DN_ERR_INVALID,
+             "%s: tensor %lld has size %lld, not in [0, 2^46]", op, (long long)t,
+             (long long)sizes[t]);
   }
   return DN_OK;
 }

@@ -33,6 +33,31 @@ dn_status dn_fail(dn_status code, const char *file, int line, const char *fmt, .
 
 const char *dn_last_error(void) { return dn_error_buf; }
 
+dn_status dn_check_extent(const char *file, int line, const char *op, const char *names,
+                          const int64_t *sizes, int n) {
+  int64_t extent = 1;
+  int negative = 0, zero = 0, overflow = 0;
+  for (int i = 0; i < n; i++) {
+    if (sizes[i] < 0) negative = 1;
+    else if (sizes[i] == 0) zero = 1;
+    else if (!overflow && __builtin_mul_overflow(extent, sizes[i], &extent)) overflow = 1;
+  }
+  if (!negative && (zero || (!overflow && extent <= DN_MAX_BYTES))) return DN_OK;
+  char values[256];
+  int used = 0;
+  for (int i = 0; i < n && used < (int)sizeof values; i++) {
+    int w = snprintf(values + used, sizeof values - (size_t)used, "%s%lld", i ? ", " : "",
+                     (long long)sizes[i]);
+    if (w < 0) break;
+    used += w;
+  }
+  return dn_fail(DN_ERR_INVALID, file, line,
+                 negative ? "%s: sizes (%s) = (%s) include a negative size"
+                          : "%s: sizes (%s) = (%s) span more than 2^46 elements, the most one "
+                            "buffer may hold",
+                 op, names, n ? values : "");
+}
+
 const char *dn_dtype_name(dn_dtype dtype) {
   switch (dtype) {
   case DN_F32: return "f32";
@@ -149,8 +174,8 @@ static void release_cached_locked(void) {
 
 dn_status dn_malloc(int64_t bytes, void **out) {
   DN_CHECK_PTR(out, "dn_malloc");
-  DN_CHECK(bytes >= 0 && bytes < ((int64_t)1 << 46), DN_ERR_INVALID,
-           "dn_malloc: %lld bytes is not a valid size", (long long)bytes);
+  DN_CHECK(bytes >= 0 && bytes <= DN_MAX_BYTES, DN_ERR_INVALID,
+           "dn_malloc: %lld bytes is not a size in [0, 2^46]", (long long)bytes);
   DN_TRY(dn_cuda_init("dn_malloc"));
   int64_t rounded = round_size(bytes);
   std::lock_guard<std::mutex> g(alloc_lock);
@@ -258,7 +283,7 @@ dn_status dn_flag_read(const char *op, int32_t *flag, int32_t *host) {
 
 static dn_status copy_bytes(const char *op, void *dst, const void *src, int64_t bytes,
                             cudaMemcpyKind kind) {
-  DN_CHECK(bytes >= 0, DN_ERR_INVALID, "%s: negative byte count %lld", op, (long long)bytes);
+  DN_CHECK_EXTENT(op, bytes);
   if (bytes == 0) return DN_OK;
   DN_CHECK(dst && src, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_TRY(dn_cuda_init(op));
@@ -278,8 +303,7 @@ dn_status dn_memcpy_d2d(void *dst, const void *src, int64_t bytes) {
 }
 
 dn_status dn_memset_zero(void *dst, int64_t bytes) {
-  DN_CHECK(bytes >= 0, DN_ERR_INVALID, "dn_memset_zero: negative byte count %lld",
-           (long long)bytes);
+  DN_CHECK_EXTENT("dn_memset_zero", bytes);
   if (bytes == 0) return DN_OK;
   DN_CHECK_PTR(dst, "dn_memset_zero");
   DN_TRY(dn_cuda_init("dn_memset_zero"));
@@ -319,7 +343,7 @@ dn_status dn_timer_record(int64_t slot) {
 
 dn_status dn_timer_elapsed(int64_t n, const int64_t *from, const int64_t *to, double *host_ms) {
   const char *op = "dn_timer_elapsed";
-  DN_CHECK(n >= 0, DN_ERR_INVALID, "%s: negative count %lld", op, (long long)n);
+  DN_CHECK_EXTENT(op, n);
   if (n == 0) return DN_OK;
   DN_CHECK(from && to && host_ms, DN_ERR_INVALID, "%s: NULL array", op);
   DN_TRY(dn_cuda_init(op));

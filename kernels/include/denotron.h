@@ -23,6 +23,10 @@
  *   no extra pass. Callers zero a fresh gradient buffer once.
  * - Every kernel runs on the calling thread's stream: on the CPU calls are
  *   synchronous, using up to dn_get_num_threads() threads.
+ * - Sizes: every count and byte count, and the extent of every buffer a call indexes (the
+ *   product of its sizes, formed with overflow checks), is at most DN_MAX_BYTES; larger
+ *   or negative sizes fail with DN_ERR_INVALID before any memory is touched, so no
+ *   product can wrap around to a small allocation or a short loop.
  */
 #ifndef DENOTRON_H
 #define DENOTRON_H
@@ -37,6 +41,9 @@ extern "C" {
 
 /* Bumped whenever a prototype below changes. */
 #define DN_ABI_VERSION 2
+
+/* The largest count, byte count or buffer extent any call accepts: 2^46 (64 TiB). */
+#define DN_MAX_BYTES ((int64_t)1 << 46)
 
 typedef int32_t dn_status;
 enum {

@@ -1,33 +1,33 @@
 /**
  * The curriculum: what each optimizer step trains on, as functions of the step.
  *
- * defines: StepContext, StepPlan, Schedule, CurriculumSchedules, Curriculum,
- *          curriculumFromConfig
+ * defines: StepProgress, StepPlan, Schedule, CurriculumSchedules, Curriculum
  *
  * A {@link Curriculum} holds up to four schedules, each any function of the
  * step (and, for those that need it, of the samples and tokens consumed):
  * sequence length, layer keep level (progressive layer dropping), learning rate
  * and global batch size. Before each step the trainer asks it for a plan; a
  * schedule left out keeps the configuration's value. Nothing here touches
- * tensors, so every schedule is tested as plain arithmetic.
+ * tensors, so every schedule is tested as plain arithmetic. The curriculum a
+ * training configuration asks for is built above, in lib/train/step_plan.ts
+ * (`curriculumFromConfig`).
  *
  * @module
  */
 
-import type { LrSchedule } from "../train/lr_schedule.ts";
-import type { TrainConfig } from "../train/config.ts";
-import { rampupBatchSizeAt } from "./batch_rampup.ts";
 import type { BatchSource } from "./data.ts";
-import { layerDropPlan, type LayerPlan, pldTheta } from "./layer_drop.ts";
-import { seqLenAt, type SeqLenCurriculumConfig, validateSeqLenCurriculum } from "./seqlen.ts";
+import { layerDropPlan, type LayerPlan } from "./layer_drop.ts";
 
 /** Where training stands before a step. */
-export interface StepContext {
+export interface StepProgress {
   /** Optimizer steps completed (0 before the first). */
   iteration: number;
   /** Training samples consumed so far. */
   consumedSamples: number;
-  /** Training tokens consumed so far (truncated lengths counted as trained). */
+  /**
+   * Training tokens consumed so far, each step at its own length (truncated lengths
+   * counted as trained).
+   */
   consumedTokens: number;
 }
 
@@ -44,7 +44,7 @@ export interface StepPlan {
 }
 
 /** A schedule: any function of the step (and where it stands). */
-export type Schedule = (step: number, context: StepContext) => number;
+export type Schedule = (step: number, progress: StepProgress) => number;
 
 /** The schedules of a {@link Curriculum}; each one left out keeps the config's value. */
 export interface CurriculumSchedules {
@@ -91,83 +91,22 @@ export class Curriculum {
   /**
    * The parts of a step's plan that the schedules set.
    *
-   * @param context where training stands
+   * @param progress where training stands
    * @param model the layer count, and the seed of the layer-drop draws (shared by all ranks)
    * @returns the scheduled fields
    */
-  plan(context: StepContext, model: { numLayers: number; seed: number }): Partial<StepPlan> {
+  plan(progress: StepProgress, model: { numLayers: number; seed: number }): Partial<StepPlan> {
     const s = this.schedules;
-    const step = context.iteration;
+    const step = progress.iteration;
     const out: Partial<StepPlan> = {};
-    if (s.seqLength) out.seqLength = s.seqLength(step, context);
-    if (s.globalBatchSize) out.globalBatchSize = s.globalBatchSize(step, context);
-    if (s.lr) out.lr = s.lr(step, context);
+    if (s.seqLength) out.seqLength = s.seqLength(step, progress);
+    if (s.globalBatchSize) out.globalBatchSize = s.globalBatchSize(step, progress);
+    if (s.lr) out.lr = s.lr(step, progress);
     if (s.layerKeep) {
-      const theta = s.layerKeep(step, context);
+      const theta = s.layerKeep(step, progress);
       out.layers = theta >= 1 ? null : layerDropPlan(model.seed, step, model.numLayers, theta);
     }
     if (s.data) s.data.step = step;
     return out;
   }
-}
-
-/**
- * The curriculum a configuration asks for, or null when it asks for none.
- *
- * - `curriculumLearning`: the sequence length follows DeepSpeed's schedule,
- *   evaluated at iteration + 1 as DeepSpeed's engine does.
- * - `progressiveLayerDrop`: theta(iteration) with `pldTheta` and `pldGamma`.
- * - `rampupBatchSize`: Megatron's ramp-up over consumed samples.
- * - `lrByTokens`: the LR schedule advances by tokens: at c consumed tokens it
- *   is read at step c / (globalBatchSize · seqLength), so warmup and decay
- *   cover the tokens that many full-size steps would (Megatron-DeepSpeed's
- *   token-based warmup and decay).
- *
- * @param config the run's configuration
- * @param lrSchedule the iteration-based schedule (for `lrByTokens`)
- * @returns the curriculum, or null
- */
-export function curriculumFromConfig(
-  config: TrainConfig,
-  lrSchedule: LrSchedule,
-): Curriculum | null {
-  const cl = config.curriculum;
-  const pld = config.layerDrop;
-  const t = config.training;
-  const schedules: CurriculumSchedules = {};
-  if (cl?.curriculumLearning) {
-    const seq: SeqLenCurriculumConfig = {
-      minDifficulty: cl.minDifficulty,
-      maxDifficulty: cl.maxDifficulty ?? config.model.seqLength,
-      scheduleType: cl.scheduleType,
-      totalCurriculumStep: cl.totalCurriculumStep,
-      difficultyStep: cl.difficultyStep,
-      rootDegree: cl.rootDegree,
-      difficulty: cl.difficulty ?? undefined,
-      maxStep: cl.maxStep ?? undefined,
-    };
-    validateSeqLenCurriculum(seq);
-    if (seq.maxDifficulty > config.model.seqLength) {
-      throw new Error(
-        `maxDifficulty ${seq.maxDifficulty} is longer than seqLength ${config.model.seqLength}`,
-      );
-    }
-    schedules.seqLength = (step) => seqLenAt(seq, step + 1);
-  }
-  if (pld?.progressiveLayerDrop) {
-    const o = { theta: pld.pldTheta, gamma: pld.pldGamma };
-    schedules.layerKeep = (step) => pldTheta(step, o);
-  }
-  const rampup = t.rampupBatchSize;
-  if (rampup) {
-    const r = [rampup[0], rampup[1], rampup[2]] as const;
-    rampupBatchSizeAt(r, t.globalBatchSize, 0, t.microBatchSize); // validates
-    schedules.globalBatchSize = (_, c) =>
-      rampupBatchSizeAt(r, t.globalBatchSize, c.consumedSamples, t.microBatchSize);
-  }
-  if (cl?.lrByTokens) {
-    const full = t.globalBatchSize * config.model.seqLength;
-    schedules.lr = (_, c) => lrSchedule.at(c.consumedTokens / full);
-  }
-  return Object.keys(schedules).length ? new Curriculum(schedules) : null;
 }

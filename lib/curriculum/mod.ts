@@ -9,4 +9,3 @@ export * from "./layer_drop.ts";
 export * from "./batch_rampup.ts";
 export * from "./data.ts";
 export * from "./curriculum.ts";
-export type { CurriculumConfig, LayerDropConfig } from "../train/config.ts";

@@ -4,7 +4,7 @@
  * truncation of a batch to the scheduled length.
  *
  * defines: SeqLenScheduleType, SeqLenCurriculumConfig, validateSeqLenCurriculum,
- *          seqLenAt, truncateBatch
+ *          seqLenCurriculumFor, seqLenAt, truncateBatch
  *
  * The schedule is a pure function of the step. DeepSpeed's engine asks its
  * scheduler for `global_steps + 1` before each forward, so the optimizer step
@@ -98,6 +98,49 @@ export function validateSeqLenCurriculum(
         `GPU matrix units run fastest on multiples of 8`,
     );
   }
+}
+
+/**
+ * The schedule for a model of `seqLength` tokens, from settings as a configuration holds
+ * them (null for "not set"): maxDifficulty defaults to seqLength and may not exceed it.
+ * The one place that rule is checked; validated like {@link validateSeqLenCurriculum}.
+ *
+ * @param s the settings; null maxDifficulty, difficulty and maxStep mean unset
+ * @param seqLength the model's tokens per sample
+ * @param warn receives advice that is not an error @default console.warn
+ * @returns the validated schedule
+ * @example
+ * ```ts
+ * import { seqLenCurriculumFor } from "./seqlen.ts";
+ * const s = { minDifficulty: 8, maxDifficulty: null, scheduleType: "fixed_linear" as const,
+ *   totalCurriculumStep: 100, difficultyStep: 8 };
+ * seqLenCurriculumFor(s, 64).maxDifficulty; // 64
+ * ```
+ */
+export function seqLenCurriculumFor(
+  s: Omit<SeqLenCurriculumConfig, "maxDifficulty" | "difficulty" | "maxStep"> & {
+    maxDifficulty: number | null;
+    difficulty?: readonly number[] | null;
+    maxStep?: readonly number[] | null;
+  },
+  seqLength: number,
+  warn: (message: string) => void = console.warn,
+): SeqLenCurriculumConfig {
+  const c: SeqLenCurriculumConfig = {
+    minDifficulty: s.minDifficulty,
+    maxDifficulty: s.maxDifficulty ?? seqLength,
+    scheduleType: s.scheduleType,
+    totalCurriculumStep: s.totalCurriculumStep,
+    difficultyStep: s.difficultyStep,
+    rootDegree: s.rootDegree,
+    difficulty: s.difficulty ?? undefined,
+    maxStep: s.maxStep ?? undefined,
+  };
+  if (c.maxDifficulty > seqLength) {
+    throw new Error(`maxDifficulty ${c.maxDifficulty} is longer than seqLength ${seqLength}`);
+  }
+  validateSeqLenCurriculum(c, warn);
+  return c;
 }
 
 /**

@@ -12,7 +12,7 @@ import { DenotronError } from "../errors.ts";
 import { loadHfGpt2 } from "../io/hf_gpt2.ts";
 import { readSafetensors } from "../io/safetensors.ts";
 import { GPT, type GPTConfig, paddedVocabSize } from "../nn/gpt.ts";
-import { latestCheckpoint, loadCheckpoint } from "../train/checkpoint.ts";
+import { expectTensors, latestCheckpoint, readCheckpoint } from "../io/checkpoint.ts";
 
 /** A model in eval mode and the tokenizer it was trained with. */
 export interface GenerationSource {
@@ -75,7 +75,11 @@ export async function fromCheckpoint(
   };
   const model = new GPT(config, { device: opts.device });
   try {
-    await loadCheckpoint(dir, { model });
+    const ck = await readCheckpoint(dir);
+    const file = join(dir, "model.safetensors");
+    const shapes = model.params.entries.map((e) => [e.name, e.tensor.shape] as const);
+    expectTensors(ck.weights, shapes, file, [""]);
+    model.loadStateDict(Object.fromEntries(ck.weights), file);
   } catch (e) {
     model.dispose();
     throw e;

@@ -16,7 +16,14 @@
  */
 import { join } from "node:path";
 import { DenotronError, fmtShape } from "../errors.ts";
-import { GPT, type GPTConfig, type GPTOptions } from "../nn/gpt.ts";
+import {
+  boundedPositiveInt,
+  GPT,
+  GPT_CONFIG_LIMITS,
+  type GPTConfig,
+  type GPTOptions,
+  layerNormEpsilon,
+} from "../nn/gpt.ts";
 import { writeAll, writeFileAtomic } from "./atomic.ts";
 import {
   readSafetensors,
@@ -63,14 +70,23 @@ function transpose(x: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
-function fieldOf(raw: Record<string, unknown>, key: string, where: string): number {
-  const v = raw[key];
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-    throw new DenotronError(
-      `${where}: field "${key}" must be a positive integer, got ${JSON.stringify(v)}`,
-    );
-  }
-  return v;
+/** HF's name of each integer field, and the GPTConfig field whose limit it has. */
+const HF_INT_FIELDS = {
+  vocab_size: "vocabSize",
+  n_positions: "blockSize",
+  n_layer: "nLayer",
+  n_head: "nHead",
+  n_embd: "nEmbd",
+  n_inner: "ffnHidden",
+} as const;
+
+function fieldOf(raw: Record<string, unknown>, key: keyof typeof HF_INT_FIELDS, where: string) {
+  return boundedPositiveInt(
+    raw[key],
+    `field "${key}"`,
+    GPT_CONFIG_LIMITS[HF_INT_FIELDS[key]],
+    where,
+  );
 }
 
 /**
@@ -112,10 +128,7 @@ export function gptConfigFromHf(raw: unknown, where: string): GPTConfig {
       `${where}: tie_word_embeddings is false; Denotron's GPT ties lm_head to wte`,
     );
   }
-  const eps = r.layer_norm_epsilon ?? 1e-5;
-  if (typeof eps !== "number" || !(eps > 0)) {
-    throw new DenotronError(`${where}: layer_norm_epsilon must be a positive number`);
-  }
+  const eps = layerNormEpsilon(r.layer_norm_epsilon ?? 1e-5, `field "layer_norm_epsilon"`, where);
   const config: GPTConfig = {
     vocabSize: fieldOf(r, "vocab_size", where),
     blockSize: fieldOf(r, "n_positions", where),

@@ -8,6 +8,7 @@ import { attention } from "../ops/attention.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { Linear } from "./layers.ts";
 import { Module } from "./module.ts";
+import { checkpoint } from "./recompute.ts";
 
 /** Multi-head causal self-attention, GPT-2 style. */
 export class CausalSelfAttention extends Module {
@@ -17,6 +18,8 @@ export class CausalSelfAttention extends Module {
   readonly proj: Linear;
   /** Number of heads. */
   readonly nHead: number;
+  /** Selective recomputation: keep only qkv; backward reruns the core attention. */
+  recomputeCoreAttention = false;
   /** Creates the qkv and output projections. */
   constructor(
     width: number,
@@ -37,7 +40,8 @@ export class CausalSelfAttention extends Module {
   /** (B,T,C) → (B,T,C) */
   forward(x: Tensor): Tensor {
     const qkv = this.qkv.forward(x); // (B,T,3C)
-    const y = attention(qkv, this.nHead); // (B,T,C)
+    const core = (q: Tensor) => attention(q, this.nHead); // (B,T,3C) → (B,T,C)
+    const y = this.recomputeCoreAttention ? checkpoint(qkv, core) : core(qkv);
     return this.proj.forward(y);
   }
 }

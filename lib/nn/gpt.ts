@@ -14,6 +14,7 @@ import type { DType, Tensor } from "../tensor.ts";
 import { Block } from "./block.ts";
 import { Embedding, LayerNorm } from "./layers.ts";
 import { FlatParameters, Module } from "./module.ts";
+import { checkpoint, recomputeGroups, type RecomputeOptions } from "./recompute.ts";
 
 /** The shape of a GPT. Names follow nanoGPT / Hugging Face's GPT2Config. */
 export interface GPTConfig {
@@ -58,15 +59,65 @@ export const GPT_PRESETS: Record<string, GPTConfig> = {
   "tiny": { vocabSize: 257, blockSize: 64, nLayer: 2, nHead: 2, nEmbd: 32 },
 };
 
+/**
+ * The largest value each integer field of a {@linkcode GPTConfig} may take: beyond any
+ * published model, and small enough that no parameter or activation size computed from
+ * them overflows, so a bad config fails here, by name, before anything is allocated.
+ */
+export const GPT_CONFIG_LIMITS = {
+  vocabSize: 2 ** 24,
+  blockSize: 2 ** 20,
+  nLayer: 4096,
+  nHead: 65536,
+  nEmbd: 65536,
+  ffnHidden: 2 ** 20,
+  vocabMultiple: 65536,
+} as const satisfies Partial<Record<keyof GPTConfig, number>>;
+
+/**
+ * `v` when it is an integer in [1, max], else a DenotronError "`where`: `key` must be …".
+ *
+ * @param v the value to check
+ * @param key the field's name in messages
+ * @param max the largest value allowed
+ * @param where what holds the field ("GPT config", "run/config.json")
+ * @returns v
+ */
+export function boundedPositiveInt(v: unknown, key: string, max: number, where: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+    throw new DenotronError(
+      `${where}: ${key} must be a positive integer, got ${JSON.stringify(v)}`,
+    );
+  }
+  if (v > max) {
+    throw new DenotronError(`${where}: ${key} ${v} is more than the limit of ${max}`);
+  }
+  return v;
+}
+
+/**
+ * `v` when it is a layernorm epsilon that float32 holds as a positive number, at most 1.
+ *
+ * @param v the value to check
+ * @param key the field's name in messages
+ * @param where what holds the field
+ * @returns v
+ */
+export function layerNormEpsilon(v: unknown, key: string, where: string): number {
+  if (typeof v !== "number" || !(Math.fround(v) > 0 && v <= 1)) {
+    throw new DenotronError(
+      `${where}: ${key} must be a number in (0, 1] that float32 holds as positive, got ${
+        JSON.stringify(v)
+      }`,
+    );
+  }
+  return v;
+}
+
 /** Throws a DenotronError naming the first bad field of `c`. */
 export function validateGPTConfig(c: GPTConfig): void {
-  const ints: (keyof GPTConfig)[] = ["vocabSize", "blockSize", "nLayer", "nHead", "nEmbd"];
-  for (const k of ints) {
-    const v = c[k];
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-      throw new DenotronError(`GPT config: ${k} must be a positive integer, got ${String(v)}`);
-    }
-  }
+  const ints = ["vocabSize", "blockSize", "nLayer", "nHead", "nEmbd"] as const;
+  for (const k of ints) boundedPositiveInt(c[k], k, GPT_CONFIG_LIMITS[k], "GPT config");
   if (c.nEmbd % c.nHead !== 0) {
     throw new DenotronError(`GPT config: nHead ${c.nHead} does not divide nEmbd ${c.nEmbd}`);
   }
@@ -75,16 +126,11 @@ export function validateGPTConfig(c: GPTConfig): void {
     throw new DenotronError(`GPT config: dropout must be in [0, 1), got ${String(p)}`);
   }
   const vm = c.vocabMultiple ?? 1;
-  if (typeof vm !== "number" || !Number.isInteger(vm) || vm < 1) {
-    throw new DenotronError(
-      `GPT config: vocabMultiple must be a positive integer, got ${String(vm)}`,
-    );
+  boundedPositiveInt(vm, "vocabMultiple", GPT_CONFIG_LIMITS.vocabMultiple, "GPT config");
+  if (c.ffnHidden !== undefined) {
+    boundedPositiveInt(c.ffnHidden, "ffnHidden", GPT_CONFIG_LIMITS.ffnHidden, "GPT config");
   }
-  if (c.ffnHidden !== undefined && (!Number.isInteger(c.ffnHidden) || c.ffnHidden < 1)) {
-    throw new DenotronError(
-      `GPT config: ffnHidden must be a positive integer, got ${String(c.ffnHidden)}`,
-    );
-  }
+  layerNormEpsilon(c.layerNormEps ?? 1e-5, "layerNormEps", "GPT config");
 }
 
 /** `c` validated (validateGPTConfig), with every optional field's default filled in. */
@@ -160,6 +206,20 @@ export class GPT extends Module {
   readonly params: FlatParameters;
   /** The dropout stream. */
   readonly rng: Generator;
+  /**
+   * Activation recomputation (Megatron's): "full" keeps only the input of each group of
+   * blocks and reruns the group in backward with the same dropout counters; "selective"
+   * reruns the core attention only. Losses and gradients are unchanged. null: off.
+   */
+  get recompute(): RecomputeOptions | null {
+    return this.#recompute;
+  }
+  set recompute(o: RecomputeOptions | null) {
+    recomputeGroups(this.blocks.length, o); // checks the options
+    this.#recompute = o;
+    for (const b of this.blocks) b.attn.recomputeCoreAttention = o?.granularity === "selective";
+  }
+  #recompute: RecomputeOptions | null = null;
 
   /** Creates and initialises the model (GPT-2's initialisation, seeded). */
   constructor(config: GPTConfig, opts: GPTOptions = {}) {
@@ -227,9 +287,21 @@ export class GPT extends Module {
       );
     }
     let x = dropout(this.emb.forward(tokens), p, this.rng); // (B,T,C)
-    for (let i = 0; i < this.blocks.length; i++) {
-      if (plan && !plan.keep[i]) continue;
-      x = this.blocks[i].forward(x, this.rng, plan?.scale[i] ?? 1);
+    const run = [...this.blocks.keys()].filter((i) => !plan || plan.keep[i]);
+    const block = (j: number, h: Tensor) => {
+      const i = run[j];
+      return this.blocks[i].forward(h, this.rng, plan?.scale[i] ?? 1);
+    };
+    // Each recomputed group keeps only its input; its inside runs again in backward.
+    const groups = new Map(recomputeGroups(run.length, this.#recompute).map((g) => [g[0], g]));
+    for (let j = 0; j < run.length;) {
+      const g = groups.get(j);
+      if (g) {
+        x = checkpoint(x, (h) => g.reduce((a, q) => block(q, a), h), this.rng);
+        j += g.length;
+      } else {
+        x = block(j++, x);
+      }
     }
     x = this.lnf.forward(x);
     return linear(x, this.emb.wte, null); // tied output layer: (B,T,Vp)

@@ -11,7 +11,7 @@
 import type { Device } from "../device.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
 import { hashString } from "../random.ts";
-import { type MimeBundle, moduleBundle } from "../notebook/display.ts";
+import { displayBundle, JUPYTER_DISPLAY, type MimeBundle } from "../display_registry.ts";
 import { type DType, DTYPE_CODE, Tensor } from "../tensor.ts";
 
 /** How a parameter starts. */
@@ -51,7 +51,7 @@ export abstract class Module {
     dtype: DType = "f32",
   ): Tensor {
     if (this.#params.has(name)) throw new DenotronError(`parameter '${name}' declared twice`);
-    const t = Tensor.placeholder(shape, dtype, device, true);
+    const t = Tensor.placeholder(shape, dtype, device, true, name);
     inits.set(t, init);
     this.#params.set(name, t);
     return t;
@@ -169,9 +169,12 @@ export abstract class Module {
     return this.toString();
   }
 
-  /** Jupyter shows the module as a table of its parameters. */
-  [Symbol.for("Jupyter.display")](): MimeBundle {
-    return moduleBundle(this);
+  /**
+   * The module's Jupyter MIME bundle: the formatter lib/notebook registers (a table of
+   * its parameters), or the module tree as text without it.
+   */
+  [JUPYTER_DISPLAY](): MimeBundle {
+    return displayBundle(this);
   }
 }
 

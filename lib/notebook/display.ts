@@ -1,33 +1,28 @@
 /**
  * Rich display in Jupyter (the Deno kernel), text everywhere else.
  *
- * defines: MimeBundle, JUPYTER_DISPLAY, Displayable, inJupyter, rich, html, plot,
- *          tensorBundle, moduleBundle, configBundle, metricsBundle, LiveDisplay
+ * defines: Displayable, inJupyter, rich, escapeHtml, plot, tensorBundle, moduleBundle,
+ *          configBundle, metricsBundle, LiveDisplay (and re-exports MimeBundle and
+ *          JUPYTER_DISPLAY from lib/display_registry.ts)
  *
  * The Deno kernel shows any value with a `[Symbol.for("Jupyter.display")]()`
  * method through the MIME bundle it returns; the same objects print their
  * `text/plain` form under `console.log` outside a notebook. Tensors and modules
- * carry the method themselves (lib/tensor.ts, lib/nn/module.ts delegate here);
- * plain values such as a config or a list of metrics go through {@link rich}.
+ * carry the method themselves and ask lib/display_registry.ts for the bundle:
+ * importing this file registers {@link tensorBundle} and {@link moduleBundle}
+ * there, so the low layers never import the notebook code. Plain values such as
+ * a config or a list of metrics go through {@link rich}.
  *
  * @module
  */
 
+import { JUPYTER_DISPLAY, type MimeBundle, registerDisplay } from "../display_registry.ts";
+import { Module } from "../nn/module.ts";
+import { Tensor } from "../tensor.ts";
 import type { MetricsRecord } from "../train/logging.ts";
 import { lossCurveSvg, type PlotOptions, type Series } from "../train/plot.ts";
 
-/** A value's representations by MIME type; `text/plain` is always present. */
-export interface MimeBundle {
-  /** The fallback shown by terminals and text-only front ends. */
-  "text/plain": string;
-  /** An HTML fragment. */
-  "text/html"?: string;
-  /** An SVG document. */
-  "image/svg+xml"?: string;
-}
-
-/** The symbol the Deno Jupyter kernel looks for on a cell's value. */
-export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display") as never;
+export { JUPYTER_DISPLAY, type MimeBundle };
 
 /** Anything the Deno kernel can show richly. */
 export interface Displayable {
@@ -159,7 +154,7 @@ function num(v: number): string {
   return String(Number(v.toPrecision(4)));
 }
 
-/** What {@link tensorBundle} reads from a tensor (no import of the class: no cycle). */
+/** What {@link tensorBundle} reads from a tensor. */
 export interface TensorLike {
   /** Size of each dimension. */
   readonly shape: readonly number[];
@@ -262,6 +257,9 @@ export function moduleBundle(m: ModuleLike): MimeBundle {
     `${htmlTable(["name", "shape", "dtype", "elements"], rows)}</details>`;
   return { "text/plain": m.toString(), "text/html": html };
 }
+
+registerDisplay(Tensor, tensorBundle);
+registerDisplay(Module, moduleBundle);
 
 function flatten(obj: unknown, prefix: string, out: [string, string][]): void {
   if (obj !== null && typeof obj === "object" && !Array.isArray(obj)) {

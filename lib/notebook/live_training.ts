@@ -75,7 +75,7 @@ export class LiveTraining implements Displayable {
           lr: r.lr,
           gradNorm: r.gradNorm,
           tokensPerSecond: r.tokens / r.seconds,
-          flopsPerSecond: trainer.flopsPerStep / r.seconds,
+          flopsPerSecond: r.flops / r.seconds,
           elapsed: this.#elapsed(),
         };
         this.records.push(rec);

@@ -1,20 +1,13 @@
 /**
- * defines: MixedPrecisionAdamW, mixedPrecisionStep, MixedStepOptions, MixedStepResult,
- *          FoundInfReducer, ParameterBytes, parameterBytes, MixedStepOptimizer
+ * defines: MixedPrecisionAdamW, ParameterBytes, parameterBytes
  *
  * Megatron's mixed-precision optimizer. The model holds bf16 or fp16 parameters and
  * computes in them; FlatParameters gives it fp32 "main" gradients, into which every
  * micro-batch's backward accumulates; this optimizer keeps fp32 main parameters and
- * fp32 Adam moments. A step is two native calls over all tensors:
- *
- * 1. dn_grad_check: one read of the main gradients gives the overflow flag and the
- *    squared norm of the unscaled gradient (fp64 sums).
- * 2. unless it overflowed: dn_adamw_mixed unscales (and clips) the gradients, updates
- *    main params and moments in fp32, and writes the rounded 16-bit model copy.
- *
- * Between the two, the overflow flag is reduced with MAX over the model-parallel group
- * (a {@linkcode FoundInfReducer} the distributed runtime supplies), so every rank skips
- * or takes the same steps.
+ * fp32 Adam moments. Its update is one native call over all tensors (dn_adamw_mixed):
+ * unscale (and clip) the gradients, update main params and moments in fp32, write the
+ * rounded 16-bit model copy. The overflow check, the norm and the loss scale around it
+ * belong to the training optimizer (lib/train/optimizer.ts), which owns the whole step.
  *
  * @module
  */
@@ -22,8 +15,6 @@ import { DenotronError } from "../errors.ts";
 import type { FlatParameters } from "../nn/module.ts";
 import { type DType, DTYPE_BYTES, DTYPE_CODE, type Tensor } from "../tensor.ts";
 import { AdamW, type AdamWLists, type AdamWOptions, fusedAdamW } from "./adamw.ts";
-import { clipFactor } from "./clip.ts";
-import type { GradScaler } from "./grad_scaler.ts";
 
 /** Bytes per parameter by component (Megatron's table, no distributed optimizer). */
 export interface ParameterBytes {
@@ -117,24 +108,6 @@ export class MixedPrecisionAdamW extends AdamW {
   }
 
   /**
-   * One read of every main gradient: whether `scale · grad` holds inf or NaN, and its
-   * squared L2 norm (fp64 sums; Infinity on overflow).
-   *
-   * @param scale usually 1 / (loss scale · micro-batches)
-   */
-  checkGrads(scale: number): { foundInf: boolean; normSq: number } {
-    const l = this.#lists;
-    const found = new Int32Array(1);
-    const normSq = new Float64Array(1);
-    const lib = this.main.device.lib;
-    lib.check(
-      lib.sym.dn_grad_check(DTYPE_CODE.f32, l.n, l.grads, l.sizes, scale, found, normSq),
-      "MixedPrecisionAdamW.checkGrads",
-    );
-    return { foundInf: found[0] !== 0, normSq: normSq[0] };
-  }
-
-  /**
    * Applies one update: main gradients times `gradScale`, AdamW on the fp32 state, then
    * the model's parameters = the main parameters rounded.
    *
@@ -193,71 +166,4 @@ export class MixedPrecisionAdamW extends AdamW {
     super.dispose();
     if (this.#ownsMain) this.main.dispose();
   }
-}
-
-/**
- * Combines a rank's overflow flag with those of the other ranks that hold parts of the
- * same model (MAX over the model-parallel group). The distributed runtime supplies it;
- * alone, a rank's own flag is the answer.
- */
-export type FoundInfReducer = (foundInf: boolean) => boolean;
-
-/** Inputs of {@linkcode mixedPrecisionStep}. */
-export interface MixedStepOptions {
-  /** This step's learning rate. */
-  lr: number;
-  /** The loss scaler, or null (bf16, fp32): the loss was not scaled. */
-  scaler: GradScaler | null;
-  /** The gradient buffer holds the sum of this many micro-batch gradients. @default 1 */
-  microBatches?: number;
-  /** Clip the unscaled gradient's global norm to this; 0 turns clipping off. @default 0 */
-  clipGrad?: number;
-  /** MAX over the model-parallel group. @default the rank's own flag */
-  reduceFoundInf?: FoundInfReducer;
-}
-
-/** What {@linkcode mixedPrecisionStep} did. */
-export interface MixedStepResult {
-  /** True when the gradients overflowed and no parameter changed. */
-  skipped: boolean;
-  /** Global norm of the unscaled batch gradient, before clipping (Infinity if skipped). */
-  gradNorm: number;
-  /** The loss scale this step's backward used. */
-  lossScale: number;
-}
-
-/**
- * What {@linkcode mixedPrecisionStep} needs from an optimizer: the one-read gradient
- * check and the update ({@linkcode MixedPrecisionAdamW}, or the distributed optimizer,
- * whose check already combines its shards over the data-parallel group).
- */
-export interface MixedStepOptimizer {
-  /** Whether the gradients overflowed, and their unscaled squared norm. */
-  checkGrads(scale: number): { foundInf: boolean; normSq: number };
-  /** Unscales and clips by `gradScale`, then updates at rate `lr`. */
-  step(lr: number, gradScale: number): void;
-}
-
-/**
- * The optimizer half of a mixed-precision step, after backward has filled the main
- * gradients from a loss multiplied by `scaler.scale`: check for overflow, agree on it
- * across the model-parallel group, tell the scaler, and either skip (parameters, moments
- * and step count untouched) or clip and update. The caller zeroes the gradients.
- *
- * @param opt the optimizer
- * @param o learning rate, scaler, micro-batch count, clipping, the found-inf reduction
- * @returns whether the step was skipped, the gradient norm and the loss scale used
- */
-export function mixedPrecisionStep(opt: MixedStepOptimizer, o: MixedStepOptions): MixedStepResult {
-  const k = o.microBatches ?? 1;
-  const lossScale = o.scaler?.scale ?? 1;
-  const unscale = 1 / (lossScale * k);
-  const check = opt.checkGrads(unscale);
-  const foundInf = (o.reduceFoundInf ?? ((f) => f))(check.foundInf);
-  o.scaler?.update(foundInf);
-  if (foundInf) return { skipped: true, gradNorm: Infinity, lossScale };
-  const gradNorm = Math.sqrt(check.normSq);
-  const clip = o.clipGrad && o.clipGrad > 0 ? clipFactor(gradNorm, o.clipGrad) : 1;
-  opt.step(o.lr, clip * unscale);
-  return { skipped: false, gradNorm, lossScale };
 }

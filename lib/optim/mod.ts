@@ -12,12 +12,4 @@ export {
   type GradScaler,
   type GradScalerState,
 } from "./grad_scaler.ts";
-export {
-  type FoundInfReducer,
-  MixedPrecisionAdamW,
-  mixedPrecisionStep,
-  type MixedStepOptions,
-  type MixedStepResult,
-  type ParameterBytes,
-  parameterBytes,
-} from "./mixed_precision.ts";
+export { MixedPrecisionAdamW, type ParameterBytes, parameterBytes } from "./mixed_precision.ts";

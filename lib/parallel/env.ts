@@ -1,7 +1,7 @@
 /**
- * defines: DistributedEnv, readDistributedEnv — where this process stands among the ranks,
- * read from torchrun-compatible variables (set by `deno task launch` or torchrun) or from
- * SLURM's.
+ * defines: DistributedEnv, readDistributedEnv, storeSecretFrom — where this process stands
+ * among the ranks, read from torchrun-compatible variables (set by `deno task launch` or
+ * torchrun) or from SLURM's, and the secret its rendezvous store asks for.
  *
  * @module
  */
@@ -23,8 +23,15 @@ export interface DistributedEnv {
   masterPort: number;
   /** Names this job's shared-memory segments; rank 0 picks one when unset. */
   runId?: string;
+  /**
+   * The secret every connection to the rendezvous store must prove, and the variable it
+   * came from (see {@linkcode storeSecretFrom}); only looked up when worldSize > 1.
+   */
+  storeSecret?: { value: string; source: string };
   /** Where the values came from. */
   source: "torchrun" | "slurm" | "single";
+  /** The pid of the `deno task launch` that started this rank (DENOTRON_LAUNCHER_PID). */
+  launcherPid?: number;
 }
 
 function int(env: Record<string, string | undefined>, name: string): number | undefined {
@@ -44,6 +51,52 @@ export function firstSlurmHost(nodeList: string): string {
   if (!m[2]) return m[1];
   const first = m[2].split(",")[0].split("-")[0];
   return m[1] + first;
+}
+
+/**
+ * The rendezvous store's secret: the same on every rank of a job, different between
+ * jobs. The first of these that is set:
+ *
+ * - `DENOTRON_STORE_SECRET`: random, made by `deno task launch` for each job (set it
+ *   yourself, the same on every node, for a multi-node launch);
+ * - torchrun's `TORCHELASTIC_RUN_ID` with MASTER_ADDR:MASTER_PORT;
+ * - SLURM's `SLURM_JOB_ID` and `SLURM_STEP_ID`;
+ * - `DENOTRON_RUN_ID`, for ranks started by hand with a common run id.
+ *
+ * Only the first is a secret in the strict sense; the others are readable by anyone who
+ * can list the job, so they separate jobs (a second job on a port is refused) more than
+ * they keep other users out. Set DENOTRON_STORE_SECRET for that.
+ *
+ * @param env the variables
+ * @returns the secret and its source, or undefined when none of them is set
+ * @example
+ * ```ts
+ * import { storeSecretFrom } from "./env.ts";
+ * storeSecretFrom({ SLURM_JOB_ID: "42", SLURM_STEP_ID: "0" })?.source; // "SLURM_JOB_ID"
+ * ```
+ */
+export function storeSecretFrom(
+  env: Record<string, string | undefined>,
+): { value: string; source: string } | undefined {
+  if (env.DENOTRON_STORE_SECRET) {
+    return { value: env.DENOTRON_STORE_SECRET, source: "DENOTRON_STORE_SECRET" };
+  }
+  if (env.TORCHELASTIC_RUN_ID) {
+    return {
+      value: `torchrun ${env.TORCHELASTIC_RUN_ID} ${env.MASTER_ADDR}:${env.MASTER_PORT}`,
+      source: "TORCHELASTIC_RUN_ID",
+    };
+  }
+  if (env.SLURM_JOB_ID) {
+    return {
+      value: `slurm ${env.SLURM_JOB_ID}.${env.SLURM_STEP_ID ?? ""}`,
+      source: "SLURM_JOB_ID",
+    };
+  }
+  if (env.DENOTRON_RUN_ID) {
+    return { value: `run ${env.DENOTRON_RUN_ID}`, source: "DENOTRON_RUN_ID" };
+  }
+  return undefined;
 }
 
 /**
@@ -117,5 +170,8 @@ export function readDistributedEnv(
       `local rank ${e.localRank} is outside ${e.localWorldSize} local ranks (check LOCAL_RANK / LOCAL_WORLD_SIZE)`,
     );
   }
+  if (e.worldSize > 1) e.storeSecret = storeSecretFrom(env);
+  const launcherPid = int(env, "DENOTRON_LAUNCHER_PID");
+  if (launcherPid) e.launcherPid = launcherPid;
   return e;
 }

@@ -11,12 +11,7 @@
  */
 import { DenotronError } from "../errors.ts";
 import { type DistributedEnv, readDistributedEnv } from "./env.ts";
-import {
-  groupContaining,
-  type ParallelLayout,
-  parallelLayout,
-  type ParallelSizes,
-} from "./layout.ts";
+import { groupContaining, parallelLayout, type ParallelSizes, type RankLayout } from "./layout.ts";
 import {
   newProcessGroup,
   type ProcessGroup,
@@ -24,6 +19,8 @@ import {
   SingleProcessGroup,
 } from "./process_group.ts";
 import { startStoreThread, StoreClient, type StoreThread } from "./store.ts";
+import { distributedTimeoutMs, SHUTDOWN_TIMEOUT_MS } from "./timeouts.ts";
+import { startWatchdog, type Watchdog } from "./watchdog.ts";
 
 /** This process's connection to the job. Close it at the end (`using` works too). */
 export interface Distributed {
@@ -75,15 +72,34 @@ export async function initDistributed(
   let server: StoreThread | null = null;
   let store: StoreClient | null = null;
   let runId = env.runId ?? "single";
+  let watchdog: Watchdog | null = null;
   if (env.worldSize > 1) {
-    const timeoutMs = groupOptions.timeoutMs ??
-      Number(Deno.env.get("DENOTRON_COMM_TIMEOUT_MS") ?? 300_000);
-    if (env.rank === 0) server = await startStoreThread(env.masterAddr, env.masterPort);
-    store = await StoreClient.connect(env.masterAddr, env.masterPort, { timeoutMs });
+    const timeoutMs = groupOptions.timeoutMs ?? distributedTimeoutMs();
+    if (!env.storeSecret) {
+      throw new DenotronError(
+        `a job of ${env.worldSize} ranks needs a rendezvous-store secret shared by its ranks: ` +
+          `set DENOTRON_STORE_SECRET to the same random value on every rank (deno task ` +
+          `launch does), or run under torchrun or SLURM`,
+      );
+    }
+    const secret = env.storeSecret.value;
+    if (env.rank === 0) {
+      server = await startStoreThread(env.masterAddr, env.masterPort, { secret });
+    }
+    store = await StoreClient.connect(env.masterAddr, env.masterPort, { secret, timeoutMs });
     if (env.rank === 0) {
       await store.set("runId", env.runId ?? crypto.randomUUID().slice(0, 8));
     }
     runId = await store.get("runId");
+    // Ends this rank when the launcher dies or a peer's heartbeat stops (watchdog.ts).
+    watchdog = startWatchdog({
+      rank: env.rank,
+      worldSize: env.worldSize,
+      launcherPid: env.launcherPid,
+      store: { hostname: env.masterAddr, port: env.masterPort, secret },
+    });
+  } else if (env.launcherPid) {
+    watchdog = startWatchdog({ rank: 0, worldSize: 1, launcherPid: env.launcherPid });
   }
   const groupNames = new Set<string>();
   const newGroup = async (ranks: readonly number[], name: string) => {
@@ -99,8 +115,13 @@ export async function initDistributed(
   const close = async () => {
     if (closed) return;
     closed = true;
-    // Rank 0 hosts the store: it must outlive every other rank's last request.
-    if (store) await store.barrier("shutdown", env.worldSize).catch(() => {});
+    await watchdog?.stop();
+    // Rank 0 hosts the store: it must outlive every other rank's last request. A short
+    // wait, and none when a peer is known to have failed: it will never arrive.
+    if (store && !groups.some((g) => g.failed)) {
+      await store.barrier("shutdown", env.worldSize, Math.min(SHUTDOWN_TIMEOUT_MS, store.timeoutMs))
+        .catch(() => {});
+    }
     for (const g of groups) g.close();
     store?.close();
     await server?.close();
@@ -122,7 +143,7 @@ export async function initDistributed(
 /** This rank's groups of one layout. */
 export interface ParallelGroups {
   /** Every group of the layout, as lists of global ranks. */
-  readonly layout: ParallelLayout;
+  readonly layout: RankLayout;
   /** This process's global rank. */
   readonly rank: number;
   /** Every rank. */

@@ -3,13 +3,18 @@
  *
  * The launcher behind `deno task launch`: starts `nprocPerNode` ranks of a Deno script
  * on this machine with torchrun's variables (RANK, LOCAL_RANK, WORLD_SIZE,
- * LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, plus DENOTRON_RUN_ID), prefixes their
- * output with the rank, and watches them:
+ * LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, plus DENOTRON_RUN_ID and the job's
+ * rendezvous-store secret DENOTRON_STORE_SECRET), prefixes their output with the rank,
+ * and watches them:
  *
  * - when a rank fails, the others get SIGTERM (SIGKILL after a grace period) and the
  *   launcher returns non-zero after a line naming the rank, its exit status and the
  *   last line it wrote to stderr;
- * - SIGINT (Ctrl-C) stops every rank the same way;
+ * - SIGTERM or SIGINT (Ctrl-C, SLURM's preemption notice) is forwarded to every rank,
+ *   which may save a checkpoint and exit (see signals.ts); the launcher waits for them
+ *   up to `exitGraceSeconds`, then kills what is left; a second signal kills at once;
+ * - each rank watches the launcher (DENOTRON_LAUNCHER_PID): if the launcher is killed,
+ *   its ranks end within a second (watchdog.ts) instead of running on orphaned;
  * - at the end, shared-memory segments of this run left in /dev/shm are removed.
  *
  * @module
@@ -43,8 +48,13 @@ export interface LaunchOptions {
   env?: Record<string, string>;
   /** Arguments of `deno run` before the script. @default ["-A"] */
   denoArgs?: string[];
-  /** Seconds between SIGTERM and SIGKILL when stopping ranks. @default 3 */
+  /** Seconds between SIGTERM and SIGKILL when stopping ranks after a failure. @default 3 */
   graceSeconds?: number;
+  /**
+   * Seconds the ranks get to save and exit after a SIGTERM or SIGINT forwarded from the
+   * launcher, before SIGKILL. @default 120
+   */
+  exitGraceSeconds?: number;
   /** Where rank output goes, line by line. @default stdout/stderr with a "[rank N]" prefix */
   output?: (rank: number, stream: "stdout" | "stderr", line: string) => void;
   /** The launcher's own messages. @default console.error */
@@ -103,6 +113,24 @@ export function parseLaunchArgs(argv: string[]): LaunchOptions {
   };
 }
 
+/**
+ * The job's rendezvous-store secret: DENOTRON_STORE_SECRET from the options or the
+ * environment, else (one machine) 256 fresh random bits. The nodes of a multi-node job
+ * must agree on it, so there it has to be given.
+ */
+function storeSecretFor(o: LaunchOptions, nnodes: number): string {
+  const given = o.env?.DENOTRON_STORE_SECRET ?? Deno.env.get("DENOTRON_STORE_SECRET");
+  if (given) return given;
+  if (nnodes > 1) {
+    throw new Error(
+      `--nnodes ${nnodes} needs DENOTRON_STORE_SECRET, the same on every node, so that the ` +
+        `ranks can prove they belong to one job (e.g. export DENOTRON_STORE_SECRET=$(openssl rand -hex 32))`,
+    );
+  }
+  return [...crypto.getRandomValues(new Uint8Array(32))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** A TCP port that was free a moment ago on `hostname`. */
 export function freePort(hostname = "127.0.0.1"): number {
   const l = Deno.listen({ hostname, port: 0 });
@@ -159,6 +187,7 @@ export async function launch(o: LaunchOptions): Promise<number> {
   const masterPort = o.masterPort ?? (nnodes === 1 ? freePort(masterAddr) : 29500);
   const worldSize = o.nprocPerNode * nnodes;
   const runId = o.env?.DENOTRON_RUN_ID ?? crypto.randomUUID().slice(0, 8);
+  const secret = storeSecretFor(o, nnodes);
   const log = o.log ?? ((l: string) => console.error(l));
   const encoder = new TextEncoder();
   const output = o.output ?? ((rank, stream, line) => {
@@ -174,7 +203,7 @@ export async function launch(o: LaunchOptions): Promise<number> {
     status?: Deno.CommandStatus;
   }
   let failure: { rank: number; status: Deno.CommandStatus; lastErr: string[] } | null = null;
-  let interrupted = false;
+  let interrupted: Deno.Signal | null = null;
   let stopping = false;
   let wakeWatcher = () => {};
   const ranks: Rank[] = [];
@@ -192,6 +221,8 @@ export async function launch(o: LaunchOptions): Promise<number> {
         MASTER_ADDR: masterAddr,
         MASTER_PORT: String(masterPort),
         DENOTRON_RUN_ID: runId,
+        DENOTRON_STORE_SECRET: secret,
+        DENOTRON_LAUNCHER_PID: String(Deno.pid),
       },
       stdin: "null",
       stdout: "piped",
@@ -217,42 +248,50 @@ export async function launch(o: LaunchOptions): Promise<number> {
     ranks.push(r);
   }
 
-  const stopAll = async () => {
+  const alive = () => ranks.filter((r) => !r.status);
+  const signalAll = (signal: Deno.Signal) => {
+    for (const r of alive()) {
+      try {
+        r.child.kill(signal);
+      } catch { /* already gone */ }
+    }
+  };
+  /** Sends `signal`, waits up to `seconds` for the ranks to exit, then kills the rest. */
+  const stopAll = async (signal: Deno.Signal, seconds: number) => {
     stopping = true;
-    const alive = () => ranks.filter((r) => !r.status);
-    for (const r of alive()) {
-      try {
-        r.child.kill("SIGTERM");
-      } catch { /* already gone */ }
-    }
-    const grace = (o.graceSeconds ?? 3) * 1000;
-    const deadline = Date.now() + grace;
+    signalAll(signal);
+    const deadline = Date.now() + seconds * 1000;
     while (alive().length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
-    for (const r of alive()) {
-      try {
-        r.child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }
+    signalAll("SIGKILL");
     await Promise.all(ranks.map((r) => r.done));
   };
 
-  const onSigint = () => {
-    interrupted = true;
-    wakeWatcher();
-  };
-  Deno.addSignalListener("SIGINT", onSigint);
+  // The first SIGTERM/SIGINT is passed on, so the ranks can save; a second one kills.
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+    const fn = () => {
+      if (interrupted) return signalAll("SIGKILL");
+      interrupted = signal;
+      wakeWatcher();
+    };
+    Deno.addSignalListener(signal, fn);
+    return [signal, fn] as const;
+  });
   try {
     while (ranks.some((r) => !r.status) && !failure && !interrupted) {
       await new Promise<void>((res) => (wakeWatcher = res));
     }
-    if (failure || interrupted) await stopAll();
+    if (failure) await stopAll("SIGTERM", o.graceSeconds ?? 3);
+    else if (interrupted) await stopAll(interrupted, o.exitGraceSeconds ?? 120);
   } finally {
-    Deno.removeSignalListener("SIGINT", onSigint);
+    for (const [signal, fn] of listeners) Deno.removeSignalListener(signal, fn);
     removeShmSegments(runId);
   }
   if (interrupted && !failure) {
-    log(`launch: interrupted; stopped ${o.nprocPerNode} rank(s)`);
-    return 130;
+    const clean = ranks.filter((r) => r.status?.success).length;
+    log(
+      `launch: ${interrupted} passed on to ${o.nprocPerNode} rank(s); ${clean} exited cleanly`,
+    );
+    return interrupted === "SIGINT" ? 130 : 143;
   }
   if (failure) {
     const f = failure as { rank: number; status: Deno.CommandStatus; lastErr: string[] };

@@ -1,5 +1,5 @@
 /**
- * defines: ParallelSizes, RankGenerator, ParallelLayout, parallelLayout, groupContaining
+ * defines: ParallelSizes, RankGenerator, RankLayout, parallelLayout, groupContaining
  *
  * Pure rank arithmetic, no I/O. A rank is a mixed-radix number whose digits are the
  * coordinates along the dimensions of `order`, the first dimension varying fastest
@@ -137,7 +137,7 @@ export class RankGenerator {
 }
 
 /** Every group of a layout, as lists of global ranks. */
-export interface ParallelLayout {
+export interface RankLayout {
   /** Ranks in the job. */
   worldSize: number;
   /** Tensor-parallel size. */
@@ -178,7 +178,7 @@ export interface ParallelLayout {
  * console.log(l.pipeline[0]); // [0, 4, 8, 12]
  * ```
  */
-export function parallelLayout(sizes: ParallelSizes): ParallelLayout {
+export function parallelLayout(sizes: ParallelSizes): RankLayout {
   const g = new RankGenerator(sizes);
   const pipeline = g.groups("pp");
   return {

@@ -63,16 +63,17 @@ export {
   runPipeline,
   type RunPipelineOptions,
 } from "./pipeline.ts";
-export { checkpoint, recomputeGroups, type RecomputeOptions } from "./recompute.ts";
+export { checkpoint, recomputeGroups, type RecomputeOptions } from "../nn/recompute.ts";
 export {
-  FULL_INDEX,
+  type FlatEntry,
   fullTensors,
-  type HostTensor,
-  loadFullCheckpoint,
-  saveFullCheckpoint,
-} from "./checkpoint.ts";
+  gatherFullTensors,
+  shardOfFullTensors,
+} from "./full_tensors.ts";
 export {
-  DEFAULT_MODEL_PARALLEL,
+  batchSizeProblem,
+  DEFAULT_PARALLEL_CONFIG,
   modelParallelProblems,
-  type ModelParallelSettings,
+  PARALLEL_KEYS,
+  type ParallelConfig,
 } from "./parallel_config.ts";

@@ -31,7 +31,7 @@ import { Tensor, tidy } from "../tensor.ts";
 import { padRows, vocabParallelCrossEntropy } from "./cross_entropy.ts";
 import { sequenceShard } from "./mappings.ts";
 import type { ProcessGroup } from "./process_group.ts";
-import type { RecomputeOptions } from "./recompute.ts";
+import type { RecomputeOptions } from "../nn/recompute.ts";
 import {
   interleavedOneFOneB,
   noPipelining,

@@ -21,6 +21,7 @@ import { device as defaultDevice } from "../device.ts";
 import { DenotronError } from "../errors.ts";
 import { DTYPE_CODE, type Tensor } from "../tensor.ts";
 import type { StoreClient } from "./store.ts";
+import { distributedTimeoutMs } from "./timeouts.ts";
 
 /** How all-reduce and reduce-scatter combine values. */
 export type ReduceOp = "sum" | "max" | "min";
@@ -78,6 +79,8 @@ export interface ProcessGroup {
   barrier(): void;
   /** Makes every rank waiting in this group fail at once (call when giving up). */
   abort(): void;
+  /** True once a call of this group failed: a peer died or timed out, or it was aborted. */
+  readonly failed: boolean;
   /** Releases the group. Safe to call twice. */
   close(): void;
 }
@@ -88,7 +91,7 @@ export interface ProcessGroupOptions {
   backend?: Backend;
   /**
    * Deadline of every blocking call, in ms.
-   * @default DENOTRON_COMM_TIMEOUT_MS, else 300000
+   * @default distributedTimeoutMs() (timeouts.ts): two minutes unless set
    */
   timeoutMs?: number;
   /**
@@ -142,6 +145,7 @@ export class SingleProcessGroup implements ProcessGroup {
   }
   barrier(): void {}
   abort(): void {}
+  readonly failed = false;
   close(): void {}
 }
 
@@ -154,6 +158,7 @@ export class ShmProcessGroup implements ProcessGroup {
   readonly ranks: readonly number[];
   readonly device: Device;
   #handle: Deno.PointerObject | null;
+  #failed = false;
 
   /** @internal opened by newProcessGroup */
   constructor(
@@ -177,7 +182,12 @@ export class ShmProcessGroup implements ProcessGroup {
   }
 
   #check(status: number, what: string): void {
+    if (status !== 0) this.#failed = true;
     this.device.lib.check(status, `${what} on group '${this.name}'`);
+  }
+
+  get failed(): boolean {
+    return this.#failed;
   }
 
   allReduce(t: Tensor, op: ReduceOp = "sum"): void {
@@ -254,6 +264,7 @@ export class ShmProcessGroup implements ProcessGroup {
   }
 
   abort(): void {
+    this.#failed = true;
     if (this.#handle) this.device.lib.sym.dn_comm_abort(this.#handle);
   }
 
@@ -307,7 +318,7 @@ export async function newProcessGroup(
   }
   if (ranks.length === 1) return new SingleProcessGroup(name, globalRank);
   const dev = options.device ?? defaultDevice();
-  const timeoutMs = options.timeoutMs ?? envInt("DENOTRON_COMM_TIMEOUT_MS") ?? 300_000;
+  const timeoutMs = options.timeoutMs ?? distributedTimeoutMs();
   const slotBytes = options.slotBytes ?? envInt("DENOTRON_SHM_SLOT_BYTES") ?? 8 << 20;
   const lib = dev.lib;
   const key = `pg/${name}/segment`;

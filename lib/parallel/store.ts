@@ -1,11 +1,16 @@
 /**
- * defines: StoreServer, StoreClient, StoreError — the TCP rendezvous store the ranks meet
- * at before any process group exists. Rank 0 hosts it on MASTER_ADDR:MASTER_PORT; every
- * rank (rank 0 too) talks to it as a client.
+ * defines: StoreServer, StoreClient, StoreError, StoreAuth, startStoreThread — the TCP
+ * rendezvous store the ranks meet at before any process group exists. Rank 0 hosts it on
+ * MASTER_ADDR:MASTER_PORT; every rank (rank 0 too) talks to it as a client.
  *
- * Protocol: each message is a 4-byte big-endian length followed by that many bytes of
- * UTF-8 JSON. Requests carry an id, an op and its arguments; the reply carries the same id
- * and either a value or an error. Values are strings.
+ * Only the job can use it: a connection must first prove the job's secret (see
+ * store_wire.ts for the frames and the handshake). A wrong or missing proof, a frame over
+ * the limit or a malformed request ends that one connection; the server goes on serving
+ * the others. A client whose proof is refused learns that the port belongs to another
+ * job, at once, instead of joining that job's store.
+ *
+ * Requests carry an id, an op and its arguments; the reply carries the same id and
+ * either a value or an error. Values are strings.
  *
  *   set(key, value)          stores value
  *   get(key, timeoutMs)      the value, once the key exists
@@ -13,11 +18,25 @@
  *   add(key, amount)         adds to an integer value (0 when missing), returns the sum
  *
  * A barrier is built from add and wait on the client. The server never blocks: waiters
- * are parked and answered when a set or add completes them, or when their deadline passes.
+ * are parked (up to STORE_LIMITS) and answered when a set or add completes them, when
+ * their deadline passes, or dropped when their connection closes.
  *
  * @module
  */
 import { DenotronError } from "../errors.ts";
+import {
+  checkStoreProof,
+  encodeFrame,
+  FrameReader,
+  jobTag,
+  newNonce,
+  parseRequest,
+  STORE_LIMITS,
+  storeProof,
+  type StoreReply,
+  type StoreRequest,
+} from "./store_wire.ts";
+import { distributedTimeoutMs } from "./timeouts.ts";
 
 /** A store request that failed: a timeout, a lost connection, or a bad request. */
 export class StoreError extends DenotronError {
@@ -27,56 +46,10 @@ export class StoreError extends DenotronError {
   }
 }
 
-interface Request {
-  id: number;
-  op: "set" | "get" | "wait" | "add";
-  key?: string;
-  keys?: string[];
-  value?: string;
-  amount?: number;
-  timeoutMs?: number;
-}
-
-interface Reply {
-  id: number;
-  value?: string;
-  error?: string;
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-function frame(msg: unknown): Uint8Array {
-  const body = encoder.encode(JSON.stringify(msg));
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length);
-  out.set(body, 4);
-  return out;
-}
-
-/** Yields each JSON message read from a connection until it closes. */
-async function* messages(conn: Deno.Conn): AsyncGenerator<unknown> {
-  let buf = new Uint8Array(0);
-  const chunk = new Uint8Array(64 * 1024);
-  while (true) {
-    while (buf.length >= 4) {
-      const len = new DataView(buf.buffer, buf.byteOffset).getUint32(0);
-      if (buf.length < 4 + len) break;
-      yield JSON.parse(decoder.decode(buf.subarray(4, 4 + len)));
-      buf = buf.slice(4 + len);
-    }
-    let n: number | null;
-    try {
-      n = await conn.read(chunk);
-    } catch {
-      return;
-    }
-    if (n === null) return;
-    const next = new Uint8Array(buf.length + n);
-    next.set(buf);
-    next.set(chunk.subarray(0, n), buf.length);
-    buf = next;
-  }
+/** What a connection must prove: the job's secret (see readDistributedEnv). */
+export interface StoreAuth {
+  /** Shared by every rank of the job and nobody else. */
+  secret: string;
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -84,10 +57,28 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }
 
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
+
+/** Rejects after `ms`, so a silent peer cannot hold a handshake open. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StoreError(`${what} took more than ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 interface Waiter {
   keys: string[];
-  reply: (r: Omit<Reply, "id">) => void;
+  reply: (r: Omit<StoreReply, "id">) => void;
   timer: ReturnType<typeof setTimeout>;
+  conn: Deno.Conn;
 }
 
 /**
@@ -96,14 +87,18 @@ interface Waiter {
  */
 export class StoreServer {
   readonly #listener: Deno.Listener;
+  readonly #auth: StoreAuth;
   readonly #data = new Map<string, string>();
   #waiters = new Set<Waiter>();
-  readonly #conns = new Set<Deno.Conn>();
+  readonly #conns = new Map<Deno.Conn, Set<Waiter>>();
   #closed = false;
   readonly #served: Promise<void>;
+  /** Connections ended for a bad handshake, frame or request (for tests and logs). */
+  refused = 0;
 
-  private constructor(listener: Deno.Listener) {
+  private constructor(listener: Deno.Listener, auth: StoreAuth) {
     this.#listener = listener;
+    this.#auth = auth;
     this.#served = this.#accept();
   }
 
@@ -112,11 +107,15 @@ export class StoreServer {
    *
    * @param hostname the address to bind, e.g. "127.0.0.1"
    * @param port the port
+   * @param auth the job's secret, which every connection must prove
    * @returns the running server
    */
-  static listen(hostname: string, port: number): StoreServer {
+  static listen(hostname: string, port: number, auth: StoreAuth): StoreServer {
+    if (typeof auth?.secret !== "string" || auth.secret === "") {
+      throw new StoreError("the rendezvous store needs the job's secret (StoreAuth.secret)");
+    }
     try {
-      return new StoreServer(Deno.listen({ hostname, port, transport: "tcp" }));
+      return new StoreServer(Deno.listen({ hostname, port, transport: "tcp" }), auth);
     } catch (e) {
       throw new StoreError(
         `the rendezvous store cannot listen on ${hostname}:${port}: ${(e as Error).message} ` +
@@ -131,32 +130,73 @@ export class StoreServer {
   }
 
   async #accept(): Promise<void> {
-    try {
-      for await (const conn of this.#listener) {
-        this.#conns.add(conn);
-        this.#serve(conn).finally(() => this.#conns.delete(conn));
+    while (!this.#closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        if (this.#closed) return;
+        // e.g. out of file descriptors: wait a moment rather than die
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
       }
-    } catch (e) {
-      if (!this.#closed) throw e;
+      if (this.#conns.size >= STORE_LIMITS.maxConnections) {
+        this.refused++;
+        closeQuietly(conn);
+        continue;
+      }
+      this.#conns.set(conn, new Set());
+      // #serve catches everything: one connection can never take the server down
+      void this.#serve(conn);
     }
   }
 
   async #serve(conn: Deno.Conn): Promise<void> {
-    const send = (r: Reply) => writeAll(conn, frame(r)).catch(() => {});
-    for await (const msg of messages(conn)) {
-      const req = msg as Request;
-      try {
-        this.#handle(req, (r) => void send({ id: req.id, ...r }));
-      } catch (e) {
-        void send({ id: req.id, error: (e as Error).message });
-      }
-    }
+    const send = (r: unknown) => writeAll(conn, encodeFrame(r)).catch(() => {});
+    const reader = new FrameReader(conn, STORE_LIMITS.maxHelloBytes);
     try {
-      conn.close();
-    } catch { /* already closed */ }
+      if (!(await within(this.#handshake(conn, reader), STORE_LIMITS.handshakeMs, "handshake"))) {
+        this.refused++;
+        return;
+      }
+      reader.maxFrameBytes = STORE_LIMITS.maxFrameBytes;
+      while (!this.#closed) {
+        const msg = await reader.next();
+        if (msg === null) return;
+        const req = parseRequest(msg);
+        if (!req) {
+          this.refused++;
+          return;
+        }
+        this.#handle(req, conn, (r) => void send({ id: req.id, ...r }));
+      }
+    } catch {
+      this.refused++;
+    } finally {
+      for (const w of this.#conns.get(conn) ?? []) {
+        clearTimeout(w.timer);
+        this.#waiters.delete(w);
+      }
+      this.#conns.delete(conn);
+      closeQuietly(conn);
+    }
   }
 
-  #handle(req: Request, reply: (r: Omit<Reply, "id">) => void): void {
+  /** True once the client proved the secret; on a wrong proof it is told and dropped. */
+  async #handshake(conn: Deno.Conn, reader: FrameReader): Promise<boolean> {
+    const nonce = newNonce();
+    await writeAll(conn, encodeFrame({ nonce }));
+    const hello = await reader.next() as { op?: unknown; proof?: unknown } | null;
+    if (!hello || typeof hello !== "object" || hello.op !== "hello") return false;
+    if (!(await checkStoreProof(this.#auth.secret, nonce, hello.proof))) {
+      await writeAll(conn, encodeFrame({ error: "another job" })).catch(() => {});
+      return false;
+    }
+    await writeAll(conn, encodeFrame({ ok: true }));
+    return true;
+  }
+
+  #handle(req: StoreRequest, conn: Deno.Conn, reply: (r: Omit<StoreReply, "id">) => void): void {
     switch (req.op) {
       case "set":
         this.#data.set(req.key!, req.value ?? "");
@@ -176,11 +216,20 @@ export class StoreServer {
         const keys = req.op === "get" ? [req.key!] : req.keys!;
         const answer = () => req.op === "get" ? this.#data.get(keys[0])! : "";
         if (keys.every((k) => this.#data.has(k))) return reply({ value: answer() });
+        const mine = this.#conns.get(conn)!;
+        if (
+          this.#waiters.size >= STORE_LIMITS.maxWaiters ||
+          mine.size >= STORE_LIMITS.maxWaitersPerConnection
+        ) {
+          return reply({ error: `the store has too many waiting requests (${mine.size} here)` });
+        }
         const w: Waiter = {
           keys,
+          conn,
           reply: () => reply({ value: answer() }),
           timer: setTimeout(() => {
             this.#waiters.delete(w);
+            mine.delete(w);
             const missing = keys.filter((k) => !this.#data.has(k));
             reply({
               error: `timed out after ${req.timeoutMs} ms waiting for ${missing.join(", ")}`,
@@ -188,10 +237,9 @@ export class StoreServer {
           }, req.timeoutMs ?? 300_000),
         };
         this.#waiters.add(w);
+        mine.add(w);
         return;
       }
-      default:
-        throw new StoreError(`unknown store op '${(req as Request).op}'`);
     }
   }
 
@@ -200,6 +248,7 @@ export class StoreServer {
       if (w.keys.every((k) => this.#data.has(k))) {
         clearTimeout(w.timer);
         this.#waiters.delete(w);
+        this.#conns.get(w.conn)?.delete(w);
         w.reply({});
       }
     }
@@ -214,20 +263,16 @@ export class StoreServer {
     try {
       this.#listener.close();
     } catch { /* already closed */ }
-    for (const c of this.#conns) {
-      try {
-        c.close();
-      } catch { /* already closed */ }
-    }
+    for (const c of this.#conns.keys()) closeQuietly(c);
     await this.#served.catch(() => {});
   }
 }
 
 /** Options of {@link StoreClient.connect}. */
-export interface StoreClientOptions {
+export interface StoreClientOptions extends StoreAuth {
   /** How long to keep retrying the first connection (rank 0 may start later). @default 60000 */
   connectTimeoutMs?: number;
-  /** Default deadline of get/wait/barrier. @default 300000 */
+  /** Default deadline of get/wait/barrier. @default distributedTimeoutMs() (two minutes) */
   timeoutMs?: number;
 }
 
@@ -237,8 +282,9 @@ export interface StoreClientOptions {
  * @example
  * ```ts
  * import { StoreClient, StoreServer } from "./store.ts";
- * const server = StoreServer.listen("127.0.0.1", 0);
- * const store = await StoreClient.connect("127.0.0.1", server.port);
+ * const auth = { secret: crypto.randomUUID() };
+ * const server = StoreServer.listen("127.0.0.1", 0, auth);
+ * const store = await StoreClient.connect("127.0.0.1", server.port, auth);
  * await store.set("greeting", "hello");
  * console.log(await store.get("greeting")); // hello
  * store.close();
@@ -247,7 +293,8 @@ export interface StoreClientOptions {
  */
 export class StoreClient {
   readonly #conn: Deno.Conn;
-  readonly #pending = new Map<number, { resolve: (r: Reply) => void }>();
+  readonly #reader: FrameReader;
+  readonly #pending = new Map<number, { resolve: (r: StoreReply) => void }>();
   #nextId = 1;
   #closed = false;
   #lost: string | null = null;
@@ -256,35 +303,54 @@ export class StoreClient {
   timeoutMs: number;
   readonly #where: string;
 
-  private constructor(conn: Deno.Conn, where: string, timeoutMs: number) {
+  private constructor(conn: Deno.Conn, reader: FrameReader, where: string, timeoutMs: number) {
     this.#conn = conn;
+    this.#reader = reader;
     this.#where = where;
     this.timeoutMs = timeoutMs;
     void this.#readLoop();
   }
 
   /**
-   * Connects to the store, retrying until it is up or the connect timeout passes.
+   * Connects to the store and proves the job's secret, retrying until the store is up or
+   * the connect timeout passes. A store that refuses the proof belongs to another job:
+   * that fails at once.
    *
    * @param hostname the store's host (MASTER_ADDR)
    * @param port the store's port (MASTER_PORT)
-   * @param options timeouts
+   * @param options the job's secret and the timeouts
    * @returns the connected client
    */
   static async connect(
     hostname: string,
     port: number,
-    options: StoreClientOptions = {},
+    options: StoreClientOptions,
   ): Promise<StoreClient> {
     const deadline = Date.now() + (options.connectTimeoutMs ?? 60_000);
+    const where = `${hostname}:${port}`;
     let last = "";
     while (true) {
+      let conn: Deno.TcpConn | null = null;
       try {
-        const conn = await Deno.connect({ hostname, port, transport: "tcp" });
+        conn = await Deno.connect({ hostname, port, transport: "tcp" });
         conn.setNoDelay(true);
-        return new StoreClient(conn, `${hostname}:${port}`, options.timeoutMs ?? 300_000);
       } catch (e) {
         last = (e as Error).message;
+      }
+      if (conn) {
+        const reader = new FrameReader(conn, STORE_LIMITS.maxHelloBytes);
+        try {
+          await within(
+            StoreClient.#handshake(conn, reader, options.secret, where, port),
+            STORE_LIMITS.handshakeMs,
+            `the handshake with the rendezvous store at ${where}`,
+          );
+        } catch (e) {
+          closeQuietly(conn);
+          throw e;
+        }
+        reader.maxFrameBytes = STORE_LIMITS.maxFrameBytes;
+        return new StoreClient(conn, reader, where, options.timeoutMs ?? distributedTimeoutMs());
       }
       if (Date.now() >= deadline) {
         throw new StoreError(
@@ -297,10 +363,43 @@ export class StoreClient {
     }
   }
 
+  static async #handshake(
+    conn: Deno.Conn,
+    reader: FrameReader,
+    secret: string,
+    where: string,
+    port: number,
+  ): Promise<void> {
+    const challenge = await reader.next() as { nonce?: unknown } | null;
+    if (typeof challenge?.nonce !== "string") {
+      throw new StoreError(
+        `${where} does not answer as a Denotron rendezvous store; is MASTER_PORT ${port} ` +
+          `used by another program?`,
+      );
+    }
+    const proof = await storeProof(secret, challenge.nonce);
+    await writeAll(conn, encodeFrame({ op: "hello", proof }, STORE_LIMITS.maxHelloBytes));
+    const answer = await reader.next() as { ok?: unknown } | null;
+    if (answer?.ok !== true) {
+      throw new StoreError(
+        `the rendezvous store at ${where} refused this rank: port ${port} is in use by ` +
+          `another job (or this rank's job secret differs from rank 0's; this rank is job ` +
+          `${await jobTag(secret)}). Pick another port with --master-port or MASTER_PORT.`,
+      );
+    }
+  }
+
   async #readLoop(): Promise<void> {
-    for await (const msg of messages(this.#conn)) {
-      const r = msg as Reply;
-      const p = this.#pending.get(r.id);
+    while (true) {
+      let msg: unknown;
+      try {
+        msg = await this.#reader.next();
+      } catch {
+        msg = null;
+      }
+      if (msg === null) break;
+      const r = msg as StoreReply;
+      const p = this.#pending.get(r?.id);
       if (p) {
         this.#pending.delete(r.id);
         p.resolve(r);
@@ -311,12 +410,13 @@ export class StoreClient {
     this.#pending.clear();
   }
 
-  async #request(req: Omit<Request, "id">, clientTimeoutMs?: number): Promise<string> {
+  async #request(req: Omit<StoreRequest, "id">, clientTimeoutMs?: number): Promise<string> {
     if (this.#closed) throw new StoreError("the store client is closed");
     if (this.#lost) throw new StoreError(this.#lost);
     const id = this.#nextId++;
+    const bytes = encodeFrame({ id, ...req });
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const reply = await new Promise<Reply>((resolve) => {
+    const reply = await new Promise<StoreReply>((resolve) => {
       this.#pending.set(id, { resolve });
       if (clientTimeoutMs !== undefined) {
         // A backstop for a server that died without closing the connection.
@@ -325,7 +425,7 @@ export class StoreClient {
           resolve({ id, error: `no answer from ${this.#where} within ${clientTimeoutMs} ms` });
         }, clientTimeoutMs);
       }
-      writeAll(this.#conn, frame({ id, ...req })).catch((e) => {
+      writeAll(this.#conn, bytes).catch((e) => {
         this.#pending.delete(id);
         resolve({ id, error: `sending to ${this.#where}: ${(e as Error).message}` });
       });
@@ -414,9 +514,14 @@ export interface StoreThread {
  *
  * @param hostname the address to bind
  * @param port the port (0: a free one)
+ * @param auth the job's secret, which every connection must prove
  * @returns the running server thread
  */
-export async function startStoreThread(hostname: string, port: number): Promise<StoreThread> {
+export async function startStoreThread(
+  hostname: string,
+  port: number,
+  auth: StoreAuth,
+): Promise<StoreThread> {
   const worker = new Worker(new URL("./store_worker.ts", import.meta.url), { type: "module" });
   const first = await new Promise<{ port?: number; error?: string }>((resolve) => {
     worker.onmessage = (e) => resolve(e.data);
@@ -424,7 +529,7 @@ export async function startStoreThread(hostname: string, port: number): Promise<
       e.preventDefault();
       resolve({ error: e.message });
     };
-    worker.postMessage({ hostname, port });
+    worker.postMessage({ hostname, port, secret: auth.secret });
   });
   if (first.error !== undefined) {
     worker.terminate();

@@ -28,7 +28,7 @@ import { Tensor } from "../tensor.ts";
 import { PAD_LOGIT, padRows, vocabParallelCrossEntropy } from "./cross_entropy.ts";
 import { copyToTensorRegion, gatherFromSequenceRegion, sequenceShard } from "./mappings.ts";
 import type { ProcessGroup } from "./process_group.ts";
-import { checkpoint, recomputeGroups, type RecomputeOptions } from "./recompute.ts";
+import { checkpoint, recomputeGroups, type RecomputeOptions } from "../nn/recompute.ts";
 import {
   ColumnParallelLinear,
   initTensorParallelParams,

@@ -23,8 +23,8 @@
  * is kept. With bf16 or fp16 parameters each rank keeps an fp32 main copy of its shard
  * only (4/d): the reduce-scattered fp32 gradients, `dn_adamw_mixed` on the shard (it
  * writes the rounded 16-bit copy of the shard) and an all-gather of the 16-bit
- * parameters. fp16's overflow check runs on the shard and is reduced with MAX over the
- * group ({@linkcode DistributedOptimizer.checkGrads}).
+ * parameters. The norm and fp16's overflow check over the shards are the training
+ * optimizer's (lib/train/optimizer.ts: each rank reads its shard, reduced over the group).
  *
  * @module
  */
@@ -32,7 +32,7 @@ import { DenotronError } from "../errors.ts";
 import { readSafetensors, tensorEntry, typedView, writeSafetensors } from "../io/safetensors.ts";
 import { type AdamWLists, type AdamWOptions, fusedAdamW } from "../optim/adamw.ts";
 import type { ParameterBytes } from "../optim/mixed_precision.ts";
-import { type DType, DTYPE_BYTES, DTYPE_CODE, Tensor } from "../tensor.ts";
+import { type DType, DTYPE_BYTES, Tensor } from "../tensor.ts";
 import type { DataParallel } from "./ddp.ts";
 
 /** Options of {@link DistributedOptimizer}: AdamW's. */
@@ -202,33 +202,6 @@ export class DistributedOptimizer {
   }
 
   /**
-   * One read of this rank's shard of the averaged gradients, combined over the group:
-   * whether `scale · grad` holds inf or NaN anywhere (MAX) and its squared norm (SUM).
-   * Call after `ddp.finishGradSync()`.
-   *
-   * @param scale usually 1 / (loss scale · micro-batches)
-   */
-  checkGrads(scale: number): { foundInf: boolean; normSq: number } {
-    const lib = this.m.device.lib;
-    const l = this.#lists;
-    const found = new Int32Array(1);
-    const normSq = new Float64Array(1);
-    if (l.n > 0n) {
-      lib.check(
-        lib.sym.dn_grad_check(DTYPE_CODE.f32, l.n, l.grads, l.sizes, scale, found, normSq),
-        "DistributedOptimizer.checkGrads",
-      );
-    }
-    using f = Tensor.fromArray([found[0]], [1], { device: this.m.device });
-    this.ddp.group.allReduce(f, "max");
-    const foundInf = f.item() !== 0;
-    if (foundInf) return { foundInf, normSq: Infinity };
-    using t = Tensor.fromArray([normSq[0]], [1], { device: this.m.device });
-    this.ddp.group.allReduce(t);
-    return { foundInf, normSq: t.item() };
-  }
-
-  /**
    * Bytes per parameter this rank holds, from the buffers' sizes (compare
    * {@linkcode distributedBytesPerParameter}).
    */
@@ -251,23 +224,6 @@ export class DistributedOptimizer {
   /** Elements this rank updates. */
   get shardSize(): number {
     return this.pieces.reduce((s, p) => s + p.length, 0);
-  }
-
-  /**
-   * The global norm of the averaged gradient: each rank's shard, summed over the group.
-   * Call after `ddp.finishGradSync()`.
-   */
-  gradNorm(): number {
-    const lib = this.m.device.lib;
-    const local = new Float64Array(1);
-    const l = this.#lists;
-    if (l.n > 0n) {
-      lib.check(lib.sym.dn_norm_sq(DTYPE_CODE.f32, l.n, l.grads, l.sizes, local), "gradNorm");
-    }
-    // Summed in fp32 in rank order: every rank gets the same value.
-    using t = Tensor.fromArray([local[0]], [1], { device: this.m.device });
-    this.ddp.group.allReduce(t);
-    return Math.sqrt(t.item());
   }
 
   /**

@@ -1,438 +1,57 @@
 /**
- * The training configuration: typed defaults, a YAML file, command-line
- * overrides, and validation whose errors name the key and the way out.
+ * The training configuration: defaults, a YAML file, command-line overrides, and
+ * validation whose errors name the key, the flag and the way out.
  *
- * defines: TrainConfig, DEFAULT_CONFIG, loadConfig, configFromObject,
- *          applyOverrides, parseArgsToOverrides, validateConfig, ConfigError
+ * defines: loadConfig, configFromObject, applyOverrides, parseArgsToOverrides,
+ *          validateConfig (and re-exports the table's TrainConfig, DEFAULT_CONFIG,
+ *          CONFIG_KEYS and ConfigError)
  *
- * Keys follow Megatron-LM's arguments in camelCase (`--train-iters` ->
- * `trainIters`); the model keys use the model's own names (nLayer, nHead,
- * nEmbd), with Megatron's (numLayers, numAttentionHeads, hiddenSize) accepted
- * as aliases. Every key is unique across sections, so a YAML file may nest keys
- * under their section or list them flat, and `--key value` needs no section.
+ * Each key is declared once, in lib/train/config_keys.ts (the parallel section in
+ * lib/parallel/parallel_config.ts); this file only reads values against that table.
+ * Every key is unique across sections, so a YAML file may nest keys under their
+ * section or list them flat, and `--key value` needs no section. A key is accepted in
+ * any spelling of its name (`train-iters`, `train_iters`, `trainIters`), of its flag
+ * (`--num-layers` for nLayer) and of its aliases.
  *
  * @module
  */
 
 import { parse as parseYaml } from "yaml";
 import { parseSplit } from "../data/gpt_dataset.ts";
-import { modelParallelProblems } from "../parallel/parallel_config.ts";
+import { batchSizeProblem, modelParallelProblems } from "../parallel/parallel_config.ts";
 import { rampupBatchSizeAt } from "../curriculum/batch_rampup.ts";
-import { validateSeqLenCurriculum } from "../curriculum/seqlen.ts";
+import { seqLenCurriculumFor } from "../curriculum/seqlen.ts";
+import { ConfigError, type KeyDecl, readValue } from "../key_table.ts";
+import { CONFIG_KEYS, DEFAULT_CONFIG, type TrainConfig } from "./config_keys.ts";
 
-/** Model shape. */
-export interface ModelConfig {
-  /** Transformer blocks. */
-  nLayer: number;
-  /** Attention heads. */
-  nHead: number;
-  /** Hidden size. */
-  nEmbd: number;
-  /** Vocabulary; null takes the tokenizer's. */
-  vocabSize: number | null;
-  /**
-   * Pads the token table and logits to a multiple of this (Megatron's
-   * make-vocab-size-divisible-by): 128 turns GPT-2's 50257 into 50304, for aligned GPU
-   * GEMMs. Training is unchanged. Absent: 1.
-   */
-  vocabMultiple?: number;
-  /** Tokens per sample. */
-  seqLength: number;
-  /**
-   * Rows of the position table (Megatron's max-position-embeddings); absent or null:
-   * seqLength. A run started from Hugging Face weights keeps theirs (GPT-2: 1024).
-   */
-  maxPositionEmbeddings?: number | null;
-  /** Dropout probability. */
-  dropout: number;
-}
-
-/** Optimization. */
-export interface TrainingConfig {
-  /** Samples per forward-backward pass. */
-  microBatchSize: number;
-  /** Samples per optimizer step (a multiple of microBatchSize: the rest is accumulation). */
-  globalBatchSize: number;
-  /** Optimizer steps of the run. */
-  trainIters: number;
-  /** Peak learning rate, reached at the end of warmup. */
-  lr: number;
-  /** Learning-rate floor after decay. */
-  minLr: number;
-  /** Steps of linear warmup. */
-  lrWarmupIters: number;
-  /** Shape of the decay after warmup. */
-  lrDecayStyle: "cosine" | "linear" | "constant";
-  /** Null decays over all of trainIters. */
-  lrDecayIters: number | null;
-  /** AdamW weight decay (matrices only). */
-  weightDecay: number;
-  /** AdamW first-moment decay. */
-  adamBeta1: number;
-  /** AdamW second-moment decay. */
-  adamBeta2: number;
-  /** AdamW epsilon. */
-  adamEps: number;
-  /** Gradient-norm clip; 0 turns clipping off. */
-  clipGrad: number;
-  /** Seeds initialisation, data order and dropout. */
-  seed: number;
-  /** Stop (with a checkpoint) after this many minutes of training; null: no limit. */
-  exitDurationInMins: number | null;
-  /**
-   * Megatron's `--rampup-batch-size`: [start, increment, samples]; the global batch
-   * grows from start by increment over that many samples (lib/curriculum). Null: off.
-   */
-  rampupBatchSize?: number[] | null;
-}
-
-/** Parallel layout. */
-export interface ParallelConfig {
-  /** Ranks each layer is split over (Megatron's tensor parallelism). */
-  tensorModelParallelSize: number;
-  /** Pipeline stages the layers are divided into. */
-  pipelineModelParallelSize: number;
-  /** Model chunks per pipeline stage (interleaved 1F1B); null: one. */
-  virtualPipelineModelParallelSize: number | null;
-  /** Split layernorm and dropout regions along the tokens across the TP group. */
-  sequenceParallel: boolean;
-  /** Activation recomputation: "full" layers or "selective" (core attention); null: off. */
-  recomputeGranularity: "full" | "selective" | null;
-  /** With "full": "uniform" or "block" (see lib/parallel/parallel_config.ts). */
-  recomputeMethod: "uniform" | "block" | null;
-  /** With "full": layers per recomputed group (uniform) or per stage (block). */
-  recomputeNumLayers: number | null;
-  /**
-   * ZeRO-1 (Megatron's `--use-distributed-optimizer`): under the launcher each
-   * data-parallel rank keeps optimizer state for its shard only.
-   */
-  useDistributedOptimizer: boolean;
-}
-
-/** Evaluation. */
-export interface EvalConfig {
-  /** Steps between evaluations. */
-  evalInterval: number;
-  /** Micro-batches per evaluation; 0 turns evaluation off. */
-  evalIters: number;
-}
-
-/** Checkpoints. */
-export interface CheckpointConfig {
-  /** Directory to save to; null saves nothing. */
-  save: string | null;
-  /** Steps between checkpoints. */
-  saveInterval: number;
-  /** Checkpoints kept; older ones are removed. */
-  keepLast: number;
-  /** Directory to resume from; null starts fresh. */
-  load: string | null;
-  /**
-   * A Hugging Face GPT-2 directory (config.json + model.safetensors) whose weights start
-   * the run (fine-tuning); its shape replaces the model keys. With `load` as well, a
-   * checkpoint there wins (the same command restarts the job), else the run starts from
-   * these weights. Absent or null: random init.
-   */
-  initFromHf?: string | null;
-}
-
-/** Logging. */
-export interface LoggingConfig {
-  /** Steps between progress lines (each averages the steps since the last). */
-  logInterval: number;
-}
-
-/** Data. */
-export interface DataConfig {
-  /** Indexed dataset prefix; null uses the built-in corpus. */
-  dataPath: string | null;
-  /** Train / valid / test weights, "969,30,1" style. */
-  split: string;
-  /** Tokenizer: GPT-2's byte-pair encoding or raw bytes. */
-  tokenizer: "gpt2" | "byte";
-}
-
-/**
- * Numerical precision (Megatron's `--bf16`, `--fp16` and loss-scale arguments). With
- * bf16 or fp16 the model computes in 16 bits and the optimizer keeps fp32 main
- * parameters, main gradients and moments; fp16 also scales the loss.
- */
-export interface PrecisionConfig {
-  /** Train in bf16 (no loss scaling needed). */
-  bf16: boolean;
-  /** Train in fp16 with loss scaling. */
-  fp16: boolean;
-  /** Constant loss scale for fp16; null uses the dynamic scaler. */
-  lossScale: number | null;
-  /** The dynamic scaler's starting scale. */
-  initialLossScale: number;
-  /** The dynamic scale never backs off below this. */
-  minLossScale: number;
-  /** Clean steps in a row before the dynamic scale doubles. */
-  lossScaleWindow: number;
-  /** Overflows tolerated before the dynamic scale halves. */
-  hysteresis: number;
-}
-
-/**
- * Sequence-length curriculum (DeepSpeed's `curriculum_learning` block; see
- * lib/curriculum/seqlen.ts for the formulas).
- */
-export interface CurriculumConfig {
-  /** Turns the sequence-length curriculum on. */
-  curriculumLearning: boolean;
-  /** Length at the start. */
-  minDifficulty: number;
-  /** Length at the end; null takes seqLength. */
-  maxDifficulty: number | null;
-  /** How the length grows: linearly, as a root of progress, or in listed steps. */
-  scheduleType: "fixed_linear" | "fixed_root" | "fixed_discrete";
-  /** fixed_linear / fixed_root: steps from min to max. */
-  totalCurriculumStep: number;
-  /** Lengths are multiples of this (a warning when it is not a multiple of 8). */
-  difficultyStep: number;
-  /** fixed_root's degree (2: square root). */
-  rootDegree: number;
-  /** fixed_discrete: the lengths. */
-  difficulty: number[] | null;
-  /** fixed_discrete: the last step of each length but the last. */
-  maxStep: number[] | null;
-  /** Warm up and decay the learning rate by tokens instead of steps. */
-  lrByTokens: boolean;
-}
-
-/** Progressive layer dropping (lib/curriculum/layer_drop.ts). */
-export interface LayerDropConfig {
-  /** Turns progressive layer dropping on. */
-  progressiveLayerDrop: boolean;
-  /** theta_bar: the keep level theta falls to. */
-  pldTheta: number;
-  /** gamma: how fast theta falls per step. */
-  pldGamma: number;
-}
-
-/** Everything a training run needs to know. */
-export interface TrainConfig {
-  /** Model shape. */
-  model: ModelConfig;
-  /** Batch, schedule and optimizer. */
-  training: TrainingConfig;
-  /** Parallel layout. */
-  parallel: ParallelConfig;
-  /** Evaluation cadence. */
-  eval: EvalConfig;
-  /** Where and how often to save. */
-  checkpoints: CheckpointConfig;
-  /** Progress output. */
-  logging: LoggingConfig;
-  /** Dataset, split and tokenizer. */
-  data: DataConfig;
-  /** fp32, bf16 or fp16 and loss scaling. */
-  precision: PrecisionConfig;
-  /** Sequence-length curriculum; absent means off. */
-  curriculum?: CurriculumConfig;
-  /** Progressive layer dropping; absent means off. */
-  layerDrop?: LayerDropConfig;
-}
-
-/**
- * The default run (`deno task train`): a byte-level GPT of 0.8M parameters on the
- * built-in corpus, sized to reach about 2.3 bits per byte of validation text in a few
- * minutes on two CPU cores. Measured there: 64-token samples learn faster per second
- * than 128 or 256 (attention is cheaper and a step sees more distinct contexts), and
- * 32 samples per step beat 64 per token seen. Frozen: copy to change.
- */
-export const DEFAULT_CONFIG: Readonly<TrainConfig> = deepFreeze<TrainConfig>({
-  model: { nLayer: 4, nHead: 4, nEmbd: 128, vocabSize: null, seqLength: 64, dropout: 0 },
-  training: {
-    microBatchSize: 32,
-    globalBatchSize: 32,
-    trainIters: 800,
-    lr: 3e-3,
-    minLr: 3e-4,
-    lrWarmupIters: 50,
-    lrDecayStyle: "cosine",
-    lrDecayIters: null,
-    weightDecay: 0.1,
-    adamBeta1: 0.9,
-    adamBeta2: 0.95,
-    adamEps: 1e-8,
-    clipGrad: 1.0,
-    seed: 1234,
-    // A safety stop well inside the 10-minute budget on a busy machine.
-    exitDurationInMins: 8,
-    rampupBatchSize: null,
-  },
-  parallel: {
-    tensorModelParallelSize: 1,
-    pipelineModelParallelSize: 1,
-    virtualPipelineModelParallelSize: null,
-    sequenceParallel: false,
-    recomputeGranularity: null,
-    recomputeMethod: null,
-    recomputeNumLayers: null,
-    useDistributedOptimizer: false,
-  },
-  eval: { evalInterval: 100, evalIters: 20 },
-  checkpoints: { save: "runs/sotu", saveInterval: 200, keepLast: 2, load: null },
-  logging: { logInterval: 10 },
-  data: { dataPath: null, split: "95,5,0", tokenizer: "byte" },
-  precision: {
-    bf16: false,
-    fp16: false,
-    lossScale: null,
-    initialLossScale: 2 ** 32,
-    minLossScale: 1,
-    lossScaleWindow: 1000,
-    hysteresis: 2,
-  },
-  curriculum: {
-    curriculumLearning: false,
-    minDifficulty: 8,
-    maxDifficulty: null,
-    scheduleType: "fixed_linear",
-    totalCurriculumStep: 200,
-    difficultyStep: 8,
-    rootDegree: 2,
-    difficulty: null,
-    maxStep: null,
-    lrByTokens: false,
-  },
-  layerDrop: { progressiveLayerDrop: false, pldTheta: 0.5, pldGamma: 0.001 },
-});
-
-function deepFreeze<T extends object>(o: T): Readonly<T> {
-  for (const v of Object.values(o)) if (v !== null && typeof v === "object") deepFreeze(v);
-  return Object.freeze(o);
-}
+export { ConfigError };
+export * from "./config_keys.ts";
 
 type Section = keyof TrainConfig;
-/** "ints": a list of integers (YAML list, or "8,8,300" on the command line). */
-type Kind = "int" | "number" | "string" | "bool" | "ints";
-
-interface KeySpec {
-  section: Section;
-  kind: Kind;
-  nullable?: boolean;
-  /** Smallest allowed value. */
-  min?: number;
-  /** Values above `min` only. */
-  exclusiveMin?: boolean;
-  max?: number;
-  choices?: readonly string[];
-}
-
-const int = (section: Section, min = 0, extra: Partial<KeySpec> = {}): KeySpec => ({
-  section,
-  kind: "int",
-  min,
-  ...extra,
-});
-const num = (section: Section, min = 0, extra: Partial<KeySpec> = {}): KeySpec => ({
-  section,
-  kind: "number",
-  min,
-  ...extra,
-});
-
-/** Every key, its section, type and range. */
-const SPEC: Record<string, KeySpec> = {
-  nLayer: int("model", 1),
-  nHead: int("model", 1),
-  nEmbd: int("model", 1),
-  vocabSize: int("model", 1, { nullable: true }),
-  vocabMultiple: int("model", 1),
-  seqLength: int("model", 1),
-  maxPositionEmbeddings: int("model", 1, { nullable: true }),
-  dropout: num("model", 0, { max: 1 }),
-  microBatchSize: int("training", 1),
-  globalBatchSize: int("training", 1),
-  trainIters: int("training", 1),
-  lr: num("training", 0, { exclusiveMin: true }),
-  minLr: num("training", 0),
-  lrWarmupIters: int("training", 0),
-  lrDecayStyle: { section: "training", kind: "string", choices: ["cosine", "linear", "constant"] },
-  lrDecayIters: int("training", 1, { nullable: true }),
-  weightDecay: num("training", 0),
-  adamBeta1: num("training", 0, { max: 1 }),
-  adamBeta2: num("training", 0, { max: 1 }),
-  adamEps: num("training", 0, { exclusiveMin: true }),
-  clipGrad: num("training", 0),
-  seed: int("training", 0),
-  exitDurationInMins: num("training", 0, { exclusiveMin: true, nullable: true }),
-  tensorModelParallelSize: int("parallel", 1),
-  pipelineModelParallelSize: int("parallel", 1),
-  virtualPipelineModelParallelSize: int("parallel", 1, { nullable: true }),
-  sequenceParallel: { section: "parallel", kind: "bool" },
-  recomputeGranularity: {
-    section: "parallel",
-    kind: "string",
-    choices: ["full", "selective"],
-    nullable: true,
-  },
-  recomputeMethod: {
-    section: "parallel",
-    kind: "string",
-    choices: ["uniform", "block"],
-    nullable: true,
-  },
-  recomputeNumLayers: int("parallel", 1, { nullable: true }),
-  useDistributedOptimizer: { section: "parallel", kind: "bool" },
-  evalInterval: int("eval", 1),
-  evalIters: int("eval", 0),
-  save: { section: "checkpoints", kind: "string", nullable: true },
-  saveInterval: int("checkpoints", 1),
-  keepLast: int("checkpoints", 1),
-  load: { section: "checkpoints", kind: "string", nullable: true },
-  initFromHf: { section: "checkpoints", kind: "string", nullable: true },
-  logInterval: int("logging", 1),
-  dataPath: { section: "data", kind: "string", nullable: true },
-  split: { section: "data", kind: "string" },
-  tokenizer: { section: "data", kind: "string", choices: ["gpt2", "byte"] },
-  bf16: { section: "precision", kind: "bool" },
-  fp16: { section: "precision", kind: "bool" },
-  lossScale: num("precision", 0, { exclusiveMin: true, nullable: true }),
-  initialLossScale: num("precision", 0, { exclusiveMin: true }),
-  minLossScale: num("precision", 0, { exclusiveMin: true }),
-  lossScaleWindow: int("precision", 1),
-  hysteresis: int("precision", 1),
-  rampupBatchSize: { section: "training", kind: "ints", nullable: true, min: 1 },
-  curriculumLearning: { section: "curriculum", kind: "bool" },
-  minDifficulty: int("curriculum", 1),
-  maxDifficulty: int("curriculum", 1, { nullable: true }),
-  scheduleType: {
-    section: "curriculum",
-    kind: "string",
-    choices: ["fixed_linear", "fixed_root", "fixed_discrete"],
-  },
-  totalCurriculumStep: int("curriculum", 1),
-  difficultyStep: int("curriculum", 1),
-  rootDegree: num("curriculum", 0, { exclusiveMin: true }),
-  difficulty: { section: "curriculum", kind: "ints", nullable: true, min: 1 },
-  maxStep: { section: "curriculum", kind: "ints", nullable: true, min: 1 },
-  lrByTokens: { section: "curriculum", kind: "bool" },
-  progressiveLayerDrop: { section: "layerDrop", kind: "bool" },
-  pldTheta: num("layerDrop", 0, { exclusiveMin: true, max: 1 }),
-  pldGamma: num("layerDrop", 0),
-};
-
-/** Megatron's names for keys that we spell differently. */
-const ALIASES: Record<string, string> = {
-  numLayers: "nLayer",
-  numAttentionHeads: "nHead",
-  hiddenSize: "nEmbd",
-  makeVocabSizeDivisibleBy: "vocabMultiple",
-  tokenizerType: "tokenizer",
-};
-
-/** A configuration mistake, phrased as a sentence that names the key. */
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
 
 /** `train-iters`, `train_iters` and `trainIters` all become `trainIters`. */
 function camel(key: string): string {
   return key.replace(/[-_]+([a-zA-Z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Every key with its section and declaration. */
+const KEYS = new Map<string, { section: Section; decl: KeyDecl }>();
+/** Every accepted name (camelCased) to its key: the key, its flag and its aliases. */
+const NAMES = new Map<string, string>();
+for (const [section, keys] of Object.entries(CONFIG_KEYS) as [Section, Record<string, KeyDecl>][]) {
+  for (const [key, decl] of Object.entries(keys)) {
+    if (KEYS.has(key)) throw new Error(`config key ${key} is declared in two sections`);
+    KEYS.set(key, { section, decl });
+  }
+}
+for (const [key, { decl }] of KEYS) {
+  for (const name of [key, camel(decl.flag.slice(2)), ...(decl.aliases ?? [])]) {
+    const other = NAMES.get(name);
+    if (other !== undefined && other !== key) {
+      throw new Error(`config name ${name} would mean both ${other} and ${key}`);
+    }
+    NAMES.set(name, key);
+  }
 }
 
 function editDistance(a: string, b: string): number {
@@ -449,11 +68,11 @@ function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-/** The closest known key, if close enough to be a likely typo. */
+/** The closest known name, if close enough to be a likely typo. */
 function closestKey(key: string): string | undefined {
   let best: string | undefined;
   let bestD = Infinity;
-  for (const k of [...Object.keys(SPEC), ...Object.keys(ALIASES), ...Object.keys(DEFAULT_CONFIG)]) {
+  for (const k of [...NAMES.keys(), ...Object.keys(CONFIG_KEYS)]) {
     const d = editDistance(key.toLowerCase(), k.toLowerCase());
     if (d < bestD) (bestD = d, best = k);
   }
@@ -461,65 +80,13 @@ function closestKey(key: string): string | undefined {
 }
 
 function resolveKey(raw: string, where: string, shown = raw): string {
-  const key = camel(raw);
-  const canonical = ALIASES[key] ?? key;
-  if (canonical in SPEC) return canonical;
-  const hint = closestKey(key);
+  const key = NAMES.get(camel(raw));
+  if (key !== undefined) return key;
+  const hint = closestKey(camel(raw));
   throw new ConfigError(
     `${where}unknown key "${shown}"` +
-      (hint ? `; did you mean "${hint}"?` : `; known keys: ${Object.keys(SPEC).join(", ")}`),
+      (hint ? `; did you mean "${hint}"?` : `; known keys: ${[...KEYS.keys()].join(", ")}`),
   );
-}
-
-/** Checks and converts one value (strings from the command line are parsed). */
-function coerce(key: string, value: unknown, where: string): unknown {
-  const spec = SPEC[key];
-  const fail = (expected: string): never => {
-    const shown = typeof value === "string" ? `'${value}'` : JSON.stringify(value);
-    throw new ConfigError(`${where}${key}: expected ${expected}, got ${shown}`);
-  };
-  if (value === null || value === "null" || value === "none") {
-    if (spec.nullable) return null;
-    if (value === null) fail(`a value (${key} cannot be null)`);
-  }
-  let v: unknown = value;
-  switch (spec.kind) {
-    case "int":
-    case "number": {
-      if (typeof v === "string" && v.trim() !== "") v = Number(v);
-      const what = spec.kind === "int" ? "an integer" : "a number";
-      if (typeof v !== "number" || !Number.isFinite(v)) fail(what);
-      if (spec.kind === "int" && !Number.isInteger(v)) fail(what);
-      const n = v as number;
-      if (spec.min !== undefined && (n < spec.min || (spec.exclusiveMin && n === spec.min))) {
-        fail(`${what} ${spec.exclusiveMin ? ">" : ">="} ${spec.min}`);
-      }
-      if (spec.max !== undefined && n > spec.max) fail(`${what} <= ${spec.max}`);
-      return n;
-    }
-    case "bool":
-      if (v === "true" || v === true) return true;
-      if (v === "false" || v === false) return false;
-      return fail("true or false");
-    case "ints": {
-      const items = typeof v === "string" ? v.split(/[,\s]+/).filter((x) => x !== "") : v;
-      if (!Array.isArray(items) || items.length === 0) fail("a list of integers like 8,8,300");
-      return (items as unknown[]).map((x) => {
-        const n = typeof x === "string" ? Number(x) : x;
-        if (typeof n !== "number" || !Number.isInteger(n) || n < (spec.min ?? -Infinity)) {
-          fail(`a list of integers >= ${spec.min ?? "any"}`);
-        }
-        return n as number;
-      });
-    }
-    case "string":
-      if (typeof v === "number") v = String(v);
-      if (typeof v !== "string") fail("a string");
-      if (spec.choices && !spec.choices.includes(v as string)) {
-        fail(`one of ${spec.choices.join(", ")}`);
-      }
-      return v;
-  }
 }
 
 function clone(c: Readonly<TrainConfig>): TrainConfig {
@@ -527,7 +94,7 @@ function clone(c: Readonly<TrainConfig>): TrainConfig {
 }
 
 function setKey(config: TrainConfig, key: string, value: unknown): void {
-  const section = SPEC[key].section;
+  const section = KEYS.get(key)!.section;
   // Optional sections (curriculum, layerDrop) may be missing from a config written before them.
   const sections = config as unknown as Record<string, Record<string, unknown>>;
   sections[section] ??= structuredClone(DEFAULT_CONFIG[section]) as unknown as Record<
@@ -538,12 +105,13 @@ function setKey(config: TrainConfig, key: string, value: unknown): void {
 }
 
 /**
- * Applies overrides given as `{key: value}` (flat; any spelling of a key).
+ * Applies overrides given as `{key: value}` (flat; any spelling of a key or its flag).
  *
  * @param config the configuration to start from (not modified)
  * @param overrides values by key; strings are parsed for numeric keys
  * @param source where they came from, for errors ("command line", a file)
  * @returns the new configuration
+ * @throws {ConfigError} naming the key, its flag and the value when one does not fit
  * @example
  * ```ts
  * import { applyOverrides, DEFAULT_CONFIG } from "./config.ts";
@@ -559,7 +127,7 @@ export function applyOverrides(
   const where = source ? `${source}: ` : "";
   for (const [raw, value] of Object.entries(overrides)) {
     const key = resolveKey(raw, where);
-    setKey(out, key, coerce(key, value, where));
+    setKey(out, key, readValue(key, KEYS.get(key)!.decl, value, where));
   }
   return out;
 }
@@ -585,12 +153,13 @@ export function configFromObject(
   }
   const flat: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
-    if (k in DEFAULT_CONFIG && v !== null && typeof v === "object" && !Array.isArray(v)) {
+    if (k in CONFIG_KEYS && v !== null && typeof v === "object" && !Array.isArray(v)) {
       for (const [inner, x] of Object.entries(v as Record<string, unknown>)) {
         const key = resolveKey(inner, `${source}: `, `${k}.${inner}`);
-        if (SPEC[key].section !== k) {
+        const section = KEYS.get(key)!.section;
+        if (section !== k) {
           throw new ConfigError(
-            `${source}: ${k}.${inner}: "${key}" belongs in section "${SPEC[key].section}"`,
+            `${source}: ${k}.${inner}: "${key}" belongs in section "${section}"`,
           );
         }
         flat[key] = x;
@@ -605,7 +174,10 @@ export function configFromObject(
 }
 
 /**
- * Turns `--key value`, `--key=value` and bare `--flag` (true) into overrides.
+ * Turns `--key value`, `--key=value` and bare `--flag` (true) into overrides. A word
+ * after a flag is its value unless it is itself a flag (`--` and a letter), so negative
+ * numbers need no `=`: `--lr -1` and `--lr=-1` both give "-1" (which the key's bounds
+ * then refuse or accept).
  *
  * @param args command-line words
  * @returns overrides by raw key, and the `--config` file if one was named
@@ -648,40 +220,47 @@ export function parseArgsToOverrides(
 }
 
 /**
- * Cross-field checks.
+ * Checks every key against its declaration (for configurations built in code), then the
+ * rules between keys. Each rule is stated once, where its concept lives: the layout's in
+ * lib/parallel/parallel_config.ts (`modelParallelProblems`, `batchSizeProblem`), the
+ * sequence-length curriculum's in lib/curriculum/seqlen.ts (`seqLenCurriculumFor`).
  *
  * @param c the configuration
  * @param source where it came from, for errors
+ * @param layout what the run knows beyond the configuration: its data-parallel size
+ *   (world size / (tensor × pipeline)), against which the global batch must split
+ * @default layout { dataParallelSize: 1 }
+ * @throws {ConfigError} with the first problem as a sentence
  */
-export function validateConfig(c: Readonly<TrainConfig>, source: string): void {
+export function validateConfig(
+  c: Readonly<TrainConfig>,
+  source: string,
+  layout: { dataParallelSize?: number } = {},
+): void {
   const where = source ? `${source}: ` : "";
   const fail = (msg: string): never => {
     throw new ConfigError(where + msg);
   };
-  const { model: m, training: t, parallel: p } = c;
-  if (t.globalBatchSize % t.microBatchSize !== 0) {
-    fail(
-      `globalBatchSize ${t.globalBatchSize} is not a multiple of microBatchSize ${t.microBatchSize}`,
-    );
+  // A configuration built in code has not been through the reader: check each key too.
+  const sections = c as unknown as Record<string, Record<string, unknown> | undefined>;
+  for (const [key, { section, decl }] of KEYS) {
+    const value = sections[section]?.[key];
+    if (value !== undefined) readValue(key, decl, value, where);
   }
+  const { model: m, training: t, parallel: p } = c;
+  const batch = batchSizeProblem(
+    t.globalBatchSize,
+    t.microBatchSize,
+    layout.dataParallelSize ?? 1,
+  );
+  if (batch) fail(batch);
   if (t.minLr > t.lr) fail(`minLr ${t.minLr} is larger than lr ${t.lr}`);
   if (m.nEmbd % m.nHead !== 0) fail(`nEmbd ${m.nEmbd} is not divisible by nHead ${m.nHead}`);
-  if (m.nHead % p.tensorModelParallelSize !== 0) {
-    fail(
-      `tensorModelParallelSize ${p.tensorModelParallelSize} does not divide nHead ${m.nHead}`,
-    );
-  }
-  if (m.nLayer % p.pipelineModelParallelSize !== 0) {
-    fail(
-      `pipelineModelParallelSize ${p.pipelineModelParallelSize} does not divide nLayer ${m.nLayer}`,
-    );
-  }
   for (const problem of modelParallelProblems(m, p)) fail(problem);
   const decay = t.lrDecayIters ?? t.trainIters;
   if (t.lrWarmupIters > decay) {
     fail(`lrWarmupIters ${t.lrWarmupIters} is longer than lrDecayIters ${decay}`);
   }
-  if (t.adamBeta1 >= 1 || t.adamBeta2 >= 1) fail("adamBeta1 and adamBeta2 must be below 1");
   if (m.maxPositionEmbeddings != null && m.seqLength > m.maxPositionEmbeddings) {
     fail(`seqLength ${m.seqLength} exceeds maxPositionEmbeddings ${m.maxPositionEmbeddings}`);
   }
@@ -711,18 +290,7 @@ function validateCurriculum(c: Readonly<TrainConfig>, fail: (msg: string) => nev
       const [a, b, n] = t.rampupBatchSize;
       rampupBatchSizeAt([a, b, n], t.globalBatchSize, 0, t.microBatchSize);
     }
-    if (cl?.curriculumLearning) {
-      const max = cl.maxDifficulty ?? c.model.seqLength;
-      if (max > c.model.seqLength) {
-        fail(`maxDifficulty ${max} is longer than seqLength ${c.model.seqLength}`);
-      }
-      validateSeqLenCurriculum({
-        ...cl,
-        maxDifficulty: max,
-        difficulty: cl.difficulty ?? undefined,
-        maxStep: cl.maxStep ?? undefined,
-      }, () => {});
-    }
+    if (cl?.curriculumLearning) seqLenCurriculumFor(cl, c.model.seqLength, () => {});
   } catch (e) {
     if (e instanceof ConfigError) throw e;
     fail((e as Error).message);

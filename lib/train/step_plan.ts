@@ -1,25 +1,71 @@
 /**
- * defines: composeStepPlan, checkMicroBatches, gptStepFlops, planResultFields,
- * replayConsumedTokens — the per-step plan and
- * its accounting, shared by {@linkcode Trainer} and {@linkcode ModelParallelTrainer}.
- * Pure functions of the config, the curriculum and the step.
+ * defines: curriculumFromConfig, composeStepPlan, checkMicroBatches, gptStepFlops,
+ * planResultFields, replayConsumedTokens — the curriculum a config asks for, the
+ * per-step plan and its accounting, shared by {@linkcode Trainer} and
+ * {@linkcode ModelParallelTrainer}. Pure functions of the config, the curriculum and
+ * the step.
  *
  * @module
  */
-import type { Curriculum, StepPlan } from "../curriculum/curriculum.ts";
+import { rampupBatchSizeAt } from "../curriculum/batch_rampup.ts";
+import {
+  Curriculum,
+  type CurriculumSchedules,
+  type StepPlan,
+  type StepProgress,
+} from "../curriculum/curriculum.ts";
+import { pldTheta } from "../curriculum/layer_drop.ts";
+import { seqLenAt, seqLenCurriculumFor } from "../curriculum/seqlen.ts";
 import type { GPTConfig } from "../nn/gpt.ts";
+import { batchSizeProblem } from "../parallel/parallel_config.ts";
 import { flopsPerStep } from "../plan/flops.ts";
 import type { TrainConfig } from "./config.ts";
 import type { LrSchedule } from "./lr_schedule.ts";
 
-/** Where training stands before a step. */
-export interface StepProgress {
-  /** Steps taken so far. */
-  iteration: number;
-  /** Samples consumed so far. */
-  consumedSamples: number;
-  /** Tokens consumed so far, at each step's own length. */
-  consumedTokens: number;
+/**
+ * The curriculum a configuration asks for, or null when it asks for none.
+ *
+ * - `curriculumLearning`: the sequence length follows DeepSpeed's schedule,
+ *   evaluated at iteration + 1 as DeepSpeed's engine does.
+ * - `progressiveLayerDrop`: theta(iteration) with `pldTheta` and `pldGamma`.
+ * - `rampupBatchSize`: Megatron's ramp-up over consumed samples.
+ * - `lrByTokens`: the LR schedule advances by tokens: at c consumed tokens it
+ *   is read at step c / (globalBatchSize · seqLength), so warmup and decay
+ *   cover the tokens that many full-size steps would (Megatron-DeepSpeed's
+ *   token-based warmup and decay).
+ *
+ * @param config the run's configuration
+ * @param lrSchedule the iteration-based schedule (for `lrByTokens`)
+ * @returns the curriculum, or null
+ */
+export function curriculumFromConfig(
+  config: TrainConfig,
+  lrSchedule: LrSchedule,
+): Curriculum | null {
+  const cl = config.curriculum;
+  const pld = config.layerDrop;
+  const t = config.training;
+  const schedules: CurriculumSchedules = {};
+  if (cl?.curriculumLearning) {
+    const seq = seqLenCurriculumFor(cl, config.model.seqLength);
+    schedules.seqLength = (step) => seqLenAt(seq, step + 1);
+  }
+  if (pld?.progressiveLayerDrop) {
+    const o = { theta: pld.pldTheta, gamma: pld.pldGamma };
+    schedules.layerKeep = (step) => pldTheta(step, o);
+  }
+  const rampup = t.rampupBatchSize;
+  if (rampup) {
+    const r = [rampup[0], rampup[1], rampup[2]] as const;
+    rampupBatchSizeAt(r, t.globalBatchSize, 0, t.microBatchSize); // validates
+    schedules.globalBatchSize = (_, c) =>
+      rampupBatchSizeAt(r, t.globalBatchSize, c.consumedSamples, t.microBatchSize);
+  }
+  if (cl?.lrByTokens) {
+    const full = t.globalBatchSize * config.model.seqLength;
+    schedules.lr = (_, c) => lrSchedule.at(c.consumedTokens / full);
+  }
+  return Object.keys(schedules).length ? new Curriculum(schedules) : null;
 }
 
 /**
@@ -149,13 +195,8 @@ export function checkMicroBatches(
   dataParallelSize: number,
   iteration: number,
 ): void {
-  const unit = microBatchSize * dataParallelSize;
-  if (!(plan.globalBatchSize >= unit) || plan.globalBatchSize % unit !== 0) {
-    throw new Error(
-      `step ${iteration}: globalBatchSize ${plan.globalBatchSize} is not a positive ` +
-        `multiple of microBatchSize × data-parallel size (${unit})`,
-    );
-  }
+  const problem = batchSizeProblem(plan.globalBatchSize, microBatchSize, dataParallelSize);
+  if (problem) throw new Error(`step ${iteration}: ${problem}`);
 }
 
 /** The fields of a step's result that follow from its plan: tokens, length, batch, layers, FLOPs. */

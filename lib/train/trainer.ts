@@ -1,23 +1,24 @@
 /**
- * The training loop, as an API for scripts and notebooks.
+ * The training loop, as an API for scripts and notebooks: one loop for every layout.
  *
  * defines: Trainer, TrainerOptions, StepResult, EvalResult, TrainHooks, TrainOptions,
- *          TrainSummary, train, gptConfigFrom, textBytes
+ *          TrainSummary, train, gptConfigFrom, lrScheduleFrom, textBytes
  *
  * One optimizer step (Trainer.step):
  *
- * 1. Micro-batches: globalBatchSize / microBatchSize forward-backward passes;
- *    gradients add up in the flat gradient buffer.
- * 2. The accumulated buffer is k times the batch gradient (each pass
- *    differentiates its own micro-batch mean), so the norm is divided by k and
- *    the optimizer is told to scale by clip / k: no extra pass over the buffer.
- * 3. AdamW at the schedule's rate for this iteration (weight decay on the
- *    matrices only), then the gradients are zeroed.
+ * 1. The plan: the step's length, batch size, learning rate and layers, from the config
+ *    and the curriculum (a pure function of the step, the same on every rank).
+ * 2. This rank's micro-batches of the global batch, truncated to the plan's length.
+ * 3. The step engine runs their forward and backward passes and the layout's gradient
+ *    reductions (lib/train/engine.ts: one whole model with data-parallel buckets, or
+ *    pipeline stages of a tensor-parallel model), and reduces the loss.
+ * 4. The optimizer owns the rest (lib/train/optimizer.ts): global norm over the
+ *    elements each rank owns, fp16 overflow vote and loss scale, clipping, the update.
  *
- * Under the launcher, pass the data-parallel group: each rank then reads its own
- * slice of every global batch, DataParallel averages the gradients (communicating on
- * the last micro-batch only), `useDistributedOptimizer` shards the optimizer state
- * (ZeRO-1), evaluation and losses are averaged over the ranks, and only rank 0 logs.
+ * Every layout — one process, DP, ZeRO-1, TP, SP, PP (1F1B, interleaved) in any
+ * combination — runs this code; what differs sits behind {@linkcode StepEngine}.
+ * Checkpoints hold the single-process model's full tensors (lib/train/checkpoint.ts),
+ * so a run saved under one layout resumes under any other.
  *
  * `train()` adds the cadence around it: logging, evaluation, checkpoints, the
  * loss plot, and a yield to the event loop between steps so a notebook or a
@@ -26,36 +27,28 @@
  * @module
  */
 
-import { noGrad } from "../autograd.ts";
 import { GptBatchIterator, type GptDataset } from "../data/gpt_dataset.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
-import { dropoutDraws, GPT, type GPTConfig } from "../nn/gpt.ts";
-import type { FlatParameters } from "../nn/module.ts";
-import { AdamW } from "../optim/adamw.ts";
-import { clipFactor, gradNorm } from "../optim/clip.ts";
-import { ConstantGradScaler, DynamicGradScaler, type GradScaler } from "../optim/grad_scaler.ts";
 import {
-  type FoundInfReducer,
-  MixedPrecisionAdamW,
-  mixedPrecisionStep,
-} from "../optim/mixed_precision.ts";
-import { DataParallel } from "../parallel/ddp.ts";
+  CheckpointError,
+  type CheckpointState,
+  expectTensors,
+  type NamedTensors,
+  readCheckpoint,
+} from "../io/checkpoint.ts";
+import { GPT, type GPTConfig } from "../nn/gpt.ts";
+import type { GradScaler } from "../optim/grad_scaler.ts";
+import type { ParallelGroups } from "../parallel/init.ts";
+import type { PipelineGPT } from "../parallel/pipeline.ts";
 import type { ProcessGroup } from "../parallel/process_group.ts";
-import { DistributedOptimizer, saveOptimizerShards } from "../parallel/zero.ts";
-import { type Curriculum, curriculumFromConfig, type StepPlan } from "../curriculum/curriculum.ts";
+import { readOptimizerShards } from "../parallel/zero.ts";
+import type { Curriculum, StepPlan } from "../curriculum/curriculum.ts";
 import type { BatchSource } from "../curriculum/data.ts";
 import { truncateBatch } from "../curriculum/seqlen.ts";
 import { flopsPerStep } from "../plan/flops.ts";
-import { Tensor, tidy } from "../tensor.ts";
-import {
-  CheckpointError,
-  checkpointName,
-  type CheckpointState,
-  loadCheckpoint,
-  readOptimizerState,
-  saveCheckpoint,
-} from "./checkpoint.ts";
+import { saveRunCheckpoint } from "./checkpoint.ts";
 import type { TrainConfig } from "./config.ts";
+import { namedFromFlat, SingleModelEngine, type StepEngine } from "./engine.ts";
 import {
   type EvalRecord,
   MetricsWriter,
@@ -64,51 +57,17 @@ import {
   type TrainRecord,
 } from "./logging.ts";
 import { LrSchedule } from "./lr_schedule.ts";
+import { gradScalerFrom, type OptimizerState, TrainOptimizer } from "./optimizer.ts";
+import { ModelParallelEngine, pipelineOptionsFrom, recomputeFrom } from "./pipeline_engine.ts";
 import {
   checkMicroBatches,
   composeStepPlan,
+  curriculumFromConfig,
   gptStepFlops,
   planResultFields,
   replayConsumedTokens,
 } from "./step_plan.ts";
 import { writeLossPlot } from "./plot.ts";
-import type { ModelParallelTrainer } from "./mp_trainer.ts";
-
-/**
- * The fp16 loss scaler a configuration asks for (constant with lossScale, else dynamic);
- * null for fp32 and bf16.
- */
-export function gradScalerFrom(p: TrainConfig["precision"]): GradScaler | null {
-  if (!p.fp16) return null;
-  return p.lossScale !== null ? new ConstantGradScaler(p.lossScale) : new DynamicGradScaler({
-    initialScale: p.initialLossScale,
-    minScale: p.minLossScale,
-    growthInterval: p.lossScaleWindow,
-    hysteresis: p.hysteresis,
-  });
-}
-
-/**
- * The optimizer a configuration asks for: ZeRO-1 over `ddp` when it reduce-scatters, else
- * AdamW (fp32 model) or MixedPrecisionAdamW with fp32 main weights (16-bit model).
- */
-export function optimizerFrom(
-  t: TrainConfig["training"],
-  params: FlatParameters,
-  ddp: DataParallel | null,
-): AdamW | DistributedOptimizer {
-  const adam = {
-    lr: t.lr,
-    beta1: t.adamBeta1,
-    beta2: t.adamBeta2,
-    eps: t.adamEps,
-    weightDecay: t.weightDecay,
-  };
-  if (ddp?.reduceScatter) return new DistributedOptimizer(ddp, adam);
-  return params.data.dtype === "f32"
-    ? new AdamW(params, adam)
-    : new MixedPrecisionAdamW(params, adam);
-}
 
 /** The learning-rate schedule of a configuration (warmup, then decay to minLr). */
 export function lrScheduleFrom(t: TrainConfig["training"]): LrSchedule {
@@ -181,7 +140,12 @@ export interface TrainerOptions {
   valid?: GptDataset;
   /** The data's tokenizer (vocabulary size, bits per byte). */
   tokenizer: Tokenizer;
-  /** A model to train; built from the config when absent (and then owned). */
+  /**
+   * The starting model, e.g. Hugging Face weights. In one process or under data
+   * parallelism it is the model trained (not owned: the caller disposes it); under
+   * tensor or pipeline parallelism each rank takes its shards of its weights.
+   * @default a model built from the config's shape and seed
+   */
   model?: GPT;
   /**
    * Schedules for sequence length, layer dropping, LR and batch size (lib/curriculum).
@@ -189,19 +153,17 @@ export interface TrainerOptions {
    */
   curriculum?: Curriculum | null;
   /**
-   * Where training batches come from, e.g. a data curriculum's DifficultyBatchIterator.
-   * `load()` goes back to the dataset's own order. @default the dataset's shuffled order
+   * Where this rank's training batches come from, e.g. a data curriculum's
+   * DifficultyBatchIterator; checkpoints save and restore its position.
+   * @default the dataset's shuffled order
    */
   batches?: BatchSource;
   /**
-   * bf16/fp16 runs: combines this rank's gradient-overflow flag over the model-parallel
-   * group (MAX). The distributed runtime supplies it. @default the rank's own flag
+   * This rank's groups (under the launcher): the config's tensor and pipeline sizes pick
+   * the engine. Absent: one process trains on the whole batch.
    */
-  reduceFoundInf?: FoundInfReducer;
-  /**
-   * The data-parallel group (under the launcher). Absent: one process trains on the
-   * whole batch, as without the distributed runtime.
-   */
+  groups?: ParallelGroups;
+  /** Data parallelism alone, without the other groups (the data-parallel group). */
   dataParallelGroup?: ProcessGroup;
 }
 
@@ -230,7 +192,7 @@ export interface StepResult {
   /** Blocks run this step (progressive layer dropping). */
   keptLayers?: number;
   /** Model FLOPs of this step at its length, batch and kept layers. */
-  flops?: number;
+  flops: number;
 }
 
 /** The outcome of an evaluation. */
@@ -262,12 +224,10 @@ export interface EvalResult {
 export class Trainer {
   /** The run's configuration. */
   readonly config: TrainConfig;
-  /** The model being trained. */
-  readonly model: GPT;
-  /** AdamW (or its mixed-precision form); with `useDistributedOptimizer`, ZeRO-1. */
-  readonly optimizer: AdamW | DistributedOptimizer;
-  /** Gradient averaging over the data-parallel group; null in a single process. */
-  readonly ddp: DataParallel | null;
+  /** What the layout does: forward/backward, reductions, full tensors for checkpoints. */
+  readonly engine: StepEngine;
+  /** The optimizer; it owns the step (norm, overflow vote, loss scale, clip, update). */
+  readonly optimizer: TrainOptimizer;
   /** The learning rate of each step (`at(iteration)` is read once per step). */
   readonly schedule: LrSchedule;
   /** The data's tokenizer. */
@@ -278,12 +238,7 @@ export class Trainer {
   readonly validData?: GptDataset;
   /** Optimizer steps completed. */
   iteration = 0;
-  /** The fp16 loss scaler; null for fp32 and bf16. */
-  readonly scaler: GradScaler | null;
-  /** Steps skipped because their gradients overflowed. */
-  skippedSteps = 0;
-  readonly #reduceFoundInf?: FoundInfReducer;
-  /** Model FLOPs of one optimizer step (forward and backward). */
+  /** Model FLOPs of one full-size optimizer step (forward and backward). */
   readonly flopsPerStep: number;
   /** Per-step schedules (lib/curriculum); set or replace it between steps. */
   curriculum: Curriculum | null;
@@ -291,16 +246,14 @@ export class Trainer {
   consumedTokens = 0;
   #batches: BatchSource;
   /** The batches come from options.batches (saved and restored through its stateDict). */
-  #customBatches = false;
-  readonly #ownsModel: boolean;
-  readonly #x: Tensor; // (B, T) int32 inputs
-  readonly #y: Tensor; // (B, T) int32 targets
+  readonly #customBatches: boolean;
+  readonly #world: ProcessGroup | null;
   #evalBytes = new Map<number, number>();
 
   /**
-   * Builds the optimizer, schedule and batch buffers (and the model when none is given).
+   * Builds the engine of the config's layout, the optimizer, schedule and batches.
    *
-   * @param options configuration, data, tokenizer and optionally a model
+   * @param options configuration, data, tokenizer, and optionally a model and groups
    */
   constructor(options: TrainerOptions) {
     const c = options.config;
@@ -309,66 +262,71 @@ export class Trainer {
     this.trainData = options.train;
     this.validData = options.valid;
     const t = c.training;
-    if (t.globalBatchSize % t.microBatchSize !== 0) {
-      throw new Error(
-        `globalBatchSize ${t.globalBatchSize} is not a multiple of microBatchSize ${t.microBatchSize}`,
-      );
-    }
-    const dpGroup = options.dataParallelGroup;
+    const groups = options.groups;
+    const dpGroup = groups?.data ?? options.dataParallelGroup ?? null;
     const dp = dpGroup?.size ?? 1;
-    if (t.globalBatchSize % (t.microBatchSize * dp) !== 0) {
-      throw new Error(
-        `globalBatchSize ${t.globalBatchSize} is not a multiple of microBatchSize ` +
-          `${t.microBatchSize} × data-parallel size ${dp}; choose a global batch of ` +
-          `${
-            t.microBatchSize * dp *
-            Math.max(1, Math.round(t.globalBatchSize / (t.microBatchSize * dp)))
-          }`,
-      );
-    }
+    checkMicroBatches(
+      { globalBatchSize: t.globalBatchSize } as StepPlan,
+      t.microBatchSize,
+      dp,
+      0,
+    );
     if (options.train.seqLength !== c.model.seqLength) {
       throw new Error(
         `the training data has samples of ${options.train.seqLength} tokens, the config's ` +
           `seqLength is ${c.model.seqLength}`,
       );
     }
-    this.#ownsModel = !options.model;
     const p = c.precision;
     const dtype = p.bf16 ? "bf16" : p.fp16 ? "f16" : "f32";
-    this.model = options.model ??
-      new GPT(gptConfigFrom(c, this.tokenizer), { seed: t.seed, dtype });
-    if (this.model.params.data.dtype !== dtype) {
+    const given = options.model;
+    if (given && given.params.data.dtype !== dtype) {
       throw new Error(
-        `the model's parameters are ${this.model.params.data.dtype} but the config asks for ${dtype}`,
+        `the model's parameters are ${given.params.data.dtype} but the config asks for ${dtype}`,
       );
     }
-    this.ddp = dpGroup
-      ? new DataParallel(this.model.params, dpGroup, {
-        reduceScatter: c.parallel.useDistributedOptimizer,
-      })
-      : null;
-    // Every replica starts from rank 0's weights.
-    this.ddp?.broadcastParameters();
-    this.optimizer = optimizerFrom(t, this.model.params, this.ddp);
-    this.scaler = gradScalerFrom(p);
-    const ddpGroup = this.ddp?.group;
-    this.#reduceFoundInf = ddpGroup && !this.ddp!.reduceScatter
-      ? (f) => maxOverGroup(ddpGroup, (options.reduceFoundInf ?? ((x) => x))(f))
-      : options.reduceFoundInf;
-    this.schedule = lrScheduleFrom(t);
-    this.#batches = new GptBatchIterator(this.trainData, this.#batchOptions(0));
-    if (options.batches) {
-      this.#batches = options.batches;
-      this.#customBatches = true;
+    const { tensorModelParallelSize: tp, pipelineModelParallelSize: pp } = c.parallel;
+    const zero = c.parallel.useDistributedOptimizer;
+    if (tp * pp > 1) {
+      if (!groups) {
+        throw new Error(
+          `tensorModelParallelSize ${tp} × pipelineModelParallelSize ${pp} needs the ` +
+            `parallel groups of ${tp * pp} or more ranks (TrainerOptions.groups)`,
+        );
+      }
+      const shape = given?.config ?? gptConfigFrom(c, this.tokenizer);
+      this.engine = new ModelParallelEngine(shape, groups, {
+        seed: t.seed,
+        dtype,
+        zero,
+        ...pipelineOptionsFrom(c),
+      });
+      if (given) this.#copyWeights(this.#fullWeights(given), "the starting model");
+    } else {
+      const model = given ??
+        new GPT(gptConfigFrom(c, this.tokenizer), { seed: t.seed, dtype });
+      model.recompute = recomputeFrom(c.parallel);
+      this.engine = new SingleModelEngine(model, {
+        batchShape: [t.microBatchSize, c.model.seqLength],
+        dataParallel: dpGroup,
+        zero,
+        ownsModel: !given,
+      });
     }
+    this.#world = groups?.world ?? dpGroup;
+    this.optimizer = new TrainOptimizer(this.engine.params, {
+      training: t,
+      scaler: gradScalerFrom(p),
+      zero: this.engine.zero,
+      ownership: this.engine.gradOwnership,
+    });
+    this.schedule = lrScheduleFrom(t);
+    this.#customBatches = options.batches !== undefined;
+    this.#batches = options.batches ?? new GptBatchIterator(this.trainData, this.#batchOptions(0));
     this.curriculum = options.curriculum !== undefined
       ? options.curriculum
       : curriculumFromConfig(c, this.schedule);
-    const shape = [t.microBatchSize, c.model.seqLength];
-    const device = this.model.device;
-    this.#x = Tensor.zeros(shape, { dtype: "i32", device });
-    this.#y = Tensor.zeros(shape, { dtype: "i32", device });
-    const g = this.model.config;
+    const g = this.engine.modelConfig;
     this.flopsPerStep = flopsPerStep({
       numLayers: g.nLayer,
       hiddenSize: g.nEmbd,
@@ -379,14 +337,34 @@ export class Trainer {
     }, t.globalBatchSize).model;
   }
 
+  /** This rank's model: a whole GPT, or its pipeline stages under TP/PP. */
+  get model(): GPT | PipelineGPT {
+    return this.engine.model;
+  }
+
+  /** The fp16 loss scaler; null for fp32 and bf16. */
+  get scaler(): GradScaler | null {
+    return this.optimizer.scaler;
+  }
+
+  /** Steps skipped because their gradients overflowed. */
+  get skippedSteps(): number {
+    return this.optimizer.skippedSteps;
+  }
+
+  /** Whether this rank logs and writes metrics and the plot (world rank 0). */
+  get isLogRank(): boolean {
+    return this.engine.isLogRank;
+  }
+
   /** This rank's place in the data-parallel group (0 of 1 in a single process). */
   get dataParallelRank(): number {
-    return this.ddp?.group.rank ?? 0;
+    return this.engine.dataParallel?.rank ?? 0;
   }
 
   /** Ranks that share each global batch. */
   get dataParallelSize(): number {
-    return this.ddp?.group.size ?? 1;
+    return this.engine.dataParallel?.size ?? 1;
   }
 
   #batchOptions(consumedSamples: number) {
@@ -403,27 +381,32 @@ export class Trainer {
     return this.#batches.consumedSamples;
   }
 
-  /** Tokens in one optimizer step. */
+  /** Tokens in one full-size optimizer step. */
   get tokensPerStep(): number {
     return this.config.training.globalBatchSize * this.config.model.seqLength;
   }
 
   /**
-   * What the next step will do: the config's length, batch and LR schedule,
-   * then the curriculum's schedules, then `overrides`.
+   * What the next step will do: the config's length, batch and LR schedule, then the
+   * curriculum's schedules, then `overrides`. A pure function of the step (and the
+   * seed), so every rank gets the same plan without communicating.
    *
-   * @param overrides fields to force for this step
+   * @param overrides fields to force for this step (the same on every rank)
    * @returns the plan, checked
    */
   nextPlan(overrides: Partial<StepPlan> = {}): StepPlan {
     const c = this.config;
-    const plan = composeStepPlan(c, this.schedule, this.curriculum, this.model.config.nLayer, {
+    const plan = composeStepPlan(c, this.schedule, this.curriculum, this.#numLayers, {
       iteration: this.iteration,
       consumedSamples: this.consumedSamples,
       consumedTokens: this.consumedTokens,
     }, overrides);
     checkMicroBatches(plan, c.training.microBatchSize, this.dataParallelSize, this.iteration);
     return plan;
+  }
+
+  get #numLayers(): number {
+    return this.engine.modelConfig.nLayer;
   }
 
   /**
@@ -439,122 +422,55 @@ export class Trainer {
   stepFlops(
     seqLength: number,
     globalBatchSize: number,
-    keptLayers: number = this.model.config.nLayer,
+    keptLayers: number = this.#numLayers,
   ): number {
-    return gptStepFlops(this.model.config, seqLength, globalBatchSize, keptLayers);
+    return gptStepFlops(this.engine.modelConfig, seqLength, globalBatchSize, keptLayers);
   }
 
   /**
-   * Tokens consumed by `iterations` steps, replayed from the curriculum's
-   * schedules (the checkpoint stores samples, not tokens; the schedules are
-   * functions of the step and of what was consumed before it).
-   */
-  #replayConsumedTokens(iterations: number): number {
-    return replayConsumedTokens(this.config, this.curriculum, this.model.config.nLayer, iterations);
-  }
-
-  /** (B, T) input and target tensors: the reusable buffers at full length, else new ones. */
-  #batchTensors(inputs: Int32Array, targets: Int32Array, T: number): [Tensor, Tensor] {
-    if (T === this.config.model.seqLength) {
-      this.#x.copyFromHost(inputs);
-      this.#y.copyFromHost(targets);
-      return [this.#x, this.#y];
-    }
-    const shape = [inputs.length / T, T];
-    const device = this.model.device;
-    return [
-      Tensor.fromArray(inputs, shape, { dtype: "i32", device }),
-      Tensor.fromArray(targets, shape, { dtype: "i32", device }),
-    ];
-  }
-
-  /**
-   * One optimizer step over a global batch.
+   * One optimizer step over a global batch, truncated to the plan's length, with the
+   * plan's layers.
    *
-   * @returns the step's loss, learning rate and gradient norm
+   * @param overrides fields of the plan to force (the same on every rank)
+   * @returns the step's loss (the same on every rank), learning rate and gradient norm
    */
   step(overrides: Partial<StepPlan> = {}): StepResult {
     const t0 = performance.now();
     const t = this.config.training;
     const plan = this.nextPlan(overrides);
-    // micro-batches per rank
+    // micro-batches per data-parallel rank (batch-size ramp-up changes it)
     const k = plan.globalBatchSize / (t.microBatchSize * this.dataParallelSize);
-    const lr = plan.lr;
-    const ddp = this.ddp;
-    this.model.train();
-    let lossSum = 0;
-    // fp16: backward starts from the loss scale instead of 1
-    const scale = this.scaler?.scale ?? 1;
-    // Data parallelism: rank r's micro-batch i is micro-batch i·ranks + r of the global
-    // batch (the sampler's order); it takes the dropout counters that one process running
-    // them all in that order would, so masks (and losses) do not depend on the DP size.
-    const rng = this.model.rng, base = rng.offset;
-    const draws = ddp && this.model.config.dropout > 0
-      ? dropoutDraws(this.model.config, t.microBatchSize, plan.seqLength, plan.layers)
-      : 0;
-    for (let i = 0; i < k; i++) {
-      // Only the last micro-batch's backward averages gradients over the ranks.
-      if (ddp) ddp.isLastMicroBatch = i === k - 1;
-      if (draws) rng.offset = base + (i * ddp!.group.size + ddp!.group.rank) * draws;
-      const batch = truncateBatch(this.#batches.next(), plan.seqLength);
-      lossSum += tidy(() => {
-        const [x, y] = this.#batchTensors(batch.inputs, batch.targets, plan.seqLength);
-        const loss = this.model.loss(x, y, plan.layers ?? undefined);
-        loss.backward(scale === 1 ? undefined : Tensor.full([1], scale, { device: loss.device }));
-        return loss.item();
-      });
-    }
-    if (ddp) {
-      ddp.finishGradSync();
-      lossSum = sumOverGroup(ddp.group, lossSum) / ddp.group.size;
-      if (draws) rng.offset = base + ddp.group.size * k * draws;
-    }
-    const opt = this.optimizer;
-    if (opt instanceof MixedPrecisionAdamW || (opt instanceof DistributedOptimizer && opt.main)) {
-      const r = mixedPrecisionStep(opt, {
-        lr,
-        scaler: this.scaler,
-        microBatches: k,
-        clipGrad: t.clipGrad,
-        reduceFoundInf: this.#reduceFoundInf,
-      });
-      if (r.skipped) this.skippedSteps++;
-      this.model.params.zeroGrad();
-      this.consumedTokens += plan.globalBatchSize * plan.seqLength;
-      this.iteration++;
-      return {
-        iteration: this.iteration,
-        loss: lossSum / k,
-        lr,
-        gradNorm: r.gradNorm,
-        seconds: (performance.now() - t0) / 1000,
-        ...planResultFields(this.model.config, plan),
-        ...(this.scaler ? { lossScale: r.lossScale, skipped: r.skipped } : {}),
-      };
-    }
-    const norm =
-      (opt instanceof DistributedOptimizer ? opt.gradNorm() : gradNorm(this.model.params.grad)) / k;
-    const clip = t.clipGrad > 0 ? clipFactor(norm, t.clipGrad) : 1;
-    opt.step(lr, clip / k);
-    this.model.params.zeroGrad();
+    const batches = [];
+    for (let i = 0; i < k; i++) batches.push(truncateBatch(this.#batches.next(), plan.seqLength));
+    const lossScale = this.scaler?.scale ?? 1;
+    const { lossSum, gradDivisor } = this.engine.forwardBackward({
+      batches,
+      layers: plan.layers,
+      lossScale,
+    });
+    const loss = this.engine.reduceLoss(lossSum) / (k * this.dataParallelSize);
+    const r = this.optimizer.step(plan.lr, gradDivisor);
+    this.engine.params.zeroGrad();
     this.consumedTokens += plan.globalBatchSize * plan.seqLength;
     this.iteration++;
     return {
       iteration: this.iteration,
-      loss: lossSum / k,
-      lr,
-      gradNorm: norm,
+      loss,
+      lr: plan.lr,
+      gradNorm: r.gradNorm,
       seconds: (performance.now() - t0) / 1000,
-      ...planResultFields(this.model.config, plan),
+      ...planResultFields(this.engine.modelConfig, plan),
+      ...(this.scaler ? { lossScale: r.lossScale, skipped: r.skipped } : {}),
     };
   }
 
   /**
-   * Mean validation loss over the first `iters` micro-batches of the
-   * validation data (the same batches every time, so evaluations compare).
+   * Mean validation loss over the first `iters` micro-batches of the validation data
+   * (the same batches every time, so evaluations compare), split over the data-parallel
+   * ranks, forward passes only.
    *
    * @param iters micro-batches @default config.eval.evalIters
-   * @returns loss, perplexity and bits per byte
+   * @returns loss, perplexity and bits per byte (the same on every rank)
    */
   evaluate(iters: number = this.config.eval.evalIters): EvalResult {
     if (!this.validData) throw new Error("evaluate(): this trainer has no validation data");
@@ -565,27 +481,22 @@ export class Trainer {
     const countBytes = !this.#evalBytes.has(iters);
     let lossSum = 0;
     let bytes = 0;
-    this.model.eval();
+    const model = this.engine.model;
+    model.eval();
     try {
       for (let i = 0; i < iters; i++) {
         const batch = batches.next();
-        // Data-parallel ranks split the micro-batches and add up their sums below.
-        if (i % this.dataParallelSize !== this.dataParallelRank) continue;
-        this.#x.copyFromHost(batch.inputs);
-        this.#y.copyFromHost(batch.targets);
-        lossSum += noGrad(() => tidy(() => this.model.loss(this.#x, this.#y).item()));
         if (countBytes) bytes += textBytes(this.tokenizer, batch.targets);
+        // Data-parallel ranks split the micro-batches; their sums add up below.
+        if (i % this.dataParallelSize !== this.dataParallelRank) continue;
+        lossSum += this.engine.evalLoss(batch);
       }
     } finally {
-      this.model.train();
-    }
-    if (this.ddp) {
-      lossSum = sumOverGroup(this.ddp.group, lossSum);
-      if (countBytes) bytes = sumOverGroup(this.ddp.group, bytes);
+      model.train();
     }
     if (countBytes) this.#evalBytes.set(iters, bytes);
     bytes = this.#evalBytes.get(iters)!;
-    const loss = lossSum / iters;
+    const loss = this.engine.reduceLoss(lossSum) / iters;
     const tokens = iters * this.config.training.microBatchSize * this.config.model.seqLength;
     return {
       loss,
@@ -597,51 +508,61 @@ export class Trainer {
   }
 
   /**
-   * Saves a checkpoint of the current state.
+   * Saves a checkpoint of the current state (every rank calls it): the full tensors of
+   * the single-process model, whatever the layout.
    *
    * @param dir save directory @default config.checkpoints.save
    * @returns the checkpoint's path
    */
   async save(dir: string | null = this.config.checkpoints.save): Promise<string> {
     if (dir === null) throw new Error("save(): no save directory (set checkpoints.save)");
-    if (this.ddp) return await this.#saveDataParallel(dir);
-    return await saveCheckpoint(dir, {
-      model: this.model,
-      optimizer: this.optimizer as AdamW,
-      ...this.#scalerState(),
-      ...this.#dataState(),
-      iteration: this.iteration,
-      consumedSamples: this.consumedSamples,
-      config: this.config,
+    const e = this.engine;
+    const s = this.optimizer.state();
+    const weights = e.fullTensors({ "": e.params.data.toArray() as Float32Array });
+    const moments = e.fullTensors({
+      "m.": s.m,
+      "v.": s.v,
+      ...(s.main ? { "main.": s.main } : {}),
+    });
+    const scaler = this.scaler;
+    const dataState = this.#customBatches ? this.#batches.stateDict?.() : undefined;
+    return await saveRunCheckpoint(dir, {
+      weights: weights.tensors,
+      optimizer: moments.tensors,
+      writes: weights.writes,
+      group: this.#world,
+      state: {
+        iteration: this.iteration,
+        optimizerStepCount: s.stepCount,
+        rng: e.rng.state(),
+        consumedSamples: this.consumedSamples,
+        config: this.config,
+        ...(scaler ? { lossScaler: scaler.stateDict(), skippedSteps: this.skippedSteps } : {}),
+        ...(dataState !== undefined ? { dataState } : {}),
+      },
       keepLast: this.config.checkpoints.keepLast,
     });
   }
 
   /**
-   * Restores a checkpoint: weights, optimizer moments and step, dropout
-   * stream, iteration and data position.
+   * Restores a checkpoint saved under any layout (or by one process): weights,
+   * optimizer moments and step, dropout stream, loss scale, iteration and data position.
+   * Every file is read and checked before anything changes.
    *
    * @param path a checkpoint directory, or a save directory (its latest)
    * @returns the saved state
    */
   async load(path: string): Promise<CheckpointState> {
-    const opt = this.optimizer;
-    const zero = opt instanceof DistributedOptimizer ? opt : null;
-    // The fp32 main parameters come from the checkpoint when it has them, else from
-    // the loaded 16-bit weights.
-    const state = await loadCheckpoint(path, {
-      model: this.model,
-      optimizer: zero ? undefined : opt as AdamW,
-    });
-    // Shards of any data-parallel size, or a single-process optimizer file.
-    if (zero) zero.loadFlatState(await readOptimizerState(path, this.model));
-    if (state.lossScaler && this.scaler) this.scaler.loadStateDict(state.lossScaler);
-    this.skippedSteps = state.skippedSteps ?? this.skippedSteps;
-    this.iteration = state.iteration;
-    this.consumedTokens = this.#replayConsumedTokens(state.iteration);
+    const ck = await readCheckpoint(path, { optimizer: true });
+    const e = this.engine;
+    const weightsFile = `${ck.dir}/model.safetensors`;
+    const weights = e.shardOf(ck.weights, "", weightsFile);
+    const opt = ck.optimizer
+      ? this.#optimizerShard(ck.optimizer, ck.optimizerFile, ck.state)
+      : await this.#oldShards(ck.dir, ck.state);
     if (this.#customBatches) {
       const src = this.#batches;
-      if (!src.loadStateDict || state.dataState === undefined) {
+      if (!src.loadStateDict || ck.state.dataState === undefined) {
         throw new CheckpointError(
           `${path}: ${
             src.loadStateDict
@@ -651,8 +572,23 @@ export class Trainer {
             `the run was saved with`,
         );
       }
-      src.loadStateDict(state.dataState);
-    } else {
+    }
+    // Everything is checked: from here on nothing can fail half way.
+    this.#copyFlat(weights);
+    this.optimizer.loadState(opt);
+    e.rng.setState(ck.state.rng);
+    const state = ck.state;
+    if (state.lossScaler && this.scaler) this.scaler.loadStateDict(state.lossScaler);
+    this.optimizer.skippedSteps = state.skippedSteps ?? this.optimizer.skippedSteps;
+    this.iteration = state.iteration;
+    this.consumedTokens = replayConsumedTokens(
+      this.config,
+      this.curriculum,
+      this.#numLayers,
+      state.iteration,
+    );
+    if (this.#customBatches) this.#batches.loadStateDict!(state.dataState);
+    else {
       this.#batches = new GptBatchIterator(
         this.trainData,
         this.#batchOptions(state.consumedSamples),
@@ -661,86 +597,82 @@ export class Trainer {
     return state;
   }
 
-  /** A custom batch source's position for the checkpoint. */
-  #dataState(): { dataState?: unknown } {
-    const state = this.#customBatches ? this.#batches.stateDict?.() : undefined;
-    return state === undefined ? {} : { dataState: state };
-  }
-
-  /** The fp16 scaler's state and skipped-step count, for the checkpoint. */
-  #scalerState() {
-    return this.scaler
-      ? { lossScaler: this.scaler.stateDict(), skippedSteps: this.skippedSteps }
-      : {};
+  /** This rank's optimizer state from a checkpoint's full tensors. */
+  #optimizerShard(full: NamedTensors, file: string, state: CheckpointState): OptimizerState {
+    const e = this.engine;
+    // 16-bit runs continue from the saved fp32 main weights when the checkpoint has them.
+    const withMain = e.params.data.dtype !== "f32" &&
+      [...full.keys()].some((k) => k.startsWith("main."));
+    return {
+      m: e.shardOf(full, "m.", file),
+      v: e.shardOf(full, "v.", file),
+      main: withMain ? e.shardOf(full, "main.", file) : null,
+      stepCount: state.optimizerStepCount,
+    };
   }
 
   /**
-   * A checkpoint written by a data-parallel group: rank 0 writes the model and state
-   * (and, without ZeRO, the whole optimizer state, the same on every rank); with ZeRO
-   * every rank stages its optimizer shard first and rank 0 moves the shards into the
-   * checkpoint before it is renamed into place.
+   * The optimizer state of a checkpoint whose distributed optimizer saved shards (before
+   * every layout saved full tensors): laid out like one whole model's flat buffer.
    */
-  async #saveDataParallel(dir: string): Promise<string> {
-    const g = this.ddp!.group;
-    const name = checkpointName(this.iteration);
-    const stage = `${dir}/.shards-${name}`;
-    const zero = this.optimizer instanceof DistributedOptimizer ? this.optimizer : null;
-    if (zero) await saveOptimizerShards(stage, zero);
-    g.barrier();
-    let path = `${dir}/${name}`;
-    if (g.rank === 0) {
-      path = await saveCheckpoint(dir, {
-        model: this.model,
-        optimizer: zero ? undefined : this.optimizer as AdamW,
-        optimizerStepCount: this.optimizer.stepCount,
-        writeExtra: zero
-          ? async (tmp) => {
-            for (const e of Deno.readDirSync(stage)) {
-              await Deno.rename(`${stage}/${e.name}`, `${tmp}/${e.name}`);
-            }
-            await Deno.remove(stage);
-          }
-          : undefined,
-        ...this.#scalerState(),
-        ...this.#dataState(),
-        iteration: this.iteration,
-        consumedSamples: this.consumedSamples,
-        config: this.config,
-        keepLast: this.config.checkpoints.keepLast,
-      });
+  async #oldShards(dir: string, state: CheckpointState): Promise<OptimizerState> {
+    const e = this.engine;
+    const { tensorModelParallelSize: tp, pipelineModelParallelSize: pp } = this.config.parallel;
+    if (tp * pp > 1) {
+      throw new CheckpointError(
+        `${dir}: its optimizer state is in distributed-optimizer shards of an older format; ` +
+          `resume it once without tensor or pipeline parallelism (the next save writes full ` +
+          `tensors)`,
+      );
     }
-    // Nobody goes on (or reads the checkpoint) before it is in place.
-    g.barrier();
-    return path;
+    const flat = await readOptimizerShards(dir, e.params.data.numel).catch((err) => {
+      throw new CheckpointError((err as Error).message);
+    });
+    if (!flat) throw new CheckpointError(`${dir}: no optimizer.safetensors`);
+    return {
+      m: flat.m,
+      v: flat.v,
+      main: e.params.data.dtype !== "f32" ? flat.main : null,
+      stepCount: state.optimizerStepCount,
+    };
   }
 
-  /** Frees the optimizer state, the batch buffers and an owned model. Safe to call twice. */
+  /** The full tensors of a whole model (a starting point under TP/PP). */
+  #fullWeights(model: GPT): NamedTensors {
+    const named = namedFromFlat(model.params.entries, {
+      "": model.params.data.toArray() as Float32Array,
+    });
+    expectTensors(
+      named,
+      model.params.entries.map((x) => [x.name, x.tensor.shape]),
+      "the starting model",
+      [""],
+    );
+    return named;
+  }
+
+  #copyWeights(full: NamedTensors, source: string): void {
+    this.#copyFlat(this.engine.shardOf(full, "", source));
+  }
+
+  /** Copies a flat-layout array into this rank's parameters (cast to their dtype). */
+  #copyFlat(flat: Float32Array): void {
+    for (const x of this.engine.params.entries) {
+      x.tensor.copyFromHost(flat.subarray(x.offset, x.offset + x.tensor.numel));
+    }
+  }
+
+  /** Frees the optimizer state, the engine and an owned model. Safe to call twice. */
   dispose(): void {
-    if (this.#x.disposed) return;
-    this.#x.dispose();
-    this.#y.dispose();
+    if (this.optimizer.update.m.disposed) return;
     this.optimizer.dispose();
-    this.ddp?.dispose();
-    if (this.#ownsModel) this.model.dispose();
+    this.engine.dispose();
   }
 
   /** Same as {@linkcode Trainer.dispose} (for `using`). */
   [Symbol.dispose](): void {
     this.dispose();
   }
-}
-
-/** A number summed over the group's ranks (in fp32, the same on every rank). */
-function sumOverGroup(group: ProcessGroup, x: number): number {
-  using t = Tensor.fromArray([x], [1]);
-  group.allReduce(t);
-  return t.item();
-}
-
-function maxOverGroup(group: ProcessGroup, flag: boolean): boolean {
-  using t = Tensor.fromArray([flag ? 1 : 0], [1]);
-  group.allReduce(t, "max");
-  return t.item() !== 0;
 }
 
 /** Callbacks around each step. Both may be async; the loop awaits them. */
@@ -793,22 +725,19 @@ export interface TrainSummary {
  * Trains up to `config.training.trainIters` iterations from wherever the
  * trainer stands, with logging, evaluation, checkpoints and the loss plot.
  *
- * @param trainer the trainer (possibly resumed with `load()`), or its model-parallel form
+ * @param trainer the trainer (possibly resumed with `load()`)
  * @param options run directory, logger, hooks and stop conditions
  * @returns what happened
  */
 export async function train(
-  trainer: Trainer | ModelParallelTrainer,
+  trainer: Trainer,
   options: TrainOptions = {},
 ): Promise<TrainSummary> {
   const c = trainer.config;
   const total = c.training.trainIters;
   const runDir = options.runDir === undefined ? c.checkpoints.save : options.runDir;
-  // Under data parallelism only rank 0 logs and writes metrics and the plot (under
-  // model parallelism world rank 0).
-  const lead = "isLogRank" in trainer ? trainer.isLogRank : trainer.dataParallelRank === 0;
-  // Hooks see the trainer as the single-process/data-parallel type they are declared with.
-  const hookTrainer = trainer as Trainer;
+  // Under the launcher only world rank 0 logs and writes metrics and the plot.
+  const lead = trainer.isLogRank;
   const logger = options.logger ??
     new ProgressLogger({ totalIterations: total, ...(lead ? {} : { write: () => {} }) });
   const hooks = options.hooks ?? {};
@@ -840,20 +769,20 @@ export async function train(
     logger.eval(rec);
     metrics?.write(rec);
     summary.lastEval = r;
-    await hooks.afterEval?.(hookTrainer, r);
+    await hooks.afterEval?.(trainer, r);
   };
 
   while (trainer.iteration < total) {
-    await hooks.beforeStep?.(hookTrainer);
+    await hooks.beforeStep?.(trainer);
     const r = trainer.step();
-    await hooks.afterStep?.(hookTrainer, r);
+    await hooks.afterStep?.(trainer, r);
     stepSeconds += r.seconds;
     stepTokens += r.tokens;
     window.loss += r.loss;
     window.steps++;
     window.seconds += r.seconds;
     window.tokens += r.tokens;
-    window.flops += r.flops ?? trainer.flopsPerStep;
+    window.flops += r.flops;
     summary.lastLoss = r.loss;
 
     const it = r.iteration;

@@ -1,0 +1,302 @@
+/**
+ * The step engine: what differs between parallel layouts, behind one small interface
+ * that the {@linkcode Trainer} drives. Everything else — the step plan, batches, the
+ * optimizer step, evaluation, checkpoints, logging — is the same code for every layout.
+ *
+ * defines: StepEngine, EngineStep, SingleModelEngine, namedFromFlat, flatFromNamed
+ *
+ * Two engines:
+ * - {@linkcode SingleModelEngine}: one whole GPT per rank, data parallelism with
+ *   gradient buckets averaged while backward runs (and ZeRO-1 by reduce-scatter);
+ * - `ModelParallelEngine` (lib/train/pipeline_engine.ts): this rank's pipeline stages of
+ *   a tensor-parallel `PipelineGPT`, run by the 1F1B or interleaved schedule.
+ *
+ * @module
+ */
+import type { Batch } from "../data/gpt_dataset.ts";
+import { CheckpointError, type HostTensor, type NamedTensors } from "../io/checkpoint.ts";
+import { dropoutDraws, type GPT, type GPTConfig, type LayerPlan } from "../nn/gpt.ts";
+import type { FlatParameters } from "../nn/module.ts";
+import { DataParallel } from "../parallel/ddp.ts";
+import type { ProcessGroup } from "../parallel/process_group.ts";
+import type { Generator } from "../random.ts";
+import { noGrad } from "../autograd.ts";
+import { Tensor, tidy } from "../tensor.ts";
+import type { PipelineGPT } from "../parallel/pipeline.ts";
+import type { GradOwnership } from "./optimizer.ts";
+
+/** One step's work for an engine: this rank's micro-batches at the step's length. */
+export interface EngineStep {
+  /** This rank's micro-batches, already truncated to the step's length. */
+  batches: Batch[];
+  /** The step's layer plan (progressive layer dropping); null runs every layer. */
+  layers: LayerPlan | null;
+  /** fp16: backward starts from this loss scale. 1 otherwise. */
+  lossScale: number;
+}
+
+/**
+ * What a layout does for the trainer. Collective methods are called by every rank of
+ * the job, in the same order.
+ */
+export interface StepEngine {
+  /** This rank's model: a whole GPT, or its pipeline stages. */
+  readonly model: GPT | PipelineGPT;
+  /** This rank's parameters (what the optimizer updates). */
+  readonly params: FlatParameters;
+  /** The model's shape (the single-process model's). */
+  readonly modelConfig: Required<GPTConfig>;
+  /** The ranks that split each global batch; null in a single process. */
+  readonly dataParallel: ProcessGroup | null;
+  /** ZeRO-1: the reduce-scattering data parallelism the optimizer shards over; else null. */
+  readonly zero: DataParallel | null;
+  /** Which gradient elements this rank counts in the global norm. */
+  readonly gradOwnership: GradOwnership;
+  /** The dropout stream of the single-process run: its offset is saved in checkpoints. */
+  readonly rng: Generator;
+  /** Whether this rank logs and writes the run's files (world rank 0). */
+  readonly isLogRank: boolean;
+
+  /**
+   * Forward and backward of the step's micro-batches, then the gradient reductions of
+   * the layout (data-parallel buckets, tensor-parallel partial sums, tied embeddings).
+   *
+   * @returns this rank's sum of micro-batch losses (0 on ranks that hold no loss), and
+   *   the factor left in the gradients besides the loss scale (see TrainOptimizer.step)
+   */
+  forwardBackward(step: EngineStep): { lossSum: number; gradDivisor: number };
+  /**
+   * A loss sum over the ranks that hold losses, the same on every rank (collective).
+   *
+   * @param localSum this rank's sum (0 where it holds none)
+   */
+  reduceLoss(localSum: number): number;
+  /** One validation micro-batch's mean loss on this rank (0 where it holds none). */
+  evalLoss(batch: Batch): number;
+  /**
+   * Full tensors of the single-process model by name, from arrays laid out like this
+   * rank's flat parameter buffer, keyed by name prefix ("" for the weights, "m." ...).
+   * Collective over the tensor-parallel group.
+   *
+   * @returns the named tensors, and whether this rank writes them into a checkpoint
+   *   (one rank per distinct set)
+   */
+  fullTensors(flats: Record<string, Float32Array>): { tensors: NamedTensors; writes: boolean };
+  /**
+   * This rank's flat-buffer layout of `prefix + name` full tensors, checked against the
+   * model's full shapes (a CheckpointError names the file and tensor).
+   */
+  shardOf(full: NamedTensors, prefix: string, file: string): Float32Array;
+  /** Frees what the engine built (the model only when it owns it). */
+  dispose(): void;
+}
+
+/**
+ * Named full tensors of flat-buffer-shaped arrays of a model that is not tensor-parallel.
+ *
+ * @param entries the flat layout (names, offsets, shapes)
+ * @param flats arrays laid out like the flat buffer, by name prefix
+ * @returns `prefix + name` → a copy of the parameter's slice
+ */
+export function namedFromFlat(
+  entries: FlatParameters["entries"],
+  flats: Record<string, Float32Array>,
+): NamedTensors {
+  const out: NamedTensors = new Map();
+  for (const [prefix, flat] of Object.entries(flats)) {
+    for (const e of entries) {
+      out.set(prefix + e.name, {
+        shape: [...e.tensor.shape],
+        data: flat.slice(e.offset, e.offset + e.tensor.numel),
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * The flat-buffer layout of named tensors (padding left at zero), each checked for its
+ * presence and shape.
+ *
+ * @param entries the flat layout
+ * @param full tensors by name
+ * @param prefix the names' prefix ("" for weights, "m." ...)
+ * @param numel the flat buffer's length
+ * @param file for messages
+ * @returns the flat array
+ */
+export function flatFromNamed(
+  entries: FlatParameters["entries"],
+  full: NamedTensors,
+  prefix: string,
+  numel: number,
+  file: string,
+): Float32Array {
+  const flat = new Float32Array(numel);
+  for (const e of entries) {
+    flat.set(expectShape(full, prefix + e.name, e.tensor.shape, file), e.offset);
+  }
+  return flat;
+}
+
+/** The data of `name` in `full`, which must have `shape`. */
+export function expectShape(
+  full: NamedTensors,
+  name: string,
+  shape: readonly number[],
+  file: string,
+): Float32Array {
+  const t: HostTensor | undefined = full.get(name);
+  if (!t) throw new CheckpointError(`${file}: missing tensor '${name}'`);
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new CheckpointError(
+      `${file}: tensor '${name}' has shape [${t.shape.join(", ")}], the model expects ` +
+        `[${shape.join(", ")}]`,
+    );
+  }
+  return t.data;
+}
+
+/**
+ * One whole GPT per rank. Under data parallelism each rank runs its share of the
+ * micro-batches and the gradient buckets are averaged during the last micro-batch's
+ * backward ({@linkcode DataParallel}); with ZeRO-1 they are reduce-scattered instead.
+ */
+export class SingleModelEngine implements StepEngine {
+  readonly model: GPT;
+  readonly params: FlatParameters;
+  readonly modelConfig: Required<GPTConfig>;
+  readonly dataParallel: ProcessGroup | null;
+  readonly zero: DataParallel | null;
+  readonly gradOwnership: GradOwnership;
+  readonly rng: Generator;
+  readonly isLogRank: boolean;
+  readonly #ddp: DataParallel | null;
+  readonly #ownsModel: boolean;
+  readonly #x: Tensor; // (B, T) int32 inputs at full length, reused every step
+  readonly #y: Tensor; // (B, T) int32 targets
+
+  /**
+   * Wraps `model`; with a data-parallel group every replica starts from rank 0's weights.
+   *
+   * @param model the model (owned when `ownsModel`)
+   * @param o the full-length micro-batch shape [B, T], the data-parallel group, ZeRO-1,
+   *   ownership of the model
+   */
+  constructor(
+    model: GPT,
+    o: {
+      batchShape: [number, number];
+      dataParallel?: ProcessGroup | null;
+      zero?: boolean;
+      ownsModel?: boolean;
+    },
+  ) {
+    this.model = model;
+    this.params = model.params;
+    this.modelConfig = model.config;
+    this.rng = model.rng;
+    this.#ownsModel = o.ownsModel ?? false;
+    this.#x = Tensor.zeros(o.batchShape, { dtype: "i32", device: model.device });
+    this.#y = Tensor.zeros(o.batchShape, { dtype: "i32", device: model.device });
+    const dp = o.dataParallel && o.dataParallel.size > 1 ? o.dataParallel : null;
+    this.dataParallel = o.dataParallel ?? null;
+    this.isLogRank = (o.dataParallel?.rank ?? 0) === 0;
+    this.#ddp = dp ? new DataParallel(model.params, dp, { reduceScatter: o.zero ?? false }) : null;
+    this.#ddp?.broadcastParameters();
+    this.zero = this.#ddp?.reduceScatter ? this.#ddp : null;
+    // Replicas hold the same averaged gradient: each counts it all (ZeRO: its shard).
+    this.gradOwnership = {
+      ranges: [{ offset: 0, length: model.params.grad.numel }],
+      group: this.zero ? dp : null,
+    };
+  }
+
+  forwardBackward(step: EngineStep): { lossSum: number; gradDivisor: number } {
+    const { batches, layers, lossScale } = step;
+    const k = batches.length;
+    const ddp = this.#ddp;
+    const model = this.model;
+    model.train();
+    // Data parallelism: rank r's micro-batch i is micro-batch i·ranks + r of the global
+    // batch (the sampler's order); it takes the dropout counters that one process running
+    // them all in that order would, so masks (and losses) do not depend on the DP size.
+    const rng = this.rng, base = rng.offset;
+    const T = batches[0].seqLength;
+    const draws = ddp && model.config.dropout > 0
+      ? dropoutDraws(model.config, batches[0].batchSize, T, layers)
+      : 0;
+    let lossSum = 0;
+    for (let i = 0; i < k; i++) {
+      // Only the last micro-batch's backward averages gradients over the ranks.
+      if (ddp) ddp.isLastMicroBatch = i === k - 1;
+      if (draws) rng.offset = base + (i * ddp!.group.size + ddp!.group.rank) * draws;
+      lossSum += tidy(() => {
+        const [x, y] = this.#tensors(batches[i]);
+        const loss = model.loss(x, y, layers ?? undefined);
+        loss.backward(
+          lossScale === 1 ? undefined : Tensor.full([1], lossScale, { device: loss.device }),
+        );
+        return loss.item();
+      });
+    }
+    if (ddp) {
+      ddp.finishGradSync();
+      if (draws) rng.offset = base + ddp.group.size * k * draws;
+    }
+    // Each pass differentiated its own micro-batch mean: the buffer holds k batch gradients.
+    return { lossSum, gradDivisor: k };
+  }
+
+  reduceLoss(localSum: number): number {
+    return this.#ddp ? sumOverGroup(this.#ddp.group, localSum) : localSum;
+  }
+
+  evalLoss(batch: Batch): number {
+    return noGrad(() =>
+      tidy(() => {
+        const [x, y] = this.#tensors(batch);
+        return this.model.loss(x, y).item();
+      })
+    );
+  }
+
+  fullTensors(flats: Record<string, Float32Array>): { tensors: NamedTensors; writes: boolean } {
+    return { tensors: namedFromFlat(this.params.entries, flats), writes: this.isLogRank };
+  }
+
+  shardOf(full: NamedTensors, prefix: string, file: string): Float32Array {
+    return flatFromNamed(this.params.entries, full, prefix, this.params.data.numel, file);
+  }
+
+  /** (B, T) input and target tensors: the reusable buffers at full length, else new ones. */
+  #tensors(batch: Batch): [Tensor, Tensor] {
+    const x = this.#x, y = this.#y;
+    if (x.shape[0] === batch.batchSize && x.shape[1] === batch.seqLength) {
+      x.copyFromHost(batch.inputs);
+      y.copyFromHost(batch.targets);
+      return [x, y];
+    }
+    const shape = [batch.batchSize, batch.seqLength];
+    const device = this.model.device;
+    return [
+      Tensor.fromArray(batch.inputs, shape, { dtype: "i32", device }),
+      Tensor.fromArray(batch.targets, shape, { dtype: "i32", device }),
+    ];
+  }
+
+  dispose(): void {
+    if (this.#x.disposed) return;
+    this.#x.dispose();
+    this.#y.dispose();
+    this.#ddp?.dispose();
+    if (this.#ownsModel) this.model.dispose();
+  }
+}
+
+/** A number summed over the group's ranks (in fp32, the same on every rank). */
+export function sumOverGroup(group: ProcessGroup, x: number): number {
+  using t = Tensor.fromArray([x], [1]);
+  group.allReduce(t);
+  return t.item();
+}
