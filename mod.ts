@@ -167,8 +167,10 @@ export {
   type ProcessGroupOptions,
   type ReduceOp,
 } from "./lib/parallel/process_group.ts";
-export type { StoreClient, StoreClientOptions } from "./lib/parallel/store.ts";
+export type { StoreAuth, StoreClient, StoreClientOptions } from "./lib/parallel/store.ts";
 export type { DistributedEnv } from "./lib/parallel/env.ts";
+export { distributedTimeoutMs, setDistributedTimeoutMinutes } from "./lib/parallel/timeouts.ts";
+export { ExitSignalHandler, type ExitSignalOptions } from "./lib/parallel/signals.ts";
 export {
   type Distributed,
   initDistributed,

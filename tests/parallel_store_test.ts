@@ -12,6 +12,10 @@ import {
   StoreServer,
 } from "../lib/parallel/store.ts";
 import { encodeFrame, FrameReader, storeProof } from "../lib/parallel/store_wire.ts";
+import { readDistributedEnv, storeSecretFrom } from "../lib/parallel/env.ts";
+import { initDistributed } from "../lib/parallel/init.ts";
+import { launch } from "../lib/parallel/launch.ts";
+import { distributedTimeoutMs, setDistributedTimeoutMinutes } from "../lib/parallel/timeouts.ts";
 
 const AUTH: StoreAuth = { secret: "the job's secret" };
 
@@ -226,4 +230,66 @@ Deno.test("the receive buffer grows by doubling: a 16 MiB frame in 1 KiB pieces 
   assert.ok(ms < 5000, `reading took ${ms} ms`);
   assert.ok(reader.bufferBytes <= 32 << 20, `the buffer grew to ${reader.bufferBytes} bytes`);
   assert.equal(await reader.next(), null);
+});
+
+Deno.test("the store secret comes from DENOTRON_STORE_SECRET, torchrun, SLURM or the run id, in that order", () => {
+  const all = {
+    DENOTRON_STORE_SECRET: "s3cret",
+    TORCHELASTIC_RUN_ID: "abc",
+    SLURM_JOB_ID: "42",
+    SLURM_STEP_ID: "0",
+    DENOTRON_RUN_ID: "r1",
+    MASTER_ADDR: "h",
+    MASTER_PORT: "1",
+  };
+  const order = [
+    "DENOTRON_STORE_SECRET",
+    "TORCHELASTIC_RUN_ID",
+    "SLURM_JOB_ID",
+    "DENOTRON_RUN_ID",
+  ] as const;
+  const env: Record<string, string | undefined> = { ...all };
+  for (const source of order) {
+    assert.equal(storeSecretFrom(env)?.source, source);
+    delete env[source];
+  }
+  assert.equal(storeSecretFrom(env), undefined);
+  // Two SLURM jobs, or two torchrun jobs, get different secrets.
+  assert.notEqual(
+    storeSecretFrom({ SLURM_JOB_ID: "42" })?.value,
+    storeSecretFrom({ SLURM_JOB_ID: "43" })?.value,
+  );
+  const e = readDistributedEnv({ RANK: "1", WORLD_SIZE: "2", DENOTRON_STORE_SECRET: "x" });
+  assert.deepEqual(e.storeSecret, { value: "x", source: "DENOTRON_STORE_SECRET" });
+});
+
+Deno.test("a job with no secret to share is refused with a sentence, before it listens", async () => {
+  await assert.rejects(
+    () => initDistributed({ env: { RANK: "0", WORLD_SIZE: "2", MASTER_PORT: "1" } }),
+    /a job of 2 ranks needs a rendezvous-store secret shared by its ranks: set DENOTRON_STORE_SECRET/,
+  );
+});
+
+Deno.test("the collective timeout is two minutes unless the trainer or the environment says otherwise", () => {
+  assert.equal(distributedTimeoutMs({}), 120_000);
+  assert.equal(distributedTimeoutMs({ DENOTRON_DISTRIBUTED_TIMEOUT_MINUTES: "0.5" }), 30_000);
+  assert.equal(distributedTimeoutMs({ DENOTRON_COMM_TIMEOUT_MS: "1500" }), 1500);
+  assert.throws(
+    () => distributedTimeoutMs({ DENOTRON_DISTRIBUTED_TIMEOUT_MINUTES: "-1" }),
+    /DENOTRON_DISTRIBUTED_TIMEOUT_MINUTES must be a number in \(0, 10080\]/,
+  );
+  setDistributedTimeoutMinutes(3);
+  try {
+    assert.equal(distributedTimeoutMs({ DENOTRON_DISTRIBUTED_TIMEOUT_MINUTES: "1" }), 180_000);
+  } finally {
+    setDistributedTimeoutMinutes(null);
+  }
+  assert.throws(() => setDistributedTimeoutMinutes(0), /--distributed-timeout-minutes must be/);
+});
+
+Deno.test("a multi-node launch without a shared secret is refused, naming the variable", async () => {
+  await assert.rejects(
+    () => launch({ nprocPerNode: 1, nnodes: 2, script: "x.ts", env: {}, log: () => {} }),
+    /--nnodes 2 needs DENOTRON_STORE_SECRET, the same on every node/,
+  );
 });

@@ -175,7 +175,7 @@ async function pumpLines(
  *
  * @param o what to run
  * @returns the exit code: 0 when every rank succeeded, else the first failure's code
- *   (1 when it was killed by a signal), 130 after SIGINT
+ *   (1 when it was killed by a signal), 130 after SIGINT, 143 after SIGTERM
  */
 export async function launch(o: LaunchOptions): Promise<number> {
   const nnodes = o.nnodes ?? 1;

@@ -152,7 +152,16 @@ export class StoreServer {
   }
 
   async #serve(conn: Deno.Conn): Promise<void> {
-    const send = (r: unknown) => writeAll(conn, encodeFrame(r)).catch(() => {});
+    const send = (r: StoreReply) => {
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeFrame(r);
+      } catch (e) {
+        // A value that filled a whole frame does not fit in a reply: say so instead.
+        bytes = encodeFrame({ id: r.id, error: (e as Error).message });
+      }
+      writeAll(conn, bytes).catch(() => {});
+    };
     const reader = new FrameReader(conn, STORE_LIMITS.maxHelloBytes);
     try {
       if (!(await within(this.#handshake(conn, reader), STORE_LIMITS.handshakeMs, "handshake"))) {
@@ -168,7 +177,7 @@ export class StoreServer {
           this.refused++;
           return;
         }
-        this.#handle(req, conn, (r) => void send({ id: req.id, ...r }));
+        this.#handle(req, conn, (r) => send({ id: req.id, ...r }));
       }
     } catch {
       this.refused++;

@@ -24,16 +24,18 @@ let chosenMs: number | null = null;
  * after this call (a group keeps the deadline it was opened with): the trainer calls it
  * with `--distributed-timeout-minutes` before `initDistributed()`.
  *
- * @param minutes a positive number of minutes (fractions allowed)
+ * @param minutes a positive number of minutes (fractions allowed); null goes back to the
+ *   environment's or the default
  * @example
  * ```ts
  * import { distributedTimeoutMs, setDistributedTimeoutMinutes } from "./timeouts.ts";
  * setDistributedTimeoutMinutes(0.5);
  * console.log(distributedTimeoutMs()); // 30000
+ * setDistributedTimeoutMinutes(null);
  * ```
  */
-export function setDistributedTimeoutMinutes(minutes: number): void {
-  chosenMs = minutesToMs(minutes, "distributed timeout minutes");
+export function setDistributedTimeoutMinutes(minutes: number | null): void {
+  chosenMs = minutes === null ? null : minutesToMs(minutes, "--distributed-timeout-minutes");
 }
 
 function minutesToMs(minutes: number, what: string): number {
