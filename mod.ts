@@ -165,6 +165,7 @@ export {
   newProcessGroup,
   type ProcessGroup,
   type ProcessGroupOptions,
+  reduceNumber,
   type ReduceOp,
 } from "./lib/parallel/process_group.ts";
 export type { StoreAuth, StoreClient, StoreClientOptions } from "./lib/parallel/store.ts";

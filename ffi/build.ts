@@ -36,8 +36,10 @@ function sources(): string[] {
 function newestSourceTime(): number {
   const files = [
     ...sources(),
-    ...[...Deno.readDirSync(path("kernels/cpu/"))].filter((e) => e.name.endsWith(".h"))
-      .map((e) => path("kernels/cpu/") + e.name),
+    ...["kernels/cpu/", "kernels/shared/"].flatMap((dir) =>
+      [...Deno.readDirSync(path(dir))].filter((e) => e.name.endsWith(".h"))
+        .map((e) => path(dir) + e.name)
+    ),
     path("kernels/include/denotron.h"),
   ];
   return Math.max(...files.map((f) => Deno.statSync(f).mtime?.getTime() ?? 0));

@@ -33,6 +33,7 @@ import { formatDuration, formatSi } from "../lib/train/logging.ts";
 import { generate } from "../lib/infer/generate.ts";
 import { ThreadTuner } from "../lib/train/threads.ts";
 import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
+import { ExitSignalHandler } from "../lib/parallel/signals.ts";
 
 const CACHE_DIR = ".cache";
 /** The time budget of a run on the built-in corpus (the README's main command). */
@@ -116,14 +117,16 @@ async function main(args: string[]): Promise<void> {
   // stops (with a checkpoint) after DEFAULT_RUN_MINUTES unless --exit-duration-in-mins says.
   const budgetMinutes = t.exitDurationInMins ??
     (config.data.dataPath === null ? DEFAULT_RUN_MINUTES : null);
-  // Ctrl-C stops after the current step and still saves; a second one quits at once.
+  // Ctrl-C or SIGTERM (SLURM's preemption, forwarded to every rank by the launcher) stops
+  // after the current step and still saves; all ranks agree on the step (train()). A second
+  // signal quits at once.
   const stop = new AbortController();
-  const onInterrupt = () => {
-    if (stop.signal.aborted) Deno.exit(130);
-    console.log("\ninterrupted: finishing this step and saving (Ctrl-C again to quit now)");
-    stop.abort();
-  };
-  Deno.addSignalListener("SIGINT", onInterrupt);
+  const exit = new ExitSignalHandler({
+    onSignal: (signal) => {
+      log(`\n${signal}: finishing this step and saving (again to quit now)`);
+      stop.abort();
+    },
+  });
   // Unless told otherwise, keep measuring whether all cores or one is faster right now.
   const cores = device.numThreads;
   const threadsUnset = Deno.env.get("DENOTRON_NUM_THREADS") === undefined;
@@ -144,7 +147,7 @@ async function main(args: string[]): Promise<void> {
     signal: stop.signal,
     maxSeconds: budgetMinutes === null ? undefined : budgetMinutes * 60,
   });
-  Deno.removeSignalListener("SIGINT", onInterrupt);
+  exit.dispose();
 
   log(
     `done: ${summary.iterations} iterations in ${formatDuration(summary.seconds)} ` +

@@ -19,7 +19,7 @@
 import type { Device } from "../device.ts";
 import { device as defaultDevice } from "../device.ts";
 import { DenotronError } from "../errors.ts";
-import { DTYPE_CODE, type Tensor } from "../tensor.ts";
+import { DTYPE_CODE, Tensor } from "../tensor.ts";
 import type { StoreClient } from "./store.ts";
 import { distributedTimeoutMs } from "./timeouts.ts";
 
@@ -29,6 +29,34 @@ export type ReduceOp = "sum" | "max" | "min";
 export type Backend = "shm" | "nccl";
 
 const OP_CODE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
+
+/**
+ * One number reduced over a group (in fp32, in rank order: the same on every rank), e.g. a
+ * loss sum, an overflow flag or a vote to stop. A collective: every member calls it.
+ * No group (or a group of one): `x` itself.
+ *
+ * @param group the ranks, or null for this process alone
+ * @param x this rank's value
+ * @param op the reduction @default "sum"
+ * @param device where the group's tensors live @default device()
+ * @returns the reduced value
+ * @example
+ * ```ts
+ * import { reduceNumber } from "./process_group.ts";
+ * console.log(reduceNumber(null, 3)); // 3
+ * ```
+ */
+export function reduceNumber(
+  group: ProcessGroup | null,
+  x: number,
+  op: ReduceOp = "sum",
+  device?: Device,
+): number {
+  if (!group || group.size === 1) return x;
+  using t = Tensor.fromArray([x], [1], { device: device ?? defaultDevice() });
+  group.allReduce(t, op);
+  return t.item();
+}
 
 /**
  * Shard `q` of `n` elements split among `size` ranks: `[floor(n·q/size), floor(n·(q+1)/size))`.

@@ -7,9 +7,8 @@
  *
  * @module
  */
-import { type Device, device as defaultDevice } from "../device.ts";
-import { Tensor } from "../tensor.ts";
-import type { ProcessGroup } from "./process_group.ts";
+import type { Device } from "../device.ts";
+import { type ProcessGroup, reduceNumber } from "./process_group.ts";
 
 /** Options of {@linkcode ExitSignalHandler}. */
 export interface ExitSignalOptions {
@@ -76,12 +75,7 @@ export class ExitSignalHandler {
   async agreed(group?: ProcessGroup | null): Promise<boolean> {
     await new Promise((r) => setTimeout(r, 0));
     const mine = this.#received === null ? 0 : 1;
-    if (!group || group.size === 1) return mine === 1;
-    using flag = Tensor.fromArray(Int32Array.of(mine), [1], {
-      device: this.#device ?? defaultDevice(),
-    });
-    group.allReduce(flag, "max");
-    return flag.item() === 1;
+    return reduceNumber(group ?? null, mine, "max", this.#device) === 1;
   }
 
   /** Stops catching (the signals' default actions return). Safe to call twice. */

@@ -62,7 +62,7 @@ export async function saveRunCheckpoint(dir: string, c: RunCheckpoint): Promise<
   if (!g || g.size === 1) {
     return await writeCheckpoint(dir, { weights: c.weights, optimizer: c.optimizer, ...contents });
   }
-  // Does any rank but 0 write? (The same answer everywhere.)
+  // Rank 0 keeps its own part in memory; every other writer stages its part as a file.
   const stage = `${dir}/.parts-${name}`;
   const staged = c.writes && g.rank !== 0;
   if (g.rank === 0) {

@@ -3,7 +3,8 @@
  * that the {@linkcode Trainer} drives. Everything else — the step plan, batches, the
  * optimizer step, evaluation, checkpoints, logging — is the same code for every layout.
  *
- * defines: StepEngine, EngineStep, SingleModelEngine, namedFromFlat, flatFromNamed
+ * defines: StepEngine, EngineStep, SingleModelEngine, namedFromFlat, flatFromNamed,
+ *          expectShape
  *
  * Two engines:
  * - {@linkcode SingleModelEngine}: one whole GPT per rank, data parallelism with
@@ -18,7 +19,7 @@ import { CheckpointError, type HostTensor, type NamedTensors } from "../io/check
 import { dropoutDraws, type GPT, type GPTConfig, type LayerPlan } from "../nn/gpt.ts";
 import type { FlatParameters } from "../nn/module.ts";
 import { DataParallel } from "../parallel/ddp.ts";
-import type { ProcessGroup } from "../parallel/process_group.ts";
+import { type ProcessGroup, reduceNumber } from "../parallel/process_group.ts";
 import type { Generator } from "../random.ts";
 import { noGrad } from "../autograd.ts";
 import { Tensor, tidy } from "../tensor.ts";
@@ -249,7 +250,7 @@ export class SingleModelEngine implements StepEngine {
   }
 
   reduceLoss(localSum: number): number {
-    return this.#ddp ? sumOverGroup(this.#ddp.group, localSum) : localSum;
+    return reduceNumber(this.#ddp?.group ?? null, localSum);
   }
 
   evalLoss(batch: Batch): number {
@@ -292,11 +293,4 @@ export class SingleModelEngine implements StepEngine {
     this.#ddp?.dispose();
     if (this.#ownsModel) this.model.dispose();
   }
-}
-
-/** A number summed over the group's ranks (in fp32, the same on every rank). */
-export function sumOverGroup(group: ProcessGroup, x: number): number {
-  using t = Tensor.fromArray([x], [1]);
-  group.allReduce(t);
-  return t.item();
 }

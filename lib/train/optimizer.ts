@@ -30,9 +30,10 @@ import { clipFactor } from "../optim/clip.ts";
 import { ConstantGradScaler, DynamicGradScaler, type GradScaler } from "../optim/grad_scaler.ts";
 import { MixedPrecisionAdamW, type ParameterBytes } from "../optim/mixed_precision.ts";
 import type { DataParallel } from "../parallel/ddp.ts";
-import type { ProcessGroup } from "../parallel/process_group.ts";
+import { type ProcessGroup, reduceNumber } from "../parallel/process_group.ts";
 import { DistributedOptimizer } from "../parallel/zero.ts";
-import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import type { Device } from "../device.ts";
+import { DTYPE_CODE, type Tensor } from "../tensor.ts";
 import type { TrainConfig } from "./config.ts";
 
 /** Which gradient elements a rank counts in the global norm, and who counts the rest. */
@@ -126,6 +127,7 @@ export class TrainOptimizer {
   readonly #checkOverflow: boolean;
   readonly #lists: { n: bigint; ptrs: BigUint64Array; sizes: BigInt64Array };
   readonly #grad: Tensor;
+  readonly #device: Device;
 
   /**
    * Builds the update rule for `params` and the pointer lists of the owned gradients.
@@ -155,6 +157,7 @@ export class TrainOptimizer {
     this.#group = o.ownership.group;
     this.#checkOverflow = params.data.dtype !== "f32" || o.scaler !== null;
     this.#grad = params.grad;
+    this.#device = params.grad.device;
     // ZeRO: a rank's gradients are valid on its shard only, so it owns the intersection.
     const ranges = o.zero
       ? intersect(o.ownership.ranges, (this.update as DistributedOptimizer).pieces)
@@ -186,19 +189,20 @@ export class TrainOptimizer {
     if (this.#checkOverflow) {
       const unscale = 1 / (lossScale * gradDivisor);
       const local = this.#gradCheck(unscale);
-      const foundInf = this.#anyOverGroup(local.foundInf);
+      const foundInf = reduceNumber(this.#group, local.foundInf ? 1 : 0, "max", this.#device) !== 0;
       this.scaler?.update(foundInf);
       if (foundInf) {
         this.skippedSteps++;
         return { skipped: true, gradNorm: Infinity, ...scaled };
       }
-      const gradNorm = Math.sqrt(this.#sumOverGroup(local.normSq));
+      const gradNorm = Math.sqrt(reduceNumber(this.#group, local.normSq, "sum", this.#device));
       const clip = this.#clipGrad > 0 ? clipFactor(gradNorm, this.#clipGrad) : 1;
       this.update.step(lr, clip * unscale);
       return { skipped: false, gradNorm, ...scaled };
     }
     const divisor = lossScale * gradDivisor;
-    const gradNorm = Math.sqrt(this.#sumOverGroup(this.#normSq())) / divisor;
+    const normSq = reduceNumber(this.#group, this.#normSq(), "sum", this.#device);
+    const gradNorm = Math.sqrt(normSq) / divisor;
     const clip = this.#clipGrad > 0 ? clipFactor(gradNorm, this.#clipGrad) : 1;
     this.update.step(lr, clip / divisor);
     return { skipped: false, gradNorm, ...scaled };
@@ -229,21 +233,6 @@ export class TrainOptimizer {
       "TrainOptimizer: gradient check",
     );
     return { foundInf: found[0] !== 0, normSq: normSq[0] };
-  }
-
-  /** A sum over the ownership group, in fp32 in rank order (the same on every rank). */
-  #sumOverGroup(x: number): number {
-    if (!this.#group) return x;
-    using t = Tensor.fromArray([x], [1], { device: this.#grad.device });
-    this.#group.allReduce(t);
-    return t.item();
-  }
-
-  #anyOverGroup(flag: boolean): boolean {
-    if (!this.#group) return flag;
-    using t = Tensor.fromArray([flag ? 1 : 0], [1], { device: this.#grad.device });
-    this.#group.allReduce(t, "max");
-    return t.item() !== 0;
   }
 
   /**

@@ -2,7 +2,7 @@
  * The model-parallel step engine: tensor, sequence and pipeline parallelism, with data
  * parallelism over the rest of the ranks.
  *
- * defines: ModelParallelEngine, pipelineOptionsFrom
+ * defines: ModelParallelEngine, pipelineOptionsFrom, recomputeFrom
  *
  * Each rank holds its part of a {@linkcode PipelineGPT}; a step runs the rank's
  * micro-batches through the pipeline schedule (1F1B, or interleaved with virtual
@@ -28,7 +28,7 @@ import type { RecomputeOptions } from "../nn/recompute.ts";
 import { virtualStage } from "../parallel/schedules.ts";
 import { gatherFullTensors, shardOfFullTensors } from "../parallel/full_tensors.ts";
 import { shardOwner, tensorParallelInfo } from "../parallel/tp_layers.ts";
-import type { ProcessGroup } from "../parallel/process_group.ts";
+import { type ProcessGroup, reduceNumber } from "../parallel/process_group.ts";
 import { noGrad } from "../autograd.ts";
 import { Generator } from "../random.ts";
 import { type DType, Tensor, tidy } from "../tensor.ts";
@@ -175,9 +175,7 @@ export class ModelParallelEngine implements StepEngine {
   reduceLoss(localSum: number): number {
     const g = this.#groups;
     const holds = g.pipeline.rank === g.pipeline.size - 1 && g.tensor.rank === 0;
-    using s = Tensor.fromArray([holds ? localSum : 0], [1]);
-    g.world.allReduce(s);
-    return s.item();
+    return reduceNumber(g.world, holds ? localSum : 0);
   }
 
   /** One micro-batch through every virtual stage in order; the loss on the last stage. */

@@ -39,15 +39,16 @@ import {
 import { GPT, type GPTConfig } from "../nn/gpt.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { ParallelGroups } from "../parallel/init.ts";
+import { batchSizeProblem } from "../parallel/parallel_config.ts";
 import type { PipelineGPT } from "../parallel/pipeline.ts";
-import type { ProcessGroup } from "../parallel/process_group.ts";
+import { type ProcessGroup, reduceNumber } from "../parallel/process_group.ts";
 import { readOptimizerShards } from "../parallel/zero.ts";
 import type { Curriculum, StepPlan } from "../curriculum/curriculum.ts";
 import type { BatchSource } from "../curriculum/data.ts";
 import { truncateBatch } from "../curriculum/seqlen.ts";
 import { flopsPerStep } from "../plan/flops.ts";
 import { saveRunCheckpoint } from "./checkpoint.ts";
-import type { TrainConfig } from "./config.ts";
+import { ConfigError, type TrainConfig } from "./config.ts";
 import { namedFromFlat, SingleModelEngine, type StepEngine } from "./engine.ts";
 import {
   type EvalRecord,
@@ -265,12 +266,8 @@ export class Trainer {
     const groups = options.groups;
     const dpGroup = groups?.data ?? options.dataParallelGroup ?? null;
     const dp = dpGroup?.size ?? 1;
-    checkMicroBatches(
-      { globalBatchSize: t.globalBatchSize } as StepPlan,
-      t.microBatchSize,
-      dp,
-      0,
-    );
+    const problem = batchSizeProblem(t.globalBatchSize, t.microBatchSize, dp);
+    if (problem) throw new ConfigError(problem);
     if (options.train.seqLength !== c.model.seqLength) {
       throw new Error(
         `the training data has samples of ${options.train.seqLength} tokens, the config's ` +
@@ -287,6 +284,13 @@ export class Trainer {
     }
     const { tensorModelParallelSize: tp, pipelineModelParallelSize: pp } = c.parallel;
     const zero = c.parallel.useDistributedOptimizer;
+    if (groups && (groups.tensor.size !== tp || groups.pipeline.size !== pp)) {
+      throw new ConfigError(
+        `the parallel groups are TP ${groups.tensor.size} × PP ${groups.pipeline.size}, the ` +
+          `config asks for tensorModelParallelSize ${tp} × pipelineModelParallelSize ${pp}; ` +
+          `open the groups with the config's sizes`,
+      );
+    }
     if (tp * pp > 1) {
       if (!groups) {
         throw new Error(
@@ -350,6 +354,17 @@ export class Trainer {
   /** Steps skipped because their gradients overflowed. */
   get skippedSteps(): number {
     return this.optimizer.skippedSteps;
+  }
+
+  /**
+   * The largest of `x` over every rank of the job (the same on all of them): a collective
+   * that every rank calls at the same point. Alone: `x`.
+   *
+   * @param x this rank's value (a small integer: sent as fp32)
+   * @returns the maximum
+   */
+  maxOverJob(x: number): number {
+    return reduceNumber(this.#world, x, "max");
   }
 
   /** Whether this rank logs and writes metrics and the plot (world rank 0). */
@@ -675,6 +690,9 @@ export class Trainer {
   }
 }
 
+/** Reasons to stop early, as numbers the ranks agree on with a MAX (the signal wins). */
+const STOP_TIME = 1, STOP_SIGNAL = 2;
+
 /** Callbacks around each step. Both may be async; the loop awaits them. */
 export interface TrainHooks {
   /** Before each optimizer step. */
@@ -786,9 +804,19 @@ export async function train(
     summary.lastLoss = r.loss;
 
     const it = r.iteration;
-    let stop: TrainSummary["stoppedBy"] | undefined;
-    if (options.signal?.aborted) stop = "signal";
-    else if (options.maxSeconds !== undefined && elapsed() >= options.maxSeconds) stop = "time";
+    // Ranks see a signal or the clock at different moments: they stop after the step the
+    // first of them asks for (a MAX over the job), or the others would wait in a collective.
+    const asked = options.signal?.aborted
+      ? STOP_SIGNAL
+      : options.maxSeconds !== undefined && elapsed() >= options.maxSeconds
+      ? STOP_TIME
+      : 0;
+    const agreed = trainer.maxOverJob(asked);
+    const stop: TrainSummary["stoppedBy"] | undefined = agreed === STOP_SIGNAL
+      ? "signal"
+      : agreed === STOP_TIME
+      ? "time"
+      : undefined;
     const last = it === total || stop !== undefined;
 
     if (it % c.logging.logInterval === 0 || last) {
