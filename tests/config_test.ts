@@ -364,3 +364,27 @@ Deno.test("validateConfig also checks a configuration built in code against the 
     /^ConfigError: code: adamBeta1: expected a number < 1, got 1 \(--adam-beta1\)$/,
   );
 });
+
+Deno.test("--distributed-timeout-minutes and the --no- form of true/false keys", async () => {
+  const c = await loadConfig({
+    args: [
+      "--distributed-timeout-minutes",
+      "0.5",
+      "--no-check-for-nan-in-loss-and-grad",
+      "--no-sequence-parallel",
+    ],
+  });
+  assert.equal(c.parallel.distributedTimeoutMinutes, 0.5);
+  assert.equal(c.training.checkForNanInLossAndGrad, false);
+  assert.equal(c.parallel.sequenceParallel, false);
+  assert.equal(DEFAULT_CONFIG.training.checkForNanInLossAndGrad, true);
+  assert.equal(DEFAULT_CONFIG.parallel.distributedTimeoutMinutes, null);
+  await rejectsNaming(
+    ["--distributed-timeout-minutes", "0"],
+    "distributedTimeoutMinutes",
+    "--distributed-timeout-minutes",
+    /expected a number > 0/,
+  );
+  // "no-" of a key that is not true/false is still an unknown key
+  await assert.rejects(loadConfig({ args: ["--no-lr"] }), /unknown key "no-lr"/);
+});

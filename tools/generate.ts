@@ -10,9 +10,9 @@
  * @module
  */
 import { parseArgs } from "parse-args";
-import { DenotronError } from "../lib/errors.ts";
 import { generateStream } from "../lib/infer/generate.ts";
 import { fromCheckpoint, fromHfGpt2 } from "../lib/infer/sources.ts";
+import { intFlag, joinNegativeValues, numberFlag, runMain } from "./cli.ts";
 
 const USAGE = `usage: deno task generate (--checkpoint DIR | --hf DIR) [--prompt TEXT]
   [--max-new-tokens 100] [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--seed 1]
@@ -26,15 +26,9 @@ const USAGE = `usage: deno task generate (--checkpoint DIR | --hf DIR) [--prompt
 
 const encoder = new TextEncoder();
 
-function num(values: Record<string, unknown>, key: string): number {
-  const v = Number(values[key]);
-  if (!Number.isFinite(v)) throw new Error(`--${key} must be a number, got "${values[key]}"`);
-  return v;
-}
-
 async function main(args: string[]): Promise<number> {
   const { values } = parseArgs({
-    args,
+    args: joinNegativeValues(args),
     options: {
       checkpoint: { type: "string" },
       hf: { type: "string" },
@@ -55,9 +49,17 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if ((values.checkpoint === undefined) === (values.hf === undefined)) {
-    console.error(`generate: give exactly one of --checkpoint and --hf\n${USAGE}`);
+    console.error(`error: give exactly one of --checkpoint and --hf\n${USAGE}`);
     return 2;
   }
+  // Every flag is checked before the model is loaded.
+  const options = {
+    maxNewTokens: intFlag("max-new-tokens", values["max-new-tokens"], 0, 1_000_000),
+    temperature: numberFlag("temperature", values.temperature, 0, 1e6),
+    topK: intFlag("top-k", values["top-k"], 0, 2 ** 31 - 1),
+    topP: numberFlag("top-p", values["top-p"], 0, 1),
+    seed: intFlag("seed", values.seed, 0, Number.MAX_SAFE_INTEGER),
+  };
   const source = values.checkpoint !== undefined
     ? await fromCheckpoint(values.checkpoint)
     : await fromHfGpt2(values.hf!);
@@ -75,11 +77,7 @@ async function main(args: string[]): Promise<number> {
   const started = performance.now();
   for await (
     const token of generateStream(model, promptIds, {
-      maxNewTokens: num(values, "max-new-tokens"),
-      temperature: num(values, "temperature"),
-      topK: num(values, "top-k"),
-      topP: num(values, "top-p"),
-      seed: num(values, "seed"),
+      ...options,
       stopAt: values["no-stop"] ? undefined : tokenizer.eotId,
     })
   ) {
@@ -103,17 +101,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    if (Deno.env.get("DENOTRON_DEBUG") === "1") throw e;
-    // A bad input (a flag, a file, a config field) is the user's to fix: one line, exit 2.
-    if (e instanceof DenotronError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    console.error(`generate: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain(() => main(Deno.args));

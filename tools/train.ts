@@ -19,7 +19,7 @@
  */
 
 import { ConfigError, loadConfig } from "../lib/train/config.ts";
-import { CheckpointError, latestCheckpoint } from "../lib/io/checkpoint.ts";
+import { latestCheckpoint, listCheckpoints } from "../lib/io/checkpoint.ts";
 import { loadTokenizer, type Tokenizer } from "../lib/data/tokenizer.ts";
 import { loadHfGpt2 } from "../lib/io/hf_gpt2.ts";
 import { DenotronError } from "../lib/errors.ts";
@@ -34,6 +34,8 @@ import { generate } from "../lib/infer/generate.ts";
 import { ThreadTuner } from "../lib/train/threads.ts";
 import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
 import { ExitSignalHandler } from "../lib/parallel/signals.ts";
+import { setDistributedTimeoutMinutes } from "../lib/parallel/timeouts.ts";
+import { runMain } from "./cli.ts";
 
 const CACHE_DIR = ".cache";
 /** The time budget of a run on the built-in corpus (the README's main command). */
@@ -44,6 +46,7 @@ async function main(args: string[]): Promise<void> {
   const wallStart = performance.now();
   const config = await loadConfig({ args });
   // Started by the launcher (or torchrun, SLURM): data parallel over the ranks.
+  setDistributedTimeoutMinutes(config.parallel.distributedTimeoutMinutes);
   await using dist = Deno.env.get("WORLD_SIZE") ? await initDistributed() : null;
   const groups = dist &&
     await initParallelGroups(dist, {
@@ -69,6 +72,7 @@ async function main(args: string[]): Promise<void> {
     seqLength: config.model.seqLength,
     seed: t.seed,
     numSamples: [t.trainIters * t.globalBatchSize, undefined, undefined],
+    vocabSize: config.model.vocabSize ?? tokenizer.vocabSize,
   });
   if (!trainData) throw new ConfigError(`split "${config.data.split}" leaves no training data`);
   log(
@@ -209,7 +213,7 @@ async function hasCheckpoint(path: string): Promise<boolean> {
     throw e;
   }
   if (/(^|\/)iter_\d{7}\/?$/.test(path)) return true;
-  return await latestCheckpoint(path) !== null;
+  return await latestCheckpoint(path) !== null || (await listCheckpoints(path)).length > 0;
 }
 
 async function modelFromHf(config: TrainConfig, tokenizer: Tokenizer): Promise<GPT | null> {
@@ -293,14 +297,4 @@ function sum(a: ArrayLike<number>): number {
   return s;
 }
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (e) {
-    if (e instanceof ConfigError || e instanceof CheckpointError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
-  }
-}
+if (import.meta.main) await runMain(() => main(Deno.args));

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { DenotronError } from "../errors.ts";
 import type { IndexedDataset } from "./indexed_dataset.ts";
 
 /**
@@ -39,13 +40,13 @@ export function parseSplit(split: string | readonly number[]): [number, number, 
     ? split.split(/[,/]/).map((s) => Number(s.trim()))
     : [...split];
   if (parts.length === 0 || parts.length > 3 || parts.some((w) => !Number.isFinite(w) || w < 0)) {
-    throw new Error(
+    throw new DenotronError(
       `split ${JSON.stringify(split)}: expected up to three non-negative weights like "969,30,1"`,
     );
   }
   while (parts.length < 3) parts.push(0);
   const sum = parts[0] + parts[1] + parts[2];
-  if (sum <= 0) throw new Error(`split ${JSON.stringify(split)}: weights sum to 0`);
+  if (sum <= 0) throw new DenotronError(`split ${JSON.stringify(split)}: weights sum to 0`);
   return [parts[0] / sum, parts[1] / sum, parts[2] / sum];
 }
 
@@ -217,6 +218,12 @@ export interface GptDatasetOptions {
   numSamples?: number;
   /** Name for messages ("train", "valid"...). @default "data" */
   name?: string;
+  /**
+   * The model's vocabulary: a sample holding a token outside [0, vocabSize) is an error
+   * naming the file and the sequence (a dataset made with another tokenizer).
+   * @default unchecked
+   */
+  vocabSize?: number;
 }
 
 /**
@@ -249,6 +256,7 @@ export class GptDataset {
   /** Sample order. */
   readonly shuffleIndex: Int32Array;
   readonly #data: IndexedDataset;
+  readonly #vocabSize: number;
 
   /**
    * Builds the document, sample and shuffle indices over the given sequences.
@@ -260,14 +268,15 @@ export class GptDataset {
   constructor(data: IndexedDataset, sequences: Int32Array, options: GptDatasetOptions) {
     const T = options.seqLength;
     this.name = options.name ?? "data";
-    if (!Number.isInteger(T) || T < 1) throw new Error(`${this.name}: bad seqLength ${T}`);
+    if (!Number.isInteger(T) || T < 1) throw new DenotronError(`${this.name}: bad seqLength ${T}`);
     this.seqLength = T;
     this.#data = data;
+    this.#vocabSize = options.vocabSize ?? Infinity;
     let tokensPerEpoch = 0;
     for (const s of sequences) tokensPerEpoch += data.sequenceLengths[s];
     const perEpoch = Math.floor((tokensPerEpoch - 1) / T);
     if (perEpoch < 1) {
-      throw new Error(
+      throw new DenotronError(
         `${this.name}: ${tokensPerEpoch} tokens in ${sequences.length} sequences of ` +
           `${data.prefix} cannot fill one sample of ${T + 1} tokens; use a smaller seqLength or ` +
           "a larger split",
@@ -313,12 +322,27 @@ export class GptDataset {
     while (filled < out.length) {
       const seq = this.documentIndex[doc];
       const take = Math.min(this.#data.sequenceLengths[seq] - offset, out.length - filled);
-      out.set(this.#data.read(seq, offset, take), filled);
+      const tokens = this.#data.read(seq, offset, take);
+      this.#expectInVocab(tokens, seq, offset);
+      out.set(tokens, filled);
       filled += take;
       doc++;
       offset = 0;
     }
     return out;
+  }
+
+  #expectInVocab(tokens: Int32Array, seq: number, offset: number): void {
+    const V = this.#vocabSize;
+    if (V === Infinity) return;
+    for (let j = 0; j < tokens.length; j++) {
+      if (tokens[j] >= 0 && tokens[j] < V) continue;
+      throw new DenotronError(
+        `${this.#data.prefix}.bin: sequence ${seq} holds token ${tokens[j]} at position ` +
+          `${offset + j}, outside the model's vocabulary [0, ${V}); was it preprocessed ` +
+          `with another tokenizer?`,
+      );
+    }
   }
 }
 
@@ -385,10 +409,12 @@ export class GptBatchIterator {
     this.#rank = options.dataParallelRank ?? 0;
     this.#world = options.dataParallelSize ?? 1;
     if (!Number.isInteger(this.microBatchSize) || this.microBatchSize < 1) {
-      throw new Error(`microBatchSize must be a positive integer, got ${this.microBatchSize}`);
+      throw new DenotronError(
+        `microBatchSize must be a positive integer, got ${this.microBatchSize}`,
+      );
     }
     if (this.#rank < 0 || this.#rank >= this.#world) {
-      throw new Error(`dataParallelRank ${this.#rank} is outside [0, ${this.#world})`);
+      throw new DenotronError(`dataParallelRank ${this.#rank} is outside [0, ${this.#world})`);
     }
     this.#row = new Int32Array(dataset.seqLength + 1);
   }
@@ -430,6 +456,8 @@ export interface GptSplitOptions {
   seed?: number;
   /** Samples wanted per split (train usually trainIters * globalBatchSize). */
   numSamples?: [number?, number?, number?];
+  /** The model's vocabulary, checked in every sample. @default unchecked */
+  vocabSize?: number;
 }
 
 /**
@@ -457,6 +485,7 @@ export function buildGptDatasets(
       seed: options.seed,
       numSamples: options.numSamples?.[k],
       name: names[k],
+      vocabSize: options.vocabSize,
     });
   });
   return out;

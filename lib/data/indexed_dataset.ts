@@ -24,6 +24,7 @@
  * @module
  */
 
+import { DenotronError } from "../errors.ts";
 import { removeQuietly, tempName, writeAll } from "../io/atomic.ts";
 
 /** The nine magic bytes every `.idx` starts with. */
@@ -160,7 +161,7 @@ export function encodeIndex(
  */
 export function decodeIndex(bytes: Uint8Array, path: string, binBytes?: number): IndexTables {
   const fail = (field: string, what: string): never => {
-    throw new Error(`${path}: ${field}: ${what}`);
+    throw new DenotronError(`${path}: ${field}: ${what}`);
   };
   if (bytes.length < HEADER_BYTES) {
     fail("header", `file is ${bytes.length} bytes, a Megatron index header needs ${HEADER_BYTES}`);
@@ -298,7 +299,9 @@ export class IndexedDatasetWriter {
     const dtype = options.dtype ??
       (options.vocabSize !== undefined ? dtypeForVocab(options.vocabSize) : undefined);
     if (dtype === undefined || !(dtype in DTYPE_CODES)) {
-      throw new Error(`IndexedDatasetWriter: give a known dtype or a vocabSize (got ${dtype})`);
+      throw new DenotronError(
+        `IndexedDatasetWriter: give a known dtype or a vocabSize (got ${dtype})`,
+      );
     }
     const tmpBin = tempName(`${prefix}.bin`);
     const file = await Deno.open(tmpBin, { write: true, createNew: true });
@@ -432,7 +435,9 @@ export class IndexedDatasetWriter {
   }
 
   #checkOpen(): void {
-    if (this.#done) throw new Error(`IndexedDatasetWriter(${this.#prefix}): already finalized`);
+    if (this.#done) {
+      throw new DenotronError(`IndexedDatasetWriter(${this.#prefix}): already finalized`);
+    }
   }
 }
 
@@ -489,7 +494,7 @@ export class IndexedDataset {
     try {
       binBytes = (await Deno.stat(binPath)).size;
     } catch (e) {
-      throw new Error(`${binPath}: cannot open the token file (${(e as Error).message})`);
+      throw new DenotronError(`${binPath}: cannot open the token file (${(e as Error).message})`);
     }
     const tables = decodeIndex(idxBytes, idxPath, binBytes);
     const file = await Deno.open(binPath, { read: true });
@@ -517,7 +522,7 @@ export class IndexedDataset {
    */
   read(index: number, offset = 0, length?: number): Int32Array {
     const file = this.#file;
-    if (file === null) throw new Error(`${this.prefix}: dataset is closed`);
+    if (file === null) throw new DenotronError(`${this.prefix}: dataset is closed`);
     if (!Number.isInteger(index) || index < 0 || index >= this.sequenceCount) {
       throw new RangeError(
         `${this.prefix}: sequence ${index} is outside [0, ${this.sequenceCount})`,
@@ -539,7 +544,7 @@ export class IndexedDataset {
     while (got < bytes.length) {
       const r = file.readSync(bytes.subarray(got));
       if (r === null) {
-        throw new Error(`${this.prefix}.bin: unexpected end of file in sequence ${index}`);
+        throw new DenotronError(`${this.prefix}.bin: unexpected end of file in sequence ${index}`);
       }
       got += r;
     }
@@ -584,6 +589,6 @@ async function readWhole(path: string): Promise<Uint8Array> {
   try {
     return await Deno.readFile(path);
   } catch (e) {
-    throw new Error(`${path}: cannot open the index file (${(e as Error).message})`);
+    throw new DenotronError(`${path}: cannot open the index file (${(e as Error).message})`);
   }
 }

@@ -10,9 +10,8 @@ import { loadTokenizer, type Tokenizer } from "../data/tokenizer.ts";
 import type { Device } from "../device.ts";
 import { DenotronError } from "../errors.ts";
 import { loadHfGpt2 } from "../io/hf_gpt2.ts";
-import { readSafetensors } from "../io/safetensors.ts";
 import { GPT, type GPTConfig, paddedVocabSize } from "../nn/gpt.ts";
-import { expectTensors, latestCheckpoint, readCheckpoint } from "../io/checkpoint.ts";
+import { expectFinite, expectTensors, readCheckpoint } from "../io/checkpoint.ts";
 
 /** A model in eval mode and the tokenizer it was trained with. */
 export interface GenerationSource {
@@ -36,27 +35,28 @@ export async function fromCheckpoint(
   path: string,
   opts: { device?: Device } = {},
 ): Promise<GenerationSource> {
-  const dir = /(^|\/)iter_\d+\/?$/.test(path) ? path : await latestCheckpoint(path);
-  if (dir === null) {
-    throw new DenotronError(`${path}: no "latest" file; is this a save directory of a run?`);
-  }
+  // The checkpoint is read and checked (checksums, shapes, finite values) before a model
+  // is built from it.
+  const ck = await readCheckpoint(path);
+  const dir = ck.dir;
+  const weightsPath = join(dir, "model.safetensors");
+  expectFinite(ck.weights, `${weightsPath}:`);
   const statePath = join(dir, "state.json");
-  let state: { config?: { model?: Record<string, unknown>; data?: Record<string, unknown> } };
-  try {
-    state = JSON.parse(await Deno.readTextFile(statePath));
-  } catch (e) {
-    throw new DenotronError(`${statePath}: cannot read the run state (${(e as Error).message})`);
-  }
-  const m = state.config?.model ?? {};
+  const run = ck.state.config as
+    | { model?: Record<string, unknown>; data?: Record<string, unknown> }
+    | null;
+  const m = run?.model ?? {};
   const nLayer = m.nLayer, nHead = m.nHead;
   if (typeof nLayer !== "number" || typeof nHead !== "number") {
     throw new DenotronError(`${statePath}: config.model has no nLayer and nHead`);
   }
-  const weightsPath = join(dir, "model.safetensors");
-  const shapes = (await readSafetensors(weightsPath, ["emb.wte", "emb.wpe", "h.0.mlp.fc.weight"]))
-    .tensors;
-  const [rows, nEmbd] = shapes.get("emb.wte")!.shape;
-  const tokenizerName = state.config?.data?.tokenizer ?? "gpt2";
+  const shapeOf = (name: string): number[] => {
+    const t = ck.weights.get(name);
+    if (!t) throw new DenotronError(`${weightsPath}: missing tensor '${name}'`);
+    return t.shape;
+  };
+  const [rows, nEmbd] = shapeOf("emb.wte");
+  const tokenizerName = run?.data?.tokenizer ?? "gpt2";
   const tokenizer = await loadTokenizer(String(tokenizerName));
   // A padded vocabulary (model.vocabMultiple) has more wte rows than tokens.
   const multiple = typeof m.vocabMultiple === "number" ? m.vocabMultiple : 1;
@@ -67,19 +67,17 @@ export async function fromCheckpoint(
     vocabSize: padded ? real : rows,
     ...(padded ? { vocabMultiple: multiple } : {}),
     nEmbd,
-    blockSize: shapes.get("emb.wpe")!.shape[0],
-    ffnHidden: shapes.get("h.0.mlp.fc.weight")!.shape[0],
+    blockSize: shapeOf("emb.wpe")[0],
+    ffnHidden: shapeOf("h.0.mlp.fc.weight")[0],
     nLayer,
     nHead,
     dropout: 0,
   };
   const model = new GPT(config, { device: opts.device });
   try {
-    const ck = await readCheckpoint(dir);
-    const file = join(dir, "model.safetensors");
     const shapes = model.params.entries.map((e) => [e.name, e.tensor.shape] as const);
-    expectTensors(ck.weights, shapes, file, [""]);
-    model.loadStateDict(Object.fromEntries(ck.weights), file);
+    expectTensors(ck.weights, shapes, weightsPath, [""]);
+    model.loadStateDict(Object.fromEntries(ck.weights), weightsPath);
   } catch (e) {
     model.dispose();
     throw e;
@@ -104,12 +102,31 @@ export async function fromHfGpt2(
   const files = (await has(vocab)) && (await has(merges)) ? { vocab, merges } : undefined;
   const tokenizer = await loadTokenizer("gpt2", files);
   const model = await loadHfGpt2(dir, { device: opts.device });
-  if (model.config.vocabSize < tokenizer.vocabSize) {
+  try {
+    if (model.config.vocabSize < tokenizer.vocabSize) {
+      throw new DenotronError(
+        `${dir}: the model's vocabulary (${model.config.vocabSize}) is smaller than the ` +
+          `tokenizer's (${tokenizer.vocabSize})`,
+      );
+    }
+    expectFiniteWeights(model, join(dir, "model.safetensors"));
+  } catch (e) {
     model.dispose();
-    throw new DenotronError(
-      `${dir}: the model's vocabulary (${model.config.vocabSize}) is smaller than the ` +
-        `tokenizer's (${tokenizer.vocabSize})`,
-    );
+    throw e;
   }
   return { model, tokenizer, origin: dir };
+}
+
+/** Refuses a model holding a NaN or an infinity, naming the tensor (it would generate junk). */
+function expectFiniteWeights(model: GPT, file: string): void {
+  const flat = model.params.data.toArray();
+  for (const e of model.params.entries) {
+    expectFinite(
+      new Map([[e.name, {
+        shape: [...e.tensor.shape],
+        data: flat.subarray(e.offset, e.offset + e.tensor.numel) as Float32Array,
+      }]]),
+      `${file}:`,
+    );
+  }
 }

@@ -3,7 +3,8 @@
  *
  * defines: CHECKPOINT_FORMAT_VERSION, CheckpointState, CheckpointError, HostTensor,
  *          NamedTensors, checkpointName, listCheckpoints, latestCheckpoint, writeCheckpoint,
- *          readCheckpoint, readState, resolveCheckpoint, expectTensors
+ *          readCheckpoint, readState, resolveCheckpoint, expectTensors, expectFinite,
+ *          sha256File, prepareSaveDirectory
  *
  * The format of a checkpoint on disk, and nothing else: it knows tensors by name, not
  * models or optimizers (lib/train/checkpoint.ts puts a run's state into it, lib/infer
@@ -21,16 +22,25 @@
  *                                          instead, in checkpoints written before every
  *                                          layout saved full tensors (still read)
  * DIR/iter_0000100/state.json              iteration, optimizer step, RNG,
- *                                          data position, config, format version
+ *                                          data position, config, format version,
+ *                                          the SHA-256 of each tensor file
  * ```
  *
  * A checkpoint directory is written under a temporary name and renamed into
  * place only when complete, and `latest` moves only after that rename: a crash
- * or a failed save leaves the previous checkpoints and pointer as they were.
+ * or a failed save leaves the previous checkpoints and pointer as they were (the
+ * next save removes what such a crash left behind: `.tmp-iter_*`, `.parts-iter_*`,
+ * `latest.tmp-*`). Loading checks every tensor file against its recorded SHA-256, so a
+ * damaged file is an error naming it, never silently different weights. Nothing is
+ * written from weights or moments that are not finite (a diverged run), so keep-last
+ * never replaces a good checkpoint with a NaN one. When `latest` is missing (a crash
+ * before the first pointer was written), a save directory resolves to its newest
+ * complete `iter_*`, with a note.
  *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { writeAll, writeFileAtomic } from "./atomic.ts";
 import {
   readSafetensors,
@@ -73,6 +83,11 @@ export interface CheckpointState {
   skippedSteps?: number;
   /** The position of a custom batch source (e.g. a data curriculum), when it has one. */
   dataState?: unknown;
+  /**
+   * `"sha256:HEX"` of each tensor file by file name, checked on load (absent in
+   * checkpoints written before checksums).
+   */
+  checksums?: Record<string, string>;
 }
 
 /** A checkpoint that cannot be saved or loaded; the message names the file or tensor. */
@@ -156,8 +171,8 @@ export interface CheckpointContents {
   weights: NamedTensors;
   /** Moments (m.NAME, v.NAME) and fp32 main weights (main.NAME); absent: weights only. */
   optimizer?: NamedTensors;
-  /** The run state; formatVersion and savedAt are filled in. */
-  state: Omit<CheckpointState, "formatVersion" | "savedAt">;
+  /** The run state; formatVersion, savedAt and checksums are filled in. */
+  state: Omit<CheckpointState, "formatVersion" | "savedAt" | "checksums">;
   /** Checkpoints to keep; older ones are removed after a successful save. @default Infinity */
   keepLast?: number;
 }
@@ -183,18 +198,23 @@ export interface CheckpointContents {
  * ```
  */
 export async function writeCheckpoint(dir: string, c: CheckpointContents): Promise<string> {
-  await Deno.mkdir(dir, { recursive: true });
   const name = checkpointName(c.state.iteration);
   const final = `${dir}/${name}`;
+  // A diverged run saves nothing: the checkpoints already there stay the newest.
+  expectFinite(c.weights, `${final}: not written:`);
+  if (c.optimizer) expectFinite(c.optimizer, `${final}: not written:`);
+  await prepareSaveDirectory(dir);
+  await removeStale(dir);
   const tmp = `${dir}/.tmp-${name}-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   try {
     await Deno.mkdir(tmp);
-    await writeSafetensors(`${tmp}/${MODEL_FILE}`, {
+    const checksums: Record<string, string> = {};
+    checksums[MODEL_FILE] = "sha256:" + await writeSafetensors(`${tmp}/${MODEL_FILE}`, {
       tensors: entries(c.weights),
       metadata: { format: "denotron", formatVersion: String(CHECKPOINT_FORMAT_VERSION) },
     });
     if (c.optimizer) {
-      await writeSafetensors(`${tmp}/${OPTIMIZER_FILE}`, {
+      checksums[OPTIMIZER_FILE] = "sha256:" + await writeSafetensors(`${tmp}/${OPTIMIZER_FILE}`, {
         tensors: entries(c.optimizer),
         metadata: { stepCount: String(c.state.optimizerStepCount) },
       });
@@ -203,6 +223,7 @@ export async function writeCheckpoint(dir: string, c: CheckpointContents): Promi
       formatVersion: CHECKPOINT_FORMAT_VERSION,
       ...c.state,
       savedAt: new Date().toISOString(),
+      checksums,
     };
     await writeText(`${tmp}/${STATE_FILE}`, JSON.stringify(state, null, 2) + "\n");
     await replaceDir(tmp, final);
@@ -217,6 +238,64 @@ export async function writeCheckpoint(dir: string, c: CheckpointContents): Promi
     if (old.path !== final) await Deno.remove(old.path, { recursive: true });
   }
   return final;
+}
+
+/**
+ * Creates a save directory if missing; a path that exists as something else is refused.
+ *
+ * @param dir the save directory
+ * @throws CheckpointError naming it
+ */
+export async function prepareSaveDirectory(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (e) {
+    const what = e instanceof Deno.errors.AlreadyExists
+      ? "exists and is not a directory"
+      : (e as Error).message;
+    throw new CheckpointError(`${dir}: ${what}; checkpoints need a save directory (--save)`);
+  }
+}
+
+/**
+ * Removes what a save killed half way left in `dir`: temporary checkpoint directories,
+ * staging directories and `latest` temporaries of other processes (one job saves into a
+ * directory at a time; this process's own are in use).
+ */
+async function removeStale(dir: string): Promise<void> {
+  const stale = /^(?:\.tmp-iter_\d+-(\d+)-|latest\.tmp-(\d+)-|\.parts-iter_\d+$)/;
+  for await (const e of Deno.readDir(dir)) {
+    const m = stale.exec(e.name);
+    if (!m || Number(m[1] ?? m[2] ?? -1) === Deno.pid) continue;
+    await Deno.remove(`${dir}/${e.name}`, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * Checks that every value of every tensor is finite.
+ *
+ * @param tensors the tensors
+ * @param where what the message starts with (a file, or what is refused)
+ * @throws CheckpointError naming the first tensor holding a NaN or an infinity, and where
+ * @example
+ * ```ts
+ * import { expectFinite } from "./checkpoint.ts";
+ * expectFinite(new Map([["w", { shape: [2], data: new Float32Array([1, 2]) }]]), "x"); // ok
+ * ```
+ */
+export function expectFinite(tensors: NamedTensors, where: string): void {
+  for (const [name, t] of tensors) {
+    const d = t.data;
+    for (let i = 0; i < d.length; i++) {
+      // x - x is 0 for finite x and NaN for NaN and ±Infinity
+      if (d[i] - d[i] !== 0) {
+        throw new CheckpointError(
+          `${where} tensor '${name}' holds ${d[i]} at element ${i} of ${d.length} (the run ` +
+            `diverged?); non-finite weights are never saved or used`,
+        );
+      }
+    }
+  }
 }
 
 function entries(tensors: NamedTensors): Map<string, TensorEntry> {
@@ -251,18 +330,59 @@ export interface CheckpointRead {
  */
 export async function readCheckpoint(
   path: string,
-  opts: { optimizer?: boolean } = {},
+  opts: { optimizer?: boolean; note?: (message: string) => void } = {},
 ): Promise<CheckpointRead> {
-  const dir = await resolveCheckpoint(path);
+  const dir = await resolveCheckpoint(path, opts.note);
   const state = await readState(`${dir}/${STATE_FILE}`);
+  await verifyChecksum(dir, MODEL_FILE, state);
   const weights = await readFloatTensors(`${dir}/${MODEL_FILE}`);
   const optimizerFile = `${dir}/${OPTIMIZER_FILE}`;
   let optimizer: NamedTensors | null = null;
   if (opts.optimizer) {
     const present = await Deno.stat(optimizerFile).then(() => true, () => false);
-    if (present || !(await hasShards(dir))) optimizer = await readFloatTensors(optimizerFile);
+    if (present || !(await hasShards(dir))) {
+      await verifyChecksum(dir, OPTIMIZER_FILE, state);
+      optimizer = await readFloatTensors(optimizerFile);
+    }
   }
   return { dir, state, weights, optimizer, optimizerFile };
+}
+
+/** Checks a tensor file against the SHA-256 its state.json recorded (if it did). */
+async function verifyChecksum(dir: string, file: string, state: CheckpointState): Promise<void> {
+  const want = state.checksums?.[file];
+  if (want === undefined) return;
+  const path = `${dir}/${file}`;
+  let got: string;
+  try {
+    got = "sha256:" + await sha256File(path);
+  } catch (e) {
+    throw new CheckpointError(`${path}: cannot read (${(e as Error).message})`);
+  }
+  if (got !== want) {
+    throw new CheckpointError(
+      `${path}: checksum mismatch (state.json records ${want.slice(0, 19)}…, the file has ` +
+        `${got.slice(0, 19)}…): the file is damaged; load an earlier checkpoint`,
+    );
+  }
+}
+
+/**
+ * The SHA-256 of a file's bytes, read in 8 MiB pieces.
+ *
+ * @param path the file
+ * @returns lowercase hex
+ */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  using f = await Deno.open(path, { read: true });
+  const buf = new Uint8Array(8 << 20);
+  for (;;) {
+    const n = await f.read(buf);
+    if (n === null) break;
+    hash.update(buf.subarray(0, n));
+  }
+  return hash.digest("hex");
 }
 
 async function hasShards(dir: string): Promise<boolean> {
@@ -333,8 +453,19 @@ async function writeText(path: string, text: string): Promise<void> {
   await writeFileAtomic(path, (f) => writeAll(f, new TextEncoder().encode(text)));
 }
 
-/** The checkpoint directory `path` names (itself, or a save directory's latest). */
-export async function resolveCheckpoint(path: string): Promise<string> {
+/**
+ * The checkpoint directory `path` names: itself, or a save directory's `latest`, or,
+ * when `latest` was never written, the save directory's newest complete `iter_*`.
+ *
+ * @param path a checkpoint or save directory
+ * @param note told when the fallback is taken @default console.error
+ * @returns the checkpoint directory
+ * @throws CheckpointError when there is none
+ */
+export async function resolveCheckpoint(
+  path: string,
+  note: (message: string) => void = console.error,
+): Promise<string> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
@@ -344,12 +475,19 @@ export async function resolveCheckpoint(path: string): Promise<string> {
   if (!info.isDirectory) throw new CheckpointError(`${path}: not a checkpoint directory`);
   if (NAME_PATTERN.test(path.split("/").filter(Boolean).at(-1) ?? "")) return path;
   const latest = await latestCheckpoint(path);
-  if (latest === null) {
+  if (latest !== null) return latest;
+  const complete = [];
+  for (const c of await listCheckpoints(path)) {
+    if (await Deno.stat(`${c.path}/${STATE_FILE}`).then(() => true, () => false)) complete.push(c);
+  }
+  const newest = complete.at(-1);
+  if (newest === undefined) {
     throw new CheckpointError(
       `${path}: neither a checkpoint (iter_NNNNNNN) nor a save directory with a "${LATEST_FILE}" file`,
     );
   }
-  return latest;
+  note(`note: ${path} has no "${LATEST_FILE}" file; using its newest checkpoint ${newest.path}`);
+  return newest.path;
 }
 
 /**
@@ -394,6 +532,14 @@ export async function readState(file: string): Promise<CheckpointState> {
     !Number.isSafeInteger(rng.offset)
   ) {
     fail(`"rng" must be {seed, offset} integers, got ${JSON.stringify(s.rng)}`);
+  }
+  const sums = s.checksums as Record<string, unknown> | undefined;
+  if (
+    sums !== undefined &&
+    (sums === null || typeof sums !== "object" || Array.isArray(sums) ||
+      Object.values(sums).some((v) => typeof v !== "string" || !/^sha256:[0-9a-f]{64}$/.test(v)))
+  ) {
+    fail(`"checksums" must map file names to "sha256:HEX" strings`);
   }
   return s as unknown as CheckpointState;
 }

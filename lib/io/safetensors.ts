@@ -11,6 +11,8 @@
  * @module
  */
 
+import { DenotronError } from "../errors.ts";
+import { createHash } from "node:crypto";
 import { writeAll, writeFileAtomic } from "./atomic.ts";
 
 /** Element types of the format, with their sizes in bytes. */
@@ -139,14 +141,14 @@ function expectedBytes(t: { dtype: SafetensorsDType; shape: number[] }): number 
 
 function checkEntry(name: string, t: TensorEntry, where: string): void {
   if (!(t.dtype in SAFETENSORS_DTYPE_SIZES)) {
-    throw new Error(`${where}: tensor "${name}": unknown dtype ${JSON.stringify(t.dtype)}`);
+    throw new DenotronError(`${where}: tensor "${name}": unknown dtype ${JSON.stringify(t.dtype)}`);
   }
   if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
-    throw new Error(`${where}: tensor "${name}": bad shape ${JSON.stringify(t.shape)}`);
+    throw new DenotronError(`${where}: tensor "${name}": bad shape ${JSON.stringify(t.shape)}`);
   }
   const want = expectedBytes(t);
   if (t.data.length !== want) {
-    throw new Error(
+    throw new DenotronError(
       `${where}: tensor "${name}": shape [${t.shape}] of ${t.dtype} needs ${want} bytes, got ${t.data.length}`,
     );
   }
@@ -160,13 +162,17 @@ function encodeHeader(file: SafetensorsFile, where: string): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(file.metadata).length > 0) {
     for (const [k, v] of Object.entries(file.metadata)) {
-      if (typeof v !== "string") throw new Error(`${where}: metadata "${k}" must be a string`);
+      if (typeof v !== "string") {
+        throw new DenotronError(`${where}: metadata "${k}" must be a string`);
+      }
     }
     header.__metadata__ = file.metadata;
   }
   let offset = 0;
   for (const [name, t] of file.tensors) {
-    if (name === "__metadata__") throw new Error(`${where}: "__metadata__" is not a tensor name`);
+    if (name === "__metadata__") {
+      throw new DenotronError(`${where}: "__metadata__" is not a tensor name`);
+    }
     checkEntry(name, t, where);
     header[name] = {
       dtype: t.dtype,
@@ -215,14 +221,20 @@ export function encodeSafetensors(file: SafetensorsFile): Uint8Array {
  *
  * @param path destination
  * @param file tensors and metadata
- * @returns when the file is in place
+ * @returns the SHA-256 of the bytes written (hex), once the file is in place
  */
-export async function writeSafetensors(path: string, file: SafetensorsFile): Promise<void> {
+export async function writeSafetensors(path: string, file: SafetensorsFile): Promise<string> {
   const head = encodeHeader(file, path);
+  const hash = createHash("sha256");
   await writeFileAtomic(path, async (f) => {
+    hash.update(head);
     await writeAll(f, head);
-    for (const t of file.tensors.values()) await writeAll(f, t.data);
+    for (const t of file.tensors.values()) {
+      hash.update(t.data);
+      await writeAll(f, t.data);
+    }
   });
+  return hash.digest("hex");
 }
 
 /**
@@ -243,10 +255,10 @@ function parseHeader(
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(json));
   } catch (e) {
-    throw new Error(`${where}: header is not valid JSON (${(e as Error).message})`);
+    throw new DenotronError(`${where}: header is not valid JSON (${(e as Error).message})`);
   }
   if (header === null || typeof header !== "object" || Array.isArray(header)) {
-    throw new Error(`${where}: header must be a JSON object`);
+    throw new DenotronError(`${where}: header must be a JSON object`);
   }
   const metadata: Record<string, string> = {};
   const entries: [string, SafetensorsDType, number[], number, number][] = [];
@@ -254,16 +266,18 @@ function parseHeader(
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === "__metadata__") {
       if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-        throw new Error(`${where}: __metadata__ must be an object of strings`);
+        throw new DenotronError(`${where}: __metadata__ must be an object of strings`);
       }
       for (const [k, v] of Object.entries(raw)) {
-        if (typeof v !== "string") throw new Error(`${where}: __metadata__ "${k}" is not a string`);
+        if (typeof v !== "string") {
+          throw new DenotronError(`${where}: __metadata__ "${k}" is not a string`);
+        }
         metadata[k] = v;
       }
       continue;
     }
     const bad = (what: string): never => {
-      throw new Error(`${where}: tensor "${name}": ${what}`);
+      throw new DenotronError(`${where}: tensor "${name}": ${what}`);
     };
     if (raw === null || typeof raw !== "object") bad("entry is not an object");
     const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
@@ -296,17 +310,19 @@ function parseHeader(
   let covered = 0;
   for (const [name, , , begin, end] of sorted) {
     if (begin < covered) {
-      throw new Error(
+      throw new DenotronError(
         `${where}: tensor "${name}": data_offsets [${begin}, ${end}] overlap another tensor`,
       );
     }
     if (begin > covered) {
-      throw new Error(`${where}: tensor "${name}": gap before data_offsets [${begin}, ${end}]`);
+      throw new DenotronError(
+        `${where}: tensor "${name}": gap before data_offsets [${begin}, ${end}]`,
+      );
     }
     covered = end;
   }
   if (covered !== bufferSize) {
-    throw new Error(
+    throw new DenotronError(
       `${where}: ${bufferSize - covered} bytes after the last tensor are not described`,
     );
   }
@@ -318,11 +334,13 @@ function parseHeader(
 
 function headerLength(prefix: Uint8Array, fileSize: number, where: string): number {
   if (fileSize < 8) {
-    throw new Error(`${where}: file is ${fileSize} bytes, too short for a safetensors header`);
+    throw new DenotronError(
+      `${where}: file is ${fileSize} bytes, too short for a safetensors header`,
+    );
   }
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(Math.min(MAX_HEADER, fileSize - 8))) {
-    throw new Error(
+    throw new DenotronError(
       `${where}: header length ${n} does not fit in the ${fileSize}-byte file ` +
         "(not a safetensors file, or truncated)",
     );
@@ -370,7 +388,7 @@ export async function readSafetensors(path: string, names?: string[]): Promise<S
   try {
     file = await Deno.open(path, { read: true });
   } catch (e) {
-    throw new Error(`${path}: cannot open safetensors file (${(e as Error).message})`);
+    throw new DenotronError(`${path}: cannot open safetensors file (${(e as Error).message})`);
   }
   try {
     const size = (await file.stat()).size;
@@ -382,7 +400,7 @@ export async function readSafetensors(path: string, names?: string[]): Promise<S
     if (wanted) {
       for (const name of wanted) {
         if (!entries.some((e) => e[0] === name)) {
-          throw new Error(`${path}: no tensor "${name}"`);
+          throw new DenotronError(`${path}: no tensor "${name}"`);
         }
       }
     }
@@ -403,7 +421,7 @@ async function readAt(file: Deno.FsFile, at: number, n: number, path: string): P
   let got = 0;
   while (got < n) {
     const r = await file.read(out.subarray(got));
-    if (r === null) throw new Error(`${path}: unexpected end of file at byte ${at + got}`);
+    if (r === null) throw new DenotronError(`${path}: unexpected end of file at byte ${at + got}`);
     got += r;
   }
   return out;

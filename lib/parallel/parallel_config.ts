@@ -65,6 +65,19 @@ export const PARALLEL_KEYS = {
   },
   /** ZeRO-1: under the launcher each data-parallel rank keeps optimizer state for its shard only. */
   useDistributedOptimizer: { kind: "bool", default: false, flag: "--use-distributed-optimizer" },
+  /**
+   * Minutes a rank waits for its peers in a collective or store wait before the job fails
+   * (Megatron's name); null: DENOTRON_DISTRIBUTED_TIMEOUT_MINUTES, else two minutes.
+   */
+  distributedTimeoutMinutes: {
+    kind: "number",
+    default: null,
+    flag: "--distributed-timeout-minutes",
+    min: 0,
+    exclusiveMin: true,
+    max: 7 * 24 * 60,
+    nullable: true,
+  },
 } as const satisfies KeySection;
 
 /** The parallel layout, as the training configuration's `parallel` section holds it. */

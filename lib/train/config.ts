@@ -89,6 +89,13 @@ function resolveKey(raw: string, where: string, shown = raw): string {
   );
 }
 
+/** The true/false key that `no-KEY` given alone switches off, if `raw` is one. */
+function negatedBool(raw: string, value: unknown): string | null {
+  if (value !== true || !/^no[-_A-Z]/.test(raw) || NAMES.has(camel(raw))) return null;
+  const key = NAMES.get(camel(raw.replace(/^no[-_]?/, "")));
+  return key !== undefined && KEYS.get(key)!.decl.kind === "bool" ? key : null;
+}
+
 function clone(c: Readonly<TrainConfig>): TrainConfig {
   return structuredClone(c) as TrainConfig;
 }
@@ -126,6 +133,12 @@ export function applyOverrides(
   const out = clone(config);
   const where = source ? `${source}: ` : "";
   for (const [raw, value] of Object.entries(overrides)) {
+    // `--no-sequence-parallel` turns a true/false key off (Megatron's spelling).
+    const negated = negatedBool(raw, value);
+    if (negated) {
+      setKey(out, negated, false);
+      continue;
+    }
     const key = resolveKey(raw, where);
     setKey(out, key, readValue(key, KEYS.get(key)!.decl, value, where));
   }

@@ -145,6 +145,15 @@ export const CONFIG_KEYS = {
     clipGrad: { kind: "number", default: 1.0, flag: "--clip-grad", min: 0 },
     /** Seeds initialisation, data order and dropout. */
     seed: { kind: "int", default: 1234, flag: "--seed", min: 0 },
+    /**
+     * Stop with an error naming the step when a loss or gradient norm is not finite,
+     * before the update reaches the weights (fp16 steps skipped for overflow excepted).
+     */
+    checkForNanInLossAndGrad: {
+      kind: "bool",
+      default: true,
+      flag: "--check-for-nan-in-loss-and-grad",
+    },
     /** Stop (with a checkpoint) after this many minutes of training; null: no limit. */
     exitDurationInMins: {
       kind: "number",

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { writeAll, writeFileAtomic } from "../io/atomic.ts";
+
 /** One logged training step. */
 export interface TrainRecord {
   /** Marks a training record. */
@@ -221,11 +223,24 @@ export class MetricsWriter {
    * Opens `path` for appending (created with its directory if missing).
    *
    * @param path the `.jsonl` file
+   * @param opts `keepThrough`: drop the records of later iterations first (and lines an
+   *   interrupted write left incomplete), so a run resumed at that iteration does not
+   *   repeat the steps it replays; 0 starts the file afresh
    * @returns the writer
    */
-  static async open(path: string): Promise<MetricsWriter> {
+  static async open(path: string, opts: { keepThrough?: number } = {}): Promise<MetricsWriter> {
     const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
     await Deno.mkdir(dir, { recursive: true });
+    const keep = opts.keepThrough;
+    if (keep !== undefined) {
+      const old = await readMetrics(path).catch((e) => {
+        if (e instanceof Deno.errors.NotFound) return [];
+        throw e;
+      });
+      const kept = old.filter((r) => typeof r.iteration === "number" && r.iteration <= keep);
+      const text = kept.map((r) => JSON.stringify(r) + "\n").join("");
+      await writeFileAtomic(path, (f) => writeAll(f, new TextEncoder().encode(text)));
+    }
     return new MetricsWriter(path, await Deno.open(path, { append: true, create: true }));
   }
 

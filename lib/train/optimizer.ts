@@ -14,7 +14,9 @@
  * 2. The flag (MAX) and the squares (SUM) are reduced over the group whose ranks
  *    together own every element once, so every rank takes the same decision.
  * 3. fp16: the loss scaler learns whether the step overflowed; an overflow skips the
- *    update (parameters, moments and step count untouched).
+ *    update (parameters, moments and step count untouched). Without a scaler, non-finite
+ *    gradients refuse the step under `checkForNanInLossAndGrad` (the trainer stops with
+ *    an error naming it) and are applied without it.
  * 4. The clip factor, then the update rule — AdamW, AdamW with fp32 main weights, or the
  *    distributed optimizer (ZeRO-1), which all-gathers the updated shards.
  *
@@ -48,6 +50,11 @@ export interface GradOwnership {
 export interface OptimizerStepResult {
   /** True when the gradients overflowed and nothing was updated. */
   skipped: boolean;
+  /**
+   * True when the gradients were not finite and the step was refused instead of skipped
+   * (`checkForNanInLossAndGrad` without a loss scaler): nothing was updated.
+   */
+  refused?: boolean;
   /** Global norm of the batch gradient, before clipping (Infinity when skipped). */
   gradNorm: number;
   /** The loss scale this step's backward used (fp16). */
@@ -125,6 +132,8 @@ export class TrainOptimizer {
   readonly #group: ProcessGroup | null;
   /** 16-bit models read the overflow flag with the norm (and skip on it). */
   readonly #checkOverflow: boolean;
+  /** Non-finite gradients refuse the step (no loss scaler to skip it for). */
+  readonly #refuseNonFinite: boolean;
   readonly #lists: { n: bigint; ptrs: BigUint64Array; sizes: BigInt64Array };
   readonly #grad: Tensor;
   readonly #device: Device;
@@ -156,6 +165,7 @@ export class TrainOptimizer {
     this.#clipGrad = t.clipGrad;
     this.#group = o.ownership.group;
     this.#checkOverflow = params.data.dtype !== "f32" || o.scaler !== null;
+    this.#refuseNonFinite = t.checkForNanInLossAndGrad !== false && o.scaler === null;
     this.#grad = params.grad;
     this.#device = params.grad.device;
     // ZeRO: a rank's gradients are valid on its shard only, so it owns the intersection.
@@ -190,6 +200,7 @@ export class TrainOptimizer {
       const unscale = 1 / (lossScale * gradDivisor);
       const local = this.#gradCheck(unscale);
       const foundInf = reduceNumber(this.#group, local.foundInf ? 1 : 0, "max", this.#device) !== 0;
+      if (foundInf && this.#refuseNonFinite) return { skipped: true, refused: true, gradNorm: NaN };
       this.scaler?.update(foundInf);
       if (foundInf) {
         this.skippedSteps++;
@@ -203,6 +214,9 @@ export class TrainOptimizer {
     const divisor = lossScale * gradDivisor;
     const normSq = reduceNumber(this.#group, this.#normSq(), "sum", this.#device);
     const gradNorm = Math.sqrt(normSq) / divisor;
+    if (!Number.isFinite(gradNorm) && this.#refuseNonFinite) {
+      return { skipped: true, refused: true, gradNorm, ...scaled };
+    }
     const clip = this.#clipGrad > 0 ? clipFactor(gradNorm, this.#clipGrad) : 1;
     this.update.step(lr, clip / divisor);
     return { skipped: false, gradNorm, ...scaled };

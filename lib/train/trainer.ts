@@ -2,7 +2,8 @@
  * The training loop, as an API for scripts and notebooks: one loop for every layout.
  *
  * defines: Trainer, TrainerOptions, StepResult, EvalResult, TrainHooks, TrainOptions,
- *          TrainSummary, train, gptConfigFrom, lrScheduleFrom, textBytes
+ *          TrainSummary, TrainingDivergedError, train, gptConfigFrom, lrScheduleFrom,
+ *          textBytes
  *
  * One optimizer step (Trainer.step):
  *
@@ -14,6 +15,9 @@
  *    pipeline stages of a tensor-parallel model), and reduces the loss.
  * 4. The optimizer owns the rest (lib/train/optimizer.ts): global norm over the
  *    elements each rank owns, fp16 overflow vote and loss scale, clipping, the update.
+ *    A loss or gradient norm that is not finite (fp16's skipped steps aside) stops the
+ *    run there with a {@linkcode TrainingDivergedError}, before the update
+ *    (`checkForNanInLossAndGrad`, on by default as in Megatron).
  *
  * Every layout — one process, DP, ZeRO-1, TP, SP, PP (1F1B, interleaved) in any
  * combination — runs this code; what differs sits behind {@linkcode StepEngine}.
@@ -28,12 +32,14 @@
  */
 
 import { GptBatchIterator, type GptDataset } from "../data/gpt_dataset.ts";
+import { DenotronError } from "../errors.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import {
   CheckpointError,
   type CheckpointState,
   expectTensors,
   type NamedTensors,
+  prepareSaveDirectory,
   readCheckpoint,
 } from "../io/checkpoint.ts";
 import { GPT, type GPTConfig } from "../nn/gpt.ts";
@@ -464,7 +470,11 @@ export class Trainer {
       lossScale,
     });
     const loss = this.engine.reduceLoss(lossSum) / (k * this.dataParallelSize);
+    // The loss is the same on every rank, and so is the optimizer's verdict: all stop together.
+    const guard = this.config.training.checkForNanInLossAndGrad !== false && !this.scaler;
+    if (guard && !Number.isFinite(loss)) this.#diverged(`the loss is ${loss}`);
     const r = this.optimizer.step(plan.lr, gradDivisor);
+    if (r.refused) this.#diverged(`the gradient norm is ${r.gradNorm}`);
     this.engine.params.zeroGrad();
     this.consumedTokens += plan.globalBatchSize * plan.seqLength;
     this.iteration++;
@@ -477,6 +487,17 @@ export class Trainer {
       ...planResultFields(this.engine.modelConfig, plan),
       ...(this.scaler ? { lossScale: r.lossScale, skipped: r.skipped } : {}),
     };
+  }
+
+  /** Stops a step whose loss or gradients are not finite, before any update. */
+  #diverged(what: string): never {
+    this.engine.params.zeroGrad();
+    throw new TrainingDivergedError(
+      `iteration ${this.iteration + 1}: ${what}; training stopped before the update reached ` +
+        `the weights (--check-for-nan-in-loss-and-grad; --no-check-for-nan-in-loss-and-grad ` +
+        `goes on). The checkpoints saved so far are kept: resume from the last one with a ` +
+        `lower learning rate`,
+    );
   }
 
   /**
@@ -568,7 +589,10 @@ export class Trainer {
    * @returns the saved state
    */
   async load(path: string): Promise<CheckpointState> {
-    const ck = await readCheckpoint(path, { optimizer: true });
+    const ck = await readCheckpoint(path, {
+      optimizer: true,
+      note: this.isLogRank ? console.error : () => {},
+    });
     const e = this.engine;
     const weightsFile = `${ck.dir}/model.safetensors`;
     const weights = e.shardOf(ck.weights, "", weightsFile);
@@ -690,6 +714,15 @@ export class Trainer {
   }
 }
 
+/**
+ * A step whose loss or gradient norm is not finite, under `checkForNanInLossAndGrad`
+ * (the message names the iteration): nothing was updated, and nothing more is saved.
+ */
+export class TrainingDivergedError extends DenotronError {
+  /** "TrainingDivergedError". */
+  override name = "TrainingDivergedError";
+}
+
 /** Reasons to stop early, as numbers the ranks agree on with a MAX (the signal wins). */
 const STOP_TIME = 1, STOP_SIGNAL = 2;
 
@@ -759,9 +792,13 @@ export async function train(
   const logger = options.logger ??
     new ProgressLogger({ totalIterations: total, ...(lead ? {} : { write: () => {} }) });
   const hooks = options.hooks ?? {};
+  // A save path that is a file fails now, not at the first checkpoint.
+  if (runDir && lead) await prepareSaveDirectory(runDir);
   const metricsPath = runDir && lead ? `${runDir}/metrics.jsonl` : undefined;
-  if (metricsPath && trainer.iteration === 0) await Deno.remove(metricsPath).catch(() => {});
-  using metrics = metricsPath ? await MetricsWriter.open(metricsPath) : undefined;
+  // A resumed run replays the steps after its checkpoint: their old records go.
+  using metrics = metricsPath
+    ? await MetricsWriter.open(metricsPath, { keepThrough: trainer.iteration })
+    : undefined;
   const start = performance.now();
   const elapsed = () => (performance.now() - start) / 1000;
   const summary: TrainSummary = {
