@@ -77,6 +77,8 @@ export {
   writeSafetensors,
 } from "./lib/io/safetensors.ts";
 export { loadHfGpt2, saveHfGpt2 } from "./lib/io/hf_gpt2.ts";
+export { loadHfLlama, saveHfLlama } from "./lib/io/hf_llama.ts";
+export { hfModelType, loadHf, saveHf } from "./lib/io/hf.ts";
 
 // Training
 export {

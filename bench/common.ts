@@ -7,7 +7,7 @@
 import type { Device } from "../lib/device.ts";
 import { matmul } from "../lib/ops/matmul.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
-import { type GPT, GPT_PRESETS, type GPTConfig } from "../lib/nn/gpt.ts";
+import { type GPT, GPT_PRESETS, type GPTConfig, paddedVocabSize } from "../lib/nn/gpt.ts";
 import { DEFAULT_CONFIG } from "../lib/train/config.ts";
 import { TrainOptimizer } from "../lib/train/optimizer.ts";
 
@@ -50,7 +50,11 @@ export function modelFlopsPerStep(
   seqLen: number,
   nParams: number,
 ): number {
-  const nMultiplied = nParams - c.blockSize * c.nEmbd;
+  // Tables that are looked up, not multiplied: learned positions, and the token table of
+  // an untied model (its output layer is a separate matrix).
+  const positions = c.positionEmbedding === "rope" ? 0 : c.blockSize * c.nEmbd;
+  const tokenTable = c.tieEmbeddings === false ? paddedVocabSize(c) * c.nEmbd : 0;
+  const nMultiplied = nParams - positions - tokenTable;
   return tokens * (6 * nMultiplied + 12 * c.nLayer * c.nEmbd * seqLen);
 }
 

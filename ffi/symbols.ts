@@ -8,7 +8,7 @@
  */
 
 /** DN_ABI_VERSION of the header this mirror matches. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 /** One entry per DN_API function of the header: Deno.dlopen symbol definitions. */
 export const symbols = {
@@ -187,15 +187,71 @@ export const symbols = {
     result: "i32",
   },
 
+  // dn_status dn_rmsnorm_forward(dn_dtype dtype, void *out, float *rstd, const void *inp,
+  //   const void *weight, int64_t N, int64_t C, float eps)
+  dn_rmsnorm_forward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "i64", "i64", "f32"],
+    result: "i32",
+  },
+  // dn_status dn_rmsnorm_backward(dn_dtype dtype, void *dinp, void *dweight, const void *dout,
+  //   const void *inp, const void *weight, const float *rstd, int64_t N, int64_t C)
+  dn_rmsnorm_backward: {
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+    ],
+    result: "i32",
+  },
+  // dn_status dn_rope_forward(dn_dtype dtype, void *out, const void *qkv, const float *inv_freq,
+  //   int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, int64_t pos0)
+  dn_rope_forward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "i64", "i64", "i64", "i64", "i64", "i64"],
+    result: "i32",
+  },
+  // dn_status dn_rope_backward(dn_dtype dtype, void *dqkv, const void *dout,
+  //   const float *inv_freq, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
+  //   int64_t pos0, int32_t accumulate)
+  dn_rope_backward: {
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i32",
+    ],
+    result: "i32",
+  },
+  // dn_status dn_swiglu_forward(dn_dtype dtype, void *out, const void *inp, int64_t N, int64_t F)
+  dn_swiglu_forward: { parameters: ["i32", "pointer", "pointer", "i64", "i64"], result: "i32" },
+  // dn_status dn_swiglu_backward(dn_dtype dtype, void *dinp, const void *dout, const void *inp,
+  //   int64_t N, int64_t F, int32_t accumulate)
+  dn_swiglu_backward: {
+    parameters: ["i32", "pointer", "pointer", "pointer", "i64", "i64", "i32"],
+    result: "i32",
+  },
+
   // dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void *qkv,
-  //   int64_t B, int64_t T, int64_t C, int64_t NH)
+  //   int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS)
   dn_attention_forward: {
-    parameters: ["i32", "pointer", "pointer", "pointer", "i64", "i64", "i64", "i64"],
+    parameters: ["i32", "pointer", "pointer", "pointer", "i64", "i64", "i64", "i64", "i64"],
     result: "i32",
   },
   // dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout,
-  //   const void *qkv, const void *out, const float *lse, int64_t B, int64_t T, int64_t C,
-  //   int64_t NH)
+  //   const void *qkv, const void *out, const float *lse, int64_t B, int64_t T, int64_t NH,
+  //   int64_t NKV, int64_t HS)
   dn_attention_backward: {
     parameters: [
       "i32",
@@ -204,6 +260,7 @@ export const symbols = {
       "pointer",
       "pointer",
       "pointer",
+      "i64",
       "i64",
       "i64",
       "i64",
@@ -279,14 +336,26 @@ export const symbols = {
   dn_scale: { parameters: ["i32", "i64", "buffer", "buffer", "f32"], result: "i32" },
 
   // dn_status dn_kv_append(dn_dtype dtype, void *k_cache, void *v_cache, const void *qkv,
-  //   int64_t B, int64_t Tn, int64_t C, int64_t max_T, int64_t pos)
+  //   int64_t B, int64_t Tn, int64_t NH, int64_t NKV, int64_t HS, int64_t max_T, int64_t pos)
   dn_kv_append: {
-    parameters: ["i32", "pointer", "pointer", "pointer", "i64", "i64", "i64", "i64", "i64"],
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+    ],
     result: "i32",
   },
   // dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv,
-  //   const void *k_cache, const void *v_cache, int64_t B, int64_t Tn, int64_t C, int64_t NH,
-  //   int64_t max_T, int64_t pos)
+  //   const void *k_cache, const void *v_cache, int64_t B, int64_t Tn, int64_t NH,
+  //   int64_t NKV, int64_t HS, int64_t max_T, int64_t pos)
   dn_attention_decode: {
     parameters: [
       "i32",
@@ -294,6 +363,7 @@ export const symbols = {
       "pointer",
       "pointer",
       "pointer",
+      "i64",
       "i64",
       "i64",
       "i64",

@@ -18,6 +18,8 @@
  * @module
  */
 
+import { fmtValue } from "./errors.ts";
+
 /** How a key's value is written and checked. "ints": a list of integers. */
 export type KeyKind = "int" | "number" | "bool" | "string" | "ints";
 
@@ -147,7 +149,10 @@ function bounds(d: KeyDecl, what: string): { ok: (n: number) => boolean; say: st
  */
 export function readValue(key: string, d: KeyDecl, value: unknown, where: string): KeyValue {
   const fail = (expected: string): never => {
-    const shown = typeof value === "string" ? `'${value}'` : JSON.stringify(value);
+    // cut, so that a megabyte pasted into a value is not echoed back in full
+    const shown = typeof value === "string" && value.length <= 60
+      ? `'${value}'`
+      : fmtValue(value);
     throw new ConfigError(`${where}${key}: expected ${expected}, got ${shown} (${d.flag})`);
   };
   if (value === null || value === "null" || value === "none") {

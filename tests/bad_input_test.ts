@@ -91,9 +91,15 @@ const cases: [string, () => unknown, RegExp][] = [
   [
     "attention: heads",
     () => attention(f(1, 2, 12), 3),
-    /attention: nHead 3 does not divide the width C = 4/,
+    /attention: qkv \[1, 2, 12\] must have a last dimension of \(nHead \+ 2·nKvHead\)·headSize = 9·headSize \(nHead 3, nKvHead 3\)/,
   ],
-  ["attention: width", () => attention(f(1, 2, 10), 1), /must have a last dimension of 3·C/],
+  ["attention: width", () => attention(f(1, 2, 10), 1), /last dimension .* = 3·headSize/],
+  [
+    "attention: groups",
+    () => attention(f(1, 2, 16), 3, 2),
+    /attention: nHead 3 is not a multiple of nKvHead 2/,
+  ],
+  ["attention: nKvHead", () => attention(f(1, 2, 12), 2, 0), /nKvHead must be a positive/],
   ["attention: rank", () => attention(f(2, 12), 1), /qkv must have 3 dimensions/],
   [
     "crossEntropy: target range",

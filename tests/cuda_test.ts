@@ -15,7 +15,12 @@ import {
   layernorm,
   linear,
   linearGelu,
+  rmsnorm,
+  rope,
+  ropeInvFreq,
+  swiglu,
 } from "../lib/ops/mod.ts";
+import { attentionDecode, kvAppend } from "../lib/ops/kvcache.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { buildCudaLibrary, cudaLibraryPath } from "../ffi/build.ts";
 import { cudaLibrary } from "../ffi/native.ts";
@@ -27,6 +32,7 @@ import {
   randomArray,
 } from "./helpers.ts";
 import * as ref from "./reference.ts";
+import * as llama from "./reference_llama.ts";
 
 function hasCommand(cmd: string): boolean {
   try {
@@ -285,6 +291,51 @@ onGpu(
   },
 );
 
+// Grouped-query (NKV < NH) and multi-query attention, fp32 and bf16 (head size 64 on the
+// tensor-core path unless DENOTRON_CUDA_ATTENTION=simple), and cached decoding over caches
+// of NKV heads against the full forward.
+onGpu("grouped-query attention() and its cached decoding on cuda match the reference", (dev) => {
+  const cases: ref.GqaCase[] = [
+    { B: 2, T: 37, NH: 4, NKV: 2, HS: 16 },
+    { B: 1, T: 70, NH: 6, NKV: 1, HS: 32 },
+    { B: 2, T: 130, NH: 8, NKV: 2, HS: 64 },
+    { B: 1, T: 65, NH: 3, NKV: 1, HS: 64 },
+  ];
+  for (const c of cases) {
+    const W = (c.NH + 2 * c.NKV) * c.HS, n = c.B * c.T * W, what = JSON.stringify(c);
+    checkOp({
+      name: `cuda attention ${what}`,
+      device: dev,
+      tol: { rtol: 1e-4, atol: 1e-5 },
+      probes: 3,
+      inputs: [{ name: "qkv", shape: [c.B, c.T, W], data: randomArray(n, 41 + c.T, 1.5) }],
+      run: ([qkv]) => attention(qkv, c.NH, c.NKV),
+      forward: ([qkv]) => ref.gqaAttentionRef(qkv as Float64Array, c),
+      backward: ([qkv], g) => [ref.gqaAttentionBackRef(qkv as Float64Array, g, c)],
+    });
+    checkBf16(
+      dev,
+      `bf16 attention ${what}`,
+      [{ shape: [c.B, c.T, W], data: randomArray(n, 7 + c.T, 1.5) }],
+      ([qkv]) => attention(qkv, c.NH, c.NKV),
+      ([qkv]) => ref.gqaAttentionRef(qkv, c),
+      ([qkv], g) => [ref.gqaAttentionBackRef(qkv, g, c)],
+    );
+    tidy(() => {
+      const qkv = Tensor.fromArray(randomArray(n, 3), [c.B, c.T, W], { device: dev });
+      const k = Tensor.zeros([c.B, c.T, c.NKV * c.HS], { device: dev });
+      const v = Tensor.zeros([c.B, c.T, c.NKV * c.HS], { device: dev });
+      kvAppend(k, v, qkv, c.NH, 0, c.NKV);
+      assertClose(
+        attentionDecode(qkv, k, v, c.NH, 0, c.NKV).toArray(),
+        attention(qkv, c.NH, c.NKV).toArray(),
+        `cuda decode ${what}`,
+        { rtol: 1e-4, atol: 1e-5 },
+      );
+    });
+  }
+});
+
 // The one-pass layernorm backward (C <= 1024, unless DENOTRON_CUDA_LAYERNORM=simple) and
 // bf16 GEMMs whose odd sizes send every operand through the aligned repacking of
 // dn_matmul (unless DENOTRON_CUDA_GEMM_REPACK=0).
@@ -416,4 +467,138 @@ onGpu("a single-rank NCCL all-reduce returns its input", (dev) => {
     rtol: 0,
     atol: 0,
   });
+});
+
+// The Llama-family ops: the same cases as tests/llama_ops_test.ts and Llama-sized ones
+// (head size 128, positions in the thousands, C = 1100 and F = 1000 rows).
+const LLAMA_ROPE: llama.RopeCase[] = [
+  { B: 2, T: 5, nHead: 4, nKvHead: 2, hs: 8, pos0: 0 },
+  { B: 1, T: 6, nHead: 3, nKvHead: 1, hs: 6, pos0: 3 },
+  { B: 2, T: 3, nHead: 2, nKvHead: 2, hs: 4, pos0: 0 },
+  { B: 2, T: 37, nHead: 8, nKvHead: 2, hs: 128, pos0: 5000 },
+];
+const ropeWidth = (c: llama.RopeCase) => (c.nHead + 2 * c.nKvHead) * c.hs;
+
+onGpu("rmsnorm(), rope(), swiglu() on cuda match the float64 reference to fp32", (dev) => {
+  for (const [N, C] of [[6, 37], [33, 1100]]) {
+    checkOp({
+      name: `cuda rmsnorm ${N}x${C}`,
+      device: dev,
+      tol: FP32,
+      probes: 3,
+      inputs: [
+        { name: "x", shape: [N, C], data: randomArray(N * C, 21, 3) },
+        { name: "w", shape: [C], data: randomArray(C, 22) },
+      ],
+      run: ([x, w]) => rmsnorm(x, w),
+      forward: ([x, w]) => llama.rmsnormRef(x as Float64Array, w as Float64Array, N, C),
+      backward: ([x, w], g) => {
+        const r = llama.rmsnormBackRef(x as Float64Array, w as Float64Array, g, N, C);
+        return [r.dx, r.dw];
+      },
+    });
+  }
+  for (const c of LLAMA_ROPE) {
+    const W = ropeWidth(c);
+    checkOp({
+      name: `cuda rope ${JSON.stringify(c)}`,
+      device: dev,
+      tol: FP32,
+      probes: 3,
+      inputs: [
+        { name: "qkv", shape: [c.B, c.T, W], data: randomArray(c.B * c.T * W, 41 + c.T, 1.5) },
+        {
+          name: "invFreq",
+          shape: [c.hs / 2],
+          data: Float64Array.from(ropeInvFreq(c.hs, 1e4)),
+          grad: false,
+        },
+      ],
+      run: ([qkv, invFreq]) => rope(qkv, { ...c, invFreq }),
+      forward: ([qkv, f]) => llama.ropeRef(qkv as Float64Array, f as Float64Array, c),
+      backward: ([_, f], g) => [llama.ropeBackRef(g, f as Float64Array, c), null],
+    });
+  }
+  for (const [N, F] of [[9, 70], [64, 1000]]) {
+    checkOp({
+      name: `cuda swiglu ${N}x${F}`,
+      device: dev,
+      tol: FP32,
+      probes: 3,
+      inputs: [{ name: "h", shape: [N, 2 * F], data: randomArray(N * 2 * F, 31, 4) }],
+      run: ([h]) => swiglu(h),
+      forward: ([h]) => llama.swigluRef(h as Float64Array, N, F),
+      backward: ([h], g) => [llama.swigluBackRef(h as Float64Array, g, N, F)],
+    });
+  }
+});
+
+onGpu(
+  "bf16 rmsnorm(), rope(), swiglu() on cuda match the float64 reference, deterministically",
+  (dev) => {
+    for (const [N, C] of [[70, 4096], [5, 37]]) {
+      checkBf16(
+        dev,
+        `bf16 rmsnorm ${N}x${C}`,
+        [{ shape: [N, C], data: randomArray(N * C, 61, 3) }, {
+          shape: [C],
+          data: randomArray(C, 62),
+        }],
+        ([x, w]) => rmsnorm(x, w),
+        ([x, w]) => llama.rmsnormRef(x, w, N, C),
+        ([x, w], g) => {
+          const r = llama.rmsnormBackRef(x, w, g, N, C);
+          return [r.dx, r.dw];
+        },
+      );
+    }
+    for (const c of LLAMA_ROPE) {
+      const W = ropeWidth(c);
+      const f = ropeInvFreq(c.hs, 5e5);
+      using invFreq = Tensor.fromArray(f, [c.hs / 2], { device: dev });
+      checkBf16(
+        dev,
+        `bf16 rope ${JSON.stringify(c)}`,
+        [{ shape: [c.B, c.T, W], data: randomArray(c.B * c.T * W, 7 + c.T, 1.5) }],
+        ([qkv]) => rope(qkv, { ...c, invFreq }),
+        ([qkv]) => llama.ropeRef(qkv, Float64Array.from(f), c),
+        ([_], g) => [llama.ropeBackRef(g, Float64Array.from(f), c)],
+      );
+    }
+    checkBf16(
+      dev,
+      "bf16 swiglu 33x2000",
+      [{ shape: [33, 4000], data: randomArray(33 * 4000, 63, 4) }],
+      ([h]) => swiglu(h),
+      ([h]) => llama.swigluRef(h, 33, 2000),
+      ([h], g) => [llama.swigluBackRef(h, g, 33, 2000)],
+    );
+  },
+);
+
+// Both backends take the angles in double and round the sines and cosines once, so at a
+// position where fp32 angles would be off by ~1e-2 rad they agree to fp32 rounding.
+onGpu("rope() on cuda at position 10^6 agrees with the CPU's to fp32 rounding", (dev) => {
+  const c = { B: 2, T: 16, nHead: 4, nKvHead: 1, hs: 64, pos0: 1_000_000 };
+  const W = ropeWidth(c), data = randomArray(c.B * c.T * W, 5);
+  const f = ropeInvFreq(c.hs, 5e5, {
+    ropeType: "llama3",
+    factor: 8,
+    lowFreqFactor: 1,
+    highFreqFactor: 4,
+    originalMaxPositionEmbeddings: 8192,
+  });
+  const on = (d: Device) =>
+    tidy(() => {
+      const invFreq = Tensor.fromArray(f, [c.hs / 2], { device: d });
+      return rope(Tensor.fromArray(data, [c.B, c.T, W], { device: d }), { ...c, invFreq })
+        .toArray();
+    });
+  assertClose(on(dev), on(device("cpu")), "rope cuda vs cpu", { rtol: 1e-6, atol: 1e-6 });
+  assertClose(
+    on(dev),
+    llama.ropeRef(Float64Array.from(Float32Array.from(data)), Float64Array.from(f), c),
+    "rope cuda vs float64",
+    FP32,
+  );
 });

@@ -337,7 +337,7 @@ Deno.test("loadHfGpt2() converts F16 and BF16 weights to f32", async () => {
         },
       });
       using model = await loadHfGpt2(sub);
-      assert.deepEqual(model.emb.wpe.toArray(), weights.get("wpe.weight")!.data, dtype);
+      assert.deepEqual(model.emb.wpe!.toArray(), weights.get("wpe.weight")!.data, dtype);
     }
   });
 });

@@ -78,7 +78,7 @@ Deno.test("kvAppend() writes k and v of the new positions at pos and nothing els
   using qkv = Tensor.fromArray(host, [B, Tn, 3 * C]);
   using k = Tensor.full([B, maxT, C], 7);
   using v = Tensor.full([B, maxT, C], 7);
-  kvAppend(k, v, qkv, pos);
+  kvAppend(k, v, qkv, 2, pos);
   const kh = k.toArray(), vh = v.toArray();
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < maxT; t++) {
@@ -102,7 +102,7 @@ Deno.test("attentionDecode() matches the float64 reference, one chunk at a time"
   for (const [t0, t1] of [[0, 4], [4, 5], [5, 8], [8, 9]]) {
     const chunk = rows(seq, B, L, 3 * C, t0, t1);
     using qkv = Tensor.fromArray(chunk, [B, t1 - t0, 3 * C]);
-    kvAppend(k, v, qkv, t0);
+    kvAppend(k, v, qkv, NH, t0);
     using out = attentionDecode(qkv, k, v, NH, t0);
     const ref = decodeRef(chunk, seq, B, t1 - t0, L, C, NH, t0);
     const err = maxAbsDiff(out.toArray(), ref);
@@ -115,7 +115,7 @@ Deno.test("attentionDecode() from position 0 equals the fused attention forward"
   using qkv = Tensor.fromArray(seeded(B * T * 3 * C, 3), [B, T, 3 * C]);
   using k = Tensor.zeros([B, T, C]);
   using v = Tensor.zeros([B, T, C]);
-  kvAppend(k, v, qkv, 0);
+  kvAppend(k, v, qkv, NH, 0);
   using cached = attentionDecode(qkv, k, v, NH, 0);
   using full = attention(qkv, NH);
   assert.deepEqual(cached.toArray(), full.toArray());
@@ -127,30 +127,37 @@ Deno.test("kvAppend() and attentionDecode() reject bad inputs with a sentence", 
   using v = Tensor.zeros([1, 4, 4]);
   using wide = Tensor.zeros([1, 4, 8]);
   using other = Tensor.zeros([2, 4, 4]);
-  assert.throws(() => kvAppend(k, v, qkv, 2), /positions \[2, 5\) do not fit in a cache of 4/);
-  assert.throws(() => kvAppend(k, v, qkv, -1), /positions \[-1, 2\)/);
-  assert.throws(() => kvAppend(k, wide, qkv, 0), /vCache \[1, 4, 8\] differs from kCache/);
-  assert.throws(() => kvAppend(other, other, qkv, 0), /does not fit a cache \[2, 4, 4\]/);
-  assert.throws(() => attentionDecode(qkv, k, v, 3, 0), /nHead 3 does not divide the width C = 4/);
+  assert.throws(() => kvAppend(k, v, qkv, 1, 2), /positions \[2, 5\) do not fit in a cache of 4/);
+  assert.throws(() => kvAppend(k, v, qkv, 1, -1), /positions \[-1, 2\)/);
+  assert.throws(() => kvAppend(k, wide, qkv, 1, 0), /vCache \[1, 4, 8\] differs from kCache/);
+  assert.throws(
+    () => kvAppend(other, other, qkv, 1, 0),
+    /kCache \[2, 4, 4\] does not fit qkv \[1, 3, 12\] \(nKvHead 1 heads of size 4\): expected \[1, maxT, 4\]/,
+  );
+  assert.throws(
+    () => attentionDecode(qkv, k, v, 3, 0),
+    /attentionDecode: qkv \[1, 3, 12\] must have a last dimension of \(nHead \+ 2·nKvHead\)·headSize = 9·headSize/,
+  );
   using ids = Tensor.fromArray(new Int32Array(36), [1, 3, 12]);
-  assert.throws(() => kvAppend(k, v, ids, 0), DenotronError);
+  assert.throws(() => kvAppend(k, v, ids, 1, 0), DenotronError);
 });
 
 Deno.test("the native kernels report bad sizes themselves", () => {
   using qkv = Tensor.zeros([1, 3, 12]);
   using k = Tensor.zeros([1, 4, 4]);
   const lib = qkv.device.lib;
-  const st = lib.sym.dn_kv_append(0, k.ptr, k.ptr, qkv.ptr, 1n, 3n, 4n, 4n, 2n);
+  // B=1 Tn=3 NH=1 NKV=1 HS=4 max_T=4 pos=2
+  const st = lib.sym.dn_kv_append(0, k.ptr, k.ptr, qkv.ptr, 1n, 3n, 1n, 1n, 4n, 4n, 2n);
   assert.equal(st, 1);
   const msg = Deno.UnsafePointerView.getCString(lib.sym.dn_last_error()!);
-  assert.match(msg, /kvcache\.c:\d+: dn_kv_append: positions \[2, 5\) do not fit/);
+  assert.match(msg, /attention\.h:\d+: dn_kv_append: positions \[2, 5\) do not fit/);
   assert.equal(
-    lib.sym.dn_attention_decode(0, k.ptr, qkv.ptr, k.ptr, null, 1n, 3n, 4n, 2n, 4n, 0n),
+    lib.sym.dn_attention_decode(0, k.ptr, qkv.ptr, k.ptr, null, 1n, 3n, 2n, 2n, 2n, 4n, 0n),
     1,
   );
   assert.match(Deno.UnsafePointerView.getCString(lib.sym.dn_last_error()!), /NULL pointer/);
   assert.equal(
-    lib.sym.dn_attention_decode(3, k.ptr, qkv.ptr, k.ptr, k.ptr, 1n, 3n, 4n, 2n, 4n, 0n),
+    lib.sym.dn_attention_decode(3, k.ptr, qkv.ptr, k.ptr, k.ptr, 1n, 3n, 2n, 2n, 2n, 4n, 0n),
     3,
   );
 });

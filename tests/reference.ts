@@ -293,6 +293,59 @@ export function attentionBackRef(qkv: F, g: F, B: number, T: number, C: number, 
   return d;
 }
 
+/** Sizes of a grouped-query qkv (B,T,(NH+2·NKV)·HS): NH query heads, NKV key/value heads. */
+export interface GqaCase {
+  B: number;
+  T: number;
+  NH: number;
+  NKV: number;
+  HS: number;
+}
+
+/**
+ * The multi-head qkv (B,T,3·NH·HS) that a grouped-query qkv (B,T,(NH+2·NKV)·HS) means: the
+ * key and value heads repeated, kv head h / (NH/NKV) for query head h. The reference forms
+ * the repeated copy the kernels must not.
+ */
+export function repeatKvRef(qkv: F, c: GqaCase): F {
+  const { B, T, NH, NKV, HS } = c, C = NH * HS, W = (NH + 2 * NKV) * HS, G = NH / NKV;
+  const out = new Float64Array(B * T * 3 * C);
+  for (let bt = 0; bt < B * T; bt++) {
+    for (let h = 0; h < NH; h++) {
+      const kv = Math.floor(h / G);
+      for (let e = 0; e < HS; e++) {
+        out[bt * 3 * C + h * HS + e] = qkv[bt * W + h * HS + e];
+        out[bt * 3 * C + C + h * HS + e] = qkv[bt * W + C + kv * HS + e];
+        out[bt * 3 * C + 2 * C + h * HS + e] = qkv[bt * W + C + (NKV + kv) * HS + e];
+      }
+    }
+  }
+  return out;
+}
+
+/** Grouped-query causal attention over qkv (B,T,(NH+2·NKV)·HS) → (B,T,NH·HS). */
+export function gqaAttentionRef(qkv: F, c: GqaCase): F {
+  return attentionRef(repeatKvRef(qkv, c), c.B, c.T, c.NH * c.HS, c.NH);
+}
+
+/** d qkv (B,T,(NH+2·NKV)·HS) of sum(out · g): the repeated heads' gradients summed back. */
+export function gqaAttentionBackRef(qkv: F, g: F, c: GqaCase): F {
+  const { B, T, NH, NKV, HS } = c, C = NH * HS, W = (NH + 2 * NKV) * HS, G = NH / NKV;
+  const full = attentionBackRef(repeatKvRef(qkv, c), g, B, T, C, NH);
+  const d = new Float64Array(B * T * W);
+  for (let bt = 0; bt < B * T; bt++) {
+    for (let h = 0; h < NH; h++) {
+      const kv = Math.floor(h / G);
+      for (let e = 0; e < HS; e++) {
+        d[bt * W + h * HS + e] += full[bt * 3 * C + h * HS + e];
+        d[bt * W + C + kv * HS + e] += full[bt * 3 * C + C + h * HS + e];
+        d[bt * W + C + (NKV + kv) * HS + e] += full[bt * 3 * C + 2 * C + h * HS + e];
+      }
+    }
+  }
+  return d;
+}
+
 /** Mean cross-entropy over rows whose target is not -1. */
 export function crossEntropyRef(z: F, t: Int32Array, N: number, V: number): number {
   let total = 0, count = 0;

@@ -181,14 +181,14 @@ Deno.test("the native ABI refuses sizes whose products overflow, with a status a
   [s, msg] = status(() => lib.sym.dn_memset_zero(null, -1n));
   assert.equal(s, 1);
   assert.match(msg, /dn_memset_zero: sizes \(bytes\) = \(-1\) include a negative size/);
-  // B*T*3*C = 2^64 would wrap to 0 in int64 arithmetic.
+  // B*T*(NH+2*NKV)*HS = 2^64 would wrap to 0 in int64 arithmetic.
   [s, msg] = status(() =>
-    lib.sym.dn_attention_forward(0, null, null, null, 2n ** 20n, 2n ** 20n, 2n ** 22n, 1n)
+    lib.sym.dn_attention_forward(0, null, null, null, 2n ** 20n, 2n ** 20n, 2n, 1n, 2n ** 22n)
   );
   assert.equal(s, 1);
   assert.match(
     msg,
-    /dn_attention_forward: sizes \(B, T, 3, C\) = \(1048576, 1048576, 3, 4194304\) span more than 2\^46 elements/,
+    /dn_attention_forward: sizes \(B, T, NH \+ 2 \* NKV, HS\) = \(1048576, 1048576, 4, 4194304\) span more than 2\^46 elements/,
   );
   [s, msg] = status(() =>
     lib.sym.dn_embedding_forward(0, null, null, null, null, 1n, 1n, 2n ** 40n, 2n ** 40n)

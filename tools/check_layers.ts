@@ -79,8 +79,8 @@ export const FLOORS: readonly Floor[] = [
   },
   {
     name: "hf",
-    parts: ["lib/io/hf_gpt2.ts"],
-    holds: "Hugging Face checkpoints to and from models (it builds a GPT, so above lib/io)",
+    parts: ["lib/io/hf_gpt2.ts", "lib/io/hf_llama.ts", "lib/io/hf.ts"],
+    holds: "Hugging Face checkpoints to and from models (they build a GPT, so above lib/io)",
   },
   { name: "infer", parts: ["lib/infer/"], holds: "KV cache, sampling, generation" },
   {

@@ -5,13 +5,14 @@
  * ```
  * deno task generate --checkpoint checkpoints/run --prompt "The nation" --max-new-tokens 100
  * deno task generate --hf path/to/gpt2 --prompt "Hello" --temperature 0.8 --top-k 40 --top-p 0.95 --seed 1
+ * deno task generate --hf path/to/SmolLM2-135M --prompt "Hello"
  * ```
  *
  * @module
  */
 import { parseArgs } from "parse-args";
 import { generateStream } from "../lib/infer/generate.ts";
-import { fromCheckpoint, fromHfGpt2 } from "../lib/infer/sources.ts";
+import { fromCheckpoint, fromHf } from "../lib/infer/sources.ts";
 import { intFlag, joinNegativeValues, numberFlag, runMain } from "./cli.ts";
 
 const USAGE = `usage: deno task generate (--checkpoint DIR | --hf DIR) [--prompt TEXT]
@@ -19,8 +20,8 @@ const USAGE = `usage: deno task generate (--checkpoint DIR | --hf DIR) [--prompt
   [--no-stop]
 
   --checkpoint  a training save directory (its latest checkpoint) or DIR/iter_NNNNNNN
-  --hf          a Hugging Face GPT-2 directory (config.json + model.safetensors,
-                vocab.json + merges.txt if present)
+  --hf          a Hugging Face GPT-2 or Llama directory (config.json + model.safetensors
+                or shards; tokenizer.json, else vocab.json + merges.txt, if present)
   --temperature 0 is greedy; --top-k 0 and --top-p 1 turn those filters off.
   Generation stops at end-of-text unless --no-stop.`;
 
@@ -62,7 +63,7 @@ async function main(args: string[]): Promise<number> {
   };
   const source = values.checkpoint !== undefined
     ? await fromCheckpoint(values.checkpoint)
-    : await fromHfGpt2(values.hf!);
+    : await fromHf(values.hf!);
   const { model, tokenizer } = source;
   console.error(`generate: ${model} from ${source.origin}`);
   const prompt = values.prompt!;

@@ -13,19 +13,6 @@
  * @module
  */
 import { launch, parseLaunchArgs } from "../lib/parallel/launch.ts";
+import { runMain } from "./cli.ts";
 
-if (import.meta.main) {
-  let options;
-  try {
-    options = parseLaunchArgs(Deno.args);
-  } catch (e) {
-    console.error(`launch: ${(e as Error).message}`);
-    Deno.exit(2);
-  }
-  try {
-    Deno.exit(await launch(options));
-  } catch (e) {
-    console.error(`launch: ${(e as Error).message}`);
-    Deno.exit(2);
-  }
-}
+if (import.meta.main) await runMain(async () => await launch(parseLaunchArgs(Deno.args)));

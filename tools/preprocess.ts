@@ -5,6 +5,8 @@
  * ```
  * deno task preprocess --input a.jsonl --input b.txt --output-prefix data/corpus \
  *   --tokenizer gpt2 --append-eod
+ * deno task preprocess --input a.jsonl --output-prefix data/llama \
+ *   --tokenizer path/to/tokenizer.json --prepend-bos --append-eod
  * ```
  *
  * @module
@@ -15,10 +17,13 @@ import { preprocess, type PreprocessStats } from "../lib/data/preprocess.ts";
 import { loadTokenizer } from "../lib/data/tokenizer.ts";
 
 const USAGE = `usage: deno task preprocess --input FILE [--input FILE...] --output-prefix PREFIX
-  [--tokenizer gpt2|byte] [--json-key text] [--append-eod] [--vocab-file F --merge-file F]
+  [--tokenizer gpt2|byte|PATH/tokenizer.json] [--json-key text] [--append-eod] [--prepend-bos]
+  [--vocab-file F --merge-file F]
 
   .jsonl/.json inputs hold one JSON object per line (the text under --json-key);
-  any other input is one plain-text document.`;
+  any other input is one plain-text document. A Hugging Face tokenizer.json (or
+  its directory) reads the tokenizer_config.json beside it for bos/eos tokens;
+  --append-eod appends its eos, --prepend-bos starts each document with its bos.`;
 
 const encoder = new TextEncoder();
 
@@ -45,6 +50,7 @@ async function main(args: string[]): Promise<number> {
       tokenizer: { type: "string", default: "gpt2" },
       "json-key": { type: "string", default: "text" },
       "append-eod": { type: "boolean", default: false },
+      "prepend-bos": { type: "boolean", default: false },
       "vocab-file": { type: "string" },
       "merge-file": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
@@ -80,6 +86,7 @@ async function main(args: string[]): Promise<number> {
     tokenizer,
     jsonKey: values["json-key"],
     appendEod: values["append-eod"],
+    prependBos: values["prepend-bos"],
     onProgress: (s) => {
       // On a terminal, redraw one line; in a log, a line every 10 s is enough.
       if (tty) Deno.stderr.writeSync(encoder.encode(`\r\x1b[2Kpreprocess: ${progressLine(s)}`));

@@ -18,16 +18,16 @@
  * @module
  */
 
-import { ConfigError, loadConfig } from "../lib/train/config.ts";
+import { ConfigError, loadConfig, modelKeysOf } from "../lib/train/config.ts";
 import { latestCheckpoint, listCheckpoints } from "../lib/io/checkpoint.ts";
 import { loadTokenizer, type Tokenizer } from "../lib/data/tokenizer.ts";
-import { loadHfGpt2 } from "../lib/io/hf_gpt2.ts";
+import { loadHf } from "../lib/io/hf.ts";
 import { DenotronError } from "../lib/errors.ts";
-import { GPT } from "../lib/nn/gpt.ts";
+import { GPT, type GPTConfig, gptConfigWithDefaults, isGpt2Architecture } from "../lib/nn/gpt.ts";
 import { prepareSotuCorpus } from "../lib/data/sotu.ts";
 import { IndexedDataset } from "../lib/data/indexed_dataset.ts";
 import { buildGptDatasets } from "../lib/data/gpt_dataset.ts";
-import { train, Trainer } from "../lib/train/trainer.ts";
+import { gptConfigFrom, train, Trainer } from "../lib/train/trainer.ts";
 import type { TrainConfig } from "../lib/train/config.ts";
 import { formatDuration, formatSi } from "../lib/train/logging.ts";
 import { generate } from "../lib/infer/generate.ts";
@@ -83,7 +83,10 @@ async function main(args: string[]): Promise<void> {
   );
 
   using initModel = await modelFromHf(config, tokenizer);
-  if (initModel) log(`weights: ${config.checkpoints.initFromHf} (Hugging Face GPT-2)`);
+  if (initModel) {
+    const arch = isGpt2Architecture(initModel.config) ? "GPT-2" : "Llama";
+    log(`weights: ${config.checkpoints.initFromHf} (Hugging Face ${arch})`);
+  }
   using trainer = new Trainer({
     config,
     train: trainData,
@@ -222,7 +225,7 @@ async function modelFromHf(config: TrainConfig, tokenizer: Tokenizer): Promise<G
   const p = config.precision, m = config.model;
   let model: GPT;
   try {
-    model = await loadHfGpt2(dir, {
+    model = await loadHf(dir, {
       seed: config.training.seed,
       dtype: p.bf16 ? "bf16" : p.fp16 ? "f16" : "f32",
       ...(m.vocabMultiple ? { vocabMultiple: m.vocabMultiple } : {}),
@@ -246,19 +249,28 @@ async function modelFromHf(config: TrainConfig, tokenizer: Tokenizer): Promise<G
     if (m.seqLength > c.blockSize) {
       refuse(`seqLength ${m.seqLength} exceeds the model's ${c.blockSize} positions`);
     }
-    if (c.ffnHidden !== 4 * c.nEmbd || c.layerNormEps !== 1e-5) {
+    Object.assign(
+      m,
+      {
+        ...modelKeysOf(c),
+        vocabSize: c.vocabSize,
+        maxPositionEmbeddings: c.blockSize,
+      } satisfies Partial<typeof m>,
+    );
+    // the config must rebuild this very shape, or checkpoints and --load would not
+    const rebuilt = gptConfigWithDefaults({
+      ...gptConfigFrom(config, tokenizer),
+      dropout: c.dropout,
+    });
+    const lost = (Object.keys(c) as (keyof GPTConfig)[])
+      .filter((k) => JSON.stringify(rebuilt[k]) !== JSON.stringify(c[k]));
+    if (lost.length) {
       refuse(
-        `an MLP width of ${c.ffnHidden} or layernorm epsilon ${c.layerNormEps} (training ` +
-          `configs describe GPT-2's 4 × nEmbd and 1e-5 only)`,
+        `the training config cannot describe its ${
+          lost.map((k) => `${k} ${JSON.stringify(c[k])}`).join(", ")
+        }`,
       );
     }
-    Object.assign(m, {
-      nLayer: c.nLayer,
-      nHead: c.nHead,
-      nEmbd: c.nEmbd,
-      vocabSize: c.vocabSize,
-      maxPositionEmbeddings: c.blockSize,
-    });
     model.train();
     return model;
   } catch (e) {

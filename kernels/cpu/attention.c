@@ -1,25 +1,19 @@
 /* defines: dn_attention_forward, dn_attention_backward
- * Causal multi-head self-attention as one fused op per direction. Forward keeps
- * only the log-sum-exp of each score row; backward recomputes the probabilities
- * from it (the flash-attention idea), so no (T,T) matrix survives between passes.
- * Work is split over (batch, head) pairs: each pair owns its slices of dq, dk, dv,
- * so backward needs no atomics and is deterministic.
- * 16-bit tensors: each (batch, head) slice is widened into per-thread fp32 scratch
- * (T,HS) and the same fp32 code runs on it; gradients are rounded once, at the end. */
+ * Causal self-attention with grouped key/value heads (GQA: MHA when NKV = NH, MQA when
+ * NKV = 1) as one fused op per direction. Query head h reads key/value head h / (NH/NKV)
+ * in place: repeated keys and values are never formed. Forward keeps only the
+ * log-sum-exp of each score row; backward recomputes the probabilities from it (the
+ * flash-attention idea), so no (T,T) matrix survives between passes.
+ * Forward splits the work over (batch, query head) pairs. Backward splits it over (batch,
+ * key/value head) pairs and walks the group's query heads in order inside one: each pair
+ * owns its slices of dq, dk, dv, so backward needs no atomics and is deterministic, and
+ * the gradient of a shared key/value head is summed over its group in a fixed order.
+ * 16-bit tensors: each slice is widened into per-thread fp32 scratch (T,HS) and the same
+ * fp32 code runs on it; gradients are rounded once, at the end. */
 #include <math.h>
 #include <stdlib.h>
+#include "../shared/attention.h"
 #include "common.h"
-
-static dn_status check_sizes(const char *op, int64_t B, int64_t T, int64_t C, int64_t NH) {
-  DN_CHECK(B > 0 && T > 0 && C > 0 && NH > 0, DN_ERR_INVALID,
-           "%s: sizes must be positive (B=%lld T=%lld C=%lld NH=%lld)", op, (long long)B,
-           (long long)T, (long long)C, (long long)NH);
-  DN_CHECK_EXTENT(op, B, T, 3, C);
-  DN_CHECK_EXTENT(op, B, NH, T);
-  DN_CHECK(C % NH == 0, DN_ERR_INVALID, "%s: C=%lld is not divisible by NH=%lld", op,
-           (long long)C, (long long)NH);
-  return DN_OK;
-}
 
 static inline float dot(const float *a, const float *b, int64_t n) {
   float s = 0.0f;
@@ -92,14 +86,15 @@ static void widen(dn_dtype dt, float *dst, const void *src, int64_t row0, int64_
 }
 
 dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void *qkv, int64_t B,
-                               int64_t T, int64_t C, int64_t NH) {
+                               int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
   const char *op = "dn_attention_forward";
   DN_CHECK_FLOAT(dtype, op);
-  dn_status st = check_sizes(op, B, T, C, NH);
+  dn_status st = dn_attention_check(op, B, T, NH, NKV, HS);
   if (st != DN_OK) return st;
   DN_CHECK(out && lse && qkv, DN_ERR_INVALID, "%s: NULL pointer", op);
   dtype = dn_base_dtype(dtype);
-  int64_t HS = C / NH, C3 = 3 * C;
+  struct dn_qkv_layout cols = dn_qkv_layout_of(NH, NKV, HS);
+  int64_t W = cols.W, C = cols.C;
   float scale = 1.0f / sqrtf((float)HS);
   int wide = dtype != DN_F32, nt = dn_threads;
   /* Per thread: a score row (T), and for 16-bit q, k, v, o slices (T,HS) each. */
@@ -111,16 +106,17 @@ dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void
     for (int64_t h = 0; h < NH; h++) {
       float *s = scratch + (int64_t)dn_thread_index() * per;
       float *l = lse + (b * NH + h) * T;
+      int64_t qc = h * HS, kc = cols.K + (h / cols.G) * HS, vc = cols.V + (h / cols.G) * HS;
       if (!wide) {
-        const float *q = (const float *)qkv + b * T * C3 + h * HS;
-        forward_head(q, q + C, q + 2 * C, C3, (float *)out + b * T * C + h * HS, C, l, s, T, HS,
-                     scale);
+        const float *x = (const float *)qkv + b * T * W;
+        forward_head(x + qc, x + kc, x + vc, W, (float *)out + b * T * C + h * HS, C, l, s, T,
+                     HS, scale);
         continue;
       }
       float *q = s + T, *k = q + T * HS, *v = k + T * HS, *o = v + T * HS;
-      widen(dtype, q, qkv, b * T, C3, h * HS, T, HS);
-      widen(dtype, k, qkv, b * T, C3, C + h * HS, T, HS);
-      widen(dtype, v, qkv, b * T, C3, 2 * C + h * HS, T, HS);
+      widen(dtype, q, qkv, b * T, W, qc, T, HS);
+      widen(dtype, k, qkv, b * T, W, kc, T, HS);
+      widen(dtype, v, qkv, b * T, W, vc, T, HS);
       forward_head(q, k, v, HS, o, HS, l, s, T, HS, scale);
       for (int64_t t = 0; t < T; t++) dn_store_row(dtype, out, (b * T + t) * C + h * HS, o + t * HS, HS);
     }
@@ -131,14 +127,15 @@ dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void
 
 dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, const void *qkv,
                                 const void *out, const float *lse, int64_t B, int64_t T,
-                                int64_t C, int64_t NH) {
+                                int64_t NH, int64_t NKV, int64_t HS) {
   const char *op = "dn_attention_backward";
   DN_CHECK_FLOAT(dtype, op);
-  dn_status st = check_sizes(op, B, T, C, NH);
+  dn_status st = dn_attention_check(op, B, T, NH, NKV, HS);
   if (st != DN_OK) return st;
   DN_CHECK(dqkv && dout && qkv && out && lse, DN_ERR_INVALID, "%s: NULL pointer", op);
   dtype = dn_base_dtype(dtype);
-  int64_t HS = C / NH, C3 = 3 * C;
+  struct dn_qkv_layout cols = dn_qkv_layout_of(NH, NKV, HS);
+  int64_t W = cols.W, C = cols.C;
   float scale = 1.0f / sqrtf((float)HS);
   int wide = dtype != DN_F32, nt = dn_threads;
   /* Per thread: a probability row (T), and for 16-bit q, k, v, dout, out, dq, dk, dv. */
@@ -147,32 +144,40 @@ dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, co
   DN_CHECK(scratch, DN_ERR_OOM, "%s: out of memory for scratch (T=%lld)", op, (long long)T);
 #pragma omp parallel for num_threads(nt) schedule(dynamic) collapse(2)
   for (int64_t b = 0; b < B; b++) {
-    for (int64_t h = 0; h < NH; h++) {
+    for (int64_t kv = 0; kv < NKV; kv++) {
       float *p = scratch + (int64_t)dn_thread_index() * per;
-      const float *l = lse + (b * NH + h) * T;
+      int64_t kc = cols.K + kv * HS, vc = cols.V + kv * HS;
       if (!wide) {
-        const float *q = (const float *)qkv + b * T * C3 + h * HS;
-        float *dq = (float *)dqkv + b * T * C3 + h * HS;
-        int64_t go = b * T * C + h * HS;
-        backward_head(q, q + C, q + 2 * C, C3, (const float *)dout + go, (const float *)out + go,
-                      C, dq, dq + C, dq + 2 * C, C3, l, p, T, HS, scale);
+        const float *x = (const float *)qkv + b * T * W;
+        float *dx = (float *)dqkv + b * T * W;
+        for (int64_t h = kv * cols.G; h < (kv + 1) * cols.G; h++) {
+          int64_t go = b * T * C + h * HS;
+          backward_head(x + h * HS, x + kc, x + vc, W, (const float *)dout + go,
+                        (const float *)out + go, C, dx + h * HS, dx + kc, dx + vc, W,
+                        lse + (b * NH + h) * T, p, T, HS, scale);
+        }
         continue;
       }
       int64_t n = T * HS;
       float *q = p + T, *k = q + n, *v = k + n, *g = v + n, *o = g + n;
       float *dq = o + n, *dk = dq + n, *dv = dk + n;
-      widen(dtype, q, qkv, b * T, C3, h * HS, T, HS);
-      widen(dtype, k, qkv, b * T, C3, C + h * HS, T, HS);
-      widen(dtype, v, qkv, b * T, C3, 2 * C + h * HS, T, HS);
-      widen(dtype, g, dout, b * T, C, h * HS, T, HS);
-      widen(dtype, o, out, b * T, C, h * HS, T, HS);
-      for (int64_t i = 0; i < 3 * n; i++) dq[i] = 0.0f;
-      backward_head(q, k, v, HS, g, o, HS, dq, dk, dv, HS, l, p, T, HS, scale);
+      widen(dtype, k, qkv, b * T, W, kc, T, HS);
+      widen(dtype, v, qkv, b * T, W, vc, T, HS);
+      for (int64_t i = 0; i < 2 * n; i++) dk[i] = 0.0f;
+      /* dk and dv gather the whole group in fp32 and are rounded once, after it */
+      for (int64_t h = kv * cols.G; h < (kv + 1) * cols.G; h++) {
+        widen(dtype, q, qkv, b * T, W, h * HS, T, HS);
+        widen(dtype, g, dout, b * T, C, h * HS, T, HS);
+        widen(dtype, o, out, b * T, C, h * HS, T, HS);
+        for (int64_t i = 0; i < n; i++) dq[i] = 0.0f;
+        backward_head(q, k, v, HS, g, o, HS, dq, dk, dv, HS, lse + (b * NH + h) * T, p, T, HS,
+                      scale);
+        for (int64_t t = 0; t < T; t++)
+          dn_accum_row(dtype, dqkv, (b * T + t) * W + h * HS, dq + t * HS, HS);
+      }
       for (int64_t t = 0; t < T; t++) {
-        int64_t row = (b * T + t) * C3 + h * HS;
-        dn_accum_row(dtype, dqkv, row, dq + t * HS, HS);
-        dn_accum_row(dtype, dqkv, row + C, dk + t * HS, HS);
-        dn_accum_row(dtype, dqkv, row + 2 * C, dv + t * HS, HS);
+        dn_accum_row(dtype, dqkv, (b * T + t) * W + kc, dk + t * HS, HS);
+        dn_accum_row(dtype, dqkv, (b * T + t) * W + vc, dv + t * HS, HS);
       }
     }
   }

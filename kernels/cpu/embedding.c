@@ -20,7 +20,7 @@ dn_status dn_embedding_forward(dn_dtype dtype, void *out, const int32_t *tokens,
            (long long)T, (long long)C, (long long)V);
   DN_CHECK_EXTENT(op, B, T, C);
   DN_CHECK_EXTENT(op, V, C);
-  DN_CHECK(out && tokens && wte && wpe, DN_ERR_INVALID, "%s: NULL pointer", op);
+  DN_CHECK(out && tokens && wte, DN_ERR_INVALID, "%s: NULL pointer", op);
   dn_status st = check_tokens(op, tokens, B * T, V);
   if (st != DN_OK) return st;
   dtype = dn_base_dtype(dtype);
@@ -28,8 +28,12 @@ dn_status dn_embedding_forward(dn_dtype dtype, void *out, const int32_t *tokens,
     _Pragma("omp parallel for num_threads(dn_threads) schedule(static) if (B * T * C > 65536)")
     for (int64_t bt = 0; bt < B * T; bt++) {
       int64_t a = (int64_t)tokens[bt] * C, p = (bt % T) * C;
-      for (int64_t c = 0; c < C; c++)
-        dn_st(DT, out, bt * C + c, dn_ld(DT, wte, a + c) + dn_ld(DT, wpe, p + c));
+      if (wpe) {
+        for (int64_t c = 0; c < C; c++)
+          dn_st(DT, out, bt * C + c, dn_ld(DT, wte, a + c) + dn_ld(DT, wpe, p + c));
+      } else {
+        for (int64_t c = 0; c < C; c++) dn_st(DT, out, bt * C + c, dn_ld(DT, wte, a + c));
+      }
     }
   });
   return DN_OK;

@@ -1,17 +1,22 @@
 /* defines: dn_attention_forward, dn_attention_backward
- * Causal self-attention in the flash-attention manner: tiles of 32 keys (or queries)
+ * Causal self-attention with grouped key/value heads (GQA; MHA when NKV = NH, MQA when
+ * NKV = 1) in the flash-attention manner: tiles of 32 keys (or queries)
  * pass through shared memory, each warp keeps one row's running max, sum and output in
  * registers, and only the log-sum-exp per row reaches global memory, so no (T,T)
  * matrix exists anywhere. Everything is fp32 inside; 16-bit tensors are widened as
  * tiles load. Backward runs as three kernels with no atomics (deterministic):
  * D = rowsum(dout * out); dq with one warp per query row; dk and dv with one warp per
- * key row. HS is at most 128 (four fp32 accumulators per lane).
+ * key row, whose block walks every query head of the key/value head's group in turn, so
+ * a shared head's gradient is summed in registers in a fixed order and written once.
+ * HS is at most 128 (four fp32 accumulators per lane).
  *
  * bf16 with head size 64 goes to the tensor-core kernels of attention_mma.cu instead
  * (DENOTRON_CUDA_ATTENTION=simple keeps it here); both share the delta kernel below.
  *
- * qkv(B,T,3C): row (b,t) holds q | k | v, head h at columns h*HS of each third. */
+ * qkv(B,T,(NH+2*NKV)*HS): row (b,t) holds NH query heads, NKV key heads, NKV value heads
+ * (kernels/shared/attention.h); query head h reads key/value head h / (NH/NKV) in place. */
 #include <math.h>
+#include "../shared/attention.h"
 #include "attention_mma.h"
 #include "common.cuh"
 
@@ -21,7 +26,8 @@
 #define MAX_HS (32 * MAXD)
 
 struct Dims {
-  int64_t T, C, NH, HS;
+  int64_t T, NH, HS;
+  dn_qkv_layout L; /* row widths of qkv and out, first key and value columns, group size */
   float scale;
 };
 
@@ -42,16 +48,17 @@ __global__ void attn_fwd_k(T *out, float *lse, const T *qkv, Dims D) {
   extern __shared__ float sm[];
   int HS = (int)D.HS, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float *q = sm, *k = q + ROWS * HS, *v = k + TILE * (HS + 1);
-  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C;
+  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, W = D.L.W;
+  int64_t kc = D.L.K + (h / D.L.G) * HS, vc = D.L.V + (h / D.L.G) * HS;
   int64_t i0 = (int64_t)blockIdx.x * ROWS, i = i0 + w;
-  const T *base = qkv + b * D.T * C3;
-  load_tile(q, HS, base, i0, ROWS, D.T, C3, h * HS, HS);
+  const T *base = qkv + b * D.T * W;
+  load_tile(q, HS, base, i0, ROWS, D.T, W, h * HS, HS);
   float o[MAXD] = {0, 0, 0, 0}, m = -INFINITY, l = 0.0f;
   int64_t last = i0 + ROWS - 1 < D.T - 1 ? i0 + ROWS - 1 : D.T - 1;
   for (int64_t j0 = 0; j0 <= last; j0 += TILE) {
     __syncthreads();
-    load_tile(k, HS + 1, base, j0, TILE, D.T, C3, D.C + h * HS, HS);
-    load_tile(v, HS, base, j0, TILE, D.T, C3, 2 * D.C + h * HS, HS);
+    load_tile(k, HS + 1, base, j0, TILE, D.T, W, kc, HS);
+    load_tile(v, HS, base, j0, TILE, D.T, W, vc, HS);
     __syncthreads();
     if (i >= D.T || j0 > i) continue;
     int64_t j = j0 + lane;
@@ -79,21 +86,16 @@ __global__ void attn_fwd_k(T *out, float *lse, const T *qkv, Dims D) {
   float inv = 1.0f / l;
   for (int r = 0; r < MAXD; r++) {
     int d = lane + 32 * r;
-    if (d < HS) stf(out, (b * D.T + i) * D.C + h * HS + d, o[r] * inv);
+    if (d < HS) stf(out, (b * D.T + i) * D.L.C + h * HS + d, o[r] * inv);
   }
   if (lane == 0) lse[bh * D.T + i] = m + logf(l);
 }
 
-static dn_status check_sizes(const char *op, int64_t B, int64_t T, int64_t C, int64_t NH) {
-  DN_CHECK(B > 0 && T > 0 && C > 0 && NH > 0, DN_ERR_INVALID,
-           "%s: sizes must be positive (B=%lld T=%lld C=%lld NH=%lld)", op, (long long)B,
-           (long long)T, (long long)C, (long long)NH);
-  DN_CHECK_EXTENT(op, B, T, 3, C);
-  DN_CHECK_EXTENT(op, B, NH, T);
-  DN_CHECK(C % NH == 0, DN_ERR_INVALID, "%s: C=%lld is not divisible by NH=%lld", op,
-           (long long)C, (long long)NH);
-  DN_CHECK(C / NH <= MAX_HS, DN_ERR_UNSUPPORTED,
-           "%s: head size %lld is above the CUDA kernel's limit of %d", op, (long long)(C / NH),
+static dn_status check_sizes(const char *op, int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                             int64_t HS) {
+  DN_TRY(dn_attention_check(op, B, T, NH, NKV, HS));
+  DN_CHECK(HS <= MAX_HS, DN_ERR_UNSUPPORTED,
+           "%s: head size %lld is above the CUDA kernel's limit of %d", op, (long long)HS,
            MAX_HS);
   DN_CHECK(B * NH < 65536, DN_ERR_INVALID, "%s: B*NH=%lld exceeds 65535", op,
            (long long)(B * NH));
@@ -101,16 +103,15 @@ static dn_status check_sizes(const char *op, int64_t B, int64_t T, int64_t C, in
 }
 
 dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void *qkv, int64_t B,
-                               int64_t T, int64_t C, int64_t NH) {
+                               int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
   const char *op = "dn_attention_forward";
   DN_CHECK_FLOAT(dtype, op);
-  DN_TRY(check_sizes(op, B, T, C, NH));
+  DN_TRY(check_sizes(op, B, T, NH, NKV, HS));
   DN_CHECK(out && lse && qkv, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_TRY(dn_cuda_init(op));
-  if (dn_attention_mma_enabled(dtype, C, NH, (uintptr_t)out | (uintptr_t)qkv))
-    return dn_attention_mma_forward(out, lse, qkv, B, T, C, NH);
-  int64_t HS = C / NH;
-  Dims D = {T, C, NH, HS, 1.0f / sqrtf((float)HS)};
+  if (dn_attention_mma_enabled(dtype, HS, (uintptr_t)out | (uintptr_t)qkv))
+    return dn_attention_mma_forward(out, lse, qkv, B, T, NH, NKV);
+  Dims D = {T, NH, HS, dn_qkv_layout_of(NH, NKV, HS), 1.0f / sqrtf((float)HS)};
   dim3 grid((unsigned)((T + ROWS - 1) / ROWS), (unsigned)(B * NH));
   size_t smem = sizeof(float) * (size_t)(ROWS * HS + TILE * (HS + 1) + TILE * HS);
   DN_DISPATCH(dn_base_dtype(dtype), TT,
@@ -120,14 +121,14 @@ dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void
   return DN_OK;
 }
 
-/* delta(B,NH,T) = sum_d dout * out over each head's row */
+/* delta(B,NH,T) = sum_d dout * out over each query head's row */
 template <typename T>
 __global__ void attn_delta_k(float *delta, const T *dout, const T *out, int64_t B, Dims D) {
   int64_t r = (int64_t)blockIdx.x * ROWS + (threadIdx.x >> 5); /* over (b, t, h) */
   int lane = threadIdx.x & 31;
   if (r >= B * D.T * D.NH) return;
   int64_t h = r % D.NH, bt = r / D.NH, b = bt / D.T, t = bt % D.T;
-  int64_t at = bt * D.C + h * D.HS;
+  int64_t at = bt * D.L.C + h * D.HS;
   float s = 0.0f;
   for (int64_t d = lane; d < D.HS; d += 32) s += ldf(dout, at + d) * ldf(out, at + d);
   s = warp_sum(s);
@@ -141,18 +142,19 @@ __global__ void attn_dq_k(T *dqkv, const T *dout, const T *qkv, const float *lse
   extern __shared__ float sm[];
   int HS = (int)D.HS, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float *q = sm, *g = q + ROWS * HS, *k = g + ROWS * HS, *v = k + TILE * (HS + 1);
-  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C;
+  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, W = D.L.W, C = D.L.C;
+  int64_t kc = D.L.K + (h / D.L.G) * HS, vc = D.L.V + (h / D.L.G) * HS;
   int64_t i0 = (int64_t)blockIdx.x * ROWS, i = i0 + w;
-  const T *base = qkv + b * D.T * C3;
-  load_tile(q, HS, base, i0, ROWS, D.T, C3, h * HS, HS);
-  load_tile(g, HS, dout + b * D.T * D.C, i0, ROWS, D.T, D.C, h * HS, HS);
+  const T *base = qkv + b * D.T * W;
+  load_tile(q, HS, base, i0, ROWS, D.T, W, h * HS, HS);
+  load_tile(g, HS, dout + b * D.T * C, i0, ROWS, D.T, C, h * HS, HS);
   float L = i < D.T ? lse[bh * D.T + i] : 0.0f, Dl = i < D.T ? delta[bh * D.T + i] : 0.0f;
   float dq[MAXD] = {0, 0, 0, 0};
   int64_t last = i0 + ROWS - 1 < D.T - 1 ? i0 + ROWS - 1 : D.T - 1;
   for (int64_t j0 = 0; j0 <= last; j0 += TILE) {
     __syncthreads();
-    load_tile(k, HS + 1, base, j0, TILE, D.T, C3, D.C + h * HS, HS);
-    load_tile(v, HS + 1, base, j0, TILE, D.T, C3, 2 * D.C + h * HS, HS);
+    load_tile(k, HS + 1, base, j0, TILE, D.T, W, kc, HS);
+    load_tile(v, HS + 1, base, j0, TILE, D.T, W, vc, HS);
     __syncthreads();
     if (i >= D.T || j0 > i) continue;
     int64_t j = j0 + lane;
@@ -177,11 +179,12 @@ __global__ void attn_dq_k(T *dqkv, const T *dout, const T *qkv, const float *lse
   if (i >= D.T) return;
   for (int r = 0; r < MAXD; r++) {
     int d = lane + 32 * r;
-    if (d < HS) addf(dqkv, (b * D.T + i) * C3 + h * HS + d, dq[r]);
+    if (d < HS) addf(dqkv, (b * D.T + i) * W + h * HS + d, dq[r]);
   }
 }
 
-/* dk, dv rows: one warp per key row j, tiles of queries i >= j */
+/* dk, dv rows: one warp per key row j of key/value head kv; for each query head of its
+ * group in turn, tiles of queries i >= j */
 template <typename T>
 __global__ void attn_dkv_k(T *dqkv, const T *dout, const T *qkv, const float *lse,
                            const float *delta, Dims D) {
@@ -189,40 +192,45 @@ __global__ void attn_dkv_k(T *dqkv, const T *dout, const T *qkv, const float *ls
   int HS = (int)D.HS, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float *k = sm, *v = k + ROWS * HS, *q = v + ROWS * HS, *g = q + TILE * (HS + 1);
   float *Ls = g + TILE * (HS + 1), *Ds = Ls + TILE;
-  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C;
+  int64_t NKV = D.NH / D.L.G, W = D.L.W, C = D.L.C;
+  int64_t bkv = blockIdx.y, b = bkv / NKV, kv = bkv % NKV;
+  int64_t kc = D.L.K + kv * HS, vc = D.L.V + kv * HS;
   int64_t j0 = (int64_t)blockIdx.x * ROWS, j = j0 + w;
-  const T *base = qkv + b * D.T * C3;
-  load_tile(k, HS, base, j0, ROWS, D.T, C3, D.C + h * HS, HS);
-  load_tile(v, HS, base, j0, ROWS, D.T, C3, 2 * D.C + h * HS, HS);
+  const T *base = qkv + b * D.T * W;
+  load_tile(k, HS, base, j0, ROWS, D.T, W, kc, HS);
+  load_tile(v, HS, base, j0, ROWS, D.T, W, vc, HS);
   float dk[MAXD] = {0, 0, 0, 0}, dv[MAXD] = {0, 0, 0, 0};
-  for (int64_t i0 = j0; i0 < D.T; i0 += TILE) {
-    __syncthreads();
-    load_tile(q, HS + 1, base, i0, TILE, D.T, C3, h * HS, HS);
-    load_tile(g, HS + 1, dout + b * D.T * D.C, i0, TILE, D.T, D.C, h * HS, HS);
-    for (int r = threadIdx.x; r < TILE; r += blockDim.x) {
-      Ls[r] = i0 + r < D.T ? lse[bh * D.T + i0 + r] : 0.0f;
-      Ds[r] = i0 + r < D.T ? delta[bh * D.T + i0 + r] : 0.0f;
-    }
-    __syncthreads();
-    if (j >= D.T) continue;
-    int64_t i = i0 + lane;
-    float p = 0.0f, ds = 0.0f;
-    if (i < D.T && i >= j) {
-      float s = 0.0f, dp = 0.0f;
-      for (int d = 0; d < HS; d++) {
-        s += q[lane * (HS + 1) + d] * k[w * HS + d];
-        dp += g[lane * (HS + 1) + d] * v[w * HS + d];
+  for (int64_t h = kv * D.L.G; h < (kv + 1) * D.L.G; h++) {
+    int64_t bh = b * D.NH + h;
+    for (int64_t i0 = j0; i0 < D.T; i0 += TILE) {
+      __syncthreads();
+      load_tile(q, HS + 1, base, i0, TILE, D.T, W, h * HS, HS);
+      load_tile(g, HS + 1, dout + b * D.T * C, i0, TILE, D.T, C, h * HS, HS);
+      for (int r = threadIdx.x; r < TILE; r += blockDim.x) {
+        Ls[r] = i0 + r < D.T ? lse[bh * D.T + i0 + r] : 0.0f;
+        Ds[r] = i0 + r < D.T ? delta[bh * D.T + i0 + r] : 0.0f;
       }
-      p = __expf(s * D.scale - Ls[lane]);
-      ds = p * (dp - Ds[lane]) * D.scale;
-    }
-    for (int ii = 0; ii < TILE; ii++) {
-      float pi = __shfl_sync(0xffffffffu, p, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
-      for (int r = 0; r < MAXD; r++) {
-        int d = lane + 32 * r;
-        if (d < HS) {
-          dv[r] += pi * g[ii * (HS + 1) + d];
-          dk[r] += dsi * q[ii * (HS + 1) + d];
+      __syncthreads();
+      if (j >= D.T) continue;
+      int64_t i = i0 + lane;
+      float p = 0.0f, ds = 0.0f;
+      if (i < D.T && i >= j) {
+        float s = 0.0f, dp = 0.0f;
+        for (int d = 0; d < HS; d++) {
+          s += q[lane * (HS + 1) + d] * k[w * HS + d];
+          dp += g[lane * (HS + 1) + d] * v[w * HS + d];
+        }
+        p = __expf(s * D.scale - Ls[lane]);
+        ds = p * (dp - Ds[lane]) * D.scale;
+      }
+      for (int ii = 0; ii < TILE; ii++) {
+        float pi = __shfl_sync(0xffffffffu, p, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
+        for (int r = 0; r < MAXD; r++) {
+          int d = lane + 32 * r;
+          if (d < HS) {
+            dv[r] += pi * g[ii * (HS + 1) + d];
+            dk[r] += dsi * q[ii * (HS + 1) + d];
+          }
         }
       }
     }
@@ -231,27 +239,27 @@ __global__ void attn_dkv_k(T *dqkv, const T *dout, const T *qkv, const float *ls
   for (int r = 0; r < MAXD; r++) {
     int d = lane + 32 * r;
     if (d < HS) {
-      addf(dqkv, (b * D.T + j) * C3 + D.C + h * HS + d, dk[r]);
-      addf(dqkv, (b * D.T + j) * C3 + 2 * D.C + h * HS + d, dv[r]);
+      addf(dqkv, (b * D.T + j) * W + kc + d, dk[r]);
+      addf(dqkv, (b * D.T + j) * W + vc + d, dv[r]);
     }
   }
 }
 
 dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, const void *qkv,
                                 const void *out, const float *lse, int64_t B, int64_t T,
-                                int64_t C, int64_t NH) {
+                                int64_t NH, int64_t NKV, int64_t HS) {
   const char *op = "dn_attention_backward";
   DN_CHECK_FLOAT(dtype, op);
-  DN_TRY(check_sizes(op, B, T, C, NH));
+  DN_TRY(check_sizes(op, B, T, NH, NKV, HS));
   DN_CHECK(dqkv && dout && qkv && out && lse, DN_ERR_INVALID, "%s: NULL pointer", op);
   DN_TRY(dn_cuda_init(op));
-  int64_t HS = C / NH;
-  Dims D = {T, C, NH, HS, 1.0f / sqrtf((float)HS)};
+  Dims D = {T, NH, HS, dn_qkv_layout_of(NH, NKV, HS), 1.0f / sqrtf((float)HS)};
   int mma = dn_attention_mma_enabled(
-      dtype, C, NH, (uintptr_t)dqkv | (uintptr_t)dout | (uintptr_t)qkv | (uintptr_t)out);
+      dtype, HS, (uintptr_t)dqkv | (uintptr_t)dout | (uintptr_t)qkv | (uintptr_t)out);
   float *delta;
   DN_TRY(dn_scratch(op, B * NH * T * 4, (void **)&delta));
-  dim3 grid((unsigned)((T + ROWS - 1) / ROWS), (unsigned)(B * NH));
+  unsigned tiles = (unsigned)((T + ROWS - 1) / ROWS);
+  dim3 grid_q(tiles, (unsigned)(B * NH)), grid_kv(tiles, (unsigned)(B * NKV));
   size_t smem_dq = sizeof(float) * (size_t)(2 * ROWS * HS + 2 * TILE * (HS + 1));
   size_t smem_dkv = sizeof(float) * (size_t)(2 * ROWS * HS + 2 * TILE * (HS + 1) + 2 * TILE);
   DN_DISPATCH(dn_base_dtype(dtype), TT, {
@@ -259,15 +267,16 @@ dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, co
     attn_delta_k<TT><<<(unsigned)((B * T * NH + ROWS - 1) / ROWS), ROWS * 32, 0, dn_stream()>>>(
         delta, g, (const TT *)out, B, D);
     if (!mma) {
-      attn_dq_k<TT><<<grid, ROWS * 32, smem_dq, dn_stream()>>>((TT *)dqkv, g, x, lse, delta, D);
-      attn_dkv_k<TT><<<grid, ROWS * 32, smem_dkv, dn_stream()>>>((TT *)dqkv, g, x, lse, delta,
+      attn_dq_k<TT><<<grid_q, ROWS * 32, smem_dq, dn_stream()>>>((TT *)dqkv, g, x, lse, delta,
                                                                    D);
+      attn_dkv_k<TT><<<grid_kv, ROWS * 32, smem_dkv, dn_stream()>>>((TT *)dqkv, g, x, lse,
+                                                                      delta, D);
     }
   });
   cudaError_t e = cudaGetLastError();
   dn_status st = DN_OK;
   if (e == cudaSuccess && mma)
-    st = dn_attention_mma_backward(dqkv, dout, qkv, lse, delta, B, T, C, NH);
+    st = dn_attention_mma_backward(dqkv, dout, qkv, lse, delta, B, T, NH, NKV);
   dn_free(delta);
   DN_TRY(st);
   DN_CHECK(e == cudaSuccess, DN_ERR_RUNTIME, "%s: launch failed: %s", op, cudaGetErrorString(e));

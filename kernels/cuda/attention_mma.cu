@@ -1,6 +1,8 @@
 /* defines: dn_attention_mma_enabled, dn_attention_mma_forward, dn_attention_mma_backward
- * Causal self-attention on bf16 tensor cores (mma.sync m16n8k16, fp32 accumulation) for
- * head size 64, the path attention.cu takes for bf16 unless DENOTRON_CUDA_ATTENTION=simple.
+ * Causal self-attention with grouped key/value heads on bf16 tensor cores (mma.sync
+ * m16n8k16, fp32 accumulation) for head size 64, the path attention.cu takes for bf16
+ * unless DENOTRON_CUDA_ATTENTION=simple. qkv is laid out as kernels/shared/attention.h
+ * says; query head h reads key/value head h / (NH/NKV) in place.
  *
  * Every product here is one shape: a warp multiplies a 16x64 A held in registers by a
  * 64x64 B in shared memory into 16x64 fp32 accumulators. A block is four warps over a
@@ -10,18 +12,20 @@
  * bf16 as the A operand of the next product (scores -> probabilities -> P.V) without
  * leaving registers.
  *
- * Forward: one block per 64 queries walks the key tiles up to the diagonal with the
- * online softmax, writes out (B,T,C) and lse (B,NH,T) = max + log(sum) in natural log,
- * the same convention as the fp32 kernel and the CPU backend.
- * Backward: no atomics, so the result is deterministic: one kernel per 64 keys walks the
- * query tiles from the diagonal down and accumulates dK, dV; another per 64 queries
- * walks the key tiles and accumulates dQ (recomputing P once more instead of atomics).
+ * Forward: one block per 64 queries of a query head walks the key tiles up to the diagonal
+ * with the online softmax, writes out (B,T,NH*64) and lse (B,NH,T) = max + log(sum) in
+ * natural log, the same convention as the fp32 kernel and the CPU backend.
+ * Backward: no atomics, so the result is deterministic: one kernel per 64 keys of a
+ * key/value head walks, for each query head of its group in turn, the query tiles from the
+ * diagonal down and accumulates dK, dV in registers; another per 64 queries walks the key
+ * tiles and accumulates dQ (recomputing P once more instead of atomics).
  * Both add into dqkv, like the fp32 kernels. delta = rowsum(dout * out) comes from
  * attention.cu. Needs sm_80 or newer (mma.sync with bf16). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../shared/attention.h"
 #include "attention_mma.h"
 #include "common.cuh"
 
@@ -31,11 +35,11 @@
 #define WARPS 4        /* 16 rows each */
 #define LOG2E 1.4426950408889634f
 
-int dn_attention_mma_enabled(dn_dtype dtype, int64_t C, int64_t NH, uintptr_t ptr_bits) {
+int dn_attention_mma_enabled(dn_dtype dtype, int64_t HS, uintptr_t ptr_bits) {
   static const int mode = !dn_env_is("DENOTRON_CUDA_ATTENTION", "simple"); /* 1: mma */
-  /* 16-byte vector loads need 16-byte aligned rows and head columns */
-  return mode && dn_base_dtype(dtype) == DN_BF16 && NH > 0 && C == NH * HD &&
-         (ptr_bits & 15) == 0;
+  /* 16-byte vector loads need 16-byte aligned rows and head columns: with HS = 64 every
+   * row width and head column of qkv is a multiple of 8 elements */
+  return mode && dn_base_dtype(dtype) == DN_BF16 && HS == HD && (ptr_bits & 15) == 0;
 }
 
 __device__ __forceinline__ uint32_t ld32(const bf16 *p) {
@@ -143,7 +147,8 @@ __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int64_t r0
 }
 
 struct MmaDims {
-  int64_t T, C, NH;
+  int64_t T, NH;
+  dn_qkv_layout L; /* row widths of qkv and out, first key and value columns, group size */
   float scale;
 };
 
@@ -152,9 +157,10 @@ __global__ void __launch_bounds__(WARPS * 32)
   __shared__ __align__(16) bf16 Qs[BR * LDS], Ks[BR * LDS], Vs[BR * LDS];
   int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int qt = (int)(gridDim.x - 1 - blockIdx.x); /* the longest rows first */
-  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C, q0 = (int64_t)qt * BR;
-  const bf16 *base = qkv + b * D.T * C3;
-  load_tile(Qs, base, q0, D.T, C3, h * HD);
+  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, W = D.L.W, q0 = (int64_t)qt * BR;
+  int64_t kc = D.L.K + (h / D.L.G) * HD, vc = D.L.V + (h / D.L.G) * HD;
+  const bf16 *base = qkv + b * D.T * W;
+  load_tile(Qs, base, q0, D.T, W, h * HD);
   __syncthreads();
   uint32_t qa[4][4];
   load_a(qa, Qs, 16 * w);
@@ -164,8 +170,8 @@ __global__ void __launch_bounds__(WARPS * 32)
   for (int kt = 0; kt <= qt; kt++) {
     int64_t k0 = (int64_t)kt * BR;
     __syncthreads();
-    load_tile(Ks, base, k0, D.T, C3, D.C + h * HD);
-    load_tile(Vs, base, k0, D.T, C3, 2 * D.C + h * HD);
+    load_tile(Ks, base, k0, D.T, W, kc);
+    load_tile(Vs, base, k0, D.T, W, vc);
     __syncthreads();
     float s[8][4];
     zero(s);
@@ -211,7 +217,7 @@ __global__ void __launch_bounds__(WARPS * 32)
     int64_t qi = q0 + 16 * w + g + 8 * r;
     if (qi >= D.T) continue;
     float inv = 1.0f / l[r];
-    bf16 *dst = out + (b * D.T + qi) * D.C + h * HD + 2 * t;
+    bf16 *dst = out + (b * D.T + qi) * D.L.C + h * HD + 2 * t;
 #pragma unroll
     for (int n = 0; n < 8; n++)
       *reinterpret_cast<uint32_t *>(dst + 8 * n) =
@@ -245,11 +251,12 @@ __global__ void __launch_bounds__(WARPS * 32)
   __shared__ __align__(16) bf16 Ks[BR * LDS], Vs[BR * LDS];
   int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int qt = (int)(gridDim.x - 1 - blockIdx.x);
-  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C, q0 = (int64_t)qt * BR;
-  const bf16 *base = qkv + b * D.T * C3;
+  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, W = D.L.W, q0 = (int64_t)qt * BR;
+  int64_t kc = D.L.K + (h / D.L.G) * HD, vc = D.L.V + (h / D.L.G) * HD;
+  const bf16 *base = qkv + b * D.T * W;
   /* Q and dO pass through Ks and Vs on their way to registers */
-  load_tile(Ks, base, q0, D.T, C3, h * HD);
-  load_tile(Vs, dout + b * D.T * D.C, q0, D.T, D.C, h * HD);
+  load_tile(Ks, base, q0, D.T, W, h * HD);
+  load_tile(Vs, dout + b * D.T * D.L.C, q0, D.T, D.L.C, h * HD);
   __syncthreads();
   uint32_t qa[4][4], ga[4][4];
   load_a(qa, Ks, 16 * w);
@@ -267,8 +274,8 @@ __global__ void __launch_bounds__(WARPS * 32)
   for (int kt = 0; kt <= qt; kt++) {
     int64_t k0 = (int64_t)kt * BR;
     __syncthreads();
-    load_tile(Ks, base, k0, D.T, C3, D.C + h * HD);
-    load_tile(Vs, base, k0, D.T, C3, 2 * D.C + h * HD);
+    load_tile(Ks, base, k0, D.T, W, kc);
+    load_tile(Vs, base, k0, D.T, W, vc);
     __syncthreads();
     float s[8][4], dp[8][4];
     zero(s);
@@ -288,10 +295,11 @@ __global__ void __launch_bounds__(WARPS * 32)
     acc_to_a(da, s);
     warp_gemm_t(dq, da, Ks);
   }
-  add_rows(dqkv + b * D.T * C3, C3, q0 + 16 * w, D.T, h * HD, dq);
+  add_rows(dqkv + b * D.T * W, W, q0 + 16 * w, D.T, h * HD, dq);
 }
 
-/* dK, dV for 64 keys: dV = P^T dO, dK = dS^T Q over the queries at or after each key */
+/* dK, dV for 64 keys of key/value head kv: dV = P^T dO, dK = dS^T Q over the queries at or
+ * after each key, summed over the query heads of the group */
 __global__ void __launch_bounds__(WARPS * 32)
     attn_mma_dkv_k(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                    const float *delta, MmaDims D) {
@@ -299,11 +307,13 @@ __global__ void __launch_bounds__(WARPS * 32)
   __shared__ float Ls[BR], Ds[BR];
   int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int kt = (int)blockIdx.x, nt = (int)gridDim.x; /* kt = 0 has the most work: first */
-  int64_t bh = blockIdx.y, b = bh / D.NH, h = bh % D.NH, C3 = 3 * D.C, k0 = (int64_t)kt * BR;
-  const bf16 *base = qkv + b * D.T * C3, *gbase = dout + b * D.T * D.C;
+  int64_t NKV = D.NH / D.L.G, W = D.L.W, C = D.L.C, k0 = (int64_t)kt * BR;
+  int64_t bkv = blockIdx.y, b = bkv / NKV, kv = bkv % NKV;
+  int64_t kc = D.L.K + kv * HD, vc = D.L.V + kv * HD;
+  const bf16 *base = qkv + b * D.T * W, *gbase = dout + b * D.T * C;
   /* K and V pass through Qs and Gs on their way to registers */
-  load_tile(Qs, base, k0, D.T, C3, D.C + h * HD);
-  load_tile(Gs, base, k0, D.T, C3, 2 * D.C + h * HD);
+  load_tile(Qs, base, k0, D.T, W, kc);
+  load_tile(Gs, base, k0, D.T, W, vc);
   __syncthreads();
   uint32_t ka[4][4], va[4][4];
   load_a(ka, Qs, 16 * w);
@@ -312,40 +322,43 @@ __global__ void __launch_bounds__(WARPS * 32)
   float dk[8][4], dv[8][4];
   zero(dk);
   zero(dv);
-  for (int qt = kt; qt < nt; qt++) {
-    int64_t q0 = (int64_t)qt * BR;
-    __syncthreads();
-    load_tile(Qs, base, q0, D.T, C3, h * HD);
-    load_tile(Gs, gbase, q0, D.T, D.C, h * HD);
-    for (int r = threadIdx.x; r < BR; r += WARPS * 32) {
-      Ls[r] = q0 + r < D.T ? lse[bh * D.T + q0 + r] * LOG2E : INFINITY;
-      Ds[r] = q0 + r < D.T ? delta[bh * D.T + q0 + r] : 0.0f;
-    }
-    __syncthreads();
-    float s[8][4], dp[8][4];
-    zero(s);
-    zero(dp);
-    warp_gemm(s, ka, Qs);  /* S^T(key, query) */
-    warp_gemm(dp, va, Gs); /* dP^T(key, query) */
-#pragma unroll
-    for (int n = 0; n < 8; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int c = 8 * n + 2 * t + (e & 1);
-        int64_t kj = k0 + 16 * w + g + 8 * (e >> 1), qi = q0 + c;
-        float p = kj <= qi ? exp2f(s[n][e] * sl2 - Ls[c]) : 0.0f;
-        s[n][e] = p;
-        dp[n][e] = p * (dp[n][e] - Ds[c]) * D.scale;
+  for (int64_t h = kv * D.L.G; h < (kv + 1) * D.L.G; h++) {
+    const float *lh = lse + (b * D.NH + h) * D.T, *dh = delta + (b * D.NH + h) * D.T;
+    for (int qt = kt; qt < nt; qt++) {
+      int64_t q0 = (int64_t)qt * BR;
+      __syncthreads();
+      load_tile(Qs, base, q0, D.T, W, h * HD);
+      load_tile(Gs, gbase, q0, D.T, C, h * HD);
+      for (int r = threadIdx.x; r < BR; r += WARPS * 32) {
+        Ls[r] = q0 + r < D.T ? lh[q0 + r] * LOG2E : INFINITY;
+        Ds[r] = q0 + r < D.T ? dh[q0 + r] : 0.0f;
       }
-    uint32_t pa[4][4];
-    acc_to_a(pa, s);
-    warp_gemm_t(dv, pa, Gs);
-    acc_to_a(pa, dp);
-    warp_gemm_t(dk, pa, Qs);
+      __syncthreads();
+      float s[8][4], dp[8][4];
+      zero(s);
+      zero(dp);
+      warp_gemm(s, ka, Qs);  /* S^T(key, query) */
+      warp_gemm(dp, va, Gs); /* dP^T(key, query) */
+#pragma unroll
+      for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int c = 8 * n + 2 * t + (e & 1);
+          int64_t kj = k0 + 16 * w + g + 8 * (e >> 1), qi = q0 + c;
+          float p = kj <= qi ? exp2f(s[n][e] * sl2 - Ls[c]) : 0.0f;
+          s[n][e] = p;
+          dp[n][e] = p * (dp[n][e] - Ds[c]) * D.scale;
+        }
+      uint32_t pa[4][4];
+      acc_to_a(pa, s);
+      warp_gemm_t(dv, pa, Gs);
+      acc_to_a(pa, dp);
+      warp_gemm_t(dk, pa, Qs);
+    }
   }
-  bf16 *d = dqkv + b * D.T * C3;
-  add_rows(d, C3, k0 + 16 * w, D.T, D.C + h * HD, dk);
-  add_rows(d, C3, k0 + 16 * w, D.T, 2 * D.C + h * HD, dv);
+  bf16 *d = dqkv + b * D.T * W;
+  add_rows(d, W, k0 + 16 * w, D.T, kc, dk);
+  add_rows(d, W, k0 + 16 * w, D.T, vc, dv);
 }
 
 static dn_status launched(const char *op) {
@@ -356,8 +369,8 @@ static dn_status launched(const char *op) {
 }
 
 dn_status dn_attention_mma_forward(void *out, float *lse, const void *qkv, int64_t B, int64_t T,
-                                   int64_t C, int64_t NH) {
-  MmaDims D = {T, C, NH, 1.0f / sqrtf((float)HD)};
+                                   int64_t NH, int64_t NKV) {
+  MmaDims D = {T, NH, dn_qkv_layout_of(NH, NKV, HD), 1.0f / sqrtf((float)HD)};
   dim3 grid((unsigned)((T + BR - 1) / BR), (unsigned)(B * NH));
   attn_mma_fwd_k<<<grid, WARPS * 32, 0, dn_stream()>>>((bf16 *)out, lse, (const bf16 *)qkv, D);
   return launched("dn_attention_forward");
@@ -365,11 +378,13 @@ dn_status dn_attention_mma_forward(void *out, float *lse, const void *qkv, int64
 
 dn_status dn_attention_mma_backward(void *dqkv, const void *dout, const void *qkv,
                                     const float *lse, const float *delta, int64_t B, int64_t T,
-                                    int64_t C, int64_t NH) {
-  MmaDims D = {T, C, NH, 1.0f / sqrtf((float)HD)};
-  dim3 grid((unsigned)((T + BR - 1) / BR), (unsigned)(B * NH));
+                                    int64_t NH, int64_t NKV) {
+  MmaDims D = {T, NH, dn_qkv_layout_of(NH, NKV, HD), 1.0f / sqrtf((float)HD)};
+  unsigned tiles = (unsigned)((T + BR - 1) / BR);
   const bf16 *g = (const bf16 *)dout, *x = (const bf16 *)qkv;
-  attn_mma_dkv_k<<<grid, WARPS * 32, 0, dn_stream()>>>((bf16 *)dqkv, g, x, lse, delta, D);
-  attn_mma_dq_k<<<grid, WARPS * 32, 0, dn_stream()>>>((bf16 *)dqkv, g, x, lse, delta, D);
+  attn_mma_dkv_k<<<dim3(tiles, (unsigned)(B * NKV)), WARPS * 32, 0, dn_stream()>>>(
+      (bf16 *)dqkv, g, x, lse, delta, D);
+  attn_mma_dq_k<<<dim3(tiles, (unsigned)(B * NH)), WARPS * 32, 0, dn_stream()>>>(
+      (bf16 *)dqkv, g, x, lse, delta, D);
   return launched("dn_attention_backward");
 }

@@ -6,17 +6,17 @@
 
 #include "../include/denotron.h"
 
-/* 1 when the tensor-core path serves this call: bf16, head size 64, every pointer in
+/* 1 when the tensor-core path serves this call: bf16, head size HS = 64, every pointer in
  * ptr_bits (their bitwise OR) 16-byte aligned, and DENOTRON_CUDA_ATTENTION is not
  * "simple" (read once per process). */
-int dn_attention_mma_enabled(dn_dtype dtype, int64_t C, int64_t NH, uintptr_t ptr_bits);
-/* out(B,T,C) bf16, lse(B,NH,T) fp32 natural log, from qkv(B,T,3C) bf16 */
+int dn_attention_mma_enabled(dn_dtype dtype, int64_t HS, uintptr_t ptr_bits);
+/* out(B,T,NH*64) bf16, lse(B,NH,T) fp32 natural log, from qkv(B,T,(NH+2*NKV)*64) bf16 */
 dn_status dn_attention_mma_forward(void *out, float *lse, const void *qkv, int64_t B, int64_t T,
-                                   int64_t C, int64_t NH);
-/* dqkv(B,T,3C) += gradients, given dout(B,T,C), lse and delta = rowsum(dout*out)
- * (B,NH,T) fp32 */
+                                   int64_t NH, int64_t NKV);
+/* dqkv(B,T,(NH+2*NKV)*64) += gradients, given dout(B,T,NH*64), lse and
+ * delta = rowsum(dout*out) (B,NH,T) fp32 */
 dn_status dn_attention_mma_backward(void *dqkv, const void *dout, const void *qkv,
                                     const float *lse, const float *delta, int64_t B, int64_t T,
-                                    int64_t C, int64_t NH);
+                                    int64_t NH, int64_t NKV);
 
 #endif

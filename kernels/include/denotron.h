@@ -40,7 +40,7 @@ extern "C" {
 #define DN_API __attribute__((visibility("default")))
 
 /* Bumped whenever a prototype below changes. */
-#define DN_ABI_VERSION 2
+#define DN_ABI_VERSION 3
 
 /* The largest count, byte count or buffer extent any call accepts: 2^46 (64 TiB). */
 #define DN_MAX_BYTES ((int64_t)1 << 46)
@@ -151,7 +151,8 @@ DN_API dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout,
 
 /* ---- embedding ----------------------------------------------------------- */
 
-/* out(B,T,C) = wte[tokens(B,T)] + wpe[t]; fails naming the first token outside [0,V). */
+/* out(B,T,C) = wte[tokens(B,T)] + wpe[t] (wpe NULL: no position table, as with rotary
+ * positions); fails naming the first token outside [0,V). */
 DN_API dn_status dn_embedding_forward(dn_dtype dtype, void *out, const int32_t *tokens,
                                       const void *wte, const void *wpe, int64_t B, int64_t T,
                                       int64_t C, int64_t V);
@@ -184,18 +185,61 @@ DN_API dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias,
                                        const void *dout, const void *inp, const void *bias,
                                        int64_t N, int64_t C, int32_t accumulate);
 
+/* ---- Llama-family blocks: RMSNorm, rotary embedding, SwiGLU --------------- */
+
+/* out(N,C) = inp * rstd * weight(C), rstd(N) = 1/sqrt(mean over C of inp^2 + eps): no mean
+ * subtraction, no bias. rstd is fp32 and kept for backward. */
+DN_API dn_status dn_rmsnorm_forward(dn_dtype dtype, void *out, float *rstd, const void *inp,
+                                    const void *weight, int64_t N, int64_t C, float eps);
+/* dinp(N,C) += ..., dweight(C) += ... (either may be NULL), given the forward's rstd(N) */
+DN_API dn_status dn_rmsnorm_backward(dn_dtype dtype, void *dinp, void *dweight,
+                                     const void *dout, const void *inp, const void *weight,
+                                     const float *rstd, int64_t N, int64_t C);
+/* Rotary position embedding, "rotate half" (Hugging Face Llama, Megatron's default).
+ * qkv(B,T,(NH+2*NKV)*HS) is the packed attention projection: each token holds NH query
+ * heads, then NKV key heads, then NKV value heads, each of size HS (even). out(same
+ * shape) = qkv with every query and key head rotated and the value heads copied: for
+ * j < HS/2 the pair (x_j, x_{j+HS/2}) of token t becomes
+ *   (x_j cos a - x_{j+HS/2} sin a, x_{j+HS/2} cos a + x_j sin a), a = (pos0 + t) * inv_freq[j].
+ * inv_freq(HS/2) is fp32 (a scaled RoPE such as Llama 3's is just other frequencies); the
+ * angles and their sines and cosines are computed in double and rounded once to fp32, so
+ * large positions keep their precision. out and qkv must not overlap. */
+DN_API dn_status dn_rope_forward(dn_dtype dtype, void *out, const void *qkv,
+                                 const float *inv_freq, int64_t B, int64_t T, int64_t NH,
+                                 int64_t NKV, int64_t HS, int64_t pos0);
+/* dqkv(B,T,(NH+2*NKV)*HS) += dout rotated back by -a (value heads: += dout); accumulate =
+ * 0: dqkv = that, so a fresh buffer needs no zeroing. dqkv and dout must not overlap. */
+DN_API dn_status dn_rope_backward(dn_dtype dtype, void *dqkv, const void *dout,
+                                  const float *inv_freq, int64_t B, int64_t T, int64_t NH,
+                                  int64_t NKV, int64_t HS, int64_t pos0, int32_t accumulate);
+/* SwiGLU on the fused gate/up projection: inp(N,2F) holds gate in columns [0,F) and up in
+ * columns [F,2F) of each row (one linear of width 2F, [gate | up] side by side).
+ * out(N,F) = silu(gate) * up, silu(g) = g / (1 + e^-g). */
+DN_API dn_status dn_swiglu_forward(dn_dtype dtype, void *out, const void *inp, int64_t N,
+                                   int64_t F);
+/* dinp(N,2F) += [dout * up * silu'(gate) | dout * silu(gate)] (accumulate = 0: dinp = that) */
+DN_API dn_status dn_swiglu_backward(dn_dtype dtype, void *dinp, const void *dout,
+                                    const void *inp, int64_t N, int64_t F, int32_t accumulate);
+
 /* ---- causal self-attention ----------------------------------------------- */
 
-/* qkv(B,T,3C) holds q, k, v side by side, each (B,T,NH,HS) with C = NH*HS.
- * out(B,T,C) = softmax(q k^T / sqrt(HS) + causal mask) v, per head.
+/* Grouped-query attention: NH query heads share NKV key/value heads (NKV divides NH;
+ * NKV = NH is multi-head attention, NKV = 1 multi-query), all of size HS.
+ * qkv(B,T,(NH+2*NKV)*HS) is the packed projection: each token holds its NH query heads,
+ * then NKV key heads, then NKV value heads. Query head h attends with key/value head
+ * h / (NH/NKV), read in place (no repeated copy is formed).
+ * out(B,T,NH*HS) = softmax(q k^T / sqrt(HS) + causal mask) v, per query head.
  * lse(B,NH,T) (fp32) keeps each row's log-sum-exp; backward recomputes the
  * probabilities from it, so no (T,T) matrix is kept between the passes. */
 DN_API dn_status dn_attention_forward(dn_dtype dtype, void *out, float *lse, const void *qkv,
-                                      int64_t B, int64_t T, int64_t C, int64_t NH);
-/* dqkv(B,T,3C) += gradient given dout(B,T,C), and the forward's out and lse. */
+                                      int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                                      int64_t HS);
+/* dqkv(B,T,(NH+2*NKV)*HS) += gradient given dout(B,T,NH*HS), and the forward's out and
+ * lse; each key/value head gets the sum over the query heads of its group. */
 DN_API dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout,
                                        const void *qkv, const void *out, const float *lse,
-                                       int64_t B, int64_t T, int64_t C, int64_t NH);
+                                       int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                                       int64_t HS);
 
 /* ---- softmax cross-entropy fused with the logits ------------------------- */
 
@@ -239,19 +283,21 @@ DN_API dn_status dn_scale(dn_dtype dtype, int64_t n, void *const *tensors, const
 
 /* ---- incremental decoding with a key/value cache ------------------------- */
 
-/* Copies the keys and values of Tn new positions from qkv(B,Tn,3C) (q | k | v, as in
- * dn_attention_forward) into k_cache(B,max_T,C) and v_cache(B,max_T,C) at positions
- * [pos, pos+Tn). Fails unless 0 <= pos and pos+Tn <= max_T. */
+/* Copies the NKV key and value heads of Tn new positions from qkv(B,Tn,(NH+2*NKV)*HS)
+ * (laid out as in dn_attention_forward) into k_cache(B,max_T,NKV*HS) and
+ * v_cache(B,max_T,NKV*HS) at positions [pos, pos+Tn): the caches hold the key/value heads
+ * only. Fails unless 0 <= pos and pos+Tn <= max_T. */
 DN_API dn_status dn_kv_append(dn_dtype dtype, void *k_cache, void *v_cache, const void *qkv,
-                              int64_t B, int64_t Tn, int64_t C, int64_t max_T, int64_t pos);
-/* out(B,Tn,C) = causal attention of the Tn new queries in qkv(B,Tn,3C), at positions
- * pos..pos+Tn-1, over k_cache/v_cache(B,max_T,C) positions [0, pos+i] for query i.
- * Call dn_kv_append for the same positions first. With pos = 0 and Tn = T it equals
- * dn_attention_forward's out. */
+                              int64_t B, int64_t Tn, int64_t NH, int64_t NKV, int64_t HS,
+                              int64_t max_T, int64_t pos);
+/* out(B,Tn,NH*HS) = causal attention of the Tn new queries in qkv(B,Tn,(NH+2*NKV)*HS), at
+ * positions pos..pos+Tn-1, over k_cache/v_cache(B,max_T,NKV*HS) positions [0, pos+i] for
+ * query i (query head h reads cache head h / (NH/NKV)). Call dn_kv_append for the same
+ * positions first. With pos = 0 and Tn = T it equals dn_attention_forward's out. */
 DN_API dn_status dn_attention_decode(dn_dtype dtype, void *out, const void *qkv,
                                      const void *k_cache, const void *v_cache, int64_t B,
-                                     int64_t Tn, int64_t C, int64_t NH, int64_t max_T,
-                                     int64_t pos);
+                                     int64_t Tn, int64_t NH, int64_t NKV, int64_t HS,
+                                     int64_t max_T, int64_t pos);
 
 /* ---- process groups: shared memory (CPU ranks on one machine) ------------ */
 

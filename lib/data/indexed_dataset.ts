@@ -490,12 +490,16 @@ export class IndexedDataset {
     const idxPath = `${prefix}.idx`;
     const binPath = `${prefix}.bin`;
     const idxBytes = await readWhole(idxPath);
-    let binBytes: number;
+    let info: Deno.FileInfo;
     try {
-      binBytes = (await Deno.stat(binPath)).size;
+      info = await Deno.stat(binPath);
     } catch (e) {
       throw new DenotronError(`${binPath}: cannot open the token file (${(e as Error).message})`);
     }
+    if (!info.isFile) {
+      throw new DenotronError(`${binPath}: the token file is not a file (a directory?)`);
+    }
+    const binBytes = info.size;
     const tables = decodeIndex(idxBytes, idxPath, binBytes);
     const file = await Deno.open(binPath, { read: true });
     return new IndexedDataset(prefix, tables, file, binBytes);

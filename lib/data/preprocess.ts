@@ -6,13 +6,15 @@
  * A `.jsonl` input gives one document per line (its `jsonKey` field); any
  * other file is one document, read and tokenized in chunks that each become
  * one sequence of that document (Megatron's multi-sequence documents), so a
- * large file never sits in memory whole.
+ * large file never sits in memory whole. Chunks end where the tokenizer's
+ * `safeCut` allows (GPT-2's {@link safeCut} by default); a tokenizer that
+ * allows no cut gets each plain-text file whole.
  *
  * @module
  */
 
 import { IndexedDatasetWriter } from "./indexed_dataset.ts";
-import type { Tokenizer } from "./tokenizer.ts";
+import { safeCut, type Tokenizer } from "./tokenizer.ts";
 
 /** Options for {@link preprocess}. */
 export interface PreprocessOptions {
@@ -26,6 +28,12 @@ export interface PreprocessOptions {
   jsonKey?: string;
   /** Append the end-of-text id to every document. @default false */
   appendEod?: boolean;
+  /**
+   * Start every document with the tokenizer's beginning-of-text id (Llama
+   * models are trained so); an error for a tokenizer without one.
+   * @default false
+   */
+  prependBos?: boolean;
   /** Characters of plain text tokenized at a time. @default 1 << 22 */
   chunkChars?: number;
   /** Called about once a second with progress. @default none */
@@ -97,10 +105,16 @@ export async function preprocess(options: PreprocessOptions): Promise<Preprocess
       options.onProgress({ ...stats });
     }
   };
+  const bos = options.prependBos ? tokenizer.bosId : undefined;
+  if (options.prependBos && bos === undefined) {
+    throw new Error(`tokenizer ${tokenizer.name} has no beginning-of-text token to prepend`);
+  }
   const writer = await IndexedDatasetWriter.create(options.outputPrefix, {
     vocabSize: tokenizer.vocabSize,
   });
   const eod = options.appendEod ? tokenizer.eotId : undefined;
+  const cut = (text: string, atLeast: number) =>
+    tokenizer.safeCut ? tokenizer.safeCut(text, atLeast) : safeCut(text, atLeast);
   try {
     for (const path of inputs) {
       const isJson = /\.jsonl?$/i.test(path);
@@ -116,17 +130,23 @@ export async function preprocess(options: PreprocessOptions): Promise<Preprocess
           if (line.trim() === "") continue;
           const text = jsonField(line, key, `${path}:${lineNo}`);
           const ids = tokenizer.encode(text);
+          if (bos !== undefined) ids.unshift(bos);
           await writer.addDocument(ids, eod);
           stats.documents++;
           stats.tokens += ids.length + (eod === undefined ? 0 : 1);
         }
       } else {
         const chunks: number[][] = [];
-        for await (const piece of readTextChunks(path, options.chunkChars ?? 1 << 22, onBytes)) {
-          chunks.push(tokenizer.encode(piece));
+        const size = options.chunkChars ?? 1 << 22;
+        let first = true;
+        for await (const piece of readTextChunks(path, size, cut, onBytes)) {
+          const ids = tokenizer.encode(piece);
+          if (first && bos !== undefined) ids.unshift(bos);
+          first = false;
+          chunks.push(ids);
           if (chunks.length === 2) await writeSequence(writer, chunks.shift()!, stats);
         }
-        if (chunks.length === 0) chunks.push([]);
+        if (chunks.length === 0) chunks.push(bos === undefined ? [] : [bos]);
         if (eod !== undefined) chunks[0].push(eod);
         await writeSequence(writer, chunks[0], stats);
         writer.endDocument();
@@ -191,10 +211,11 @@ async function* readLines(
   if (pending !== "") yield [pending, ++lineNo];
 }
 
-/** Yields pieces of about `size` characters, each ending at a {@link safeCut}. */
+/** Yields pieces of about `size` characters, each ending at a place `safeCut` allows. */
 async function* readTextChunks(
   path: string,
   size: number,
+  safeCut: (text: string, atLeast: number) => number,
   onBytes: (n: number) => void,
 ): AsyncGenerator<string> {
   let pending = "";
@@ -210,23 +231,5 @@ async function* readTextChunks(
   if (pending !== "") yield pending;
 }
 
-/**
- * A place to split text so that GPT-2's pre-tokenizer gives the same words
- * for the two halves as for the whole: just after a single newline that has
- * non-whitespace on both sides (no word or whitespace run crosses it).
- *
- * @param text the text
- * @param atLeast the earliest cut wanted
- * @returns the cut index, or -1 when there is none after `atLeast`
- * @example
- * ```ts
- * import { safeCut } from "./preprocess.ts";
- * safeCut("ab\ncd\n\nef\ngh", 4); // 10, after "ef\n"
- * ```
- */
-export function safeCut(text: string, atLeast: number): number {
-  const re = /\S\n(?=\S)/g;
-  re.lastIndex = Math.max(0, atLeast - 2);
-  const m = re.exec(text);
-  return m === null ? -1 : m.index + 2;
-}
+/** GPT-2's cut rule, kept here for callers of this module (it lives in `tokenizer.ts`). */
+export { safeCut } from "./tokenizer.ts";

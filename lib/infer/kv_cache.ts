@@ -15,6 +15,7 @@ import type { GPT } from "../nn/gpt.ts";
 import { add } from "../ops/elementwise.ts";
 import { embedding } from "../ops/embedding.ts";
 import { attentionDecode, kvAppend } from "../ops/kvcache.ts";
+import { rope } from "../ops/rope.ts";
 import { linear } from "../ops/matmul.ts";
 import { Tensor, tidy } from "../tensor.ts";
 
@@ -36,9 +37,9 @@ import { Tensor, tidy } from "../tensor.ts";
  * ```
  */
 export class KVCache {
-  /** Keys of each layer, (B,maxT,C). */
+  /** Keys of each layer, (B,maxT,nKvHead·hs): the key heads only. */
   readonly k: Tensor[];
-  /** Values of each layer, (B,maxT,C). */
+  /** Values of each layer, (B,maxT,nKvHead·hs). */
   readonly v: Tensor[];
   /** Sequences decoded together (B). */
   readonly batch: number;
@@ -55,7 +56,7 @@ export class KVCache {
    * @param maxT positions to hold @default model.config.blockSize
    */
   constructor(model: GPT, batch = 1, maxT = model.config.blockSize) {
-    const { nLayer, nEmbd, blockSize } = model.config;
+    const { nLayer, blockSize } = model.config;
     if (!Number.isInteger(batch) || batch < 1) {
       throw new DenotronError(`KVCache: batch must be a positive integer, got ${batch}`);
     }
@@ -70,8 +71,9 @@ export class KVCache {
     this.k = [];
     this.v = [];
     for (let i = 0; i < nLayer; i++) {
-      this.k.push(Tensor.empty([batch, maxT, nEmbd], opts));
-      this.v.push(Tensor.empty([batch, maxT, nEmbd], opts));
+      const { nKvHead, headSize } = model.blocks[i].attn;
+      this.k.push(Tensor.empty([batch, maxT, nKvHead * headSize], opts));
+      this.v.push(Tensor.empty([batch, maxT, nKvHead * headSize], opts));
     }
   }
 
@@ -122,7 +124,10 @@ export function forwardCached(
       `${op}: tokens must be (${cache.batch}, Tn) with Tn >= 1, got [${tokens.shape.join(", ")}]`,
     );
   }
-  if (cache.k.length !== model.blocks.length || cache.k[0].shape[2] !== model.config.nEmbd) {
+  if (
+    cache.k.length !== model.blocks.length ||
+    model.blocks.some((b, i) => cache.k[i].shape[2] !== b.attn.nKvHead * b.attn.headSize)
+  ) {
     throw new DenotronError(`${op}: the cache was made for another model`);
   }
   const [B, Tn] = tokens.shape;
@@ -139,12 +144,16 @@ export function forwardCached(
     tidy(() => {
       // The embedding kernel adds wpe rows 0..Tn-1; a view that starts at row `pos`
       // makes those rows pos..pos+Tn-1.
-      const wpeFrom = wpe.view([wpe.shape[0] - pos, C], pos * C);
-      let x = embedding(tokens, model.emb.wte, wpeFrom); // (B,Tn,C)
+      // Rotary models have no table: their positions turn q and k below.
+      const wpeFrom = wpe ? wpe.view([wpe.shape[0] - pos, C], pos * C) : null;
+      let x = embedding(tokens, model.emb.wte, wpeFrom, model.config.vocabSize); // (B,Tn,C)
       model.blocks.forEach((block, i) => {
-        const qkv = block.attn.qkv.forward(block.ln1.forward(x)); // (B,Tn,3C)
-        kvAppend(cache.k[i], cache.v[i], qkv, pos);
-        const y = attentionDecode(qkv, cache.k[i], cache.v[i], block.attn.nHead, pos); // (B,Tn,C)
+        const { nHead, nKvHead } = block.attn;
+        let qkv = block.attn.qkv.forward(block.ln1.forward(x)); // (B,Tn,(nHead+2·nKvHead)·hs)
+        const invFreq = block.attn.rope;
+        if (invFreq) qkv = rope(qkv, { nHead, nKvHead, invFreq, pos0: pos });
+        kvAppend(cache.k[i], cache.v[i], qkv, nHead, pos, nKvHead);
+        const y = attentionDecode(qkv, cache.k[i], cache.v[i], nHead, pos, nKvHead); // (B,Tn,C)
         const x1 = add(x, block.attn.proj.forward(y));
         x = add(x1, block.mlp.forward(block.ln2.forward(x1)));
       });
@@ -156,7 +165,7 @@ export function forwardCached(
         }
         x = last;
       }
-      return linear(model.lnf.forward(x), model.emb.wte, null); // tied output layer
+      return linear(model.lnf.forward(x), model.outputWeight, null);
     })
   );
   cache.length = pos + Tn;

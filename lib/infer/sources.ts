@@ -1,7 +1,7 @@
 /**
- * defines: GenerationSource, fromCheckpoint, fromHfGpt2 — a model and its tokenizer,
- * ready to generate, from one of our training checkpoints or a Hugging Face GPT-2
- * directory.
+ * defines: GenerationSource, fromCheckpoint, fromHf, fromHfGpt2 — a model and its
+ * tokenizer, ready to generate, from one of our training checkpoints or a Hugging Face
+ * GPT-2 or Llama directory.
  *
  * @module
  */
@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { loadTokenizer, type Tokenizer } from "../data/tokenizer.ts";
 import type { Device } from "../device.ts";
 import { DenotronError } from "../errors.ts";
-import { loadHfGpt2 } from "../io/hf_gpt2.ts";
+import { loadHf } from "../io/hf.ts";
 import { GPT, type GPTConfig, paddedVocabSize } from "../nn/gpt.ts";
 import { expectFinite, expectTensors, readCheckpoint } from "../io/checkpoint.ts";
 
@@ -63,7 +63,10 @@ export async function fromCheckpoint(
   const real = typeof m.vocabSize === "number" ? m.vocabSize : tokenizer.vocabSize;
   const padded = multiple > 1 &&
     paddedVocabSize({ vocabSize: real, vocabMultiple: multiple }) === rows;
-  const config: GPTConfig = {
+  // Checkpoints since the Llama-family models record the model's config; older ones are
+  // GPT-2s whose shape the tensors tell.
+  const saved = ck.state.modelConfig;
+  const config: GPTConfig = saved ? { ...(saved as unknown as GPTConfig), dropout: 0 } : {
     vocabSize: padded ? real : rows,
     ...(padded ? { vocabMultiple: multiple } : {}),
     nEmbd,
@@ -73,7 +76,12 @@ export async function fromCheckpoint(
     nHead,
     dropout: 0,
   };
-  const model = new GPT(config, { device: opts.device });
+  let model: GPT;
+  try {
+    model = new GPT(config, { device: opts.device });
+  } catch (e) {
+    throw new DenotronError(`${statePath}: modelConfig: ${(e as Error).message}`);
+  }
   try {
     const shapes = model.params.entries.map((e) => [e.name, e.tensor.shape] as const);
     expectTensors(ck.weights, shapes, weightsPath, [""]);
@@ -86,22 +94,27 @@ export async function fromCheckpoint(
 }
 
 /**
- * Loads a Hugging Face GPT-2 directory for generation, with the directory's
- * `vocab.json` + `merges.txt` when present, else the built-in GPT-2 tokenizer.
+ * Loads a Hugging Face GPT-2 or Llama directory (see lib/io/hf.ts) for generation, with
+ * the directory's tokenizer: `tokenizer.json` (with `tokenizer_config.json`) when
+ * present, else `vocab.json` + `merges.txt`, else the built-in GPT-2 tokenizer.
  *
- * @param dir the directory (`config.json`, `model.safetensors`, optional tokenizer files)
+ * @param dir the directory (`config.json`, `model.safetensors` or shards, optional
+ *   tokenizer files)
  * @param opts the device to load onto
  * @returns the model (eval mode) and tokenizer
  */
-export async function fromHfGpt2(
+export async function fromHf(
   dir: string,
   opts: { device?: Device } = {},
 ): Promise<GenerationSource> {
+  const hfJson = join(dir, "tokenizer.json");
   const vocab = join(dir, "vocab.json"), merges = join(dir, "merges.txt");
   const has = async (p: string) => await Deno.stat(p).then(() => true, () => false);
   const files = (await has(vocab)) && (await has(merges)) ? { vocab, merges } : undefined;
-  const tokenizer = await loadTokenizer("gpt2", files);
-  const model = await loadHfGpt2(dir, { device: opts.device });
+  const tokenizer = await has(hfJson)
+    ? await loadTokenizer(hfJson)
+    : await loadTokenizer("gpt2", files);
+  const model = await loadHf(dir, { device: opts.device });
   try {
     if (model.config.vocabSize < tokenizer.vocabSize) {
       throw new DenotronError(
@@ -109,13 +122,16 @@ export async function fromHfGpt2(
           `tokenizer's (${tokenizer.vocabSize})`,
       );
     }
-    expectFiniteWeights(model, join(dir, "model.safetensors"));
+    expectFiniteWeights(model, dir);
   } catch (e) {
     model.dispose();
     throw e;
   }
   return { model, tokenizer, origin: dir };
 }
+
+/** {@linkcode fromHf}, under the name it had when only GPT-2 was imported. */
+export const fromHfGpt2: typeof fromHf = fromHf;
 
 /** Refuses a model holding a NaN or an infinity, naming the tensor (it would generate junk). */
 function expectFiniteWeights(model: GPT, file: string): void {

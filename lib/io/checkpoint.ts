@@ -75,6 +75,12 @@ export interface CheckpointState {
   consumedSamples: number;
   /** The run's full configuration. */
   config: unknown;
+  /**
+   * The model's architecture and shape (lib/nn GPTConfig with every default filled in),
+   * so readers rebuild the model without the training config's rules (absent before
+   * Llama-family models: GPT-2 then).
+   */
+  modelConfig?: Record<string, unknown>;
   /** When it was written (ISO 8601). */
   savedAt: string;
   /** The fp16 loss scaler's state (absent for fp32 and bf16 runs). */

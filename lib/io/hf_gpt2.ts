@@ -15,7 +15,7 @@
  * @module
  */
 import { join } from "node:path";
-import { DenotronError, fmtShape } from "../errors.ts";
+import { DenotronError, fmtValue } from "../errors.ts";
 import {
   boundedPositiveInt,
   GPT,
@@ -24,15 +24,17 @@ import {
   type GPTOptions,
   layerNormEpsilon,
 } from "../nn/gpt.ts";
-import { writeAll, writeFileAtomic } from "./atomic.ts";
 import {
-  readSafetensors,
-  type SafetensorsFile,
-  type TensorEntry,
-  tensorEntry,
-  typedView,
-  writeSafetensors,
-} from "./safetensors.ts";
+  type HfWeights,
+  loadHfModel,
+  padRows,
+  type StateEntry,
+  writeHfWeights,
+  type WriteHfWeightsOptions,
+  writeJson,
+} from "./hf_common.ts";
+import { type TensorEntry, tensorEntry } from "./safetensors.ts";
+import { parameterCount } from "../plan/model.ts";
 
 /** Activations that are GPT-2's tanh approximation of GELU (the one our kernel computes). */
 const TANH_GELU = ["gelu_new", "gelu_pytorch_tanh"];
@@ -108,12 +110,12 @@ export function gptConfigFromHf(raw: unknown, where: string): GPTConfig {
   }
   const r = raw as Record<string, unknown>;
   if (r.model_type !== undefined && r.model_type !== "gpt2") {
-    throw new DenotronError(`${where}: model_type is ${JSON.stringify(r.model_type)}, not "gpt2"`);
+    throw new DenotronError(`${where}: model_type is ${fmtValue(r.model_type)}, not "gpt2"`);
   }
   const act = r.activation_function ?? "gelu_new";
   if (typeof act !== "string" || !TANH_GELU.includes(act)) {
     throw new DenotronError(
-      `${where}: activation_function ${JSON.stringify(act)} is not supported; Denotron's GPT ` +
+      `${where}: activation_function ${fmtValue(act)} is not supported; Denotron's GPT ` +
         `uses the tanh GELU ("gelu_new")`,
     );
   }
@@ -184,153 +186,51 @@ export function hfConfigFromGpt(c: Required<GPTConfig>): Record<string, unknown>
   };
 }
 
-/** f16 bits → number. */
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-/** A tensor's values as f32 (F32 as is; F16, BF16 and F64 converted). */
-function toF32(t: TensorEntry, name: string, where: string): Float32Array {
-  const v = typedView(t);
-  switch (t.dtype) {
-    case "F32":
-      return v as Float32Array;
-    case "F64":
-      return Float32Array.from(v as Float64Array);
-    case "BF16":
-      return new Float32Array(Uint32Array.from(v as Uint16Array, (b) => b << 16).buffer);
-    case "F16":
-      return Float32Array.from(v as Uint16Array, halfToFloat);
-    default:
-      throw new DenotronError(
-        `${where}: tensor "${name}" has dtype ${t.dtype}; expected F32, F16, BF16 or F64`,
-      );
-  }
-}
-
 /**
- * Maps the tensors of an HF GPT-2 safetensors file onto our parameter names, with
- * Conv1D weights transposed to (out, in). Checks every shape, reports missing and
- * unexpected tensors, and checks that lm_head (if stored) equals wte.
+ * Maps the tensors of an HF GPT-2 directory onto our parameter names, with Conv1D
+ * weights transposed to (out, in). Checks every shape, reports missing and unexpected
+ * tensors, and checks that lm_head (if stored) equals wte.
  *
- * @param file the safetensors contents
+ * @param weights the directory's tensors (readHfWeights)
  * @param model a model of the file's shape (its parameters give the names and shapes)
- * @param where the file, for messages
  * @returns a state dict for `model.loadStateDict`
  */
-export function gpt2StateFromHf(
-  file: SafetensorsFile,
-  model: GPT,
-  where: string,
-): Record<string, { shape: readonly number[]; data: Float32Array }> {
-  const used = new Set<string>();
-  const find = (name: string): [string, TensorEntry] | undefined => {
-    for (const key of [name, `transformer.${name}`]) {
-      const t = file.tensors.get(key);
-      if (t) return [key, t];
-    }
-    return undefined;
-  };
-  const state: Record<string, { shape: readonly number[]; data: Float32Array }> = {};
+export function gpt2StateFromHf(weights: HfWeights, model: GPT): Record<string, StateEntry> {
+  const state: Record<string, StateEntry> = {};
   const missing: string[] = [];
   for (const [ours, param] of model.namedParameters()) {
     const { name, conv1d } = hfName(ours);
-    const found = find(name);
-    if (!found) {
+    const key = [name, `transformer.${name}`].find((k) => weights.has(k));
+    if (!key) {
       missing.push(name);
       continue;
     }
-    const [key, t] = found;
-    used.add(key);
     // a padded vocabulary (GPTConfig.vocabMultiple) has more wte rows than HF's file
     const vocabRows = ours === "emb.wte" ? model.config.vocabSize : param.shape[0];
     const want = conv1d ? [param.shape[1], param.shape[0]] : [vocabRows, ...param.shape.slice(1)];
-    if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-      throw new DenotronError(
-        `${where}: tensor "${key}" has shape ${fmtShape(t.shape)}, expected ${fmtShape(want)}` +
-          (conv1d ? " (GPT-2's Conv1D weights are stored (in, out))" : ""),
-      );
-    }
-    let data = toF32(t, key, where);
-    if (vocabRows !== param.shape[0]) { // zero padding rows after the real ones
-      const padded = new Float32Array(param.numel);
-      padded.set(data);
-      data = padded;
-    }
+    const data = weights.take(
+      key,
+      want,
+      conv1d ? "GPT-2's Conv1D weights are stored (in, out)" : "",
+    )!;
     state[ours] = {
       shape: param.shape,
-      data: conv1d ? transpose(data, want[0], want[1]) : data,
+      data: conv1d ? transpose(data, want[0], want[1]) : padRows(data, vocabRows, param.shape[0]),
     };
   }
-  if (missing.length) {
-    throw new DenotronError(
-      `${where}: missing tensor${missing.length > 1 ? "s" : ""} ${
-        missing.map((n) => `"${n}"`).join(", ")
-      } (with or without the "transformer." prefix)`,
-    );
-  }
-  const head = file.tensors.get("lm_head.weight");
-  if (head) {
-    const key = "lm_head.weight", t = head;
-    used.add(key);
-    const wte = state["emb.wte"].data.subarray(0, model.config.vocabSize * model.config.nEmbd);
-    const w = toF32(t, key, where);
-    const at = w.length !== wte.length ? -1 : w.findIndex((x, i) => !Object.is(x, wte[i]));
-    if (w.length !== wte.length || at >= 0) {
-      throw new DenotronError(
-        `${where}: tensor "${key}" is not tied to "wte.weight" (${
-          at >= 0 ? `they differ at element ${at}` : `shape ${fmtShape(t.shape)}`
-        }); Denotron's GPT uses the token embedding as its output layer`,
-      );
-    }
-  }
-  const extra = [...file.tensors.keys()].filter((k) =>
-    !used.has(k) && !/(^|\.)h\.\d+\.attn\.(bias|masked_bias)$/.test(k)
+  if (missing.length) weights.missing(missing, `(with or without the "transformer." prefix)`);
+  const { vocabSize, nEmbd } = model.config;
+  weights.takeTied(
+    "lm_head.weight",
+    "wte.weight",
+    state["emb.wte"].data.subarray(0, vocabSize * nEmbd),
+    "Denotron's GPT uses the token embedding as its output layer",
   );
-  if (extra.length) {
-    throw new DenotronError(
-      `${where}: unexpected tensor${extra.length > 1 ? "s" : ""} ${
-        extra.slice(0, 8).map((n) => `"${n}"`).join(", ")
-      }${extra.length > 8 ? ", ..." : ""} for a GPT-2 of ${model.config.nLayer} layers`,
-    );
+  for (const k of weights.tensors.keys()) {
+    if (/(^|\.)h\.\d+\.attn\.(bias|masked_bias)$/.test(k)) weights.skip(k);
   }
+  weights.expectAllTaken(`a GPT-2 of ${model.config.nLayer} layers`);
   return state;
-}
-
-async function readJson(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    throw new DenotronError(`${path}: cannot read (${(e as Error).message})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new DenotronError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-}
-
-/** Every tensor of `dir`'s weights: model.safetensors, or the shards its index names. */
-async function readWeights(dir: string): Promise<{ file: SafetensorsFile; where: string }> {
-  const single = join(dir, "model.safetensors");
-  const index = join(dir, "model.safetensors.index.json");
-  const exists = async (p: string) => await Deno.stat(p).then(() => true, () => false);
-  if (await exists(single) || !await exists(index)) {
-    return { file: await readSafetensors(single), where: single };
-  }
-  const raw = await readJson(index) as { weight_map?: Record<string, string> };
-  if (!raw.weight_map || typeof raw.weight_map !== "object") {
-    throw new DenotronError(`${index}: no "weight_map" object`);
-  }
-  const tensors = new Map<string, TensorEntry>();
-  for (const shard of new Set(Object.values(raw.weight_map))) {
-    for (const [k, t] of (await readSafetensors(join(dir, shard))).tensors) tensors.set(k, t);
-  }
-  return { file: { tensors, metadata: {} }, where: `${dir}/model-*.safetensors` };
 }
 
 /**
@@ -351,19 +251,23 @@ export async function loadHfGpt2(
   dir: string,
   opts: GPTOptions & { vocabMultiple?: number } = {},
 ): Promise<GPT> {
-  const configPath = join(dir, "config.json");
-  const config = {
-    ...gptConfigFromHf(await readJson(configPath), configPath),
-    ...(opts.vocabMultiple ? { vocabMultiple: opts.vocabMultiple } : {}),
-  };
-  const { file, where } = await readWeights(dir);
-  const model = new GPT(config, opts);
-  try {
-    model.loadStateDict(gpt2StateFromHf(file, model, where), where);
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
+  const model = await loadHfModel(dir, {
+    config: (raw, where) => ({
+      ...gptConfigFromHf(raw, where),
+      ...(opts.vocabMultiple ? { vocabMultiple: opts.vocabMultiple } : {}),
+    }),
+    build: (config) => new GPT(config, opts),
+    state: gpt2StateFromHf,
+    parameters: (c) =>
+      parameterCount({
+        numLayers: c.nLayer,
+        hiddenSize: c.nEmbd,
+        numAttentionHeads: c.nHead,
+        ffnHiddenSize: c.ffnHidden,
+        vocabSize: c.vocabSize,
+        seqLength: c.blockSize,
+      }).total,
+  });
   return model.eval();
 }
 
@@ -371,14 +275,19 @@ export async function loadHfGpt2(
  * Writes `model` as a Hugging Face GPT-2 directory: `config.json` and
  * `model.safetensors` (F32, names under `transformer.`, Conv1D weights (in, out),
  * lm_head left out because it is tied to wte; a padded vocabulary's extra rows left
- * out), loadable by
- * `GPT2LMHeadModel.from_pretrained(dir)`. Each file is written atomically.
+ * out), or shards with `model.safetensors.index.json` above `opts.maxShardBytes`,
+ * loadable by `GPT2LMHeadModel.from_pretrained(dir)`. Each file is written atomically.
  *
  * @param model the model
  * @param dir the directory (created if needed)
- * @returns when both files are in place
+ * @param opts the shard size (see writeHfWeights)
+ * @returns when every file is in place
  */
-export async function saveHfGpt2(model: GPT, dir: string): Promise<void> {
+export async function saveHfGpt2(
+  model: GPT,
+  dir: string,
+  opts: WriteHfWeightsOptions = {},
+): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const tensors = new Map<string, TensorEntry>();
   for (const [ours, param] of model.namedParameters()) {
@@ -396,9 +305,6 @@ export async function saveHfGpt2(model: GPT, dir: string): Promise<void> {
         : tensorEntry("F32", param.ndim === 2 ? [r, c] : [...param.shape], data),
     );
   }
-  await writeSafetensors(join(dir, "model.safetensors"), { tensors, metadata: { format: "pt" } });
-  const json = new TextEncoder().encode(
-    JSON.stringify(hfConfigFromGpt(model.config), null, 2) + "\n",
-  );
-  await writeFileAtomic(join(dir, "config.json"), (f) => writeAll(f, json));
+  await writeHfWeights(dir, tensors, opts);
+  await writeJson(join(dir, "config.json"), hfConfigFromGpt(model.config));
 }

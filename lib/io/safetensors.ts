@@ -11,7 +11,7 @@
  * @module
  */
 
-import { DenotronError } from "../errors.ts";
+import { causeText, DenotronError, fmtValue } from "../errors.ts";
 import { createHash } from "node:crypto";
 import { writeAll, writeFileAtomic } from "./atomic.ts";
 
@@ -141,10 +141,10 @@ function expectedBytes(t: { dtype: SafetensorsDType; shape: number[] }): number 
 
 function checkEntry(name: string, t: TensorEntry, where: string): void {
   if (!(t.dtype in SAFETENSORS_DTYPE_SIZES)) {
-    throw new DenotronError(`${where}: tensor "${name}": unknown dtype ${JSON.stringify(t.dtype)}`);
+    throw new DenotronError(`${where}: tensor "${name}": unknown dtype ${fmtValue(t.dtype)}`);
   }
   if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
-    throw new DenotronError(`${where}: tensor "${name}": bad shape ${JSON.stringify(t.shape)}`);
+    throw new DenotronError(`${where}: tensor "${name}": bad shape ${fmtValue(t.shape)}`);
   }
   const want = expectedBytes(t);
   if (t.data.length !== want) {
@@ -255,7 +255,7 @@ function parseHeader(
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(json));
   } catch (e) {
-    throw new DenotronError(`${where}: header is not valid JSON (${(e as Error).message})`);
+    throw new DenotronError(`${where}: header is not valid JSON (${causeText(e)})`);
   }
   if (header === null || typeof header !== "object" || Array.isArray(header)) {
     throw new DenotronError(`${where}: header must be a JSON object`);
@@ -282,16 +282,16 @@ function parseHeader(
     if (raw === null || typeof raw !== "object") bad("entry is not an object");
     const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
     if (typeof dtype !== "string" || !(dtype in SAFETENSORS_DTYPE_SIZES)) {
-      bad(`unknown dtype ${JSON.stringify(dtype)}`);
+      bad(`unknown dtype ${fmtValue(dtype)}`);
     }
     if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
-      bad(`bad shape ${JSON.stringify(shape)}`);
+      bad(`bad shape ${fmtValue(shape)}`);
     }
     if (
       !Array.isArray(offsets) || offsets.length !== 2 ||
       offsets.some((o) => !Number.isSafeInteger(o) || o < 0) || offsets[0] > offsets[1]
     ) {
-      bad(`bad data_offsets ${JSON.stringify(offsets)}`);
+      bad(`bad data_offsets ${fmtValue(offsets)}`);
     }
     const [begin, end] = offsets as number[];
     if (end > bufferSize) {
@@ -391,7 +391,9 @@ export async function readSafetensors(path: string, names?: string[]): Promise<S
     throw new DenotronError(`${path}: cannot open safetensors file (${(e as Error).message})`);
   }
   try {
-    const size = (await file.stat()).size;
+    const info = await file.stat();
+    if (!info.isFile) throw new DenotronError(`${path}: not a file (a directory?)`);
+    const size = info.size;
     const prefix = await readAt(file, 0, Math.min(8, size), path);
     const n = headerLength(prefix, size, path);
     const json = await readAt(file, 8, n, path);

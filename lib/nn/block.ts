@@ -1,5 +1,5 @@
 /**
- * defines: Block — one pre-LN transformer layer.
+ * defines: Block — one pre-norm transformer layer (LayerNorm or RMSNorm).
  *
  * @module
  */
@@ -8,7 +8,7 @@ import { add, addScaled, dropout } from "../ops/elementwise.ts";
 import type { Generator } from "../random.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { CausalSelfAttention } from "./attention.ts";
-import { LayerNorm } from "./layers.ts";
+import { makeNorm, type Norm } from "./layers.ts";
 import { MLP } from "./mlp.ts";
 import { Module } from "./module.ts";
 
@@ -22,8 +22,18 @@ export interface BlockOptions {
   hidden: number;
   /** Dropout probability after attention and after the MLP. */
   dropout: number;
-  /** Layernorm epsilon. */
+  /** Normalisation epsilon. */
   eps: number;
+  /** "layernorm" or "rmsnorm". @default "layernorm" */
+  normalization?: "layernorm" | "rmsnorm";
+  /** "gelu" or "swiglu". @default "gelu" */
+  activation?: "gelu" | "swiglu";
+  /** Key/value heads (grouped-query attention). @default nHead */
+  nKvHead?: number;
+  /** Biases in the Linears. @default true */
+  bias?: boolean;
+  /** Rotary frequencies (headDim/2, f32) when positions are rotary; absent: none. */
+  rope?: Tensor | null;
   /** Init standard deviation of the projections into the residual stream. */
   projStd: number;
   /** Where the parameters live. */
@@ -34,12 +44,12 @@ export interface BlockOptions {
 
 /** x + drop(attn(ln1(x))), then + drop(mlp(ln2(x))). */
 export class Block extends Module {
-  /** Layernorm before attention. */
-  readonly ln1: LayerNorm;
+  /** Normalisation before attention. */
+  readonly ln1: Norm;
   /** Causal self-attention. */
   readonly attn: CausalSelfAttention;
-  /** Layernorm before the MLP. */
-  readonly ln2: LayerNorm;
+  /** Normalisation before the MLP. */
+  readonly ln2: Norm;
   /** The feed-forward network. */
   readonly mlp: MLP;
   /** Dropout probability on both residual branches. */
@@ -48,15 +58,11 @@ export class Block extends Module {
   constructor(o: BlockOptions) {
     super();
     this.dropout = o.dropout;
-    this.ln1 = this.child(
-      "ln1",
-      new LayerNorm(o.width, { eps: o.eps, device: o.device, dtype: o.dtype }),
-    );
+    const norm = o.normalization ?? "layernorm";
+    const n = { eps: o.eps, device: o.device, dtype: o.dtype };
+    this.ln1 = this.child("ln1", makeNorm(norm, o.width, n));
     this.attn = this.child("attn", new CausalSelfAttention(o.width, o.nHead, o));
-    this.ln2 = this.child(
-      "ln2",
-      new LayerNorm(o.width, { eps: o.eps, device: o.device, dtype: o.dtype }),
-    );
+    this.ln2 = this.child("ln2", makeNorm(norm, o.width, n));
     this.mlp = this.child("mlp", new MLP(o.width, o.hidden, o));
   }
   /**

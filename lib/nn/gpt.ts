@@ -1,18 +1,29 @@
 /**
- * defines: GPTConfig, GPT_PRESETS, GPT — the GPT-2 architecture: learned positions,
- * pre-LN blocks, a final LN, and an output layer tied to the token embedding.
+ * defines: GPTConfig, GPT_PRESETS, GPT — one decoder-only transformer, configurable like
+ * Megatron's transformer config: GPT-2 (learned positions, LayerNorm, GELU MLP, biases,
+ * output layer tied to the token embedding) is its default, and Llama-family models
+ * (RMSNorm, rotary positions with optional Llama 3 scaling, SwiGLU, grouped-query
+ * attention, no biases, an untied output layer) are presets of the same class.
+ *
+ * Parameter names are the same for every variant where the tensor exists: `emb.wte`,
+ * `emb.wpe` (learned positions only), `h.N.ln1.weight`, `h.N.ln1.bias` (LayerNorm only),
+ * `h.N.attn.qkv.weight` ((nHead + 2·nKvHead)·headDim rows: queries, keys, values),
+ * `h.N.attn.proj.weight`, `h.N.mlp.fc.weight` (SwiGLU: 2·ffnHidden rows, gate then up),
+ * `h.N.mlp.proj.weight`, `lnf.weight`, and `head.weight` when the output layer is untied;
+ * `.bias` beside each Linear's weight when biases are on.
  *
  * @module
  */
 import { type Device, device as getDevice } from "../device.ts";
-import { DenotronError } from "../errors.ts";
+import { DenotronError, fmtValue } from "../errors.ts";
 import { crossEntropy } from "../ops/crossentropy.ts";
 import { dropout } from "../ops/elementwise.ts";
 import { linear } from "../ops/matmul.ts";
+import { type RopeScaling, ropeInvFreq } from "../ops/rope.ts";
 import { Generator } from "../random.ts";
-import type { DType, Tensor } from "../tensor.ts";
+import { type DType, Tensor } from "../tensor.ts";
 import { Block } from "./block.ts";
-import { Embedding, LayerNorm } from "./layers.ts";
+import { Embedding, Linear, makeNorm, type Norm } from "./layers.ts";
 import { FlatParameters, Module } from "./module.ts";
 import { checkpoint, recomputeGroups, type RecomputeOptions } from "./recompute.ts";
 
@@ -30,10 +41,33 @@ export interface GPTConfig {
   nEmbd: number;
   /** Dropout probability on embeddings and residual branches. @default 0 */
   dropout?: number;
-  /** Layernorm epsilon. @default 1e-5 */
+  /** Layernorm (or RMSNorm) epsilon. @default 1e-5 */
   layerNormEps?: number;
-  /** MLP hidden width. @default 4 · nEmbd */
+  /** MLP hidden width (SwiGLU: the width of each of gate and up). @default 4 · nEmbd */
   ffnHidden?: number;
+  /** "layernorm" (GPT-2) or "rmsnorm" (Llama: no mean, no bias). @default "layernorm" */
+  normalization?: "layernorm" | "rmsnorm";
+  /**
+   * "learned" absolute positions (GPT-2's wpe table) or "rope" (rotary, applied to the
+   * queries and keys; no position table). @default "learned"
+   */
+  positionEmbedding?: "learned" | "rope";
+  /** RoPE's base θ (10000 for Llama 2, 500000 for Llama 3). @default 10000 */
+  ropeTheta?: number;
+  /** Llama 3's frequency scaling of RoPE; null: none. @default null */
+  ropeScaling?: RopeScaling | null;
+  /** "gelu" (GPT-2's tanh approximation) or "swiglu" (silu(gate) · up). @default "gelu" */
+  activation?: "gelu" | "swiglu";
+  /**
+   * Key/value heads (Megatron's num-query-groups): nHead for multi-head attention, fewer
+   * for grouped-query attention, 1 for multi-query attention; must divide nHead.
+   * @default nHead
+   */
+  nKvHead?: number;
+  /** Biases in every Linear (qkv, proj, fc). @default true */
+  bias?: boolean;
+  /** The output layer is the token embedding (GPT-2), or a separate `head`. @default true */
+  tieEmbeddings?: boolean;
   /**
    * The token table and the logits get vocabSize rounded up to a multiple of this
    * (Megatron's --make-vocab-size-divisible-by, llm.c's padded vocabulary): GPT-2's
@@ -50,13 +84,82 @@ export function paddedVocabSize(c: Pick<GPTConfig, "vocabSize" | "vocabMultiple"
   return Math.ceil(c.vocabSize / m) * m;
 }
 
-/** GPT-2's published sizes and a tiny model for tests and laptops. */
+/** The fields that make a GPT-2 config a Llama-style one. */
+export const LLAMA_ARCHITECTURE = {
+  normalization: "rmsnorm",
+  positionEmbedding: "rope",
+  activation: "swiglu",
+  bias: false,
+  layerNormEps: 1e-5,
+} as const satisfies Partial<GPTConfig>;
+
+/**
+ * GPT-2's published sizes, Llama-family shapes (SmolLM2-135M, TinyLlama-1.1B,
+ * Llama-3.2-1B, as in their Hugging Face config.json files), and tiny models for tests
+ * and laptops.
+ */
 export const GPT_PRESETS: Record<string, GPTConfig> = {
   "gpt2": { vocabSize: 50257, blockSize: 1024, nLayer: 12, nHead: 12, nEmbd: 768 },
   "gpt2-medium": { vocabSize: 50257, blockSize: 1024, nLayer: 24, nHead: 16, nEmbd: 1024 },
   "gpt2-large": { vocabSize: 50257, blockSize: 1024, nLayer: 36, nHead: 20, nEmbd: 1280 },
   "gpt2-xl": { vocabSize: 50257, blockSize: 1024, nLayer: 48, nHead: 25, nEmbd: 1600 },
   "tiny": { vocabSize: 257, blockSize: 64, nLayer: 2, nHead: 2, nEmbd: 32 },
+  // The default run's size (4 layers, 128 wide) with Llama's choices: SwiGLU's 2/3 · 4C,
+  // rounded to a multiple of 8, keeps the MLP's parameters close to GPT-2's 4C.
+  "llama-tiny": {
+    ...LLAMA_ARCHITECTURE,
+    vocabSize: 257,
+    blockSize: 64,
+    nLayer: 4,
+    nHead: 4,
+    nKvHead: 2,
+    nEmbd: 128,
+    ffnHidden: 344,
+    tieEmbeddings: false,
+  },
+  "smollm2-135m": {
+    ...LLAMA_ARCHITECTURE,
+    vocabSize: 49152,
+    blockSize: 8192,
+    nLayer: 30,
+    nHead: 9,
+    nKvHead: 3,
+    nEmbd: 576,
+    ffnHidden: 1536,
+    ropeTheta: 100000,
+    tieEmbeddings: true,
+  },
+  "tinyllama-1.1b": {
+    ...LLAMA_ARCHITECTURE,
+    vocabSize: 32000,
+    blockSize: 2048,
+    nLayer: 22,
+    nHead: 32,
+    nKvHead: 4,
+    nEmbd: 2048,
+    ffnHidden: 5632,
+    ropeTheta: 10000,
+    tieEmbeddings: false,
+  },
+  "llama-3.2-1b": {
+    ...LLAMA_ARCHITECTURE,
+    vocabSize: 128256,
+    blockSize: 131072,
+    nLayer: 16,
+    nHead: 32,
+    nKvHead: 8,
+    nEmbd: 2048,
+    ffnHidden: 8192,
+    ropeTheta: 500000,
+    ropeScaling: {
+      ropeType: "llama3",
+      factor: 32,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    },
+    tieEmbeddings: true,
+  },
 };
 
 /**
@@ -86,7 +189,7 @@ export const GPT_CONFIG_LIMITS = {
 export function boundedPositiveInt(v: unknown, key: string, max: number, where: string): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
     throw new DenotronError(
-      `${where}: ${key} must be a positive integer, got ${JSON.stringify(v)}`,
+      `${where}: ${key} must be a positive integer, got ${fmtValue(v)}`,
     );
   }
   if (v > max) {
@@ -107,7 +210,7 @@ export function layerNormEpsilon(v: unknown, key: string, where: string): number
   if (typeof v !== "number" || !(Math.fround(v) > 0 && v <= 1)) {
     throw new DenotronError(
       `${where}: ${key} must be a number in (0, 1] that float32 holds as positive, got ${
-        JSON.stringify(v)
+        fmtValue(v)
       }`,
     );
   }
@@ -120,6 +223,44 @@ export function validateGPTConfig(c: GPTConfig): void {
   for (const k of ints) boundedPositiveInt(c[k], k, GPT_CONFIG_LIMITS[k], "GPT config");
   if (c.nEmbd % c.nHead !== 0) {
     throw new DenotronError(`GPT config: nHead ${c.nHead} does not divide nEmbd ${c.nEmbd}`);
+  }
+  const kv = c.nKvHead ?? c.nHead;
+  boundedPositiveInt(kv, "nKvHead", GPT_CONFIG_LIMITS.nHead, "GPT config");
+  if (c.nHead % kv !== 0) {
+    throw new DenotronError(
+      `GPT config: nKvHead ${kv} must divide nHead ${c.nHead} (query heads share each ` +
+        `key/value head in groups of nHead / nKvHead)`,
+    );
+  }
+  const choice = (key: keyof GPTConfig, options: readonly unknown[]) => {
+    const v = c[key];
+    if (v !== undefined && !options.includes(v)) {
+      throw new DenotronError(
+        `GPT config: ${key} must be one of ${options.map((o) => JSON.stringify(o)).join(", ")}, got ${
+          JSON.stringify(v)
+        }`,
+      );
+    }
+  };
+  choice("normalization", ["layernorm", "rmsnorm"]);
+  choice("positionEmbedding", ["learned", "rope"]);
+  choice("activation", ["gelu", "swiglu"]);
+  choice("bias", [true, false]);
+  choice("tieEmbeddings", [true, false]);
+  if (c.positionEmbedding === "rope") {
+    if ((c.nEmbd / c.nHead) % 2 !== 0) {
+      throw new DenotronError(
+        `GPT config: rotary positions need an even head size, nEmbd / nHead is ${c.nEmbd / c.nHead}`,
+      );
+    }
+    const theta = c.ropeTheta ?? 10000;
+    if (typeof theta !== "number" || !(theta > 1 && theta < 1e12)) {
+      throw new DenotronError(`GPT config: ropeTheta must be a number in (1, 1e12), got ${theta}`);
+    }
+    // the scaling's own fields are checked where the frequencies are made
+    if (c.ropeScaling) ropeInvFreq(c.nEmbd / c.nHead, theta, c.ropeScaling);
+  } else if (c.ropeScaling) {
+    throw new DenotronError(`GPT config: ropeScaling needs positionEmbedding "rope"`);
   }
   const p = c.dropout ?? 0;
   if (typeof p !== "number" || !(p >= 0 && p < 1)) {
@@ -136,7 +277,29 @@ export function validateGPTConfig(c: GPTConfig): void {
 /** `c` validated (validateGPTConfig), with every optional field's default filled in. */
 export function gptConfigWithDefaults(c: GPTConfig): Required<GPTConfig> {
   validateGPTConfig(c);
-  return { dropout: 0, layerNormEps: 1e-5, ffnHidden: 4 * c.nEmbd, vocabMultiple: 1, ...c };
+  const defaults: Required<GPTConfig> = {
+    ...c,
+    dropout: 0,
+    layerNormEps: 1e-5,
+    ffnHidden: 4 * c.nEmbd,
+    vocabMultiple: 1,
+    normalization: "layernorm",
+    positionEmbedding: "learned",
+    ropeTheta: 10000,
+    ropeScaling: null,
+    activation: "gelu",
+    nKvHead: c.nHead,
+    bias: true,
+    tieEmbeddings: true,
+  };
+  const given = Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined));
+  return { ...defaults, ...given };
+}
+
+/** Whether `c` is GPT-2's architecture (every Llama-family switch at its default). */
+export function isGpt2Architecture(c: Required<GPTConfig>): boolean {
+  return c.normalization === "layernorm" && c.positionEmbedding === "learned" &&
+    c.activation === "gelu" && c.nKvHead === c.nHead && c.bias && c.tieEmbeddings;
 }
 
 /**
@@ -200,8 +363,12 @@ export class GPT extends Module {
   readonly emb: Embedding;
   /** The transformer blocks, `h.0` first. */
   readonly blocks: Block[];
-  /** The final layernorm. */
-  readonly lnf: LayerNorm;
+  /** The final normalisation. */
+  readonly lnf: Norm;
+  /** The output layer when untied ((Vp, C), no bias); null: the token embedding is it. */
+  readonly head: Linear | null;
+  /** Rotary frequencies (headDim/2, f32) shared by every block; null: learned positions. */
+  readonly ropeFreq: Tensor | null;
   /** The flat parameter and gradient buffers. */
   readonly params: FlatParameters;
   /** The dropout stream. */
@@ -232,14 +399,20 @@ export class GPT extends Module {
     // GPT-2 scales the init of the projections that feed the residual stream by
     // 1/sqrt(2·layers), so the stream's variance does not grow with depth.
     const projStd = 0.02 / Math.sqrt(2 * c.nLayer);
+    const rotary = c.positionEmbedding === "rope";
     this.emb = this.child(
       "emb",
-      new Embedding(c.vocabSize, c.blockSize, c.nEmbd, {
+      new Embedding(c.vocabSize, rotary ? 0 : c.blockSize, c.nEmbd, {
         device,
         dtype,
         rows: paddedVocabSize(c),
       }),
     );
+    this.ropeFreq = rotary
+      ? Tensor.fromArray(ropeInvFreq(c.nEmbd / c.nHead, c.ropeTheta, c.ropeScaling ?? undefined), [
+        c.nEmbd / (2 * c.nHead),
+      ], { device })
+      : null;
     this.blocks = [];
     for (let i = 0; i < c.nLayer; i++) {
       this.blocks.push(this.child(
@@ -253,10 +426,20 @@ export class GPT extends Module {
           projStd,
           device,
           dtype,
+          normalization: c.normalization,
+          activation: c.activation,
+          nKvHead: c.nKvHead,
+          bias: c.bias,
+          rope: this.ropeFreq,
         }),
       ));
     }
-    this.lnf = this.child("lnf", new LayerNorm(c.nEmbd, { eps: c.layerNormEps, device, dtype }));
+    const norm = { eps: c.layerNormEps, device, dtype };
+    this.lnf = this.child("lnf", makeNorm(c.normalization, c.nEmbd, norm));
+    this.head = c.tieEmbeddings ? null : this.child(
+      "head",
+      new Linear(c.nEmbd, paddedVocabSize(c), { bias: false, device, dtype }),
+    );
     this.params = new FlatParameters(this, device, seed);
     this.rng = new Generator(seed);
   }
@@ -304,7 +487,12 @@ export class GPT extends Module {
       }
     }
     x = this.lnf.forward(x);
-    return linear(x, this.emb.wte, null); // tied output layer: (B,T,Vp)
+    return linear(x, this.outputWeight, null); // (B,T,Vp)
+  }
+
+  /** The output layer's weight (Vp, C): the token embedding when tied. */
+  get outputWeight(): Tensor {
+    return this.head?.weight ?? this.emb.wte;
   }
 
   /**
@@ -324,6 +512,7 @@ export class GPT extends Module {
   /** Frees the parameter buffers. Safe to call twice. */
   dispose(): void {
     if (!this.params.data.disposed) this.params.dispose();
+    if (this.ropeFreq && !this.ropeFreq.disposed) this.ropeFreq.dispose();
   }
 
   /** Frees the parameters (for `using`). */
@@ -336,9 +525,20 @@ export class GPT extends Module {
     const c = this.config;
     const padded = paddedVocabSize(c);
     const vocab = padded === c.vocabSize ? `${c.vocabSize}` : `${c.vocabSize} (padded ${padded})`;
+    const llama = isGpt2Architecture(c) ? "" : `${describeArchitecture(c)}, `;
     return `GPT(layers=${c.nLayer}, heads=${c.nHead}, width=${c.nEmbd}, vocab=${vocab}, ` +
-      `positions=${c.blockSize}, ${
+      `positions=${c.blockSize}, ${llama}${
         this.numParameters().toLocaleString("en-US")
       } parameters, on ${this.device.name})`;
   }
+}
+
+/** The non-GPT-2 choices of a config, for one-line descriptions. */
+function describeArchitecture(c: Required<GPTConfig>): string {
+  const parts = [c.normalization, c.positionEmbedding === "rope" ? "rope" : "learned positions"];
+  parts.push(c.activation);
+  if (c.nKvHead !== c.nHead) parts.push(`kv heads=${c.nKvHead}`);
+  if (!c.bias) parts.push("no biases");
+  if (!c.tieEmbeddings) parts.push("untied head");
+  return parts.join(" ");
 }

@@ -1,11 +1,13 @@
 /**
- * defines: Linear, LayerNorm, Embedding — the building blocks with parameters.
+ * defines: Linear, LayerNorm, RMSNorm, Norm, makeNorm, Embedding — the building blocks
+ * with parameters.
  *
  * @module
  */
 import type { Device } from "../device.ts";
 import { embedding } from "../ops/embedding.ts";
 import { layernorm } from "../ops/layernorm.ts";
+import { rmsnorm } from "../ops/rmsnorm.ts";
 import { linear } from "../ops/matmul.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { type Init, Module } from "./module.ts";
@@ -56,16 +58,54 @@ export class LayerNorm extends Module {
   }
 }
 
-/** GPT's input: token embedding plus learned position embedding. */
+/** Root-mean-square normalisation over the last dimension, with a gain and no bias (Llama). */
+export class RMSNorm extends Module {
+  /** Gain (n), initialised to ones. */
+  readonly weight: Tensor;
+  /** Added to the mean square. */
+  readonly eps: number;
+  /** Creates the gain of width n. */
+  constructor(n: number, opts: { eps?: number; device: Device; dtype?: DType }) {
+    super();
+    this.weight = this.param("weight", [n], { kind: "ones" }, opts.device, opts.dtype);
+    this.eps = opts.eps ?? 1e-5;
+  }
+  /** (..., n) → (..., n) */
+  forward(x: Tensor): Tensor {
+    return rmsnorm(x, this.weight, this.eps);
+  }
+}
+
+/** A normalisation layer of either kind. */
+export type Norm = LayerNorm | RMSNorm;
+
+/**
+ * The normalisation a model's config asks for.
+ *
+ * @param kind "layernorm" or "rmsnorm"
+ * @param n the width
+ * @param opts epsilon, device and dtype
+ * @returns the layer
+ */
+export function makeNorm(
+  kind: "layernorm" | "rmsnorm",
+  n: number,
+  opts: { eps?: number; device: Device; dtype?: DType },
+): Norm {
+  return kind === "rmsnorm" ? new RMSNorm(n, opts) : new LayerNorm(n, opts);
+}
+
+/** GPT's input: token embedding plus, with learned positions, a position embedding. */
 export class Embedding extends Module {
   /** (rows, C), rows >= V (vocabulary padding: zero rows); tied to the output layer in GPT. */
   readonly wte: Tensor;
-  /** (maxT, C) */
-  readonly wpe: Tensor;
+  /** (maxT, C); null without learned positions (maxPositions 0: rotary positions). */
+  readonly wpe: Tensor | null;
   /** V: the tokens that exist; wte rows past it are padding. */
   readonly vocabSize: number;
   /**
-   * Creates both embedding tables (normal init; padding rows zero).
+   * Creates both embedding tables (normal init; padding rows zero); with maxPositions 0,
+   * the token table only.
    *
    * @param opts rows: wte rows, vocabSize rounded up for aligned GEMMs @default vocabSize
    */
@@ -84,13 +124,15 @@ export class Embedding extends Module {
       opts.device,
       opts.dtype,
     );
-    this.wpe = this.param(
-      "wpe",
-      [maxPositions, width],
-      { kind: "normal", std: opts.std ?? 0.02 },
-      opts.device,
-      opts.dtype,
-    );
+    this.wpe = maxPositions > 0
+      ? this.param(
+        "wpe",
+        [maxPositions, width],
+        { kind: "normal", std: opts.std ?? 0.02 },
+        opts.device,
+        opts.dtype,
+      )
+      : null;
   }
   /** int32 (B,T) → (B,T,C) */
   forward(tokens: Tensor): Tensor {

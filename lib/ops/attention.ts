@@ -1,5 +1,7 @@
 /**
- * defines: attention — causal multi-head self-attention as one fused op per direction.
+ * defines: attention, qkvHeads — causal self-attention with grouped key/value heads (GQA)
+ * as one fused op per direction; multi-head (nKvHead = nHead) and multi-query
+ * (nKvHead = 1) attention are its two ends.
  *
  * @module
  */
@@ -8,37 +10,82 @@ import { DenotronError, fmtShape } from "../errors.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
 import { big, expectRank, expectTensor } from "./check.ts";
 
+/** The sizes of a packed qkv projection (B,T,(nHead+2·nKvHead)·headSize). */
+export interface QkvHeads {
+  B: number;
+  T: number;
+  /** Query heads. */
+  nHead: number;
+  /** Key/value heads; divides nHead. */
+  nKvHead: number;
+  /** Size of every head. */
+  headSize: number;
+}
+
 /**
- * softmax(q kᵀ/√hs + causal mask) v for each head. Only the log-sum-exp of each score
+ * Checks that `qkv` (B,T,(nHead+2·nKvHead)·headSize) packs nHead query heads, then nKvHead
+ * key heads, then nKvHead value heads per token, and returns the sizes.
+ *
+ * @param op the op named in errors
+ * @param qkv the packed projection
+ * @param nHead query heads
+ * @param nKvHead key/value heads; must divide nHead
+ * @returns B, T, the head counts and the head size
+ */
+export function qkvHeads(op: string, qkv: Tensor, nHead: number, nKvHead: number): QkvHeads {
+  for (const [name, v] of [["nHead", nHead], ["nKvHead", nKvHead]] as const) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new DenotronError(`${op}: ${name} must be a positive integer, got ${v}`);
+    }
+  }
+  if (nHead % nKvHead !== 0) {
+    throw new DenotronError(
+      `${op}: nHead ${nHead} is not a multiple of nKvHead ${nKvHead}; each key/value head ` +
+        `must serve the same number of query heads`,
+    );
+  }
+  expectRank(op, "qkv", qkv, 3);
+  const [B, T, W] = qkv.shape, heads = nHead + 2 * nKvHead;
+  if (W % heads !== 0 || W < heads) {
+    throw new DenotronError(
+      `${op}: qkv ${fmtShape(qkv.shape)} must have a last dimension of ` +
+        `(nHead + 2·nKvHead)·headSize = ${heads}·headSize (nHead ${nHead}, nKvHead ${nKvHead})`,
+    );
+  }
+  return { B, T, nHead, nKvHead, headSize: W / heads };
+}
+
+/**
+ * softmax(q kᵀ/√hs + causal mask) v for each query head; query head h uses key/value head
+ * h / (nHead/nKvHead), read in place (no repeated copy). Only the log-sum-exp of each score
  * row (B,nHead,T) is kept for backward, which recomputes the probabilities.
  *
- * @param qkv (B,T,3C): q, k and v side by side, each (B,T,nHead,hs)
- * @param nHead number of heads; must divide C
- * @returns (B,T,C)
+ * @example
+ * ```ts
+ * import { attention } from "./attention.ts";
+ * import { Tensor } from "../tensor.ts";
+ * // 4 query heads sharing 2 key/value heads of size 8: width (4 + 2·2)·8 = 64
+ * using qkv = Tensor.zeros([1, 5, 64]);
+ * using y = attention(qkv, 4, 2);
+ * console.log(y.shape); // [1, 5, 32]
+ * ```
+ *
+ * @param qkv (B,T,(nHead+2·nKvHead)·hs): per token nHead query heads, then nKvHead key
+ *   heads, then nKvHead value heads (GPT-2's (B,T,3C) when nKvHead = nHead)
+ * @param nHead query heads
+ * @param nKvHead key/value heads; must divide nHead @default nHead
+ * @returns (B,T,nHead·hs)
  */
-export function attention(qkv: Tensor, nHead: number): Tensor {
+export function attention(qkv: Tensor, nHead: number, nKvHead: number = nHead): Tensor {
   const op = "attention";
   expectTensor(op, "qkv", qkv, ["f32", "bf16", "f16"]);
-  expectRank(op, "qkv", qkv, 3);
-  const [B, T, C3] = qkv.shape;
-  if (C3 % 3 !== 0) {
-    throw new DenotronError(`${op}: qkv ${fmtShape(qkv.shape)} must have a last dimension of 3·C`);
-  }
-  const C = C3 / 3;
-  if (!Number.isInteger(nHead) || nHead < 1 || C % nHead !== 0) {
-    throw new DenotronError(`${op}: nHead ${nHead} does not divide the width C = ${C}`);
-  }
-  const out = Tensor.empty([B, T, C], { dtype: qkv.dtype, device: qkv.device });
+  const { B, T, headSize } = qkvHeads(op, qkv, nHead, nKvHead);
+  const sizes = big(B, T, nHead, nKvHead, headSize);
+  const out = Tensor.empty([B, T, nHead * headSize], { dtype: qkv.dtype, device: qkv.device });
   const lse = Tensor.empty([B, nHead, T], { device: qkv.device });
   const lib = qkv.device.lib;
   lib.check(
-    lib.sym.dn_attention_forward(
-      DTYPE_CODE[qkv.dtype],
-      out.ptr,
-      lse.ptr,
-      qkv.ptr,
-      ...big(B, T, C, nHead),
-    ),
+    lib.sym.dn_attention_forward(DTYPE_CODE[qkv.dtype], out.ptr, lse.ptr, qkv.ptr, ...sizes),
     op,
   );
   const result = record(out, {
@@ -53,7 +100,7 @@ export function attention(qkv: Tensor, nHead: number): Tensor {
           qkv.ptr,
           out.ptr,
           lse.ptr,
-          ...big(B, T, C, nHead),
+          ...sizes,
         ),
         `${op} backward`,
       );

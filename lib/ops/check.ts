@@ -37,6 +37,17 @@ export function expectRank(op: string, arg: string, t: Tensor, ndim: number): vo
   }
 }
 
+/** Throws unless `t` has at least one dimension and at least one element. */
+export function expectNonEmpty(op: string, arg: string, t: Tensor): void {
+  if (t.ndim === 0 || t.numel === 0) {
+    throw new DenotronError(
+      `${op}: ${arg} must have at least one dimension and one element, got shape ${
+        fmtShape(t.shape)
+      }`,
+    );
+  }
+}
+
 /** Throws unless every tensor lives on the same device and has the same float dtype. */
 export function expectSameDeviceAndDtype(
   op: string,

@@ -20,7 +20,7 @@ import {
  *
  * @param tokens int32 (B,T), each in [0, V)
  * @param wte (rows,C) token embedding, rows >= V
- * @param wpe (maxT,C) position embedding, maxT >= T
+ * @param wpe (maxT,C) position embedding, maxT >= T; null: none (rotary positions)
  * @param vocabSize V, the tokens that exist; rows past it are vocabulary padding, which no
  *   token may select @default the rows of wte
  * @returns (B,T,C)
@@ -28,18 +28,20 @@ import {
 export function embedding(
   tokens: Tensor,
   wte: Tensor,
-  wpe: Tensor,
+  wpe: Tensor | null,
   vocabSize: number = wte.shape[0],
 ): Tensor {
   const op = "embedding";
   expectTensor(op, "tokens", tokens, ["i32"]);
   expectTensor(op, "wte", wte, ["f32", "bf16", "f16"]);
-  expectTensor(op, "wpe", wpe, ["f32", "bf16", "f16"]);
-  expectSameDeviceAndDtype(op, { wte, wpe });
+  if (wpe) {
+    expectTensor(op, "wpe", wpe, ["f32", "bf16", "f16"]);
+    expectSameDeviceAndDtype(op, { wte, wpe });
+    expectRank(op, "wpe", wpe, 2);
+  }
   expectDevice(op, "tokens", tokens, wte);
   expectRank(op, "tokens", tokens, 2);
   expectRank(op, "wte", wte, 2);
-  expectRank(op, "wpe", wpe, 2);
   const [B, T] = tokens.shape;
   const [rows, C] = wte.shape;
   const V = vocabSize;
@@ -50,12 +52,12 @@ export function embedding(
       })`,
     );
   }
-  if (wpe.shape[1] !== C) {
+  if (wpe && wpe.shape[1] !== C) {
     throw new DenotronError(
       `${op}: wpe ${fmtShape(wpe.shape)} and wte ${fmtShape(wte.shape)} differ in width`,
     );
   }
-  if (T > wpe.shape[0]) {
+  if (wpe && T > wpe.shape[0]) {
     throw new DenotronError(
       `${op}: sequence length ${T} exceeds the ${wpe.shape[0]} positions of wpe`,
     );
@@ -68,17 +70,17 @@ export function embedding(
       out.ptr,
       tokens.ptr,
       wte.ptr,
-      wpe.ptr,
+      wpe ? wpe.ptr : null,
       ...big(B, T, C, V),
     ),
     op,
   );
   return record(out, {
     name: op,
-    inputs: [wte, wpe],
+    inputs: wpe ? [wte, wpe] : [wte],
     backward(g) {
       const dwte = needsGrad(wte) ? gradOf(wte) : null;
-      const dwpe = needsGrad(wpe) ? gradOf(wpe) : null;
+      const dwpe = wpe && needsGrad(wpe) ? gradOf(wpe) : null;
       const run = (a: Tensor | null, b: Tensor | null) =>
         lib.check(
           lib.sym.dn_embedding_backward(

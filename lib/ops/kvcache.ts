@@ -1,37 +1,41 @@
 /**
  * defines: kvAppend, attentionDecode — the two kernels of cached (incremental) decoding.
- * Inference only: neither records a gradient.
+ * Inference only: neither records a gradient. The caches hold the key/value heads only,
+ * (B,maxT,nKvHead·hs), so a grouped-query model's cache is nHead/nKvHead times smaller.
  *
  * @module
  */
 import { DenotronError, fmtShape } from "../errors.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import { qkvHeads } from "./attention.ts";
 import { big, expectRank, expectSameDeviceAndDtype, expectTensor } from "./check.ts";
 
 const FLOAT = ["f32", "bf16", "f16"] as const;
 
-/** Checks qkv (B,Tn,3C) against caches (B,maxT,C) and returns the sizes. */
+/** Checks qkv (B,Tn,(nHead+2·nKvHead)·hs) against caches (B,maxT,nKvHead·hs). */
 function cacheSizes(
   op: string,
   qkv: Tensor,
   kCache: Tensor,
   vCache: Tensor,
+  nHead: number,
+  nKvHead: number,
   pos: number,
-): { B: number; Tn: number; C: number; maxT: number } {
+): { B: number; Tn: number; headSize: number; maxT: number } {
   expectTensor(op, "qkv", qkv, FLOAT);
   expectTensor(op, "kCache", kCache, FLOAT);
   expectTensor(op, "vCache", vCache, FLOAT);
   expectSameDeviceAndDtype(op, { qkv, kCache, vCache });
-  expectRank(op, "qkv", qkv, 3);
+  const { B, T: Tn, headSize } = qkvHeads(op, qkv, nHead, nKvHead);
   expectRank(op, "kCache", kCache, 3);
   expectRank(op, "vCache", vCache, 3);
-  const [B, Tn, C3] = qkv.shape;
-  const [cb, maxT, C] = kCache.shape;
-  if (C3 !== 3 * C || cb !== B) {
+  const [cb, maxT, cw] = kCache.shape;
+  if (cb !== B || cw !== nKvHead * headSize) {
     throw new DenotronError(
-      `${op}: qkv ${fmtShape(qkv.shape)} does not fit a cache ${
-        fmtShape(kCache.shape)
-      } (expected [${cb}, Tn, ${3 * C}])`,
+      `${op}: kCache ${fmtShape(kCache.shape)} does not fit qkv ${fmtShape(qkv.shape)} ` +
+        `(nKvHead ${nKvHead} heads of size ${headSize}): expected [${B}, maxT, ${
+          nKvHead * headSize
+        }]`,
     );
   }
   if (vCache.shape.some((d, i) => d !== kCache.shape[i])) {
@@ -44,20 +48,30 @@ function cacheSizes(
       `${op}: positions [${pos}, ${pos + Tn}) do not fit in a cache of ${maxT} positions`,
     );
   }
-  return { B, Tn, C, maxT };
+  return { B, Tn, headSize, maxT };
 }
 
 /**
  * Writes the keys and values of Tn new positions into the caches, in place.
  *
- * @param kCache (B,maxT,C) keys of every position so far
- * @param vCache (B,maxT,C) values
- * @param qkv (B,Tn,3C) the new positions' q | k | v, as the qkv projection makes them
+ * @param kCache (B,maxT,nKvHead·hs) keys of every position so far
+ * @param vCache (B,maxT,nKvHead·hs) values
+ * @param qkv (B,Tn,(nHead+2·nKvHead)·hs) the new positions' q | k | v, as the qkv
+ *   projection makes them
+ * @param nHead query heads
  * @param pos where the new positions start; pos + Tn <= maxT
+ * @param nKvHead key/value heads; must divide nHead @default nHead
  */
-export function kvAppend(kCache: Tensor, vCache: Tensor, qkv: Tensor, pos: number): void {
+export function kvAppend(
+  kCache: Tensor,
+  vCache: Tensor,
+  qkv: Tensor,
+  nHead: number,
+  pos: number,
+  nKvHead: number = nHead,
+): void {
   const op = "kvAppend";
-  const { B, Tn, C, maxT } = cacheSizes(op, qkv, kCache, vCache, pos);
+  const { B, Tn, headSize, maxT } = cacheSizes(op, qkv, kCache, vCache, nHead, nKvHead, pos);
   const lib = qkv.device.lib;
   lib.check(
     lib.sym.dn_kv_append(
@@ -65,7 +79,7 @@ export function kvAppend(kCache: Tensor, vCache: Tensor, qkv: Tensor, pos: numbe
       kCache.ptr,
       vCache.ptr,
       qkv.ptr,
-      ...big(B, Tn, C, maxT, pos),
+      ...big(B, Tn, nHead, nKvHead, headSize, maxT, pos),
     ),
     op,
   );
@@ -73,15 +87,16 @@ export function kvAppend(kCache: Tensor, vCache: Tensor, qkv: Tensor, pos: numbe
 
 /**
  * Causal attention of Tn new queries over the cached keys and values: query i (at
- * position pos + i) sees positions [0, pos + i]. Call {@linkcode kvAppend} for the same
- * positions first.
+ * position pos + i) sees positions [0, pos + i], and query head h reads cache head
+ * h / (nHead/nKvHead). Call {@linkcode kvAppend} for the same positions first.
  *
- * @param qkv (B,Tn,3C); only its q part is read
- * @param kCache (B,maxT,C)
- * @param vCache (B,maxT,C)
- * @param nHead heads; must divide C
+ * @param qkv (B,Tn,(nHead+2·nKvHead)·hs); only its query heads are read
+ * @param kCache (B,maxT,nKvHead·hs)
+ * @param vCache (B,maxT,nKvHead·hs)
+ * @param nHead query heads
  * @param pos position of the first new query
- * @returns (B,Tn,C)
+ * @param nKvHead key/value heads; must divide nHead @default nHead
+ * @returns (B,Tn,nHead·hs)
  */
 export function attentionDecode(
   qkv: Tensor,
@@ -89,13 +104,11 @@ export function attentionDecode(
   vCache: Tensor,
   nHead: number,
   pos: number,
+  nKvHead: number = nHead,
 ): Tensor {
   const op = "attentionDecode";
-  const { B, Tn, C, maxT } = cacheSizes(op, qkv, kCache, vCache, pos);
-  if (!Number.isInteger(nHead) || nHead < 1 || C % nHead !== 0) {
-    throw new DenotronError(`${op}: nHead ${nHead} does not divide the width C = ${C}`);
-  }
-  const out = Tensor.empty([B, Tn, C], { dtype: qkv.dtype, device: qkv.device });
+  const { B, Tn, headSize, maxT } = cacheSizes(op, qkv, kCache, vCache, nHead, nKvHead, pos);
+  const out = Tensor.empty([B, Tn, nHead * headSize], { dtype: qkv.dtype, device: qkv.device });
   const lib = qkv.device.lib;
   try {
     lib.check(
@@ -105,7 +118,7 @@ export function attentionDecode(
         qkv.ptr,
         kCache.ptr,
         vCache.ptr,
-        ...big(B, Tn, C, nHead, maxT, pos),
+        ...big(B, Tn, nHead, nKvHead, headSize, maxT, pos),
       ),
       op,
     );

@@ -10,3 +10,6 @@ export { embedding } from "./embedding.ts";
 export { biasGelu } from "./gelu.ts";
 export { layernorm } from "./layernorm.ts";
 export { linear, linearGelu, matmul, type MatmulOptions } from "./matmul.ts";
+export { rmsnorm } from "./rmsnorm.ts";
+export { rope, ropeInvFreq, type RopeOptions, type RopeScaling } from "./rope.ts";
+export { swiglu } from "./swiglu.ts";

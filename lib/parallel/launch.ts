@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { DenotronError } from "../errors.ts";
 import { parseArgs } from "parse-args";
 
 const ESC = String.fromCharCode(27);
@@ -77,7 +78,7 @@ export function parseLaunchArgs(argv: string[]): LaunchOptions {
     !a.startsWith("-") && (i === 0 || !argv[i - 1].startsWith("--") || argv[i - 1].includes("="))
   );
   if (scriptAt < 0) {
-    throw new Error(
+    throw new DenotronError(
       "usage: deno task launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] script.ts [args...]",
     );
   }
@@ -96,12 +97,12 @@ export function parseLaunchArgs(argv: string[]): LaunchOptions {
     if (v === undefined) return undefined;
     const n = Number(v);
     if (!Number.isInteger(n) || n < min) {
-      throw new Error(`--${name} ${v}: expected an integer >= ${min}`);
+      throw new DenotronError(`--${name} ${v}: expected an integer >= ${min}`);
     }
     return n;
   };
   const nprocPerNode = num("nproc-per-node", values["nproc-per-node"], 1);
-  if (nprocPerNode === undefined) throw new Error("--nproc-per-node is required");
+  if (nprocPerNode === undefined) throw new DenotronError("--nproc-per-node is required");
   return {
     nprocPerNode,
     nnodes: num("nnodes", values.nnodes, 1),
@@ -122,7 +123,7 @@ function storeSecretFor(o: LaunchOptions, nnodes: number): string {
   const given = o.env?.DENOTRON_STORE_SECRET ?? Deno.env.get("DENOTRON_STORE_SECRET");
   if (given) return given;
   if (nnodes > 1) {
-    throw new Error(
+    throw new DenotronError(
       `--nnodes ${nnodes} needs DENOTRON_STORE_SECRET, the same on every node, so that the ` +
         `ranks can prove they belong to one job (e.g. export DENOTRON_STORE_SECRET=$(openssl rand -hex 32))`,
     );
@@ -181,7 +182,7 @@ export async function launch(o: LaunchOptions): Promise<number> {
   const nnodes = o.nnodes ?? 1;
   const nodeRank = o.nodeRank ?? 0;
   if (nodeRank >= nnodes) {
-    throw new Error(`--node-rank ${nodeRank} must be below --nnodes ${nnodes}`);
+    throw new DenotronError(`--node-rank ${nodeRank} must be below --nnodes ${nnodes}`);
   }
   const masterAddr = o.masterAddr ?? "127.0.0.1";
   const masterPort = o.masterPort ?? (nnodes === 1 ? freePort(masterAddr) : 29500);

@@ -23,6 +23,7 @@ import { rampupBatchSizeAt } from "../curriculum/batch_rampup.ts";
 import { seqLenCurriculumFor } from "../curriculum/seqlen.ts";
 import { ConfigError, type KeyDecl, readValue } from "../key_table.ts";
 import { CONFIG_KEYS, DEFAULT_CONFIG, type TrainConfig } from "./config_keys.ts";
+import { GPT_PRESETS, type GPTConfig, gptConfigWithDefaults } from "../nn/gpt.ts";
 
 export { ConfigError };
 export * from "./config_keys.ts";
@@ -89,6 +90,47 @@ function resolveKey(raw: string, where: string, shown = raw): string {
   );
 }
 
+/**
+ * The configuration keys of a model preset (lib/nn/gpt.ts GPT_PRESETS): shape and
+ * architecture; the vocabulary and positions stay the run's.
+ */
+function presetKeys(name: string, where: string): Partial<TrainConfig["model"]> {
+  const p = GPT_PRESETS[name];
+  if (!p) {
+    throw new ConfigError(
+      `${where}modelPreset: no model "${name}"; known: ${Object.keys(GPT_PRESETS).join(", ")} ` +
+        `(--model)`,
+    );
+  }
+  return modelKeysOf(gptConfigWithDefaults(p));
+}
+
+/**
+ * The model section's keys for a decoder's shape and architecture (everything but its
+ * vocabulary, positions and dropout): what `--model` and `--init-from-hf` set.
+ *
+ * @param c the model's config, defaults filled in
+ * @returns config keys and values
+ */
+export function modelKeysOf(c: Required<GPTConfig>): Partial<TrainConfig["model"]> {
+  return {
+    nLayer: c.nLayer,
+    nHead: c.nHead,
+    nEmbd: c.nEmbd,
+    ffnHiddenSize: c.ffnHidden === 4 * c.nEmbd ? null : c.ffnHidden,
+    numQueryGroups: c.nKvHead === c.nHead ? null : c.nKvHead,
+    normalization: c.normalization,
+    normEpsilon: c.layerNormEps,
+    positionEmbeddingType: c.positionEmbedding,
+    rotaryBase: c.ropeTheta,
+    useRopeScaling: c.ropeScaling !== null,
+    ropeScalingFactor: c.ropeScaling?.factor ?? 8,
+    swiglu: c.activation === "swiglu",
+    disableBiasLinear: !c.bias,
+    untieEmbeddingsAndOutputWeights: !c.tieEmbeddings,
+  };
+}
+
 /** The true/false key that `no-KEY` given alone switches off, if `raw` is one. */
 function negatedBool(raw: string, value: unknown): string | null {
   if (value !== true || !/^no[-_A-Z]/.test(raw) || NAMES.has(camel(raw))) return null;
@@ -130,9 +172,20 @@ export function applyOverrides(
   overrides: Record<string, unknown>,
   source: string,
 ): TrainConfig {
-  const out = clone(config);
+  let out = clone(config);
   const where = source ? `${source}: ` : "";
-  for (const [raw, value] of Object.entries(overrides)) {
+  // A preset goes first: the keys given beside it change it.
+  const entries = Object.entries(overrides);
+  const isPreset = ([raw]: [string, unknown]) => NAMES.get(camel(raw)) === "modelPreset";
+  for (const [raw, value] of entries.filter(isPreset)) {
+    const name = readValue("modelPreset", KEYS.get("modelPreset")!.decl, value, where);
+    if (typeof name === "string") {
+      out = applyOverrides(out, presetKeys(name, where) as Record<string, unknown>, "");
+    }
+    setKey(out, "modelPreset", name);
+    void raw;
+  }
+  for (const [raw, value] of entries.filter((e) => !isPreset(e))) {
     // `--no-sequence-parallel` turns a true/false key off (Megatron's spelling).
     const negated = negatedBool(raw, value);
     if (negated) {

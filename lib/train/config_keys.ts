@@ -77,6 +77,101 @@ export const CONFIG_KEYS = {
     },
     /** Dropout probability, in [0, 1). */
     dropout: { kind: "number", default: 0, flag: "--dropout", min: 0, max: 1, exclusiveMax: true },
+    /**
+     * A model of lib/nn/gpt.ts's GPT_PRESETS ("llama-tiny", "smollm2-135m", "gpt2"...): its
+     * shape and architecture keys (not its vocabulary or positions: those follow the
+     * tokenizer and seqLength), set before the other keys given with it; null: none.
+     */
+    modelPreset: {
+      kind: "string",
+      default: null,
+      flag: "--model",
+      nullable: true,
+      optional: true,
+    },
+    /** "layernorm" (GPT-2) or "rmsnorm" (Llama). */
+    normalization: {
+      kind: "string",
+      choices: ["layernorm", "rmsnorm"],
+      default: "layernorm",
+      flag: "--normalization",
+      optional: true,
+    },
+    /** Normalisation epsilon. */
+    normEpsilon: {
+      kind: "number",
+      default: 1e-5,
+      flag: "--norm-epsilon",
+      min: 0,
+      exclusiveMin: true,
+      max: 1,
+      optional: true,
+    },
+    /** "learned" absolute positions (GPT-2) or "rope" (rotary, Llama). */
+    positionEmbeddingType: {
+      kind: "string",
+      choices: ["learned", "rope"],
+      default: "learned",
+      flag: "--position-embedding-type",
+      optional: true,
+    },
+    /** RoPE's base θ. */
+    rotaryBase: {
+      kind: "number",
+      default: 10000,
+      flag: "--rotary-base",
+      min: 1,
+      exclusiveMin: true,
+      max: 1e12,
+      optional: true,
+    },
+    /** Llama 3's RoPE scaling (low/high frequency factors 1 and 4, original length 8192). */
+    useRopeScaling: { kind: "bool", default: false, flag: "--use-rope-scaling", optional: true },
+    /** Llama 3's RoPE scaling factor (8 for Llama 3.1, 32 for Llama 3.2). */
+    ropeScalingFactor: {
+      kind: "number",
+      default: 8,
+      flag: "--rope-scaling-factor",
+      min: 1,
+      max: 1e6,
+      optional: true,
+    },
+    /** A SwiGLU MLP (silu(gate) · up) instead of GELU. */
+    swiglu: { kind: "bool", default: false, flag: "--swiglu", optional: true },
+    /** MLP hidden size (each of gate and up with SwiGLU); null: 4 × hiddenSize. */
+    ffnHiddenSize: {
+      kind: "int",
+      default: null,
+      flag: "--ffn-hidden-size",
+      min: 1,
+      max: 2 ** 20,
+      nullable: true,
+      optional: true,
+    },
+    /** Key/value heads of grouped-query attention; null: one per query head. */
+    numQueryGroups: {
+      kind: "int",
+      default: null,
+      flag: "--num-query-groups",
+      min: 1,
+      max: 1024,
+      nullable: true,
+      optional: true,
+    },
+    /** No biases in the Linears (Llama). */
+    disableBiasLinear: {
+      kind: "bool",
+      default: false,
+      flag: "--disable-bias-linear",
+      optional: true,
+    },
+    /** A separate output layer instead of the token embedding's transpose. */
+    untieEmbeddingsAndOutputWeights: {
+      kind: "bool",
+      default: false,
+      flag: "--untie-embeddings-and-output-weights",
+      optional: true,
+    },
   },
   training: {
     /** Samples per forward-backward pass. */

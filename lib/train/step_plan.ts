@@ -144,6 +144,10 @@ export function gptStepFlops(
       hiddenSize: model.nEmbd,
       numAttentionHeads: model.nHead,
       ffnHiddenSize: model.ffnHidden,
+      numQueryGroups: model.nKvHead,
+      swiglu: model.activation === "swiglu",
+      tiedEmbeddings: model.tieEmbeddings,
+      bias: model.bias,
       vocabSize: model.vocabSize,
       seqLength,
     }, globalBatchSize).model;

@@ -42,7 +42,7 @@ import {
   prepareSaveDirectory,
   readCheckpoint,
 } from "../io/checkpoint.ts";
-import { GPT, type GPTConfig } from "../nn/gpt.ts";
+import { GPT, type GPTConfig, gptConfigWithDefaults, isGpt2Architecture } from "../nn/gpt.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { ParallelGroups } from "../parallel/init.ts";
 import { batchSizeProblem } from "../parallel/parallel_config.ts";
@@ -96,6 +96,7 @@ export function lrScheduleFrom(t: TrainConfig["training"]): LrSchedule {
  */
 export function gptConfigFrom(config: TrainConfig, tokenizer: Tokenizer): GPTConfig {
   const m = config.model;
+  const rope = m.positionEmbeddingType === "rope";
   return {
     vocabSize: m.vocabSize ?? tokenizer.vocabSize,
     blockSize: m.maxPositionEmbeddings ?? m.seqLength,
@@ -104,6 +105,24 @@ export function gptConfigFrom(config: TrainConfig, tokenizer: Tokenizer): GPTCon
     nEmbd: m.nEmbd,
     dropout: m.dropout,
     ...(m.vocabMultiple ? { vocabMultiple: m.vocabMultiple } : {}),
+    ...(m.ffnHiddenSize ? { ffnHidden: m.ffnHiddenSize } : {}),
+    ...(m.numQueryGroups ? { nKvHead: m.numQueryGroups } : {}),
+    layerNormEps: m.normEpsilon ?? 1e-5,
+    normalization: m.normalization ?? "layernorm",
+    positionEmbedding: rope ? "rope" : "learned",
+    ropeTheta: m.rotaryBase ?? 10000,
+    ropeScaling: rope && m.useRopeScaling
+      ? {
+        ropeType: "llama3",
+        factor: m.ropeScalingFactor ?? 8,
+        lowFreqFactor: 1,
+        highFreqFactor: 4,
+        originalMaxPositionEmbeddings: 8192,
+      }
+      : null,
+    activation: m.swiglu ? "swiglu" : "gelu",
+    bias: !m.disableBiasLinear,
+    tieEmbeddings: !m.untieEmbeddingsAndOutputWeights,
   };
 }
 
@@ -305,6 +324,14 @@ export class Trainer {
         );
       }
       const shape = given?.config ?? gptConfigFrom(c, this.tokenizer);
+      if (!isGpt2Architecture(gptConfigWithDefaults(shape))) {
+        throw new ConfigError(
+          `tensorModelParallelSize ${tp} × pipelineModelParallelSize ${pp}: the Llama-family ` +
+            `features (rmsnorm, rope, swiglu, query groups, no biases, an untied output layer) ` +
+            `train in one process or data parallel (with ZeRO-1) so far; tensor and pipeline ` +
+            `parallelism need GPT-2's architecture`,
+        );
+      }
       this.engine = new ModelParallelEngine(shape, groups, {
         seed: t.seed,
         dtype,
@@ -573,6 +600,7 @@ export class Trainer {
         rng: e.rng.state(),
         consumedSamples: this.consumedSamples,
         config: this.config,
+        modelConfig: { ...this.engine.modelConfig },
         ...(scaler ? { lossScaler: scaler.stateDict(), skippedSteps: this.skippedSteps } : {}),
         ...(dataState !== undefined ? { dataState } : {}),
       },
