@@ -150,9 +150,7 @@ function bounds(d: KeyDecl, what: string): { ok: (n: number) => boolean; say: st
 export function readValue(key: string, d: KeyDecl, value: unknown, where: string): KeyValue {
   const fail = (expected: string): never => {
     // cut, so that a megabyte pasted into a value is not echoed back in full
-    const shown = typeof value === "string" && value.length <= 60
-      ? `'${value}'`
-      : fmtValue(value);
+    const shown = typeof value === "string" && value.length <= 60 ? `'${value}'` : fmtValue(value);
     throw new ConfigError(`${where}${key}: expected ${expected}, got ${shown} (${d.flag})`);
   };
   if (value === null || value === "null" || value === "none") {

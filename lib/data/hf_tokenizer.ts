@@ -15,10 +15,10 @@
  * 3. the pre-tokenizer splits a stretch into words (Llama 3: its split regex,
  *    then bytes spelled as GPT-2's byte characters; Llama 2 has none, so a
  *    stretch is one word);
- * 4. the BPE model spells each word with its characters, falls back to
- *    `<0xNN>` byte tokens (or `unk_token`) for characters not in the vocabulary,
- *    and merges by rank ({@link BpeMerges}); with `ignore_merges` a word
- *    that is itself in the vocabulary is taken whole.
+ * 4. the BPE model ({@link HfBpeModel}) spells each word with its
+ *    characters, falls back to `<0xNN>` byte tokens (or `unk_token`) for
+ *    characters not in the vocabulary, and merges by rank; with
+ *    `ignore_merges` a word that is itself in the vocabulary is taken whole.
  *
  * Decoding maps ids back to token strings (special tokens to their text) and
  * runs the file's decoder. The post-processor is not applied: `encode` adds no
@@ -29,7 +29,7 @@
  */
 
 import { DenotronError } from "../errors.ts";
-import { BpeMerges } from "./bpe.ts";
+import { HfBpeModel } from "./hf_bpe.ts";
 import { isObject, JsonFields, type JsonObject } from "./hf_json.ts";
 import {
   type Decoder,
@@ -70,8 +70,6 @@ interface AddedToken {
   normalized: boolean;
 }
 
-const utf8 = new TextEncoder();
-
 /** Words longer than this (in UTF-16 units) are not cached, as in the crate. */
 const MAX_CACHED_WORD = 256;
 
@@ -102,15 +100,9 @@ export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eotId: number;
   readonly bosId?: number;
-  readonly #vocab: Map<string, number>;
+  readonly #model: HfBpeModel;
   /** id -> token string as the decoder sees it. */
   readonly #tokens: (string | undefined)[];
-  readonly #merges: BpeMerges;
-  /** byte -> id of its `<0xNN>` token, -1 when missing; undefined without byte fallback. */
-  readonly #byteIds?: Int32Array;
-  readonly #unkId?: number;
-  readonly #fuseUnk: boolean;
-  readonly #ignoreMerges: boolean;
   readonly #rawAdded?: AddedTokenMatcher;
   readonly #normAdded?: AddedTokenMatcher;
   readonly #normalize?: Normalizer;
@@ -133,64 +125,11 @@ export class HfTokenizer implements Tokenizer {
     const f: JsonFields = new JsonFields(options.file ?? "tokenizer.json");
     this.name = options.name ?? "hf";
     this.#cacheSize = options.cacheSize ?? 200_000;
-    const model = f.object(json, "model", "model");
-    const type = f.optionalString(model, "type", "model.type") ?? "BPE";
-    if (type !== "BPE") {
-      f.fail("model.type", `"${type}" is not supported (only "BPE" models are read)`);
-    }
-    for (const key of ["continuing_subword_prefix", "end_of_word_suffix"]) {
-      const v = f.optionalString(model, key, `model.${key}`);
-      if (v) f.fail(`model.${key}`, `"${v}" is not supported (Llama-family files have none)`);
-    }
-    const dropout = model.dropout;
-    if (dropout !== undefined && dropout !== null && dropout !== 0) {
-      f.fail(
-        "model.dropout",
-        `${JSON.stringify(dropout)} is not supported (dropout is for training)`,
-      );
-    }
-
-    // Vocabulary, with the added tokens over it.
-    const vocabJson = f.object(model, "vocab", "model.vocab");
-    this.#vocab = new Map();
-    let maxId = -1;
-    for (const [token, id] of Object.entries(vocabJson)) {
-      if (!Number.isInteger(id) || (id as number) < 0) {
-        f.fail(`model.vocab[${JSON.stringify(token)}]`, `is not a non-negative integer id`);
-      }
-      this.#vocab.set(token, id as number);
-      maxId = Math.max(maxId, id as number);
-    }
+    this.#model = new HfBpeModel(f, f.object(json, "model", "model"));
     const added = parseAddedTokens(f, json);
-    for (const t of added) maxId = Math.max(maxId, t.id);
-    this.vocabSize = maxId + 1;
+    this.vocabSize = Math.max(this.#model.idSpace, ...added.map((t) => t.id + 1));
     this.#tokens = new Array(this.vocabSize);
-    for (const [token, id] of this.#vocab) this.#tokens[id] = token;
-
-    // Merges.
-    this.#merges = new BpeMerges(this.vocabSize);
-    f.array(model, "merges", "model.merges").forEach((m, i) => {
-      const [a, b] = mergePair(f, m, `model.merges[${i}]`);
-      const ids = [a, b, a + b].map((t) => this.#vocab.get(t));
-      if (ids.some((id) => id === undefined)) {
-        f.fail(`model.merges[${i}]`, `("${a}" "${b}") names a token missing from model.vocab`);
-      }
-      // A repeated pair takes its last rank, as the crate's map does.
-      this.#merges.set(ids[0]!, ids[1]!, ids[2]!, i);
-    });
-    this.#fuseUnk = f.boolean(model, "fuse_unk", "model.fuse_unk", false);
-    this.#ignoreMerges = f.boolean(model, "ignore_merges", "model.ignore_merges", false);
-    const unk = f.optionalString(model, "unk_token", "model.unk_token");
-    if (unk !== undefined) {
-      this.#unkId = this.#vocab.get(unk);
-      if (this.#unkId === undefined) f.fail("model.unk_token", `"${unk}" is not in model.vocab`);
-    }
-    if (f.boolean(model, "byte_fallback", "model.byte_fallback", false)) {
-      this.#byteIds = Int32Array.from(
-        { length: 256 },
-        (_, b) => this.#vocab.get(byteToken(b)) ?? -1,
-      );
-    }
+    for (const [token, id] of this.#model.vocab) this.#tokens[id] = token;
 
     // Text stages.
     const normalizer = f.optionalObject(json, "normalizer", "normalizer");
@@ -211,37 +150,35 @@ export class HfTokenizer implements Tokenizer {
     if (raw.length > 0) this.#rawAdded = new AddedTokenMatcher(raw, formOf);
     if (normed.length > 0) this.#normAdded = new AddedTokenMatcher(normed, formOf);
 
-    // Beginning and end of text.
+    // Beginning and end of text: named by the options or the config, else found.
     const config = readConfig(options);
-    const idOf = (token: string, field: string, file: JsonFields) => {
+    const cf = new JsonFields(options.configFile ?? "tokenizer_config.json");
+    const named = (key: "eos" | "bos"): number | undefined => {
+      const [token, from, field] = options[key] !== undefined
+        ? [options[key], new JsonFields("options"), key]
+        : [configToken(cf, config, `${key}_token`), cf, `${key}_token`];
+      if (token === undefined) return undefined;
       const id = this.tokenId(token);
-      if (id === undefined) file.fail(field, `"${token}" is not a token of ${f.file}`);
+      if (id === undefined) from.fail(field, `"${token}" is not a token of ${f.file}`);
       return id;
     };
-    const cf = new JsonFields(options.configFile ?? "tokenizer_config.json");
-    const eos = options.eos ?? configToken(cf, config, "eos_token");
-    if (eos !== undefined) {
-      this.eotId = options.eos !== undefined
-        ? idOf(eos, "eos", new JsonFields("options"))
-        : idOf(eos, "eos_token", cf);
-    } else {
-      const guess = EOS_GUESSES.find((t) => this.tokenId(t) !== undefined);
-      if (guess === undefined) {
-        f.fail(
-          "added_tokens",
-          `has no end-of-text token (none of ${EOS_GUESSES.join(", ")}); ` +
-            `name one as eos_token in ${cf.file} beside it`,
-        );
+    const found = (names: (string | undefined)[]): number | undefined => {
+      for (const name of names) {
+        const id = name === undefined ? undefined : this.tokenId(name);
+        if (id !== undefined) return id;
       }
-      this.eotId = this.tokenId(guess)!;
+      return undefined;
+    };
+    const eot = named("eos") ?? found(EOS_GUESSES);
+    if (eot === undefined) {
+      f.fail(
+        "added_tokens",
+        `has no end-of-text token (none of ${EOS_GUESSES.join(", ")}); ` +
+          `name one as eos_token in ${cf.file} beside it`,
+      );
     }
-    const bos = options.bos ?? configToken(cf, config, "bos_token") ?? templateBos(json) ??
-      BOS_GUESSES.find((t) => this.tokenId(t) !== undefined);
-    if (bos !== undefined) {
-      this.bosId = options.bos !== undefined
-        ? idOf(bos, "bos", new JsonFields("options"))
-        : idOf(bos, "bos_token", cf);
-    }
+    this.eotId = eot;
+    this.bosId = named("bos") ?? found([templateBos(json), ...BOS_GUESSES]);
   }
 
   /**
@@ -251,7 +188,8 @@ export class HfTokenizer implements Tokenizer {
    * @returns its id, or undefined
    */
   tokenId(token: string): number | undefined {
-    return this.#rawAdded?.idOf(token) ?? this.#normAdded?.idOf(token) ?? this.#vocab.get(token);
+    return this.#rawAdded?.idOf(token) ?? this.#normAdded?.idOf(token) ??
+      this.#model.vocab.get(token);
   }
 
   /**
@@ -337,7 +275,7 @@ export class HfTokenizer implements Tokenizer {
   #encodeWord(word: string, out: number[]): void {
     let ids = this.#cache.get(word);
     if (ids === undefined) {
-      ids = this.#bpe(this.#pre.mapWord ? this.#pre.mapWord(word) : word);
+      ids = this.#model.encodeWord(this.#pre.mapWord ? this.#pre.mapWord(word) : word);
       if (word.length <= MAX_CACHED_WORD) {
         if (this.#cache.size >= this.#cacheSize) this.#cache.clear();
         this.#cache.set(word, ids);
@@ -345,61 +283,6 @@ export class HfTokenizer implements Tokenizer {
     }
     for (let i = 0; i < ids.length; i++) out.push(ids[i]);
   }
-
-  /** The model: characters (or their bytes, or unk) to symbols, then merges. */
-  #bpe(word: string): number[] {
-    if (this.#ignoreMerges) {
-      const id = this.#vocab.get(word);
-      if (id !== undefined) return [id];
-    }
-    const symbols: number[] = [];
-    let unkPending = false;
-    const flushUnk = () => {
-      if (unkPending) symbols.push(this.#unkId!);
-      unkPending = false;
-    };
-    for (const ch of word) {
-      const id = this.#vocab.get(ch);
-      if (id !== undefined) {
-        flushUnk();
-        symbols.push(id);
-        continue;
-      }
-      if (this.#byteIds) {
-        const bytes = utf8.encode(ch);
-        const byteIds = Array.from(bytes, (b) => this.#byteIds![b]);
-        if (byteIds.every((b) => b >= 0)) {
-          // The crate appends byte tokens without closing a pending unk first.
-          symbols.push(...byteIds);
-          continue;
-        }
-      }
-      if (this.#unkId === undefined) continue; // the crate drops it too
-      if (unkPending && !this.#fuseUnk) symbols.push(this.#unkId);
-      unkPending = true;
-    }
-    flushUnk();
-    return this.#merges.apply(symbols);
-  }
-}
-
-/** "<0x0A>": the vocabulary's spelling of a byte-fallback token. */
-function byteToken(b: number): string {
-  return `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`;
-}
-
-/** A merge as `"left right"` (older files) or `["left", "right"]`. */
-function mergePair(f: JsonFields, m: unknown, field: string): [string, string] {
-  if (typeof m === "string") {
-    const parts = m.split(" ");
-    if (parts.length === 2) return [parts[0], parts[1]];
-  } else if (Array.isArray(m) && m.length === 2 && m.every((s) => typeof s === "string")) {
-    return [m[0], m[1]];
-  }
-  return f.fail(
-    field,
-    `is not a "left right" string or a pair of strings (got ${JSON.stringify(m)})`,
-  );
 }
 
 function parseAddedTokens(f: JsonFields, json: JsonObject): AddedToken[] {

@@ -7,7 +7,7 @@
  * @module
  */
 import { join } from "node:path";
-import { DenotronError } from "../errors.ts";
+import { DenotronError, fmtValue } from "../errors.ts";
 import { type GPT, type GPTOptions, isGpt2Architecture } from "../nn/gpt.ts";
 import { readJson, type WriteHfWeightsOptions } from "./hf_common.ts";
 import { loadHfGpt2, saveHfGpt2 } from "./hf_gpt2.ts";
@@ -41,7 +41,7 @@ export async function hfModelType(dir: string): Promise<HfModelType> {
   if (type !== undefined) {
     if (known.includes(type as HfModelType)) return type as HfModelType;
     throw new DenotronError(
-      `${path}: model_type ${JSON.stringify(type)} is not one Denotron imports (${
+      `${path}: model_type ${fmtValue(type)} is not one Denotron imports (${
         known.map((k) => `"${k}"`).join(", ")
       })`,
     );
@@ -50,7 +50,7 @@ export async function hfModelType(dir: string): Promise<HfModelType> {
   const found = known.find((k) => Array.isArray(archs) && archs.includes(ARCHITECTURES[k]));
   if (found) return found;
   throw new DenotronError(
-    `${path}: architectures ${JSON.stringify(archs)} names none that Denotron imports (${
+    `${path}: architectures ${fmtValue(archs)} names none that Denotron imports (${
       known.map((k) => `"${ARCHITECTURES[k]}"`).join(", ")
     })`,
   );

@@ -28,7 +28,7 @@
  * @module
  */
 import { join } from "node:path";
-import { DenotronError } from "../errors.ts";
+import { DenotronError, fmtValue } from "../errors.ts";
 import {
   boundedPositiveInt,
   GPT,
@@ -79,7 +79,7 @@ function intField(r: Raw, key: keyof typeof HF_INT_FIELDS, where: string): numbe
 function numberField(r: Raw, key: string, where: string, ok: (v: number) => boolean, what: string) {
   const v = r[key];
   if (typeof v !== "number" || !ok(v)) {
-    throw new DenotronError(`${where}: field "${key}" must be ${what}, got ${JSON.stringify(v)}`);
+    throw new DenotronError(`${where}: field "${key}" must be ${what}, got ${fmtValue(v)}`);
   }
   return v;
 }
@@ -88,7 +88,7 @@ function boolField(r: Raw, key: string, fallback: boolean, where: string): boole
   const v = r[key] ?? fallback;
   if (typeof v !== "boolean") {
     throw new DenotronError(
-      `${where}: field "${key}" must be true or false, got ${JSON.stringify(v)}`,
+      `${where}: field "${key}" must be true or false, got ${fmtValue(v)}`,
     );
   }
   return v;
@@ -98,11 +98,11 @@ function boolField(r: Raw, key: string, fallback: boolean, where: string): boole
 function expectLlama(r: Raw, where: string): void {
   const type = r.model_type, archs = r.architectures;
   if (type !== undefined && type !== "llama") {
-    throw new DenotronError(`${where}: model_type is ${JSON.stringify(type)}, not "llama"`);
+    throw new DenotronError(`${where}: model_type is ${fmtValue(type)}, not "llama"`);
   }
   if (archs !== undefined && !(Array.isArray(archs) && archs.includes("LlamaForCausalLM"))) {
     throw new DenotronError(
-      `${where}: architectures is ${JSON.stringify(archs)}, which does not include ` +
+      `${where}: architectures is ${fmtValue(archs)}, which does not include ` +
         `"LlamaForCausalLM"`,
     );
   }
@@ -125,7 +125,7 @@ function ropeScalingFromHf(v: unknown, where: string): RopeScaling | null {
   if (type === "default") return null;
   if (type !== "llama3") {
     throw new DenotronError(
-      `${where}: rope_scaling.${typeKey} ${JSON.stringify(type)} is not supported (only ` +
+      `${where}: rope_scaling.${typeKey} ${fmtValue(type)} is not supported (only ` +
         `"llama3" and "default")`,
     );
   }
@@ -178,7 +178,7 @@ export function llamaConfigFromHf(raw: unknown, where: string): GPTConfig {
   expectLlama(r, where);
   if (r.hidden_act !== "silu") {
     throw new DenotronError(
-      `${where}: hidden_act ${JSON.stringify(r.hidden_act)} is not supported; Denotron's ` +
+      `${where}: hidden_act ${fmtValue(r.hidden_act)} is not supported; Denotron's ` +
         `SwiGLU uses "silu"`,
     );
   }
@@ -194,7 +194,7 @@ export function llamaConfigFromHf(raw: unknown, where: string): GPTConfig {
   }
   if (r.head_dim !== undefined && r.head_dim !== null && r.head_dim !== nEmbd / nHead) {
     throw new DenotronError(
-      `${where}: head_dim ${JSON.stringify(r.head_dim)} is not hidden_size / ` +
+      `${where}: head_dim ${fmtValue(r.head_dim)} is not hidden_size / ` +
         `num_attention_heads = ${nEmbd / nHead}; Denotron's attention has heads of that size`,
     );
   }

@@ -28,7 +28,8 @@ import {
   typedView,
 } from "../../lib/io/safetensors.ts";
 import { fromCheckpoint } from "../../lib/infer/sources.ts";
-import { GPT } from "../../lib/nn/gpt.ts";
+import { GPT, LLAMA_ARCHITECTURE } from "../../lib/nn/gpt.ts";
+import { loadHf, saveHf } from "../../lib/io/hf.ts";
 import { AdamW } from "../../lib/optim/adamw.ts";
 import { DynamicGradScaler } from "../../lib/optim/grad_scaler.ts";
 import { Tensor } from "../../lib/tensor.ts";
@@ -454,18 +455,58 @@ const hf: Reader = {
       what: m.what,
       mustName: [[root]],
       async run() {
-        const model = await loadHfGpt2(root);
-        try {
-          const T = Math.min(4, model.config.blockSize);
-          const ids = Int32Array.from({ length: T }, (_, i) => (i * 5) % model.config.vocabSize);
-          noGrad(() => {
-            using tokens = Tensor.fromArray(ids, [1, T]);
-            using logits = model.forward(tokens);
-            logits.toArray();
-          });
-        } finally {
-          model.dispose();
-        }
+        using model = await loadHfGpt2(root);
+        forwardOnce(model);
+        return [];
+      },
+    };
+  },
+};
+
+/** A small Llama-style model (RMSNorm, RoPE, SwiGLU, grouped-query attention). */
+const LLAMA_SEED_CONFIG = {
+  ...LLAMA_ARCHITECTURE,
+  vocabSize: 40,
+  blockSize: 16,
+  nLayer: 2,
+  nHead: 4,
+  nKvHead: 2,
+  nEmbd: 16,
+  ffnHidden: 24,
+};
+
+/** One forward pass of a few tokens, so that a config read wrongly fails here too. */
+function forwardOnce(model: GPT): void {
+  const T = Math.min(4, model.config.blockSize);
+  const ids = Int32Array.from({ length: T }, (_, i) => (i * 5) % model.config.vocabSize);
+  noGrad(() => {
+    using tokens = Tensor.fromArray(ids, [1, T]);
+    using logits = model.forward(tokens);
+    logits.toArray();
+  });
+}
+
+const hfLlama: Reader = {
+  name: "hf-llama",
+  about: "lib/io/hf.ts loadHf of a Llama directory (lib/io/hf_llama.ts), then one forward pass",
+  async seeds(work) {
+    const out: FileSet[] = [];
+    for (const [k, tied] of [false, true].entries()) {
+      const dir = join(work, `llama${k}`);
+      using model = new GPT({ ...LLAMA_SEED_CONFIG, tieEmbeddings: tied });
+      await saveHf(model, dir, tied ? { maxShardBytes: 4096 } : {});
+      out.push(await readTree(dir));
+    }
+    return out;
+  },
+  async input(rng, seeds, root) {
+    const m = await mutatedSeed(rng, seeds, root, (n) => (n.endsWith(".json") ? 4 : 1));
+    return {
+      what: m.what,
+      mustName: [[root]],
+      async run() {
+        using model = await loadHf(root);
+        forwardOnce(model);
         return [];
       },
     };
@@ -854,6 +895,7 @@ export const READERS: readonly Reader[] = [
   checkpoint,
   resume,
   hf,
+  hfLlama,
   tokenizer,
   hfTokenizer,
   yaml,
