@@ -151,7 +151,8 @@ Deno.test("deno task preprocess: writes the dataset and reports; bad flags exit 
     assert.equal(missing.code, 2);
     assert.match(new TextDecoder().decode(missing.stderr), /--output-prefix are required/);
     const bad = await run("--input", `${dir}/nope.txt`, "--output-prefix", `${dir}/o2`);
-    assert.equal(bad.code, 1);
-    assert.match(new TextDecoder().decode(bad.stderr), /nope\.txt: cannot read input/);
+    // a missing input is bad input: one error line, exit 2
+    assert.equal(bad.code, 2);
+    assert.match(new TextDecoder().decode(bad.stderr), /^error: .*nope\.txt: cannot read input/);
   });
 });

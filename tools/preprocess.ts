@@ -15,6 +15,7 @@
 import { parseArgs } from "parse-args";
 import { preprocess, type PreprocessStats } from "../lib/data/preprocess.ts";
 import { loadTokenizer } from "../lib/data/tokenizer.ts";
+import { runMain } from "./cli.ts";
 
 const USAGE = `usage: deno task preprocess --input FILE [--input FILE...] --output-prefix PREFIX
   [--tokenizer gpt2|byte|PATH/tokenizer.json] [--json-key text] [--append-eod] [--prepend-bos]
@@ -104,11 +105,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    console.error(`preprocess: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain(() => main(Deno.args));

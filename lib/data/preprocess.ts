@@ -13,6 +13,7 @@
  * @module
  */
 
+import { DenotronError } from "../errors.ts";
 import { IndexedDatasetWriter } from "./indexed_dataset.ts";
 import { safeCut, type Tokenizer } from "./tokenizer.ts";
 
@@ -77,7 +78,7 @@ export interface PreprocessStats {
  */
 export async function preprocess(options: PreprocessOptions): Promise<PreprocessStats> {
   const { inputs, tokenizer } = options;
-  if (inputs.length === 0) throw new Error("preprocess: no input files given");
+  if (inputs.length === 0) throw new DenotronError("preprocess: no input files given");
   const stats: PreprocessStats = {
     bytesRead: 0,
     bytesTotal: 0,
@@ -90,9 +91,9 @@ export async function preprocess(options: PreprocessOptions): Promise<Preprocess
     try {
       info = await Deno.stat(path);
     } catch (e) {
-      throw new Error(`${path}: cannot read input (${(e as Error).message})`);
+      throw new DenotronError(`${path}: cannot read input (${(e as Error).message})`);
     }
-    if (!info.isFile) throw new Error(`${path}: not a file`);
+    if (!info.isFile) throw new DenotronError(`${path}: not a file`);
     stats.bytesTotal += info.size;
   }
   const start = performance.now();
@@ -107,7 +108,7 @@ export async function preprocess(options: PreprocessOptions): Promise<Preprocess
   };
   const bos = options.prependBos ? tokenizer.bosId : undefined;
   if (options.prependBos && bos === undefined) {
-    throw new Error(`tokenizer ${tokenizer.name} has no beginning-of-text token to prepend`);
+    throw new DenotronError(`tokenizer ${tokenizer.name} has no beginning-of-text token to prepend`);
   }
   const writer = await IndexedDatasetWriter.create(options.outputPrefix, {
     vocabSize: tokenizer.vocabSize,
@@ -152,7 +153,7 @@ export async function preprocess(options: PreprocessOptions): Promise<Preprocess
         writer.endDocument();
         stats.documents++;
       }
-      if (seen === 0) throw new Error(`${path}: input is empty`);
+      if (seen === 0) throw new DenotronError(`${path}: input is empty`);
     }
     await writer.finalize();
   } catch (e) {
@@ -173,13 +174,13 @@ function jsonField(line: string, key: string, where: string): string {
   try {
     obj = JSON.parse(line);
   } catch (e) {
-    throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
+    throw new DenotronError(`${where}: not valid JSON (${(e as Error).message})`);
   }
   if (obj === null || typeof obj !== "object" || !(key in obj)) {
-    throw new Error(`${where}: no "${key}" field (choose another with --json-key)`);
+    throw new DenotronError(`${where}: no "${key}" field (choose another with --json-key)`);
   }
   const text = (obj as Record<string, unknown>)[key];
-  if (typeof text !== "string") throw new Error(`${where}: "${key}" is not a string`);
+  if (typeof text !== "string") throw new DenotronError(`${where}: "${key}" is not a string`);
   return text;
 }
 

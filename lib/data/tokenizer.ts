@@ -16,6 +16,7 @@
  * @module
  */
 
+import { DenotronError } from "../errors.ts";
 import { causeText, fmtValue } from "../errors.ts";
 import { BpeMerges } from "./bpe.ts";
 import { loadHfTokenizer } from "./hf_tokenizer.ts";
@@ -198,7 +199,7 @@ export class BpeTokenizer implements Tokenizer {
     });
     const missing = this.#byteIds.indexOf(-1);
     if (missing >= 0) {
-      throw new Error(`BpeTokenizer: no single-byte token for byte ${missing}`);
+      throw new DenotronError(`BpeTokenizer: no single-byte token for byte ${missing}`);
     }
     this.#merges = new BpeMerges(this.vocabSize);
     merges.forEach(([a, b, m], rank) => {
@@ -235,10 +236,10 @@ export class BpeTokenizer implements Tokenizer {
     try {
       vocab = JSON.parse(vocabJson);
     } catch (e) {
-      throw new Error(`vocab.json: not valid JSON (${causeText(e)})`);
+      throw new DenotronError(`vocab.json: not valid JSON (${causeText(e)})`);
     }
     if (vocab === null || typeof vocab !== "object" || Array.isArray(vocab)) {
-      throw new Error("vocab.json: expected an object mapping tokens to ids");
+      throw new DenotronError("vocab.json: expected an object mapping tokens to ids");
     }
     const unicodeToByte = new Map<string, number>();
     gpt2ByteToUnicode().forEach((ch, b) => unicodeToByte.set(ch, b));
@@ -246,7 +247,7 @@ export class BpeTokenizer implements Tokenizer {
       const out: number[] = [];
       for (const ch of token) {
         const b = unicodeToByte.get(ch);
-        if (b === undefined) throw new Error(`${where}: token ${fmtValue(token)} has ${ch}`);
+        if (b === undefined) throw new DenotronError(`${where}: token ${fmtValue(token)} has ${ch}`);
         out.push(b);
       }
       return new Uint8Array(out);
@@ -255,7 +256,7 @@ export class BpeTokenizer implements Tokenizer {
     const bytes: Uint8Array[] = new Array(entries.length);
     for (const [token, id] of entries) {
       if (!Number.isInteger(id) || id < 0 || id >= entries.length || bytes[id] !== undefined) {
-        throw new Error(
+        throw new DenotronError(
           `vocab.json: token ${fmtValue(token)} has a bad or repeated id ${fmtValue(id)}`,
         );
       }
@@ -263,7 +264,7 @@ export class BpeTokenizer implements Tokenizer {
     }
     const eot = vocab[EOT_TEXT];
     if (eot !== undefined && eot !== entries.length) {
-      throw new Error(
+      throw new DenotronError(
         `vocab.json: ${EOT_TEXT} has id ${eot}, expected the last id ${entries.length}`,
       );
     }
@@ -275,12 +276,12 @@ export class BpeTokenizer implements Tokenizer {
       const parts = line.split(" ");
       const where = `merges.txt line ${i + 1}`;
       if (parts.length !== 2) {
-        throw new Error(`${where}: expected "left right", got ${fmtValue(line)}`);
+        throw new DenotronError(`${where}: expected "left right", got ${fmtValue(line)}`);
       }
       const [a, b] = parts.map((p) => vocab[p]);
       const m = vocab[parts[0] + parts[1]];
       if (a === undefined || b === undefined || m === undefined) {
-        throw new Error(`${where}: ${line} names a token missing from vocab.json`);
+        throw new DenotronError(`${where}: ${line} names a token missing from vocab.json`);
       }
       merges.push([a, b, m]);
     }
@@ -308,7 +309,7 @@ export class BpeTokenizer implements Tokenizer {
       if (bytes[id].length < 2) continue;
       const pieces = mergeByRank(bytes[id], rankOf, id);
       if (pieces.length !== 2) {
-        throw new Error(`rank list: token ${id} cannot be built from two lower-ranked tokens`);
+        throw new DenotronError(`rank list: token ${id} cannot be built from two lower-ranked tokens`);
       }
       merges.push([rankOf.get(pieces[0])!, rankOf.get(pieces[1])!, id]);
     }
@@ -453,7 +454,7 @@ export async function loadTokenizer(
   if (name === "byte") return new ByteTokenizer();
   if (name.endsWith(".json") || name.includes("/")) return await loadHfTokenizer(name);
   if (name !== "gpt2") {
-    throw new Error(
+    throw new DenotronError(
       `unknown tokenizer "${name}": expected "gpt2", "byte" or the path of a tokenizer.json`,
     );
   }
@@ -477,15 +478,15 @@ function withPaths(e: unknown, files: { vocab: string; merges: string }): unknow
   if (!(e instanceof Error) || e.name !== "Error") return e;
   const m = causeText(e, 400);
   for (const [name, path] of [["vocab.json", files.vocab], ["merges.txt", files.merges]]) {
-    if (m.startsWith(name)) return new Error(path + m.slice(name.length));
+    if (m.startsWith(name)) return new DenotronError(path + m.slice(name.length));
   }
-  return new Error(`${files.vocab}, ${files.merges}: ${m}`);
+  return new DenotronError(`${files.vocab}, ${files.merges}: ${m}`);
 }
 
 async function readText(path: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (e) {
-    throw new Error(`cannot read tokenizer file ${path}: ${(e as Error).message}`);
+    throw new DenotronError(`cannot read tokenizer file ${path}: ${(e as Error).message}`);
   }
 }

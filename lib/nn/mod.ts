@@ -13,9 +13,11 @@ export {
   gptConfigWithDefaults,
   type GPTOptions,
   type LayerPlan,
+  isGpt2Architecture,
+  LLAMA_ARCHITECTURE,
   paddedVocabSize,
   validateGPTConfig,
 } from "./gpt.ts";
-export { Embedding, LayerNorm, Linear } from "./layers.ts";
+export { Embedding, LayerNorm, Linear, makeNorm, type Norm, RMSNorm } from "./layers.ts";
 export { MLP } from "./mlp.ts";
 export { FlatParameters, type Init, Module, type ParamSpec } from "./module.ts";
