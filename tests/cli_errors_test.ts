@@ -39,9 +39,26 @@ async function run(script: string, args: string[], env: Record<string, string> =
 
 /** A short run on the tiny OOV-free corpus unless the case says otherwise. */
 const base = (save: string) => [
-  "--train-iters", "2", "--lr-warmup-iters", "0", "--eval-iters", "1", "--save", save,
-  "--n-layer", "1", "--n-embd", "16", "--n-head", "1", "--seq-length", "8",
-  "--micro-batch-size", "2", "--global-batch-size", "2",
+  "--train-iters",
+  "2",
+  "--lr-warmup-iters",
+  "0",
+  "--eval-iters",
+  "1",
+  "--save",
+  save,
+  "--n-layer",
+  "1",
+  "--n-embd",
+  "16",
+  "--n-head",
+  "1",
+  "--seq-length",
+  "8",
+  "--micro-batch-size",
+  "2",
+  "--global-batch-size",
+  "2",
 ]; // deno-fmt-ignore
 
 /** [case, extra flags, what the line must say] */

@@ -8,8 +8,8 @@ import { GPT, GPT_PRESETS, type GPTConfig, LLAMA_ARCHITECTURE } from "../lib/nn/
 import { AdamW } from "../lib/optim/adamw.ts";
 import { forwardCached, KVCache } from "../lib/infer/kv_cache.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
-import { assertClose, randomArray, randomInts } from "./helpers.ts";
-import { gptLogitsRef, gptLossRef, weightsOf } from "./reference_gpt.ts";
+import { assertClose, randomInts } from "./helpers.ts";
+import { checkModelGradients, gptLogitsRef, weightsOf } from "./reference_gpt.ts";
 
 const llama = (extra: Partial<GPTConfig>): GPTConfig => ({
   ...LLAMA_ARCHITECTURE,
@@ -26,24 +26,30 @@ const llama = (extra: Partial<GPTConfig>): GPTConfig => ({
 
 const VARIANTS: [string, GPTConfig][] = [
   ["GQA, untied", llama({})],
-  ["MQA, tied, llama3 rope scaling", llama({
-    nKvHead: 1,
-    tieEmbeddings: true,
-    ropeTheta: 500000,
-    ropeScaling: {
-      ropeType: "llama3",
-      factor: 32,
-      lowFreqFactor: 1,
-      highFreqFactor: 4,
-      originalMaxPositionEmbeddings: 4,
-    },
-  })],
-  ["MHA with biases, RMSNorm, learned positions, GELU", llama({
-    nKvHead: 4,
-    bias: true,
-    positionEmbedding: "learned",
-    activation: "gelu",
-  })],
+  [
+    "MQA, tied, llama3 rope scaling",
+    llama({
+      nKvHead: 1,
+      tieEmbeddings: true,
+      ropeTheta: 500000,
+      ropeScaling: {
+        ropeType: "llama3",
+        factor: 32,
+        lowFreqFactor: 1,
+        highFreqFactor: 4,
+        originalMaxPositionEmbeddings: 4,
+      },
+    }),
+  ],
+  [
+    "MHA with biases, RMSNorm, learned positions, GELU",
+    llama({
+      nKvHead: 4,
+      bias: true,
+      positionEmbedding: "learned",
+      activation: "gelu",
+    }),
+  ],
 ];
 
 Deno.test("the Llama layout: no wpe, no biases, (nHead + 2·nKvHead)·hs qkv rows, SwiGLU fc of 2F, untied head", () => {
@@ -72,37 +78,7 @@ Deno.test("the Llama layout: no wpe, no biases, (nHead + 2·nKvHead)·hs qkv row
 for (const [what, config] of VARIANTS) {
   Deno.test(`a whole tiny decoder (${what}): loss and every gradient match the float64 reference`, () => {
     using model = new GPT(config, { seed: 5 });
-    const [B, T] = [2, 6];
-    const tokens = randomInts(B * T, 1, config.vocabSize),
-      targets = randomInts(B * T, 2, config.vocabSize);
-    for (const [, t] of model.namedParameters()) {
-      t.copyFromHost(Float32Array.from(randomArray(t.numel, t.numel + 29, 0.5)));
-    }
-    const loss = tidy(() => {
-      const l = model.loss(Tensor.fromArray(tokens, [B, T]), Tensor.fromArray(targets, [B, T]));
-      l.backward();
-      return l.item();
-    });
-    const w = weightsOf(model);
-    assertClose([loss], [gptLossRef(model, w, tokens, targets, B, T)], "loss", { rtol: 1e-5 });
-    for (const [name, t] of model.namedParameters()) {
-      const grad = t.grad!.toArray();
-      const base = w.get(name)!;
-      const probes = Math.min(3, base.length);
-      for (let p = 0; p < probes; p++) {
-        const i = Math.floor((p + 0.5) * base.length / probes);
-        const h = 1e-6;
-        const at = (d: number) => {
-          const copy = new Map(w);
-          const v = Float64Array.from(base);
-          v[i] += d;
-          copy.set(name, v);
-          return gptLossRef(model, copy, tokens, targets, B, T);
-        };
-        const fd = (at(h) - at(-h)) / (2 * h);
-        assertClose([grad[i]], [fd], `d loss / d ${name}[${i}]`, { rtol: 2e-3, atol: 2e-5 });
-      }
-    }
+    checkModelGradients(model, { B: 2, T: 6, seed: 29, probes: 3 });
   });
 }
 
@@ -147,11 +123,17 @@ Deno.test("a tiny Llama memorises a fixed batch", () => {
 Deno.test("bad decoder configs name the field", () => {
   const cases: [Partial<GPTConfig>, RegExp][] = [
     [{ nKvHead: 3 }, /nKvHead 3 must divide nHead 4/],
-    [{ normalization: "batchnorm" as never }, /normalization must be one of "layernorm", "rmsnorm"/],
+    [
+      { normalization: "batchnorm" as never },
+      /normalization must be one of "layernorm", "rmsnorm"/,
+    ],
     [{ activation: "relu" as never }, /activation must be one of/],
     [{ nEmbd: 12, nHead: 4, nKvHead: 4 }, /rotary positions need an even head size/],
     [{ ropeTheta: -1 }, /ropeTheta must be a number/],
-    [{ positionEmbedding: "learned", ropeScaling: GPT_PRESETS["llama-3.2-1b"].ropeScaling }, /ropeScaling needs positionEmbedding "rope"/],
+    [
+      { positionEmbedding: "learned", ropeScaling: GPT_PRESETS["llama-3.2-1b"].ropeScaling },
+      /ropeScaling needs positionEmbedding "rope"/,
+    ],
   ];
   for (const [extra, want] of cases) {
     assert.throws(() => new GPT(llama(extra)), want);

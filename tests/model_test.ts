@@ -6,7 +6,7 @@ import { clipFactor, clipGradNorm, gradNorm } from "../lib/optim/clip.ts";
 import { noGrad } from "../lib/autograd.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { assertClose, randomArray, randomInts } from "./helpers.ts";
-import { gptLossRef, weightsOf } from "./reference_gpt.ts";
+import { checkModelGradients } from "./reference_gpt.ts";
 
 const micro: GPTConfig = { vocabSize: 13, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 8 };
 
@@ -30,39 +30,7 @@ Deno.test("GPT-2's layout: tied output layer, 4x MLP, pre-LN blocks, final LN", 
 
 Deno.test("a whole tiny GPT's loss and every gradient match the float64 reference", () => {
   using model = new GPT(micro, { seed: 3 });
-  const [B, T] = [2, 6];
-  const tokens = randomInts(B * T, 1, micro.vocabSize),
-    targets = randomInts(B * T, 2, micro.vocabSize);
-  // Larger weights than GPT-2's init, so that every path carries signal.
-  for (const [, t] of model.namedParameters()) {
-    t.copyFromHost(Float32Array.from(randomArray(t.numel, t.numel + 17, 0.5)));
-  }
-  const loss = tidy(() => {
-    const l = model.loss(Tensor.fromArray(tokens, [B, T]), Tensor.fromArray(targets, [B, T]));
-    l.backward();
-    return l.item();
-  });
-  const w = weightsOf(model);
-  const refLoss = gptLossRef(model, w, tokens, targets, B, T);
-  assertClose([loss], [refLoss], "loss", { rtol: 1e-5 });
-  for (const [name, t] of model.namedParameters()) {
-    const grad = t.grad!.toArray();
-    const base = w.get(name)!;
-    const probes = Math.min(4, base.length);
-    for (let p = 0; p < probes; p++) {
-      const i = Math.floor((p + 0.5) * base.length / probes);
-      const h = 1e-6;
-      const at = (d: number) => {
-        const copy = new Map(w);
-        const v = Float64Array.from(base);
-        v[i] += d;
-        copy.set(name, v);
-        return gptLossRef(model, copy, tokens, targets, B, T);
-      };
-      const fd = (at(h) - at(-h)) / (2 * h);
-      assertClose([grad[i]], [fd], `d loss / d ${name}[${i}]`, { rtol: 2e-3, atol: 2e-5 });
-    }
-  }
+  checkModelGradients(model, { B: 2, T: 6, seed: 17, probes: 4 });
 });
 
 Deno.test("a fresh GPT's initial loss is close to ln(vocab)", () => {

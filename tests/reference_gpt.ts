@@ -4,6 +4,8 @@
  * GPT by name.
  */
 import type { GPT } from "../lib/nn/gpt.ts";
+import { Tensor, tidy } from "../lib/tensor.ts";
+import { assertClose, randomArray, randomInts } from "./helpers.ts";
 import * as ref from "./reference.ts";
 import * as refLlama from "./reference_llama.ts";
 
@@ -70,7 +72,14 @@ export function gptLogitsRef(
     const p = `h.${l}.`;
     const h1 = norm(x, p + "ln1");
     const width = (nHead + 2 * kv) * hs;
-    let qkv = ref.linearRef(h1, get(p + "attn.qkv.weight"), maybe(p + "attn.qkv.bias"), N, C, width);
+    let qkv = ref.linearRef(
+      h1,
+      get(p + "attn.qkv.weight"),
+      maybe(p + "attn.qkv.bias"),
+      N,
+      C,
+      width,
+    );
     if (invFreq) qkv = refLlama.ropeRef(qkv, invFreq, { B, T, nHead, nKvHead: kv, hs, pos0 });
     // Multi-head layout (q | k | v, C each) with every key/value head repeated for its group.
     const mha = new Float64Array(N * 3 * C);
@@ -107,4 +116,47 @@ export function gptLogitsRef(
   const xf = norm(x, "lnf");
   const out = c.tieEmbeddings ? get("emb.wte") : get("head.weight");
   return ref.linearRef(xf, out.subarray(0, V * C), null, N, C, V);
+}
+
+/**
+ * Sets every weight of `model` to seeded values of scale 0.5 (larger than any init, so
+ * every path carries signal), runs loss and backward on a random (B,T) batch, and checks
+ * the loss against {@link gptLossRef} and `probes` entries of every gradient against
+ * central finite differences of it.
+ */
+export function checkModelGradients(
+  model: GPT,
+  opts: { B: number; T: number; seed: number; probes: number },
+): void {
+  const { B, T, seed } = opts;
+  const V = model.config.vocabSize;
+  const tokens = randomInts(B * T, 1, V), targets = randomInts(B * T, 2, V);
+  for (const [, t] of model.namedParameters()) {
+    t.copyFromHost(Float32Array.from(randomArray(t.numel, t.numel + seed, 0.5)));
+  }
+  const loss = tidy(() => {
+    const l = model.loss(Tensor.fromArray(tokens, [B, T]), Tensor.fromArray(targets, [B, T]));
+    l.backward();
+    return l.item();
+  });
+  const w = weightsOf(model);
+  assertClose([loss], [gptLossRef(model, w, tokens, targets, B, T)], "loss", { rtol: 1e-5 });
+  for (const [name, t] of model.namedParameters()) {
+    const grad = t.grad!.toArray();
+    const base = w.get(name)!;
+    const probes = Math.min(opts.probes, base.length);
+    for (let p = 0; p < probes; p++) {
+      const i = Math.floor((p + 0.5) * base.length / probes);
+      const h = 1e-6;
+      const at = (d: number) => {
+        const copy = new Map(w);
+        const v = Float64Array.from(base);
+        v[i] += d;
+        copy.set(name, v);
+        return gptLossRef(model, copy, tokens, targets, B, T);
+      };
+      const fd = (at(h) - at(-h)) / (2 * h);
+      assertClose([grad[i]], [fd], `d loss / d ${name}[${i}]`, { rtol: 2e-3, atol: 2e-5 });
+    }
+  }
 }

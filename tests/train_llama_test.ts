@@ -23,7 +23,14 @@ corpus.data.close?.();
 // llama-tiny's architecture (RMSNorm, RoPE, SwiGLU, 2 KV heads for 4 query heads, no
 // biases, untied head) at the test's width
 const LLAMA = [
-  "--model", "llama-tiny", "--n-head", "4", "--num-query-groups", "2", "--ffn-hidden-size", "48",
+  "--model",
+  "llama-tiny",
+  "--n-head",
+  "4",
+  "--num-query-groups",
+  "2",
+  "--ffn-hidden-size",
+  "48",
 ]; // deno-fmt-ignore
 const args = (save: string, extra: string[] = []) =>
   [...trainCliArgs(dataPath, save, 2, extra), ...LLAMA];
@@ -38,7 +45,10 @@ const one = await single(`${tmp}/single`);
 
 Deno.test("a Llama-style model under DP=2 with ZeRO-1 equals one process, and its checkpoint resumes in one", async () => {
   assert.match(one.output, /rmsnorm rope swiglu kv heads=2 no biases untied head/);
-  const { code, output } = await launchTrain(2, args(`${tmp}/zero`, ["--use-distributed-optimizer"]));
+  const { code, output } = await launchTrain(
+    2,
+    args(`${tmp}/zero`, ["--use-distributed-optimizer"]),
+  );
   assert.equal(code, 0, output);
   const zero = await readCliRun(`${tmp}/zero`, output);
   assertClose(zero.losses, one.losses, "ZeRO-1 DP=2 training loss");
@@ -58,5 +68,8 @@ Deno.test("tensor parallelism refuses the Llama features with one line", async (
     args(`${tmp}/tp`, ["--tensor-model-parallel-size", "2"]),
   );
   assert.notEqual(code, 0);
-  assert.match(output, /error: tensorModelParallelSize 2 × pipelineModelParallelSize 1: the Llama-family/);
+  assert.match(
+    output,
+    /error: tensorModelParallelSize 2 × pipelineModelParallelSize 1: the Llama-family/,
+  );
 });

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { DenotronError } from "../errors.ts";
+import { DenotronError, fmtValue } from "../errors.ts";
 import type { IndexedDataset } from "./indexed_dataset.ts";
 
 /**
@@ -41,12 +41,12 @@ export function parseSplit(split: string | readonly number[]): [number, number, 
     : [...split];
   if (parts.length === 0 || parts.length > 3 || parts.some((w) => !Number.isFinite(w) || w < 0)) {
     throw new DenotronError(
-      `split ${JSON.stringify(split)}: expected up to three non-negative weights like "969,30,1"`,
+      `split ${fmtValue(split)}: expected up to three non-negative weights like "969,30,1"`,
     );
   }
   while (parts.length < 3) parts.push(0);
   const sum = parts[0] + parts[1] + parts[2];
-  if (sum <= 0) throw new DenotronError(`split ${JSON.stringify(split)}: weights sum to 0`);
+  if (sum <= 0) throw new DenotronError(`split ${fmtValue(split)}: weights sum to 0`);
   return [parts[0] / sum, parts[1] / sum, parts[2] / sum];
 }
 

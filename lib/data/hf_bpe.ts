@@ -14,8 +14,12 @@
  * @module
  */
 
+import { fmtValue } from "../errors.ts";
 import { BpeMerges } from "./bpe.ts";
 import type { JsonFields, JsonObject } from "./hf_json.ts";
+
+/** One more than the largest token id a vocabulary may use (the models' limit, 2^24). */
+export const MAX_TOKEN_ID = 2 ** 24;
 
 const utf8 = new TextEncoder();
 
@@ -61,13 +65,17 @@ export class HfBpeModel {
     }
     const dropout = model.dropout;
     if (dropout !== undefined && dropout !== null && dropout !== 0) {
-      f.fail("model.dropout", `${JSON.stringify(dropout)} is not supported (it is for training)`);
+      f.fail("model.dropout", `${fmtValue(dropout)} is not supported (it is for training)`);
     }
 
     let maxId = -1;
     for (const [token, id] of Object.entries(f.object(model, "vocab", "model.vocab"))) {
-      if (!Number.isInteger(id) || (id as number) < 0) {
-        f.fail(`model.vocab[${JSON.stringify(token)}]`, "is not a non-negative integer id");
+      // ids index arrays and are stored as int32: the vocabulary limit of the models
+      if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= MAX_TOKEN_ID) {
+        f.fail(
+          `model.vocab[${fmtValue(token, 40)}]`,
+          `is not an integer id in [0, ${MAX_TOKEN_ID}) (got ${fmtValue(id)})`,
+        );
       }
       this.vocab.set(token, id as number);
       maxId = Math.max(maxId, id as number);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { DenotronError } from "../errors.ts";
+import { causeText, DenotronError } from "../errors.ts";
 
 /** A JSON object as parsed. */
 export type JsonObject = Record<string, unknown>;
@@ -48,7 +48,7 @@ export class JsonFields {
     try {
       value = JSON.parse(text);
     } catch (e) {
-      throw new DenotronError(`${this.file}: not valid JSON (${(e as Error).message})`);
+      throw new DenotronError(`${this.file}: not valid JSON (${causeText(e)})`);
     }
     if (!isObject(value)) throw new DenotronError(`${this.file}: expected a JSON object`);
     return value;

@@ -28,8 +28,8 @@
  * @module
  */
 
-import { DenotronError } from "../errors.ts";
-import { HfBpeModel } from "./hf_bpe.ts";
+import { DenotronError, fmtValue } from "../errors.ts";
+import { HfBpeModel, MAX_TOKEN_ID } from "./hf_bpe.ts";
 import { isObject, JsonFields, type JsonObject } from "./hf_json.ts";
 import {
   type Decoder,
@@ -294,7 +294,7 @@ function parseAddedTokens(f: JsonFields, json: JsonObject): AddedToken[] {
     if (content === "") f.fail(`${field}.content`, "is empty");
     const special = f.boolean(t, "special", `${field}.special`, false);
     return {
-      id: f.count(t, "id", `${field}.id`),
+      id: tokenId(f, t, field),
       content,
       singleWord: f.boolean(t, "single_word", `${field}.single_word`, false),
       lstrip: f.boolean(t, "lstrip", `${field}.lstrip`, false),
@@ -373,7 +373,7 @@ function configToken(f: JsonFields, config: JsonObject | undefined, key: string)
   if (v === undefined || v === null) return undefined;
   if (typeof v === "string") return v;
   if (isObject(v)) return f.string(v, "content", `${key}.content`);
-  return f.fail(key, `is not a string or an object with "content" (got ${JSON.stringify(v)})`);
+  return f.fail(key, `is not a string or an object with "content" (got ${fmtValue(v)})`);
 }
 
 /** The special token a TemplateProcessing post-processor puts first, if any. */
@@ -469,4 +469,11 @@ function fnv1a(s: string): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+/** An added token's id: an integer below the models' vocabulary limit. */
+function tokenId(f: JsonFields, t: JsonObject, field: string): number {
+  const id = f.count(t, "id", `${field}.id`);
+  if (id >= MAX_TOKEN_ID) f.fail(`${field}.id`, `${id} is not below ${MAX_TOKEN_ID}`);
+  return id;
 }

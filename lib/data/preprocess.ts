@@ -108,7 +108,9 @@ export async function preprocess(options: PreprocessOptions): Promise<Preprocess
   };
   const bos = options.prependBos ? tokenizer.bosId : undefined;
   if (options.prependBos && bos === undefined) {
-    throw new DenotronError(`tokenizer ${tokenizer.name} has no beginning-of-text token to prepend`);
+    throw new DenotronError(
+      `tokenizer ${tokenizer.name} has no beginning-of-text token to prepend`,
+    );
   }
   const writer = await IndexedDatasetWriter.create(options.outputPrefix, {
     vocabSize: tokenizer.vocabSize,

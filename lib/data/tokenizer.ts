@@ -16,8 +16,7 @@
  * @module
  */
 
-import { DenotronError } from "../errors.ts";
-import { causeText, fmtValue } from "../errors.ts";
+import { causeText, DenotronError, fmtValue } from "../errors.ts";
 import { BpeMerges } from "./bpe.ts";
 import { loadHfTokenizer } from "./hf_tokenizer.ts";
 
@@ -247,7 +246,9 @@ export class BpeTokenizer implements Tokenizer {
       const out: number[] = [];
       for (const ch of token) {
         const b = unicodeToByte.get(ch);
-        if (b === undefined) throw new DenotronError(`${where}: token ${fmtValue(token)} has ${ch}`);
+        if (b === undefined) {
+          throw new DenotronError(`${where}: token ${fmtValue(token)} has ${ch}`);
+        }
         out.push(b);
       }
       return new Uint8Array(out);
@@ -309,7 +310,9 @@ export class BpeTokenizer implements Tokenizer {
       if (bytes[id].length < 2) continue;
       const pieces = mergeByRank(bytes[id], rankOf, id);
       if (pieces.length !== 2) {
-        throw new DenotronError(`rank list: token ${id} cannot be built from two lower-ranked tokens`);
+        throw new DenotronError(
+          `rank list: token ${id} cannot be built from two lower-ranked tokens`,
+        );
       }
       merges.push([rankOf.get(pieces[0])!, rankOf.get(pieces[1])!, id]);
     }
@@ -475,7 +478,8 @@ export async function loadTokenizer(
 
 /** An error of fromVocabMerges with the paths read in place of "vocab.json" / "merges.txt". */
 function withPaths(e: unknown, files: { vocab: string; merges: string }): unknown {
-  if (!(e instanceof Error) || e.name !== "Error") return e;
+  // only our own sentences: an engine error (a bug) goes up as it is
+  if (!(e instanceof DenotronError) && !(e instanceof Error && e.name === "Error")) return e;
   const m = causeText(e, 400);
   for (const [name, path] of [["vocab.json", files.vocab], ["merges.txt", files.merges]]) {
     if (m.startsWith(name)) return new DenotronError(path + m.slice(name.length));

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { loadTokenizer, type Tokenizer } from "../data/tokenizer.ts";
 import type { Device } from "../device.ts";
-import { DenotronError } from "../errors.ts";
+import { causeText, DenotronError, fmtValue } from "../errors.ts";
 import { loadHf } from "../io/hf.ts";
 import { GPT, type GPTConfig, paddedVocabSize } from "../nn/gpt.ts";
 import { expectFinite, expectTensors, readCheckpoint } from "../io/checkpoint.ts";
@@ -57,7 +57,19 @@ export async function fromCheckpoint(
   };
   const [rows, nEmbd] = shapeOf("emb.wte");
   const tokenizerName = run?.data?.tokenizer ?? "gpt2";
-  const tokenizer = await loadTokenizer(String(tokenizerName));
+  if (typeof tokenizerName !== "string" || tokenizerName === "") {
+    throw new DenotronError(
+      `${statePath}: config.data.tokenizer must be a tokenizer name, got ${
+        fmtValue(tokenizerName)
+      }`,
+    );
+  }
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = await loadTokenizer(tokenizerName);
+  } catch (e) {
+    throw new DenotronError(`${statePath}: config.data.tokenizer: ${causeText(e)}`);
+  }
   // A padded vocabulary (model.vocabMultiple) has more wte rows than tokens.
   const multiple = typeof m.vocabMultiple === "number" ? m.vocabMultiple : 1;
   const real = typeof m.vocabSize === "number" ? m.vocabSize : tokenizer.vocabSize;

@@ -41,6 +41,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { causeText, fmtValue } from "../errors.ts";
 import { writeAll, writeFileAtomic } from "./atomic.ts";
 import {
   readSafetensors,
@@ -514,7 +515,7 @@ export async function readState(file: string): Promise<CheckpointState> {
   try {
     s = JSON.parse(text);
   } catch (e) {
-    throw new CheckpointError(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new CheckpointError(`${file}: not valid JSON (${causeText(e)})`);
   }
   const fail = (what: string): never => {
     throw new CheckpointError(`${file}: ${what}`);
@@ -522,14 +523,14 @@ export async function readState(file: string): Promise<CheckpointState> {
   if (s === null || typeof s !== "object" || Array.isArray(s)) fail("expected a JSON object");
   if (s.formatVersion !== CHECKPOINT_FORMAT_VERSION) {
     fail(
-      `format version ${JSON.stringify(s.formatVersion)} is not the supported ` +
+      `format version ${fmtValue(s.formatVersion)} is not the supported ` +
         `${CHECKPOINT_FORMAT_VERSION}`,
     );
   }
   for (const key of ["iteration", "optimizerStepCount", "consumedSamples"]) {
     const v = s[key];
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-      fail(`"${key}" must be a non-negative integer, got ${JSON.stringify(v)}`);
+      fail(`"${key}" must be a non-negative integer, got ${fmtValue(v)}`);
     }
   }
   const rng = s.rng as Record<string, unknown> | null;
@@ -537,7 +538,29 @@ export async function readState(file: string): Promise<CheckpointState> {
     rng === null || typeof rng !== "object" || !Number.isSafeInteger(rng.seed) ||
     !Number.isSafeInteger(rng.offset)
   ) {
-    fail(`"rng" must be {seed, offset} integers, got ${JSON.stringify(s.rng)}`);
+    fail(`"rng" must be {seed, offset} integers, got ${fmtValue(s.rng)}`);
+  }
+  if (
+    s.skippedSteps !== undefined &&
+    !(Number.isSafeInteger(s.skippedSteps) && (s.skippedSteps as number) >= 0)
+  ) {
+    fail(`"skippedSteps" must be a non-negative integer, got ${fmtValue(s.skippedSteps)}`);
+  }
+  if (s.lossScaler !== undefined) {
+    const ls = s.lossScaler as Record<string, unknown> | null;
+    const finite = (v: unknown) => typeof v === "number" && Number.isFinite(v);
+    const okTracker = (v: unknown) =>
+      v === undefined || (Number.isSafeInteger(v) && (v as number) >= 0);
+    if (
+      ls === null || typeof ls !== "object" || Array.isArray(ls) || !finite(ls.scale) ||
+      !((ls.scale as number) > 0) || !okTracker(ls.growthTracker) ||
+      !okTracker(ls.hysteresisTracker)
+    ) {
+      fail(
+        `"lossScaler" must be {scale: a positive number, growthTracker?, hysteresisTracker?: ` +
+          `non-negative integers}, got ${fmtValue(s.lossScaler)}`,
+      );
+    }
   }
   const sums = s.checksums as Record<string, unknown> | undefined;
   if (

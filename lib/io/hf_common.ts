@@ -256,7 +256,7 @@ export async function readHfWeights(dir: string): Promise<HfWeights> {
       if (listed.get(key) !== shard) {
         throw new DenotronError(
           `${path}: tensor "${key}" is ${
-            listed.has(key) ? `mapped to ${listed.get(key)}` : "not in the weight_map"
+            listed.has(key) ? `mapped to ${fmtValue(listed.get(key))}` : "not in the weight_map"
           } in ${index}`,
         );
       }

@@ -49,6 +49,7 @@ import {
   writeJson,
 } from "./hf_common.ts";
 import { type TensorEntry, tensorEntry } from "./safetensors.ts";
+import { parameterCount } from "../plan/model.ts";
 
 /** HF's name of each integer field, and the GPTConfig field whose limit it has. */
 const HF_INT_FIELDS = {
@@ -404,6 +405,20 @@ export async function loadHfLlama(
     }),
     build: (config) => new GPT(config, opts),
     state: llamaStateFromHf,
+    parameters: (c) =>
+      parameterCount({
+        numLayers: c.nLayer,
+        hiddenSize: c.nEmbd,
+        numAttentionHeads: c.nHead,
+        numQueryGroups: c.nKvHead,
+        ffnHiddenSize: c.ffnHidden,
+        vocabSize: c.vocabSize,
+        seqLength: c.blockSize,
+        maxPositionEmbeddings: 0,
+        tiedEmbeddings: c.tieEmbeddings,
+        swiglu: true,
+        bias: false,
+      }).total,
   });
   return model.eval();
 }

@@ -19,7 +19,7 @@ import { DenotronError, fmtValue } from "../errors.ts";
 import { crossEntropy } from "../ops/crossentropy.ts";
 import { dropout } from "../ops/elementwise.ts";
 import { linear } from "../ops/matmul.ts";
-import { type RopeScaling, ropeInvFreq } from "../ops/rope.ts";
+import { ropeInvFreq, type RopeScaling } from "../ops/rope.ts";
 import { Generator } from "../random.ts";
 import { type DType, Tensor } from "../tensor.ts";
 import { Block } from "./block.ts";
@@ -236,9 +236,9 @@ export function validateGPTConfig(c: GPTConfig): void {
     const v = c[key];
     if (v !== undefined && !options.includes(v)) {
       throw new DenotronError(
-        `GPT config: ${key} must be one of ${options.map((o) => JSON.stringify(o)).join(", ")}, got ${
-          JSON.stringify(v)
-        }`,
+        `GPT config: ${key} must be one of ${
+          options.map((o) => JSON.stringify(o)).join(", ")
+        }, got ${JSON.stringify(v)}`,
       );
     }
   };
@@ -250,7 +250,9 @@ export function validateGPTConfig(c: GPTConfig): void {
   if (c.positionEmbedding === "rope") {
     if ((c.nEmbd / c.nHead) % 2 !== 0) {
       throw new DenotronError(
-        `GPT config: rotary positions need an even head size, nEmbd / nHead is ${c.nEmbd / c.nHead}`,
+        `GPT config: rotary positions need an even head size, nEmbd / nHead is ${
+          c.nEmbd / c.nHead
+        }`,
       );
     }
     const theta = c.ropeTheta ?? 10000;

@@ -22,6 +22,7 @@ import { batchSizeProblem, modelParallelProblems } from "../parallel/parallel_co
 import { rampupBatchSizeAt } from "../curriculum/batch_rampup.ts";
 import { seqLenCurriculumFor } from "../curriculum/seqlen.ts";
 import { ConfigError, type KeyDecl, readValue } from "../key_table.ts";
+import { causeText, fmtValue } from "../errors.ts";
 import { CONFIG_KEYS, DEFAULT_CONFIG, type TrainConfig } from "./config_keys.ts";
 import { GPT_PRESETS, type GPTConfig, gptConfigWithDefaults } from "../nn/gpt.ts";
 
@@ -85,7 +86,7 @@ function resolveKey(raw: string, where: string, shown = raw): string {
   if (key !== undefined) return key;
   const hint = closestKey(camel(raw));
   throw new ConfigError(
-    `${where}unknown key "${shown}"` +
+    `${where}unknown key ${fmtValue(shown)}` +
       (hint ? `; did you mean "${hint}"?` : `; known keys: ${[...KEYS.keys()].join(", ")}`),
   );
 }
@@ -98,7 +99,9 @@ function presetKeys(name: string, where: string): Partial<TrainConfig["model"]> 
   const p = GPT_PRESETS[name];
   if (!p) {
     throw new ConfigError(
-      `${where}modelPreset: no model "${name}"; known: ${Object.keys(GPT_PRESETS).join(", ")} ` +
+      `${where}modelPreset: no model ${fmtValue(name)}; known: ${
+        Object.keys(GPT_PRESETS).join(", ")
+      } ` +
         `(--model)`,
     );
   }
@@ -382,18 +385,19 @@ export async function loadConfig(
   const { overrides, configFile } = parseArgsToOverrides(options.args ?? []);
   const file = configFile ?? options.file;
   let config = clone(DEFAULT_CONFIG);
+  if (file === "") throw new ConfigError("command line: --config needs a file name, got ''");
   if (file !== undefined) {
     let text: string;
     try {
       text = await Deno.readTextFile(file);
     } catch (e) {
-      throw new ConfigError(`${file}: cannot read config file (${(e as Error).message})`);
+      throw new ConfigError(`${file}: cannot read config file (${causeText(e)})`);
     }
     let doc: unknown;
     try {
       doc = parseYaml(text);
     } catch (e) {
-      throw new ConfigError(`${file}: not valid YAML (${(e as Error).message})`);
+      throw new ConfigError(`${file}: not valid YAML (${causeText(e)})`);
     }
     config = configFromObject(doc, file);
   }
