@@ -302,7 +302,10 @@ Deno.test("bad files give one-line errors naming the file and the field", () => 
     bad(withModel({ merges: ["q r"] })),
     /model\.merges\[0\] .* missing from model\.vocab/,
   );
-  assert.match(bad(withModel({ vocab: { a: -1 } })), /model\.vocab\["a"\] is not a non-negative/);
+  assert.match(
+    bad(withModel({ vocab: { a: -1 } })),
+    /model\.vocab\["a"\] is not an integer id in \[0, 16777216\) \(got -1\)/,
+  );
   assert.match(bad(withModel({ unk_token: "<nope>" })), /model\.unk_token "<nope>" is not in/);
   assert.match(
     bad({
