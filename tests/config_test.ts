@@ -388,3 +388,24 @@ Deno.test("--distributed-timeout-minutes and the --no- form of true/false keys",
   // "no-" of a key that is not true/false is still an unknown key
   await assert.rejects(loadConfig({ args: ["--no-lr"] }), /unknown key "no-lr"/);
 });
+
+Deno.test("Llama keys: --model sets a preset's shape first, the keys beside it win, and bad combinations are named", async () => {
+  const c = await loadConfig({ args: ["--model", "llama-tiny", "--num-layers", "2"] });
+  assert.equal(c.model.nLayer, 2);
+  assert.equal(c.model.nEmbd, 128);
+  assert.equal(c.model.numQueryGroups, 2);
+  assert.equal(c.model.swiglu, true);
+  assert.equal(c.model.positionEmbeddingType, "rope");
+  await assert.rejects(
+    loadConfig({ args: ["--model", "llama-9000"] }),
+    /modelPreset: no model "llama-9000"; known: /,
+  );
+  await assert.rejects(
+    loadConfig({ args: ["--num-attention-heads", "4", "--num-query-groups", "3"] }),
+    /numQueryGroups 3 does not divide nHead 4/,
+  );
+  await assert.rejects(
+    loadConfig({ args: ["--use-rope-scaling"] }),
+    /useRopeScaling needs positionEmbeddingType rope/,
+  );
+});

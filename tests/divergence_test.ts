@@ -52,10 +52,13 @@ async function expectAllFinite(dir: string): Promise<void> {
   }
 }
 
-Deno.test("lr 1e30: training stops with an error naming the step, and the good checkpoints stay", async () => {
-  const dir = await Deno.makeTempDir();
+/**
+ * A healthy run saved into `dir` (iter_2, iter_4), then a trainer resumed from it at
+ * lr 1e30 that saves every step: it diverges within a few iterations.
+ */
+async function divergingRun(dir: string, overrides: Record<string, unknown>): Promise<Trainer> {
   await healthyRun(dir);
-  using t = tinyTrainer(
+  const t = tinyTrainer(
     corpus,
     tinyConfig({
       save: dir,
@@ -64,10 +67,16 @@ Deno.test("lr 1e30: training stops with an error naming the step, and the good c
       lrWarmupIters: 0,
       trainIters: 20,
       saveInterval: 1,
-      keepLast: 2,
+      ...overrides,
     }),
   );
   await t.load(dir);
+  return t;
+}
+
+Deno.test("lr 1e30: training stops with an error naming the step, and the good checkpoints stay", async () => {
+  const dir = await Deno.makeTempDir();
+  using t = await divergingRun(dir, { keepLast: 2 });
   await assert.rejects(
     quietTrain(t),
     (e: Error) =>
@@ -85,21 +94,7 @@ Deno.test("lr 1e30: training stops with an error naming the step, and the good c
 
 Deno.test("with the check off, a NaN model is never saved: the save is refused and nothing is deleted", async () => {
   const dir = await Deno.makeTempDir();
-  await healthyRun(dir);
-  using t = tinyTrainer(
-    corpus,
-    tinyConfig({
-      save: dir,
-      lr: 1e30,
-      minLr: 1e30,
-      lrWarmupIters: 0,
-      trainIters: 20,
-      saveInterval: 1,
-      keepLast: 1,
-      checkForNanInLossAndGrad: false,
-    }),
-  );
-  await t.load(dir);
+  using t = await divergingRun(dir, { keepLast: 1, checkForNanInLossAndGrad: false });
   await assert.rejects(
     quietTrain(t),
     (e: Error) =>

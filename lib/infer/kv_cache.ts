@@ -15,7 +15,6 @@ import type { GPT } from "../nn/gpt.ts";
 import { add } from "../ops/elementwise.ts";
 import { embedding } from "../ops/embedding.ts";
 import { attentionDecode, kvAppend } from "../ops/kvcache.ts";
-import { rope } from "../ops/rope.ts";
 import { linear } from "../ops/matmul.ts";
 import { Tensor, tidy } from "../tensor.ts";
 
@@ -149,9 +148,8 @@ export function forwardCached(
       let x = embedding(tokens, model.emb.wte, wpeFrom, model.config.vocabSize); // (B,Tn,C)
       model.blocks.forEach((block, i) => {
         const { nHead, nKvHead } = block.attn;
-        let qkv = block.attn.qkv.forward(block.ln1.forward(x)); // (B,Tn,(nHead+2·nKvHead)·hs)
-        const invFreq = block.attn.rope;
-        if (invFreq) qkv = rope(qkv, { nHead, nKvHead, invFreq, pos0: pos });
+        // (B,Tn,(nHead+2·nKvHead)·hs), rotated to positions pos.. when rotary
+        const qkv = block.attn.project(block.ln1.forward(x), pos);
         kvAppend(cache.k[i], cache.v[i], qkv, nHead, pos, nKvHead);
         const y = attentionDecode(qkv, cache.k[i], cache.v[i], nHead, pos, nKvHead); // (B,Tn,C)
         const x1 = add(x, block.attn.proj.forward(y));

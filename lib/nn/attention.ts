@@ -74,16 +74,27 @@ export class CausalSelfAttention extends Module {
     this.proj = this.child("proj", new Linear(width, width, { ...o, std: opts.projStd }));
   }
   /**
+   * The queries, keys and values of x, q and k turned to their positions when rotary:
+   * what the core attention (and a KV cache) reads.
+   *
+   * @param x (B,T,C) the normalised residual stream
+   * @param pos0 the position of the first token @default 0
+   * @returns (B,T,(nHead + 2·nKvHead)·headSize)
+   */
+  project(x: Tensor, pos0 = 0): Tensor {
+    const qkv = this.qkv.forward(x);
+    if (!this.rope) return qkv;
+    return rope(qkv, { nHead: this.nHead, nKvHead: this.nKvHead, invFreq: this.rope, pos0 });
+  }
+
+  /**
    * (B,T,C) → (B,T,C)
    *
    * @param x the normalised residual stream
    * @param pos0 the position of the first token (rotary positions) @default 0
    */
   forward(x: Tensor, pos0 = 0): Tensor {
-    let qkv = this.qkv.forward(x); // (B,T,(nHead+2·nKvHead)·hs)
-    if (this.rope) {
-      qkv = rope(qkv, { nHead: this.nHead, nKvHead: this.nKvHead, invFreq: this.rope, pos0 });
-    }
+    const qkv = this.project(x, pos0);
     // (B,T,(nHead+2·nKvHead)·hs) → (B,T,C)
     const core = (q: Tensor) => attention(q, this.nHead, this.nKvHead);
     const y = this.recomputeCoreAttention ? checkpoint(qkv, core) : core(qkv);

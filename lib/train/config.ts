@@ -325,6 +325,14 @@ export function validateConfig(
   if (batch) fail(batch);
   if (t.minLr > t.lr) fail(`minLr ${t.minLr} is larger than lr ${t.lr}`);
   if (m.nEmbd % m.nHead !== 0) fail(`nEmbd ${m.nEmbd} is not divisible by nHead ${m.nHead}`);
+  if (m.numQueryGroups && m.nHead % m.numQueryGroups !== 0) {
+    fail(
+      `numQueryGroups ${m.numQueryGroups} does not divide nHead ${m.nHead} (--num-query-groups)`,
+    );
+  }
+  if (m.useRopeScaling && m.positionEmbeddingType !== "rope") {
+    fail(`useRopeScaling needs positionEmbeddingType rope (--position-embedding-type rope)`);
+  }
   for (const problem of modelParallelProblems(m, p)) fail(problem);
   const decay = t.lrDecayIters ?? t.trainIters;
   if (t.lrWarmupIters > decay) {
