@@ -3,7 +3,9 @@
  * data parallelism (up to 8 ranks): a 4-layer GPT trained on four micro-batches with
  * dropout on gives the single-process run's loss and every gradient after one step
  * (the tied embedding included, summed over the first and last stage) and its losses
- * over five steps. Two layouts also recompute activations.
+ * over five steps. Two layouts also recompute activations. The Llama family (RMSNorm,
+ * RoPE, SwiGLU, grouped-query attention, no biases, an untied or tied output layer) goes
+ * through the same layouts, and tensor parallelism beyond its key/value groups is refused.
  */
 import assert from "assert";
 import { relError, runFixtureJson } from "./parallel_helpers.ts";
@@ -52,6 +54,38 @@ const LAYOUTS: [number, string[]][] = [
   [4, ["--tp", "2", "--pp", "2", "--sp", "--recompute", "uniform"]],
   [2, ["--pp", "2", "--vp", "2", "--recompute", "selective"]],
 ];
+
+/** Llama-family layouts: TP splits the 2 key/value groups, PP holds the untied head last. */
+const LLAMA_LAYOUTS: [number, string[]][] = [
+  [2, ["--tp", "2"]],
+  [2, ["--pp", "2"]],
+  [4, ["--tp", "2", "--pp", "2", "--sp"]],
+  [4, ["--tp", "2", "--pp", "2", "--vp", "2", "--sp", "--recompute", "uniform"]],
+  [4, ["--tp", "2", "--sp", "--recompute", "selective"]],
+  [4, ["--pp", "2", "--arch", "llama-tied"]],
+  [4, ["--tp", "2", "--pp", "2", "--arch", "llama-tied"]],
+  [2, ["--pp", "2", "--arch", "mqa"]],
+];
+const llamaSingle = new Map<string, Promise<Run>>();
+const singleOf = (arch: string) => {
+  if (!llamaSingle.has(arch)) llamaSingle.set(arch, run(1, ["--mode", "single", "--arch", arch]));
+  return llamaSingle.get(arch)!;
+};
+
+for (const [n, given] of LLAMA_LAYOUTS) {
+  const flags = given.includes("--arch") ? given : [...given, "--arch", "llama"];
+  const arch = flags[flags.indexOf("--arch") + 1];
+  Deno.test(`Llama family (${arch}): ${flags.join(" ")} on ${n} ranks equals one process`, async () => {
+    assertSameRun(await run(n, flags), await singleOf(arch), `${arch} ${flags.join(" ")}`);
+  });
+}
+
+Deno.test("tensor parallelism beyond the key/value groups is refused with a sentence", async () => {
+  await assert.rejects(
+    () => run(2, ["--tp", "2", "--arch", "mqa"]),
+    /tensorModelParallelSize 2 is more than numQueryGroups 1: each rank needs at least one key\/value group/,
+  );
+});
 
 for (const [n, flags] of LAYOUTS) {
   const size = (flag: string) => flags.includes(flag) ? Number(flags[flags.indexOf(flag) + 1]) : 1;

@@ -1,8 +1,9 @@
 /**
  * A Llama-style model (`--model llama-tiny`, shrunk) through tools/train.ts: DP=2 with
  * ZeRO-1 equals one process and resumes in one process; bf16 trains close to fp32;
- * tensor and pipeline parallelism refuse the Llama features with a sentence (not yet
- * supported). Real processes, one thread each.
+ * TP2×PP2 with sequence parallelism equals one process and resumes at TP2; tensor
+ * parallelism beyond the key/value groups is refused with a sentence. Real processes,
+ * one thread each.
  */
 import assert from "assert";
 import {
@@ -62,14 +63,42 @@ Deno.test("a Llama-style model in bf16 follows the fp32 losses", async () => {
   assertClose(bf16.losses, one.losses, "bf16 training loss", 2e-2);
 });
 
-Deno.test("tensor parallelism refuses the Llama features with one line", async () => {
-  const { code, output } = await launchTrain(
+Deno.test("a Llama-style model at TP2×PP2 with sequence parallelism equals one process; its checkpoint resumes at TP2", async () => {
+  const tp2pp2 = [
+    "--tensor-model-parallel-size",
+    "2",
+    "--pipeline-model-parallel-size",
+    "2",
+    "--sequence-parallel",
+    "true",
+  ];
+  const { code, output } = await launchTrain(4, args(`${tmp}/tp2pp2`, tp2pp2));
+  assert.equal(code, 0, output);
+  const mp = await readCliRun(`${tmp}/tp2pp2`, output);
+  assertClose(mp.losses, one.losses, "TP2×PP2 SP training loss");
+  assertClose(mp.evals, one.evals, "TP2×PP2 SP validation loss");
+  const at = await launchTrain(
     2,
-    args(`${tmp}/tp`, ["--tensor-model-parallel-size", "2"]),
+    args(`${tmp}/tp2`, [
+      "--tensor-model-parallel-size",
+      "2",
+      "--load",
+      `${tmp}/tp2pp2/iter_0000002`,
+    ]),
+  );
+  assert.equal(at.code, 0, at.output);
+  const resumed = await readCliRun(`${tmp}/tp2`, at.output);
+  assertClose(resumed.losses, one.losses.slice(2), "TP2×PP2 checkpoint resumed at TP2");
+});
+
+Deno.test("tensor parallelism beyond the key/value groups is refused with one line", async () => {
+  const { code, output } = await launchTrain(
+    4,
+    args(`${tmp}/tp4`, ["--tensor-model-parallel-size", "4"]),
   );
   assert.notEqual(code, 0);
   assert.match(
     output,
-    /error: tensorModelParallelSize 2 × pipelineModelParallelSize 1: the Llama-family/,
+    /error: tensorModelParallelSize 4 is more than numQueryGroups 2: each rank needs at least one key\/value group/,
   );
 });

@@ -549,16 +549,17 @@ export async function readState(file: string): Promise<CheckpointState> {
   if (s.lossScaler !== undefined) {
     const ls = s.lossScaler as Record<string, unknown> | null;
     const finite = (v: unknown) => typeof v === "number" && Number.isFinite(v);
-    const okTracker = (v: unknown) =>
-      v === undefined || (Number.isSafeInteger(v) && (v as number) >= 0);
+    // the hysteresis tracker keeps counting down past zero while overflows go on
+    const okTracker = (v: unknown, min: number) =>
+      v === undefined || (Number.isSafeInteger(v) && (v as number) >= min);
     if (
       ls === null || typeof ls !== "object" || Array.isArray(ls) || !finite(ls.scale) ||
-      !((ls.scale as number) > 0) || !okTracker(ls.growthTracker) ||
-      !okTracker(ls.hysteresisTracker)
+      !((ls.scale as number) > 0) || !okTracker(ls.growthTracker, 0) ||
+      !okTracker(ls.hysteresisTracker, -Number.MAX_SAFE_INTEGER)
     ) {
       fail(
-        `"lossScaler" must be {scale: a positive number, growthTracker?, hysteresisTracker?: ` +
-          `non-negative integers}, got ${fmtValue(s.lossScaler)}`,
+        `"lossScaler" must be {scale: a positive number, growthTracker?: a non-negative ` +
+          `integer, hysteresisTracker?: an integer}, got ${fmtValue(s.lossScaler)}`,
       );
     }
   }

@@ -305,6 +305,17 @@ export function isGpt2Architecture(c: Required<GPTConfig>): boolean {
 }
 
 /**
+ * The rotary frequencies every block of a model of `c` shares, (headDim/2) f32 on
+ * `device`; null with learned positions. The caller owns (and disposes) the tensor.
+ */
+export function ropeFrequencies(c: Required<GPTConfig>, device: Device): Tensor | null {
+  if (c.positionEmbedding !== "rope") return null;
+  const hs = c.nEmbd / c.nHead;
+  const f = ropeInvFreq(hs, c.ropeTheta, c.ropeScaling ?? undefined);
+  return Tensor.fromArray(f, [hs / 2], { device });
+}
+
+/**
  * Which blocks one training forward runs (progressive layer dropping, see
  * lib/curriculum/layer_drop.ts): a dropped block is the identity, a kept one
  * scales its residual branches.
@@ -410,11 +421,7 @@ export class GPT extends Module {
         rows: paddedVocabSize(c),
       }),
     );
-    this.ropeFreq = rotary
-      ? Tensor.fromArray(ropeInvFreq(c.nEmbd / c.nHead, c.ropeTheta, c.ropeScaling ?? undefined), [
-        c.nEmbd / (2 * c.nHead),
-      ], { device })
-      : null;
+    this.ropeFreq = ropeFrequencies(c, device);
     this.blocks = [];
     for (let i = 0; i < c.nLayer; i++) {
       this.blocks.push(this.child(

@@ -44,6 +44,7 @@ export {
   TensorParallelGPT,
   type TensorParallelGPTOptions,
   validateTensorParallel,
+  VocabParallelTable,
 } from "./tp_gpt.ts";
 export {
   type CommOp,
@@ -57,7 +58,6 @@ export {
 } from "./schedules.ts";
 export {
   type MicroBatch,
-  OutputEmbedding,
   PipelineGPT,
   type PipelineGPTOptions,
   runPipeline,

@@ -4,9 +4,10 @@
  * Pipeline parallelism: a rank of the pipeline group holds the layers of its virtual
  * stages (chunk c of rank r is virtual stage c·p + r; each holds L/(p·v) consecutive
  * layers), the first virtual stage also the embeddings, the last the final layernorm and
- * the output layer, tied to the token embedding: that table lives on both the first and
- * the last stage and their gradients are summed over the embedding group, so the two
- * copies stay equal. Within a stage the layers are tensor-parallel (tp_gpt.ts).
+ * the output layer. A tied output layer is the token embedding: that table lives on both
+ * the first and the last stage and their gradients are summed over the embedding group,
+ * so the two copies stay equal; an untied one (`head`) lives on the last stage only.
+ * Within a stage the layers are tensor-parallel (tp_gpt.ts).
  *
  * {@linkcode runPipeline} runs one training step's forward and backward passes by a
  * schedule of schedules.ts, sending activations forward and gradients backward through
@@ -23,8 +24,9 @@ import {
   gptConfigWithDefaults,
   type GPTOptions,
   type LayerPlan,
+  ropeFrequencies,
 } from "../nn/gpt.ts";
-import type { LayerNorm } from "../nn/layers.ts";
+import type { Norm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
@@ -44,20 +46,18 @@ import {
   type LayerOpts,
   makeDrop,
   ParallelBlock,
-  parallelLayerNorm,
+  parallelNorm,
   runLayers,
   setSelectiveRecompute,
   validateTensorParallel,
   vocabParallelLogits,
+  VocabParallelTable,
 } from "./tp_gpt.ts";
 import {
   initTensorParallelParams,
-  localShape,
   recordOwner,
-  setTensorParallelInfo,
   syncTensorParallelGrads,
   VocabParallelEmbedding,
-  vocabSpec,
 } from "./tp_layers.ts";
 
 /** Options of a {@linkcode PipelineGPT}. */
@@ -74,25 +74,6 @@ export interface PipelineGPTOptions extends GPTOptions {
   virtualSize?: number;
   /** Activation recomputation, per model chunk. @default none */
   recompute?: RecomputeOptions | null;
-}
-
-/** The output layer's copy of the token embedding on a last stage that is not first. */
-export class OutputEmbedding extends Module {
-  /** (V/tp, C) */
-  readonly wte: Tensor;
-  /** Declares this rank's rows of the (V, C) token table. */
-  constructor(V: number, C: number, o: LayerOpts) {
-    super();
-    const spec = vocabSpec(V, o.group.size);
-    this.wte = this.param(
-      "wte",
-      localShape([V, C], spec, o.group.size, "wte"),
-      { kind: "normal", std: 0.02 },
-      o.device,
-      o.dtype,
-    );
-    setTensorParallelInfo(this.wte, { fullShape: [V, C], spec, sumGrad: false });
-  }
 }
 
 /** One micro-batch: tokens and targets, int32 (b,T). */
@@ -125,10 +106,15 @@ export class PipelineGPT extends Module {
   readonly blocks: Map<number, ParallelBlock> = new Map();
   /** Token and position embeddings on the first stage; null elsewhere. */
   readonly emb: VocabParallelEmbedding | null = null;
-  /** The output layer's token embedding on a last stage that is not first; else null. */
-  readonly out: OutputEmbedding | null = null;
-  /** The final layernorm on the last stage; null elsewhere. */
-  readonly lnf: LayerNorm | null = null;
+  /**
+   * The output layer's vocabulary rows on the last stage: the untied `head`, or the tied
+   * token table's copy (`emb.wte`) when the last stage is not also the first; else null.
+   */
+  readonly out: VocabParallelTable | null = null;
+  /** The final normalisation on the last stage; null elsewhere. */
+  readonly lnf: Norm | null = null;
+  /** Rotary frequencies shared by this rank's blocks; null with learned positions. */
+  readonly ropeFreq: Tensor | null;
   /** The parameter and dropout seed. */
   readonly seed: number;
   /** Activation recomputation, per model chunk, or null for none. */
@@ -163,20 +149,25 @@ export class PipelineGPT extends Module {
       dtype: opts.dtype,
       sequenceParallel: this.sequenceParallel,
       projStd: 0.02 / Math.sqrt(2 * c.nLayer),
+      rope: this.ropeFreq = ropeFrequencies(c, device),
     };
     if (this.isFirst(0)) {
+      const positions = c.positionEmbedding === "learned" ? c.blockSize : 0;
       this.emb = this.child(
         "emb",
-        new VocabParallelEmbedding(c.vocabSize, c.blockSize, c.nEmbd, o),
+        new VocabParallelEmbedding(c.vocabSize, positions, c.nEmbd, o),
       );
-    } else if (this.isLast(v - 1)) {
-      this.out = this.child("emb", new OutputEmbedding(c.vocabSize, c.nEmbd, o));
+    }
+    const last = this.isLast(v - 1);
+    if (last && c.tieEmbeddings && !this.emb) {
+      this.out = this.child("emb", new VocabParallelTable(c.vocabSize, c.nEmbd, "wte", o));
     }
     for (const layers of this.chunkLayers) {
       for (const l of layers) this.blocks.set(l, this.child(`h.${l}`, new ParallelBlock(c, o)));
     }
-    if (this.isLast(v - 1)) {
-      this.lnf = this.child("lnf", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
+    if (last) this.lnf = this.child("lnf", parallelNorm(c, o));
+    if (last && !c.tieEmbeddings) {
+      this.out = this.child("head", new VocabParallelTable(c.vocabSize, c.nEmbd, "weight", o));
     }
     this.recompute = opts.recompute ?? null;
     setSelectiveRecompute([...this.blocks.values()], this.recompute);
@@ -196,9 +187,15 @@ export class PipelineGPT extends Module {
     return virtualStage(this.pipeline.rank, chunk, p) === p * this.virtualSize - 1;
   }
 
-  /** The token embedding held on this rank (first or last stage), or null. */
+  /** The tied token table held on this rank (first or last stage), or null. */
   get wte(): Tensor | null {
-    return this.emb?.wte ?? this.out?.wte ?? null;
+    if (!this.config.tieEmbeddings) return this.emb?.wte ?? null;
+    return this.emb?.wte ?? this.out?.weight ?? null;
+  }
+
+  /** The output layer's vocabulary rows on the last stage (tied or untied), else null. */
+  get outputWeight(): Tensor | null {
+    return this.config.tieEmbeddings ? this.wte : this.out?.weight ?? null;
   }
 
   /**
@@ -252,7 +249,7 @@ export class PipelineGPT extends Module {
     const scales = lp ? layers.map((l) => lp.scale[l]) : undefined;
     h = runLayers(blocks, h, full, drop, rng, this.recompute, scales);
     if (!this.isLast(chunk)) return h;
-    const wext = padRows(this.wte!);
+    const wext = padRows(this.outputWeight!);
     const logits = vocabParallelLogits(
       this.lnf!.forward(h),
       wext,
@@ -276,6 +273,7 @@ export class PipelineGPT extends Module {
    */
   syncGrads(): void {
     syncTensorParallelGrads(this, this.tensor);
+    if (!this.config.tieEmbeddings) return;
     const wte = this.wte;
     if (this.embedding && this.embedding.size > 1 && wte?.grad) this.embedding.allReduce(wte.grad);
   }
@@ -283,6 +281,7 @@ export class PipelineGPT extends Module {
   /** Frees the parameters (idempotent). */
   dispose(): void {
     if (!this.params.data.disposed) this.params.dispose();
+    if (this.ropeFreq && !this.ropeFreq.disposed) this.ropeFreq.dispose();
   }
 }
 

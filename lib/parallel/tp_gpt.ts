@@ -1,27 +1,36 @@
 /**
  * defines: TensorParallelGPTOptions, TensorParallelGPT, validateTensorParallel
  *
- * GPT-2 (the architecture of lib/nn/gpt.ts) with its layers split across a
- * tensor-parallel group: heads and MLP columns per rank, the vocabulary per rank, and
- * optionally the layernorm/dropout/residual regions split along the token rows
- * (sequence parallelism). Parameter names and full shapes are those of the
- * single-process GPT, and each rank's values are its slices of that model's weights.
+ * The decoder of lib/nn/gpt.ts (GPT-2 or a Llama-family config) with its layers split
+ * across a tensor-parallel group: query heads and their key/value groups per rank, MLP
+ * columns per rank (SwiGLU's gate and up each split alike), the vocabulary per rank (of
+ * the tied token table or the untied head), and optionally the normalisation/dropout/
+ * residual regions split along the token rows (sequence parallelism). Parameter names and
+ * full shapes are those of the single-process GPT, and each rank's values are its slices
+ * of that model's weights.
  *
  * One layer, tensor-parallel (tp ranks; SP adds the bracketed parts):
  *
- *   x ─ ln1 ─ [all-gather] ─ qkv (column) ─ attention (heads/tp) ─ proj (row) ─
+ *   x ─ ln1 ─ [all-gather] ─ qkv (column) ─ [rope] ─ attention (heads/tp) ─ proj (row) ─
  *     all-reduce [reduce-scatter] ─ dropout ─ + x ─ ln2 ─ [all-gather] ─ fc (column) ─
- *     GELU ─ proj (row) ─ all-reduce [reduce-scatter] ─ dropout ─ +
+ *     GELU or SwiGLU ─ proj (row) ─ all-reduce [reduce-scatter] ─ dropout ─ +
  *
  * @module
  */
 import { attention } from "../ops/attention.ts";
 import { add, addScaled, dropout } from "../ops/elementwise.ts";
 import { linear, linearGelu } from "../ops/matmul.ts";
+import { rope } from "../ops/rope.ts";
+import { swiglu } from "../ops/swiglu.ts";
 import { type Device, device as getDevice } from "../device.ts";
 import { DenotronError } from "../errors.ts";
-import { type GPTConfig, gptConfigWithDefaults, type GPTOptions } from "../nn/gpt.ts";
-import { LayerNorm } from "../nn/layers.ts";
+import {
+  type GPTConfig,
+  gptConfigWithDefaults,
+  type GPTOptions,
+  ropeFrequencies,
+} from "../nn/gpt.ts";
+import { makeNorm, type Norm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
 import { Tensor } from "../tensor.ts";
@@ -35,8 +44,10 @@ import {
   recordOwner,
   RowParallelLinear,
   setTensorParallelInfo,
+  ShardedModule,
   syncTensorParallelGrads,
   VocabParallelEmbedding,
+  vocabSpec,
 } from "./tp_layers.ts";
 
 /** Options of a {@linkcode TensorParallelGPT}. */
@@ -70,8 +81,16 @@ export function validateTensorParallel(config: GPTConfig, tp: number): void {
     );
   }
   const hidden = config.ffnHidden ?? 4 * config.nEmbd;
+  const groups = config.nKvHead ?? config.nHead;
+  if (groups !== config.nHead && tp > groups) {
+    throw new DenotronError(
+      `tensorModelParallelSize ${tp} is more than numQueryGroups ${groups}: each rank needs ` +
+        `at least one key/value group of its own; use a tensor-parallel size of at most ${groups}`,
+    );
+  }
   const checks: [string, number][] = [
     ["numAttentionHeads", config.nHead],
+    ["numQueryGroups", groups],
     ["ffnHiddenSize", hidden],
   ];
   for (const [name, v] of checks) {
@@ -86,57 +105,91 @@ export function validateTensorParallel(config: GPTConfig, tp: number): void {
 /** Dropout on a residual branch (knows the stream's position and this rank's rows). */
 export type Drop = (x: Tensor) => Tensor;
 
-/** Causal self-attention with this rank's heads: q, k, v column-split, the output row-split. */
+/**
+ * Causal self-attention with this rank's query heads and the key/value groups they read:
+ * q, k, v column-split (each its own block, so the rank's rows are its queries, then its
+ * keys, then its values), the output row-split.
+ */
 export class ParallelAttention extends Module {
-  /** (C, 3C/tp): the q, k and v of this rank's heads */
+  /** (C → (nHead + 2·nKvHead)·hs/tp): the q, k and v of this rank's heads */
   readonly qkv: ColumnParallelLinear;
   /** (C/tp → C): the output projection, summed over the group */
   readonly proj: RowParallelLinear;
-  /** Heads on this rank: nHead/tp. */
+  /** Query heads on this rank: nHead/tp. */
   readonly nHeadLocal: number;
+  /** Key/value heads on this rank: nKvHead/tp. */
+  readonly nKvHeadLocal: number;
+  /** The model's rotary frequencies, or null with learned positions. */
+  readonly rope: Tensor | null;
   /** Selective recomputation: keep only qkv and rerun the core attention in backward. */
   recomputeCoreAttention = false;
   /** Builds the layer of `c` for the group and device of `o`. */
   constructor(c: Required<GPTConfig>, o: LayerOpts) {
     super();
+    const hs = c.nEmbd / c.nHead;
     this.nHeadLocal = c.nHead / o.group.size;
+    this.nKvHeadLocal = c.nKvHead / o.group.size;
+    this.rope = o.rope;
+    const blocks = [c.nHead * hs, c.nKvHead * hs, c.nKvHead * hs];
     this.qkv = this.child(
       "qkv",
-      new ColumnParallelLinear(c.nEmbd, 3 * c.nEmbd, { ...o, parts: 3 }),
+      new ColumnParallelLinear(c.nEmbd, (c.nHead + 2 * c.nKvHead) * hs, {
+        ...o,
+        blocks,
+        bias: c.bias,
+      }),
     );
     this.proj = this.child(
       "proj",
-      new RowParallelLinear(c.nEmbd, c.nEmbd, { ...o, std: o.projStd }),
+      new RowParallelLinear(c.nEmbd, c.nEmbd, { ...o, std: o.projStd, bias: c.bias }),
     );
   }
   /** (B,T,C), or (B·T/tp, C) under SP → the same; `full` is the full (B,T,C). */
   forward(x: Tensor, full: readonly number[]): Tensor {
-    const qkv = this.qkv.forward(x, full); // (B,T,3C/tp): this rank's heads' q, k, v
-    const core = (q: Tensor) => attention(q, this.nHeadLocal);
+    let qkv = this.qkv.forward(x, full); // (B,T,·): this rank's heads' q, k, v
+    // every rank holds whole sequences here, so positions are the token indices
+    if (this.rope) {
+      qkv = rope(qkv, { nHead: this.nHeadLocal, nKvHead: this.nKvHeadLocal, invFreq: this.rope });
+    }
+    const core = (q: Tensor) => attention(q, this.nHeadLocal, this.nKvHeadLocal);
     const y = this.recomputeCoreAttention ? checkpoint(qkv, core) : core(qkv); // (B,T,C/tp)
     return this.proj.forward(y); // (B,T,C), or (B·T/tp, C) under SP
   }
 }
 
-/** The GELU feed-forward layer: the first linear column-split, the second row-split. */
+/**
+ * The feed-forward layer: the first linear column-split (SwiGLU: gate and up each split,
+ * so a rank holds its gate columns then its up columns), the second row-split.
+ */
 export class ParallelMLP extends Module {
-  /** (C → ffnHidden/tp) */
+  /** (C → ffnHidden/tp), or (C → 2·ffnHidden/tp) with SwiGLU */
   readonly fc: ColumnParallelLinear;
   /** (ffnHidden/tp → C), summed over the group */
   readonly proj: RowParallelLinear;
+  /** "gelu" or "swiglu". */
+  readonly activation: "gelu" | "swiglu";
   /** Builds the layer of `c` for the group and device of `o`. */
   constructor(c: Required<GPTConfig>, o: LayerOpts) {
     super();
-    this.fc = this.child("fc", new ColumnParallelLinear(c.nEmbd, c.ffnHidden, o));
+    this.activation = c.activation;
+    const h = c.ffnHidden;
+    const fc = c.activation === "swiglu"
+      ? new ColumnParallelLinear(c.nEmbd, 2 * h, { ...o, blocks: [h, h], bias: c.bias })
+      : new ColumnParallelLinear(c.nEmbd, h, { ...o, bias: c.bias });
+    this.fc = this.child("fc", fc);
     this.proj = this.child(
       "proj",
-      new RowParallelLinear(c.ffnHidden, c.nEmbd, { ...o, std: o.projStd }),
+      new RowParallelLinear(h, c.nEmbd, { ...o, std: o.projStd, bias: c.bias }),
     );
   }
   /** (B,T,C), or (B·T/tp, C) under SP → the same; `full` is the full (B,T,C). */
   forward(x: Tensor, full: readonly number[]): Tensor {
-    // (B,T,hidden/tp): this rank's columns of fc, bias and GELU in one call
-    return this.proj.forward(linearGelu(this.fc.enter(x, full), this.fc.weight, this.fc.bias));
+    const h = this.fc.enter(x, full);
+    // (B,T,hidden/tp): this rank's columns; GELU's with fc and its bias in one call
+    const a = this.activation === "swiglu"
+      ? swiglu(linear(h, this.fc.weight, this.fc.bias))
+      : linearGelu(h, this.fc.weight, this.fc.bias);
+    return this.proj.forward(a);
   }
 }
 
@@ -152,13 +205,19 @@ export interface LayerOpts {
   projStd: number;
   /** Parameter dtype. */
   dtype?: GPTOptions["dtype"];
+  /** The model's rotary frequencies (owned by the model), or null. */
+  rope: Tensor | null;
 }
 
-/** A replicated layernorm whose gradient is summed over the group under SP. */
-export function parallelLayerNorm(width: number, eps: number, o: LayerOpts): LayerNorm {
-  const ln = new LayerNorm(width, { eps, device: o.device, dtype: o.dtype });
+/** A replicated normalisation (the config's kind) whose gradient is summed over the group under SP. */
+export function parallelNorm(c: Required<GPTConfig>, o: LayerOpts): Norm {
+  const ln = makeNorm(c.normalization, c.nEmbd, {
+    eps: c.layerNormEps,
+    device: o.device,
+    dtype: o.dtype,
+  });
   // Under SP each rank normalises only its rows, so each holds part of the gradient.
-  for (const t of [ln.weight, ln.bias]) {
+  for (const t of "bias" in ln ? [ln.weight, ln.bias] : [ln.weight]) {
     setTensorParallelInfo(t, {
       fullShape: t.shape,
       spec: { kind: "replicated" },
@@ -170,20 +229,20 @@ export function parallelLayerNorm(width: number, eps: number, o: LayerOpts): Lay
 
 /** One pre-LN transformer layer split across the tensor-parallel group. */
 export class ParallelBlock extends Module {
-  /** Layernorm before attention. */
-  readonly ln1: LayerNorm;
+  /** Normalisation before attention. */
+  readonly ln1: Norm;
   /** The tensor-parallel attention. */
   readonly attn: ParallelAttention;
-  /** Layernorm before the MLP. */
-  readonly ln2: LayerNorm;
+  /** Normalisation before the MLP. */
+  readonly ln2: Norm;
   /** The tensor-parallel MLP. */
   readonly mlp: ParallelMLP;
   /** Builds the layer of `c` for the group and device of `o`. */
   constructor(c: Required<GPTConfig>, o: LayerOpts) {
     super();
-    this.ln1 = this.child("ln1", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
+    this.ln1 = this.child("ln1", parallelNorm(c, o));
     this.attn = this.child("attn", new ParallelAttention(c, o));
-    this.ln2 = this.child("ln2", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
+    this.ln2 = this.child("ln2", parallelNorm(c, o));
     this.mlp = this.child("mlp", new ParallelMLP(c, o));
   }
   /**
@@ -196,6 +255,26 @@ export class ParallelBlock extends Module {
       branchScale === 1 ? add(r, f) : addScaled(r, f, branchScale);
     const x1 = residual(x, drop(this.attn.forward(this.ln1.forward(x), full)));
     return residual(x1, drop(this.mlp.forward(this.ln2.forward(x1), full)));
+  }
+}
+
+/**
+ * A (V, C) table cut by vocabulary rows (padded to a multiple of the group size): the
+ * untied output layer, or a last pipeline stage's copy of the tied token table.
+ */
+export class VocabParallelTable extends ShardedModule {
+  /** (V/tp, C), this rank's rows */
+  readonly weight: Tensor;
+  /**
+   * Declares this rank's rows.
+   *
+   * @param name the parameter's name in the single-process model ("weight" of `head`,
+   *   "wte" of `emb`)
+   */
+  constructor(V: number, C: number, name: string, o: LayerOpts) {
+    super();
+    const init = { kind: "normal", std: 0.02 } as const;
+    this.weight = this.sharded(name, [V, C], vocabSpec(V, o.group.size), init, o);
   }
 }
 
@@ -222,8 +301,12 @@ export class TensorParallelGPT extends Module {
   readonly emb: VocabParallelEmbedding;
   /** The transformer layers. */
   readonly blocks: ParallelBlock[];
-  /** The final layernorm. */
-  readonly lnf: LayerNorm;
+  /** The final normalisation. */
+  readonly lnf: Norm;
+  /** The untied output layer's vocabulary rows; null when tied to the token table. */
+  readonly head: VocabParallelTable | null;
+  /** Rotary frequencies shared by every block; null with learned positions. */
+  readonly ropeFreq: Tensor | null;
   /** This rank's parameters, in one flat buffer. */
   readonly params: FlatParameters;
   /** The dropout stream; it advances by the full tensor's counters on every rank. */
@@ -251,13 +334,18 @@ export class TensorParallelGPT extends Module {
       dtype: opts.dtype,
       sequenceParallel: this.sequenceParallel,
       projStd: 0.02 / Math.sqrt(2 * c.nLayer),
+      rope: this.ropeFreq = ropeFrequencies(c, device),
     };
-    this.emb = this.child("emb", new VocabParallelEmbedding(c.vocabSize, c.blockSize, c.nEmbd, o));
+    const positions = c.positionEmbedding === "learned" ? c.blockSize : 0;
+    this.emb = this.child("emb", new VocabParallelEmbedding(c.vocabSize, positions, c.nEmbd, o));
     this.blocks = [];
     for (let i = 0; i < c.nLayer; i++) {
       this.blocks.push(this.child(`h.${i}`, new ParallelBlock(c, o)));
     }
-    this.lnf = this.child("lnf", parallelLayerNorm(c.nEmbd, c.layerNormEps, o));
+    this.lnf = this.child("lnf", parallelNorm(c, o));
+    this.head = c.tieEmbeddings
+      ? null
+      : this.child("head", new VocabParallelTable(c.vocabSize, c.nEmbd, "weight", o));
     recordOwner(this, opts.group);
     this.params = new FlatParameters(this, device, seed);
     initTensorParallelParams(this.params, seed);
@@ -288,7 +376,7 @@ export class TensorParallelGPT extends Module {
     x = runLayers(this.blocks, x, full, drop, this.rng, this.recompute);
     return vocabParallelLogits(
       this.lnf.forward(x),
-      wext,
+      this.head ? padRows(this.head.weight) : wext,
       this.group,
       this.sequenceParallel,
       full,
@@ -317,6 +405,7 @@ export class TensorParallelGPT extends Module {
   /** Frees the parameters (idempotent). */
   dispose(): void {
     if (!this.params.data.disposed) this.params.dispose();
+    if (this.ropeFreq && !this.ropeFreq.disposed) this.ropeFreq.dispose();
   }
 
   /** Same as {@linkcode TensorParallelGPT.dispose}. */
@@ -354,11 +443,11 @@ export function makeDrop(
 }
 
 /**
- * The tied output layer: the final activation enters the tensor-parallel region and
- * meets this rank's extended vocabulary shard.
+ * The output layer: the final activation enters the tensor-parallel region and meets
+ * this rank's extended vocabulary shard (of the tied token table or the untied head).
  *
  * @param x (B,T,C), or this rank's rows under SP
- * @param wext `padRows(wte)`, (V/tp+1, C)
+ * @param wext `padRows` of the vocabulary shard (tied token table or untied head), (V/tp+1, C)
  * @param realColumns this rank's columns that are real tokens; the rest (vocabulary
  *   padding) are pinned to PAD_LOGIT like the pad column, so the softmax is the unpadded one
  * @returns (B,T,V/tp+1), the pad column pinned to PAD_LOGIT

@@ -31,15 +31,16 @@ import type { ProcessGroup } from "./process_group.ts";
 /**
  * How a local parameter was cut from the full one.
  * - `replicated`: every rank holds the full tensor.
- * - `rows`: dim 0 is `parts` equal blocks (3 for a fused q,k,v projection), each cut into
- *   `size` chunks; a rank holds its chunk of every block, blocks in order. With
- *   `paddedRows` (one part only), dim 0 is first padded to that many rows, so a vocabulary
- *   need not divide by the group size; padding rows exist on the ranks only.
+ * - `rows`: dim 0 is consecutive blocks of `blocks` rows each (default one block of every
+ *   row; a fused projection's parts, e.g. q, k and v, which differ under grouped-query
+ *   attention), each cut into `size` chunks; a rank holds its chunk of every block, blocks
+ *   in order. With `paddedRows` (one block only), dim 0 is first padded to that many rows,
+ *   so a vocabulary need not divide by the group size; padding rows exist on the ranks only.
  * - `cols`: dim 1 is cut into `size` chunks.
  */
 export type ShardSpec =
   | { kind: "replicated" }
-  | { kind: "rows"; parts: number; paddedRows?: number }
+  | { kind: "rows"; blocks?: readonly number[]; paddedRows?: number }
   | { kind: "cols" };
 
 /** A parameter's place in the full model. */
@@ -78,7 +79,10 @@ export function localShape(
 ): number[] {
   if (spec.kind === "replicated") return [...fullShape];
   if (spec.kind === "rows" && spec.paddedRows !== undefined) {
-    if (spec.parts !== 1 || spec.paddedRows < fullShape[0] || spec.paddedRows % size !== 0) {
+    if (
+      (spec.blocks ?? [fullShape[0]]).length !== 1 || spec.paddedRows < fullShape[0] ||
+      spec.paddedRows % size !== 0
+    ) {
       throw new DenotronError(
         `${name} ${fmtShape(fullShape)}: ${spec.paddedRows} padded rows must be at least ${
           fullShape[0]
@@ -87,18 +91,44 @@ export function localShape(
     }
     return [spec.paddedRows / size, ...fullShape.slice(1)];
   }
-  const dim = spec.kind === "rows" ? 0 : 1;
-  const parts = spec.kind === "rows" ? spec.parts : 1;
-  if (fullShape[dim] % (parts * size) !== 0) {
+  const out = [...fullShape];
+  if (spec.kind === "rows") {
+    const blocks = rowBlocks(fullShape, spec, name);
+    const bad = blocks.find((b) => b % size !== 0);
+    if (bad !== undefined) {
+      throw new DenotronError(
+        `${name} ${fmtShape(fullShape)}: ${
+          blocks.length > 1 ? `its block of ${bad} rows (of ${blocks.join(" + ")})` : "dimension 0"
+        } is not divisible by tensorModelParallelSize ${size}`,
+      );
+    }
+    out[0] = fullShape[0] / size;
+    return out;
+  }
+  if (fullShape[1] % size !== 0) {
     throw new DenotronError(
-      `${name} ${fmtShape(fullShape)}: dimension ${dim} (${fullShape[dim]}) is not divisible by ${
-        parts > 1 ? `${parts} parts × ` : ""
-      }tensorModelParallelSize ${size}`,
+      `${name} ${fmtShape(fullShape)}: dimension 1 (${
+        fullShape[1]
+      }) is not divisible by tensorModelParallelSize ${size}`,
     );
   }
-  const out = [...fullShape];
-  out[dim] = fullShape[dim] / size;
+  out[1] = fullShape[1] / size;
   return out;
+}
+
+/** The row counts of a `rows` spec's blocks (checked to cover dim 0). */
+function rowBlocks(
+  fullShape: readonly number[],
+  spec: { blocks?: readonly number[] },
+  name: string,
+): readonly number[] {
+  const blocks = spec.blocks ?? [fullShape[0]];
+  if (blocks.reduce((a, b) => a + b, 0) !== fullShape[0]) {
+    throw new DenotronError(
+      `${name} ${fmtShape(fullShape)}: row blocks ${blocks.join(" + ")} do not cover dimension 0`,
+    );
+  }
+  return blocks;
 }
 
 /**
@@ -131,10 +161,12 @@ export function shardIndices(
     }
   } else if (spec.kind === "rows") {
     const rowLen = numel / fullShape[0];
-    const block = fullShape[0] / spec.parts, chunk = block / size;
-    for (let p = 0; p < spec.parts; p++) {
-      const first = (p * block + rank * chunk) * rowLen;
+    let start = 0;
+    for (const block of rowBlocks(fullShape, spec, "parameter")) {
+      const chunk = block / size;
+      const first = (start + rank * chunk) * rowLen;
       for (let i = 0; i < chunk * rowLen; i++) out[k++] = first + i;
+      start += block;
     }
   } else {
     const [rows, cols] = fullShape;
@@ -203,14 +235,19 @@ export class ColumnParallelLinear extends ShardedModule {
    *
    * @param nIn input features
    * @param nOut output features of the full layer
-   * @param o group, device; `parts`: dim 0 is that many blocks cut separately (3 for q,k,v,
-   *   so each rank holds the q, k and v of its own heads)
+   * @param o group, device; `blocks`: dim 0's blocks, each cut separately (q, k and v, so
+   *   each rank holds the queries, keys and values of its own heads; SwiGLU's gate and up)
+   *   @default one block; `bias` @default true
    */
-  constructor(nIn: number, nOut: number, o: LayerOptions & { parts?: number; bias?: boolean }) {
+  constructor(
+    nIn: number,
+    nOut: number,
+    o: LayerOptions & { blocks?: readonly number[]; bias?: boolean },
+  ) {
     super();
     this.group = o.group;
     this.sequenceParallel = o.sequenceParallel ?? false;
-    const spec: ShardSpec = { kind: "rows", parts: o.parts ?? 1 };
+    const spec: ShardSpec = o.blocks ? { kind: "rows", blocks: o.blocks } : { kind: "rows" };
     this.weight = this.sharded("weight", [nOut, nIn], spec, {
       kind: "normal",
       std: o.std ?? 0.02,
@@ -288,8 +325,8 @@ export class RowParallelLinear extends ShardedModule {
 export class VocabParallelEmbedding extends ShardedModule {
   /** (V/tp, C) */
   readonly wte: Tensor;
-  /** (maxT, C), replicated */
-  readonly wpe: Tensor;
+  /** (maxT, C), replicated; null without learned positions (maxPositions 0). */
+  readonly wpe: Tensor | null;
   /** The tensor-parallel group. */
   readonly group: ProcessGroup;
   /** Whether activations outside the region are split along the token rows. */
@@ -300,7 +337,7 @@ export class VocabParallelEmbedding extends ShardedModule {
    * Declares this rank's rows of the token table, and the replicated position table.
    *
    * @param vocabSize rows of the full token table
-   * @param maxPositions rows of the position table
+   * @param maxPositions rows of the position table; 0: none (rotary positions)
    * @param width embedding width C
    * @param o group, device
    */
@@ -310,7 +347,9 @@ export class VocabParallelEmbedding extends ShardedModule {
     this.sequenceParallel = o.sequenceParallel ?? false;
     const init: Init = { kind: "normal", std: o.std ?? 0.02 };
     this.wte = this.sharded("wte", [vocabSize, width], vocabSpec(vocabSize, o.group.size), init, o);
-    this.wpe = this.sharded("wpe", [maxPositions, width], { kind: "replicated" }, init, o, true);
+    this.wpe = maxPositions > 0
+      ? this.sharded("wpe", [maxPositions, width], { kind: "replicated" }, init, o, true)
+      : null;
     this.vocabStart = this.wte.shape[0] * o.group.rank;
   }
   /**
@@ -330,7 +369,7 @@ export class VocabParallelEmbedding extends ShardedModule {
       false,
     );
     const local = Tensor.fromArray(ids, tokens.shape, { dtype: "i32", device: tokens.device });
-    const wpe = this.group.rank === 0
+    const wpe = !this.wpe || this.group.rank === 0
       ? this.wpe
       : Tensor.zeros([T, C], { dtype: this.wpe.dtype, device: this.wpe.device });
     const partial = embedding(local, wext, wpe); // (B,T,C)
@@ -412,7 +451,5 @@ export function syncTensorParallelGrads(model: Module, group: ProcessGroup): voi
  */
 export function vocabSpec(vocabSize: number, size: number): ShardSpec {
   const padded = Math.ceil(vocabSize / size) * size;
-  return padded === vocabSize
-    ? { kind: "rows", parts: 1 }
-    : { kind: "rows", parts: 1, paddedRows: padded };
+  return padded === vocabSize ? { kind: "rows" } : { kind: "rows", paddedRows: padded };
 }

@@ -138,7 +138,7 @@ export class ModelParallelEngine implements StepEngine {
     const m = this.model;
     const out: { offset: number; length: number }[] = [];
     for (const e of m.params.entries) {
-      if (m.out && e.tensor === m.out.wte) continue;
+      if (m.config.tieEmbeddings && m.out && e.tensor === m.out.weight) continue;
       const info = tensorParallelInfo(e.tensor);
       if (info.spec.kind === "replicated" && shardOwner(e.tensor).rank !== 0) continue;
       out.push({ offset: e.offset, length: e.tensor.numel });

@@ -42,7 +42,7 @@ import {
   prepareSaveDirectory,
   readCheckpoint,
 } from "../io/checkpoint.ts";
-import { GPT, type GPTConfig, gptConfigWithDefaults, isGpt2Architecture } from "../nn/gpt.ts";
+import { GPT, type GPTConfig } from "../nn/gpt.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { ParallelGroups } from "../parallel/init.ts";
 import { batchSizeProblem } from "../parallel/parallel_config.ts";
@@ -324,14 +324,6 @@ export class Trainer {
         );
       }
       const shape = given?.config ?? gptConfigFrom(c, this.tokenizer);
-      if (!isGpt2Architecture(gptConfigWithDefaults(shape))) {
-        throw new ConfigError(
-          `tensorModelParallelSize ${tp} × pipelineModelParallelSize ${pp}: the Llama-family ` +
-            `features (rmsnorm, rope, swiglu, query groups, no biases, an untied output layer) ` +
-            `train in one process or data parallel (with ZeRO-1) so far; tensor and pipeline ` +
-            `parallelism need GPT-2's architecture`,
-        );
-      }
       this.engine = new ModelParallelEngine(shape, groups, {
         seed: t.seed,
         dtype,
