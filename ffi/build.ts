@@ -157,6 +157,9 @@ export function buildCpuLibrary(variant: CpuVariant = "default"): string {
     "-fopenmp",
     // No kernel reads errno; without it sqrtf could not be inlined in vector loops.
     "-fno-math-errno",
+    // No kernel reads the floating-point exception flags; without it GCC keeps float
+    // comparisons as branches, and no loop that calls dn_expf vectorises.
+    "-fno-trapping-math",
     "-fPIC",
     "-shared",
     "-fvisibility=hidden",

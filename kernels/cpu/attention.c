@@ -64,7 +64,10 @@ static void backward_head(const float *q0, const float *k0, const float *v0, int
     float L = lse[i];
     /* D = sum_j p_j (dout . v_j) = dout . out */
     float D = dot(gi, oi, HS);
-    for (int64_t j = 0; j <= i; j++) p[j] = dn_expf(dot(q, k0 + j * rs, HS) * scale - L);
+    for (int64_t j = 0; j <= i; j++) p[j] = dot(q, k0 + j * rs, HS) * scale - L;
+    /* the exponentials in a loop of their own, which vectorises */
+#pragma omp simd
+    for (int64_t j = 0; j <= i; j++) p[j] = dn_expf(p[j]);
     for (int64_t j = 0; j <= i; j++) {
       const float *k = k0 + j * rs, *v = v0 + j * rs;
       float *dk = dk0 + j * ds, *dv = dv0 + j * ds;

@@ -62,12 +62,17 @@ static inline float dn_uniform(uint64_t seed, uint64_t counter) {
 
 /* exp(x) in fp32 (within 2 ulp), written so that `omp simd` loops vectorise it: libm's
  * expf is a scalar call unless the whole file is built with -ffast-math, which we
- * avoid because it breaks inf/NaN semantics. Range reduction x = n·ln2 + r with a
- * two-part ln2, a degree-6 polynomial for e^r, then scaling by 2^n through the
- * exponent bits. NaN stays NaN; below -87.3 the result is 0, above 88.7 it is inf. */
+ * avoid because it breaks inf/NaN semantics. The library is built with
+ * -fno-trapping-math (no kernel reads the FP exception flags), without which GCC does
+ * not if-convert the float comparisons below and no loop calling this vectorises.
+ * Range reduction x = n·ln2 + r with a two-part ln2, a degree-6 polynomial for e^r,
+ * then scaling by 2^n through the exponent bits. NaN stays NaN; below -87.3 the result
+ * is 0, above 88.7 it is inf. */
 static inline float dn_expf(float x) {
   float xc = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-  float n = __builtin_roundevenf(xc * 1.44269504088896341f);
+  /* n = round-to-nearest-even(xc·log2 e) by the 1.5·2^23 shift: |xc·log2 e| < 2^22, and
+   * unlike __builtin_roundevenf it vectorises with GCC 12 */
+  float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = xc - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;

@@ -77,11 +77,23 @@ dn_status dn_norm_sq(dn_dtype dtype, int64_t n, void *const *tensors, const int6
       _Pragma("omp parallel for num_threads(dn_threads) schedule(static) if (size > 32768)")
       for (int c = 0; c < DN_REDUCE_CHUNKS; c++) {
         int64_t lo = c * per, hi = lo + per < size ? lo + per : size;
+        /* 16 running sums, element i into sum i mod 16, added up in a fixed order at the
+         * end: the same result for any thread count, and the adds are independent
+         * enough to vectorise (one sum waits on each add's latency) */
+        double lane[16] = {0};
+        int64_t i = lo;
+        for (; i + 16 <= hi; i += 16) {
+          for (int k = 0; k < 16; k++) {
+            double v = dn_ld(DT, x, i + k);
+            lane[k] += v * v;
+          }
+        }
         double s = 0.0;
-        for (int64_t i = lo; i < hi; i++) {
+        for (; i < hi; i++) {
           double v = dn_ld(DT, x, i);
           s += v * v;
         }
+        for (int k = 0; k < 16; k++) s += lane[k];
         partial[c] = s;
       }
     });
