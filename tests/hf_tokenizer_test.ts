@@ -339,6 +339,14 @@ Deno.test("bad files give one-line errors naming the file and the field", () => 
     cfg,
   );
   assert.match(msg, /eos_token "<\/x>" is not a token of tokenizer\.json/);
+  // a value quoted from the file is cut: the message stays short and still names the field
+  const huge = "x".repeat(300_000);
+  const long = oneLineError(
+    () => tokenizerFromJson(byteLevelJson(), { config: { bos_token: huge }, configFile: cfg }),
+    cfg,
+  );
+  assert.ok(long.length < 500, `${long.length} characters`);
+  assert.match(long, /bos_token "x+\.\.\. \(\d+ characters\)/);
 });
 
 async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {

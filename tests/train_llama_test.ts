@@ -1,6 +1,7 @@
 /**
  * A Llama-style model (`--model llama-tiny`, shrunk) through tools/train.ts: DP=2 with
- * ZeRO-1 equals one process and resumes in one process; bf16 trains close to fp32;
+ * ZeRO-1 equals one process and resumes in one process; bf16 and fp16 train close to
+ * fp32; a sequence-length curriculum at PP2 equals one process;
  * TP2×PP2 with sequence parallelism equals one process and resumes at TP2; tensor
  * parallelism beyond the key/value groups is refused with a sentence. Real processes,
  * one thread each.
@@ -61,6 +62,34 @@ Deno.test("a Llama-style model under DP=2 with ZeRO-1 equals one process, and it
 Deno.test("a Llama-style model in bf16 follows the fp32 losses", async () => {
   const bf16 = await single(`${tmp}/bf16`, ["--bf16"]);
   assertClose(bf16.losses, one.losses, "bf16 training loss", 2e-2);
+});
+
+Deno.test("a Llama-style model in fp16 (dynamic loss scaling) follows the fp32 losses", async () => {
+  // a scale that never overflows here, so no step is skipped and the runs stay comparable
+  const fp16 = await single(`${tmp}/fp16`, ["--fp16", "--initial-loss-scale", "1024"]);
+  assertClose(fp16.losses, one.losses, "fp16 training loss", 2e-2);
+});
+
+Deno.test("a Llama-style model under a sequence-length curriculum at PP2 equals one process", async () => {
+  const curriculum = [
+    "--curriculum-learning",
+    "true",
+    "--min-difficulty",
+    "8",
+    "--max-difficulty",
+    "16",
+    "--total-curriculum-step",
+    "2",
+  ];
+  const alone = await single(`${tmp}/curriculum`, curriculum);
+  const { code, output } = await launchTrain(
+    2,
+    args(`${tmp}/curriculum-pp2`, [...curriculum, "--pipeline-model-parallel-size", "2"]),
+  );
+  assert.equal(code, 0, output);
+  const pp = await readCliRun(`${tmp}/curriculum-pp2`, output);
+  assertClose(pp.losses, alone.losses, "PP2 curriculum training loss");
+  assertClose(pp.evals, alone.evals, "PP2 curriculum validation loss");
 });
 
 Deno.test("a Llama-style model at TP2×PP2 with sequence parallelism equals one process; its checkpoint resumes at TP2", async () => {

@@ -34,7 +34,8 @@ export class JsonFields {
    * @param problem what is wrong, starting with a verb ("is missing")
    */
   fail(field: string, problem: string): never {
-    throw new DenotronError(`${this.file}: ${field} ${problem}`);
+    // values quoted from the file (a token, a pattern, a type) can be any length
+    throw new DenotronError(`${this.file}: ${clip(field, 120)} ${clip(problem, 240)}`);
   }
 
   /**
@@ -169,6 +170,11 @@ export class JsonFields {
  */
 export function isObject(v: unknown): v is JsonObject {
   return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/** `s`, or its first `max` characters and how long it was. */
+function clip(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max)}... (${s.length} characters)` : s;
 }
 
 /** A short description of a value for messages: its JSON, cut to 40 characters. */
