@@ -12,7 +12,8 @@
 # host (CUDA events around every call), time per kernel and TFLOP/s per GEMM shape. Every
 # step runs under `timeout`, capped by an overall deadline (DEADLINE_S, default 420 s),
 # and a short table closes the output. With $OUT set, everything is also written to
-# $OUT/gpu_check.log. Without a GPU it stops after the build and says so.
+# $OUT/gpu_check.log. Without a GPU it stops after the build and says so. Also: the
+# multi-rank layouts on the one GPU through the staged backend (DENOTRON_COMM=staged).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -131,6 +132,11 @@ fi
 echo "candidate paths that passed: ${FAST[*]:-none}"
 try_paths "defaults" ""
 try_paths "verified paths" "${SAFE[*]}"
+# Several ranks on this one GPU through the staged backend (issue 17): TP2, PP2 and
+# TP2×PP2 with SP, every gradient against one process on the GPU, and a Llama DP2 ZeRO-1
+# run through tools/train.ts
+step "staged layouts on one GPU" 180 env DENOTRON_DEVICE=cuda DENOTRON_CUDA_TF32=0 \
+  deno test -A tests/parallel_pipeline_test.ts tests/train_llama_test.ts --filter staged
 # bench NAME "VAR=VALUE ..." ARGS...: the GPT-2 124M step under those variables, its
 # RESULT line kept for the table
 declare -a RESULTS=()

@@ -1,8 +1,12 @@
-/** Every collective of the shm backend, on 2, 3 and 4 real processes, against plain TypeScript. */
+/**
+ * Every collective of the shm backend, on 2, 3 and 4 real processes, against plain
+ * TypeScript; the same through the staged backend (host copies, DENOTRON_COMM=staged).
+ */
 import assert from "assert";
 import { launchFixture, leftoverSegments } from "./parallel_helpers.ts";
 import { StoreClient, StoreServer } from "../lib/parallel/store.ts";
 import { newProcessGroup } from "../lib/parallel/process_group.ts";
+import { commBackendFromEnv } from "../lib/parallel/staged.ts";
 
 for (const n of [2, 3, 4]) {
   Deno.test(`all-reduce (sum/max/min; f32, i32, bf16, f16), reduce-scatter, all-gather, broadcast, send/recv on ${n} ranks equal the single-process reference bit for bit`, async () => {
@@ -11,13 +15,38 @@ for (const n of [2, 3, 4]) {
     assert.equal(r.code, 0, [...r.output, ...r.log].join("\n"));
     for (let q = 0; q < n; q++) {
       assert.ok(
-        r.output.includes(`[rank ${q}] rank ${q}: all collectives match`),
+        r.output.includes(`[rank ${q}] rank ${q}: all collectives match (shm)`),
         r.output.join("\n"),
       );
     }
     assert.deepEqual(leftoverSegments(runId), []);
   });
 }
+
+Deno.test("DENOTRON_COMM=staged: every collective through host copies on 3 ranks, bit for bit", async () => {
+  const runId = `staged${Date.now() % 100000}`;
+  const r = await launchFixture(3, "collectives.ts", [], {
+    DENOTRON_RUN_ID: runId,
+    DENOTRON_COMM: "staged",
+  });
+  assert.equal(r.code, 0, [...r.output, ...r.log].join("\n"));
+  for (let q = 0; q < 3; q++) {
+    assert.ok(
+      r.output.includes(`[rank ${q}] rank ${q}: all collectives match (staged)`),
+      r.output.join("\n"),
+    );
+  }
+  assert.deepEqual(leftoverSegments(runId), []);
+});
+
+Deno.test("DENOTRON_COMM names a backend, or says which exist", () => {
+  assert.equal(commBackendFromEnv({}), undefined);
+  assert.equal(commBackendFromEnv({ DENOTRON_COMM: "staged" }), "staged");
+  assert.throws(
+    () => commBackendFromEnv({ DENOTRON_COMM: "gloo" }),
+    /DENOTRON_COMM=gloo is not a backend: use shm, staged or nccl/,
+  );
+});
 
 Deno.test("asking for the nccl backend says it is not available in this build", async () => {
   const auth = { secret: "collectives-test" };

@@ -60,6 +60,7 @@ export async function runFixtureJson<T>(
   script: string,
   args: string[],
   dir: string,
+  env: Record<string, string> = {},
 ): Promise<T> {
   const out = `${dir}/${crypto.randomUUID().slice(0, 8)}.json`;
   if (n === 1) {
@@ -70,7 +71,7 @@ export async function runFixtureJson<T>(
     }).output();
     assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
   } else {
-    const r = await launchFixture(n, script, [...args, "--out", out]);
+    const r = await launchFixture(n, script, [...args, "--out", out], env);
     assert.equal(r.code, 0, [...r.output, ...r.log].join("\n"));
   }
   return JSON.parse(await Deno.readTextFile(out));

@@ -17,8 +17,8 @@ interface Run {
 
 const tmp = await Deno.makeTempDir({ prefix: "denotron-pp-" });
 
-function run(n: number, args: string[]): Promise<Run> {
-  return runFixtureJson<Run>(n, "train_mp.ts", args, tmp);
+function run(n: number, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return runFixtureJson<Run>(n, "train_mp.ts", args, tmp, env);
 }
 
 function assertSameRun(got: Run, want: Run, what: string, tol = 1e-5) {
@@ -86,6 +86,26 @@ Deno.test("tensor parallelism beyond the key/value groups is refused with a sent
     /tensorModelParallelSize 2 is more than numQueryGroups 1: each rank needs at least one key\/value group/,
   );
 });
+
+// The staged backend (host copies through shm, as several ranks share one GPU): the same
+// gradients through the copies every collective makes.
+for (
+  const [n, flags] of [[2, ["--tp", "2"]], [2, ["--pp", "2"]], [4, [
+    "--tp",
+    "2",
+    "--pp",
+    "2",
+    "--sp",
+  ]]] as const
+) {
+  Deno.test(`DENOTRON_COMM=staged: ${flags.join(" ")} on ${n} ranks equals the single-process run`, async () => {
+    assertSameRun(
+      await run(n, [...flags], { DENOTRON_COMM: "staged" }),
+      single,
+      `staged ${flags.join(" ")}`,
+    );
+  });
+}
 
 for (const [n, flags] of LAYOUTS) {
   const size = (flag: string) => flags.includes(flag) ? Number(flags[flags.indexOf(flag) + 1]) : 1;

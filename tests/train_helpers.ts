@@ -175,6 +175,7 @@ export async function runScript(
 export async function launchTrain(
   n: number,
   argv: string[],
+  env: Record<string, string> = {},
 ): Promise<{ code: number; output: string }> {
   device();
   const lines: string[] = [];
@@ -182,7 +183,7 @@ export async function launchTrain(
     nprocPerNode: n,
     script: TRAIN_SCRIPT,
     args: argv,
-    env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1" },
+    env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1", ...env },
     output: (rank, _s, line) => lines.push(`[rank ${rank}] ${line}`),
     log: (line) => lines.push(line),
     graceSeconds: 2,

@@ -59,6 +59,19 @@ Deno.test("a Llama-style model under DP=2 with ZeRO-1 equals one process, and it
   assertClose(resumed.losses, one.losses.slice(2), "resumed in one process");
 });
 
+Deno.test("DENOTRON_COMM=staged: DP=2 with ZeRO-1 through host copies equals one process", async () => {
+  const { code, output } = await launchTrain(
+    2,
+    args(`${tmp}/zero-staged`, ["--use-distributed-optimizer"]),
+    { DENOTRON_COMM: "staged" },
+  );
+  assert.equal(code, 0, output);
+  assert.match(output, /communication: staged backend, 2 ranks/);
+  const zero = await readCliRun(`${tmp}/zero-staged`, output);
+  assertClose(zero.losses, one.losses, "staged ZeRO-1 DP=2 training loss");
+  assertClose(zero.evals, one.evals, "staged ZeRO-1 DP=2 validation loss");
+});
+
 Deno.test("a Llama-style model in bf16 follows the fp32 losses", async () => {
   const bf16 = await single(`${tmp}/bf16`, ["--bf16"]);
   assertClose(bf16.losses, one.losses, "bf16 training loss", 2e-2);

@@ -103,6 +103,9 @@ async function main(args: string[]): Promise<void> {
     log(`resumed from ${load} at iteration ${state.iteration}`);
   }
   log(`model: ${describeModel(trainer.model, config, trainer.dataParallelSize)}`);
+  if (dist && dist.worldSize > 1) {
+    log(`communication: ${dist.world.backend} backend, ${dist.worldSize} ranks`);
+  }
   const b = trainer.optimizer.bytesPerParameter();
   if (dist && b) {
     const total = b.total.toFixed(3);

@@ -12,6 +12,8 @@
  * - `shm`: ranks on one machine meeting in a POSIX shared-memory segment of the C
  *   library (kernels/cpu/comm_shm.c). Deterministic: reductions combine ranks in rank
  *   order, so every rank gets bit-identical results.
+ * - `staged` (staged.ts): any tensors, copied to host buffers that meet through `shm`:
+ *   several ranks on one GPU, which NCCL refuses. Chosen with `DENOTRON_COMM=staged`.
  * - `nccl`: GPU ranks; arrives with the CUDA library (requesting it now is an error).
  *
  * @module
@@ -20,13 +22,14 @@ import type { Device } from "../device.ts";
 import { device as defaultDevice } from "../device.ts";
 import { DenotronError } from "../errors.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
+import { commBackendFromEnv, StagedProcessGroup } from "./staged.ts";
 import type { StoreClient } from "./store.ts";
 import { distributedTimeoutMs } from "./timeouts.ts";
 
 /** How all-reduce and reduce-scatter combine values. */
 export type ReduceOp = "sum" | "max" | "min";
 /** Communication engines. */
-export type Backend = "shm" | "nccl";
+export type Backend = "shm" | "staged" | "nccl";
 
 const OP_CODE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
 
@@ -115,7 +118,7 @@ export interface ProcessGroup {
 
 /** Options of {@link newProcessGroup}. */
 export interface ProcessGroupOptions {
-  /** The communication backend. @default "shm" */
+  /** The communication backend. @default DENOTRON_COMM, else "shm" */
   backend?: Backend;
   /**
    * Deadline of every blocking call, in ms.
@@ -329,15 +332,18 @@ export async function newProcessGroup(
   name: string,
   options: ProcessGroupOptions = {},
 ): Promise<ProcessGroup | null> {
-  const backend = options.backend ?? "shm";
+  const backend = options.backend ?? commBackendFromEnv() ?? "shm";
   if (backend === "nccl") {
     throw new DenotronError(
       `process group '${name}': the nccl backend is not available in this build ` +
-        `(it needs the CUDA library, libdenotron_cuda.so); use backend "shm" for CPU ranks`,
+        `(it needs the CUDA library, libdenotron_cuda.so); use backend "shm" for CPU ranks, ` +
+        `or DENOTRON_COMM=staged to reduce CUDA tensors through host copies`,
     );
   }
-  if (backend !== "shm") {
-    throw new DenotronError(`process group '${name}': unknown backend '${backend}' (shm, nccl)`);
+  if (backend !== "shm" && backend !== "staged") {
+    throw new DenotronError(
+      `process group '${name}': unknown backend '${backend}' (shm, staged, nccl)`,
+    );
   }
   const rank = ranks.indexOf(globalRank);
   if (rank < 0) return null;
@@ -345,7 +351,21 @@ export async function newProcessGroup(
     throw new DenotronError(`process group '${name}': ranks ${ranks.join(",")} repeat a rank`);
   }
   if (ranks.length === 1) return new SingleProcessGroup(name, globalRank);
+  if (backend === "staged") {
+    const inner = await newProcessGroup(store, runId, globalRank, ranks, name, {
+      ...options,
+      backend: "shm",
+      device: defaultDevice("cpu"),
+    });
+    return new StagedProcessGroup(inner!);
+  }
   const dev = options.device ?? defaultDevice();
+  if (dev.type !== "cpu") {
+    throw new DenotronError(
+      `process group '${name}': the shm backend reduces CPU tensors, and the tensors are on ` +
+        `${dev.name}; use DENOTRON_COMM=staged (host copies) until the nccl backend is built`,
+    );
+  }
   const timeoutMs = options.timeoutMs ?? distributedTimeoutMs();
   const slotBytes = options.slotBytes ?? envInt("DENOTRON_SHM_SLOT_BYTES") ?? 8 << 20;
   const lib = dev.lib;
