@@ -23,17 +23,36 @@ import {
 } from "./common.ts";
 import { CLUSTER_PRESETS, MODEL_PRESETS, predictStep } from "../lib/plan/mod.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    steps: { type: "string", default: "10" },
-    threads: { type: "string", default: "2" },
-    batch: { type: "string", default: "4" },
-    seq: { type: "string", default: "64" },
-    model: { type: "string", default: "gpt2" },
-    json: { type: "boolean", default: false },
-  },
-});
+const OPTIONS = {
+  steps: { type: "string", default: "10" },
+  threads: { type: "string", default: "2" },
+  batch: { type: "string", default: "4" },
+  seq: { type: "string", default: "64" },
+  model: { type: "string", default: "gpt2" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", default: false },
+} as const;
+const USAGE =
+  `usage: deno task bench [--model gpt2] [--steps 10] [--batch 4] [--seq 64] [--threads 2] [--json]
+
+  --model NAME   a preset of lib/nn/gpt.ts (gpt2, smollm2-135m, llama-tiny, ...) [gpt2]
+  --steps N      timed training steps (the median is reported) [10]
+  --batch B      sequences per step [4]
+  --seq T        tokens per sequence [64]
+  --threads N    kernel and OpenBLAS threads [2]
+  --json         also print the result as one JSON line`;
+let parsed;
+try {
+  parsed = parseArgs({ args: Deno.args, options: OPTIONS });
+} catch (e) {
+  console.error(`error: ${(e as Error).message}\n${USAGE}`);
+  Deno.exit(2);
+}
+const { values } = parsed;
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
 const steps = Number(values.steps), B = Number(values.batch), T = Number(values.seq);
 const config = presetOrThrow(values.model);
 

@@ -18,7 +18,7 @@
  * @module
  */
 
-import { ConfigError, loadConfig, modelKeysOf } from "../lib/train/config.ts";
+import { ConfigError, configHelp, loadConfig, modelKeysOf } from "../lib/train/config.ts";
 import { latestCheckpoint, listCheckpoints } from "../lib/io/checkpoint.ts";
 import { loadTokenizer, type Tokenizer } from "../lib/data/tokenizer.ts";
 import { loadHf } from "../lib/io/hf.ts";
@@ -43,6 +43,10 @@ const DEFAULT_RUN_MINUTES = 8;
 const SAMPLE_PROMPT = "Fellow-Citizens of the Senate and House of Representatives: ";
 
 async function main(args: string[]): Promise<void> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(configHelp());
+    return;
+  }
   const wallStart = performance.now();
   const config = await loadConfig({ args });
   // Started by the launcher (or torchrun, SLURM): data parallel over the ranks.

@@ -3,7 +3,7 @@
  * validation whose errors name the key, the flag and the way out.
  *
  * defines: loadConfig, configFromObject, applyOverrides, parseArgsToOverrides,
- *          validateConfig (and re-exports the table's TrainConfig, DEFAULT_CONFIG,
+ *          validateConfig, configHelp (and re-exports the table's TrainConfig, DEFAULT_CONFIG,
  *          CONFIG_KEYS and ConfigError)
  *
  * Each key is declared once, in lib/train/config_keys.ts (the parallel section in
@@ -21,7 +21,7 @@ import { parseSplit } from "../data/gpt_dataset.ts";
 import { batchSizeProblem, modelParallelProblems } from "../parallel/parallel_config.ts";
 import { rampupBatchSizeAt } from "../curriculum/batch_rampup.ts";
 import { seqLenCurriculumFor } from "../curriculum/seqlen.ts";
-import { ConfigError, type KeyDecl, readValue } from "../key_table.ts";
+import { ConfigError, type KeyDecl, type KeySection, readValue } from "../key_table.ts";
 import { causeText, fmtValue } from "../errors.ts";
 import { CONFIG_KEYS, DEFAULT_CONFIG, type TrainConfig } from "./config_keys.ts";
 import { GPT_PRESETS, type GPTConfig, gptConfigWithDefaults } from "../nn/gpt.ts";
@@ -379,6 +379,52 @@ function validateCurriculum(c: Readonly<TrainConfig>, fail: (msg: string) => nev
     if (e instanceof ConfigError) throw e;
     fail((e as Error).message);
   }
+}
+
+/** What `deno task train --help` prints about each section. */
+const SECTION_TITLES: Partial<Record<Section, string>> = {
+  model: "network size and architecture",
+  training: "training, learning rate and optimizer",
+  parallel: "distributed (tensor, pipeline, data parallelism)",
+  eval: "validation",
+  checkpoints: "checkpointing",
+  logging: "logging",
+  data: "data and tokenizer",
+  precision: "mixed precision",
+  curriculum: "curriculum learning",
+};
+
+/** How a key's value is written on the command line, for the help text. */
+function valueHint(d: KeyDecl): string {
+  if (d.choices) return d.choices.join("|");
+  return { int: "N", number: "X", bool: "[true|false]", ints: "N,N,...", string: "S" }[d.kind];
+}
+
+/**
+ * The help text of the training command: every key by section (Megatron's argument
+ * groups), its flag, how its value is written, and its default. Built from the key
+ * table, so it cannot miss a key.
+ *
+ * @returns lines for the terminal
+ */
+export function configHelp(): string {
+  const lines = [
+    "usage: deno task train [--config FILE.yaml] [--FLAG VALUE ...]",
+    "",
+    "Each key is a flag (Megatron's name where Megatron has one) and a YAML key (under its",
+    "section or flat). Any spelling of the key works too: --train-iters, --trainIters,",
+    "--train_iters; a true/false key also takes --no-FLAG. Defaults in brackets.",
+  ];
+  for (const [section, keys] of Object.entries(CONFIG_KEYS) as [Section, KeySection][]) {
+    lines.push("", `${SECTION_TITLES[section] ?? section} (${section}):`);
+    for (const [key, d] of Object.entries(keys)) {
+      const left = `  ${d.flag} ${valueHint(d)}`;
+      const def = d.default === null ? "none" : JSON.stringify(d.default);
+      lines.push(`${left.padEnd(48)} ${key} [${def}]`);
+    }
+  }
+  lines.push("", "  --config FILE                                  a YAML file of keys");
+  return lines.join("\n");
 }
 
 /**

@@ -1,0 +1,48 @@
+/**
+ * Every command answers --help with its usage on stdout and exit status 0; the training
+ * command's help lists every configuration key's flag and default, from the key table.
+ */
+import assert from "assert";
+import { CONFIG_KEYS } from "../lib/train/config_keys.ts";
+
+const COMMANDS: [string, string][] = [
+  ["train", "../tools/train.ts"],
+  ["generate", "../tools/generate.ts"],
+  ["preprocess", "../tools/preprocess.ts"],
+  ["launch", "../tools/launch.ts"],
+  ["plan", "../tools/plan.ts"],
+  ["bench", "../bench/gpt2_cpu.ts"],
+];
+
+async function help(script: string): Promise<{ code: number; out: string; err: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(script, import.meta.url).pathname, "--help"],
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: r.code, out: text(r.stdout), err: text(r.stderr) };
+}
+
+for (const [name, script] of COMMANDS) {
+  Deno.test(`deno task ${name} --help prints its usage and exits 0`, async () => {
+    const r = await help(script);
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.match(r.out, new RegExp(`^usage: deno task ${name}`), r.out);
+  });
+}
+
+Deno.test("deno task train --help lists every key's flag and default, by section", async () => {
+  const { out } = await help("../tools/train.ts");
+  for (const [section, keys] of Object.entries(CONFIG_KEYS)) {
+    assert.ok(out.includes(`(${section}):`), `section ${section} is missing`);
+    for (const [key, d] of Object.entries(keys)) {
+      const def = d.default === null ? "none" : JSON.stringify(d.default);
+      assert.ok(
+        out.split("\n").some((l) =>
+          l.trim().startsWith(d.flag + " ") && l.endsWith(`${key} [${def}]`)
+        ),
+        `${key} (${d.flag}, default ${def}) is not listed`,
+      );
+    }
+  }
+});
