@@ -38,6 +38,43 @@ async function runLaunched(n: number, save: string, extra: string[] = []): Promi
 
 const single = await runSingle(`${tmp}/single`);
 
+Deno.test("the default batch sizes work under the launcher: DP=2 splits the global batch and equals one process", async () => {
+  // trainCliArgs without its batch flags: the defaults (micro-batch = global batch = 32)
+  const base = (save: string) => {
+    const a = args(save);
+    for (const flag of ["--micro-batch-size", "--global-batch-size"]) a.splice(a.indexOf(flag), 2);
+    return [...a, "--train-iters", "2", "--lr-decay-iters", "2", "--eval-interval", "2"];
+  };
+  const one = await runScript(TRAIN_SCRIPT, base(`${tmp}/default-1`));
+  assert.equal(one.code, 0, one.out);
+  const { code, output } = await launchTrain(2, base(`${tmp}/default-2`));
+  assert.equal(code, 0, output);
+  assert.match(
+    output,
+    /microBatchSize 16: the default global batch of 32 split over 2 data-parallel ranks/,
+  );
+  const want = await readCliRun(`${tmp}/default-1`, one.out);
+  const got = await readCliRun(`${tmp}/default-2`, output);
+  assertClose(got.losses, want.losses, "DP=2 with the default batch sizes");
+});
+
+Deno.test("an indivisible batch under the launcher is one line per rank naming the nearest sizes, exit 2", async () => {
+  const { code, output } = await launchTrain(
+    2,
+    args(`${tmp}/indivisible`, ["--global-batch-size", "6"]),
+  );
+  assert.equal(code, 2, output);
+  const errors = output.split("\n").filter((l) => /error:/.test(l));
+  assert.ok(errors.length >= 1, output);
+  for (const l of errors) {
+    assert.match(
+      l,
+      /globalBatchSize 6 is not a positive multiple of microBatchSize 2 × data-parallel size 2; choose 4 or 8/,
+    );
+  }
+  assert.ok(!/\n\s+at /.test(output), `a stack trace: ${output}`);
+});
+
 Deno.test("tools/train.ts at DP=2 gives the single-process losses and evaluations", async () => {
   assert.equal(single.losses.length, 4);
   const dp = await runLaunched(2, `${tmp}/dp2`);

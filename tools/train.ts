@@ -18,7 +18,13 @@
  * @module
  */
 
-import { ConfigError, configHelp, loadConfig, modelKeysOf } from "../lib/train/config.ts";
+import {
+  ConfigError,
+  configHelp,
+  fitDefaultBatchSizes,
+  loadConfig,
+  modelKeysOf,
+} from "../lib/train/config.ts";
 import { latestCheckpoint, listCheckpoints } from "../lib/io/checkpoint.ts";
 import { loadTokenizer, type Tokenizer } from "../lib/data/tokenizer.ts";
 import { loadHf } from "../lib/io/hf.ts";
@@ -62,6 +68,8 @@ async function main(args: string[]): Promise<void> {
   if (modelParallel) requireLauncher(tp, pp, groups !== null);
   // Only rank 0 speaks.
   const log = (dist?.rank ?? 0) === 0 ? console.log : () => {};
+  const fitted = fitDefaultBatchSizes(config, groups?.data.size ?? 1);
+  if (fitted) log(fitted);
   const tokenizer = await loadTokenizer(config.data.tokenizer);
 
   const prepStart = performance.now();

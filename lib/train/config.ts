@@ -381,6 +381,26 @@ function validateCurriculum(c: Readonly<TrainConfig>, fail: (msg: string) => nev
   }
 }
 
+/**
+ * The default batch sizes under data parallelism: the defaults (micro-batch = global batch)
+ * fit one process only, so with `dp` data-parallel ranks the micro-batch becomes the global
+ * batch's share of each rank and the run makes the single-process run's updates. Keys the
+ * user set (any value other than the default) are left alone, and so is a batch ramp-up.
+ *
+ * @param c the configuration (changed in place)
+ * @param dp the data-parallel size
+ * @returns a sentence saying what changed, or null when nothing did
+ */
+export function fitDefaultBatchSizes(c: TrainConfig, dp: number): string | null {
+  const t = c.training, d = DEFAULT_CONFIG.training;
+  if (dp === 1 || t.rampupBatchSize || t.microBatchSize !== d.microBatchSize) return null;
+  if (t.globalBatchSize !== d.globalBatchSize || t.globalBatchSize % dp !== 0) return null;
+  if (!batchSizeProblem(t.globalBatchSize, t.microBatchSize, dp)) return null;
+  t.microBatchSize = t.globalBatchSize / dp;
+  return `microBatchSize ${t.microBatchSize}: the default global batch of ${t.globalBatchSize} ` +
+    `split over ${dp} data-parallel ranks (set --micro-batch-size to choose)`;
+}
+
 /** What `deno task train --help` prints about each section. */
 const SECTION_TITLES: Partial<Record<Section, string>> = {
   model: "network size and architecture",
