@@ -303,6 +303,13 @@ export const CONFIG_KEYS = {
   logging: {
     /** Steps between progress lines (each averages the steps since the last). */
     logInterval: { kind: "int", default: 10, flag: "--log-interval", min: 1 },
+    /** Also write the metrics as TensorBoard event files here; null: none. */
+    tensorboardDir: {
+      kind: "string",
+      default: null,
+      flag: "--tensorboard-dir",
+      nullable: true,
+    },
   },
   data: {
     /** Indexed dataset prefix; null uses the built-in corpus. */

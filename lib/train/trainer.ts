@@ -63,6 +63,7 @@ import {
   readMetrics,
   type TrainRecord,
 } from "./logging.ts";
+import { TensorBoardWriter } from "./tensorboard.ts";
 import { LrSchedule } from "./lr_schedule.ts";
 import { gradScalerFrom, type OptimizerState, TrainOptimizer } from "./optimizer.ts";
 import { ModelParallelEngine, pipelineOptionsFrom, recomputeFrom } from "./pipeline_engine.ts";
@@ -819,6 +820,8 @@ export async function train(
   using metrics = metricsPath
     ? await MetricsWriter.open(metricsPath, { keepThrough: trainer.iteration })
     : undefined;
+  const tbDir = c.logging.tensorboardDir;
+  using tensorboard = tbDir && lead ? await TensorBoardWriter.open(tbDir, c) : undefined;
   const start = performance.now();
   const elapsed = () => (performance.now() - start) / 1000;
   const summary: TrainSummary = {
@@ -843,6 +846,7 @@ export async function train(
     };
     logger.eval(rec);
     metrics?.write(rec);
+    tensorboard?.write(rec);
     summary.lastEval = r;
     await hooks.afterEval?.(trainer, r);
   };
@@ -895,6 +899,7 @@ export async function train(
       };
       logger.train(rec, (window.seconds / window.steps) * (total - it));
       metrics?.write(rec);
+      tensorboard?.write(rec);
       Object.assign(window, { loss: 0, steps: 0, seconds: 0, tokens: 0, flops: 0 });
     }
     if (trainer.validData && c.eval.evalIters > 0 && (it % c.eval.evalInterval === 0 || last)) {
