@@ -12,6 +12,7 @@ const COMMANDS: [string, string][] = [
   ["launch", "../tools/launch.ts"],
   ["plan", "../tools/plan.ts"],
   ["bench", "../bench/gpt2_cpu.ts"],
+  ["export-hf", "../tools/export_hf.ts"],
 ];
 
 async function help(script: string): Promise<{ code: number; out: string; err: string }> {

@@ -535,6 +535,15 @@ Deno.test("deno task train --tokenizer tokenizer.json trains on its dataset, and
       "4",
     ]);
     assert.equal(gen.code, 0, gen.out);
+    // export-hf puts the run's tokenizer.json beside the weights
+    const exported = await runScript(new URL("../tools/export_hf.ts", import.meta.url).pathname, [
+      "--checkpoint",
+      `${dir}/run`,
+      "--output",
+      `${dir}/hf`,
+    ]);
+    assert.equal(exported.code, 0, exported.out);
+    assert.equal(await Deno.readTextFile(`${dir}/hf/tokenizer.json`), await Deno.readTextFile(tok));
     const bad = await runScript(TRAIN_SCRIPT, [
       ...trainCliArgs(`${dir}/data`, `${dir}/bad`, 1),
       "--tokenizer",
