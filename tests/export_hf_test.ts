@@ -8,7 +8,14 @@ import { noGrad } from "../lib/autograd.ts";
 import { fromCheckpoint } from "../lib/infer/sources.ts";
 import { loadHf } from "../lib/io/hf.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
-import { launchTrain, runScript, tinyCorpus, TRAIN_SCRIPT, trainCliArgs } from "./train_helpers.ts";
+import {
+  launchTrain,
+  LLAMA_TINY_ARGS,
+  runScript,
+  tinyCorpus,
+  TRAIN_SCRIPT,
+  trainCliArgs,
+} from "./train_helpers.ts";
 
 const EXPORT = new URL("../tools/export_hf.ts", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "denotron-export-hf-" });
@@ -51,14 +58,7 @@ Deno.test("a Llama-style checkpoint exports sharded", async () => {
   const save = `${tmp}/llama`;
   const r = await runScript(TRAIN_SCRIPT, [
     ...trainCliArgs(corpus.data.prefix, save, 2),
-    "--model",
-    "llama-tiny",
-    "--n-head",
-    "4",
-    "--num-query-groups",
-    "2",
-    "--ffn-hidden-size",
-    "48",
+    ...LLAMA_TINY_ARGS,
   ]);
   assert.equal(r.code, 0, r.out);
   const out = `${tmp}/hf-llama`;

@@ -155,6 +155,33 @@ export async function readCliRun(save: string, output: string): Promise<CliRun> 
   };
 }
 
+/** A sequence-length curriculum for trainCliArgs runs: length 8 at step 1, 16 from step 2 on. */
+export const LENGTH_CURRICULUM = [
+  "--curriculum-learning",
+  "true",
+  "--min-difficulty",
+  "8",
+  "--max-difficulty",
+  "16",
+  "--total-curriculum-step",
+  "2",
+];
+
+/**
+ * llama-tiny's architecture (RMSNorm, RoPE, SwiGLU, 2 KV heads for 4 query heads, no
+ * biases, untied head) at trainCliArgs' width.
+ */
+export const LLAMA_TINY_ARGS = [
+  "--model",
+  "llama-tiny",
+  "--n-head",
+  "4",
+  "--num-query-groups",
+  "2",
+  "--ffn-hidden-size",
+  "48",
+];
+
 /** Runs a Deno script in one process (one kernel thread) and returns its exit code and output. */
 export async function runScript(
   script: string,

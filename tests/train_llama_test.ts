@@ -10,6 +10,8 @@ import assert from "assert";
 import {
   assertCloseSeq as assertClose,
   launchTrain,
+  LENGTH_CURRICULUM,
+  LLAMA_TINY_ARGS,
   readCliRun,
   runScript,
   tinyCorpus,
@@ -22,20 +24,10 @@ const corpus = await tinyCorpus();
 const dataPath = corpus.data.prefix;
 corpus.data.close?.();
 
-// llama-tiny's architecture (RMSNorm, RoPE, SwiGLU, 2 KV heads for 4 query heads, no
-// biases, untied head) at the test's width
-const LLAMA = [
-  "--model",
-  "llama-tiny",
-  "--n-head",
-  "4",
-  "--num-query-groups",
-  "2",
-  "--ffn-hidden-size",
-  "48",
-]; // deno-fmt-ignore
-const args = (save: string, extra: string[] = []) =>
-  [...trainCliArgs(dataPath, save, 2, extra), ...LLAMA];
+const args = (
+  save: string,
+  extra: string[] = [],
+) => [...trainCliArgs(dataPath, save, 2, extra), ...LLAMA_TINY_ARGS];
 
 async function single(save: string, extra: string[] = []) {
   const { code, out } = await runScript(TRAIN_SCRIPT, args(save, extra));
@@ -84,16 +76,7 @@ Deno.test("a Llama-style model in fp16 (dynamic loss scaling) follows the fp32 l
 });
 
 Deno.test("a Llama-style model under a sequence-length curriculum at PP2 equals one process", async () => {
-  const curriculum = [
-    "--curriculum-learning",
-    "true",
-    "--min-difficulty",
-    "8",
-    "--max-difficulty",
-    "16",
-    "--total-curriculum-step",
-    "2",
-  ];
+  const curriculum = LENGTH_CURRICULUM;
   const alone = await single(`${tmp}/curriculum`, curriculum);
   const { code, output } = await launchTrain(
     2,

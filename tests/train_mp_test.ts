@@ -12,6 +12,7 @@ import {
   assertCloseSeq as assertClose,
   type CliRun as Run,
   launchTrain,
+  LENGTH_CURRICULUM,
   readCliRun,
   runScript as run,
   tinyCorpus,
@@ -29,18 +30,6 @@ const dataPath = corpus.data.prefix;
 const args = (save: string, extra: string[] = []) => trainCliArgs(dataPath, save, 4, extra);
 
 const TP2PP2 = ["--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"];
-/** Sample length 8 at step 1, 16 from step 2 on. */
-const LENGTH_CURRICULUM = [
-  "--curriculum-learning",
-  "true",
-  "--min-difficulty",
-  "8",
-  "--max-difficulty",
-  "16",
-  "--total-curriculum-step",
-  "2",
-];
-
 /** Fields of every training record a run logged. */
 async function trainRecords(save: string): Promise<Record<string, number>[]> {
   return (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n")
