@@ -108,7 +108,12 @@ export type {
   SectionType,
   ValueOf,
 } from "./lib/key_table.ts";
-export { type LrDecayStyle, LrSchedule, type LrScheduleOptions } from "./lib/train/lr_schedule.ts";
+export {
+  type LrDecayStyle,
+  LrSchedule,
+  type LrScheduleOptions,
+  type LrWsdDecayStyle,
+} from "./lib/train/lr_schedule.ts";
 export { curriculumFromConfig } from "./lib/train/step_plan.ts";
 export {
   type EvalRecord,

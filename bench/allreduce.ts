@@ -10,7 +10,7 @@
 import { launch } from "../lib/parallel/launch.ts";
 import { device } from "../lib/device.ts";
 
-const script = new URL("./comm_rank.ts", import.meta.url).pathname;
+const script = decodeURIComponent(new URL("./comm_rank.ts", import.meta.url).pathname);
 device(); // build once, before the ranks start
 
 async function run(n: number, args: string[]): Promise<Record<string, number>[]> {

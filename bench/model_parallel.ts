@@ -117,7 +117,7 @@ async function driver(): Promise<void> {
     const out = await Deno.makeTempFile({ suffix: ".json" });
     const code = await launch({
       nprocPerNode: n,
-      script: new URL(import.meta.url).pathname,
+      script: decodeURIComponent(new URL(import.meta.url).pathname),
       args: [
         ...Deno.args,
         "--rank",

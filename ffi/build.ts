@@ -16,7 +16,7 @@
 export type CpuVariant = "default" | "builtin";
 
 const root = new URL("../", import.meta.url);
-const path = (rel: string) => new URL(rel, root).pathname;
+const path = (rel: string) => decodeURIComponent(new URL(rel, root).pathname);
 
 /** Where a variant's library lives. */
 export function cpuLibraryPath(variant: CpuVariant = "default"): string {

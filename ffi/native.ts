@@ -297,8 +297,10 @@ function cudaIsStale(): boolean {
   } catch {
     return true;
   }
-  const dir = new URL("../kernels/cuda/", import.meta.url).pathname;
+  const dir = decodeURIComponent(new URL("../kernels/cuda/", import.meta.url).pathname);
   const sources = [...Deno.readDirSync(dir)].map((e) => dir + e.name);
-  sources.push(new URL("../kernels/include/denotron.h", import.meta.url).pathname);
+  sources.push(
+    decodeURIComponent(new URL("../kernels/include/denotron.h", import.meta.url).pathname),
+  );
   return sources.some((f) => mtime(f) > built);
 }

@@ -8,7 +8,9 @@ import { IndexedDatasetWriter } from "../lib/data/indexed_dataset.ts";
 import { joinNegativeValues } from "../tools/cli.ts";
 import { TRAIN_SCRIPT } from "./train_helpers.ts";
 
-const GENERATE_SCRIPT = new URL("../tools/generate.ts", import.meta.url).pathname;
+const GENERATE_SCRIPT = decodeURIComponent(
+  new URL("../tools/generate.ts", import.meta.url).pathname,
+);
 const dir = await Deno.makeTempDir({ prefix: "denotron-cli-" });
 
 // A dataset of 1000-token ids: out of the byte tokenizer's vocabulary of 257.

@@ -17,7 +17,7 @@ const COMMANDS: [string, string][] = [
 
 async function help(script: string): Promise<{ code: number; out: string; err: string }> {
   const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(script, import.meta.url).pathname, "--help"],
+    args: ["run", "-A", decodeURIComponent(new URL(script, import.meta.url).pathname), "--help"],
     env: { NO_COLOR: "1" },
   }).output();
   const text = (b: Uint8Array) => new TextDecoder().decode(b);

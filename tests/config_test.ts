@@ -247,6 +247,10 @@ Deno.test("flags are Megatron's names; the key's own spellings still work", asyn
     tensorModelParallelSize: "--tensor-model-parallel-size",
     useDistributedOptimizer: "--use-distributed-optimizer",
     exitDurationInMins: "--exit-duration-in-mins",
+    exitInterval: "--exit-interval",
+    lrDecayStyle: "--lr-decay-style",
+    lrWsdDecayStyle: "--lr-wsd-decay-style",
+    lrWsdDecayIters: "--lr-wsd-decay-iters",
   };
   for (const [section, key, d] of TABLE) {
     if (key in megatron) assert.equal(d.flag, megatron[key], section);
@@ -274,6 +278,63 @@ Deno.test("the default run has no time limit (exitDurationInMins null)", () => {
   assert.equal(DEFAULT_CONFIG.training.exitDurationInMins, null);
   const c = applyOverrides(DEFAULT_CONFIG, { "exit-duration-in-mins": "8" }, "cli");
   assert.equal(c.training.exitDurationInMins, 8);
+});
+
+Deno.test("--exit-interval: null by default, else a positive integer named when wrong", async () => {
+  assert.equal(DEFAULT_CONFIG.training.exitInterval, null);
+  assert.equal((await loadConfig({ args: ["--exit-interval", "50"] })).training.exitInterval, 50);
+  await rejectsNaming(["--exit-interval", "0"], "exitInterval", "--exit-interval", /integer >= 1/);
+  await rejectsNaming(["--exit-interval", "2.5"], "exitInterval", "--exit-interval", /an integer/);
+});
+
+Deno.test("WSD and inverse-square-root by Megatron's names, defaults and one-line errors", async () => {
+  const d = DEFAULT_CONFIG.training;
+  assert.deepEqual([d.lrWsdDecayStyle, d.lrWsdDecayIters], ["exponential", null]);
+  const wsd = ["--lr-decay-style", "WSD", "--lr-wsd-decay-iters"];
+  const c = await loadConfig({ args: [...wsd, "100", "--lr-wsd-decay-style", "minus_sqrt"] });
+  const t = c.training;
+  assert.deepEqual([t.lrDecayStyle, t.lrWsdDecayStyle, t.lrWsdDecayIters], [
+    "WSD",
+    "minus_sqrt",
+    100,
+  ]);
+  const isr = await loadConfig({ args: ["--lr-decay-style", "inverse-square-root"] });
+  assert.equal(isr.training.lrDecayStyle, "inverse-square-root");
+  await rejectsNaming(
+    ["--lr-wsd-decay-style", "sqrt"],
+    "lrWsdDecayStyle",
+    "--lr-wsd-decay-style",
+    /expected one of exponential, linear, cosine, minus_sqrt/,
+  );
+  await rejectsNaming(
+    ["--lr-decay-style", "wsd"],
+    "lrDecayStyle",
+    "--lr-decay-style",
+    /expected one of cosine, linear, constant, WSD, inverse-square-root/,
+  );
+  await rejectsNaming(
+    ["--lr-wsd-decay-iters", "0"],
+    "lrWsdDecayIters",
+    "--lr-wsd-decay-iters",
+    />= 1/,
+  );
+  // between keys: WSD needs its decay length, and that fits after warmup (800 - 50 = 750)
+  const one = (e: Error) => !e.message.includes("\n") && e instanceof ConfigError;
+  await assert.rejects(loadConfig({ args: wsd.slice(0, 2) }), (e: Error) => {
+    assert.ok(one(e), e.message);
+    assert.match(e.message, /lrDecayStyle WSD needs lrWsdDecayIters.*\(--lr-wsd-decay-iters\)$/);
+    return true;
+  });
+  await assert.rejects(loadConfig({ args: [...wsd, "751"] }), (e: Error) => {
+    assert.ok(one(e), e.message);
+    assert.match(
+      e.message,
+      /lrWsdDecayIters 751 is longer than lrDecayIters 800 - lrWarmupIters 50 = 750 \(--lr-wsd-decay-iters\)/,
+    );
+    return true;
+  });
+  // no stable phase at all is allowed
+  assert.equal((await loadConfig({ args: [...wsd, "750"] })).training.lrWsdDecayIters, 750);
 });
 
 /** Asserts that `args` fail as one line naming the key, the flag and the value. */

@@ -17,7 +17,7 @@ import {
   trainCliArgs,
 } from "./train_helpers.ts";
 
-const EXPORT = new URL("../tools/export_hf.ts", import.meta.url).pathname;
+const EXPORT = decodeURIComponent(new URL("../tools/export_hf.ts", import.meta.url).pathname);
 const tmp = await Deno.makeTempDir({ prefix: "denotron-export-hf-" });
 const corpus = await tinyCorpus();
 corpus.data.close?.();

@@ -146,7 +146,7 @@ async function runDeno(
   const r = await new Deno.Command(Deno.execPath(), {
     args: ["eval", code],
     env,
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: decodeURIComponent(new URL("..", import.meta.url).pathname),
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -155,7 +155,9 @@ async function runDeno(
 }
 
 Deno.test("DENOTRON_CPU_LIB overrides the library path, and a wrong path is named", async () => {
-  const builtin = new URL("../build/libdenotron_cpu_builtin.so", import.meta.url).pathname;
+  const builtin = decodeURIComponent(
+    new URL("../build/libdenotron_cpu_builtin.so", import.meta.url).pathname,
+  );
   cpuLibrary("builtin"); // make sure it is built
   const code = `import { device } from "./lib/device.ts"; console.log(device().info());`;
   const good = await runDeno(code, { DENOTRON_CPU_LIB: builtin });

@@ -47,7 +47,12 @@ async function saveRun(dir: string, model: GPT): Promise<void> {
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../tools/generate.ts", import.meta.url).pathname, ...args],
+    args: [
+      "run",
+      "-A",
+      decodeURIComponent(new URL("../tools/generate.ts", import.meta.url).pathname),
+      ...args,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();

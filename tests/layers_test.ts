@@ -11,7 +11,7 @@ import {
   readImports,
 } from "../tools/check_layers.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
 
 /** The local files of `deno info --json ENTRY`, each with the local files it imports. */
 async function denoGraph(entry: string): Promise<Map<string, Set<string>>> {

@@ -1,5 +1,5 @@
 import assert from "assert";
-import { LrSchedule } from "../lib/train/lr_schedule.ts";
+import { LrSchedule, type LrWsdDecayStyle } from "../lib/train/lr_schedule.ts";
 
 function close(actual: number, expected: number, what: string) {
   assert.ok(
@@ -74,6 +74,95 @@ Deno.test("bad settings are errors naming the setting", () => {
   assert.throws(
     // deno-lint-ignore no-explicit-any
     () => new LrSchedule({ ...base, decayStyle: "exp" as any }),
-    /decayStyle must be cosine, linear or constant, got exp/,
+    /decayStyle must be one of cosine, linear, constant, WSD, inverse-square-root, got exp/,
+  );
+});
+
+// WSD over the same span: warmup 1..10, stable 11..70 (110 - 10 - 40 = 60 steps), decay
+// 71..110 (40 steps), then minLr. F is the floor and D = lr - minLr.
+const F = 1e-4, D = 9e-4;
+const wsd = { ...base, decayStyle: "WSD" as const, wsdDecayIters: 40 };
+
+Deno.test("WSD: warmup, then lr through the stable phase, then each decay shape, then minLr", () => {
+  const phases: [number, number][] = [
+    [0, 0], // warmup starts at initLr
+    [5, 5e-4],
+    [10, 1e-3], // end of warmup
+    [11, 1e-3], // stable
+    [40, 1e-3],
+    [70, 1e-3], // last stable step: the decay phase starts here, at r = 0
+    [110, F], // end of decay, r = 1
+    [111, F], // after the end
+    [10_000, F],
+  ];
+  // the decay phase at r = 1/4 (step 80) and r = 1/2 (step 90), by Megatron's formulas
+  const shapes: Record<string, [number, number][]> = {
+    linear: [[80, F + 0.75 * D], [90, F + 0.5 * D]],
+    cosine: [[80, F + D * (1 + Math.SQRT1_2) / 2], [90, F + 0.5 * D]],
+    exponential: [[80, F + D * (2 ** 0.75 - 1)], [90, F + D * (Math.SQRT2 - 1)]],
+    minus_sqrt: [[80, F + 0.5 * D], [90, F + D * (1 - Math.SQRT1_2)]],
+  };
+  for (const [style, middle] of Object.entries(shapes)) {
+    const s = new LrSchedule({ ...wsd, wsdDecayStyle: style as LrWsdDecayStyle });
+    for (const [step, lr] of [...phases, ...middle]) close(s.at(step), lr, `${style} step ${step}`);
+  }
+});
+
+Deno.test("WSD: the decay shape is exponential unless given (Megatron's default)", () => {
+  const s = new LrSchedule(wsd);
+  assert.equal(s.options.wsdDecayStyle, "exponential");
+  close(s.at(90), F + D * (Math.SQRT2 - 1), "step 90");
+});
+
+Deno.test("WSD without warmup or stable phase: the decay spans all of decayIters", () => {
+  const s = new LrSchedule({ lr: 1, decayIters: 4, decayStyle: "WSD", wsdDecayIters: 4 });
+  const lin = new LrSchedule({ ...s.options, wsdDecayStyle: "linear" });
+  assert.deepEqual([0, 1, 2, 3, 4, 5].map((i) => lin.at(i)), [1, 0.75, 0.5, 0.25, 0, 0]);
+  close(s.at(2), Math.SQRT2 - 1, "exponential at r = 1/2");
+});
+
+Deno.test("inverse-square-root: lr * sqrt(warmup / step) after warmup, floored at minLr", () => {
+  // warmup 16, so the rate halves each time the step quadruples: 64 -> lr/2, 256 -> lr/4
+  const s = new LrSchedule({
+    lr: 1e-3,
+    minLr: 1e-4,
+    warmupIters: 16,
+    decayIters: 1000,
+    decayStyle: "inverse-square-root",
+  });
+  const table: [number, number][] = [
+    [0, 0],
+    [8, 5e-4],
+    [16, 1e-3],
+    [17, 1e-3 * 4 / Math.sqrt(17)],
+    [64, 5e-4],
+    [256, 2.5e-4],
+    [1000, 1e-3 * 4 / Math.sqrt(1000)],
+    // past decayIters the rate is minLr, as for every decay style in Megatron
+    [1001, 1e-4],
+  ];
+  for (const [step, lr] of table) close(s.at(step), lr, `step ${step}`);
+  const floored = new LrSchedule({ ...s.options, minLr: 3e-4 });
+  close(floored.at(64), 5e-4, "above the floor");
+  close(floored.at(256), 3e-4, "lr/4 is below the floor 3e-4");
+});
+
+Deno.test("inverse-square-root without warmup: lr / sqrt(max(step, 1))", () => {
+  const s = new LrSchedule({ lr: 1, decayIters: 100, decayStyle: "inverse-square-root" });
+  assert.deepEqual([0, 1, 4, 25, 100, 101].map((i) => s.at(i)), [1, 1, 0.5, 0.2, 0.1, 0]);
+});
+
+Deno.test("bad WSD settings are errors naming the setting", () => {
+  assert.throws(
+    () => new LrSchedule({ ...wsd, wsdDecayIters: null }),
+    /WSD needs wsdDecayIters, an integer in \[1, decayIters - warmupIters = 100\], got null/,
+  );
+  assert.throws(
+    () => new LrSchedule({ ...wsd, wsdDecayIters: 101 }),
+    /WSD needs wsdDecayIters, an integer in \[1, decayIters - warmupIters = 100\], got 101/,
+  );
+  assert.throws(
+    () => new LrSchedule({ ...wsd, wsdDecayStyle: "sqrt" as LrWsdDecayStyle }),
+    /wsdDecayStyle must be one of exponential, linear, cosine, minus_sqrt, got sqrt/,
   );
 });

@@ -7,7 +7,7 @@ Deno.test("resident memory after 300 training steps is within 5% of after step 2
       "run",
       "-A",
       "--v8-flags=--expose-gc",
-      new URL("./fixtures/memory_run.ts", import.meta.url).pathname,
+      decodeURIComponent(new URL("./fixtures/memory_run.ts", import.meta.url).pathname),
     ],
     stdout: "piped",
     stderr: "piped",

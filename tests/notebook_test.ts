@@ -44,7 +44,7 @@ Deno.test("without lib/notebook loaded, a tensor's Jupyter bundle is its text al
     console.log(JSON.stringify([t[Symbol.for("Jupyter.display")](), t.toString()]));`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", "--ext=ts", code],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: decodeURIComponent(new URL("..", import.meta.url).pathname),
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -91,7 +91,7 @@ Deno.test("a recv whose size differs from the send fails at once on both ranks, 
   assert.deepEqual(leftoverSegments(r.runId), []);
 });
 
-const LAUNCH = new URL("../tools/launch.ts", import.meta.url).pathname;
+const LAUNCH = decodeURIComponent(new URL("../tools/launch.ts", import.meta.url).pathname);
 
 /** `deno task launch` of linger.ts on `n` ranks in a subprocess, and each rank's pid. */
 async function lingeringJob(n: number, env: Record<string, string> = {}) {

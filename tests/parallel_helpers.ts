@@ -7,7 +7,9 @@ import { device } from "../lib/device.ts";
 import { launch } from "../lib/parallel/launch.ts";
 
 /** The fixture scripts' directory. */
-export const FIXTURES = new URL("./fixtures/parallel/", import.meta.url).pathname;
+export const FIXTURES = decodeURIComponent(
+  new URL("./fixtures/parallel/", import.meta.url).pathname,
+);
 
 /** What a launch did. */
 export interface LaunchResult {

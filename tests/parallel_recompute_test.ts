@@ -48,7 +48,7 @@ Deno.test("recomputation in the single-process trainer lowers the peak and keeps
       args: [
         "run",
         "-A",
-        new URL("./fixtures/recompute_trainer.ts", import.meta.url).pathname,
+        decodeURIComponent(new URL("./fixtures/recompute_trainer.ts", import.meta.url).pathname),
         recompute,
       ],
       env: { DENOTRON_NUM_THREADS: "1" },

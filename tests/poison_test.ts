@@ -14,7 +14,7 @@ Deno.test({
   fn: async () => {
     const files = ["ops_test.ts", "mixed_ops_test.ts", "llama_ops_test.ts", "model_test.ts"].map((
       f,
-    ) => new URL(f, import.meta.url).pathname);
+    ) => decodeURIComponent(new URL(f, import.meta.url).pathname));
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["test", "-A", "--no-check", ...files],
       env: { DENOTRON_POISON_ALLOC: "1", NO_COLOR: "1" },

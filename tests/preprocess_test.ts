@@ -131,7 +131,7 @@ Deno.test("preprocess: a failed run leaves the previous output intact", async ()
 Deno.test("deno task preprocess: writes the dataset and reports; bad flags exit 2", async () => {
   await inTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/a.jsonl`, '{"text": "Hello world"}\n');
-    const tool = new URL("../tools/preprocess.ts", import.meta.url).pathname;
+    const tool = decodeURIComponent(new URL("../tools/preprocess.ts", import.meta.url).pathname);
     const run = (...args: string[]) =>
       new Deno.Command(Deno.execPath(), { args: ["run", "-A", tool, ...args] }).output();
     const ok = await run(

@@ -12,7 +12,7 @@ import { gptConfigFromHf } from "../lib/io/hf_gpt2.ts";
 import { GPT, type GPTConfig } from "../lib/nn/gpt.ts";
 import { MAX_TENSOR_BYTES, Tensor } from "../lib/tensor.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
 
 /** Live native blocks, to show that a refused shape allocated nothing. */
 function liveBlocks(): bigint {

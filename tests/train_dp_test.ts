@@ -155,7 +155,7 @@ Deno.test("SIGTERM under the launcher: every rank stops after the same step, sav
     args: [
       "run",
       "-A",
-      new URL("../tools/launch.ts", import.meta.url).pathname,
+      decodeURIComponent(new URL("../tools/launch.ts", import.meta.url).pathname),
       "--nproc-per-node",
       "2",
       TRAIN_SCRIPT,

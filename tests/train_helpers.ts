@@ -74,7 +74,9 @@ export function tinyTrainer(
 }
 
 /** tools/train.ts, for the tests that run it as a command. */
-export const TRAIN_SCRIPT = new URL("../tools/train.ts", import.meta.url).pathname;
+export const TRAIN_SCRIPT = decodeURIComponent(
+  new URL("../tools/train.ts", import.meta.url).pathname,
+);
 
 /**
  * The command line of a tiny tools/train.ts run: `nLayer` layers, 4 steps of a global

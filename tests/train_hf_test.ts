@@ -134,13 +134,16 @@ Deno.test("--make-vocab-size-divisible-by pads the vocabulary: the unpadded run'
   const want = await readCliRun(`${tmp}/vocab-plain`, plain.out);
   const got = await readCliRun(save, padded.out);
   assertCloseSeq(got.losses, want.losses, "padded-vocabulary training loss");
-  const gen = await runScript(new URL("../tools/generate.ts", import.meta.url).pathname, [
-    "--checkpoint",
-    save,
-    "--max-new-tokens",
-    "4",
-    "--prompt",
-    "The ",
-  ]);
+  const gen = await runScript(
+    decodeURIComponent(new URL("../tools/generate.ts", import.meta.url).pathname),
+    [
+      "--checkpoint",
+      save,
+      "--max-new-tokens",
+      "4",
+      "--prompt",
+      "The ",
+    ],
+  );
   assert.equal(gen.code, 0, gen.out);
 });

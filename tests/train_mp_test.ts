@@ -20,7 +20,7 @@ import {
   trainCliArgs,
 } from "./train_helpers.ts";
 
-const GENERATE = new URL("../tools/generate.ts", import.meta.url).pathname;
+const GENERATE = decodeURIComponent(new URL("../tools/generate.ts", import.meta.url).pathname);
 const tmp = await Deno.makeTempDir({ prefix: "denotron-train-mp-" });
 const corpus = await tinyCorpus();
 corpus.data.close?.();
@@ -293,7 +293,9 @@ Deno.test("a ZeRO-1 checkpoint written under PP2×DP2 resumes under TP2", async 
   assertClose(resumed.evals, single.evals.slice(1), "its validation loss");
 });
 
-const CURRICULUM_PP = new URL("./fixtures/parallel/curriculum_pp.ts", import.meta.url).pathname;
+const CURRICULUM_PP = decodeURIComponent(
+  new URL("./fixtures/parallel/curriculum_pp.ts", import.meta.url).pathname,
+);
 
 /** The losses of tests/fixtures/parallel/curriculum_pp.ts on `n` ranks. */
 async function curriculumLosses(n: number, pp: number, dir: string, load = false) {

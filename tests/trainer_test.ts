@@ -68,6 +68,26 @@ Deno.test("Trainer.step() uses the schedule's rate for each iteration", () => {
   t.dispose();
 });
 
+Deno.test("Trainer.step() follows the config's WSD keys: warmup, stable, decay", () => {
+  const t = tinyTrainer(
+    corpus,
+    tinyConfig({
+      lr: 1e-2,
+      minLr: 1e-3,
+      lrWarmupIters: 1,
+      trainIters: 6,
+      lrDecayStyle: "WSD",
+      lrWsdDecayIters: 2,
+      lrWsdDecayStyle: "linear",
+    }),
+  );
+  // step 0 warms up from 0, steps 1-4 hold lr, step 5 is half way down the 2-step decay
+  const got = Array.from({ length: 6 }, () => t.step().lr);
+  const want = [0, 1e-2, 1e-2, 1e-2, 1e-2, 5.5e-3];
+  got.forEach((lr, i) => assert.ok(Math.abs(lr - want[i]) < 1e-15, `step ${i}: ${lr}`));
+  t.dispose();
+});
+
 Deno.test("Trainer.step() reduces the loss and clipping bounds the update", () => {
   const t = tinyTrainer(corpus, tinyConfig({ trainIters: 30, lrWarmupIters: 0, lr: 3e-3 }));
   const first = t.step();

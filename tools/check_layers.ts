@@ -320,7 +320,7 @@ export interface LayerReport {
  * @example
  * ```ts
  * import { checkLayers } from "./check_layers.ts";
- * const report = await checkLayers(new URL("..", import.meta.url).pathname);
+ * const report = await checkLayers(decodeURIComponent(new URL("..", import.meta.url).pathname));
  * console.log(report.violations.join("\n") || "ok");
  * ```
  */
@@ -382,7 +382,7 @@ export async function checkLayers(
 }
 
 if (import.meta.main) {
-  const root = Deno.args[0] ?? new URL("..", import.meta.url).pathname;
+  const root = Deno.args[0] ?? decodeURIComponent(new URL("..", import.meta.url).pathname);
   const report = await checkLayers(root);
   for (const w of report.warnings) console.error(`warning: ${w}`);
   for (const v of report.violations) console.log(v);

@@ -345,6 +345,19 @@ export function validateConfig(
   if (t.lrWarmupIters > decay) {
     fail(`lrWarmupIters ${t.lrWarmupIters} is longer than lrDecayIters ${decay}`);
   }
+  if (t.lrDecayStyle === "WSD") {
+    const wsd = t.lrWsdDecayIters;
+    if (wsd === null) {
+      fail(
+        `lrDecayStyle WSD needs lrWsdDecayIters, the steps of its decay phase (--lr-wsd-decay-iters)`,
+      );
+    } else if (wsd > decay - t.lrWarmupIters) {
+      fail(
+        `lrWsdDecayIters ${wsd} is longer than lrDecayIters ${decay} - lrWarmupIters ` +
+          `${t.lrWarmupIters} = ${decay - t.lrWarmupIters} (--lr-wsd-decay-iters)`,
+      );
+    }
+  }
   if (m.maxPositionEmbeddings != null && m.seqLength > m.maxPositionEmbeddings) {
     fail(`seqLength ${m.seqLength} exceeds maxPositionEmbeddings ${m.maxPositionEmbeddings}`);
   }

@@ -24,6 +24,7 @@
 
 import { type KeySection, sectionDefaults, type SectionType } from "../key_table.ts";
 import { PARALLEL_KEYS, type ParallelConfig } from "../parallel/parallel_config.ts";
+import { LR_DECAY_STYLES, LR_WSD_DECAY_STYLES } from "./lr_schedule.ts";
 
 export type { ParallelConfig };
 
@@ -198,12 +199,34 @@ export const CONFIG_KEYS = {
     minLr: { kind: "number", default: 3e-4, flag: "--min-lr", min: 0 },
     /** Steps of linear warmup. */
     lrWarmupIters: { kind: "int", default: 50, flag: "--lr-warmup-iters", min: 0, max: MAX_ITERS },
-    /** Shape of the decay after warmup. */
+    /**
+     * Shape of the decay after warmup (lib/train/lr_schedule.ts): cosine, linear, constant,
+     * WSD (warmup, stable, decay) or inverse-square-root.
+     */
     lrDecayStyle: {
       kind: "string",
-      choices: ["cosine", "linear", "constant"],
+      choices: LR_DECAY_STYLES,
       default: "cosine",
       flag: "--lr-decay-style",
+    },
+    /** WSD: the shape of its decay phase (minus_sqrt is 1 - sqrt). */
+    lrWsdDecayStyle: {
+      kind: "string",
+      choices: LR_WSD_DECAY_STYLES,
+      default: "exponential",
+      flag: "--lr-wsd-decay-style",
+    },
+    /**
+     * WSD: steps of its decay phase, which ends at lrDecayIters (the stable phase holds lr
+     * for the lrDecayIters - lrWarmupIters - lrWsdDecayIters steps before it); WSD needs it.
+     */
+    lrWsdDecayIters: {
+      kind: "int",
+      default: null,
+      flag: "--lr-wsd-decay-iters",
+      min: 1,
+      max: MAX_ITERS,
+      nullable: true,
     },
     /** Steps of decay; null decays over all of trainIters. */
     lrDecayIters: {
@@ -249,13 +272,25 @@ export const CONFIG_KEYS = {
       default: true,
       flag: "--check-for-nan-in-loss-and-grad",
     },
-    /** Stop (with a checkpoint) after this many minutes of training; null: no limit. */
+    /**
+     * Stop (with a checkpoint) after the first step at which the training loop has run longer
+     * than this many minutes; null: no limit.
+     */
     exitDurationInMins: {
       kind: "number",
       default: null,
       flag: "--exit-duration-in-mins",
       min: 0,
       exclusiveMin: true,
+      nullable: true,
+    },
+    /** Stop (with a checkpoint) after an iteration that is a multiple of this; null: never. */
+    exitInterval: {
+      kind: "int",
+      default: null,
+      flag: "--exit-interval",
+      min: 1,
+      max: MAX_ITERS,
       nullable: true,
     },
     /**

@@ -1,14 +1,31 @@
 /**
  * Learning-rate schedule: linear warmup, then decay to a floor (Megatron's
- * OptimizerParamScheduler semantics). Pure: no state beyond the settings.
+ * OptimizerParamScheduler semantics, formulas and style names). Pure: no state beyond the
+ * settings.
  *
- * defines: LrSchedule, LrScheduleOptions, LrDecayStyle
+ * defines: LrSchedule, LrScheduleOptions, LrDecayStyle, LrWsdDecayStyle, LR_DECAY_STYLES,
+ *          LR_WSD_DECAY_STYLES
  *
  * @module
  */
 
+/** The decay styles, by Megatron's `--lr-decay-style` names. */
+export const LR_DECAY_STYLES = [
+  "cosine",
+  "linear",
+  "constant",
+  "WSD",
+  "inverse-square-root",
+] as const;
+
 /** How the rate falls after warmup. */
-export type LrDecayStyle = "cosine" | "linear" | "constant";
+export type LrDecayStyle = typeof LR_DECAY_STYLES[number];
+
+/** The shapes of WSD's decay phase, by Megatron's `--lr-wsd-decay-style` names. */
+export const LR_WSD_DECAY_STYLES = ["exponential", "linear", "cosine", "minus_sqrt"] as const;
+
+/** The shape of WSD's decay phase ("minus_sqrt" is 1 - sqrt). */
+export type LrWsdDecayStyle = typeof LR_WSD_DECAY_STYLES[number];
 
 /** Settings of {@link LrSchedule}. */
 export interface LrScheduleOptions {
@@ -24,6 +41,13 @@ export interface LrScheduleOptions {
   decayStyle?: LrDecayStyle;
   /** Rate at step 0 of warmup. @default 0 */
   initLr?: number;
+  /**
+   * WSD: steps of the decay phase, which ends at decayIters; the stable phase holds lr from
+   * the end of warmup until it starts. Required by WSD, ignored otherwise. @default null
+   */
+  wsdDecayIters?: number | null;
+  /** WSD: the shape of the decay phase. @default "exponential" */
+  wsdDecayStyle?: LrWsdDecayStyle;
 }
 
 /**
@@ -31,10 +55,15 @@ export interface LrScheduleOptions {
  *
  * 1. Warmup: for step <= warmupIters, rise linearly from initLr to lr.
  * 2. Constant style: lr from then on.
- * 3. After decayIters: minLr.
- * 4. Between: with r = (step - warmup) / (decayIters - warmup), the rate is
- *    minLr + c * (lr - minLr), where c = 1 - r (linear) or
- *    (1 + cos(pi r)) / 2 (cosine).
+ * 3. After decayIters: minLr (for every other style, inverse-square-root included).
+ * 4. Inverse-square-root: lr * sqrt(max(warmup, 1)) / sqrt(max(step, 1)), never below minLr.
+ * 5. Otherwise minLr + c * (lr - minLr), where c falls from 1 to 0 along a shape of a
+ *    fraction r:
+ *    - linear and cosine: r = (step - warmup) / (decayIters - warmup);
+ *    - WSD: c = 1 (stable) until the decay phase starts at decayIters - wsdDecayIters,
+ *      then r = (step - that start) / wsdDecayIters, shaped by wsdDecayStyle.
+ *    The shapes: 1 - r (linear), (1 + cos(pi r)) / 2 (cosine), 2 * 0.5^r - 1
+ *    (exponential), 1 - sqrt(r) (minus_sqrt).
  *
  * @example
  * ```ts
@@ -59,6 +88,8 @@ export class LrSchedule {
       warmupIters: 0,
       decayStyle: "cosine",
       initLr: 0,
+      wsdDecayIters: null,
+      wsdDecayStyle: "exponential",
       ...options,
     };
     const fail = (what: string) => {
@@ -73,8 +104,23 @@ export class LrSchedule {
     if (!Number.isInteger(o.decayIters) || o.decayIters < o.warmupIters) {
       fail(`decayIters ${o.decayIters} must be an integer >= warmupIters ${o.warmupIters}`);
     }
-    if (!["cosine", "linear", "constant"].includes(o.decayStyle)) {
-      fail(`decayStyle must be cosine, linear or constant, got ${o.decayStyle}`);
+    if (!LR_DECAY_STYLES.includes(o.decayStyle)) {
+      fail(`decayStyle must be one of ${LR_DECAY_STYLES.join(", ")}, got ${o.decayStyle}`);
+    }
+    if (o.decayStyle === "WSD") {
+      const room = o.decayIters - o.warmupIters;
+      const n = o.wsdDecayIters;
+      if (n === null || !Number.isInteger(n) || n < 1 || n > room) {
+        fail(
+          `WSD needs wsdDecayIters, an integer in [1, decayIters - warmupIters = ${room}], ` +
+            `got ${n}`,
+        );
+      }
+      if (!LR_WSD_DECAY_STYLES.includes(o.wsdDecayStyle)) {
+        fail(
+          `wsdDecayStyle must be one of ${LR_WSD_DECAY_STYLES.join(", ")}, got ${o.wsdDecayStyle}`,
+        );
+      }
     }
     this.options = o;
   }
@@ -92,8 +138,33 @@ export class LrSchedule {
     }
     if (decayStyle === "constant") return lr;
     if (step > decayIters) return minLr;
-    const r = (step - warmupIters) / (decayIters - warmupIters);
-    const c = decayStyle === "linear" ? 1 - r : 0.5 * (Math.cos(Math.PI * r) + 1);
+    if (decayStyle === "inverse-square-root") {
+      return Math.max(
+        minLr,
+        lr * Math.sqrt(Math.max(warmupIters, 1)) / Math.sqrt(Math.max(step, 1)),
+      );
+    }
+    const { wsdDecayIters, wsdDecayStyle } = this.options;
+    const wsdStart = decayIters - (wsdDecayIters ?? 0);
+    const c = decayStyle !== "WSD"
+      ? shape(decayStyle, (step - warmupIters) / (decayIters - warmupIters))
+      : step <= wsdStart
+      ? 1
+      : shape(wsdDecayStyle, (step - wsdStart) / wsdDecayIters!);
     return minLr + c * (lr - minLr);
+  }
+}
+
+/** A decay shape at fraction r of its length: 1 at r = 0, 0 at r = 1. */
+function shape(style: "linear" | "cosine" | LrWsdDecayStyle, r: number): number {
+  switch (style) {
+    case "linear":
+      return 1 - r;
+    case "cosine":
+      return 0.5 * (Math.cos(Math.PI * r) + 1);
+    case "exponential":
+      return 2 * 0.5 ** r - 1;
+    case "minus_sqrt":
+      return 1 - Math.sqrt(r);
   }
 }

@@ -85,6 +85,8 @@ export function lrScheduleFrom(t: TrainConfig["training"]): LrSchedule {
     warmupIters: t.lrWarmupIters,
     decayIters: t.lrDecayIters ?? t.trainIters,
     decayStyle: t.lrDecayStyle,
+    wsdDecayIters: t.lrWsdDecayIters,
+    wsdDecayStyle: t.lrWsdDecayStyle,
   });
 }
 
@@ -767,7 +769,10 @@ export interface TrainOptions {
   hooks?: TrainHooks;
   /** Stops the loop after the current step (a checkpoint is still written). */
   signal?: AbortSignal;
-  /** Stop after this much wall time (the loop's own, in seconds). @default no limit */
+  /**
+   * Stop after the first step at which the loop has run longer than this (its own wall
+   * time, in seconds). @default config.training.exitDurationInMins × 60; none when null
+   */
   maxSeconds?: number;
 }
 
@@ -789,13 +794,18 @@ export interface TrainSummary {
   metrics?: string;
   /** The loss plot's files. */
   plot?: { svg: string; png?: string };
-  /** Why the loop ended. */
-  stoppedBy: "iterations" | "time" | "signal";
+  /**
+   * Why the loop ended: trainIters reached, the time limit, a signal, or an iteration that
+   * is a multiple of exitInterval.
+   */
+  stoppedBy: "iterations" | "time" | "signal" | "interval";
 }
 
 /**
  * Trains up to `config.training.trainIters` iterations from wherever the
- * trainer stands, with logging, evaluation, checkpoints and the loss plot.
+ * trainer stands, with logging, evaluation, checkpoints and the loss plot. A signal, the
+ * time limit (`exitDurationInMins`) or an iteration that is a multiple of `exitInterval`
+ * ends the loop early, after the step, with a checkpoint on every rank (Megatron's exits).
  *
  * @param trainer the trainer (possibly resumed with `load()`)
  * @param options run directory, logger, hooks and stop conditions
@@ -822,6 +832,9 @@ export async function train(
     : undefined;
   const tbDir = c.logging.tensorboardDir;
   using tensorboard = tbDir && lead ? await TensorBoardWriter.open(tbDir, c) : undefined;
+  const exitMinutes = c.training.exitDurationInMins;
+  const maxSeconds = options.maxSeconds ?? (exitMinutes == null ? undefined : exitMinutes * 60);
+  const exitInterval = c.training.exitInterval;
   const start = performance.now();
   const elapsed = () => (performance.now() - start) / 1000;
   const summary: TrainSummary = {
@@ -869,14 +882,17 @@ export async function train(
     // first of them asks for (a MAX over the job), or the others would wait in a collective.
     const asked = options.signal?.aborted
       ? STOP_SIGNAL
-      : options.maxSeconds !== undefined && elapsed() >= options.maxSeconds
+      : maxSeconds !== undefined && elapsed() > maxSeconds
       ? STOP_TIME
       : 0;
     const agreed = trainer.maxOverJob(asked);
+    // The iteration is the same on every rank: exitInterval needs no vote.
     const stop: TrainSummary["stoppedBy"] | undefined = agreed === STOP_SIGNAL
       ? "signal"
       : agreed === STOP_TIME
       ? "time"
+      : exitInterval && it < total && it % exitInterval === 0
+      ? "interval"
       : undefined;
     const last = it === total || stop !== undefined;
 
