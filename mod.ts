@@ -109,6 +109,8 @@ export type {
   ValueOf,
 } from "./lib/key_table.ts";
 export {
+  LR_DECAY_STYLES,
+  LR_WSD_DECAY_STYLES,
   type LrDecayStyle,
   LrSchedule,
   type LrScheduleOptions,
