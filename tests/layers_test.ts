@@ -28,8 +28,10 @@ async function denoGraph(entry: string): Promise<Map<string, Set<string>>> {
       dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
     }[];
   };
-  const prefix = `file://${ROOT}/`;
-  const local = (s: string | undefined) => s?.startsWith(prefix) ? s.slice(prefix.length) : null;
+  // deno info names modules by URL: a space in the repository's path is %20 there
+  const prefix = new URL("../", import.meta.url).href;
+  const local = (s: string | undefined) =>
+    s?.startsWith(prefix) ? decodeURIComponent(s.slice(prefix.length)) : null;
   const graph = new Map<string, Set<string>>();
   for (const m of info.modules) {
     const file = local(m.specifier);
