@@ -7,7 +7,13 @@
  * registries this machine reaches, so none runs here.
  */
 import assert from "assert";
-import { crc32c, maskedCrc32c, scalarEvent, tfRecord } from "../lib/train/tensorboard.ts";
+import {
+  crc32c,
+  maskedCrc32c,
+  scalarEvent,
+  TensorBoardWriter,
+  tfRecord,
+} from "../lib/train/tensorboard.ts";
 import { readCliRun, runScript, tinyCorpus, TRAIN_SCRIPT, trainCliArgs } from "./train_helpers.ts";
 
 Deno.test("crc32c matches the published check values", () => {
@@ -139,5 +145,17 @@ Deno.test("--tensorboard-dir: every logged loss, the evaluations and the config,
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a tensorboard directory that cannot be written is one error naming it", async () => {
+  const file = await Deno.makeTempFile({ prefix: "denotron-tb-" });
+  try {
+    await assert.rejects(
+      () => TensorBoardWriter.open(`${file}/tb`),
+      /tensorboardDir .*\/tb: cannot write an event file there/,
+    );
+  } finally {
+    await Deno.remove(file);
   }
 });

@@ -15,7 +15,8 @@ import { parseArgs } from "parse-args";
 import { fromCheckpoint } from "../lib/infer/sources.ts";
 import { saveHf } from "../lib/io/hf.ts";
 import { HF_MAX_SHARD_BYTES } from "../lib/io/hf_common.ts";
-import { readCheckpoint } from "../lib/io/checkpoint.ts";
+import { readState, resolveCheckpoint } from "../lib/io/checkpoint.ts";
+import { isHfTokenizerPath } from "../lib/data/tokenizer.ts";
 import { DenotronError } from "../lib/errors.ts";
 import { intFlag, runMain } from "./cli.ts";
 
@@ -52,16 +53,18 @@ async function main(args: string[]): Promise<number> {
   const out = values.output;
   try {
     await saveHf(model, out, { maxShardBytes });
-    // The run's tokenizer.json (a path in its config), so transformers finds it beside.
-    const tok = (await readCheckpoint(values.checkpoint)).state.config as {
+    // The run's tokenizer.json (a path in its config), so transformers finds it beside;
+    // fromCheckpoint has already read and checked the checkpoint, state.json included.
+    const dir = await resolveCheckpoint(values.checkpoint, () => {});
+    const run = (await readState(`${dir}/state.json`)).config as {
       data?: { tokenizer?: unknown };
     };
-    const name = tok.data?.tokenizer;
-    if (typeof name === "string" && (name.endsWith(".json") || name.includes("/"))) {
+    const name = run.data?.tokenizer;
+    if (typeof name === "string" && isHfTokenizerPath(name)) {
       const file = name.endsWith(".json") ? name : `${name.replace(/\/+$/, "")}/tokenizer.json`;
-      const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) : ".";
+      const from = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) : ".";
       await copy(file, `${out}/tokenizer.json`);
-      await copy(`${dir}/tokenizer_config.json`, `${out}/tokenizer_config.json`, true);
+      await copy(`${from}/tokenizer_config.json`, `${out}/tokenizer_config.json`, true);
     }
     console.log(`export-hf: ${model} from ${origin} -> ${out}`);
   } finally {

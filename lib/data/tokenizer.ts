@@ -2,7 +2,8 @@
  * Tokenizers: GPT-2 byte-level BPE, a plain byte tokenizer, and the loader
  * that also opens Hugging Face `tokenizer.json` files.
  *
- * defines: Tokenizer, ByteTokenizer, BpeTokenizer, gpt2ByteToUnicode, safeCut, loadTokenizer
+ * defines: Tokenizer, ByteTokenizer, BpeTokenizer, gpt2ByteToUnicode, safeCut, isHfTokenizerPath,
+ *          loadTokenizer
  *
  * The BPE engine works on token ids: text is cut into words by the GPT-2
  * pre-tokenizer regex, each word's UTF-8 bytes become byte tokens, and the
@@ -433,6 +434,20 @@ const R50K_MODULE = "gpt-tokenizer/bpeRanks/r50k_base";
 let gpt2Promise: Promise<BpeTokenizer> | undefined;
 
 /**
+ * Whether a tokenizer name is the path of a Hugging Face `tokenizer.json` (a name
+ * ending in `.json`) or of its directory (anything with a `/`), not "gpt2" or "byte".
+ *
+ * @example
+ * ```ts
+ * import { isHfTokenizerPath } from "./tokenizer.ts";
+ * isHfTokenizerPath("models/smollm2/"); // true
+ * ```
+ */
+export function isHfTokenizerPath(name: string): boolean {
+  return name.endsWith(".json") || name.includes("/");
+}
+
+/**
  * Loads a tokenizer by name or path. "gpt2" (vocabulary 50257, end-of-text
  * 50256) is built once per process from the ranks shipped in the npm package
  * `gpt-tokenizer`, or from `vocab.json` + `merges.txt` when `files` is given.
@@ -455,7 +470,7 @@ export async function loadTokenizer(
   files?: { vocab: string; merges: string },
 ): Promise<Tokenizer> {
   if (name === "byte") return new ByteTokenizer();
-  if (name.endsWith(".json") || name.includes("/")) return await loadHfTokenizer(name);
+  if (isHfTokenizerPath(name)) return await loadHfTokenizer(name);
   if (name !== "gpt2") {
     throw new DenotronError(
       `unknown tokenizer "${name}": expected "gpt2", "byte" or the path of a tokenizer.json`,

@@ -18,6 +18,7 @@
 
 import { parse as parseYaml } from "yaml";
 import { parseSplit } from "../data/gpt_dataset.ts";
+import { isHfTokenizerPath } from "../data/tokenizer.ts";
 import { batchSizeProblem, modelParallelProblems } from "../parallel/parallel_config.ts";
 import { rampupBatchSizeAt } from "../curriculum/batch_rampup.ts";
 import { seqLenCurriculumFor } from "../curriculum/seqlen.ts";
@@ -325,7 +326,7 @@ export function validateConfig(
   if (batch) fail(batch);
   if (t.minLr > t.lr) fail(`minLr ${t.minLr} is larger than lr ${t.lr}`);
   const tok = c.data.tokenizer;
-  if (tok !== "gpt2" && tok !== "byte" && !tok.endsWith(".json") && !tok.includes("/")) {
+  if (tok !== "gpt2" && tok !== "byte" && !isHfTokenizerPath(tok)) {
     fail(
       `tokenizer ${fmtValue(tok)} is not "gpt2", "byte" or the path of a tokenizer.json ` +
         `(a file ending in .json, or a directory written with a /) (--tokenizer)`,

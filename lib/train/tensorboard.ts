@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { DenotronError } from "../errors.ts";
 import type { MetricsRecord } from "./logging.ts";
 
 const CRC_TABLE = (() => {
@@ -179,11 +180,19 @@ export class TensorBoardWriter {
    * @returns the writer
    */
   static async open(dir: string, config?: unknown): Promise<TensorBoardWriter> {
-    await Deno.mkdir(dir, { recursive: true });
     const now = Date.now() / 1000;
     const host = Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "_");
     const path = `${dir}/events.out.tfevents.${Math.floor(now)}.${host}.${Deno.pid}`;
-    const w = new TensorBoardWriter(path, await Deno.open(path, { create: true, append: true }));
+    let file: Deno.FsFile;
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+      file = await Deno.open(path, { create: true, append: true });
+    } catch (e) {
+      throw new DenotronError(
+        `tensorboardDir ${dir}: cannot write an event file there (${(e as Error).message})`,
+      );
+    }
+    const w = new TensorBoardWriter(path, file);
     w.#append(fileVersionEvent(now));
     if (config !== undefined) {
       w.#append(textEvent(now, 0, "config", "```\n" + JSON.stringify(config, null, 2) + "\n```"));
