@@ -63,7 +63,18 @@ export {
   GptBatchIterator,
   GptDataset,
   type GptSplitOptions,
+  type SampleDataset,
 } from "./lib/data/gpt_dataset.ts";
+export {
+  BlendedDataset,
+  type BlendOptions,
+  buildBlendingIndices,
+  type DataBlend,
+  type DataSpec,
+  openDatasets,
+  type OpenedData,
+  parseDataBlend,
+} from "./lib/data/blended_dataset.ts";
 export { preprocess, type PreprocessOptions, type PreprocessStats } from "./lib/data/preprocess.ts";
 export { prepareSotuCorpus } from "./lib/data/sotu.ts";
 

@@ -20,11 +20,16 @@
 
 import { fmtValue } from "./errors.ts";
 
-/** How a key's value is written and checked. "ints": a list of integers. */
-export type KeyKind = "int" | "number" | "bool" | "string" | "ints";
+/**
+ * How a key's value is written and checked. "ints": a list of integers ("8,8,300").
+ * "words": a list of strings, given on the command line as the words after the flag
+ * (`--data-path 0.3 a 0.7 b`, as Megatron's nargs="*"); in YAML a list, or one string
+ * that is one word (so a path may hold spaces).
+ */
+export type KeyKind = "int" | "number" | "bool" | "string" | "ints" | "words";
 
 /** A key's value as JSON holds it. */
-export type KeyValue = number | boolean | string | readonly number[] | null;
+export type KeyValue = number | boolean | string | readonly number[] | readonly string[] | null;
 
 /** What a key may take besides its kind. */
 export interface KeyOptions {
@@ -64,6 +69,7 @@ export type ValueOf<D> =
   | (D extends { kind: "int" | "number" } ? number
     : D extends { kind: "bool" } ? boolean
     : D extends { kind: "ints" } ? number[]
+    : D extends { kind: "words" } ? string[]
     : D extends { choices: readonly (infer C)[] } ? C
     : string)
   | (D extends { nullable: true } ? null : never);
@@ -181,6 +187,16 @@ export function readValue(key: string, d: KeyDecl, value: unknown, where: string
         const n = typeof x === "string" && DECIMAL.test(x) ? Number(x) : x;
         if (!Number.isSafeInteger(n) || n < (d.min ?? -Infinity)) fail(what);
         return n as number;
+      });
+    }
+    case "words": {
+      const items = Array.isArray(value) ? value : [value];
+      const what = "one or more words (a path, or weight path pairs)";
+      if (items.length === 0) return fail(what);
+      return items.map((x) => {
+        const w = typeof x === "number" && Number.isFinite(x) ? String(x) : x;
+        if (typeof w !== "string" || w === "") fail(what);
+        return w as string;
       });
     }
     case "string": {

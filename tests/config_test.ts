@@ -61,6 +61,26 @@ Deno.test("Megatron's model argument names are aliases", () => {
   );
 });
 
+Deno.test("--data-path takes every word up to the next flag; in YAML a list, or one string that is one word", async () => {
+  const c = await loadConfig({ args: ["--data-path", "0.3", "a b", "0.7", "c", "--lr", "1"] });
+  assert.deepEqual(c.data.dataPath, ["0.3", "a b", "0.7", "c"]);
+  assert.equal(c.training.lr, 1);
+  assert.deepEqual((await loadConfig({ args: ["--data-path", "x"] })).data.dataPath, ["x"]);
+  assert.deepEqual((await loadConfig({ args: ["--data-path=x"] })).data.dataPath, ["x"]);
+  assert.equal((await loadConfig({ args: ["--data-path", "null"] })).data.dataPath, null);
+  await assert.rejects(
+    loadConfig({ args: ["--data-path", "--lr", "1"] }),
+    /dataPath: expected one or more words/,
+  );
+  await withFile("train-data-path: [0.5, my data, 0.5, other]\ndata-path: null\n", async (path) => {
+    const y = await loadConfig({ file: path });
+    assert.deepEqual(y.data.trainDataPath, ["0.5", "my data", "0.5", "other"]);
+  });
+  await withFile("data-path: my data\n", async (path) => {
+    assert.deepEqual((await loadConfig({ file: path })).data.dataPath, ["my data"]);
+  });
+});
+
 Deno.test("YAML: nested sections or flat keys, then command-line overrides win", async () => {
   const yaml = "model:\n  nLayer: 2\n  nEmbd: 64\n  nHead: 2\ntraining:\n  lr: 6.0e-4\n" +
     "train-iters: 50\nsplit: '90,10'\ntokenizer: gpt2\n";

@@ -4,7 +4,7 @@
  * untouched, a user-written schedule driving `train()`, and the data curriculum.
  */
 import assert from "assert";
-import type { GptDataset } from "../lib/data/gpt_dataset.ts";
+import type { SampleDataset } from "../lib/data/gpt_dataset.ts";
 import { GptBatchIterator } from "../lib/data/gpt_dataset.ts";
 import { Curriculum } from "../lib/curriculum/curriculum.ts";
 import {
@@ -185,7 +185,7 @@ Deno.test("step() overrides: a one-off plan for a single step", () => {
   t.dispose();
 });
 
-function allowedSamples(data: GptDataset, it: DifficultyBatchIterator, batches: number): number[] {
+function allowedSamples(data: SampleDataset, it: DifficultyBatchIterator, batches: number): number[] {
   const seen: number[] = [];
   const metric = longestDocumentRun(corpus.tokenizer.eotId);
   for (let i = 0; i < batches; i++) {

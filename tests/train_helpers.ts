@@ -80,17 +80,18 @@ export const TRAIN_SCRIPT = decodeURIComponent(
 
 /**
  * The command line of a tiny tools/train.ts run: `nLayer` layers, 4 steps of a global
- * batch of 8 (micro-batch 2), logged every step, evaluated and saved every 2.
+ * batch of 8 (micro-batch 2), logged every step, evaluated and saved every 2. `dataPath`
+ * is one prefix or a blend's words ("0.3", "a", "0.7", "b").
  */
 export function trainCliArgs(
-  dataPath: string,
+  dataPath: string | readonly string[],
   save: string,
   nLayer: number,
   extra: string[] = [],
 ): string[] {
   return [
     "--data-path",
-    dataPath,
+    ...[dataPath].flat(),
     "--tokenizer",
     "byte",
     "--split",

@@ -31,8 +31,7 @@ import { loadHf } from "../lib/io/hf.ts";
 import { DenotronError } from "../lib/errors.ts";
 import { GPT, type GPTConfig, gptConfigWithDefaults, isGpt2Architecture } from "../lib/nn/gpt.ts";
 import { prepareSotuCorpus } from "../lib/data/sotu.ts";
-import { IndexedDataset } from "../lib/data/indexed_dataset.ts";
-import { buildGptDatasets } from "../lib/data/gpt_dataset.ts";
+import { openDatasets, type OpenedData } from "../lib/data/blended_dataset.ts";
 import { gptConfigFrom, train, Trainer } from "../lib/train/trainer.ts";
 import type { TrainConfig } from "../lib/train/config.ts";
 import { formatDuration, formatSi } from "../lib/train/logging.ts";
@@ -73,26 +72,40 @@ async function main(args: string[]): Promise<void> {
   const tokenizer = await loadTokenizer(config.data.tokenizer);
 
   const prepStart = performance.now();
-  // Under the launcher rank 0 prepares the corpus first; the others then find it cached.
-  if (dist && dist.rank !== 0) dist.world.barrier();
-  const prefix = config.data.dataPath ?? await prepareSotuCorpus(CACHE_DIR, tokenizer);
-  if (dist && dist.rank === 0) dist.world.barrier();
-  using data = await IndexedDataset.open(prefix);
   const t = config.training;
-  const { train: trainData, valid } = buildGptDatasets(data, {
-    split: config.data.split,
-    seqLength: config.model.seqLength,
-    seed: t.seed,
-    numSamples: [t.trainIters * t.globalBatchSize, undefined, undefined],
-    vocabSize: config.model.vocabSize ?? tokenizer.vocabSize,
-  });
-  if (!trainData) throw new ConfigError(`split "${config.data.split}" leaves no training data`);
+  const d = config.data;
+  const builtIn = d.dataPath === null && !d.trainDataPath && !d.validDataPath && !d.testDataPath;
+  const save = config.checkpoints.save;
+  // Under the launcher rank 0 prepares the corpus (and the blend's cached indices) first;
+  // the others then find them ready.
+  if (dist && dist.rank !== 0) dist.world.barrier();
+  let data: OpenedData;
+  try {
+    data = await openDatasets({
+      dataPath: builtIn ? [await prepareSotuCorpus(CACHE_DIR, tokenizer)] : d.dataPath,
+      trainDataPath: d.trainDataPath,
+      validDataPath: d.validDataPath,
+      testDataPath: d.testDataPath,
+      split: d.split,
+      seqLength: config.model.seqLength,
+      seed: t.seed,
+      numSamples: [t.trainIters * t.globalBatchSize, undefined, undefined],
+      vocabSize: config.model.vocabSize ?? tokenizer.vocabSize,
+      cacheDir: d.dataCachePath ?? (save ? `${save}/data_cache` : null),
+    });
+  } finally {
+    if (dist && dist.rank === 0) dist.world.barrier();
+  }
+  using _files = data;
+  const { train: trainData, valid } = data;
+  if (!trainData) throw new ConfigError(`split "${d.split}" leaves no training data`);
+  const tokens = sum(data.files.map((f) => sum(f.sequenceLengths)));
+  const documents = sum(data.files.map((f) => f.documentCount));
   log(
-    `data: ${prefix} (${formatSi(sum(data.sequenceLengths))} tokens, ${data.documentCount} ` +
-      `documents; ${trainData.length} training samples${
-        valid ? `, ${valid.length} validation` : ""
-      }), ready in ${formatDuration((performance.now() - prepStart) / 1000)}`,
+    `data: ${data.files.map((f) => f.prefix).join(", ")} (${formatSi(tokens)} tokens, ` +
+      `${documents} documents), ready in ${formatDuration((performance.now() - prepStart) / 1000)}`,
   );
+  for (const line of data.summary) log(`  ${line}`);
 
   using initModel = await modelFromHf(config, tokenizer);
   if (initModel) {
@@ -138,7 +151,7 @@ async function main(args: string[]): Promise<void> {
   // The built-in corpus run is the README's first command: on a slow or loaded laptop it
   // stops (with a checkpoint) after DEFAULT_RUN_MINUTES unless --exit-duration-in-mins says.
   const budgetMinutes = t.exitDurationInMins ??
-    (config.data.dataPath === null ? DEFAULT_RUN_MINUTES : null);
+    (builtIn ? DEFAULT_RUN_MINUTES : null);
   // Ctrl-C or SIGTERM (SLURM's preemption, forwarded to every rank by the launcher) stops
   // after the current step and still saves; all ranks agree on the step (train()). A second
   // signal quits at once.

@@ -14,7 +14,7 @@
  * @module
  */
 
-import type { Batch, GptDataset } from "../data/gpt_dataset.ts";
+import type { Batch, SampleDataset } from "../data/gpt_dataset.ts";
 
 /** What the trainer reads batches from. */
 export interface BatchSource {
@@ -63,7 +63,7 @@ export interface DifficultyBatchOptions {
  */
 export class DifficultyBatchIterator implements BatchSource {
   /** The samples. */
-  readonly dataset: GptDataset;
+  readonly dataset: SampleDataset;
   /** B */
   readonly microBatchSize: number;
   /** Each sample's difficulty, by sample index (not shuffled position). */
@@ -82,7 +82,7 @@ export class DifficultyBatchIterator implements BatchSource {
    * @param dataset the samples
    * @param options batch size, metric, schedule and order
    */
-  constructor(dataset: GptDataset, options: DifficultyBatchOptions) {
+  constructor(dataset: SampleDataset, options: DifficultyBatchOptions) {
     this.dataset = dataset;
     this.microBatchSize = options.microBatchSize;
     this.#schedule = options.schedule ?? (() => Infinity);
@@ -205,7 +205,7 @@ export function longestDocumentRun(eotId: number): SampleDifficulty {
  * @param vocabSize ids are below this
  * @returns counts by token id
  */
-export function tokenCounts(dataset: GptDataset, vocabSize: number): Float64Array {
+export function tokenCounts(dataset: SampleDataset, vocabSize: number): Float64Array {
   const counts = new Float64Array(vocabSize);
   const row = new Int32Array(dataset.seqLength + 1);
   for (let s = 0; s < dataset.length; s++) {

@@ -2,7 +2,7 @@
  * GPT pre-training samples over a Megatron indexed dataset.
  *
  * defines: parseSplit, splitDocuments, buildDocumentIndex, buildSampleIndex,
- *          Rng, GptDataset, GptBatchIterator, buildGptDatasets
+ *          Rng, SampleDataset, GptDataset, GptBatchIterator, buildGptDatasets
  *
  * The construction follows Megatron-LM's GPTDataset:
  *
@@ -227,6 +227,30 @@ export interface GptDatasetOptions {
 }
 
 /**
+ * What the batch iterators and the trainer read: `length` samples of `seqLength + 1`
+ * tokens, and the order to read them in. A {@link GptDataset} is one; a blend of several
+ * (lib/data/blended_dataset.ts) is another.
+ */
+export interface SampleDataset {
+  /** Name for messages ("train", "valid"...). */
+  readonly name: string;
+  /** Tokens per sample input (T). */
+  readonly seqLength: number;
+  /** Number of samples. */
+  readonly length: number;
+  /** The reading order: position k reads sample `shuffleIndex[k]`. */
+  readonly shuffleIndex: Int32Array;
+  /**
+   * Sample `i` (before the reading order): T + 1 tokens.
+   *
+   * @param i in [0, length)
+   * @param out where to write (T + 1 values)
+   * @returns `out`
+   */
+  sample(i: number, out?: Int32Array): Int32Array;
+}
+
+/**
  * Fixed-length samples over some sequences of an indexed dataset.
  *
  * @example
@@ -240,7 +264,7 @@ export interface GptDatasetOptions {
  * void firstSample;
  * ```
  */
-export class GptDataset {
+export class GptDataset implements SampleDataset {
   /** Name for messages. */
   readonly name: string;
   /** Tokens per sample input (T). */
@@ -388,7 +412,7 @@ export interface BatchIteratorOptions {
  */
 export class GptBatchIterator {
   /** The dataset read. */
-  readonly dataset: GptDataset;
+  readonly dataset: SampleDataset;
   /** B */
   readonly microBatchSize: number;
   #consumed: number;
@@ -402,7 +426,7 @@ export class GptBatchIterator {
    * @param dataset the samples
    * @param options batch size, resume point and data-parallel place
    */
-  constructor(dataset: GptDataset, options: BatchIteratorOptions) {
+  constructor(dataset: SampleDataset, options: BatchIteratorOptions) {
     this.dataset = dataset;
     this.microBatchSize = options.microBatchSize;
     this.#consumed = options.consumedSamples ?? 0;

@@ -135,6 +135,12 @@ export function modelKeysOf(c: Required<GPTConfig>): Partial<TrainConfig["model"
   };
 }
 
+/** Whether `raw` names a key whose value is the list of words after its flag. */
+function isWordsKey(raw: string): boolean {
+  const key = NAMES.get(camel(raw));
+  return key !== undefined && KEYS.get(key)!.decl.kind === "words";
+}
+
 /** The true/false key that `no-KEY` given alone switches off, if `raw` is one. */
 function negatedBool(raw: string, value: unknown): string | null {
   if (value !== true || !/^no[-_A-Z]/.test(raw) || NAMES.has(camel(raw))) return null;
@@ -247,7 +253,8 @@ export function configFromObject(
  * Turns `--key value`, `--key=value` and bare `--flag` (true) into overrides. A word
  * after a flag is its value unless it is itself a flag (`--` and a letter), so negative
  * numbers need no `=`: `--lr -1` and `--lr=-1` both give "-1" (which the key's bounds
- * then refuse or accept).
+ * then refuse or accept). A key of kind "words" (`--data-path 0.3 a 0.7 b`) takes every
+ * word up to the next flag.
  *
  * @param args command-line words
  * @returns overrides by raw key, and the `--config` file if one was named
@@ -260,8 +267,8 @@ export function configFromObject(
  */
 export function parseArgsToOverrides(
   args: readonly string[],
-): { overrides: Record<string, string | boolean>; configFile?: string } {
-  const overrides: Record<string, string | boolean> = {};
+): { overrides: Record<string, string | boolean | string[]>; configFile?: string } {
+  const overrides: Record<string, string | boolean | string[]> = {};
   let configFile: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -269,11 +276,17 @@ export function parseArgsToOverrides(
       throw new ConfigError(`command line: unexpected "${arg}"; options look like --lr 3e-4`);
     }
     let key = arg.slice(2);
-    let value: string | boolean;
+    let value: string | boolean | string[];
     const eq = key.indexOf("=");
     if (eq >= 0) {
       value = key.slice(eq + 1);
       key = key.slice(0, eq);
+    } else if (isWordsKey(key)) {
+      // Megatron's nargs="*": every word up to the next flag.
+      const words: string[] = [];
+      while (i + 1 < args.length && !/^--[a-zA-Z]/.test(args[i + 1])) words.push(args[++i]);
+      // One word is given as a string, so "null" means null as for any key.
+      value = words.length > 1 ? words : words.length ? words[0] : true;
     } else if (i + 1 < args.length && !/^--[a-zA-Z]/.test(args[i + 1])) {
       value = args[++i];
     } else {
@@ -431,7 +444,14 @@ const SECTION_TITLES: Partial<Record<Section, string>> = {
 /** How a key's value is written on the command line, for the help text. */
 function valueHint(d: KeyDecl): string {
   if (d.choices) return d.choices.join("|");
-  return { int: "N", number: "X", bool: "[true|false]", ints: "N,N,...", string: "S" }[d.kind];
+  return {
+    int: "N",
+    number: "X",
+    bool: "[true|false]",
+    ints: "N,N,...",
+    words: "S [S ...]",
+    string: "S",
+  }[d.kind];
 }
 
 /**

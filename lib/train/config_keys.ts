@@ -347,8 +347,43 @@ export const CONFIG_KEYS = {
     },
   },
   data: {
-    /** Indexed dataset prefix; null uses the built-in corpus. */
-    dataPath: { kind: "string", default: null, flag: "--data-path", nullable: true },
+    /**
+     * Indexed dataset prefix, or a blend: "0.3 prefixA 0.7 prefixB" (weights normalised), or
+     * prefixes alone (weighted by their sizes); --split cuts each. null: the built-in corpus.
+     */
+    dataPath: { kind: "words", default: null, flag: "--data-path", nullable: true },
+    /** Training data (prefix or blend as for dataPath), used whole; replaces dataPath's split. */
+    trainDataPath: {
+      kind: "words",
+      default: null,
+      flag: "--train-data-path",
+      nullable: true,
+      optional: true,
+    },
+    /** Validation data (prefix or blend), used whole. */
+    validDataPath: {
+      kind: "words",
+      default: null,
+      flag: "--valid-data-path",
+      nullable: true,
+      optional: true,
+    },
+    /** Test data (prefix or blend), used whole. */
+    testDataPath: {
+      kind: "words",
+      default: null,
+      flag: "--test-data-path",
+      nullable: true,
+      optional: true,
+    },
+    /** Where blend indices are cached; null: the save directory's data_cache/ (none unsaved). */
+    dataCachePath: {
+      kind: "string",
+      default: null,
+      flag: "--data-cache-path",
+      nullable: true,
+      optional: true,
+    },
     /** Train / valid / test weights, "969,30,1" style. */
     split: { kind: "string", default: "95,5,0", flag: "--split" },
     /**

@@ -31,7 +31,7 @@
  * @module
  */
 
-import { GptBatchIterator, type GptDataset } from "../data/gpt_dataset.ts";
+import { GptBatchIterator, type SampleDataset } from "../data/gpt_dataset.ts";
 import { DenotronError } from "../errors.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import {
@@ -164,9 +164,9 @@ export interface TrainerOptions {
   /** The run's configuration (see lib/train/config.ts). */
   config: TrainConfig;
   /** Training samples. */
-  train: GptDataset;
+  train: SampleDataset;
   /** Validation samples; without them evaluate() throws. */
-  valid?: GptDataset;
+  valid?: SampleDataset;
   /** The data's tokenizer (vocabulary size, bits per byte). */
   tokenizer: Tokenizer;
   /**
@@ -262,9 +262,9 @@ export class Trainer {
   /** The data's tokenizer. */
   readonly tokenizer: Tokenizer;
   /** Training samples. */
-  readonly trainData: GptDataset;
+  readonly trainData: SampleDataset;
   /** Validation samples, if any. */
-  readonly validData?: GptDataset;
+  readonly validData?: SampleDataset;
   /** Optimizer steps completed. */
   iteration = 0;
   /** Model FLOPs of one full-size optimizer step (forward and backward). */
