@@ -15,7 +15,7 @@
  * @module
  */
 
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { Curriculum } from "../lib/curriculum/curriculum.ts";
 import { pldTheta } from "../lib/curriculum/layer_drop.ts";
 import { seqLenAt } from "../lib/curriculum/seqlen.ts";
@@ -27,7 +27,7 @@ import { applyOverrides, DEFAULT_CONFIG } from "../lib/train/config.ts";
 import { formatSi } from "../lib/train/logging.ts";
 import { Trainer } from "../lib/train/trainer.ts";
 
-const { values } = parseArgs({
+const { values } = parseFlags({
   args: Deno.args,
   options: {
     target: { type: "string", default: "2.8" },

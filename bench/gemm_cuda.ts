@@ -9,12 +9,12 @@
  *
  * @module
  */
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { device as getDevice } from "../lib/device.ts";
 import { dtypeWithGrad } from "../lib/ops/check.ts";
 import { type DType, Tensor } from "../lib/tensor.ts";
 
-const { values } = parseArgs({
+const { values } = parseFlags({
   args: Deno.args,
   options: { rows: { type: "string", default: "16384" }, reps: { type: "string", default: "10" } },
 });

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { device as getDevice } from "../lib/device.ts";
 import { GPT } from "../lib/nn/gpt.ts";
 import { Tensor } from "../lib/tensor.ts";
@@ -43,9 +43,9 @@ const USAGE =
   --json         also print the result as one JSON line`;
 let parsed;
 try {
-  parsed = parseArgs({ args: Deno.args, options: OPTIONS });
+  parsed = parseFlags({ args: Deno.args, options: OPTIONS });
 } catch (e) {
-  console.error(`error: ${(e as Error).message}\n${USAGE}`);
+  console.error(`error: ${(e as Error).message}`);
   Deno.exit(2);
 }
 const { values } = parsed;

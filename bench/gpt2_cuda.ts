@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { device as getDevice } from "../lib/device.ts";
 import { GPT, paddedVocabSize } from "../lib/nn/gpt.ts";
 import { Tensor } from "../lib/tensor.ts";
@@ -33,7 +33,7 @@ import {
   syntheticBatch,
 } from "./common.ts";
 
-const { values } = parseArgs({
+const { values } = parseFlags({
   args: Deno.args,
   options: {
     steps: { type: "string", default: "5" },

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { device as getDevice } from "../lib/device.ts";
 import { GPT } from "../lib/nn/gpt.ts";
 import { Tensor } from "../lib/tensor.ts";
@@ -23,7 +23,7 @@ import {
   syntheticBatch,
 } from "./common.ts";
 
-const { values } = parseArgs({
+const { values } = parseFlags({
   args: Deno.args,
   options: {
     steps: { type: "string", default: "5" },

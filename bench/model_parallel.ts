@@ -10,7 +10,7 @@
  * table shows the mean over ranks. On a machine with fewer cores than ranks the ranks
  * also wait for a core, which this counts as bubble.
  */
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { device } from "../lib/device.ts";
 import { GPT_PRESETS } from "../lib/nn/gpt.ts";
 import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
@@ -18,7 +18,7 @@ import { launch } from "../lib/parallel/launch.ts";
 import { type MicroBatch, PipelineGPT, runPipeline } from "../lib/parallel/pipeline.ts";
 import { Tensor } from "../lib/tensor.ts";
 
-const { values: a } = parseArgs({
+const { values: a } = parseFlags({
   args: Deno.args,
   options: {
     model: { type: "string", default: "tiny" },

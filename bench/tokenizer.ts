@@ -17,12 +17,12 @@
  * @module
  */
 
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { loadSotuDocuments } from "../lib/data/sotu.ts";
 import { loadHfTokenizer } from "../lib/data/hf_tokenizer.ts";
 import { loadTokenizer, type Tokenizer } from "../lib/data/tokenizer.ts";
 
-const { values } = parseArgs({
+const { values } = parseFlags({
   args: Deno.args,
   options: { every: { type: "string", default: "6" } },
 });

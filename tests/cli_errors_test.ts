@@ -84,7 +84,7 @@ const TRAIN_CASES: [string, string[], RegExp][] = [
   ["--vocab-size 2^58", ["--vocab-size", "288230376151711808"], /vocabSize: expected an/],
   ["--num-layers 2^31", ["--num-layers", "2147483648"], /nLayer: expected an integer <= 4096/],
   ["--lr abc", ["--lr", "abc"], /lr: expected a number, got 'abc' \(--lr\)/],
-  ["an unknown flag", ["--hidden-sise", "3"], /unknown key "hidden-sise"; did you mean/],
+  ["an unknown flag", ["--hidden-sise", "3"], /unknown option --hidden-sise; did you mean --hidden-size\?/],
   ["a missing --config file", ["--config", `${dir}/none.yaml`], /none\.yaml: cannot read/],
   ["--tokenizer nope", ["--tokenizer", "nope"], /tokenizer "nope" is not "gpt2", "byte" or the path/],
   ["--split 0,0,0", ["--split", "0,0,0"], /split "0,0,0": weights sum to 0/],
@@ -136,7 +136,7 @@ Deno.test("deno task generate refuses bad seeds and reads --flag -1 as a negativ
     [["--temperature", "-1"], /--temperature must be a number in \[0, 1000000\], got "-1"/],
     [["--top-k", "2.5"], /--top-k must be an integer/],
     [["--max-new-tokens", "abc"], /--max-new-tokens must be an integer/],
-    [["--bogus"], /error: Unknown option '--bogus'/],
+    [["--bogus"], /error: unknown option --bogus; --help lists them/],
   ];
   for (const [flags, want] of cases) {
     const r = await run(GENERATE_SCRIPT, ["--checkpoint", `${dir}/nothing`, ...flags]);

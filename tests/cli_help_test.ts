@@ -47,3 +47,34 @@ Deno.test("deno task train --help lists every key's flag and default, by section
     }
   }
 });
+
+const TYPOS: [string, string, string][] = [
+  ["train", "--train-itres", "--train-iters"],
+  ["generate", "--promt", "--prompt"],
+  ["preprocess", "--inptu", "--input"],
+  ["launch", "--nproc-per-nod", "--nproc-per-node"],
+  ["bench", "--stpes", "--steps"],
+  ["export-hf", "--chekpoint", "--checkpoint"],
+];
+
+for (const [name, typo, meant] of TYPOS) {
+  Deno.test(`deno task ${name} ${typo}: one error line naming the nearest option, ${meant}`, async () => {
+    const script = COMMANDS.find(([n]) => n === name)![1];
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        decodeURIComponent(new URL(script, import.meta.url).pathname),
+        typo,
+        "1",
+        ...(name === "launch" ? ["x.ts"] : []),
+      ],
+      env: { NO_COLOR: "1" },
+    }).output();
+    const err = new TextDecoder().decode(r.stderr).trim();
+    assert.equal(r.code, 2, err);
+    // train's options are its configuration keys: "command line: " says where the key was
+    const where = name === "train" ? "command line: " : "";
+    assert.equal(err, `error: ${where}unknown option ${typo}; did you mean ${meant}?`);
+  });
+}

@@ -117,7 +117,7 @@ Deno.test("YAML: an unknown key names the file and suggests the closest key", as
   });
   await assert.rejects(
     loadConfig({ args: ["--micro-bach-size", "4"] }),
-    /command line: unknown key "micro-bach-size"; did you mean "microBatchSize"\?/,
+    /command line: unknown option --micro-bach-size; did you mean --micro-batch-size\?/,
   );
 });
 
@@ -467,7 +467,7 @@ Deno.test("--distributed-timeout-minutes and the --no- form of true/false keys",
     /expected a number > 0/,
   );
   // "no-" of a key that is not true/false is still an unknown key
-  await assert.rejects(loadConfig({ args: ["--no-lr"] }), /unknown key "no-lr"/);
+  await assert.rejects(loadConfig({ args: ["--no-lr"] }), /unknown option --no-lr/);
 });
 
 Deno.test("Llama keys: --model sets a preset's shape first, the keys beside it win, and bad combinations are named", async () => {

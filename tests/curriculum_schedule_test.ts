@@ -185,7 +185,7 @@ Deno.test("config keys: the curriculum sections, DeepSpeed's snake_case, typo hi
   assert.ok(cur.schedules.lr);
   await assert.rejects(
     () => loadConfig({ args: ["--min-dificulty", "8"] }),
-    (e: Error) => e instanceof ConfigError && /did you mean "minDifficulty"/.test(e.message),
+    (e: Error) => e instanceof ConfigError && /did you mean --min-difficulty\?/.test(e.message),
   );
   await assert.rejects(
     () => loadConfig({ args: ["--curriculum-learning", "--max-difficulty", "128"] }),

@@ -186,3 +186,19 @@ Deno.test("SIGTERM under the launcher: every rank stops after the same step, sav
   const resumed = await runLaunched(2, save, [...long, "--save-interval", "1000", "--load", save]);
   assert.deepEqual(resumed.losses, whole.losses, "interrupted at " + at + ", then resumed");
 });
+
+Deno.test("an indivisible batch under the launcher is one error line for the job, naming the valid sizes", async () => {
+  // global 12 = micro 2 × 6 is not a multiple of micro 2 × 4 ranks
+  const { code, output } = await launchTrain(
+    4,
+    args(`${tmp}/indivisible`, ["--global-batch-size", "12"]),
+  );
+  assert.equal(code, 2, output);
+  const said = output.split("\n").filter((l) => /error: globalBatchSize 12/.test(l));
+  assert.equal(said.length, 1, output);
+  assert.match(
+    said[0],
+    /^launch: rank \d exited with code 2: error: globalBatchSize 12 is not a positive multiple of microBatchSize 2 × data-parallel size 4; choose 8 or 16 ?(\(the same on ranks [\d, ]+\))?$/,
+  );
+  assert.ok(!/\n\s+at /.test(output), output);
+});

@@ -48,6 +48,7 @@ export const FLOORS: readonly Floor[] = [
     name: "base",
     parts: [
       "lib/errors.ts",
+      "lib/cli_args.ts",
       "lib/device.ts",
       "lib/random.ts",
       "lib/display_registry.ts",

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { fromCheckpoint } from "../lib/infer/sources.ts";
 import { saveHf } from "../lib/io/hf.ts";
 import { HF_MAX_SHARD_BYTES } from "../lib/io/hf_common.ts";
@@ -27,7 +27,7 @@ const USAGE = `usage: deno task export-hf --checkpoint DIR --output OUT [--max-s
   --max-shard-size  bytes of weights per safetensors shard [${HF_MAX_SHARD_BYTES}]`;
 
 async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags({
     args,
     options: {
       checkpoint: { type: "string" },
@@ -35,8 +35,6 @@ async function main(args: string[]): Promise<number> {
       "max-shard-size": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
-    strict: true,
-    allowPositionals: false,
   });
   if (values.help) {
     console.log(USAGE);

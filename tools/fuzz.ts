@@ -14,7 +14,7 @@
  * @module
  */
 
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { runMain } from "./cli.ts";
 import { FAILING } from "../tests/fuzz/classify.ts";
 import { KNOWN_DEFECTS } from "../tests/fuzz/known.ts";
@@ -35,7 +35,7 @@ function count(flag: string, text: string | undefined, fallback: number, min = 1
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags({
     args: Deno.args,
     options: {
       seed: { type: "string" },

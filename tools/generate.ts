@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { generateStream } from "../lib/infer/generate.ts";
 import { fromCheckpoint, fromHf } from "../lib/infer/sources.ts";
 import { intFlag, joinNegativeValues, numberFlag, runMain } from "./cli.ts";
@@ -28,7 +28,7 @@ const USAGE = `usage: deno task generate (--checkpoint DIR | --hf DIR) [--prompt
 const encoder = new TextEncoder();
 
 async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags({
     args: joinNegativeValues(args),
     options: {
       checkpoint: { type: "string" },
@@ -42,8 +42,6 @@ async function main(args: string[]): Promise<number> {
       "no-stop": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
-    strict: true,
-    allowPositionals: false,
   });
   if (values.help) {
     console.log(USAGE);

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../lib/cli_args.ts";
 import { preprocess, type PreprocessStats } from "../lib/data/preprocess.ts";
 import { loadTokenizer } from "../lib/data/tokenizer.ts";
 import { runMain } from "./cli.ts";
@@ -43,7 +43,7 @@ function progressLine(s: PreprocessStats): string {
 }
 
 async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseFlags({
     args,
     options: {
       input: { type: "string", multiple: true },
@@ -56,8 +56,6 @@ async function main(args: string[]): Promise<number> {
       "merge-file": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
-    strict: true,
-    allowPositionals: false,
   });
   if (values.help) {
     console.log(USAGE);

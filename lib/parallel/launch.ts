@@ -20,7 +20,7 @@
  * @module
  */
 import { DenotronError } from "../errors.ts";
-import { parseArgs } from "parse-args";
+import { parseFlags } from "../cli_args.ts";
 
 const ESC = String.fromCharCode(27);
 const ANSI = new RegExp(`${ESC}\\[[0-9;]*m`, "g");
@@ -82,7 +82,7 @@ export function parseLaunchArgs(argv: string[]): LaunchOptions {
       "usage: deno task launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] script.ts [args...]",
     );
   }
-  const { values } = parseArgs({
+  const { values } = parseFlags({
     args: argv.slice(0, scriptAt),
     options: {
       "nproc-per-node": { type: "string" },
@@ -91,7 +91,6 @@ export function parseLaunchArgs(argv: string[]): LaunchOptions {
       "master-addr": { type: "string" },
       "master-port": { type: "string" },
     },
-    strict: true,
   });
   const num = (name: string, v: string | undefined, min: number): number | undefined => {
     if (v === undefined) return undefined;
@@ -204,6 +203,8 @@ export async function launch(o: LaunchOptions): Promise<number> {
     status?: Deno.CommandStatus;
   }
   let failure: { rank: number; status: Deno.CommandStatus; lastErr: string[] } | null = null;
+  /** Each distinct "error: ..." line the ranks printed, and the ranks that printed it. */
+  const errors = new Map<string, number[]>();
   let interrupted: Deno.Signal | null = null;
   let stopping = false;
   let wakeWatcher = () => {};
@@ -233,7 +234,13 @@ export async function launch(o: LaunchOptions): Promise<number> {
     const pumps = Promise.all([
       pumpLines(child.stdout, (l) => output(rank, "stdout", l)),
       pumpLines(child.stderr, (l) => {
-        output(rank, "stderr", l);
+        // A rank's final "error: ..." line is held back: the job prints each error once.
+        const plain = stripAnsiCode(l).trim();
+        if (plain.startsWith("error: ")) {
+          const same = errors.get(plain);
+          if (same) same.push(rank);
+          else errors.set(plain, [rank]);
+        } else output(rank, "stderr", l);
         if (l.trim()) {
           r.lastErr.push(l);
           if (r.lastErr.length > 20) r.lastErr.shift();
@@ -287,6 +294,14 @@ export async function launch(o: LaunchOptions): Promise<number> {
     for (const [signal, fn] of listeners) Deno.removeSignalListener(signal, fn);
     removeShmSegments(runId);
   }
+  const ranksOf = (list: number[]) =>
+    list.length > 1 ? ` (the same on ranks ${list.sort((a, b) => a - b).join(", ")})` : "";
+  // The failing rank's error is said in the summary; any other, once, here.
+  const lastErr = (failure as { lastErr: string[] } | null)?.lastErr ?? [];
+  const why = lastErr.map((l) => stripAnsiCode(l).trim()).find((l) => /^error: |Error: /.test(l));
+  for (const [line, list] of errors) {
+    if (line !== why) output(list[0], "stderr", `${line}${ranksOf(list)}`);
+  }
   if (interrupted && !failure) {
     const clean = ranks.filter((r) => r.status?.success).length;
     log(
@@ -299,10 +314,8 @@ export async function launch(o: LaunchOptions): Promise<number> {
     const how = f.status.signal
       ? `was killed by ${f.status.signal}`
       : `exited with code ${f.status.code}`;
-    const plain = f.lastErr.map((l) => stripAnsiCode(l).trim());
-    const why = plain.find((l) => /^error: |Error: /.test(l)) ?? plain.at(-1) ??
-      "(no output on stderr)";
-    log(`launch: rank ${f.rank} ${how}: ${why.trim()}`);
+    const said = why || stripAnsiCode(f.lastErr.at(-1) ?? "").trim() || "(no output on stderr)";
+    log(`launch: rank ${f.rank} ${how}: ${said}${ranksOf(errors.get(said) ?? [])}`);
     log(`launch: stopped the other ${ranks.length - 1} rank(s) of this node`);
     return f.status.code && f.status.code > 0 ? f.status.code : 1;
   }

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { closestName } from "../cli_args.ts";
 import { parse as parseYaml } from "yaml";
 import { parseSplit } from "../data/gpt_dataset.ts";
 import { isHfTokenizerPath } from "../data/tokenizer.ts";
@@ -57,35 +58,23 @@ for (const [key, { decl }] of KEYS) {
   }
 }
 
-function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length];
-}
-
 /** The closest known name, if close enough to be a likely typo. */
 function closestKey(key: string): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const k of [...NAMES.keys(), ...Object.keys(CONFIG_KEYS)]) {
-    const d = editDistance(key.toLowerCase(), k.toLowerCase());
-    if (d < bestD) (bestD = d, best = k);
-  }
-  return bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+  return closestName(key, [...NAMES.keys(), ...Object.keys(CONFIG_KEYS)]);
 }
 
 function resolveKey(raw: string, where: string, shown = raw): string {
   const key = NAMES.get(camel(raw));
   if (key !== undefined) return key;
   const hint = closestKey(camel(raw));
+  if (where.startsWith("command line")) {
+    // On the command line the answer is a flag, in Megatron's spelling.
+    const flag = hint && KEYS.get(NAMES.get(hint) ?? hint)?.decl.flag;
+    throw new ConfigError(
+      `${where}unknown option --${raw}` +
+        (flag ? `; did you mean ${flag}?` : "; --help lists every option"),
+    );
+  }
   throw new ConfigError(
     `${where}unknown key ${fmtValue(shown)}` +
       (hint ? `; did you mean "${hint}"?` : `; known keys: ${[...KEYS.keys()].join(", ")}`),
