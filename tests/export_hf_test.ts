@@ -52,6 +52,8 @@ Deno.test("a GPT-2 checkpoint trained at TP2 exports to a Hugging Face directory
   await exportsExactly(save, `${tmp}/hf-gpt2`);
   const config = JSON.parse(await Deno.readTextFile(`${tmp}/hf-gpt2/config.json`));
   assert.equal(config.model_type, "gpt2");
+  // the run's byte tokenizer: end-of-text 256 for both, as GPT-2 uses its end-of-text
+  assert.deepEqual([config.bos_token_id, config.eos_token_id], [256, 256]);
 });
 
 Deno.test("a Llama-style checkpoint exports sharded", async () => {
@@ -69,6 +71,8 @@ Deno.test("a Llama-style checkpoint exports sharded", async () => {
   const config = JSON.parse(await Deno.readTextFile(`${out}/config.json`));
   assert.equal(config.model_type, "llama");
   assert.equal(config.num_key_value_heads, 2);
+  // the byte tokenizer has no beginning-of-text token
+  assert.deepEqual([config.bos_token_id, config.eos_token_id], [null, 256]);
 });
 
 Deno.test("export-hf: missing arguments and a missing checkpoint are one line, exit 2", async () => {

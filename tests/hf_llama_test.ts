@@ -423,6 +423,19 @@ for (const [what, cfg] of [VARIANTS[1], VARIANTS[2], VARIANTS[3]]) {
   });
 }
 
+Deno.test("saveHfLlama() writes the tokenizer's bos/eos ids into config.json, null when unknown", async () => {
+  await inTempDir(async (dir) => {
+    using model = await loadHfLlama(await writeHfDir(join(dir, "in"), BASE, hfWeights(BASE)));
+    await saveHfLlama(model, join(dir, "ids"), { bosTokenId: 7, eosTokenId: 9 });
+    const ids = JSON.parse(await Deno.readTextFile(join(dir, "ids", "config.json")));
+    assert.deepEqual([ids.bos_token_id, ids.eos_token_id], [7, 9]);
+    await saveHfLlama(model, join(dir, "none"));
+    const none = JSON.parse(await Deno.readTextFile(join(dir, "none", "config.json")));
+    // not transformers' defaults (1 and 2), which would name two arbitrary tokens
+    assert.deepEqual([none.bos_token_id, none.eos_token_id], [null, null]);
+  });
+});
+
 Deno.test("saveHfLlama() shards above maxShardBytes, with an index that maps every tensor", async () => {
   await inTempDir(async (dir) => {
     const w = hfWeights(BASE);

@@ -16,7 +16,7 @@ import { fromCheckpoint } from "../lib/infer/sources.ts";
 import { saveHf } from "../lib/io/hf.ts";
 import { HF_MAX_SHARD_BYTES } from "../lib/io/hf_common.ts";
 import { readState, resolveCheckpoint } from "../lib/io/checkpoint.ts";
-import { isHfTokenizerPath } from "../lib/data/tokenizer.ts";
+import { isHfTokenizerPath, loadTokenizer } from "../lib/data/tokenizer.ts";
 import { DenotronError } from "../lib/errors.ts";
 import { intFlag, runMain } from "./cli.ts";
 
@@ -50,14 +50,19 @@ async function main(args: string[]): Promise<number> {
   const { model, origin } = await fromCheckpoint(values.checkpoint);
   const out = values.output;
   try {
-    await saveHf(model, out, { maxShardBytes });
-    // The run's tokenizer.json (a path in its config), so transformers finds it beside;
-    // fromCheckpoint has already read and checked the checkpoint, state.json included.
+    // The run's tokenizer gives config.json its special ids, and a tokenizer.json path is
+    // copied beside, so transformers finds it; fromCheckpoint has already read and checked
+    // the checkpoint, state.json included.
     const dir = await resolveCheckpoint(values.checkpoint, () => {});
     const run = (await readState(`${dir}/state.json`)).config as {
       data?: { tokenizer?: unknown };
     };
     const name = run.data?.tokenizer;
+    const tokenizer = typeof name === "string" ? await loadTokenizer(name) : null;
+    await saveHf(model, out, {
+      maxShardBytes,
+      ...(tokenizer ? { bosTokenId: tokenizer.bosId ?? null, eosTokenId: tokenizer.eotId } : {}),
+    });
     if (typeof name === "string" && isHfTokenizerPath(name)) {
       const file = name.endsWith(".json") ? name : `${name.replace(/\/+$/, "")}/tokenizer.json`;
       const from = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) : ".";

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { DenotronError, fmtValue } from "../errors.ts";
 import { type GPT, type GPTOptions, isGpt2Architecture } from "../nn/gpt.ts";
-import { readJson, type WriteHfWeightsOptions } from "./hf_common.ts";
+import { readJson, type SaveHfOptions } from "./hf_common.ts";
 import { loadHfGpt2, saveHfGpt2 } from "./hf_gpt2.ts";
 import { loadHfLlama, saveHfLlama } from "./hf_llama.ts";
 
@@ -90,7 +90,7 @@ export async function loadHf(
 export async function saveHf(
   model: GPT,
   dir: string,
-  opts: WriteHfWeightsOptions = {},
+  opts: SaveHfOptions = {},
 ): Promise<void> {
   if (isGpt2Architecture(model.config)) await saveHfGpt2(model, dir, opts);
   else await saveHfLlama(model, dir, opts);

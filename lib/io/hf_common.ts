@@ -284,6 +284,14 @@ export interface WriteHfWeightsOptions {
   maxShardBytes?: number;
 }
 
+/** Options of saveHf: the shard size, and the tokenizer's special ids for `config.json`. */
+export interface SaveHfOptions extends WriteHfWeightsOptions {
+  /** `bos_token_id` (the tokenizer's beginning-of-text id). @default GPT-2: its end-of-text id; Llama: null */
+  bosTokenId?: number | null;
+  /** `eos_token_id` (the tokenizer's end-of-text id). @default GPT-2: the last id; Llama: null */
+  eosTokenId?: number | null;
+}
+
 /**
  * Writes tensors as transformers does: `model.safetensors`, or above maxShardBytes the
  * shards `model-0000K-of-0000N.safetensors` (tensors in the given order, packed greedily)

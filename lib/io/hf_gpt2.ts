@@ -28,9 +28,9 @@ import {
   type HfWeights,
   loadHfModel,
   padRows,
+  type SaveHfOptions,
   type StateEntry,
   writeHfWeights,
-  type WriteHfWeightsOptions,
   writeJson,
 } from "./hf_common.ts";
 import { type TensorEntry, tensorEntry } from "./safetensors.ts";
@@ -155,10 +155,14 @@ export function gptConfigFromHf(raw: unknown, where: string): GPTConfig {
  * The `config.json` transformers writes for a GPT2LMHeadModel of this shape.
  *
  * @param c the model's config
+ * @param ids the tokenizer's special ids @default both GPT-2's end-of-text, the last id
  * @returns a JSON-ready object
  */
-export function hfConfigFromGpt(c: Required<GPTConfig>): Record<string, unknown> {
-  const eot = c.vocabSize - 1; // GPT-2's end-of-text is its last id
+export function hfConfigFromGpt(
+  c: Required<GPTConfig>,
+  ids: { bosTokenId?: number | null; eosTokenId?: number | null } = {},
+): Record<string, unknown> {
+  const eot = ids.eosTokenId ?? c.vocabSize - 1; // GPT-2's end-of-text is its last id
   return {
     architectures: ["GPT2LMHeadModel"],
     model_type: "gpt2",
@@ -166,7 +170,7 @@ export function hfConfigFromGpt(c: Required<GPTConfig>): Record<string, unknown>
     attn_pdrop: c.dropout,
     embd_pdrop: c.dropout,
     resid_pdrop: c.dropout,
-    bos_token_id: eot,
+    bos_token_id: ids.bosTokenId ?? eot,
     eos_token_id: eot,
     initializer_range: 0.02,
     layer_norm_epsilon: c.layerNormEps,
@@ -280,13 +284,13 @@ export async function loadHfGpt2(
  *
  * @param model the model
  * @param dir the directory (created if needed)
- * @param opts the shard size (see writeHfWeights)
+ * @param opts the shard size (see writeHfWeights) and the special ids
  * @returns when every file is in place
  */
 export async function saveHfGpt2(
   model: GPT,
   dir: string,
-  opts: WriteHfWeightsOptions = {},
+  opts: SaveHfOptions = {},
 ): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const tensors = new Map<string, TensorEntry>();
@@ -306,5 +310,5 @@ export async function saveHfGpt2(
     );
   }
   await writeHfWeights(dir, tensors, opts);
-  await writeJson(join(dir, "config.json"), hfConfigFromGpt(model.config));
+  await writeJson(join(dir, "config.json"), hfConfigFromGpt(model.config, opts));
 }

@@ -43,9 +43,9 @@ import type { RopeScaling } from "../ops/rope.ts";
 import {
   type HfWeights,
   loadHfModel,
+  type SaveHfOptions,
   type StateEntry,
   writeHfWeights,
-  type WriteHfWeightsOptions,
   writeJson,
 } from "./hf_common.ts";
 import { type TensorEntry, tensorEntry } from "./safetensors.ts";
@@ -260,9 +260,13 @@ function expectLlamaArchitecture(c: Required<GPTConfig>): void {
  * The `config.json` transformers writes for a LlamaForCausalLM of this shape.
  *
  * @param c the model's config (RMSNorm, RoPE, SwiGLU)
+ * @param ids the tokenizer's beginning- and end-of-text ids @default null (unknown)
  * @returns a JSON-ready object
  */
-export function hfConfigFromLlama(c: Required<GPTConfig>): Record<string, unknown> {
+export function hfConfigFromLlama(
+  c: Required<GPTConfig>,
+  ids: { bosTokenId?: number | null; eosTokenId?: number | null } = {},
+): Record<string, unknown> {
   expectLlamaArchitecture(c);
   const s = c.ropeScaling;
   return {
@@ -270,6 +274,9 @@ export function hfConfigFromLlama(c: Required<GPTConfig>): Record<string, unknow
     model_type: "llama",
     attention_bias: c.bias,
     attention_dropout: 0,
+    // null rather than transformers' defaults (1, 2), which are only Llama 2's ids
+    bos_token_id: ids.bosTokenId ?? null,
+    eos_token_id: ids.eosTokenId ?? null,
     head_dim: c.nEmbd / c.nHead,
     hidden_act: "silu",
     hidden_size: c.nEmbd,
@@ -432,16 +439,16 @@ export async function loadHfLlama(
  *
  * @param model a model with RMSNorm, RoPE and SwiGLU
  * @param dir the directory (created if needed)
- * @param opts the shard size @default 5 GB shards, as transformers
+ * @param opts the shard size (@default 5 GB shards, as transformers) and the special ids
  * @returns when every file is in place
  */
 export async function saveHfLlama(
   model: GPT,
   dir: string,
-  opts: WriteHfWeightsOptions = {},
+  opts: SaveHfOptions = {},
 ): Promise<void> {
   const c = model.config;
-  const config = hfConfigFromLlama(c);
+  const config = hfConfigFromLlama(c, opts);
   await Deno.mkdir(dir, { recursive: true });
   const tensors = new Map<string, TensorEntry>();
   for (const [ours, param] of model.namedParameters()) {
