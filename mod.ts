@@ -90,7 +90,7 @@ export {
 export { loadHfGpt2, saveHfGpt2 } from "./lib/io/hf_gpt2.ts";
 export { loadHfLlama, saveHfLlama } from "./lib/io/hf_llama.ts";
 export { type HfModelType, hfModelType, loadHf, saveHf } from "./lib/io/hf.ts";
-export type { WriteHfWeightsOptions } from "./lib/io/hf_common.ts";
+export type { SaveHfOptions, WriteHfWeightsOptions } from "./lib/io/hf_common.ts";
 
 // Training
 export {
