@@ -1,4 +1,5 @@
-/* defines: dn_attention_forward, dn_attention_backward
+/* defines: dn_attention_forward, dn_attention_backward, dn_attention_spans_forward,
+ *          dn_attention_spans_backward (refused: CPU only for now)
  * Causal self-attention with grouped key/value heads (GQA; MHA when NKV = NH, MQA when
  * NKV = 1) in the flash-attention manner: tiles of 32 keys (or queries)
  * pass through shared memory, each warp keeps one row's running max, sum and output in
@@ -281,4 +282,20 @@ dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, co
   DN_TRY(st);
   DN_CHECK(e == cudaSuccess, DN_ERR_RUNTIME, "%s: launch failed: %s", op, cudaGetErrorString(e));
   return DN_OK;
+}
+
+/* Per-query key ranges are CPU-only until the GPU check runs a CUDA version of them. */
+dn_status dn_attention_spans_forward(dn_dtype, void *, float *, const void *, const int32_t *,
+                                     int64_t, int64_t, int64_t, int64_t, int64_t) {
+  return DN_FAIL(DN_ERR_UNSUPPORTED,
+                 "dn_attention_spans_forward: attention over packed documents or padding masks "
+                 "runs on the CPU only for now (the CUDA kernel awaits the GPU check)");
+}
+
+dn_status dn_attention_spans_backward(dn_dtype, void *, const void *, const void *, const void *,
+                                      const float *, const int32_t *, int64_t, int64_t, int64_t,
+                                      int64_t, int64_t) {
+  return DN_FAIL(DN_ERR_UNSUPPORTED,
+                 "dn_attention_spans_backward: attention over packed documents or padding masks "
+                 "runs on the CPU only for now (the CUDA kernel awaits the GPU check)");
 }

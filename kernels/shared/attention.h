@@ -40,6 +40,19 @@ static inline dn_status dn_attention_check(const char *op, int64_t B, int64_t T,
   return DN_OK;
 }
 
+/* spans(B,T,2): each query's key range [lo, hi), 0 <= lo <= hi <= T. */
+static inline dn_status dn_attention_spans_check(const char *op, const int32_t *spans,
+                                                 int64_t B, int64_t T) {
+  for (int64_t r = 0; r < B * T; r++) {
+    int64_t lo = spans[2 * r], hi = spans[2 * r + 1];
+    DN_CHECK(0 <= lo && lo <= hi && hi <= T, DN_ERR_INVALID,
+             "%s: span of query %lld of sequence %lld is [%lld, %lld), outside [0, %lld]", op,
+             (long long)(r % T), (long long)(r / T), (long long)lo, (long long)hi,
+             (long long)T);
+  }
+  return DN_OK;
+}
+
 /* dn_attention_check for Tn new positions, caches (B,max_T,NKV*HS) that fit, and positions
  * [pos, pos+Tn) inside them. */
 static inline dn_status dn_kv_cache_check(const char *op, int64_t B, int64_t Tn, int64_t NH,

@@ -1,5 +1,5 @@
 /**
- * defines: attention, qkvHeads — causal self-attention with grouped key/value heads (GQA)
+ * defines: attention, qkvHeads, documentSpans — causal self-attention with grouped key/value heads (GQA)
  * as one fused op per direction; multi-head (nKvHead = nHead) and multi-query
  * (nKvHead = 1) attention are its two ends.
  *
@@ -74,38 +74,95 @@ export function qkvHeads(op: string, qkv: Tensor, nHead: number, nKvHead: number
  *   heads, then nKvHead value heads (GPT-2's (B,T,3C) when nKvHead = nHead)
  * @param nHead query heads
  * @param nKvHead key/value heads; must divide nHead @default nHead
+ * @param spans (B,T,2) i32: each query's key range [lo, hi), 0 ≤ lo ≤ hi ≤ T, for packed
+ *   documents ({@link documentSpans}) or padding masks; a query with an empty range gives 0.
+ *   CPU only for now. @default the causal range [0, t] of query t
  * @returns (B,T,nHead·hs)
  */
-export function attention(qkv: Tensor, nHead: number, nKvHead: number = nHead): Tensor {
+export function attention(
+  qkv: Tensor,
+  nHead: number,
+  nKvHead: number = nHead,
+  spans?: Tensor,
+): Tensor {
   const op = "attention";
   expectTensor(op, "qkv", qkv, ["f32", "bf16", "f16"]);
   const { B, T, headSize } = qkvHeads(op, qkv, nHead, nKvHead);
+  if (spans) {
+    expectTensor(op, "spans", spans, ["i32"]);
+    if (
+      spans.shape.length !== 3 || spans.shape[0] !== B || spans.shape[1] !== T ||
+      spans.shape[2] !== 2
+    ) {
+      throw new DenotronError(
+        `${op}: spans ${fmtShape(spans.shape)} must be (B,T,2) = ${fmtShape([B, T, 2])}`,
+      );
+    }
+    if (spans.device !== qkv.device) {
+      throw new DenotronError(`${op}: spans must be on the device of qkv`);
+    }
+  }
   const sizes = big(B, T, nHead, nKvHead, headSize);
   const out = Tensor.empty([B, T, nHead * headSize], { dtype: qkv.dtype, device: qkv.device });
   const lse = Tensor.empty([B, nHead, T], { device: qkv.device });
   const lib = qkv.device.lib;
+  const code = DTYPE_CODE[qkv.dtype];
   lib.check(
-    lib.sym.dn_attention_forward(DTYPE_CODE[qkv.dtype], out.ptr, lse.ptr, qkv.ptr, ...sizes),
+    spans
+      ? lib.sym.dn_attention_spans_forward(code, out.ptr, lse.ptr, qkv.ptr, spans.ptr, ...sizes)
+      : lib.sym.dn_attention_forward(code, out.ptr, lse.ptr, qkv.ptr, ...sizes),
     op,
   );
   const result = record(out, {
     name: op,
     inputs: [qkv],
     backward(g) {
+      const args = [
+        DTYPE_CODE[g.dtype],
+        gradOf(qkv).ptr,
+        g.ptr,
+        qkv.ptr,
+        out.ptr,
+        lse.ptr,
+      ] as const;
       lib.check(
-        lib.sym.dn_attention_backward(
-          DTYPE_CODE[g.dtype],
-          gradOf(qkv).ptr,
-          g.ptr,
-          qkv.ptr,
-          out.ptr,
-          lse.ptr,
-          ...sizes,
-        ),
+        spans
+          ? lib.sym.dn_attention_spans_backward(...args, spans.ptr, ...sizes)
+          : lib.sym.dn_attention_backward(...args, ...sizes),
         `${op} backward`,
       );
     },
   });
   if (!result.gradFn) lse.dispose();
   return result;
+}
+
+/**
+ * The key ranges of packed sequences for {@link attention}: query t of a row reads from
+ * the start of its document to itself, so no document sees another.
+ *
+ * @param documentStarts for each row of the batch, the positions where a document starts
+ *   (0 is always one)
+ * @param T the sequence length
+ * @returns (B·T·2) values [lo, hi), to upload as a (B,T,2) i32 tensor
+ * @example
+ * ```ts
+ * import { documentSpans } from "./attention.ts";
+ * documentSpans([[0, 2]], 4); // [0,1, 0,2, 2,3, 2,4]
+ * ```
+ */
+export function documentSpans(
+  documentStarts: readonly (readonly number[])[],
+  T: number,
+): Int32Array {
+  const spans = new Int32Array(documentStarts.length * T * 2);
+  documentStarts.forEach((starts, b) => {
+    let start = 0;
+    for (let t = 0; t < T; t++) {
+      if (starts.includes(t)) start = t;
+      spans[2 * (b * T + t)] = start;
+      spans[2 * (b * T + t) + 1] = t + 1;
+    }
+  });
+  return spans;
 }

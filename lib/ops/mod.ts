@@ -3,7 +3,7 @@
  *
  * @module
  */
-export { attention } from "./attention.ts";
+export { attention, documentSpans } from "./attention.ts";
 export { crossEntropy } from "./crossentropy.ts";
 export { add, addScaled, dropout } from "./elementwise.ts";
 export { embedding } from "./embedding.ts";

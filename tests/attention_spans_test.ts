@@ -1,0 +1,179 @@
+/**
+ * Attention with a key range per query (spans): forward and backward against a float64
+ * reference written here and finite differences, for grouped and multi-head key/value
+ * heads and ranges of every kind (document starts, padding, empty); causal spans give the
+ * bits of plain attention; packed documents give the bits of each document run alone, in
+ * fp32 and bf16; bad spans are refused with the query named.
+ */
+import assert from "assert";
+import { device } from "../lib/device.ts";
+import { attention, documentSpans } from "../lib/ops/attention.ts";
+import { Tensor, tidy } from "../lib/tensor.ts";
+import { checkOp, randomArray } from "./helpers.ts";
+
+interface Case {
+  B: number;
+  T: number;
+  NH: number;
+  NKV: number;
+  HS: number;
+}
+const width = (c: Case) => (c.NH + 2 * c.NKV) * c.HS;
+
+/** Float64 attention over spans, and its gradient given dout. */
+function reference(qkv: Float64Array, spans: Int32Array, c: Case, g?: Float64Array) {
+  const { B, T, NH, NKV, HS } = c, W = width(c), C = NH * HS, G = NH / NKV;
+  const scale = 1 / Math.sqrt(HS);
+  const out = new Float64Array(B * T * C), dqkv = new Float64Array(qkv.length);
+  const at = (b: number, t: number, col: number) => (b * T + t) * W + col;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const kc = NH * HS + Math.floor(h / G) * HS, vc = (NH + NKV) * HS + Math.floor(h / G) * HS;
+      for (let i = 0; i < T; i++) {
+        const lo = spans[2 * (b * T + i)], hi = spans[2 * (b * T + i) + 1];
+        if (lo >= hi) continue;
+        const s: number[] = [];
+        for (let j = lo; j < hi; j++) {
+          let d = 0;
+          for (let e = 0; e < HS; e++) d += qkv[at(b, i, h * HS + e)] * qkv[at(b, j, kc + e)];
+          s.push(d * scale);
+        }
+        const mx = Math.max(...s), ex = s.map((x) => Math.exp(x - mx));
+        const sum = ex.reduce((a, x) => a + x, 0), p = ex.map((x) => x / sum);
+        const o = (b * T + i) * C + h * HS;
+        for (let j = lo; j < hi; j++) {
+          for (let e = 0; e < HS; e++) out[o + e] += p[j - lo] * qkv[at(b, j, vc + e)];
+        }
+        if (!g) continue;
+        const dp = p.map((_, k) => {
+          let d = 0;
+          for (let e = 0; e < HS; e++) d += g[o + e] * qkv[at(b, lo + k, vc + e)];
+          return d;
+        });
+        const mean = p.reduce((a, pk, k) => a + pk * dp[k], 0);
+        for (let k = 0, j = lo; j < hi; j++, k++) {
+          const ds = p[k] * (dp[k] - mean) * scale;
+          for (let e = 0; e < HS; e++) {
+            dqkv[at(b, i, h * HS + e)] += ds * qkv[at(b, j, kc + e)];
+            dqkv[at(b, j, kc + e)] += ds * qkv[at(b, i, h * HS + e)];
+            dqkv[at(b, j, vc + e)] += p[k] * g[o + e];
+          }
+        }
+      }
+    }
+  }
+  return { out, dqkv };
+}
+
+/** Spans of every kind for B rows of T: packed documents, a padded encoder row, empties. */
+function mixedSpans(B: number, T: number): Int32Array {
+  const spans = documentSpans(Array.from({ length: B }, (_, b) => [0, 2 + b, T - 2]), T);
+  // the last row: bidirectional over its first T-3 tokens, padding (no keys) after
+  const r = (B - 1) * T;
+  for (let t = 0; t < T; t++) spans.set(t < T - 3 ? [0, T - 3] : [t, t], 2 * (r + t));
+  return spans;
+}
+
+const CASES: Case[] = [
+  { B: 2, T: 7, NH: 4, NKV: 2, HS: 3 },
+  { B: 3, T: 9, NH: 2, NKV: 2, HS: 4 },
+  { B: 2, T: 8, NH: 3, NKV: 1, HS: 5 },
+];
+
+for (const dev of ["cpu", "cpu:builtin"]) {
+  Deno.test(`attention() with spans on ${dev} matches the float64 reference and finite differences`, () => {
+    for (const c of CASES) {
+      const spans = mixedSpans(c.B, c.T);
+      checkOp({
+        name: `attention spans B${c.B} T${c.T} NH${c.NH} NKV${c.NKV}`,
+        device: device(dev),
+        inputs: [
+          {
+            name: "qkv",
+            shape: [c.B, c.T, width(c)],
+            data: randomArray(c.B * c.T * width(c), 5 + c.T, 1.5),
+          },
+          { name: "spans", shape: [c.B, c.T, 2], ints: spans },
+        ],
+        run: ([qkv, s]) => attention(qkv, c.NH, c.NKV, s),
+        forward: ([qkv]) => reference(qkv as Float64Array, spans, c).out,
+        backward: ([qkv], g) => [reference(qkv as Float64Array, spans, c, g).dqkv],
+      });
+    }
+  });
+}
+
+Deno.test("causal spans [0, t] give the bits of plain attention, forward and backward", () => {
+  const c = CASES[0];
+  const data = randomArray(c.B * c.T * width(c), 3, 1.5);
+  const run = (withSpans: boolean) =>
+    tidy(() => {
+      const qkv = Tensor.fromArray(data, [c.B, c.T, width(c)], { requiresGrad: true });
+      const spans = withSpans
+        ? Tensor.fromArray(documentSpans([[0], [0]], c.T), [c.B, c.T, 2])
+        : undefined;
+      const y = attention(qkv, c.NH, c.NKV, spans);
+      y.backward(Tensor.fromArray(randomArray(c.B * c.T * c.NH * c.HS, 4), y.shape));
+      return [y.toArray(), qkv.grad!.toArray()];
+    });
+  assert.deepEqual(run(true), run(false));
+});
+
+for (const dtype of ["f32", "bf16"] as const) {
+  Deno.test(`${dtype}: a packed row gives the bits of its documents run one by one`, () => {
+    const c = { B: 1, T: 12, NH: 4, NKV: 2, HS: 8 };
+    const starts = [0, 5, 9];
+    const data = randomArray(c.T * width(c), 8, 1.5);
+    const gOut = randomArray(c.T * c.NH * c.HS, 9);
+    const [packed, packedGrad] = tidy(() => {
+      const qkv = Tensor.fromArray(data, [1, c.T, width(c)], { requiresGrad: true, dtype });
+      const spans = Tensor.fromArray(documentSpans([starts], c.T), [1, c.T, 2]);
+      const y = attention(qkv, c.NH, c.NKV, spans);
+      y.backward(Tensor.fromArray(gOut, y.shape, { dtype }));
+      return [y.toArray(), qkv.grad!.toArray()];
+    });
+    const bounds = [...starts, c.T];
+    for (let d = 0; d < starts.length; d++) {
+      const [t0, t1] = [bounds[d], bounds[d + 1]], n = t1 - t0;
+      const [alone, aloneGrad] = tidy(() => {
+        const part = data.slice(t0 * width(c), t1 * width(c));
+        const qkv = Tensor.fromArray(part, [1, n, width(c)], { requiresGrad: true, dtype });
+        const y = attention(qkv, c.NH, c.NKV);
+        const gPart = gOut.slice(t0 * c.NH * c.HS, t1 * c.NH * c.HS);
+        y.backward(Tensor.fromArray(gPart, y.shape, { dtype }));
+        return [y.toArray(), qkv.grad!.toArray()];
+      });
+      const C = c.NH * c.HS, W = width(c);
+      assert.deepEqual(
+        Array.from(packed.slice(t0 * C, t1 * C)),
+        Array.from(alone),
+        `document ${d}`,
+      );
+      assert.deepEqual(
+        Array.from(packedGrad.slice(t0 * W, t1 * W)),
+        Array.from(aloneGrad),
+        `document ${d} gradient`,
+      );
+    }
+  });
+}
+
+Deno.test("bad spans are refused: the shape, and a range outside the sequence naming the query", () => {
+  tidy(() => {
+    const qkv = Tensor.zeros([1, 4, 24]);
+    assert.throws(
+      () => attention(qkv, 2, 2, Tensor.fromArray(new Int32Array(6), [1, 3, 2])),
+      /spans \[1, 3, 2\] must be \(B,T,2\) = \[1, 4, 2\]/,
+    );
+    const bad = documentSpans([[0]], 4);
+    bad[2 * 2 + 1] = 5;
+    assert.throws(
+      () => attention(qkv, 2, 2, Tensor.fromArray(bad, [1, 4, 2])),
+      /span of query 2 of sequence 0 is \[0, 5\), outside \[0, 4\]/,
+    );
+    assert.throws(
+      () => attention(qkv, 2, 2, Tensor.zeros([1, 4, 2])),
+      /spans/,
+    );
+  });
+});
