@@ -53,6 +53,7 @@ const TYPOS: [string, string, string][] = [
   ["generate", "--promt", "--prompt"],
   ["preprocess", "--inptu", "--input"],
   ["launch", "--nproc-per-nod", "--nproc-per-node"],
+  ["plan", "--gpu", "--gpus"],
   ["bench", "--stpes", "--steps"],
   ["export-hf", "--chekpoint", "--checkpoint"],
 ];
@@ -75,6 +76,7 @@ for (const [name, typo, meant] of TYPOS) {
     assert.equal(r.code, 2, err);
     // train's options are its configuration keys: "command line: " says where the key was
     const where = name === "train" ? "command line: " : "";
-    assert.equal(err, `error: ${where}unknown option ${typo}; did you mean ${meant}?`);
+    const lead = name === "plan" ? "plan: " : "error: ";
+    assert.equal(err, `${lead}${where}unknown option ${typo}; did you mean ${meant}?`);
   });
 }

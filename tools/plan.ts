@@ -11,7 +11,7 @@
  * @module
  */
 
-import { parseArgs } from "parse-args";
+import { parseFlags as parseToolFlags } from "../lib/cli_args.ts";
 import {
   CLUSTER_PRESETS,
   MODEL_PRESETS,
@@ -73,9 +73,9 @@ type Flags = ReturnType<typeof parseFlags>;
 
 function parseFlags(args: string[]) {
   try {
-    return parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }).values;
+    return parseToolFlags({ args, options: OPTIONS }).values;
   } catch (e) {
-    throw new UsageError(`${(e as Error).message} (see --help)`);
+    throw new UsageError((e as Error).message);
   }
 }
 
