@@ -234,6 +234,43 @@ export const symbols = {
     ],
     result: "i32",
   },
+  // dn_status dn_rope_positions_forward(dn_dtype dtype, void *out, const void *qkv,
+  //   const float *inv_freq, const int32_t *positions, int64_t B, int64_t T, int64_t NH,
+  //   int64_t NKV, int64_t HS)
+  dn_rope_positions_forward: {
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+    ],
+    result: "i32",
+  },
+  // dn_status dn_rope_positions_backward(dn_dtype dtype, void *dqkv, const void *dout,
+  //   const float *inv_freq, const int32_t *positions, int64_t B, int64_t T, int64_t NH,
+  //   int64_t NKV, int64_t HS, int32_t accumulate)
+  dn_rope_positions_backward: {
+    parameters: [
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i64",
+      "i32",
+    ],
+    result: "i32",
+  },
   // dn_status dn_swiglu_forward(dn_dtype dtype, void *out, const void *inp, int64_t N, int64_t F)
   dn_swiglu_forward: { parameters: ["i32", "pointer", "pointer", "i64", "i64"], result: "i32" },
   // dn_status dn_swiglu_backward(dn_dtype dtype, void *dinp, const void *dout, const void *inp,

@@ -1,4 +1,4 @@
-/* defines: dn_rope_forward, dn_rope_backward
+/* defines: dn_rope_forward, dn_rope_backward, dn_rope_positions_forward, dn_rope_positions_backward (refused: CPU only for now)
  * Rotary position embedding, "rotate half", with the CPU's semantics: the angle
  * (pos0 + t) * inv_freq[j] and its sine and cosine in double, rounded once to fp32, then
  * the pair (j, j + HS/2) of every query and key head turned in fp32; value heads copied.
@@ -72,4 +72,21 @@ dn_status dn_rope_backward(dn_dtype dtype, void *dqkv, const void *dout, const f
   DN_CHECK(dqkv != dout, DN_ERR_INVALID, "%s: dqkv and dout must be different buffers", op);
   return rope_launch(op, dtype, dqkv, dout, inv_freq, B, T, NH, NKV, HS, pos0, -1.0f,
                      accumulate != 0);
+}
+
+/* Per-token positions are CPU-only until the GPU check runs a CUDA version of them. */
+dn_status dn_rope_positions_forward(dn_dtype, void *, const void *, const float *,
+                                    const int32_t *, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t) {
+  return DN_FAIL(DN_ERR_UNSUPPORTED,
+                 "dn_rope_positions_forward: per-token positions (packed documents) run on the "
+                 "CPU only for now (the CUDA kernel awaits the GPU check)");
+}
+
+dn_status dn_rope_positions_backward(dn_dtype, void *, const void *, const float *,
+                                     const int32_t *, int64_t, int64_t, int64_t, int64_t,
+                                     int64_t, int32_t) {
+  return DN_FAIL(DN_ERR_UNSUPPORTED,
+                 "dn_rope_positions_backward: per-token positions (packed documents) run on the "
+                 "CPU only for now (the CUDA kernel awaits the GPU check)");
 }

@@ -212,6 +212,17 @@ DN_API dn_status dn_rope_forward(dn_dtype dtype, void *out, const void *qkv,
 DN_API dn_status dn_rope_backward(dn_dtype dtype, void *dqkv, const void *dout,
                                   const float *inv_freq, int64_t B, int64_t T, int64_t NH,
                                   int64_t NKV, int64_t HS, int64_t pos0, int32_t accumulate);
+/* The same with each token's own position: positions(B,T) int32, each >= 0, in place of
+ * pos0 + t (packed documents restart at 0). CPU only for now: the CUDA library returns
+ * DN_ERR_UNSUPPORTED until the GPU check runs them. */
+DN_API dn_status dn_rope_positions_forward(dn_dtype dtype, void *out, const void *qkv,
+                                           const float *inv_freq, const int32_t *positions,
+                                           int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                                           int64_t HS);
+DN_API dn_status dn_rope_positions_backward(dn_dtype dtype, void *dqkv, const void *dout,
+                                            const float *inv_freq, const int32_t *positions,
+                                            int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                                            int64_t HS, int32_t accumulate);
 /* SwiGLU on the fused gate/up projection: inp(N,2F) holds gate in columns [0,F) and up in
  * columns [F,2F) of each row (one linear of width 2F, [gate | up] side by side).
  * out(N,F) = silu(gate) * up, silu(g) = g / (1 + e^-g). */

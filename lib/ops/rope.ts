@@ -111,6 +111,11 @@ export interface RopeOptions {
   invFreq: Tensor;
   /** The position of token 0 (the tokens already in a KV cache). @default 0 */
   pos0?: number;
+  /**
+   * (B,T) i32: each token's own position, in place of pos0 + t (packed documents restart
+   * at 0). CPU only for now. @default none
+   */
+  positions?: Tensor;
 }
 
 /**
@@ -167,11 +172,31 @@ export function rope(qkv: Tensor, opts: RopeOptions): Tensor {
   if (!Number.isSafeInteger(pos0) || pos0 < 0) {
     throw new DenotronError(`${op}: pos0 must be a non-negative integer, got ${pos0}`);
   }
+  const positions = opts.positions;
+  if (positions) {
+    expectTensor(op, "positions", positions, ["i32"]);
+    expectShape(op, "positions", positions, [B, T], "one per token of qkv");
+    if (positions.device !== qkv.device) {
+      throw new DenotronError(`${op}: positions must be on the device of qkv`);
+    }
+    if (pos0 !== 0) throw new DenotronError(`${op}: give positions or pos0, not both`);
+  }
   const sizes = big(B, T, nHead, nKvHead, hs, pos0);
+  const shape = big(B, T, nHead, nKvHead, hs);
   const out = Tensor.empty(qkv.shape, { dtype: qkv.dtype, device: qkv.device });
   const lib = qkv.device.lib;
+  const code = DTYPE_CODE[qkv.dtype];
   lib.check(
-    lib.sym.dn_rope_forward(DTYPE_CODE[qkv.dtype], out.ptr, qkv.ptr, invFreq.ptr, ...sizes),
+    positions
+      ? lib.sym.dn_rope_positions_forward(
+        code,
+        out.ptr,
+        qkv.ptr,
+        invFreq.ptr,
+        positions.ptr,
+        ...shape,
+      )
+      : lib.sym.dn_rope_forward(code, out.ptr, qkv.ptr, invFreq.ptr, ...sizes),
     op,
   );
   return record(out, {
@@ -180,14 +205,24 @@ export function rope(qkv: Tensor, opts: RopeOptions): Tensor {
     backward(g) {
       writeGrad(qkv, (dqkv, accumulate) =>
         lib.check(
-          lib.sym.dn_rope_backward(
-            DTYPE_CODE[g.dtype],
-            dqkv.ptr,
-            g.ptr,
-            invFreq.ptr,
-            ...sizes,
-            accumulate ? 1 : 0,
-          ),
+          positions
+            ? lib.sym.dn_rope_positions_backward(
+              DTYPE_CODE[g.dtype],
+              dqkv.ptr,
+              g.ptr,
+              invFreq.ptr,
+              positions.ptr,
+              ...shape,
+              accumulate ? 1 : 0,
+            )
+            : lib.sym.dn_rope_backward(
+              DTYPE_CODE[g.dtype],
+              dqkv.ptr,
+              g.ptr,
+              invFreq.ptr,
+              ...sizes,
+              accumulate ? 1 : 0,
+            ),
           `${op} backward`,
         ));
     },

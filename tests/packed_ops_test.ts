@@ -1,5 +1,7 @@
 /**
- * Attention with a key range per query (spans): forward and backward against a float64
+ * The ops of packed sequences. RoPE with per-token positions gives the bits of RoPE from
+ * pos0, and a packed row the bits of its documents rotated alone. Attention with a key
+ * range per query (spans): forward and backward against a float64
  * reference written here and finite differences, for grouped and multi-head key/value
  * heads and ranges of every kind (document starts, padding, empty); causal spans give the
  * bits of plain attention; packed documents give the bits of each document run alone, in
@@ -8,6 +10,7 @@
 import assert from "assert";
 import { device } from "../lib/device.ts";
 import { attention, documentSpans } from "../lib/ops/attention.ts";
+import { rope, ropeInvFreq } from "../lib/ops/rope.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { checkOp, randomArray } from "./helpers.ts";
 
@@ -174,6 +177,60 @@ Deno.test("bad spans are refused: the shape, and a range outside the sequence na
     assert.throws(
       () => attention(qkv, 2, 2, Tensor.zeros([1, 4, 2])),
       /spans/,
+    );
+  });
+});
+
+Deno.test("rope() with positions: pos0 + t gives the bits of pos0, a packed row those of its documents alone", () => {
+  const [NH, NKV, HS, T] = [4, 2, 8, 10];
+  const W = (NH + 2 * NKV) * HS;
+  const data = randomArray(2 * T * W, 12, 1.5), gOut = randomArray(2 * T * W, 13);
+  const run = (
+    x: Float64Array,
+    B: number,
+    n: number,
+    opts: { pos0?: number; positions?: number[] },
+  ) =>
+    tidy(() => {
+      const invFreq = Tensor.fromArray(ropeInvFreq(HS, 10000), [HS / 2]);
+      const qkv = Tensor.fromArray(x, [B, n, W], { requiresGrad: true });
+      const positions = opts.positions
+        ? Tensor.fromArray(new Int32Array(opts.positions), [B, n])
+        : undefined;
+      const y = rope(qkv, { nHead: NH, nKvHead: NKV, invFreq, pos0: opts.pos0, positions });
+      y.backward(Tensor.fromArray(gOut.slice(0, B * n * W), y.shape));
+      return [Array.from(y.toArray()), Array.from(qkv.grad!.toArray())];
+    });
+  const shifted = Array.from({ length: 2 * T }, (_, i) => 7 + (i % T));
+  assert.deepEqual(run(data, 2, T, { positions: shifted }), run(data, 2, T, { pos0: 7 }));
+  // one row of two documents, [0, 6) and [6, 10): positions restart at 0
+  const packed = run(data.slice(0, T * W), 1, T, { positions: [0, 1, 2, 3, 4, 5, 0, 1, 2, 3] });
+  const first = run(data.slice(0, 6 * W), 1, 6, {});
+  assert.deepEqual(packed[0].slice(0, 6 * W), first[0]);
+  assert.deepEqual(packed[1].slice(0, 6 * W), first[1]);
+  // the second document alone, with its own gradient slice
+  const second = tidy(() => {
+    const invFreq = Tensor.fromArray(ropeInvFreq(HS, 10000), [HS / 2]);
+    const qkv = Tensor.fromArray(data.slice(6 * W, T * W), [1, 4, W], { requiresGrad: true });
+    const y = rope(qkv, { nHead: NH, nKvHead: NKV, invFreq });
+    y.backward(Tensor.fromArray(gOut.slice(6 * W, T * W), y.shape));
+    return [Array.from(y.toArray()), Array.from(qkv.grad!.toArray())];
+  });
+  assert.deepEqual(packed[0].slice(6 * W), second[0]);
+  assert.deepEqual(packed[1].slice(6 * W), second[1]);
+  tidy(() => {
+    const invFreq = Tensor.fromArray(ropeInvFreq(HS, 10000), [HS / 2]);
+    const qkv = Tensor.zeros([1, 3, W]);
+    const bad = (positions: Tensor, pos0?: number) =>
+      rope(qkv, { nHead: NH, nKvHead: NKV, invFreq, positions, pos0 });
+    assert.throws(() => bad(Tensor.fromArray(new Int32Array(2), [1, 2])), /positions/);
+    assert.throws(
+      () => bad(Tensor.fromArray(new Int32Array([0, -1, 2]), [1, 3])),
+      /position -1 at flat index 1 is negative/,
+    );
+    assert.throws(
+      () => bad(Tensor.fromArray(new Int32Array(3), [1, 3]), 2),
+      /positions or pos0, not both/,
     );
   });
 });
