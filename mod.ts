@@ -178,7 +178,28 @@ export * from "./lib/curriculum/mod.ts";
 // Inference
 export { generate, type GenerateOptions, generateStream } from "./lib/infer/generate.ts";
 export type { SampleOptions } from "./lib/infer/sampling.ts";
-export { forwardCached, KVCache } from "./lib/infer/kv_cache.ts";
+export { forwardCached, forwardCachedRows, KVCache } from "./lib/infer/kv_cache.ts";
+export {
+  ContinuousBatcher,
+  type FinishReason,
+  Sequence,
+  type SequenceRequest,
+  type TokenEvent,
+} from "./lib/serve/batcher.ts";
+export { GenerationServer, isLoopback, type ServeOptions } from "./lib/serve/server.ts";
+export {
+  type ChatMessage,
+  DEFAULT_LIMITS,
+  type Job,
+  RequestError,
+  type ServeLimits,
+} from "./lib/serve/protocol.ts";
+export {
+  type ChatTemplate,
+  chatTemplate,
+  FALLBACK_CHAT_TEMPLATE,
+  loadChatTemplate,
+} from "./lib/serve/chat.ts";
 
 // Distributed runtime: processes, groups, data parallelism, the distributed optimizer
 export {

@@ -13,6 +13,7 @@ const COMMANDS: [string, string][] = [
   ["plan", "../tools/plan.ts"],
   ["bench", "../bench/gpt2_cpu.ts"],
   ["export-hf", "../tools/export_hf.ts"],
+  ["serve", "../tools/serve.ts"],
 ];
 
 async function help(script: string): Promise<{ code: number; out: string; err: string }> {
@@ -54,6 +55,7 @@ const TYPOS: [string, string, string][] = [
   ["preprocess", "--inptu", "--input"],
   ["launch", "--nproc-per-nod", "--nproc-per-node"],
   ["plan", "--gpu", "--gpus"],
+  ["serve", "--chekpoint", "--checkpoint"],
   ["bench", "--stpes", "--steps"],
   ["export-hf", "--chekpoint", "--checkpoint"],
 ];

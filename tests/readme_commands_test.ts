@@ -27,6 +27,8 @@ const SKIPPED: Record<string, string> = {
   "./denotron run notebooks": "run by ./denotron test after deno task test",
   "./denotron run TASK": "stands for any task",
   "./denotron deno jupyter --install": "installs a kernel into the user's Jupyter; checked below",
+  "./denotron run serve --checkpoint runs/sotu":
+    "a server runs until stopped; tests/serve_test.ts starts it on a checkpoint, asks and stops it",
   "./denotron run build": "rebuilding build/ under the other tests would pull it from under them",
   "bash bench/gpu_check.sh": "needs a GPU; its syntax is checked below",
 };

@@ -85,6 +85,11 @@ export const FLOORS: readonly Floor[] = [
   },
   { name: "infer", parts: ["lib/infer/"], holds: "KV cache, sampling, generation" },
   {
+    name: "serve",
+    parts: ["lib/serve/"],
+    holds: "the generation server: HTTP endpoints, continuous batching, chat templates",
+  },
+  {
     name: "train",
     parts: ["lib/train/"],
     holds: "the training loop: config, schedules, engines, checkpoints, metrics",
