@@ -1,13 +1,14 @@
 /**
- * defines: CausalSelfAttention — qkv projection, fused causal attention, output projection.
+ * defines: CausalSelfAttention — qkv projection, fused causal attention, output projection;
+ *          SequenceLayout, sequenceLayout — documents packed into rows.
  *
  * @module
  */
 import type { Device } from "../device.ts";
 import { DenotronError } from "../errors.ts";
-import { attention } from "../ops/attention.ts";
+import { attention, documentSpans } from "../ops/attention.ts";
 import { rope } from "../ops/rope.ts";
-import type { DType, Tensor } from "../tensor.ts";
+import { type DType, Tensor } from "../tensor.ts";
 import { Linear } from "./layers.ts";
 import { Module } from "./module.ts";
 import { checkpoint } from "./recompute.ts";
@@ -79,12 +80,16 @@ export class CausalSelfAttention extends Module {
    *
    * @param x (B,T,C) the normalised residual stream
    * @param pos0 the position of the first token @default 0
+   * @param layout packed documents: each token's position @default none
    * @returns (B,T,(nHead + 2·nKvHead)·headSize)
    */
-  project(x: Tensor, pos0 = 0): Tensor {
+  project(x: Tensor, pos0 = 0, layout?: SequenceLayout): Tensor {
     const qkv = this.qkv.forward(x);
     if (!this.rope) return qkv;
-    return rope(qkv, { nHead: this.nHead, nKvHead: this.nKvHead, invFreq: this.rope, pos0 });
+    const { nHead, nKvHead } = this;
+    return layout
+      ? rope(qkv, { nHead, nKvHead, invFreq: this.rope, positions: layout.positions })
+      : rope(qkv, { nHead, nKvHead, invFreq: this.rope, pos0 });
   }
 
   /**
@@ -92,12 +97,64 @@ export class CausalSelfAttention extends Module {
    *
    * @param x the normalised residual stream
    * @param pos0 the position of the first token (rotary positions) @default 0
+   * @param layout packed documents: positions, and key ranges that stay inside each
+   *   document @default none (one causal sequence per row)
    */
-  forward(x: Tensor, pos0 = 0): Tensor {
-    const qkv = this.project(x, pos0);
+  forward(x: Tensor, pos0 = 0, layout?: SequenceLayout): Tensor {
+    const qkv = this.project(x, pos0, layout);
     // (B,T,(nHead+2·nKvHead)·hs) → (B,T,C)
-    const core = (q: Tensor) => attention(q, this.nHead, this.nKvHead);
+    const core = (q: Tensor) => attention(q, this.nHead, this.nKvHead, layout?.spans);
     const y = this.recomputeCoreAttention ? checkpoint(qkv, core) : core(qkv);
     return this.proj.forward(y);
   }
+}
+
+/**
+ * Several documents packed into each row of a batch: every token's position within its
+ * document, and the key range its attention reads (its document's start to itself).
+ */
+export interface SequenceLayout {
+  /** (B,T) i32: the position of each token in its document. */
+  readonly positions: Tensor;
+  /** (B,T,2) i32: each query's key range [lo, hi) (see attention()). */
+  readonly spans: Tensor;
+}
+
+/**
+ * The layout of packed rows, from where each document starts.
+ *
+ * @param documentStarts for each row, the positions where a document starts (0 always is)
+ * @param T the row length
+ * @param device where the tensors go @default the default device
+ * @returns positions and spans; the caller disposes them
+ * @example
+ * ```ts
+ * import { sequenceLayout } from "./attention.ts";
+ * const layout = sequenceLayout([[0, 3]], 5); // documents [0, 3) and [3, 5)
+ * layout.positions.toArray(); // [0, 1, 2, 0, 1]
+ * layout.positions.dispose();
+ * layout.spans.dispose();
+ * ```
+ */
+export function sequenceLayout(
+  documentStarts: readonly (readonly number[])[],
+  T: number,
+  device?: Device,
+): SequenceLayout {
+  const B = documentStarts.length;
+  documentStarts.forEach((starts, b) => {
+    if (starts.some((t) => !Number.isInteger(t) || t < 0 || t >= T)) {
+      throw new DenotronError(
+        `sequenceLayout: row ${b} has document starts [${starts.join(", ")}] outside [0, ${T})`,
+      );
+    }
+  });
+  const spans = documentSpans(documentStarts, T);
+  const positions = new Int32Array(B * T);
+  for (let i = 0; i < B * T; i++) positions[i] = i % T - spans[2 * i];
+  const opts = device ? { device } : {};
+  return {
+    positions: Tensor.fromArray(positions, [B, T], opts),
+    spans: Tensor.fromArray(spans, [B, T, 2], opts),
+  };
 }

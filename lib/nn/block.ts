@@ -7,7 +7,7 @@ import type { Device } from "../device.ts";
 import { add, addScaled, dropout } from "../ops/elementwise.ts";
 import type { Generator } from "../random.ts";
 import type { DType, Tensor } from "../tensor.ts";
-import { CausalSelfAttention } from "./attention.ts";
+import { CausalSelfAttention, type SequenceLayout } from "./attention.ts";
 import { makeNorm, type Norm } from "./layers.ts";
 import { MLP } from "./mlp.ts";
 import { Module } from "./module.ts";
@@ -72,12 +72,13 @@ export class Block extends Module {
    * @param rng the dropout stream
    * @param branchScale multiplies both residual branches (progressive layer
    *   dropping's 1 / keep probability) @default 1
+   * @param layout documents packed into rows @default none
    */
-  forward(x: Tensor, rng: Generator, branchScale = 1): Tensor {
+  forward(x: Tensor, rng: Generator, branchScale = 1, layout?: SequenceLayout): Tensor {
     const p = this.training ? this.dropout : 0;
     const residual = (r: Tensor, f: Tensor) =>
       branchScale === 1 ? add(r, f) : addScaled(r, f, branchScale);
-    const a = dropout(this.attn.forward(this.ln1.forward(x)), p, rng);
+    const a = dropout(this.attn.forward(this.ln1.forward(x), 0, layout), p, rng);
     const x1 = residual(x, a);
     const m = dropout(this.mlp.forward(this.ln2.forward(x1)), p, rng);
     return residual(x1, m);

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import type { SequenceLayout } from "./attention.ts";
 import { type Device, device as getDevice } from "../device.ts";
 import { DenotronError, fmtValue } from "../errors.ts";
 import { crossEntropy } from "../ops/crossentropy.ts";
@@ -467,8 +468,10 @@ export class GPT extends Module {
    * @returns (B,T,V), or (B,T,Vp) with a padded vocabulary (see
    *   {@linkcode GPTConfig.vocabMultiple}): columns V..Vp-1 are padding, logits 0 that
    *   are no token's
+   * @param layout documents packed into each row ({@linkcode sequenceLayout}): positions
+   *   restart and attention stays inside each document @default one sequence per row
    */
-  forward(tokens: Tensor, layers?: LayerPlan): Tensor {
+  forward(tokens: Tensor, layers?: LayerPlan, layout?: SequenceLayout): Tensor {
     const p = this.training ? this.config.dropout : 0;
     const plan = this.training ? layers : undefined;
     if (
@@ -478,11 +481,11 @@ export class GPT extends Module {
         `GPT.forward: the layer plan covers ${plan.keep.length} blocks, the model has ${this.blocks.length}`,
       );
     }
-    let x = dropout(this.emb.forward(tokens), p, this.rng); // (B,T,C)
+    let x = dropout(this.emb.forward(tokens, layout?.positions), p, this.rng); // (B,T,C)
     const run = [...this.blocks.keys()].filter((i) => !plan || plan.keep[i]);
     const block = (j: number, h: Tensor) => {
       const i = run[j];
-      return this.blocks[i].forward(h, this.rng, plan?.scale[i] ?? 1);
+      return this.blocks[i].forward(h, this.rng, plan?.scale[i] ?? 1, layout);
     };
     // Each recomputed group keeps only its input; its inside runs again in backward.
     const groups = new Map(recomputeGroups(run.length, this.#recompute).map((g) => [g[0], g]));
@@ -510,10 +513,11 @@ export class GPT extends Module {
    * @param tokens int32 (B,T)
    * @param targets int32 (B,T); -1 marks positions that do not count
    * @param layers see {@linkcode GPT.forward}
+   * @param layout see {@linkcode GPT.forward}
    * @returns a one-element tensor
    */
-  loss(tokens: Tensor, targets: Tensor, layers?: LayerPlan): Tensor {
-    return crossEntropy(this.forward(tokens, layers), targets, {
+  loss(tokens: Tensor, targets: Tensor, layers?: LayerPlan, layout?: SequenceLayout): Tensor {
+    return crossEntropy(this.forward(tokens, layers, layout), targets, {
       classes: this.config.vocabSize,
     });
   }

@@ -5,6 +5,7 @@
  * @module
  */
 import type { Device } from "../device.ts";
+import { add } from "../ops/elementwise.ts";
 import { embedding } from "../ops/embedding.ts";
 import { layernorm } from "../ops/layernorm.ts";
 import { rmsnorm } from "../ops/rmsnorm.ts";
@@ -134,8 +135,18 @@ export class Embedding extends Module {
       )
       : null;
   }
-  /** int32 (B,T) → (B,T,C) */
-  forward(tokens: Tensor): Tensor {
-    return embedding(tokens, this.wte, this.wpe, this.vocabSize);
+  /**
+   * int32 (B,T) → (B,T,C)
+   *
+   * @param tokens the token ids
+   * @param positions int32 (B,T): each token's position (packed documents) @default 0..T-1
+   */
+  forward(tokens: Tensor, positions?: Tensor): Tensor {
+    if (!positions || !this.wpe) return embedding(tokens, this.wte, this.wpe, this.vocabSize);
+    // The position rows gathered as a table of their own (the same kernel), then added.
+    return add(
+      embedding(tokens, this.wte, null, this.vocabSize),
+      embedding(positions, this.wpe, null),
+    );
   }
 }

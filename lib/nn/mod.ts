@@ -3,7 +3,7 @@
  *
  * @module
  */
-export { CausalSelfAttention } from "./attention.ts";
+export { CausalSelfAttention, type SequenceLayout, sequenceLayout } from "./attention.ts";
 export { Block, type BlockOptions } from "./block.ts";
 export {
   dropoutDraws,
