@@ -244,9 +244,11 @@ export { predictStep, searchLayouts } from "./lib/plan/mod.ts";
 export type {
   ClusterConfig,
   GroupCommunication,
+  ImplementationProfile,
   MemoryBreakdown,
   MemoryReport,
   ModelConfig as PlanModelConfig,
+  Normalization,
   ParallelLayout,
   PlanConfig,
   Precision,
@@ -256,6 +258,7 @@ export type {
   ResolvedModel,
   SearchOptions,
   SearchResult,
+  ShardingStrategy,
   StepPrediction,
 } from "./lib/plan/mod.ts";
 

@@ -39,7 +39,7 @@ Deno.test("plan --json returns the prediction as JSON", () => {
   const p = JSON.parse(text);
   assert.equal(p.gpus, 512);
   assert.equal(p.layout.dataParallelSize, 8);
-  assert.equal(p.communication.length, 3);
+  assert.equal(p.communication.length, 4);
 });
 
 Deno.test("plan --search lists layouts that fit and the reasons others fail", () => {

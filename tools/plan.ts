@@ -14,27 +14,64 @@
 import { parseFlags as parseToolFlags } from "../lib/cli_args.ts";
 import {
   CLUSTER_PRESETS,
+  IMPLEMENTATION_PROFILES,
   MODEL_PRESETS,
   type ModelConfig,
+  type Normalization,
   type ParallelLayout,
   PlanError,
   type Precision,
   predictStep,
   type Recompute,
   searchLayouts,
+  type ShardingStrategy,
   type StepPrediction,
+  withOverrides,
 } from "../lib/plan/mod.ts";
 
 const USAGE = `usage: deno task plan [options]
 
-model:    --model NAME (${Object.keys(MODEL_PRESETS).join(", ")})
-          --layers N --hidden-size N --heads N --ffn-hidden-size N --vocab-size N --seq-length N
-cluster:  --cluster NAME (${Object.keys(CLUSTER_PRESETS).join(", ")}) [default a100]   --gpus N
-layout:   --tp N --pp N --vpp N --dp N --sp | --no-sp --distributed-optimizer
-          --recompute none|selective|full --micro-batch N --global-batch N
-          --precision bf16|fp16|fp32 --no-flash-attention --overlap
-modes:    --search [--top N] list the fastest layouts on --gpus that fit, and why others fail
-          --json   machine-readable output
+model (a preset, then any field overridden; without --model give the first six):
+  --model NAME                              none (${Object.keys(MODEL_PRESETS).join(", ")})
+  --layers N  --hidden-size N  --heads N    from the preset
+  --vocab-size N  --seq-length N            from the preset
+  --ffn-hidden-size N                       4 x hidden size
+  --num-query-groups N                      heads (no grouped-query attention)
+  --swiglu                                  off (GeLU MLP)
+  --untie-embeddings-and-output-weights     off (output layer tied to the embeddings)
+  --disable-bias-linear                     off (linear layers carry biases)
+  --position-embedding-type rope|learned_absolute   learned_absolute
+  --normalization LayerNorm|RMSNorm         LayerNorm
+implementation:
+  --profile NAME                            megatron-lm (${
+  Object.keys(IMPLEMENTATION_PROFILES).join(", ")
+})
+cluster:
+  --cluster NAME                            a100 (${Object.keys(CLUSTER_PRESETS).join(", ")})
+  --gpus N                                  tp x pp x dp
+  --gpu-memory-gb N                         the preset's (80; 40 for a100-40gb; 141 for h200)
+  --nics-per-node N                         one per GPU
+  --inter-node-gbps N                       the preset's NIC (200 on A100, 400 on H100/H200)
+  --intra-node-gbps N                       the preset's NVLink bus bandwidth, GB/s
+layout:
+  --tp N  --pp N  --vpp N  --dp N           1 each (dp from --gpus when given)
+  --context-parallel-size N                 1 (ring attention over N sequence chunks)
+  --decoder-first-pipeline-num-layers N     even split
+  --decoder-last-pipeline-num-layers N      even split
+  --sp | --no-sp                            sequence parallel when tp > 1
+  --distributed-optimizer                   off (ZeRO-1 when on)
+  --data-parallel-sharding-strategy no_shard|optim|optim_grads|optim_grads_params
+                                            optim with --distributed-optimizer, else no_shard
+  --recompute none|selective|full           none
+  --micro-batch N                           1
+  --global-batch N                          micro-batch x dp
+  --precision bf16|fp16|fp32                bf16
+  --no-flash-attention                      flash attention on
+  --overlap                                 off (communication not overlapped)
+modes:
+  --search [--top N]                        off; top 10: the fastest layouts on --gpus that fit
+  --json                                    off: machine-readable output
+  --help, -h                                this text
 `;
 
 /** A command-line mistake; the message names the flag and the way out. */
@@ -48,9 +85,24 @@ const OPTIONS = {
   "ffn-hidden-size": { type: "string" },
   "vocab-size": { type: "string" },
   "seq-length": { type: "string" },
+  "num-query-groups": { type: "string" },
+  swiglu: { type: "boolean" },
+  "untie-embeddings-and-output-weights": { type: "boolean" },
+  "disable-bias-linear": { type: "boolean" },
+  "position-embedding-type": { type: "string" },
+  normalization: { type: "string" },
+  "decoder-first-pipeline-num-layers": { type: "string" },
+  "decoder-last-pipeline-num-layers": { type: "string" },
+  "data-parallel-sharding-strategy": { type: "string" },
   cluster: { type: "string", default: "a100" },
+  profile: { type: "string", default: "megatron-lm" },
+  "gpu-memory-gb": { type: "string" },
+  "nics-per-node": { type: "string" },
+  "inter-node-gbps": { type: "string" },
+  "intra-node-gbps": { type: "string" },
   gpus: { type: "string" },
   tp: { type: "string" },
+  "context-parallel-size": { type: "string" },
   pp: { type: "string" },
   vpp: { type: "string" },
   dp: { type: "string" },
@@ -122,12 +174,22 @@ function modelFrom(flags: Flags): ModelConfig {
     ffnHiddenSize: int(flags, "ffn-hidden-size"),
     vocabSize: int(flags, "vocab-size"),
     seqLength: int(flags, "seq-length"),
+    numQueryGroups: int(flags, "num-query-groups"),
+    swiglu: flags.swiglu,
+    tiedEmbeddings: flags["untie-embeddings-and-output-weights"] ? false : undefined,
+    bias: flags["disable-bias-linear"] ? false : undefined,
+    normalization: choice<Normalization>(flags, "normalization", ["LayerNorm", "RMSNorm"]),
   };
   for (const [k, v] of Object.entries(overrides)) {
     if (v !== undefined) (base as Record<string, unknown>)[k] = v;
   }
-  if (overrides.seqLength !== undefined && flags.model === undefined) {
-    base.maxPositionEmbeddings = overrides.seqLength;
+  const position = choice(flags, "position-embedding-type", ["rope", "learned_absolute"]);
+  if (position === "rope") base.maxPositionEmbeddings = 0;
+  else if (
+    base.seqLength !== undefined &&
+    (position === "learned_absolute" || (overrides.seqLength !== undefined && !flags.model))
+  ) {
+    base.maxPositionEmbeddings = base.seqLength;
   }
   const missing =
     (["numLayers", "hiddenSize", "numAttentionHeads", "vocabSize", "seqLength"] as const)
@@ -143,17 +205,19 @@ function modelFrom(flags: Flags): ModelConfig {
 function layoutFrom(flags: Flags, gpus: number | undefined): ParallelLayout {
   const t = int(flags, "tp") ?? 1;
   const p = int(flags, "pp") ?? 1;
+  const c = int(flags, "context-parallel-size") ?? 1;
+  const cp = c > 1 ? ` x --context-parallel-size ${c}` : "";
   let d = int(flags, "dp");
   if (d === undefined && gpus !== undefined) {
-    if (gpus % (t * p) !== 0) {
-      throw new UsageError(`--gpus ${gpus} is not a multiple of --tp ${t} x --pp ${p}`);
+    if (gpus % (t * p * c) !== 0) {
+      throw new UsageError(`--gpus ${gpus} is not a multiple of --tp ${t} x --pp ${p}${cp}`);
     }
-    d = gpus / (t * p);
+    d = gpus / (t * p * c);
   }
   d ??= 1;
-  if (gpus !== undefined && gpus !== t * p * d) {
+  if (gpus !== undefined && gpus !== t * p * c * d) {
     throw new UsageError(
-      `--gpus ${gpus} does not equal --tp ${t} x --pp ${p} x --dp ${d} = ${t * p * d}`,
+      `--gpus ${gpus} does not equal --tp ${t} x --pp ${p}${cp} x --dp ${d} = ${t * p * c * d}`,
     );
   }
   if (flags.sp && flags["no-sp"]) {
@@ -162,11 +226,15 @@ function layoutFrom(flags: Flags, gpus: number | undefined): ParallelLayout {
   const b = int(flags, "micro-batch") ?? 1;
   return {
     tensorModelParallelSize: t,
+    contextParallelSize: c,
     pipelineModelParallelSize: p,
     virtualPipelineModelParallelSize: int(flags, "vpp") ?? 1,
     dataParallelSize: d,
     sequenceParallel: flags["no-sp"] ? false : flags.sp ? true : t > 1,
     useDistributedOptimizer: flags["distributed-optimizer"] ?? false,
+    dataParallelShardingStrategy: sharding(flags),
+    decoderFirstPipelineNumLayers: int(flags, "decoder-first-pipeline-num-layers"),
+    decoderLastPipelineNumLayers: int(flags, "decoder-last-pipeline-num-layers"),
     recomputeGranularity: choice<Recompute>(flags, "recompute", ["none", "selective", "full"]) ??
       "none",
     microBatchSize: b,
@@ -175,6 +243,15 @@ function layoutFrom(flags: Flags, gpus: number | undefined): ParallelLayout {
     flashAttention: !flags["no-flash-attention"],
     overlapCommunication: flags.overlap ?? false,
   };
+}
+
+function sharding(flags: Flags): ShardingStrategy | undefined {
+  return choice<ShardingStrategy>(flags, "data-parallel-sharding-strategy", [
+    "no_shard",
+    "optim",
+    "optim_grads",
+    "optim_grads_params",
+  ]);
 }
 
 const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
@@ -186,9 +263,17 @@ const flops = (
 
 function layoutLine(p: StepPrediction): string {
   const l = p.layout;
-  return `tp ${l.tensorModelParallelSize} pp ${l.pipelineModelParallelSize} vpp ${l.virtualPipelineModelParallelSize} dp ${l.dataParallelSize} ` +
+  return `tp ${l.tensorModelParallelSize}${
+    l.contextParallelSize > 1 ? ` cp ${l.contextParallelSize}` : ""
+  } pp ${l.pipelineModelParallelSize} vpp ${l.virtualPipelineModelParallelSize} dp ${l.dataParallelSize} ` +
     `mb ${l.microBatchSize} recompute ${l.recomputeGranularity}${l.sequenceParallel ? " sp" : ""}${
-      l.useDistributedOptimizer ? " dist-opt" : ""
+      l.dataParallelShardingStrategy === "no_shard"
+        ? ""
+        : ` shard ${l.dataParallelShardingStrategy}`
+    }${
+      l.decoderFirstPipelineNumLayers || l.decoderLastPipelineNumLayers
+        ? ` layers first ${l.decoderFirstPipelineNumLayers} last ${l.decoderLastPipelineNumLayers}`
+        : ""
     }`;
 }
 
@@ -204,15 +289,17 @@ export function formatPrediction(p: StepPrediction): string {
     `model    ${p.model.name}: ${
       (p.parameters / 1e6).toFixed(1)
     }M parameters, l=${p.model.numLayers} h=${p.model.hiddenSize} a=${p.model.numAttentionHeads} s=${p.model.seqLength} V=${p.model.vocabSize}`,
-    `cluster  ${p.cluster} x ${p.gpus}, ${p.layout.precision}`,
+    `cluster  ${p.cluster} x ${p.gpus}, ${p.layout.precision}, profile ${p.profile}`,
     `layout   ${
       layoutLine(p)
     }, global batch ${p.layout.globalBatchSize} (${p.microBatches} micro-batches)`,
     `memory   stage ${mem.stage}: weights ${gb(mem.weights)} + gradients ${
       gb(mem.gradients)
-    } + optimizer ${gb(mem.optimizer)} + activations ${gb(mem.activations)} = ${gb(mem.total)} of ${
-      gb(p.memory.usable)
-    } usable: ${p.memory.fits ? "fits" : "DOES NOT FIT"}`,
+    } + optimizer ${gb(mem.optimizer)} + activations ${gb(mem.activations)}${
+      mem.gathered ? ` + gathered layers ${gb(mem.gathered)}` : ""
+    } = ${gb(mem.total)} of ${gb(p.memory.usable)} usable: ${
+      p.memory.fits ? "fits" : "DOES NOT FIT"
+    }`,
     `step     ${time(p.stepSeconds)} (bubble ${pct(p.bubbleFraction)} = ${
       time(p.bubbleSeconds)
     }, optimizer ${time(p.optimizerSeconds)})`,
@@ -247,11 +334,25 @@ export function runPlan(args: string[]): { code: number; text: string } {
     const flags = parseFlags(args);
     if (flags.help) return { code: 0, text: USAGE };
     const model = modelFrom(flags);
-    const cluster = CLUSTER_PRESETS[flags.cluster];
-    if (!cluster) {
+    const preset = CLUSTER_PRESETS[flags.cluster];
+    if (!preset) {
       throw new UsageError(
         `--cluster '${flags.cluster}' is not a preset; choose one of ${
           Object.keys(CLUSTER_PRESETS).join(", ")
+        }`,
+      );
+    }
+    const cluster = withOverrides(preset, {
+      gpuMemoryGb: int(flags, "gpu-memory-gb"),
+      nicsPerNode: int(flags, "nics-per-node"),
+      interNodeGbps: int(flags, "inter-node-gbps"),
+      intraNodeGbps: int(flags, "intra-node-gbps"),
+    });
+    const profile = IMPLEMENTATION_PROFILES[flags.profile];
+    if (!profile) {
+      throw new UsageError(
+        `--profile '${flags.profile}' is not a profile; choose one of ${
+          Object.keys(IMPLEMENTATION_PROFILES).join(", ")
         }`,
       );
     }
@@ -274,6 +375,7 @@ export function runPlan(args: string[]): { code: number; text: string } {
         sequenceParallel: !flags["no-sp"],
         flashAttention: !flags["no-flash-attention"],
         overlapCommunication: flags.overlap ?? false,
+        profile,
       });
       const top = int(flags, "top") ?? 10;
       if (flags.json) {
@@ -292,11 +394,11 @@ export function runPlan(args: string[]): { code: number; text: string } {
         }:`,
       ];
       lines.push(
-        "  rank  layout                                                   step        MFU     memory",
+        "  rank  layout                                                             step        MFU     memory",
       );
       result.ranked.slice(0, top).forEach((p, i) => {
         lines.push(
-          `  ${String(i + 1).padStart(4)}  ${layoutLine(p).padEnd(56)} ${
+          `  ${String(i + 1).padStart(4)}  ${layoutLine(p).padEnd(66)} ${
             time(p.stepSeconds).padStart(10)
           }  ${pct(p.mfu).padStart(6)}  ${gb(p.memory.peak.total)}`,
         );
@@ -323,7 +425,7 @@ export function runPlan(args: string[]): { code: number; text: string } {
       }
       return { code: 0, text: lines.join("\n") };
     }
-    const prediction = predictStep({ model, layout: layoutFrom(flags, gpus), cluster });
+    const prediction = predictStep({ model, layout: layoutFrom(flags, gpus), cluster, profile });
     return {
       code: 0,
       text: flags.json ? JSON.stringify(prediction, null, 2) : formatPrediction(prediction),

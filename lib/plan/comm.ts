@@ -3,7 +3,7 @@
  * order, TP fastest, then DP, then PP) and what its collectives cost.
  *
  * defines: Collective, groupBandwidth, collectiveTime, tensorParallelBandwidth,
- * dataParallelBandwidth, pipelineBandwidth
+ * dataParallelBandwidth, pipelineBandwidth, contextParallelBandwidth
  *
  * @module
  */
@@ -123,4 +123,27 @@ export function dataParallelBandwidth(cluster: ClusterConfig, t: number, d: numb
  */
 export function pipelineBandwidth(cluster: ClusterConfig, t: number, d: number, p: number): number {
   return t * d * p <= cluster.gpusPerNode ? cluster.intraNodeBandwidth : cluster.interNodeBandwidth;
+}
+
+/**
+ * Bandwidth of a context-parallel ring. In Megatron's rank order (TP, CP, DP, PP) the CP
+ * ranks are `t` apart, so a node holds max(1, gpusPerNode / t) of them; ring attention
+ * passes key/value chunks point to point, so a ring that leaves the node runs at one NIC
+ * per rank.
+ *
+ * @param cluster the cluster
+ * @param t tensor-parallel size
+ * @param c context-parallel size
+ * @returns bytes/s
+ * @example
+ * ```ts
+ * import { contextParallelBandwidth } from "./comm.ts";
+ * import { CLUSTER_PRESETS } from "./cluster.ts";
+ * console.assert(contextParallelBandwidth(CLUSTER_PRESETS.h100, 2, 4) === 360e9);
+ * console.assert(contextParallelBandwidth(CLUSTER_PRESETS.h100, 8, 2) === 45e9);
+ * ```
+ */
+export function contextParallelBandwidth(cluster: ClusterConfig, t: number, c: number): number {
+  const perNode = Math.max(1, Math.floor(cluster.gpusPerNode / t));
+  return c <= perNode ? cluster.intraNodeBandwidth : cluster.interNodeBandwidth;
 }

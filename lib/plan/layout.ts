@@ -2,13 +2,22 @@
  * The parallel layout and training options of a run, named after Megatron's arguments,
  * and the checks a layout must pass before it can be costed.
  *
- * defines: ParallelLayout, ResolvedLayout, Recompute, resolveLayout, layoutProblems
+ * defines: ParallelLayout, ResolvedLayout, Recompute, ShardingStrategy, resolveLayout,
+ * layersPerStage, layoutProblems
  *
  * @module
  */
 
 import type { Precision } from "./cluster.ts";
 import { type ModelConfig, resolveModel } from "./model.ts";
+
+/**
+ * What data parallelism shards (Megatron's `--data-parallel-sharding-strategy`):
+ * `no_shard` replicates everything; `optim` is ZeRO-1 (the distributed optimizer);
+ * `optim_grads` is ZeRO-2 (gradients reduce-scattered into shards); `optim_grads_params`
+ * is ZeRO-3 / FSDP (weights too, gathered layer by layer for forward and backward).
+ */
+export type ShardingStrategy = "no_shard" | "optim" | "optim_grads" | "optim_grads_params";
 
 /** Activation recomputation (Korthikanti et al. 2022). */
 export type Recompute = "none" | "selective" | "full";
@@ -17,6 +26,11 @@ export type Recompute = "none" | "selective" | "full";
 export interface ParallelLayout {
   /** Tensor-parallel size `t`. @default 1 */
   tensorModelParallelSize?: number;
+  /**
+   * Context-parallel size `c` (ring attention over sequence chunks; Megatron's rank order
+   * puts the CP group right after TP). @default 1
+   */
+  contextParallelSize?: number;
   /** Pipeline-parallel size `p`. @default 1 */
   pipelineModelParallelSize?: number;
   /** Virtual pipeline stages per rank `v` (interleaved 1F1B). @default 1 */
@@ -27,6 +41,12 @@ export interface ParallelLayout {
   sequenceParallel?: boolean;
   /** Shard optimizer state over data-parallel ranks (ZeRO-1). @default false */
   useDistributedOptimizer?: boolean;
+  /** What data parallelism shards; overrides `useDistributedOptimizer`. @default "optim" with the distributed optimizer, else "no_shard" */
+  dataParallelShardingStrategy?: ShardingStrategy;
+  /** Transformer layers on the first pipeline stage (uneven split). @default even split */
+  decoderFirstPipelineNumLayers?: number;
+  /** Transformer layers on the last pipeline stage (uneven split). @default even split */
+  decoderLastPipelineNumLayers?: number;
   /** Activation recomputation. @default "none" */
   recomputeGranularity?: Recompute;
   /** Sequences per micro-batch `b`. @default 1 */
@@ -41,7 +61,7 @@ export interface ParallelLayout {
   overlapCommunication?: boolean;
 }
 
-/** A layout with every default filled in. */
+/** A layout with every default filled in; 0 first/last layers means an even split. */
 export type ResolvedLayout = Required<ParallelLayout>;
 
 /**
@@ -60,13 +80,19 @@ export function resolveLayout(layout: ParallelLayout): ResolvedLayout {
   const t = layout.tensorModelParallelSize ?? 1;
   const d = layout.dataParallelSize ?? 1;
   const b = layout.microBatchSize ?? 1;
+  const sharding = layout.dataParallelShardingStrategy ??
+    (layout.useDistributedOptimizer ? "optim" : "no_shard");
   return {
     tensorModelParallelSize: t,
+    contextParallelSize: layout.contextParallelSize ?? 1,
     pipelineModelParallelSize: layout.pipelineModelParallelSize ?? 1,
     virtualPipelineModelParallelSize: layout.virtualPipelineModelParallelSize ?? 1,
     dataParallelSize: d,
     sequenceParallel: layout.sequenceParallel ?? t > 1,
-    useDistributedOptimizer: layout.useDistributedOptimizer ?? false,
+    useDistributedOptimizer: sharding !== "no_shard",
+    dataParallelShardingStrategy: sharding,
+    decoderFirstPipelineNumLayers: layout.decoderFirstPipelineNumLayers ?? 0,
+    decoderLastPipelineNumLayers: layout.decoderLastPipelineNumLayers ?? 0,
     recomputeGranularity: layout.recomputeGranularity ?? "none",
     microBatchSize: b,
     globalBatchSize: layout.globalBatchSize ?? b * d,
@@ -77,7 +103,7 @@ export function resolveLayout(layout: ParallelLayout): ResolvedLayout {
 }
 
 /**
- * Total ranks of a layout: t · p · d.
+ * Total ranks of a layout: t · c · p · d.
  *
  * @param layout the layout
  * @returns the number of accelerators it occupies
@@ -89,7 +115,8 @@ export function resolveLayout(layout: ParallelLayout): ResolvedLayout {
  */
 export function worldSize(layout: ParallelLayout): number {
   const l = resolveLayout(layout);
-  return l.tensorModelParallelSize * l.pipelineModelParallelSize * l.dataParallelSize;
+  return l.tensorModelParallelSize * l.contextParallelSize * l.pipelineModelParallelSize *
+    l.dataParallelSize;
 }
 
 /**
@@ -106,6 +133,38 @@ export function worldSize(layout: ParallelLayout): number {
 export function numMicroBatches(layout: ParallelLayout): number {
   const l = resolveLayout(layout);
   return l.globalBatchSize / (l.dataParallelSize * l.microBatchSize);
+}
+
+/**
+ * Transformer layers on each pipeline stage. Even by default; with
+ * `decoderFirstPipelineNumLayers` / `decoderLastPipelineNumLayers` (Megatron's uneven
+ * split, used to make room for the embedding and the output layer) the stages between
+ * share the rest evenly. May be fractional for an invalid layout (see `layoutProblems`).
+ *
+ * @param model the model
+ * @param layout the layout
+ * @returns layers per stage, stage 0 first
+ * @example
+ * ```ts
+ * import { layersPerStage } from "./layout.ts";
+ * import { MODEL_PRESETS } from "./model.ts";
+ * const l = layersPerStage(MODEL_PRESETS["llama3-405b"], { pipelineModelParallelSize: 16, decoderFirstPipelineNumLayers: 7, decoderLastPipelineNumLayers: 7 });
+ * console.assert(l[0] === 7 && l[1] === 8 && l[15] === 7);
+ * ```
+ */
+export function layersPerStage(model: ModelConfig, layout: ParallelLayout): number[] {
+  const n = resolveModel(model).numLayers;
+  const l = resolveLayout(layout);
+  const p = l.pipelineModelParallelSize;
+  const first = l.decoderFirstPipelineNumLayers;
+  const last = l.decoderLastPipelineNumLayers;
+  if (p === 1 || (first === 0 && last === 0)) return Array(p).fill(n / p);
+  const fixed = (first > 0 ? 1 : 0) + (last > 0 ? 1 : 0);
+  const middle = p > fixed ? (n - first - last) / (p - fixed) : 0;
+  return Array.from(
+    { length: p },
+    (_, k) => (k === 0 && first > 0 ? first : k === p - 1 && last > 0 ? last : middle),
+  );
 }
 
 function isPositiveInteger(x: number): boolean {
@@ -136,6 +195,7 @@ export function layoutProblems(model: ModelConfig, layout: ParallelLayout): stri
   const problems: string[] = [];
   const sizes: [string, number][] = [
     ["tensorModelParallelSize", t],
+    ["contextParallelSize", l.contextParallelSize],
     ["pipelineModelParallelSize", p],
     ["virtualPipelineModelParallelSize", v],
     ["dataParallelSize", l.dataParallelSize],
@@ -156,12 +216,25 @@ export function layoutProblems(model: ModelConfig, layout: ParallelLayout): stri
       `tensorModelParallelSize ${t} does not divide numQueryGroups ${m.numQueryGroups}`,
     );
   }
+  const c = l.contextParallelSize;
+  if (c > 1 && m.seqLength % (2 * c) !== 0) {
+    problems.push(
+      `contextParallelSize ${c} needs seqLength ${m.seqLength} to divide into 2 x ${c} chunks (each rank takes one from each end, to balance the causal mask)`,
+    );
+  }
+  if (c > 1 && !l.flashAttention) {
+    problems.push(
+      `contextParallelSize ${c} needs flash attention (ring attention is a fused kernel)`,
+    );
+  }
   if (l.sequenceParallel && t > 1 && m.seqLength % t !== 0) {
     problems.push(
       `sequenceParallel needs tensorModelParallelSize ${t} to divide seqLength ${m.seqLength}`,
     );
   }
-  if (m.numLayers % (p * v) !== 0) {
+  const uneven = l.decoderFirstPipelineNumLayers > 0 || l.decoderLastPipelineNumLayers > 0;
+  if (uneven) problems.push(...unevenProblems(m.numLayers, l));
+  else if (m.numLayers % (p * v) !== 0) {
     problems.push(
       v > 1
         ? `pipelineModelParallelSize ${p} x virtualPipelineModelParallelSize ${v} does not divide numLayers ${m.numLayers}`
@@ -172,6 +245,11 @@ export function layoutProblems(model: ModelConfig, layout: ParallelLayout): stri
     problems.push(`virtualPipelineModelParallelSize ${v} needs pipelineModelParallelSize > 1`);
   }
   const mb = numMicroBatches(l);
+  if (l.dataParallelShardingStrategy === "optim_grads_params" && p > 1) {
+    problems.push(
+      `dataParallelShardingStrategy optim_grads_params (FSDP) with pipelineModelParallelSize ${p} is not modelled; use optim_grads or pipelineModelParallelSize 1`,
+    );
+  }
   if (!Number.isInteger(mb)) {
     problems.push(
       `globalBatchSize ${l.globalBatchSize} is not a multiple of dataParallelSize ${l.dataParallelSize} x microBatchSize ${l.microBatchSize}`,
@@ -182,4 +260,40 @@ export function layoutProblems(model: ModelConfig, layout: ParallelLayout): stri
     );
   }
   return problems;
+}
+
+function unevenProblems(numLayers: number, l: ResolvedLayout): string[] {
+  const p = l.pipelineModelParallelSize;
+  const first = l.decoderFirstPipelineNumLayers;
+  const last = l.decoderLastPipelineNumLayers;
+  const out: string[] = [];
+  for (
+    const [name, value] of [["decoderFirstPipelineNumLayers", first], [
+      "decoderLastPipelineNumLayers",
+      last,
+    ]] as const
+  ) {
+    if (!Number.isInteger(value) || value < 0) out.push(`${name} ${value} is not a whole number`);
+  }
+  if (out.length > 0) return out;
+  if (p === 1) {
+    return [
+      "decoderFirstPipelineNumLayers/decoderLastPipelineNumLayers need pipelineModelParallelSize > 1",
+    ];
+  }
+  if (l.virtualPipelineModelParallelSize > 1) {
+    return ["an uneven pipeline split with virtualPipelineModelParallelSize > 1 is not modelled"];
+  }
+  const fixed = (first > 0 ? 1 : 0) + (last > 0 ? 1 : 0);
+  const rest = numLayers - first - last;
+  const between = p - fixed;
+  if (
+    rest < 0 || (between === 0 && rest !== 0) ||
+    (between > 0 && (rest % between !== 0 || rest === 0))
+  ) {
+    out.push(
+      `numLayers ${numLayers} less the first stage's ${first} and the last stage's ${last} does not divide evenly over the ${between} stages between`,
+    );
+  }
+  return out;
 }

@@ -9,9 +9,15 @@
  */
 
 import type { Precision } from "./cluster.ts";
-import { type ParallelLayout, type Recompute, resolveLayout } from "./layout.ts";
-import { layerParameters, type ModelConfig, resolveModel } from "./model.ts";
-import { numMicroBatches } from "./layout.ts";
+import {
+  layersPerStage,
+  numMicroBatches,
+  type ParallelLayout,
+  type Recompute,
+  resolveLayout,
+  type ShardingStrategy,
+} from "./layout.ts";
+import { layerParameters, type ModelConfig, normParameters, resolveModel } from "./model.ts";
 
 /** Bytes per parameter for weights, gradients and optimizer state. */
 export interface BytesPerParameter {
@@ -39,10 +45,11 @@ const PARAMETER_BYTES: Record<
 
 /**
  * Bytes per parameter (Megatron's distributed-optimizer table): fp16 20 or 4 + 16/d,
- * bf16 18 or 6 + 12/d, fp32 16 or 8 + 8/d.
+ * bf16 18 or 6 + 12/d, fp32 16 or 8 + 8/d. ZeRO-2 (`optim_grads`) also divides the
+ * gradients by d, ZeRO-3 / FSDP (`optim_grads_params`) the weights as well.
  *
  * @param precision the training precision
- * @param distributedOptimizer whether optimizer state is sharded over data parallelism
+ * @param distributedOptimizer what data parallelism shards (`true` is ZeRO-1, `optim`)
  * @param dataParallelSize `d`
  * @returns bytes per parameter by kind
  * @example
@@ -54,12 +61,21 @@ const PARAMETER_BYTES: Record<
  */
 export function bytesPerParameter(
   precision: Precision,
-  distributedOptimizer: boolean,
+  distributedOptimizer: boolean | ShardingStrategy,
   dataParallelSize: number,
 ): BytesPerParameter {
   const row = PARAMETER_BYTES[precision];
-  const optimizer = distributedOptimizer ? row.optimizer / dataParallelSize : row.optimizer;
-  return { ...row, optimizer, total: row.weights + row.gradients + optimizer };
+  const strategy = distributedOptimizer === true
+    ? "optim"
+    : distributedOptimizer === false
+    ? "no_shard"
+    : distributedOptimizer;
+  const d = dataParallelSize;
+  const optimizer = strategy === "no_shard" ? row.optimizer : row.optimizer / d;
+  const shardsGrads = strategy === "optim_grads" || strategy === "optim_grads_params";
+  const gradients = shardsGrads ? row.gradients / d : row.gradients;
+  const weights = strategy === "optim_grads_params" ? row.weights / d : row.weights;
+  return { weights, gradients, optimizer, total: weights + gradients + optimizer };
 }
 
 /** Inputs of the per-layer activation formula. */
@@ -82,6 +98,12 @@ export interface ActivationShape {
   flashAttention?: boolean;
   /** Bytes per activation element; the formula assumes 2. @default 2 */
   bytesPerElement?: number;
+  /** Width of the keys (and of the values): h·groups/a with grouped-query attention. @default hiddenSize */
+  keyValueSize?: number;
+  /** FFN inner size `f`. @default 4 * hiddenSize */
+  ffnHiddenSize?: number;
+  /** Gated MLP (SwiGLU). @default false */
+  swiglu?: boolean;
 }
 
 /**
@@ -92,6 +114,10 @@ export interface ActivationShape {
  * - tensor parallel: s·b·h·(10 + 24/t + 5·a·s/(h·t)); with sequence parallel s·b·h·(34/t + 5·a·s/(h·t))
  * - selective recomputation or flash attention drop the 5·a·s/(h·t) term
  * - full recomputation keeps only the layer input: 2·s·b·h (divided by t with SP)
+ *
+ * The 24 of the TP-split part is Q 2, K 2, V 2, the attention output 2 and the FFN's
+ * 16 = 4·f/h; with grouped-query keys and values of width `kv` and FFN size `f` it is
+ * 2 + 4·kv/h + 2 + 4·f/h, and SwiGLU keeps gate, up and their product: 6·f/h.
  *
  * @param shape the layer and layout
  * @returns bytes
@@ -115,7 +141,10 @@ export function activationBytesPerLayer(shape: ActivationShape): number {
   if (recompute === "full") return scale * (sp ? (2 * sbh) / t : 2 * sbh);
   const keepsScores = recompute === "none" && !(shape.flashAttention ?? false);
   const scores = keepsScores ? (5 * a * s) / (h * t) : 0;
-  const linear = sp ? 34 / t : 10 + 24 / t;
+  const kv = shape.keyValueSize ?? h;
+  const f = shape.ffnHiddenSize ?? 4 * h;
+  const split = 4 + (4 * kv) / h + ((shape.swiglu ? 6 : 4) * f) / h;
+  const linear = sp ? (10 + split) / t : 10 + split / t;
   return scale * sbh * (linear + scores);
 }
 
@@ -156,12 +185,12 @@ export function stageParameters(
   const p = l.pipelineModelParallelSize;
   const h = m.hiddenSize;
   const per = layerParameters(m);
-  const layers = (m.numLayers / p) * (per.split / t + per.replicated);
+  const layers = layersPerStage(m, l)[stage] * (per.split / t + per.replicated);
   const vocabShard = Math.ceil(m.vocabSize / t) * h;
   let embeddings = 0;
   if (stage === 0) embeddings += vocabShard + m.maxPositionEmbeddings * h;
   if (stage === p - 1) {
-    embeddings += 2 * h;
+    embeddings += normParameters(m);
     if (!m.tiedEmbeddings || p > 1) embeddings += vocabShard;
   }
   return { layers, embeddings, total: layers + embeddings };
@@ -204,6 +233,10 @@ export interface MemoryBreakdown {
   optimizer: number;
   /** Activations kept for backward, including the recomputed layer's working set. */
   activations: number;
+  /**
+   * FSDP only: two layers' full weights and gradients, gathered and prefetched (0 otherwise).
+   */
+  gathered: number;
   /** Sum of the above. */
   total: number;
 }
@@ -229,12 +262,23 @@ export function memoryPerStage(model: ModelConfig, layout: ParallelLayout): Memo
   const p = l.pipelineModelParallelSize;
   const v = l.virtualPipelineModelParallelSize;
   const b = l.microBatchSize;
-  const s = m.seqLength;
+  // Context parallelism: each rank keeps s/c of the sequence; gradients and optimizer
+  // state are sharded over the data- and context-parallel ranks together (Megatron's
+  // dp-cp group), since all of them hold the same parameters.
+  const c = l.contextParallelSize;
+  const s = m.seqLength / c;
   const h = m.hiddenSize;
   const sp = l.sequenceParallel && t > 1;
   const bytesPerElement = l.precision === "fp32" ? 4 : 2;
-  const perParam = bytesPerParameter(l.precision, l.useDistributedOptimizer, l.dataParallelSize);
+  const perParam = bytesPerParameter(
+    l.precision,
+    l.dataParallelShardingStrategy,
+    l.dataParallelSize * c,
+  );
   const shape = {
+    keyValueSize: (m.numQueryGroups * h) / m.numAttentionHeads,
+    ffnHiddenSize: m.ffnHiddenSize,
+    swiglu: m.swiglu,
     seqLength: s,
     microBatchSize: b,
     hiddenSize: h,
@@ -249,12 +293,19 @@ export function memoryPerStage(model: ModelConfig, layout: ParallelLayout): Memo
   const working = l.recomputeGranularity === "full"
     ? activationBytesPerLayer({ ...shape, recompute: "none" })
     : 0;
-  const layersPerStage = m.numLayers / p;
+  const stageLayers = layersPerStage(m, l);
   const mb = numMicroBatches(l);
+  // FSDP gathers one layer's weights for compute while prefetching the next, and holds
+  // the full gradient of the layer whose reduce-scatter is in flight.
+  const full = bytesPerParameter(l.precision, false, 1);
+  const per = layerParameters(m);
+  const gathered = l.dataParallelShardingStrategy === "optim_grads_params"
+    ? 2 * (per.split / t + per.replicated) * (full.weights + full.gradients)
+    : 0;
   const stages: MemoryBreakdown[] = [];
   for (let k = 0; k < p; k++) {
     const params = stageParameters(m, l, k).total;
-    let activations = kept * layersPerStage * inFlightMicroBatches(p, v, mb, k) + working;
+    let activations = kept * stageLayers[k] * inFlightMicroBatches(p, v, mb, k) + working;
     // Embedding dropout mask (1 byte per element) for each micro-batch in flight.
     if (k === 0) activations += ((s * b * h) / (sp ? t : 1)) * inFlightMicroBatches(p, v, mb, 0);
     // Output layer, logits and cross-entropy in fp32: 4·s·b·(h + V)/t (Korthikanti et al.).
@@ -269,7 +320,8 @@ export function memoryPerStage(model: ModelConfig, layout: ParallelLayout): Memo
       gradients,
       optimizer,
       activations,
-      total: weights + gradients + optimizer + activations,
+      gathered,
+      total: weights + gradients + optimizer + activations + gathered,
     });
   }
   return stages;

@@ -23,5 +23,6 @@ export * from "./layout.ts";
 export * from "./memory.ts";
 export * from "./model.ts";
 export * from "./predict.ts";
+export * from "./profile.ts";
 export * from "./published.ts";
 export * from "./search.ts";

@@ -2,7 +2,8 @@
  * Transformer model descriptions for the planner, their exact parameter counts
  * and the published presets (GPT-2, GPT-3, Megatron-LM's scaling tables).
  *
- * defines: ModelConfig, resolveModel, layerParameters, parameterCount, MODEL_PRESETS
+ * defines: ModelConfig, Normalization, resolveModel, layerParameters, normParameters,
+ * parameterCount, MODEL_PRESETS
  *
  * @module
  */
@@ -33,7 +34,12 @@ export interface ModelConfig {
   swiglu?: boolean;
   /** Linear layers carry biases. @default true */
   bias?: boolean;
+  /** Layer normalisation kind: LayerNorm has a weight and a bias, RMSNorm a weight only. @default "LayerNorm" */
+  normalization?: Normalization;
 }
+
+/** Megatron's `--normalization`. */
+export type Normalization = "LayerNorm" | "RMSNorm";
 
 /** A model config with every default filled in. */
 export type ResolvedModel = Required<ModelConfig>;
@@ -64,6 +70,7 @@ export function resolveModel(model: ModelConfig): ResolvedModel {
     tiedEmbeddings: model.tiedEmbeddings ?? true,
     swiglu: model.swiglu ?? false,
     bias: model.bias ?? true,
+    normalization: model.normalization ?? "LayerNorm",
   };
 }
 
@@ -96,8 +103,25 @@ export function layerParameters(model: ModelConfig): LayerParameters {
   const fc1Out = m.ffnHiddenSize * (m.swiglu ? 2 : 1);
   const b = m.bias ? 1 : 0;
   const split = h * qkvOut + b * qkvOut + h * h + h * fc1Out + b * fc1Out + m.ffnHiddenSize * h;
-  const replicated = 2 * h + 2 * h + b * 2 * h; // two layer norms (weight, bias) + two row-parallel biases
+  // Two norms (weight, and a bias for LayerNorm) and two row-parallel biases.
+  const replicated = 2 * normParameters(m) + b * 2 * h;
   return { split, replicated };
+}
+
+/**
+ * Parameters of one normalisation layer: 2h for LayerNorm (weight, bias), h for RMSNorm.
+ *
+ * @param model the model
+ * @returns parameters
+ * @example
+ * ```ts
+ * import { normParameters } from "./model.ts";
+ * console.assert(normParameters({ numLayers: 1, hiddenSize: 8, numAttentionHeads: 2, vocabSize: 1, seqLength: 1, normalization: "RMSNorm" }) === 8);
+ * ```
+ */
+export function normParameters(model: ModelConfig): number {
+  const m = resolveModel(model);
+  return m.normalization === "RMSNorm" ? m.hiddenSize : 2 * m.hiddenSize;
 }
 
 /** Parameter count of a model, by part. */
@@ -134,7 +158,7 @@ export function parameterCount(model: ModelConfig): ParameterCount {
   const wordEmbeddings = m.vocabSize * h;
   const positionEmbeddings = m.maxPositionEmbeddings * h;
   const layers = m.numLayers * (per.split + per.replicated);
-  const finalNorm = 2 * h;
+  const finalNorm = normParameters(m);
   const outputLayer = m.tiedEmbeddings ? 0 : m.vocabSize * h;
   const total = wordEmbeddings + positionEmbeddings + layers + finalNorm + outputLayer;
   return { wordEmbeddings, positionEmbeddings, layers, finalNorm, outputLayer, total };
@@ -195,10 +219,42 @@ function megatronCore(name: string, numLayers: number, hiddenSize: number, heads
   } satisfies ModelConfig;
 }
 
+// A Llama-style model: RMSNorm, SwiGLU, rotary positions, no biases, grouped-query
+// attention.
+function llama(
+  name: string,
+  shape: { l: number; h: number; a: number; kv: number; ffn: number; V: number; s: number },
+  tiedEmbeddings: boolean,
+): ModelConfig {
+  return {
+    name,
+    numLayers: shape.l,
+    hiddenSize: shape.h,
+    numAttentionHeads: shape.a,
+    numQueryGroups: shape.kv,
+    ffnHiddenSize: shape.ffn,
+    vocabSize: shape.V,
+    seqLength: shape.s,
+    maxPositionEmbeddings: 0,
+    tiedEmbeddings,
+    swiglu: true,
+    bias: false,
+    normalization: "RMSNorm",
+  };
+}
+
+// Llama 3 (Grattafiori et al. 2024, "The Llama 3 Herd of Models", Table 3): 8 key/value
+// heads, V = 128,256, untied output, pre-trained at 8192 tokens.
+function llama3(name: string, l: number, h: number, a: number, ffn: number): ModelConfig {
+  return llama(name, { l, h, a, kv: 8, ffn, V: 128256, s: 8192 }, false);
+}
+
 /**
  * Named model presets: `gpt2-124m` … `gpt2-1558m`, `gpt3-125m` … `gpt3-175b`,
  * `megatron-1.7b` … `megatron-1t` (Narayanan et al. 2021, Table 1) and
- * `mcore-1.7b` … `mcore-462b` (Megatron-Core H100 table).
+ * `mcore-1.7b` … `mcore-462b` (Megatron-Core H100 table), `llama3-8b`, `llama3-70b`,
+ * `llama3-405b` (Llama 3 paper, Table 3) and the framework's own Llama-style presets
+ * `llama-tiny`, `smollm2-135m`, `tinyllama-1.1b`, `llama-3.2-1b`.
  *
  * @example
  * ```ts
@@ -238,4 +294,37 @@ export const MODEL_PRESETS: Readonly<Record<string, ModelConfig>> = Object.freez
   "mcore-177b": megatronCore("mcore-177b", 96, 12288, 96),
   "mcore-314b": megatronCore("mcore-314b", 96, 16384, 128),
   "mcore-462b": megatronCore("mcore-462b", 112, 18432, 144),
+  "llama3-8b": llama3("llama3-8b", 32, 4096, 32, 14336),
+  "llama3-70b": llama3("llama3-70b", 80, 8192, 64, 28672),
+  "llama3-405b": llama3("llama3-405b", 126, 16384, 128, 53248),
+  // The Llama-style presets of lib/nn/gpt.ts (GPT_PRESETS), planned at their training
+  // lengths (Llama 3.2 1B at the 8192 of its pre-training, not its 131,072 RoPE reach).
+  "llama-tiny": llama("llama-tiny", { l: 4, h: 128, a: 4, kv: 2, ffn: 344, V: 257, s: 64 }, false),
+  "smollm2-135m": llama("smollm2-135m", {
+    l: 30,
+    h: 576,
+    a: 9,
+    kv: 3,
+    ffn: 1536,
+    V: 49152,
+    s: 8192,
+  }, true),
+  "tinyllama-1.1b": llama("tinyllama-1.1b", {
+    l: 22,
+    h: 2048,
+    a: 32,
+    kv: 4,
+    ffn: 5632,
+    V: 32000,
+    s: 2048,
+  }, false),
+  "llama-3.2-1b": llama("llama-3.2-1b", {
+    l: 16,
+    h: 2048,
+    a: 32,
+    kv: 8,
+    ffn: 8192,
+    V: 128256,
+    s: 8192,
+  }, true),
 });

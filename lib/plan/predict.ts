@@ -10,12 +10,14 @@
 import { type ClusterConfig, peakFlops } from "./cluster.ts";
 import {
   collectiveTime,
+  contextParallelBandwidth,
   dataParallelBandwidth,
   pipelineBandwidth,
   tensorParallelBandwidth,
 } from "./comm.ts";
 import { flopsPerStep, layerForwardFlops, logitForwardFlops } from "./flops.ts";
 import {
+  layersPerStage,
   layoutProblems,
   numMicroBatches,
   type ParallelLayout,
@@ -30,6 +32,7 @@ import {
   memoryPerStage,
   stageParameters,
 } from "./memory.ts";
+import { IMPLEMENTATION_PROFILES, type ImplementationProfile } from "./profile.ts";
 import { type ModelConfig, parameterCount, type ResolvedModel, resolveModel } from "./model.ts";
 
 /** Everything the planner needs: what to train, how to split it, and on what. */
@@ -40,6 +43,8 @@ export interface PlanConfig {
   layout: ParallelLayout;
   /** The machines. */
   cluster: ClusterConfig;
+  /** The codebase that runs it. @default IMPLEMENTATION_PROFILES["megatron-lm"] */
+  profile?: ImplementationProfile;
 }
 
 /** A layout that cannot run the model; `problems` lists every reason. */
@@ -59,7 +64,7 @@ export class PlanError extends Error {
 /** Communication of one kind of process group, per rank, per step. */
 export interface GroupCommunication {
   /** Which group. */
-  group: "tensor" | "pipeline" | "data";
+  group: "tensor" | "context" | "pipeline" | "data";
   /** Ranks in the group. */
   size: number;
   /** Bytes each rank hands to collectives per step. */
@@ -92,7 +97,9 @@ export interface StepPrediction {
   layout: ResolvedLayout;
   /** Cluster preset name. */
   cluster: string;
-  /** Accelerators used: t · p · d. */
+  /** Implementation profile name. */
+  profile: string;
+  /** Accelerators used: t · c · p · d. */
   gpus: number;
   /** Parameter count of the model. */
   parameters: number;
@@ -133,7 +140,8 @@ export interface StepPrediction {
  * pass: layer norms, GeLU, dropout, residual adds and (unfused) softmax each read and
  * write their tensors once or twice. Fitted once, see docs/planner.md.
  */
-export const MEMORY_TRAFFIC_PER_ACTIVATION_BYTE = 2;
+export const MEMORY_TRAFFIC_PER_ACTIVATION_BYTE =
+  IMPLEMENTATION_PROFILES["megatron-lm"].memoryTrafficPerActivationByte;
 
 /**
  * Pipeline bubble relative to the ideal step: (p − 1)/m for 1F1B, divided by v for the
@@ -155,8 +163,16 @@ export function bubbleFraction(p: number, m: number, v = 1): number {
   return (p - 1) / (v * m);
 }
 
+// Bytes one TP rank sends across a stage boundary: a 1/t slice with scatter/gather.
+function pipelineSendBytes(activationBytes: number, t: number, profile: ImplementationProfile) {
+  return profile.pipelineScatterGather ? activationBytes / t : activationBytes;
+}
+
 /** Time of one micro-batch through one rank of a stage, by part. */
 interface StageTime {
+  contextBytes: number;
+  contextComm: number;
+  contextExposed: number;
   compute: number;
   memoryBound: number;
   tensorComm: number;
@@ -166,13 +182,19 @@ interface StageTime {
   total: number;
 }
 
-function stageTimes(m: ResolvedModel, l: ResolvedLayout, cluster: ClusterConfig): StageTime[] {
+function stageTimes(
+  m: ResolvedModel,
+  l: ResolvedLayout,
+  cluster: ClusterConfig,
+  profile: ImplementationProfile,
+): StageTime[] {
   const t = l.tensorModelParallelSize;
   const p = l.pipelineModelParallelSize;
   const v = l.virtualPipelineModelParallelSize;
   const d = l.dataParallelSize;
   const b = l.microBatchSize;
-  const s = m.seqLength;
+  const c = l.contextParallelSize;
+  const s = m.seqLength / c; // this rank's share of the sequence
   const h = m.hiddenSize;
   const elementBytes = l.precision === "fp32" ? 4 : 2;
   const flopRate = peakFlops(cluster, l.precision) * cluster.sustainedFraction;
@@ -183,9 +205,33 @@ function stageTimes(m: ResolvedModel, l: ResolvedLayout, cluster: ClusterConfig)
   const fwd = layerForwardFlops(m, b);
   const attentionPasses = full || l.recomputeGranularity === "selective" ? 4 : 3;
   const densePasses = full ? 4 : 3;
+  // With CP each rank runs 1/c of the dense work and, load-balanced, 1/c of the s×s scores.
   const layerCompute =
-    (densePasses * fwd.dense / flopRate + attentionPasses * fwd.attention / attentionRate) / t;
+    (densePasses * fwd.dense / flopRate + attentionPasses * fwd.attention / attentionRate) /
+    (t * c);
+  // Ring attention: c − 1 steps pass this rank's keys and values (each b·(s/c)·kv/t) on
+  // in forward, and keys, values and their gradients in backward; each step hides behind
+  // the attention of the chunk already there.
+  const kv = (m.numQueryGroups * h) / m.numAttentionHeads;
+  const ringHop = collectiveTime(
+    "send-recv",
+    (2 * b * s * kv * elementBytes) / t,
+    2,
+    contextParallelBandwidth(cluster, t, c),
+    cluster.latency,
+  );
+  // One ring per attention pass: forward, backward twice (keys/values and their
+  // gradients), and the recomputed forward when there is one.
+  const layerContextComm = c > 1 ? attentionPasses * (c - 1) * ringHop : 0;
+  const layerContextBytes = c > 1
+    ? attentionPasses * (c - 1) * (2 * b * s * kv * elementBytes) / t
+    : 0;
+  const layerAttention = (attentionPasses * fwd.attention) / attentionRate / (t * c);
+  const layerContextExposed = Math.max(0, layerContextComm - layerAttention);
   const touched = activationBytesPerLayer({
+    keyValueSize: (m.numQueryGroups * h) / m.numAttentionHeads,
+    ffnHiddenSize: m.ffnHiddenSize,
+    swiglu: m.swiglu,
     seqLength: s,
     microBatchSize: b,
     hiddenSize: h,
@@ -196,7 +242,7 @@ function stageTimes(m: ResolvedModel, l: ResolvedLayout, cluster: ClusterConfig)
     bytesPerElement: elementBytes,
   });
   const passes = full ? 4 : 3; // forward, backward counted twice, recomputed forward
-  const layerMemoryBound = (MEMORY_TRAFFIC_PER_ACTIVATION_BYTE * passes * touched) /
+  const layerMemoryBound = (profile.memoryTrafficPerActivationByte * passes * touched) /
     cluster.memoryBandwidth;
   // Two all-reduces per layer in each forward and backward (reduce-scatter + all-gather
   // pairs with sequence parallelism: the same bytes).
@@ -215,10 +261,10 @@ function stageTimes(m: ResolvedModel, l: ResolvedLayout, cluster: ClusterConfig)
 
   // Activations cross each of the v stage boundaries of a rank, forward and backward,
   // split over the TP ranks (scatter/gather or sequence parallelism).
-  const ppBandwidth = pipelineBandwidth(cluster, t, d, p);
+  const ppBandwidth = pipelineBandwidth(cluster, t * c, d, p);
   const hop = collectiveTime(
     "send-recv",
-    (b * s * h * elementBytes) / t,
+    pipelineSendBytes(b * s * h * elementBytes, t, profile),
     2,
     ppBandwidth,
     cluster.latency,
@@ -226,20 +272,26 @@ function stageTimes(m: ResolvedModel, l: ResolvedLayout, cluster: ClusterConfig)
   const pipelineComm = p > 1 ? 2 * v * hop : 0;
   const pipelineExposed = l.overlapCommunication ? 0 : pipelineComm;
 
-  const layers = m.numLayers / p;
+  const stageLayers = layersPerStage(m, l);
   const times: StageTime[] = [];
   for (let k = 0; k < p; k++) {
+    const layers = stageLayers[k];
     let compute = layers * layerCompute;
     let memoryBound = layers * layerMemoryBound;
     if (k === p - 1) {
       // Logit GEMM forward and backward, and the fp32 logits read and written three times.
-      compute += (3 * logitForwardFlops(m, b)) / t / flopRate;
+      compute += (3 * logitForwardFlops(m, b)) / (t * c) / flopRate;
       memoryBound += (3 * 2 * 4 * b * s * m.vocabSize) / t / cluster.memoryBandwidth;
     }
     const tensorComm = layers * layerTensorComm;
     const tensorExposed = layers * layerTensorExposed;
-    const total = compute + memoryBound + tensorExposed + pipelineExposed;
+    const contextComm = layers * layerContextComm;
+    const contextExposed = layers * layerContextExposed;
+    const total = compute + memoryBound + tensorExposed + pipelineExposed + contextExposed;
     times.push({
+      contextBytes: layers * layerContextBytes,
+      contextComm,
+      contextExposed,
       compute,
       memoryBound,
       tensorComm,
@@ -283,43 +335,59 @@ export function predictStep(config: PlanConfig): StepPrediction {
   const gpus = worldSize(l);
   const mb = numMicroBatches(l);
 
-  const times = stageTimes(m, l, cluster);
+  const profile = config.profile ?? IMPLEMENTATION_PROFILES["megatron-lm"];
+  const times = stageTimes(m, l, cluster, profile);
   const slowest = Math.max(...times.map((x) => x.total));
   const average = times.reduce((sum, x) => sum + x.total, 0) / p;
   const bubbleSeconds = ((p - 1) / v) * average;
   const pipelineSeconds = mb * slowest + bubbleSeconds;
 
-  // Data parallelism: gradients of the fullest stage, reduced once per step. With overlap,
-  // buckets go out during the last micro-batch's backward (and parameters are gathered
-  // during the next forward).
-  const perParam = bytesPerParameter(l.precision, l.useDistributedOptimizer, d);
+  // Data parallelism: gradients of the fullest stage, reduced once per step over the
+  // data- and context-parallel ranks together (all hold the same parameters). With
+  // overlap, buckets go out during the last micro-batch's backward (and parameters are
+  // gathered during the next forward).
+  const dc = d * l.contextParallelSize;
+  const sharding = l.dataParallelShardingStrategy;
+  const perParam = bytesPerParameter(l.precision, false, 1);
   const stageParams = Math.max(
     ...Array.from({ length: p }, (_, k) => stageParameters(m, l, k).total),
   );
-  const dpBandwidth = dataParallelBandwidth(cluster, t, d);
+  const dpBandwidth = dataParallelBandwidth(cluster, t, dc);
   const gradBytes = stageParams * perParam.gradients;
   const weightBytes = stageParams * perParam.weights;
   const reduce = collectiveTime(
     l.useDistributedOptimizer ? "reduce-scatter" : "all-reduce",
     gradBytes,
-    d,
+    dc,
     dpBandwidth,
     cluster.latency,
   );
   const gather = l.useDistributedOptimizer
-    ? collectiveTime("all-gather", weightBytes, d, dpBandwidth, cluster.latency)
+    ? collectiveTime("all-gather", weightBytes, dc, dpBandwidth, cluster.latency)
     : 0;
   const backwardShare = l.recomputeGranularity === "full" ? 3 / 4 : 2 / 3;
-  const dpExposed = l.overlapCommunication
+  let dpExposed = l.overlapCommunication
     ? Math.max(0, reduce - backwardShare * slowest) +
       Math.max(0, gather - (1 - backwardShare) * slowest)
     : reduce + gather;
-  const dpVolume = d > 1
-    ? (l.useDistributedOptimizer ? gradBytes + weightBytes : 2 * gradBytes) * ((d - 1) / d)
+  let dpSeconds = reduce + gather;
+  let dpVolume = dc > 1
+    ? (l.useDistributedOptimizer ? gradBytes + weightBytes : 2 * gradBytes) * ((dc - 1) / dc)
     : 0;
+  if (sharding === "optim_grads_params") {
+    // FSDP: every micro-batch gathers the weights for forward and again for backward and
+    // reduce-scatters its gradients; with overlap each layer's gather is prefetched
+    // behind the previous layer's compute, so only what exceeds the compute shows.
+    dpSeconds = mb * (2 * gather + reduce);
+    dpVolume = dc > 1 ? mb * (2 * weightBytes + gradBytes) * ((dc - 1) / dc) : 0;
+    dpExposed = l.overlapCommunication
+      ? mb * (Math.max(0, gather + reduce - backwardShare * slowest) +
+        Math.max(0, gather - (1 - backwardShare) * slowest))
+      : dpSeconds;
+  }
 
   // Adam reads and writes its state, reads the gradient, writes the weights: memory bound.
-  const shard = l.useDistributedOptimizer ? stageParams / d : stageParams;
+  const shard = l.useDistributedOptimizer ? stageParams / dc : stageParams;
   const optimizerBytesPerParam = 2 * bytesPerParameter(l.precision, false, 1).optimizer +
     perParam.gradients + perParam.weights;
   const optimizerSeconds = (shard * optimizerBytesPerParam) / cluster.memoryBandwidth;
@@ -332,24 +400,38 @@ export function predictStep(config: PlanConfig): StepPrediction {
 
   const elementBytes = l.precision === "fp32" ? 4 : 2;
   const tensorBytesPerLayer = (l.recomputeGranularity === "full" ? 6 : 4) * 2 * ((t - 1) / t) *
-    l.microBatchSize * m.seqLength * m.hiddenSize * elementBytes;
-  const worst = times.reduce((a, x) => (x.total > a.total ? x : a));
+    l.microBatchSize * (m.seqLength / l.contextParallelSize) * m.hiddenSize * elementBytes;
+  const worstIndex = times.reduce((best, x, k) => (x.total > times[best].total ? k : best), 0);
+  const worst = times[worstIndex];
   const communication: GroupCommunication[] = [
     {
       group: "tensor",
       size: t,
-      bytes: t > 1 ? tensorBytesPerLayer * (m.numLayers / p) * mb : 0,
+      bytes: t > 1 ? tensorBytesPerLayer * layersPerStage(m, l)[worstIndex] * mb : 0,
       bandwidth: tensorParallelBandwidth(cluster, t),
       seconds: worst.tensorComm * mb,
       exposedSeconds: worst.tensorExposed * mb,
     },
     {
+      group: "context",
+      size: l.contextParallelSize,
+      bytes: worst.contextBytes * mb,
+      bandwidth: contextParallelBandwidth(cluster, t, l.contextParallelSize),
+      seconds: worst.contextComm * mb,
+      exposedSeconds: worst.contextExposed * mb,
+    },
+    {
       group: "pipeline",
       size: p,
       bytes: p > 1
-        ? 2 * v * mb * (l.microBatchSize * m.seqLength * m.hiddenSize * elementBytes) / t
+        ? 2 * v * mb *
+          pipelineSendBytes(
+            l.microBatchSize * (m.seqLength / l.contextParallelSize) * m.hiddenSize * elementBytes,
+            t,
+            profile,
+          )
         : 0,
-      bandwidth: pipelineBandwidth(cluster, t, d, p),
+      bandwidth: pipelineBandwidth(cluster, t * l.contextParallelSize, d, p),
       seconds: worst.pipelineComm * mb,
       exposedSeconds: worst.pipelineExposed * mb,
     },
@@ -358,7 +440,7 @@ export function predictStep(config: PlanConfig): StepPrediction {
       size: d,
       bytes: dpVolume,
       bandwidth: dpBandwidth,
-      seconds: reduce + gather,
+      seconds: dpSeconds,
       exposedSeconds: dpExposed,
     },
   ];
@@ -370,6 +452,7 @@ export function predictStep(config: PlanConfig): StepPrediction {
     model: m,
     layout: l,
     cluster: cluster.name,
+    profile: profile.name,
     gpus,
     parameters: parameterCount(m).total,
     microBatches: mb,

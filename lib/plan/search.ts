@@ -16,6 +16,7 @@ import {
   resolveLayout,
 } from "./layout.ts";
 import type { MemoryBreakdown } from "./memory.ts";
+import type { ImplementationProfile } from "./profile.ts";
 import { type ModelConfig, resolveModel } from "./model.ts";
 import { predictStep, type StepPrediction } from "./predict.ts";
 
@@ -45,6 +46,8 @@ export interface SearchOptions {
   flashAttention?: boolean;
   /** Overlap communication with compute. @default false */
   overlapCommunication?: boolean;
+  /** The codebase. @default IMPLEMENTATION_PROFILES["megatron-lm"] */
+  profile?: ImplementationProfile;
 }
 
 /** A layout that was tried and why it cannot be used. */
@@ -138,7 +141,12 @@ export function searchLayouts(options: SearchOptions): SearchResult {
               rejected.push({ layout: resolveLayout(layout), reason: problems.join("; ") });
               continue;
             }
-            const prediction = predictStep({ model: m, layout, cluster: options.cluster });
+            const prediction = predictStep({
+              model: m,
+              layout,
+              cluster: options.cluster,
+              profile: options.profile,
+            });
             if (prediction.memory.fits) ranked.push(prediction);
             else {rejected.push({
                 layout: prediction.layout,
