@@ -11,9 +11,9 @@
  * greedily: each next sample goes to the dataset furthest behind its share. After any prefix
  * of n samples no dataset is a whole sample ahead of `weight × n` (it is taken only while
  * behind), two datasets are within half a sample, and with more the one furthest behind
- * lags by little over one (at most 1.15 samples over 1500 random blends of 3 to 16 datasets,
- * tests/blended_dataset_test.ts). Megatron builds
- * them the same way (it measures "behind" at n = max(i, 1) where we use i + 1, the count
+ * lags by little over one (at most 1.15 samples over 1200 random blends of 3 to 16 datasets,
+ * bench/RESULTS.md; tests/blended_dataset_test.ts holds it under 1.25). Megatron builds them
+ * the same way (it measures "behind" at n = max(i, 1) where we use i + 1, the count
  * after the sample is placed). Each dataset is sized `ceil(weight × N × 1.005)` samples for
  * a blend of N, Megatron's margin, so no dataset wraps within the blend.
  *
