@@ -180,6 +180,36 @@ export { generate, type GenerateOptions, generateStream } from "./lib/infer/gene
 export type { SampleOptions } from "./lib/infer/sampling.ts";
 export { forwardCached, forwardCachedRows, KVCache } from "./lib/infer/kv_cache.ts";
 export {
+  type ContinuationScore,
+  continuationScore,
+  type EvalModel,
+  gptEvalModel,
+  lambadaScore,
+  multipleChoiceScore,
+  perplexityFrom,
+  type PerplexityResult,
+  streamNll,
+} from "./lib/eval/scoring.ts";
+export {
+  type EvalTask,
+  evaluateTask,
+  type FieldKind,
+  formatTable,
+  readJsonl,
+  TASK_FIELDS,
+  taskName,
+  type TaskResult,
+} from "./lib/eval/tasks.ts";
+export {
+  lcsLength,
+  porterStem,
+  rouge,
+  rougeL,
+  rougeN,
+  type RougeScore,
+  rougeTokens,
+} from "./lib/eval/rouge.ts";
+export {
   ContinuousBatcher,
   type FinishReason,
   Sequence,

@@ -14,6 +14,7 @@ const COMMANDS: [string, string][] = [
   ["bench", "../bench/gpt2_cpu.ts"],
   ["export-hf", "../tools/export_hf.ts"],
   ["serve", "../tools/serve.ts"],
+  ["evaluate", "../tools/evaluate.ts"],
 ];
 
 async function help(script: string): Promise<{ code: number; out: string; err: string }> {
@@ -56,6 +57,7 @@ const TYPOS: [string, string, string][] = [
   ["launch", "--nproc-per-nod", "--nproc-per-node"],
   ["plan", "--gpu", "--gpus"],
   ["serve", "--chekpoint", "--checkpoint"],
+  ["evaluate", "--lambda", "--lambada"],
   ["bench", "--stpes", "--steps"],
   ["export-hf", "--chekpoint", "--checkpoint"],
 ];

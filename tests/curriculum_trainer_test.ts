@@ -185,7 +185,11 @@ Deno.test("step() overrides: a one-off plan for a single step", () => {
   t.dispose();
 });
 
-function allowedSamples(data: SampleDataset, it: DifficultyBatchIterator, batches: number): number[] {
+function allowedSamples(
+  data: SampleDataset,
+  it: DifficultyBatchIterator,
+  batches: number,
+): number[] {
   const seen: number[] = [];
   const metric = longestDocumentRun(corpus.tokenizer.eotId);
   for (let i = 0; i < batches; i++) {

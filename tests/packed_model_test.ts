@@ -14,7 +14,6 @@ const DOCS = [
   [5, 9, 14, 2, 7],
   [3, 3, 8, 20, 11, 6, 1],
 ];
-const T = DOCS[0].length + DOCS[1].length;
 const packed = DOCS.flat();
 const next = (doc: number[]) => [...doc.slice(1), -1]; // the last token predicts nothing
 

@@ -85,6 +85,12 @@ export const FLOORS: readonly Floor[] = [
   },
   { name: "infer", parts: ["lib/infer/"], holds: "KV cache, sampling, generation" },
   {
+    name: "eval",
+    parts: ["lib/eval/"],
+    holds:
+      "evaluation: perplexity, LAMBADA, multiple choice, ROUGE (below train, which may call it)",
+  },
+  {
     name: "serve",
     parts: ["lib/serve/"],
     holds: "the generation server: HTTP endpoints, continuous batching, chat templates",
