@@ -312,6 +312,30 @@ export const CONFIG_KEYS = {
     evalInterval: { kind: "int", default: 100, flag: "--eval-interval", min: 1 },
     /** Micro-batches per evaluation; 0 turns evaluation off. */
     evalIters: { kind: "int", default: 20, flag: "--eval-iters", min: 0 },
+    /** A LAMBADA-style JSONL file ({"text"}) scored at each evaluation (last-word accuracy). */
+    evalLambada: {
+      kind: "string",
+      default: null,
+      flag: "--eval-lambada",
+      nullable: true,
+      optional: true,
+    },
+    /** A HellaSwag JSONL file (ctx, endings, label) scored at each evaluation (acc, acc_norm). */
+    evalHellaswag: {
+      kind: "string",
+      default: null,
+      flag: "--eval-hellaswag",
+      nullable: true,
+      optional: true,
+    },
+    /** Examples of each evaluation task per evaluation (the file's first ones). */
+    evalTaskLimit: {
+      kind: "int",
+      default: 100,
+      flag: "--eval-task-limit",
+      min: 1,
+      optional: true,
+    },
   },
   checkpoints: {
     /** Directory to save to; null saves nothing. */

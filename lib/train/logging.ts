@@ -56,6 +56,8 @@ export interface EvalRecord {
   bitsPerByte: number;
   /** Seconds since the run started. */
   elapsed: number;
+  /** Evaluation tasks' metrics, "task/metric" to value ("lambada/acc"). @default none */
+  tasks?: Record<string, number>;
 }
 
 /** A line of `metrics.jsonl`. */
@@ -184,7 +186,8 @@ export class ProgressLogger {
   eval(r: EvalRecord): void {
     this.line(
       `eval at step ${r.iteration}: loss ${r.loss.toFixed(4)} | perplexity ` +
-        `${r.perplexity.toFixed(2)} | ${r.bitsPerByte.toFixed(4)} bits/byte`,
+        `${r.perplexity.toFixed(2)} | ${r.bitsPerByte.toFixed(4)} bits/byte` +
+        Object.entries(r.tasks ?? {}).map(([k, v]) => ` | ${k} ${v.toFixed(4)}`).join(""),
     );
   }
 

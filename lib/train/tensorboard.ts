@@ -151,6 +151,7 @@ function scalarsOf(r: MetricsRecord): Record<string, number> {
     put("eval/loss", r.loss);
     put("eval/perplexity", r.perplexity);
     put("eval/bits_per_byte", r.bitsPerByte);
+    for (const [k, v] of Object.entries(r.tasks ?? {})) put(`eval/${k}`, v);
   }
   return out;
 }

@@ -43,6 +43,8 @@ import {
   readCheckpoint,
 } from "../io/checkpoint.ts";
 import { GPT, type GPTConfig } from "../nn/gpt.ts";
+import { gptEvalModel } from "../eval/scoring.ts";
+import { type EvalTask, evaluateTask, readJsonl, TASK_FIELDS } from "../eval/tasks.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { ParallelGroups } from "../parallel/init.ts";
 import { batchSizeProblem } from "../parallel/parallel_config.ts";
@@ -847,6 +849,19 @@ export async function train(
   let stepTokens = 0;
   const window = { loss: 0, steps: 0, seconds: 0, tokens: 0, flops: 0 };
 
+  const tasks = evalTasksOf(c);
+  if (tasks.length && !(trainer.model instanceof GPT)) {
+    throw new ConfigError(
+      "--eval-lambada and --eval-hellaswag run in one process or under data parallelism, " +
+        "not yet under tensor or pipeline parallelism",
+    );
+  }
+  // A bad task file is said now, not at the first evaluation.
+  for (const t of tasks) {
+    if (t.kind === "lambada" || t.kind === "hellaswag") {
+      await readJsonl(t.path, TASK_FIELDS[t.kind]);
+    }
+  }
   const evaluate = async (iteration: number) => {
     const r = trainer.evaluate();
     const rec: EvalRecord = {
@@ -857,6 +872,18 @@ export async function train(
       bitsPerByte: r.bitsPerByte,
       elapsed: elapsed(),
     };
+    // The tasks score the whole model on the logging rank; the other ranks wait at the
+    // next step's gradient reduction.
+    if (tasks.length && lead) {
+      const model = trainer.model as GPT;
+      model.eval();
+      rec.tasks = {};
+      for (const task of tasks) {
+        const result = await evaluateTask(gptEvalModel(model), trainer.tokenizer, task);
+        for (const [k, v] of Object.entries(result.metrics)) rec.tasks[`${task.kind}/${k}`] = v;
+      }
+      model.train();
+    }
     logger.eval(rec);
     metrics?.write(rec);
     tensorboard?.write(rec);
@@ -941,4 +968,13 @@ export async function train(
     summary.plot = await writeLossPlot(runDir, await readMetrics(metricsPath));
   }
   return summary;
+}
+
+/** The evaluation tasks a configuration names (eval.evalLambada, eval.evalHellaswag). */
+function evalTasksOf(c: TrainConfig): EvalTask[] {
+  const limit = c.eval.evalTaskLimit ?? 100;
+  const tasks: EvalTask[] = [];
+  if (c.eval.evalLambada) tasks.push({ kind: "lambada", path: c.eval.evalLambada, limit });
+  if (c.eval.evalHellaswag) tasks.push({ kind: "hellaswag", path: c.eval.evalHellaswag, limit });
+  return tasks;
 }
