@@ -84,3 +84,16 @@ for (const [name, typo, meant] of TYPOS) {
     assert.equal(err, `${lead}${where}unknown option ${typo}; did you mean ${meant}?`);
   });
 }
+
+for (const name of ["generate", "serve", "evaluate"]) {
+  Deno.test(`deno task ${name} without --checkpoint or --hf: one error line, exit 2, nothing loaded`, async () => {
+    const script = COMMANDS.find(([n]) => n === name)![1];
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", decodeURIComponent(new URL(script, import.meta.url).pathname)],
+      env: { NO_COLOR: "1" },
+    }).output();
+    const err = new TextDecoder().decode(r.stderr).trim();
+    assert.equal(r.code, 2, err);
+    assert.equal(err, "error: give exactly one of --checkpoint and --hf (--help shows the usage)");
+  });
+}

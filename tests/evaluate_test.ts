@@ -12,9 +12,8 @@ import {
 } from "../lib/eval/scoring.ts";
 import { evaluateTask, readJsonl } from "../lib/eval/tasks.ts";
 import { GPT, type GPTConfig } from "../lib/nn/gpt.ts";
-import { AdamW } from "../lib/optim/adamw.ts";
-import { saveCheckpoint } from "../lib/train/checkpoint.ts";
 import { Tensor } from "../lib/tensor.ts";
+import { saveByteRun } from "./helpers.ts";
 
 const CONFIG: GPTConfig = { vocabSize: 257, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 16 };
 const tok = new ByteTokenizer();
@@ -294,18 +293,7 @@ Deno.test("deno task evaluate: --help, a missing file, and a checkpoint's table 
 
     using model = tinyModel();
     const save = join(dir, "run");
-    const optimizer = new AdamW(model.params);
-    await saveCheckpoint(save, {
-      model,
-      optimizer,
-      iteration: 1,
-      consumedSamples: 0,
-      config: {
-        model: { nLayer: 2, nHead: 2, nEmbd: 16, vocabSize: null, seqLength: 16, dropout: 0 },
-        data: { tokenizer: "byte" },
-      },
-    });
-    optimizer.dispose();
+    await saveByteRun(save, model);
     const text = join(dir, "valid.txt");
     await Deno.writeTextFile(text, TEXT);
     const lambada = join(dir, "lambada.jsonl");

@@ -4,8 +4,7 @@ import { generate } from "../lib/infer/generate.ts";
 import { fromCheckpoint, fromHfGpt2 } from "../lib/infer/sources.ts";
 import { saveHfGpt2 } from "../lib/io/hf_gpt2.ts";
 import { GPT, type GPTConfig } from "../lib/nn/gpt.ts";
-import { AdamW } from "../lib/optim/adamw.ts";
-import { saveCheckpoint } from "../lib/train/checkpoint.ts";
+import { saveByteRun } from "./helpers.ts";
 
 const CONFIG: GPTConfig = { vocabSize: 257, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 16 };
 
@@ -27,23 +26,7 @@ async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-async function saveRun(dir: string, model: GPT): Promise<void> {
-  const optimizer = new AdamW(model.params);
-  try {
-    await saveCheckpoint(dir, {
-      model,
-      optimizer,
-      iteration: 3,
-      consumedSamples: 0,
-      config: {
-        model: { nLayer: 2, nHead: 2, nEmbd: 16, vocabSize: null, seqLength: 24, dropout: 0 },
-        data: { tokenizer: "byte" },
-      },
-    });
-  } finally {
-    optimizer.dispose();
-  }
-}
+const saveRun = (dir: string, model: GPT) => saveByteRun(dir, model, 3);
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {

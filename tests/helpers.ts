@@ -11,6 +11,9 @@ import "../lib/autograd.ts";
 import { crossEntropy } from "../lib/ops/crossentropy.ts";
 import { matmul } from "../lib/ops/matmul.ts";
 import { matmulBackRef, type MatmulCase, matmulRef } from "./reference.ts";
+import type { GPT } from "../lib/nn/gpt.ts";
+import { AdamW } from "../lib/optim/adamw.ts";
+import { saveCheckpoint } from "../lib/train/checkpoint.ts";
 
 /** Asserts |a - e| <= atol + rtol·|e| elementwise; names the worst element. */
 export function assertClose(
@@ -237,4 +240,35 @@ export function checkCrossEntropyOverwrite(dev: Device, dtype: "f32" | "bf16"): 
     rtol: dtype === "f32" ? 1e-6 : 1e-2,
     atol: 1e-7,
   });
+}
+
+/**
+ * Saves `model` (a byte-level GPT) as a training run's checkpoint in `dir`, with the
+ * model keys of its shape and the byte tokenizer, as tools/train.ts would: what the
+ * commands that take `--checkpoint` read.
+ */
+export async function saveByteRun(dir: string, model: GPT, iteration = 1): Promise<void> {
+  const c = model.config;
+  const optimizer = new AdamW(model.params);
+  try {
+    await saveCheckpoint(dir, {
+      model,
+      optimizer,
+      iteration,
+      consumedSamples: 0,
+      config: {
+        model: {
+          nLayer: c.nLayer,
+          nHead: c.nHead,
+          nEmbd: c.nEmbd,
+          vocabSize: null,
+          seqLength: c.blockSize,
+          dropout: 0,
+        },
+        data: { tokenizer: "byte" },
+      },
+    });
+  } finally {
+    optimizer.dispose();
+  }
 }

@@ -4,12 +4,11 @@ import { ByteTokenizer } from "../lib/data/tokenizer.ts";
 import { generate } from "../lib/infer/generate.ts";
 import type { GenerationSource } from "../lib/infer/sources.ts";
 import { GPT, GPT_PRESETS, type GPTConfig } from "../lib/nn/gpt.ts";
-import { AdamW } from "../lib/optim/adamw.ts";
 import { ContinuousBatcher } from "../lib/serve/batcher.ts";
 import { loadChatTemplate } from "../lib/serve/chat.ts";
 import { GenerationServer, isLoopback, type ServeOptions } from "../lib/serve/server.ts";
 import { TextStream } from "../lib/serve/text.ts";
-import { saveCheckpoint } from "../lib/train/checkpoint.ts";
+import { saveByteRun } from "./helpers.ts";
 
 const CONFIG: GPTConfig = { vocabSize: 257, blockSize: 24, nLayer: 2, nHead: 2, nEmbd: 16 };
 const tokenizer = new ByteTokenizer();
@@ -643,18 +642,7 @@ Deno.test("deno task serve --checkpoint serves the run's model and stops cleanly
   const dir = await Deno.makeTempDir({ prefix: "denotron_serve_" });
   try {
     using model = byteModel();
-    const optimizer = new AdamW(model.params);
-    await saveCheckpoint(dir, {
-      model,
-      optimizer,
-      iteration: 1,
-      consumedSamples: 0,
-      config: {
-        model: { nLayer: 2, nHead: 2, nEmbd: 16, vocabSize: null, seqLength: 24, dropout: 0 },
-        data: { tokenizer: "byte" },
-      },
-    });
-    optimizer.dispose();
+    await saveByteRun(dir, model);
     const child = serveCommand(["--checkpoint", dir, "--port", "0"]).spawn();
     const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
     let log = "";

@@ -1,7 +1,8 @@
 /**
  * What every command-line tool shares: the one-line error form and number flags.
  *
- * defines: runMain, isUserError, joinNegativeValues, intFlag, numberFlag
+ * defines: runMain, isUserError, joinNegativeValues, intFlag, numberFlag, MODEL_SOURCE_FLAGS,
+ *          modelSource
  *
  * A tool's error is one line on standard error, `error: …`, naming what is wrong and
  * where (file, field, flag); exit status 2 for bad input, 1 for anything else. The stack
@@ -14,6 +15,7 @@ import { CheckpointError } from "../lib/io/checkpoint.ts";
 import { ConfigError } from "../lib/key_table.ts";
 import { NativeError } from "../ffi/native.ts";
 import { PlanError } from "../lib/plan/predict.ts";
+import { fromCheckpoint, fromHf, type GenerationSource } from "../lib/infer/sources.ts";
 
 /** Whether `e` is about the input (a flag, a file, a field, a size), not a bug. */
 export function isUserError(e: unknown): boolean {
@@ -111,4 +113,30 @@ export function intFlag(flag: string, raw: unknown, min: number, max: number): n
     throw new DenotronError(`--${flag} must be an integer in [${min}, ${max}], got "${raw}"`);
   }
   return v;
+}
+
+/** The flags that name the model to load: a training checkpoint or a Hugging Face directory. */
+export const MODEL_SOURCE_FLAGS = {
+  checkpoint: { type: "string" },
+  hf: { type: "string" },
+} as const;
+
+/**
+ * Checks that exactly one of `--checkpoint` and `--hf` was given and returns its loader,
+ * so that every other flag can be checked before the model is read.
+ *
+ * @param values the parsed flags
+ * @returns a function that loads the model and tokenizer
+ * @throws DenotronError when neither or both are given
+ */
+export function modelSource(
+  values: { checkpoint?: string; hf?: string },
+): () => Promise<GenerationSource> {
+  const { checkpoint, hf } = values;
+  if ((checkpoint === undefined) === (hf === undefined)) {
+    throw new DenotronError(
+      "give exactly one of --checkpoint and --hf (--help shows the usage)",
+    );
+  }
+  return () => checkpoint !== undefined ? fromCheckpoint(checkpoint) : fromHf(hf!);
 }

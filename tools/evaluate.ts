@@ -21,8 +21,7 @@ import {
   type TaskResult,
 } from "../lib/eval/tasks.ts";
 import { generate } from "../lib/infer/generate.ts";
-import { fromCheckpoint, fromHf } from "../lib/infer/sources.ts";
-import { intFlag, runMain } from "./cli.ts";
+import { intFlag, MODEL_SOURCE_FLAGS, modelSource, runMain } from "./cli.ts";
 
 const USAGE = `usage: deno task evaluate (--checkpoint DIR | --hf DIR) TASK... [options]
 
@@ -45,8 +44,7 @@ async function main(args: string[]): Promise<number> {
   const { values } = parseFlags({
     args,
     options: {
-      checkpoint: { type: "string" },
-      hf: { type: "string" },
+      ...MODEL_SOURCE_FLAGS,
       "perplexity-data": { type: "string" },
       "perplexity-text": { type: "string" },
       lambada: { type: "string" },
@@ -63,10 +61,7 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if ((values.checkpoint === undefined) === (values.hf === undefined)) {
-    console.error(`error: give exactly one of --checkpoint and --hf\n${USAGE}`);
-    return 2;
-  }
+  const load = modelSource(values);
   const limit = values.limit === undefined
     ? undefined
     : intFlag("limit", values.limit, 1, Number.MAX_SAFE_INTEGER);
@@ -95,9 +90,7 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
 
-  const source = values.checkpoint !== undefined
-    ? await fromCheckpoint(values.checkpoint)
-    : await fromHf(values.hf!);
+  const source = await load();
   const { model, tokenizer } = source;
   console.error(`evaluate: ${model} from ${source.origin}`);
   const scorer = gptEvalModel(model);

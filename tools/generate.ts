@@ -12,8 +12,14 @@
  */
 import { parseFlags } from "../lib/cli_args.ts";
 import { generateStream } from "../lib/infer/generate.ts";
-import { fromCheckpoint, fromHf } from "../lib/infer/sources.ts";
-import { intFlag, joinNegativeValues, numberFlag, runMain } from "./cli.ts";
+import {
+  intFlag,
+  joinNegativeValues,
+  MODEL_SOURCE_FLAGS,
+  modelSource,
+  numberFlag,
+  runMain,
+} from "./cli.ts";
 
 const USAGE = `usage: deno task generate (--checkpoint DIR | --hf DIR) [--prompt TEXT]
   [--max-new-tokens 100] [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--seed 1]
@@ -31,8 +37,7 @@ async function main(args: string[]): Promise<number> {
   const { values } = parseFlags({
     args: joinNegativeValues(args),
     options: {
-      checkpoint: { type: "string" },
-      hf: { type: "string" },
+      ...MODEL_SOURCE_FLAGS,
       prompt: { type: "string", default: "" },
       "max-new-tokens": { type: "string", default: "100" },
       temperature: { type: "string", default: "0.8" },
@@ -47,10 +52,7 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if ((values.checkpoint === undefined) === (values.hf === undefined)) {
-    console.error(`error: give exactly one of --checkpoint and --hf\n${USAGE}`);
-    return 2;
-  }
+  const load = modelSource(values);
   // Every flag is checked before the model is loaded.
   const options = {
     maxNewTokens: intFlag("max-new-tokens", values["max-new-tokens"], 0, 1_000_000),
@@ -59,9 +61,7 @@ async function main(args: string[]): Promise<number> {
     topP: numberFlag("top-p", values["top-p"], 0, 1),
     seed: intFlag("seed", values.seed, 0, Number.MAX_SAFE_INTEGER),
   };
-  const source = values.checkpoint !== undefined
-    ? await fromCheckpoint(values.checkpoint)
-    : await fromHf(values.hf!);
+  const source = await load();
   const { model, tokenizer } = source;
   console.error(`generate: ${model} from ${source.origin}`);
   const prompt = values.prompt!;

@@ -15,11 +15,11 @@
 import { dirname, join } from "node:path";
 import { parseFlags } from "../lib/cli_args.ts";
 import { isHfTokenizerPath } from "../lib/data/tokenizer.ts";
-import { fromCheckpoint, fromHf, type GenerationSource } from "../lib/infer/sources.ts";
+import type { GenerationSource } from "../lib/infer/sources.ts";
 import { type ChatTemplate, chatTemplate, loadChatTemplate } from "../lib/serve/chat.ts";
 import { DEFAULT_LIMITS } from "../lib/serve/protocol.ts";
 import { GenerationServer } from "../lib/serve/server.ts";
-import { intFlag, runMain } from "./cli.ts";
+import { intFlag, MODEL_SOURCE_FLAGS, modelSource, runMain } from "./cli.ts";
 
 const USAGE = `usage: deno task serve (--checkpoint DIR | --hf DIR) [options]
 
@@ -64,8 +64,7 @@ async function main(args: string[]): Promise<number> {
   const { values } = parseFlags({
     args,
     options: {
-      checkpoint: { type: "string" },
-      hf: { type: "string" },
+      ...MODEL_SOURCE_FLAGS,
       host: { type: "string" },
       port: { type: "string", default: "8000" },
       "max-batch": { type: "string", default: String(DEFAULT_LIMITS.maxBatch) },
@@ -83,10 +82,7 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if ((values.checkpoint === undefined) === (values.hf === undefined)) {
-    console.error(`error: give exactly one of --checkpoint and --hf\n${USAGE}`);
-    return 2;
-  }
+  const load = modelSource(values);
   // Every flag is checked before the model is loaded.
   const big = Number.MAX_SAFE_INTEGER;
   const port = intFlag("port", values.port, 0, 65535);
@@ -106,9 +102,7 @@ async function main(args: string[]): Promise<number> {
     template = chatTemplate(await Deno.readTextFile(file), { origin: file });
   }
 
-  const source = values.checkpoint !== undefined
-    ? await fromCheckpoint(values.checkpoint)
-    : await fromHf(values.hf!);
+  const source = await load();
   const { model } = source;
   if (!template) {
     const dir = await tokenizerDir(values, source);
