@@ -41,6 +41,12 @@ import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
 import { ExitSignalHandler } from "../lib/parallel/signals.ts";
 import { setDistributedTimeoutMinutes } from "../lib/parallel/timeouts.ts";
 import { runMain } from "./cli.ts";
+import { dirname } from "node:path";
+import { buildSftDatasets } from "../lib/data/sft_dataset.ts";
+import { chatTemplate, FALLBACK_CHAT_TEMPLATE, loadChatTemplate } from "../lib/serve/chat.ts";
+import { fromCheckpoint } from "../lib/infer/sources.ts";
+import { namedFromFlat } from "../lib/train/engine.ts";
+import { CheckpointError, type NamedTensors } from "../lib/io/checkpoint.ts";
 
 const CACHE_DIR = ".cache";
 /** The time budget of a run on the built-in corpus (the README's main command). */
@@ -81,7 +87,7 @@ async function main(args: string[]): Promise<void> {
   if (dist && dist.rank !== 0) dist.world.barrier();
   let data: OpenedData;
   try {
-    data = await openDatasets({
+    data = d.sft ? await openSftData(config, tokenizer) : await openDatasets({
       dataPath: builtIn ? [await prepareSotuCorpus(CACHE_DIR, tokenizer)] : d.dataPath,
       trainDataPath: d.trainDataPath,
       validDataPath: d.validDataPath,
@@ -101,17 +107,27 @@ async function main(args: string[]): Promise<void> {
   if (!trainData) throw new ConfigError(`split "${d.split}" leaves no training data`);
   const tokens = sum(data.files.map((f) => sum(f.sequenceLengths)));
   const documents = sum(data.files.map((f) => f.documentCount));
+  const ready = formatDuration((performance.now() - prepStart) / 1000);
   log(
-    `data: ${data.files.map((f) => f.prefix).join(", ")} (${formatSi(tokens)} tokens, ` +
-      `${documents} documents), ready in ${formatDuration((performance.now() - prepStart) / 1000)}`,
+    d.sft
+      ? `data: fine-tuning examples, ready in ${ready}`
+      : `data: ${data.files.map((f) => f.prefix).join(", ")} (${formatSi(tokens)} tokens, ` +
+        `${documents} documents), ready in ${ready}`,
   );
   for (const line of data.summary) log(`  ${line}`);
 
+  if (config.checkpoints.initFromHf && config.checkpoints.pretrainedCheckpoint) {
+    throw new ConfigError(
+      `initFromHf and pretrainedCheckpoint both name starting weights; give one of them`,
+    );
+  }
   using initModel = await modelFromHf(config, tokenizer);
   if (initModel) {
     const arch = isGpt2Architecture(initModel.config) ? "GPT-2" : "Llama";
     log(`weights: ${config.checkpoints.initFromHf} (Hugging Face ${arch})`);
   }
+  const pretrained = await pretrainedWeights(config, tokenizer);
+  if (pretrained) log(`weights: ${pretrained.source} (pretrained checkpoint)`);
   using trainer = new Trainer({
     config,
     train: trainData,
@@ -119,11 +135,12 @@ async function main(args: string[]): Promise<void> {
     tokenizer,
     ...(groups ? { groups } : {}),
     ...(initModel ? { model: initModel } : {}),
+    ...(pretrained ? { initialWeights: pretrained } : {}),
   });
-  // With initFromHf, --load resumes only when it holds a checkpoint: rerunning the same
-  // fine-tuning command continues the job.
+  // With starting weights, --load resumes only when it holds a checkpoint: rerunning the
+  // same fine-tuning command continues the job.
   const load = config.checkpoints.load;
-  if (load && !(initModel && !await hasCheckpoint(load))) {
+  if (load && !((initModel || pretrained) && !await hasCheckpoint(load))) {
     const state = await trainer.load(load);
     log(`resumed from ${load} at iteration ${state.iteration}`);
   }
@@ -264,47 +281,149 @@ async function modelFromHf(config: TrainConfig, tokenizer: Tokenizer): Promise<G
     throw e;
   }
   try {
-    const c = model.config;
-    const refuse = (msg: string): never => {
-      throw new ConfigError(`initFromHf ${dir}: ${msg}`);
-    };
-    if (c.vocabSize !== tokenizer.vocabSize) {
-      refuse(
-        `the model's vocabulary has ${c.vocabSize} tokens, the tokenizer "${tokenizer.name}" ` +
-          `${tokenizer.vocabSize}${c.vocabSize === 50257 ? "; use --tokenizer gpt2" : ""}`,
-      );
-    }
-    if (m.seqLength > c.blockSize) {
-      refuse(`seqLength ${m.seqLength} exceeds the model's ${c.blockSize} positions`);
-    }
-    Object.assign(
-      m,
-      {
-        ...modelKeysOf(c),
-        vocabSize: c.vocabSize,
-        maxPositionEmbeddings: c.blockSize,
-      } satisfies Partial<typeof m>,
-    );
-    // the config must rebuild this very shape, or checkpoints and --load would not
-    const rebuilt = gptConfigWithDefaults({
-      ...gptConfigFrom(config, tokenizer),
-      dropout: c.dropout,
-    });
-    const lost = (Object.keys(c) as (keyof GPTConfig)[])
-      .filter((k) => JSON.stringify(rebuilt[k]) !== JSON.stringify(c[k]));
-    if (lost.length) {
-      refuse(
-        `the training config cannot describe its ${
-          lost.map((k) => `${k} ${JSON.stringify(c[k])}`).join(", ")
-        }`,
-      );
-    }
+    adoptModelShape(config, tokenizer, model.config, `initFromHf ${dir}`);
     model.train();
     return model;
   } catch (e) {
     model.dispose();
     throw e;
   }
+}
+
+/**
+ * The fine-tuning examples of the config's data paths (one JSONL file each; `dataPath`
+ * is cut by `split`), packed into rows of seqLength + 1 tokens, chat messages rendered by
+ * the tokenizer directory's chat template or the plain one.
+ */
+async function openSftData(config: TrainConfig, tokenizer: Tokenizer): Promise<OpenedData> {
+  const d = config.data;
+  const one = (flag: string, words: string[] | null | undefined): string | undefined => {
+    if (!words || words.length === 0) return undefined;
+    if (words.length > 1) {
+      throw new ConfigError(`${flag} with --sft takes one JSONL file, got ${words.length} words`);
+    }
+    return words[0];
+  };
+  const train = one("--train-data-path", d.trainDataPath) ?? one("--data-path", d.dataPath);
+  if (!train) {
+    throw new ConfigError(
+      `--sft needs the fine-tuning data: --data-path FILE.jsonl (cut by --split), or ` +
+        `--train-data-path FILE.jsonl with --valid-data-path`,
+    );
+  }
+  const valid = one("--valid-data-path", d.validDataPath);
+  const test = one("--test-data-path", d.testDataPath);
+  if (d.trainDataPath && d.dataPath) {
+    throw new ConfigError(`--data-path and --train-data-path both name the training data`);
+  }
+  const dir = tokenizerDirectory(d.tokenizer);
+  const template = (dir ? await loadChatTemplate(dir) : null) ??
+    chatTemplate(FALLBACK_CHAT_TEMPLATE, { origin: "the plain chat template" });
+  const splits = await buildSftDatasets(
+    { train, ...(valid ? { valid } : {}), ...(test ? { test } : {}) },
+    tokenizer,
+    {
+      seqLength: config.model.seqLength,
+      split: d.split,
+      seed: config.training.seed,
+      pack: d.sftPack ?? true,
+      render: (messages) => template.render(messages),
+    },
+  );
+  const parts = [splits.train, splits.valid, splits.test].filter((x) => x !== undefined);
+  return {
+    ...splits,
+    files: [],
+    summary: [
+      `chat messages rendered by ${template.origin}`,
+      ...parts.map((x) => x.describe()),
+    ],
+    [Symbol.dispose]() {},
+  };
+}
+
+/** The directory of a tokenizer given as a path (tokenizer.json or its folder), else null. */
+function tokenizerDirectory(name: string): string | null {
+  if (name === "byte" || name === "gpt2" || !name.includes("/") && !name.endsWith(".json")) {
+    return null;
+  }
+  return name.endsWith(".json") ? dirname(name) : name;
+}
+
+/**
+ * Makes the config's model keys describe `c`, the shape of the starting weights, so that
+ * checkpoints record it and `--load` rebuilds it; a vocabulary other than the tokenizer's,
+ * samples longer than its positions, or a shape the config cannot express are refused
+ * with a sentence that starts with `origin`.
+ */
+function adoptModelShape(
+  config: TrainConfig,
+  tokenizer: Tokenizer,
+  c: Required<GPTConfig>,
+  origin: string,
+): void {
+  const m = config.model;
+  const refuse = (msg: string): never => {
+    throw new ConfigError(`${origin}: ${msg}`);
+  };
+  if (c.vocabSize !== tokenizer.vocabSize) {
+    refuse(
+      `the model's vocabulary has ${c.vocabSize} tokens, the tokenizer "${tokenizer.name}" ` +
+        `${tokenizer.vocabSize}${c.vocabSize === 50257 ? "; use --tokenizer gpt2" : ""}`,
+    );
+  }
+  if (m.seqLength > c.blockSize) {
+    refuse(`seqLength ${m.seqLength} exceeds the model's ${c.blockSize} positions`);
+  }
+  Object.assign(
+    m,
+    {
+      ...modelKeysOf(c),
+      vocabSize: c.vocabSize,
+      maxPositionEmbeddings: c.blockSize,
+    } satisfies Partial<typeof m>,
+  );
+  // the config must rebuild this very shape, or checkpoints and --load would not
+  const rebuilt = gptConfigWithDefaults({
+    ...gptConfigFrom(config, tokenizer),
+    dropout: c.dropout,
+  });
+  const lost = (Object.keys(c) as (keyof GPTConfig)[])
+    .filter((k) => JSON.stringify(rebuilt[k]) !== JSON.stringify(c[k]));
+  if (lost.length) {
+    refuse(
+      `the training config cannot describe its ${
+        lost.map((k) => `${k} ${JSON.stringify(c[k])}`).join(", ")
+      }`,
+    );
+  }
+}
+
+/**
+ * The weights of `pretrainedCheckpoint`, if set, as full tensors; the checkpoint's model
+ * shape replaces the config's model keys (see adoptModelShape).
+ */
+async function pretrainedWeights(
+  config: TrainConfig,
+  tokenizer: Tokenizer,
+): Promise<{ tensors: NamedTensors; source: string } | null> {
+  const path = config.checkpoints.pretrainedCheckpoint;
+  if (!path) return null;
+  let source;
+  try {
+    source = await fromCheckpoint(path);
+  } catch (e) {
+    if (e instanceof DenotronError || e instanceof CheckpointError) {
+      throw new ConfigError(`pretrainedCheckpoint: ${e.message}`);
+    }
+    throw e;
+  }
+  using model = source.model;
+  adoptModelShape(config, tokenizer, model.config, `pretrainedCheckpoint ${source.origin}`);
+  const tensors = namedFromFlat(model.params.entries, {
+    "": model.params.data.toArray() as Float32Array,
+  });
+  return { tensors, source: `${source.origin}/model.safetensors` };
 }
 
 /** TP/PP need their ranks: run alone, the command says how to launch them. */

@@ -202,5 +202,12 @@ export function truncateBatch(batch: Batch, length: number): Batch {
     inputs.set(batch.inputs.subarray(b * T, b * T + length), b * length);
     targets.set(batch.targets.subarray(b * T, b * T + length), b * length);
   }
-  return { inputs, targets, batchSize: B, seqLength: length };
+  const starts = batch.documentStarts?.map((row) => row.filter((t) => t < length));
+  return {
+    inputs,
+    targets,
+    batchSize: B,
+    seqLength: length,
+    ...(starts ? { documentStarts: starts } : {}),
+  };
 }

@@ -248,6 +248,24 @@ export interface SampleDataset {
    * @returns `out`
    */
   sample(i: number, out?: Int32Array): Int32Array;
+  /**
+   * Packed samples only (fine-tuning data): the documents inside sample `i` and the
+   * targets that do not count. Absent: one document per sample, every target counts.
+   *
+   * @param i in [0, length)
+   */
+  packing?(i: number): SamplePacking;
+}
+
+/** The documents packed into one sample, and the targets its loss leaves out. */
+export interface SamplePacking {
+  /** Where each document starts among the T inputs, ascending; 0 always is one. */
+  readonly starts: readonly number[];
+  /**
+   * (T) 1 where the target does not count: a prompt token's next token, a document's last
+   * token (its next token is another document's), padding. Absent: all count.
+   */
+  readonly ignore?: Uint8Array;
 }
 
 /**
@@ -380,6 +398,12 @@ export interface Batch {
   batchSize: number;
   /** T */
   seqLength: number;
+  /**
+   * Packed rows: for each of the B rows, where its documents start (0 first). Positions
+   * restart and attention stays inside each document (see nn/attention.ts
+   * sequenceLayout). Absent: one sequence per row.
+   */
+  documentStarts?: readonly (readonly number[])[];
 }
 
 /** Options for {@link GptBatchIterator}. */
@@ -459,14 +483,21 @@ export class GptBatchIterator {
     const inputs = new Int32Array(B * T);
     const targets = new Int32Array(B * T);
     const first = this.#consumed + this.#rank * B;
+    const packed = this.dataset.packing !== undefined;
+    const documentStarts: (readonly number[])[] = [];
     for (let b = 0; b < B; b++) {
       const k = (first + b) % this.dataset.length;
-      this.dataset.sample(this.dataset.shuffleIndex[k], this.#row);
+      const i = this.dataset.shuffleIndex[k];
+      this.dataset.sample(i, this.#row);
       inputs.set(this.#row.subarray(0, T), b * T);
       targets.set(this.#row.subarray(1), b * T);
+      if (!packed) continue;
+      const p = this.dataset.packing!(i);
+      documentStarts.push(p.starts);
+      if (p.ignore) p.ignore.forEach((skip, t) => skip && (targets[b * T + t] = -1));
     }
     this.#consumed += B * this.#world;
-    return { inputs, targets, batchSize: B, seqLength: T };
+    return { inputs, targets, batchSize: B, seqLength: T, ...(packed ? { documentStarts } : {}) };
   }
 }
 

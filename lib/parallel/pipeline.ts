@@ -26,6 +26,7 @@ import {
   type LayerPlan,
   ropeFrequencies,
 } from "../nn/gpt.ts";
+import type { SequenceLayout } from "../nn/attention.ts";
 import type { Norm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
@@ -80,8 +81,10 @@ export interface PipelineGPTOptions extends GPTOptions {
 export interface MicroBatch {
   /** Input token ids, int32 (b,T). */
   tokens: Tensor;
-  /** Next-token targets, int32 (b,T). */
+  /** Next-token targets, int32 (b,T); -1 where the target does not count. */
   targets: Tensor;
+  /** Packed documents in the rows (see nn/attention.ts sequenceLayout); absent: none. */
+  layout?: SequenceLayout;
 }
 
 /** This rank's stages of a GPT split across a pipeline (and a tensor-parallel group). */
@@ -240,14 +243,14 @@ export class PipelineGPT extends Module {
     const drop = makeDrop(rng, p, b * T * C, C, this.sequenceParallel ? this.tensor : null);
     let h: Tensor;
     if (this.isFirst(chunk)) {
-      h = drop(this.emb!.forward(mb.tokens, padRows(this.emb!.wte)));
+      h = drop(this.emb!.forward(mb.tokens, padRows(this.emb!.wte), mb.layout?.positions));
     } else {
       if (!x) throw new DenotronError(`chunk ${chunk} is not the first stage: it needs an input`);
       h = x;
     }
     const blocks = layers.map((l) => this.blocks.get(l)!);
     const scales = lp ? layers.map((l) => lp.scale[l]) : undefined;
-    h = runLayers(blocks, h, full, drop, rng, this.recompute, scales);
+    h = runLayers(blocks, h, full, drop, rng, this.recompute, scales, mb.layout);
     if (!this.isLast(chunk)) return h;
     const wext = padRows(this.outputWeight!);
     const logits = vocabParallelLogits(

@@ -30,6 +30,7 @@ import {
   type GPTOptions,
   ropeFrequencies,
 } from "../nn/gpt.ts";
+import type { SequenceLayout } from "../nn/attention.ts";
 import { makeNorm, type Norm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
@@ -144,14 +145,19 @@ export class ParallelAttention extends Module {
       new RowParallelLinear(c.nEmbd, c.nEmbd, { ...o, std: o.projStd, bias: c.bias }),
     );
   }
-  /** (B,T,C), or (B·T/tp, C) under SP → the same; `full` is the full (B,T,C). */
-  forward(x: Tensor, full: readonly number[]): Tensor {
+  /**
+   * (B,T,C), or (B·T/tp, C) under SP → the same; `full` is the full (B,T,C); `layout`:
+   * packed documents (positions and key ranges of the full rows).
+   */
+  forward(x: Tensor, full: readonly number[], layout?: SequenceLayout): Tensor {
     let qkv = this.qkv.forward(x, full); // (B,T,·): this rank's heads' q, k, v
-    // every rank holds whole sequences here, so positions are the token indices
+    // every rank holds whole sequences here, so positions are the token indices (or
+    // the packed documents' own)
     if (this.rope) {
-      qkv = rope(qkv, { nHead: this.nHeadLocal, nKvHead: this.nKvHeadLocal, invFreq: this.rope });
+      const heads = { nHead: this.nHeadLocal, nKvHead: this.nKvHeadLocal, invFreq: this.rope };
+      qkv = rope(qkv, layout ? { ...heads, positions: layout.positions } : heads);
     }
-    const core = (q: Tensor) => attention(q, this.nHeadLocal, this.nKvHeadLocal);
+    const core = (q: Tensor) => attention(q, this.nHeadLocal, this.nKvHeadLocal, layout?.spans);
     const y = this.recomputeCoreAttention ? checkpoint(qkv, core) : core(qkv); // (B,T,C/tp)
     return this.proj.forward(y); // (B,T,C), or (B·T/tp, C) under SP
   }
@@ -248,12 +254,19 @@ export class ParallelBlock extends Module {
   /**
    * x + attn(ln1(x)), then + mlp(ln2(·)), each branch through `drop`: (B,T,C), or
    * (B·T/tp, C) under SP; `full` is the full (B,T,C). `branchScale` multiplies both
-   * residual branches (progressive layer dropping's 1 / keep probability).
+   * residual branches (progressive layer dropping's 1 / keep probability); `layout`:
+   * packed documents.
    */
-  forward(x: Tensor, full: readonly number[], drop: Drop, branchScale = 1): Tensor {
+  forward(
+    x: Tensor,
+    full: readonly number[],
+    drop: Drop,
+    branchScale = 1,
+    layout?: SequenceLayout,
+  ): Tensor {
     const residual = (r: Tensor, f: Tensor) =>
       branchScale === 1 ? add(r, f) : addScaled(r, f, branchScale);
-    const x1 = residual(x, drop(this.attn.forward(this.ln1.forward(x), full)));
+    const x1 = residual(x, drop(this.attn.forward(this.ln1.forward(x), full, layout)));
     return residual(x1, drop(this.mlp.forward(this.ln2.forward(x1), full)));
   }
 }
@@ -363,17 +376,18 @@ export class TensorParallelGPT extends Module {
    * This rank's columns of the logits.
    *
    * @param tokens int32 (B,T)
+   * @param layout packed documents (see nn/attention.ts sequenceLayout) @default none
    * @returns (B,T,V/tp+1): this rank's vocabulary columns and the pad column
    */
-  forward(tokens: Tensor): Tensor {
+  forward(tokens: Tensor, layout?: SequenceLayout): Tensor {
     const [B, T] = tokens.shape;
     const C = this.config.nEmbd;
     const full = [B, T, C];
     const p = this.training ? this.config.dropout : 0;
     const drop = makeDrop(this.rng, p, B * T * C, C, this.sequenceParallel ? this.group : null);
     const wext = padRows(this.emb.wte); // (V/tp+1, C)
-    let x = drop(this.emb.forward(tokens, wext));
-    x = runLayers(this.blocks, x, full, drop, this.rng, this.recompute);
+    let x = drop(this.emb.forward(tokens, wext, layout?.positions));
+    x = runLayers(this.blocks, x, full, drop, this.rng, this.recompute, undefined, layout);
     return vocabParallelLogits(
       this.lnf.forward(x),
       this.head ? padRows(this.head.weight) : wext,
@@ -386,11 +400,11 @@ export class TensorParallelGPT extends Module {
 
   /**
    * Mean next-token cross-entropy, the same on every rank; the full logits are never
-   * formed.
+   * formed. `layout`: packed documents.
    */
-  loss(tokens: Tensor, targets: Tensor): Tensor {
+  loss(tokens: Tensor, targets: Tensor, layout?: SequenceLayout): Tensor {
     return vocabParallelCrossEntropy(
-      this.forward(tokens),
+      this.forward(tokens, layout),
       targets,
       this.group,
       this.emb.vocabStart,
@@ -481,7 +495,8 @@ export function setSelectiveRecompute(
 /**
  * Runs consecutive layers, each group of {@linkcode recomputeGroups} inside one
  * checkpoint (its input kept, its inside recomputed in backward with the same dropout
- * counters). `scales`, if given, holds each block's residual-branch scale.
+ * counters). `scales`, if given, holds each block's residual-branch scale; `layout`, the
+ * packed documents of the rows.
  */
 export function runLayers(
   blocks: readonly ParallelBlock[],
@@ -491,9 +506,10 @@ export function runLayers(
   rng: Generator,
   recompute: RecomputeOptions | null,
   scales?: readonly number[],
+  layout?: SequenceLayout,
 ): Tensor {
   const groups = new Map(recomputeGroups(blocks.length, recompute).map((g) => [g[0], g]));
-  const run = (j: number, a: Tensor) => blocks[j].forward(a, full, drop, scales?.[j] ?? 1);
+  const run = (j: number, a: Tensor) => blocks[j].forward(a, full, drop, scales?.[j] ?? 1, layout);
   for (let i = 0; i < blocks.length;) {
     const g = groups.get(i);
     if (g) {

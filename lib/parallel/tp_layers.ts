@@ -14,6 +14,7 @@
  */
 import type { Device } from "../device.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
+import { add } from "../ops/elementwise.ts";
 import { embedding } from "../ops/embedding.ts";
 import { linear } from "../ops/matmul.ts";
 import { type FlatParameters, type Init, Module } from "../nn/module.ts";
@@ -357,9 +358,11 @@ export class VocabParallelEmbedding extends ShardedModule {
    *
    * @param tokens int32 (B,T), global ids
    * @param wext the extended shard `padRows(wte)`, (V/tp+1, C)
+   * @param positions int32 (B,T): each token's position (packed documents restart at 0)
+   *   @default 0..T-1 in every row
    * @returns (B,T,C) replicated, or under sequence parallelism (B·T/tp, C)
    */
-  forward(tokens: Tensor, wext: Tensor): Tensor {
+  forward(tokens: Tensor, wext: Tensor, positions?: Tensor): Tensor {
     const [, T] = tokens.shape;
     const C = this.wte.shape[1];
     const ids = vocabShardTargets(
@@ -369,10 +372,17 @@ export class VocabParallelEmbedding extends ShardedModule {
       false,
     );
     const local = Tensor.fromArray(ids, tokens.shape, { dtype: "i32", device: tokens.device });
-    const wpe = !this.wpe || this.group.rank === 0
-      ? this.wpe
-      : Tensor.zeros([T, C], { dtype: this.wpe.dtype, device: this.wpe.device });
-    const partial = embedding(local, wext, wpe); // (B,T,C)
+    // the positions are added once, by rank 0, so the sum over the group has them once
+    let partial: Tensor; // (B,T,C)
+    if (positions && this.wpe) {
+      partial = embedding(local, wext, null);
+      if (this.group.rank === 0) partial = add(partial, embedding(positions, this.wpe, null));
+    } else {
+      const wpe = !this.wpe || this.group.rank === 0
+        ? this.wpe
+        : Tensor.zeros([T, C], { dtype: this.wpe.dtype, device: this.wpe.device });
+      partial = embedding(local, wext, wpe);
+    }
     return this.sequenceParallel
       ? scatterToSequenceRegion(partial, this.group)
       : reduceFromTensorRegion(partial, this.group);

@@ -358,6 +358,19 @@ export const CONFIG_KEYS = {
       nullable: true,
       optional: true,
     },
+    /**
+     * A Denotron checkpoint (or save directory: its latest) whose weights start the run, at
+     * iteration 0 with a fresh optimizer (Megatron's --pretrained-checkpoint with
+     * --finetune); its model shape replaces the model keys. With `load` as well, a
+     * checkpoint there wins. Null: none.
+     */
+    pretrainedCheckpoint: {
+      kind: "string",
+      default: null,
+      flag: "--pretrained-checkpoint",
+      nullable: true,
+      optional: true,
+    },
   },
   logging: {
     /** Steps between progress lines (each averages the steps since the last). */
@@ -410,6 +423,13 @@ export const CONFIG_KEYS = {
     },
     /** Train / valid / test weights, "969,30,1" style. */
     split: { kind: "string", default: "95,5,0", flag: "--split" },
+    /**
+     * Supervised fine-tuning: the data paths are JSONL files of prompt/response pairs or
+     * chat messages (lib/data/sft_dataset.ts); the loss covers the responses only.
+     */
+    sft: { kind: "bool", default: false, flag: "--sft", optional: true },
+    /** With sft: several examples per row, kept apart by positions and attention. */
+    sftPack: { kind: "bool", default: true, flag: "--sft-pack", optional: true },
     /**
      * Tokenizer: GPT-2's byte-pair encoding ("gpt2"), raw bytes ("byte"), or the path of a
      * Hugging Face tokenizer.json (or the directory holding it).

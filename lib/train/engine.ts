@@ -3,8 +3,8 @@
  * that the {@linkcode Trainer} drives. Everything else — the step plan, batches, the
  * optimizer step, evaluation, checkpoints, logging — is the same code for every layout.
  *
- * defines: StepEngine, EngineStep, SingleModelEngine, namedFromFlat, flatFromNamed,
- *          expectShape
+ * defines: StepEngine, EngineStep, SingleModelEngine, batchLayout, namedFromFlat,
+ *          flatFromNamed, expectShape
  *
  * Two engines:
  * - {@linkcode SingleModelEngine}: one whole GPT per rank, data parallelism with
@@ -24,6 +24,8 @@ import type { Generator } from "../random.ts";
 import { noGrad } from "../autograd.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import type { PipelineGPT } from "../parallel/pipeline.ts";
+import type { Device } from "../device.ts";
+import { type SequenceLayout, sequenceLayout } from "../nn/attention.ts";
 import type { GradOwnership } from "./optimizer.ts";
 
 /** One step's work for an engine: this rank's micro-batches at the step's length. */
@@ -90,6 +92,20 @@ export interface StepEngine {
   shardOf(full: NamedTensors, prefix: string, file: string): Float32Array;
   /** Frees what the engine built (the model only when it owns it). */
   dispose(): void;
+}
+
+/**
+ * The packed documents of a batch as the model reads them (positions and attention
+ * ranges), or undefined for one sequence per row. The tensors are new: create them inside
+ * the tidy scope that runs the micro-batch.
+ *
+ * @param batch the micro-batch
+ * @param device where the model runs
+ */
+export function batchLayout(batch: Batch, device: Device): SequenceLayout | undefined {
+  return batch.documentStarts
+    ? sequenceLayout(batch.documentStarts, batch.seqLength, device)
+    : undefined;
 }
 
 /**
@@ -234,7 +250,8 @@ export class SingleModelEngine implements StepEngine {
       if (draws) rng.offset = base + (i * ddp!.group.size + ddp!.group.rank) * draws;
       lossSum += tidy(() => {
         const [x, y] = this.#tensors(batches[i]);
-        const loss = model.loss(x, y, layers ?? undefined);
+        const layout = batchLayout(batches[i], model.device);
+        const loss = model.loss(x, y, layers ?? undefined, layout);
         loss.backward(
           lossScale === 1 ? undefined : Tensor.full([1], lossScale, { device: loss.device }),
         );
@@ -257,7 +274,7 @@ export class SingleModelEngine implements StepEngine {
     return noGrad(() =>
       tidy(() => {
         const [x, y] = this.#tensors(batch);
-        return this.model.loss(x, y).item();
+        return this.model.loss(x, y, undefined, batchLayout(batch, this.model.device)).item();
       })
     );
   }

@@ -34,7 +34,7 @@ import { Generator } from "../random.ts";
 import { type DType, Tensor, tidy } from "../tensor.ts";
 import type { TrainConfig } from "./config.ts";
 import type { EngineStep, StepEngine } from "./engine.ts";
-import { expectShape } from "./engine.ts";
+import { batchLayout, expectShape } from "./engine.ts";
 import type { GradOwnership } from "./optimizer.ts";
 
 /**
@@ -211,9 +211,11 @@ export class ModelParallelEngine implements StepEngine {
   #microBatch(b: Batch): MicroBatch {
     const shape = [b.batchSize, b.seqLength];
     const device = this.params.data.device;
+    const layout = batchLayout(b, device);
     return {
       tokens: Tensor.fromArray(b.inputs, shape, { dtype: "i32", device }),
       targets: Tensor.fromArray(b.targets, shape, { dtype: "i32", device }),
+      ...(layout ? { layout } : {}),
     };
   }
 

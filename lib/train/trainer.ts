@@ -132,8 +132,8 @@ export function gptConfigFrom(config: TrainConfig, tokenizer: Tokenizer): GPTCon
 }
 
 /**
- * UTF-8 bytes of the text that some tokens stand for, end-of-text tokens
- * excluded (they stand for no text).
+ * UTF-8 bytes of the text that some tokens stand for, end-of-text tokens and -1 (a
+ * target that does not count) excluded (they stand for no text).
  *
  * @param tokenizer the tokenizer that produced the ids
  * @param ids token ids
@@ -154,7 +154,8 @@ export function textBytes(tokenizer: Tokenizer, ids: ArrayLike<number>): number 
     run = [];
   };
   for (let i = 0; i < ids.length; i++) {
-    if (ids[i] === tokenizer.eotId) flush();
+    // -1 (a target that does not count) and end-of-text both end a run of text
+    if (ids[i] === tokenizer.eotId || ids[i] === -1) flush();
     else run.push(ids[i]);
   }
   flush();
@@ -178,6 +179,12 @@ export interface TrainerOptions {
    * @default a model built from the config's shape and seed
    */
   model?: GPT;
+  /**
+   * Full tensors of the single-process model by name (a pretrained checkpoint's weights)
+   * that replace the initial weights before the optimizer starts, under any layout; `source`
+   * names them in messages.
+   */
+  initialWeights?: { tensors: NamedTensors; source: string };
   /**
    * Schedules for sequence length, layer dropping, LR and batch size (lib/curriculum).
    * null: none. @default the one the config's curriculum keys ask for
@@ -347,6 +354,8 @@ export class Trainer {
         ownsModel: !given,
       });
     }
+    const init = options.initialWeights;
+    if (init) this.#copyWeights(init.tensors, init.source);
     this.#world = groups?.world ?? dpGroup;
     this.optimizer = new TrainOptimizer(this.engine.params, {
       training: t,
@@ -540,13 +549,14 @@ export class Trainer {
     });
     const countBytes = !this.#evalBytes.has(iters);
     let lossSum = 0;
-    let bytes = 0;
+    let bytes = 0, tokens = 0;
     const model = this.engine.model;
     model.eval();
     try {
       for (let i = 0; i < iters; i++) {
         const batch = batches.next();
         if (countBytes) bytes += textBytes(this.tokenizer, batch.targets);
+        for (const t of batch.targets) tokens += t === -1 ? 0 : 1;
         // Data-parallel ranks split the micro-batches; their sums add up below.
         if (i % this.dataParallelSize !== this.dataParallelRank) continue;
         lossSum += this.engine.evalLoss(batch);
@@ -557,7 +567,6 @@ export class Trainer {
     if (countBytes) this.#evalBytes.set(iters, bytes);
     bytes = this.#evalBytes.get(iters)!;
     const loss = this.engine.reduceLoss(lossSum) / iters;
-    const tokens = iters * this.config.training.microBatchSize * this.config.model.seqLength;
     return {
       loss,
       perplexity: Math.exp(loss),
