@@ -15,6 +15,7 @@ const COMMANDS: [string, string][] = [
   ["export-hf", "../tools/export_hf.ts"],
   ["serve", "../tools/serve.ts"],
   ["evaluate", "../tools/evaluate.ts"],
+  ["finetune", "../tools/finetune.ts"],
 ];
 
 async function help(script: string): Promise<{ code: number; out: string; err: string }> {
@@ -60,6 +61,8 @@ const TYPOS: [string, string, string][] = [
   ["evaluate", "--lambda", "--lambada"],
   ["bench", "--stpes", "--steps"],
   ["export-hf", "--chekpoint", "--checkpoint"],
+  ["finetune", "--tsak", "--task"],
+  ["finetune", "--pretrained-chekpoint", "--pretrained-checkpoint"],
 ];
 
 for (const [name, typo, meant] of TYPOS) {
@@ -78,8 +81,8 @@ for (const [name, typo, meant] of TYPOS) {
     }).output();
     const err = new TextDecoder().decode(r.stderr).trim();
     assert.equal(r.code, 2, err);
-    // train's options are its configuration keys: "command line: " says where the key was
-    const where = name === "train" ? "command line: " : "";
+    // train's (and finetune's) options are configuration keys: "command line: " says where
+    const where = name === "train" || name === "finetune" ? "command line: " : "";
     const lead = name === "plan" ? "plan: " : "error: ";
     assert.equal(err, `${lead}${where}unknown option ${typo}; did you mean ${meant}?`);
   });

@@ -90,35 +90,35 @@ Deno.test("segmentsOf trains each assistant message and keeps the template's tex
   );
 });
 
-Deno.test("tokenizeExample marks the response and the closing end-of-text as trained", () => {
+Deno.test("tokenizeExample opens with end-of-text and marks the response and the closing end-of-text as trained", () => {
   const t = tokenizeExample(segmentsOf({ prompt: "ab", response: "c" }, plain), tok);
-  assert.deepEqual([...t.tokens], [97, 98, 99, tok.eotId]);
-  assert.deepEqual([...t.trained], [0, 0, 1, 1]);
+  assert.deepEqual([...t.tokens], [tok.eotId, 97, 98, 99, tok.eotId]);
+  assert.deepEqual([...t.trained], [0, 0, 0, 1, 1]);
 });
 
 Deno.test("packExamples keeps examples whole, starts each at its offset, and counts only response targets inside one example", () => {
   const ex = (prompt: string, response: string) =>
     tokenizeExample([{ text: prompt, trained: false }, { text: response, trained: true }], tok);
-  // lengths 4, 3, 6 (with end-of-text); rows of T + 1 = 8 tokens
-  const rows = packExamples([ex("ab", "c"), ex("d", "e"), ex("fgh", "ij")], 7, 0);
-  assert.deepEqual(rows.starts, [[0, 4], [0, 6]]);
-  const L = 8;
-  assert.deepEqual([...rows.tokens.subarray(0, L)], [97, 98, 99, 256, 100, 101, 256, 0]);
+  // lengths 5, 4, 7 (end-of-text first and last); rows of T + 1 = 10 tokens
+  const rows = packExamples([ex("ab", "c"), ex("d", "e"), ex("fgh", "ij")], 9, 0);
+  assert.deepEqual(rows.starts, [[0, 5], [0, 7]]);
+  const L = 10, E = tok.eotId;
+  assert.deepEqual([...rows.tokens.subarray(0, L)], [E, 97, 98, 99, E, E, 100, 101, E, 0]);
   // input t predicts token t+1: counted where that is a response token of the same example
-  assert.deepEqual([...rows.ignore.subarray(0, 7)], [1, 0, 0, 1, 0, 0, 1]);
-  assert.deepEqual([...rows.tokens.subarray(L)], [102, 103, 104, 105, 106, 256, 0, 0]);
-  assert.deepEqual([...rows.ignore.subarray(7)], [1, 1, 0, 0, 0, 1, 1]);
+  assert.deepEqual([...rows.ignore.subarray(0, 9)], [1, 1, 0, 0, 1, 1, 0, 0, 1]);
+  assert.deepEqual([...rows.tokens.subarray(L)], [E, 102, 103, 104, 105, 106, E, 0, 0, 0]);
+  assert.deepEqual([...rows.ignore.subarray(9)], [1, 1, 1, 0, 0, 0, 1, 1, 1]);
   // unpacked: one example per row
-  assert.deepEqual(packExamples([ex("ab", "c"), ex("d", "e")], 7, 0, false).starts, [[0, 4], [
+  assert.deepEqual(packExamples([ex("ab", "c"), ex("d", "e")], 9, 0, false).starts, [[0, 5], [
     0,
-    3,
+    4,
   ]]);
   // too long: cut to the row; nothing trained left: dropped
   const cut = packExamples([ex("abcdef", "ghij"), ex("abcdefghij", "k")], 7, 0);
   assert.equal(cut.truncated, 2);
   assert.equal(cut.untrained, 1);
   assert.deepEqual(cut.starts, [[0]]);
-  assert.deepEqual([...cut.ignore], [1, 1, 1, 1, 1, 0, 0]);
+  assert.deepEqual([...cut.ignore], [1, 1, 1, 1, 1, 1, 0]);
 });
 
 Deno.test("SFT batches carry their document starts and -1 targets, also cut by the length curriculum", async () => {
@@ -146,7 +146,10 @@ Deno.test("SFT batches carry their document starts and -1 targets, also cut by t
     const row = b.inputs.subarray(r * 15, r * 15 + 15);
     const targets = b.targets.subarray(r * 15, r * 15 + 15);
     for (const s of b.documentStarts[r]) {
-      if (row[s] === "q".charCodeAt(0)) assert.equal(targets[s], -1, "a prompt's first target");
+      // an example opens with end-of-text, then its prompt: no counted target there
+      assert.equal(row[s], tok.eotId);
+      assert.equal(targets[s], -1, "the prompt's first byte is not a target");
+      assert.equal(targets[s + 1], -1, "nor its second");
     }
     // every counted target is a response byte or end-of-text
     targets.forEach((t) =>
@@ -163,7 +166,7 @@ Deno.test("the SFT loss gives prompt positions zero gradient and is the float64 
     tokenizeExample([{ text: "Qq: ", trained: false }, { text: "yes", trained: true }], tok),
     tokenizeExample([{ text: "Q: z", trained: false }, { text: "no", trained: true }], tok),
   ];
-  const T = 15;
+  const T = 19;
   const rows = packExamples(exs, T, tok.eotId);
   assert.equal(rows.starts.length, 1);
   const targets = Int32Array.from(

@@ -16,11 +16,11 @@ import {
   type EvalTask,
   evaluateTask,
   formatTable,
+  greedyFirstLine,
   readJsonl,
   TASK_FIELDS,
   type TaskResult,
 } from "../lib/eval/tasks.ts";
-import { generate } from "../lib/infer/generate.ts";
 import { intFlag, MODEL_SOURCE_FLAGS, modelSource, runMain } from "./cli.ts";
 
 const USAGE = `usage: deno task evaluate (--checkpoint DIR | --hf DIR) TASK... [options]
@@ -121,15 +121,7 @@ async function main(args: string[]): Promise<number> {
   if (values.lambada) tasks.push({ kind: "lambada", path: values.lambada, limit });
   if (values.hellaswag) tasks.push({ kind: "hellaswag", path: values.hellaswag, limit });
   if (values.rouge) {
-    // Greedy, stopping at end-of-text; the summary is the first generated line.
-    const gen = (prompt: string) => {
-      const ids = generate(model, [tokenizer.eotId, ...tokenizer.encode(prompt)], {
-        maxNewTokens,
-        temperature: 0,
-        stopAt: tokenizer.eotId,
-      }).filter((t) => t !== tokenizer.eotId);
-      return tokenizer.decode(ids).trim().split("\n")[0];
-    };
+    const gen = greedyFirstLine(model, tokenizer, maxNewTokens);
     tasks.push({ kind: "rouge", path: values.rouge, limit, generate: gen });
   }
   const results: TaskResult[] = [];

@@ -53,7 +53,32 @@ const CACHE_DIR = ".cache";
 const DEFAULT_RUN_MINUTES = 8;
 const SAMPLE_PROMPT = "Fellow-Citizens of the Senate and House of Representatives: ";
 
-async function main(args: string[]): Promise<void> {
+/** What a command built on the training run (deno task finetune) adds to it. */
+export interface TrainCommandOptions {
+  /**
+   * Runs on the logging rank after training, before the model is freed, instead of the
+   * default sample: e.g. scoring generations on a held-out split.
+   */
+  afterTraining?: (run: FinishedRun) => Promise<void>;
+}
+
+/** A finished training run, for {@linkcode TrainCommandOptions.afterTraining}. */
+export interface FinishedRun {
+  /** The trainer (its model, config, tokenizer). */
+  trainer: Trainer;
+  /** What the run did: iterations, checkpoint, last evaluation. */
+  summary: Awaited<ReturnType<typeof train>>;
+  /** Prints on the logging rank. */
+  log: (line: string) => void;
+}
+
+/**
+ * The training command: a config from the arguments, data, model, the one loop, a sample.
+ *
+ * @param args command-line arguments
+ * @param o what a command built on it adds
+ */
+export async function trainCommand(args: string[], o: TrainCommandOptions = {}): Promise<void> {
   if (args.includes("--help") || args.includes("-h")) {
     console.log(configHelp());
     return;
@@ -220,7 +245,16 @@ async function main(args: string[]): Promise<void> {
   }
 
   if (dist && dist.rank !== 0) return;
+  if (o.afterTraining) {
+    await o.afterTraining({ trainer, summary, log });
+    log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
+    return;
+  }
   const model = trainer.model;
+  if (config.data.sft) {
+    log(`\nsample: deno task generate --checkpoint ${summary.checkpoint ?? "<checkpoint>"}`);
+    return;
+  }
   if (!(model instanceof GPT)) {
     log(
       `\nsample: skipped under model parallelism (deno task generate --checkpoint ` +
@@ -456,4 +490,4 @@ function sum(a: ArrayLike<number>): number {
   return s;
 }
 
-if (import.meta.main) await runMain(() => main(Deno.args));
+if (import.meta.main) await runMain(() => trainCommand(Deno.args));

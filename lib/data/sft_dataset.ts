@@ -11,7 +11,8 @@
  *   every assistant message is trained, the rest is context. The conversation is rendered
  *   by a chat template (the model's, or the plain `role: content` one).
  *
- * The end-of-text token closes every example and is trained, so the model learns to stop.
+ * The end-of-text token closes every example and is trained, so the model learns to stop;
+ * it (or the beginning-of-text token) opens every example as well, untrained.
  *
  * Packing puts consecutive examples into one row of T + 1 tokens until the next one does
  * not fit (Megatron's sequential packing); a row's tail is padding. The model then sees
@@ -188,8 +189,10 @@ export interface TokenizedExample {
 }
 
 /**
- * Tokenizes an example's segments one by one (a beginning-of-text token first when the
- * tokenizer has one) and closes it with end-of-text.
+ * Tokenizes an example's segments one by one and closes it with end-of-text. It opens
+ * with the beginning-of-text token, or, for tokenizers without one (GPT-2's, bytes), the
+ * end-of-text token: in pretraining data every document follows one, and `deno task
+ * evaluate` puts it before a prompt.
  *
  * @param segments the example's segments
  * @param tokenizer the model's tokenizer
@@ -198,10 +201,8 @@ export interface TokenizedExample {
 export function tokenizeExample(segments: SftSegment[], tokenizer: Tokenizer): TokenizedExample {
   const ids: number[] = [];
   const flags: number[] = [];
-  if (tokenizer.bosId !== undefined) {
-    ids.push(tokenizer.bosId);
-    flags.push(0);
-  }
+  ids.push(tokenizer.bosId ?? tokenizer.eotId);
+  flags.push(0);
   for (const s of segments) {
     const t = tokenizer.encode(s.text);
     ids.push(...t);

@@ -1,6 +1,6 @@
 /**
  * defines: EvalTask, TaskResult, FieldKind, TASK_FIELDS, taskName, readJsonl, evaluateTask,
- * formatTable — the evaluation tasks over
+ * formatTable, greedyFirstLine — the evaluation tasks over
  * files: perplexity (indexed dataset or text), LAMBADA, HellaSwag-style multiple choice
  * and ROUGE-scored generation. {@linkcode evaluateTask} is the one entry point, for the
  * CLI and for the trainer at each evaluation.
@@ -10,6 +10,8 @@
 import { IndexedDataset } from "../data/indexed_dataset.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import { DenotronError } from "../errors.ts";
+import { generate } from "../infer/generate.ts";
+import type { GPT } from "../nn/gpt.ts";
 import { rouge } from "./rouge.ts";
 import {
   type EvalModel,
@@ -275,4 +277,28 @@ export function formatTable(results: readonly TaskResult[]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
   return [line(head), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+/**
+ * The generation a ROUGE task scores: the greedy continuation of the prompt (after an
+ * end-of-text token, as a document starts), stopped at end-of-text, up to its first line.
+ *
+ * @param model the model (eval mode)
+ * @param tokenizer its tokenizer
+ * @param maxNewTokens tokens generated at most
+ * @returns prompt → the generated line, trimmed
+ */
+export function greedyFirstLine(
+  model: GPT,
+  tokenizer: Tokenizer,
+  maxNewTokens: number,
+): (prompt: string) => string {
+  return (prompt) => {
+    const ids = generate(model, [tokenizer.eotId, ...tokenizer.encode(prompt)], {
+      maxNewTokens,
+      temperature: 0,
+      stopAt: tokenizer.eotId,
+    }).filter((t) => t !== tokenizer.eotId);
+    return tokenizer.decode(ids).trim().split("\n")[0];
+  };
 }

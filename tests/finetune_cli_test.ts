@@ -1,0 +1,137 @@
+/**
+ * `deno task finetune`: fine-tuning defaults under the training flags, a JSONL file from a
+ * pretrained checkpoint, the built-in email-subjects task end to end (prepare, fine-tune,
+ * generate on the held-out split, ROUGE beside the lead baseline, checked against ROUGE
+ * computed here from the written file), and its errors.
+ */
+import assert from "assert";
+import { rouge } from "../lib/eval/rouge.ts";
+import {
+  readCliRun,
+  runScript as run,
+  tinyCorpus,
+  TRAIN_SCRIPT,
+  trainCliArgs,
+} from "./train_helpers.ts";
+
+const FINETUNE = decodeURIComponent(new URL("../tools/finetune.ts", import.meta.url).pathname);
+const tmp = await Deno.makeTempDir({ prefix: "denotron-finetune-" });
+const corpus = await tinyCorpus();
+corpus.data.close?.();
+
+/** The tiny model's shape and a short schedule (4 iterations). */
+const TINY = [
+  "--tokenizer",
+  "byte",
+  "--n-layer",
+  "2",
+  "--n-head",
+  "2",
+  "--n-embd",
+  "32",
+  "--dropout",
+  "0",
+  "--micro-batch-size",
+  "2",
+  "--global-batch-size",
+  "4",
+  "--train-iters",
+  "4",
+  "--lr-warmup-iters",
+  "1",
+  "--eval-interval",
+  "4",
+  "--eval-iters",
+  "1",
+  "--log-interval",
+  "1",
+];
+
+// the base model: positions for the task's 128-token rows
+const pre = await run(
+  TRAIN_SCRIPT,
+  trainCliArgs(corpus.data.prefix, `${tmp}/pre`, 2, [
+    "--seq-length",
+    "128",
+    "--train-iters",
+    "2",
+  ]),
+);
+assert.equal(pre.code, 0, pre.out);
+const PRETRAINED = `${tmp}/pre/iter_0000002`;
+
+Deno.test("deno task finetune trains a JSONL file from a pretrained checkpoint with fine-tuning defaults", async () => {
+  const data = `${tmp}/qa.jsonl`;
+  await Deno.writeTextFile(
+    data,
+    Array.from({ length: 20 }, (_, i) => JSON.stringify({ prompt: `Q${i}?`, response: ` A${i}.` }))
+      .join("\n"),
+  );
+  const save = `${tmp}/qa`;
+  const r = await run(FINETUNE, [
+    "--pretrained-checkpoint",
+    PRETRAINED,
+    "--data-path",
+    data,
+    "--split",
+    "80,20,0",
+    "--seq-length",
+    "32",
+    ...TINY,
+    "--save",
+    save,
+  ]);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /lr 0\.0003 \(cosine, warmup 1\)/, "the fine-tuning learning rate");
+  assert.match(r.out, /train: 16 examples/);
+  assert.match(r.out, /\(pretrained checkpoint\)/);
+  const m = await readCliRun(save, r.out);
+  assert.equal(m.losses.length, 4);
+});
+
+Deno.test("deno task finetune --task email-subjects fine-tunes, generates held-out subjects and scores them beside the lead baseline", async () => {
+  const save = `${tmp}/email`;
+  const r = await run(FINETUNE, [
+    "--task",
+    "email-subjects",
+    "--pretrained-checkpoint",
+    PRETRAINED,
+    "--seq-length",
+    "128",
+    ...TINY,
+    "--rouge-limit",
+    "4",
+    "--max-new-tokens",
+    "8",
+    "--save",
+    save,
+  ]);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /held-out subject lines \(4 emails\)/);
+  assert.match(r.out, /rouge \(fine-tuned model\) +4 +rouge1_f1=/);
+  assert.match(r.out, /rouge \(lead baseline\) +4 +rouge1_f1=/);
+  const out = JSON.parse(await Deno.readTextFile(`${save}/summaries.json`));
+  assert.equal(out.examples.length, 4);
+  for (const e of out.examples) assert.equal(typeof e.generated, "string");
+  // the lead baseline's ROUGE, computed here from the file's own fields
+  const mean = (f: (e: { reference: string; lead: string }) => number) =>
+    out.examples.reduce((a: number, e: { reference: string; lead: string }) => a + f(e), 0) / 4;
+  const lead = out.results[1].metrics;
+  assert.ok(Math.abs(lead.rouge1_f1 - mean((e) => rouge(e.lead, e.reference).rouge1.f1)) < 1e-12);
+  assert.ok(Math.abs(lead.rougeL_f1 - mean((e) => rouge(e.lead, e.reference).rougeL.f1)) < 1e-12);
+  const model = out.results[0].metrics;
+  const gen = mean((e) => rouge((e as { generated?: string }).generated!, e.reference).rouge1.f1);
+  assert.ok(Math.abs(model.rouge1_f1 - gen) < 1e-12);
+});
+
+Deno.test("deno task finetune: an unknown task or a row too short for it is one line", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--task", "nope"], /^error: --task nope is not a built-in task; there is email-subjects$/],
+    [["--task", "email-subjects", "--seq-length", "64"], /needs --seq-length 96 or more, got 64/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await run(FINETUNE, [...args, "--save", `${tmp}/bad`]);
+    assert.equal(r.code, 2, r.out);
+    assert.match(r.out.trim(), re);
+  }
+});
