@@ -53,6 +53,15 @@ const TINY: Record<string, string[]> = {
   launch: TRAIN_TINY,
   generate: ["--max-new-tokens", "4"],
   bench: ["--steps", "1", "--batch", "1", "--seq", "16"],
+  finetune: [
+    ...TRAIN_TINY,
+    "--micro-batch-size",
+    "2",
+    "--rouge-limit",
+    "2",
+    "--max-new-tokens",
+    "4",
+  ],
 };
 
 /** Every command line the README shows: code spans and shell blocks. */
@@ -99,6 +108,18 @@ async function placeholders(): Promise<void> {
       .join("\n") + "\n",
   );
   await Deno.writeTextFile(`${scratch}/my.yaml`, "lr: 1.0e-3\nseq-length: 64\n");
+  await Deno.writeTextFile(
+    `${scratch}/chats.jsonl`,
+    Array.from({ length: 20 }, (_, i) =>
+      JSON.stringify(
+        i % 2 ? { prompt: `What is ${i} + 1?`, response: ` ${i + 1}.` } : {
+          messages: [
+            { role: "user", content: `Say ${i}.` },
+            { role: "assistant", content: `${i}` },
+          ],
+        },
+      )).join("\n") + "\n",
+  );
   await Deno.writeTextFile(`${scratch}/notes.txt`, texts.join("\n").repeat(4) + "\n");
   for (const [name, text] of [["a", "abcdefghij"], ["b", "0123456789"]]) {
     const w = await IndexedDatasetWriter.create(`${scratch}/data/${name}`, {
@@ -153,6 +174,8 @@ function rank(line: string): number {
   if (line.includes("--load runs/sotu")) return 2;
   // reads the checkpoint the default run left, before later runs save over it
   if (line.includes("run evaluate")) return 2;
+  // the base the summarisation fine-tune starts from
+  if (line.includes("--save runs/sotu-256")) return 2;
   return 3;
 }
 

@@ -1,12 +1,13 @@
 /**
- * Evaluation tasks at each evaluation of a training run (--eval-lambada, --eval-hellaswag):
+ * Evaluation tasks at each evaluation of a training run (--eval-lambada, --eval-hellaswag,
+ * --eval-rouge):
  * the metrics in metrics.jsonl equal the harness run on the checkpoint saved at that
  * iteration; a bad task file is one line before training starts.
  */
 import assert from "assert";
 import { fromCheckpoint } from "../lib/infer/sources.ts";
 import { gptEvalModel } from "../lib/eval/scoring.ts";
-import { evaluateTask } from "../lib/eval/tasks.ts";
+import { evaluateTask, greedyFirstLine } from "../lib/eval/tasks.ts";
 import { runScript, tinyCorpus, TRAIN_SCRIPT, trainCliArgs } from "./train_helpers.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "denotron-train-eval-" });
@@ -28,7 +29,14 @@ await Deno.writeTextFile(
     "\n",
 );
 
-Deno.test("--eval-lambada and --eval-hellaswag: each evaluation logs the harness's metrics for that iteration's weights", async () => {
+const rougeFile = `${tmp}/rouge.jsonl`;
+await Deno.writeTextFile(
+  rougeFile,
+  [["The state of the", "union is strong"], ["We the people", "of the United States"]]
+    .map(([prompt, reference]) => JSON.stringify({ prompt, reference })).join("\n") + "\n",
+);
+
+Deno.test("--eval-lambada, --eval-hellaswag and --eval-rouge: each evaluation logs the harness's metrics for that iteration's weights", async () => {
   const save = `${tmp}/run`;
   const r = await runScript(
     TRAIN_SCRIPT,
@@ -37,9 +45,14 @@ Deno.test("--eval-lambada and --eval-hellaswag: each evaluation logs the harness
       lambada,
       "--eval-hellaswag",
       hellaswag,
+      "--eval-rouge",
+      rougeFile,
+      "--eval-max-new-tokens",
+      "6",
     ]),
   );
   assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /rouge\/rouge1_f1 [\d.]+/);
   assert.match(r.out, /eval at step 2: .*\| lambada\/acc [\d.]+ .*\| hellaswag\/acc_norm [\d.]+/);
   const evals = (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n")
     .map((l) => JSON.parse(l)).filter((rec) => rec.kind === "eval");
@@ -59,6 +72,14 @@ Deno.test("--eval-lambada and --eval-hellaswag: each evaluation logs the harness
         const got = await evaluateTask(model, src.tokenizer, { ...task, limit: 100 });
         for (const [k, v] of Object.entries(got.metrics)) want[`${task.kind}/${k}`] = v;
       }
+      const generate = greedyFirstLine(src.model, src.tokenizer, 6);
+      const rouge = await evaluateTask(model, src.tokenizer, {
+        kind: "rouge",
+        path: rougeFile,
+        limit: 100,
+        generate,
+      });
+      for (const [k, v] of Object.entries(rouge.metrics)) want[`rouge/${k}`] = v;
       assert.deepEqual(e.tasks, want, `iteration ${e.iteration}`);
     } finally {
       src.model.dispose();

@@ -328,6 +328,27 @@ export const CONFIG_KEYS = {
       nullable: true,
       optional: true,
     },
+    /**
+     * A JSONL file ({"prompt", "reference"}) whose prompts are completed greedily at each
+     * evaluation and scored by ROUGE-1/2/L F1 against the references (a summarisation
+     * fine-tune's held-out split).
+     */
+    evalRouge: {
+      kind: "string",
+      default: null,
+      flag: "--eval-rouge",
+      nullable: true,
+      optional: true,
+    },
+    /** Tokens generated per --eval-rouge prompt at most. */
+    evalMaxNewTokens: {
+      kind: "int",
+      default: 32,
+      flag: "--eval-max-new-tokens",
+      min: 1,
+      max: 4096,
+      optional: true,
+    },
     /** Examples of each evaluation task per evaluation (the file's first ones). */
     evalTaskLimit: {
       kind: "int",

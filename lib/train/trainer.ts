@@ -44,7 +44,13 @@ import {
 } from "../io/checkpoint.ts";
 import { GPT, type GPTConfig } from "../nn/gpt.ts";
 import { gptEvalModel } from "../eval/scoring.ts";
-import { type EvalTask, evaluateTask, readJsonl, TASK_FIELDS } from "../eval/tasks.ts";
+import {
+  type EvalTask,
+  evaluateTask,
+  greedyFirstLine,
+  readJsonl,
+  TASK_FIELDS,
+} from "../eval/tasks.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { ParallelGroups } from "../parallel/init.ts";
 import { batchSizeProblem } from "../parallel/parallel_config.ts";
@@ -858,16 +864,16 @@ export async function train(
   let stepTokens = 0;
   const window = { loss: 0, steps: 0, seconds: 0, tokens: 0, flops: 0 };
 
-  const tasks = evalTasksOf(c);
+  const tasks = evalTasksOf(c, trainer);
   if (tasks.length && !(trainer.model instanceof GPT)) {
     throw new ConfigError(
-      "--eval-lambada and --eval-hellaswag run in one process or under data parallelism, " +
-        "not yet under tensor or pipeline parallelism",
+      "--eval-lambada, --eval-hellaswag and --eval-rouge run in one process or under data " +
+        "parallelism, not yet under tensor or pipeline parallelism",
     );
   }
   // A bad task file is said now, not at the first evaluation.
   for (const t of tasks) {
-    if (t.kind === "lambada" || t.kind === "hellaswag") {
+    if (t.kind === "lambada" || t.kind === "hellaswag" || t.kind === "rouge") {
       await readJsonl(t.path, TASK_FIELDS[t.kind]);
     }
   }
@@ -979,11 +985,23 @@ export async function train(
   return summary;
 }
 
-/** The evaluation tasks a configuration names (eval.evalLambada, eval.evalHellaswag). */
-function evalTasksOf(c: TrainConfig): EvalTask[] {
+/**
+ * The evaluation tasks a configuration names (eval.evalLambada, evalHellaswag, evalRouge);
+ * generation reads the trainer's model when it runs (a whole GPT: checked by the caller).
+ */
+function evalTasksOf(c: TrainConfig, trainer: Trainer): EvalTask[] {
   const limit = c.eval.evalTaskLimit ?? 100;
   const tasks: EvalTask[] = [];
   if (c.eval.evalLambada) tasks.push({ kind: "lambada", path: c.eval.evalLambada, limit });
   if (c.eval.evalHellaswag) tasks.push({ kind: "hellaswag", path: c.eval.evalHellaswag, limit });
+  if (c.eval.evalRouge) {
+    const n = c.eval.evalMaxNewTokens ?? 32;
+    tasks.push({
+      kind: "rouge",
+      path: c.eval.evalRouge,
+      limit,
+      generate: (prompt) => greedyFirstLine(trainer.model as GPT, trainer.tokenizer, n)(prompt),
+    });
+  }
   return tasks;
 }
