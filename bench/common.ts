@@ -97,16 +97,23 @@ export function benchOptimizer(model: GPT): TrainOptimizer {
 
 /**
  * One measured training step: forward, backward, global-norm clipping to 1, the update
- * and zeroing the gradients.
+ * and zeroing the gradients; with `ddp`, its gradient reductions finish before the update.
  *
  * @returns the loss
  */
-export function benchStep(model: GPT, opt: TrainOptimizer, x: Tensor, y: Tensor): number {
+export function benchStep(
+  model: GPT,
+  opt: TrainOptimizer,
+  x: Tensor,
+  y: Tensor,
+  ddp?: { finishGradSync(): void },
+): number {
   const loss = tidy(() => {
     const l = model.loss(x, y);
     l.backward();
     return l.item();
   });
+  ddp?.finishGradSync();
   opt.step(1e-4, 1);
   model.params.zeroGrad();
   return loss;

@@ -24,6 +24,9 @@ import { device as getDevice } from "../lib/device.ts";
 import { GPT, paddedVocabSize } from "../lib/nn/gpt.ts";
 import { Tensor } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
+import { DataParallel } from "../lib/parallel/ddp.ts";
+import { newProcessGroup } from "../lib/parallel/process_group.ts";
+import { StoreClient, StoreServer } from "../lib/parallel/store.ts";
 import {
   benchOptimizer,
   benchStep,
@@ -44,6 +47,9 @@ const { values } = parseFlags({
     dtype: { type: "string", default: "bf16" },
     device: { type: "string", default: "cuda" },
     "vocab-multiple": { type: "string", default: "128" },
+    // data parallelism over a one-rank group with a real communicator (nccl on cuda):
+    // the step with every gradient bucket's all-reduce, against the plain step
+    "dp-group": { type: "boolean", default: false },
   },
 });
 const steps = Number(values.steps), B = Number(values.batch), T = Number(values.seq);
@@ -74,8 +80,25 @@ const { tokens, targets } = syntheticBatch(config.vocabSize, B, T);
 const x = Tensor.fromArray(tokens, [B, T], { device: dev });
 const y = Tensor.fromArray(targets, [B, T], { device: dev });
 
+const dp = values["dp-group"] ? await oneRankDataParallel() : null;
+
+/** DataParallel over a group of one rank that still communicates (its backend's path). */
+async function oneRankDataParallel(): Promise<DataParallel> {
+  const auth = { secret: "bench" };
+  const server = StoreServer.listen("127.0.0.1", 0, auth);
+  const store = await StoreClient.connect("127.0.0.1", server.port, auth);
+  const group = await newProcessGroup(store, `bench${Date.now() % 100000}`, 0, [0], "dp", {
+    device: dev,
+    communicatorForOne: true,
+  });
+  store.close();
+  await server.close();
+  console.log(`# data parallel over a one-rank ${group!.backend} group`);
+  return new DataParallel(model.params, group!);
+}
+
 function step(): number {
-  const loss = benchStep(model, opt, x, y);
+  const loss = benchStep(model, opt, x, y, dp ?? undefined);
   dev.lib.check(dev.lib.sym.dn_synchronize(), "dn_synchronize");
   return loss;
 }

@@ -137,6 +137,10 @@ try_paths "verified paths" "${SAFE[*]}"
 # run through tools/train.ts
 step "staged layouts on one GPU" 180 env DENOTRON_DEVICE=cuda DENOTRON_CUDA_TF32=0 \
   deno test -A tests/parallel_pipeline_test.ts tests/train_llama_test.ts --filter staged
+# NCCL itself (issue 17): a one-rank group with its communicator, its unique id through the
+# store, every collective in f32, bf16 and f16
+step "NCCL, one rank: every collective and dtype" 60 env DENOTRON_DEVICE=cuda \
+  deno test -A tests/nccl_test.ts
 # bench NAME "VAR=VALUE ..." ARGS...: the GPT-2 124M step under those variables, its
 # RESULT line kept for the table
 declare -a RESULTS=()
@@ -153,6 +157,9 @@ bench "bf16, defaults" "" --dtype bf16
 bench "bf16, defaults, unpadded vocabulary" "" --dtype bf16 --vocab-multiple 1
 bench "bf16, verified paths" "${SAFE[*]}" --dtype bf16
 bench "fp32/TF32, defaults" "" --dtype f32
+# the same step with data parallelism over a one-rank NCCL group: every bucket all-reduced
+# during backward (issue 17 asks for it within 3% of the plain bf16 step)
+bench "bf16, defaults, DP over one-rank NCCL" "" --dtype bf16 --dp-group
 echo
 echo "=== GPT-2 124M, batch 16 x seq 1024 (MFU against the bf16 dense peak)"
 printf '%s\n' "${RESULTS[@]}"

@@ -5,7 +5,8 @@
 import assert from "assert";
 import { launchFixture, leftoverSegments } from "./parallel_helpers.ts";
 import { StoreClient, StoreServer } from "../lib/parallel/store.ts";
-import { newProcessGroup } from "../lib/parallel/process_group.ts";
+import { chooseBackend, newProcessGroup } from "../lib/parallel/process_group.ts";
+import { device } from "../lib/device.ts";
 import { commBackendFromEnv } from "../lib/parallel/staged.ts";
 
 for (const n of [2, 3, 4]) {
@@ -48,14 +49,29 @@ Deno.test("DENOTRON_COMM names a backend, or says which exist", () => {
   );
 });
 
-Deno.test("asking for the nccl backend says it is not available in this build", async () => {
+Deno.test("the tensors' device picks the backend: shm for CPU, nccl for CUDA; a backend that cannot carry them is one line", async () => {
+  const cpu = device("cpu");
+  // only the device's type and name matter to the choice
+  const gpu = { type: "cuda", name: "cuda:0" } as unknown as typeof cpu;
+  assert.equal(chooseBackend(cpu, undefined, "g"), "shm");
+  assert.equal(chooseBackend(cpu, "staged", "g"), "staged");
+  assert.equal(chooseBackend(gpu, undefined, "g"), "nccl");
+  assert.equal(chooseBackend(gpu, "staged", "g"), "staged");
+  assert.throws(
+    () => chooseBackend(gpu, "shm", "dp-0"),
+    /^DenotronError: process group 'dp-0': the shm backend reduces CPU tensors, and the tensors are on cuda:0; use nccl .*DENOTRON_COMM=staged/,
+  );
+  assert.throws(
+    () => chooseBackend(cpu, "nccl", "tp-1"),
+    /process group 'tp-1': the nccl backend reduces CUDA tensors, and the tensors are on cpu/,
+  );
   const auth = { secret: "collectives-test" };
   const server = StoreServer.listen("127.0.0.1", 0, auth);
   const store = await StoreClient.connect("127.0.0.1", server.port, auth);
   try {
     await assert.rejects(
       () => newProcessGroup(store, "x", 0, [0, 1], "g", { backend: "nccl" }),
-      /nccl backend is not available in this build/,
+      /the nccl backend reduces CUDA tensors/,
     );
   } finally {
     store.close();

@@ -1,6 +1,6 @@
 /**
- * defines: ProcessGroup, ReduceOp, Backend, ProcessGroupOptions, ShmProcessGroup,
- *          SingleProcessGroup, newProcessGroup, shardRange
+ * defines: ProcessGroup, ReduceOp, Backend, ProcessGroupOptions, NativeProcessGroup,
+ *          SingleProcessGroup, newProcessGroup, chooseBackend, shardRange
  *
  * One interface for every backend. Tensors are communicated in place where that is
  * natural (all-reduce, broadcast, recv); reduce-scatter and all-gather follow the shard
@@ -14,7 +14,13 @@
  *   order, so every rank gets bit-identical results.
  * - `staged` (staged.ts): any tensors, copied to host buffers that meet through `shm`:
  *   several ranks on one GPU, which NCCL refuses. Chosen with `DENOTRON_COMM=staged`.
- * - `nccl`: GPU ranks; arrives with the CUDA library (requesting it now is an error).
+ * - `nccl`: GPU ranks, one GPU each, through NCCL (kernels/cuda/comm_nccl.cu, NCCL opened
+ *   at run time): rank 0 draws the unique id and publishes it in the store, every member
+ *   joins its own communicator with it. Collectives run on the library's stream, ordered
+ *   with the kernels around them.
+ *
+ * The tensors' device picks the backend ({@linkcode chooseBackend}): shm for CPU tensors,
+ * nccl for CUDA tensors; `DENOTRON_COMM` (or `options.backend`) overrides it.
  *
  * @module
  */
@@ -133,6 +139,11 @@ export interface ProcessGroupOptions {
   slotBytes?: number;
   /** Where the tensors live. @default device() */
   device?: Device;
+  /**
+   * Open a communicator even for a group of one (which otherwise needs none), so that a
+   * benchmark or a GPU check runs the backend's real path on one rank. @default false
+   */
+  communicatorForOne?: boolean;
 }
 
 function envInt(name: string): number | undefined {
@@ -180,9 +191,13 @@ export class SingleProcessGroup implements ProcessGroup {
   close(): void {}
 }
 
-/** The shared-memory backend. Create it with {@link newProcessGroup}. */
-export class ShmProcessGroup implements ProcessGroup {
-  readonly backend = "shm" as const;
+/**
+ * A group of the native library's `dn_comm_*` handles: shared memory on the CPU library,
+ * NCCL on the CUDA library (the same calls; the handle knows its engine). Create it with
+ * {@link newProcessGroup}.
+ */
+export class NativeProcessGroup implements ProcessGroup {
+  readonly backend: "shm" | "nccl";
   readonly name: string;
   readonly rank: number;
   readonly size: number;
@@ -198,7 +213,9 @@ export class ShmProcessGroup implements ProcessGroup {
     rank: number,
     handle: Deno.PointerObject,
     device: Device,
+    backend: "shm" | "nccl" = "shm",
   ) {
+    this.backend = backend;
     this.name = name;
     this.ranks = ranks;
     this.rank = rank;
@@ -332,25 +349,16 @@ export async function newProcessGroup(
   name: string,
   options: ProcessGroupOptions = {},
 ): Promise<ProcessGroup | null> {
-  const backend = options.backend ?? commBackendFromEnv() ?? "shm";
-  if (backend === "nccl") {
-    throw new DenotronError(
-      `process group '${name}': the nccl backend is not available in this build ` +
-        `(it needs the CUDA library, libdenotron_cuda.so); use backend "shm" for CPU ranks, ` +
-        `or DENOTRON_COMM=staged to reduce CUDA tensors through host copies`,
-    );
-  }
-  if (backend !== "shm" && backend !== "staged") {
-    throw new DenotronError(
-      `process group '${name}': unknown backend '${backend}' (shm, staged, nccl)`,
-    );
-  }
+  const dev = options.device ?? defaultDevice();
+  const backend = chooseBackend(dev, options.backend ?? commBackendFromEnv(), name);
   const rank = ranks.indexOf(globalRank);
   if (rank < 0) return null;
   if (new Set(ranks).size !== ranks.length) {
     throw new DenotronError(`process group '${name}': ranks ${ranks.join(",")} repeat a rank`);
   }
-  if (ranks.length === 1) return new SingleProcessGroup(name, globalRank);
+  if (ranks.length === 1 && !options.communicatorForOne) {
+    return new SingleProcessGroup(name, globalRank);
+  }
   if (backend === "staged") {
     const inner = await newProcessGroup(store, runId, globalRank, ranks, name, {
       ...options,
@@ -359,13 +367,7 @@ export async function newProcessGroup(
     });
     return new StagedProcessGroup(inner!);
   }
-  const dev = options.device ?? defaultDevice();
-  if (dev.type !== "cpu") {
-    throw new DenotronError(
-      `process group '${name}': the shm backend reduces CPU tensors, and the tensors are on ` +
-        `${dev.name}; use DENOTRON_COMM=staged (host copies) until the nccl backend is built`,
-    );
-  }
+  if (backend === "nccl") return await openNccl(store, ranks, rank, name, dev);
   const timeoutMs = options.timeoutMs ?? distributedTimeoutMs();
   const slotBytes = options.slotBytes ?? envInt("DENOTRON_SHM_SLOT_BYTES") ?? 8 << 20;
   const lib = dev.lib;
@@ -402,7 +404,7 @@ export async function newProcessGroup(
       `joining process group '${name}' as rank ${rank}`,
     );
   }
-  const pg = new ShmProcessGroup(name, ranks, rank, Deno.UnsafePointer.create(out[0])!, dev);
+  const pg = new NativeProcessGroup(name, ranks, rank, Deno.UnsafePointer.create(out[0])!, dev);
   try {
     await store.barrier(`pg/${name}/opened`, ranks.length);
   } catch (e) {
@@ -411,5 +413,98 @@ export async function newProcessGroup(
     throw e;
   }
   if (rank === 0) lib.check(lib.sym.dn_comm_shm_unlink(cString(segment)), `unlinking ${segment}`);
+  return pg;
+}
+
+/**
+ * The backend for a group whose tensors live on `dev`: `asked` when given and possible,
+ * else shm for CPU tensors and nccl for CUDA tensors.
+ *
+ * @param dev where the group's tensors live
+ * @param asked DENOTRON_COMM or options.backend, if set
+ * @param name the group, for messages
+ * @returns the backend
+ * @throws DenotronError when `asked` cannot carry tensors of `dev` (shm: CPU only; nccl:
+ *   CUDA only), or is not a backend
+ * @example
+ * ```ts
+ * import { chooseBackend } from "./process_group.ts";
+ * import { device } from "../device.ts";
+ * console.log(chooseBackend(device("cpu"), undefined, "dp-0")); // "shm"
+ * ```
+ */
+export function chooseBackend(dev: Device, asked: Backend | undefined, name: string): Backend {
+  const cuda = dev.type !== "cpu";
+  const backend = asked ?? (cuda ? "nccl" : "shm");
+  if (backend !== "shm" && backend !== "staged" && backend !== "nccl") {
+    throw new DenotronError(
+      `process group '${name}': unknown backend '${backend}' (shm, staged, nccl)`,
+    );
+  }
+  if (backend === "shm" && cuda) {
+    throw new DenotronError(
+      `process group '${name}': the shm backend reduces CPU tensors, and the tensors are on ` +
+        `${dev.name}; use nccl (one GPU per rank), or DENOTRON_COMM=staged (host copies, ` +
+        `several ranks on one GPU)`,
+    );
+  }
+  if (backend === "nccl" && !cuda) {
+    throw new DenotronError(
+      `process group '${name}': the nccl backend reduces CUDA tensors, and the tensors are on ` +
+        `${dev.name}; CPU ranks use shm (unset DENOTRON_COMM)`,
+    );
+  }
+  return backend;
+}
+
+/** Bytes of an NCCL unique id (ncclUniqueId). */
+const NCCL_ID_BYTES = 128;
+
+/**
+ * Joins an NCCL group: group rank 0 draws the unique id and publishes it (hex) in the
+ * store; every member reads it and opens its communicator, then all meet at a store
+ * barrier, so a member that failed to join makes the others fail there instead of
+ * waiting inside NCCL.
+ */
+async function openNccl(
+  store: StoreClient,
+  ranks: readonly number[],
+  rank: number,
+  name: string,
+  dev: Device,
+): Promise<ProcessGroup> {
+  const lib = dev.lib;
+  const key = `pg/${name}/nccl-id`;
+  const id = new Uint8Array(NCCL_ID_BYTES);
+  if (rank === 0) {
+    lib.check(lib.sym.dn_comm_nccl_unique_id(id), `drawing the NCCL id of group '${name}'`);
+    await store.set(key, [...id].map((b) => b.toString(16).padStart(2, "0")).join(""));
+  } else {
+    const hex = await store.get(key);
+    if (!/^[0-9a-f]{256}$/.test(hex)) {
+      throw new DenotronError(`process group '${name}': the store's NCCL id is not 128 bytes`);
+    }
+    for (let i = 0; i < NCCL_ID_BYTES; i++) id[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  }
+  const out = new BigUint64Array(1);
+  lib.check(
+    lib.sym.dn_comm_nccl_open(id, rank, ranks.length, out),
+    `joining NCCL group '${name}' as rank ${rank} of ${ranks.length}`,
+  );
+  const pg = new NativeProcessGroup(
+    name,
+    ranks,
+    rank,
+    Deno.UnsafePointer.create(out[0])!,
+    dev,
+    "nccl",
+  );
+  try {
+    await store.barrier(`pg/${name}/opened`, ranks.length);
+  } catch (e) {
+    pg.abort();
+    pg.close();
+    throw e;
+  }
   return pg;
 }
