@@ -85,7 +85,7 @@ Deno.test("modelParallelProblems names the head count a TP size must divide", ()
 Deno.test("modelParallelProblems: the pipeline size must divide the layers", () => {
   const p = { ...DEFAULT_PARALLEL_CONFIG, pipelineModelParallelSize: 3 };
   assert.deepEqual(modelParallelProblems({ nLayer: 4, nHead: 4, nEmbd: 64 }, p), [
-    "pipelineModelParallelSize 3 does not divide numLayers 4",
+    "pipelineModelParallelSize 3 does not divide numLayers 4; the trainer splits the layers evenly over the stages: use one of 1, 2, 4",
   ]);
 });
 

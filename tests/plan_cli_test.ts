@@ -59,6 +59,27 @@ Deno.test("plan --search lists layouts that fit and the reasons others fail", ()
   assert.equal(code, 0);
   assert.match(text, /layouts fit 16 x a100; the fastest 3:/);
   assert.match(text, /layouts rejected/);
+  // A layout flag fixes that dimension of the search: here context parallelism 2.
+  const cp = runPlan([
+    "--model",
+    "llama3-8b",
+    "--gpus",
+    "8",
+    "--cluster",
+    "h100",
+    "--global-batch",
+    "16",
+    "--micro-batch",
+    "1",
+    "--context-parallel-size",
+    "2",
+    "--search",
+    "--json",
+  ]);
+  assert.equal(cp.code, 0, cp.text);
+  const ranked = JSON.parse(cp.text).ranked as { layout: { contextParallelSize: number } }[];
+  assert.ok(ranked.length > 0);
+  for (const p of ranked) assert.equal(p.layout.contextParallelSize, 2);
 });
 
 Deno.test("plan names the bad flag or value", () => {
@@ -88,5 +109,19 @@ Deno.test("plan names the bad flag or value", () => {
   }
   const bad = runPlan(["--model", "gpt2-124m", "--pp", "5"]);
   assert.equal(bad.code, 1);
-  assert.match(bad.text, /pipelineModelParallelSize 5 does not divide numLayers 12/);
+  assert.match(
+    bad.text,
+    /pipelineModelParallelSize 5 does not divide numLayers 12; split it unevenly, e.g. --decoder-first-pipeline-num-layers 2 --decoder-last-pipeline-num-layers 1/,
+  );
+  const split = runPlan([
+    "--model",
+    "gpt2-124m",
+    "--pp",
+    "5",
+    "--decoder-first-pipeline-num-layers",
+    "2",
+    "--decoder-last-pipeline-num-layers",
+    "1",
+  ]);
+  assert.equal(split.code, 0, split.text);
 });

@@ -3,23 +3,32 @@
 import assert from "assert";
 import {
   activationBytesPerLayer,
+  allocatorBlockBytes,
   bubbleFraction,
   bytesPerParameter,
   CLUSTER_PRESETS,
   collectiveTime,
   dataParallelBandwidth,
   flopsPerStep,
+  IMPLEMENTATION_PROFILES,
   inFlightMicroBatches,
+  layersPerStage,
   layoutProblems,
   memoryPerStage,
   MODEL_PRESETS,
+  type ModelConfig,
   narayananFlops,
+  type ParallelLayout,
   parameterCount,
   PlanError,
   predictStep,
+  rankTensors,
   searchLayouts,
+  type SearchOptions,
   stageParameters,
+  unevenSplits,
 } from "../lib/plan/mod.ts";
+import { runPlan } from "../tools/plan.ts";
 
 const TINY = { numLayers: 2, hiddenSize: 8, numAttentionHeads: 2, vocabSize: 10, seqLength: 4 };
 
@@ -202,9 +211,21 @@ Deno.test("dataParallelBandwidth(): DP ranks sharing a node pool their NICs", ()
 
 Deno.test("layoutProblems() names the bad value in a sentence", () => {
   const m = MODEL_PRESETS["gpt2-124m"];
+  // The way out: the least uneven split that works, or a size that divides.
   assert.deepEqual(layoutProblems(m, { pipelineModelParallelSize: 5 }), [
-    "pipelineModelParallelSize 5 does not divide numLayers 12",
+    "pipelineModelParallelSize 5 does not divide numLayers 12; split it unevenly, e.g. --decoder-first-pipeline-num-layers 2 --decoder-last-pipeline-num-layers 1 (decoderFirstPipelineNumLayers/decoderLastPipelineNumLayers), or use a pipeline size that divides 12",
   ]);
+  assert.deepEqual(layoutProblems(m, { pipelineModelParallelSize: 16 }), [
+    "pipelineModelParallelSize 16 does not divide numLayers 12; use a pipeline size that divides 12",
+  ]);
+  assert.deepEqual(
+    layoutProblems(m, {
+      pipelineModelParallelSize: 5,
+      decoderFirstPipelineNumLayers: 2,
+      decoderLastPipelineNumLayers: 1,
+    }),
+    [],
+  );
   assert.deepEqual(layoutProblems(m, { dataParallelSize: 3, globalBatchSize: 8 }), [
     "globalBatchSize 8 is not a multiple of dataParallelSize 3 x microBatchSize 1",
   ]);
@@ -271,4 +292,230 @@ Deno.test("searchLayouts() ranks fitting layouts fastest first and says why the 
     x.layout.tensorModelParallelSize === 1 && x.layout.pipelineModelParallelSize === 1
   );
   assert.match(oom?.reason ?? "", /^needs [0-9.]+ GB on stage 0 .* usable$/);
+});
+
+Deno.test("allocatorBlockBytes() rounds as the CPU caching allocator's size classes do", () => {
+  // kernels/cpu/runtime.c size_class: 64-byte steps to 4 KiB, then 2^(k−3) above 2^k.
+  const table: [number, number][] = [
+    [0, 64],
+    [1, 64],
+    [64, 64],
+    [65, 128],
+    [4096, 4096],
+    [4097, 4608],
+    [196_608, 196_608], // GPT-2's (64, 768) fp32 activation: exactly a class
+    [123_738_624 * 4, 480 * 2 ** 20], // its flat fp32 parameters: 472 MiB in 480
+    [50305 * 768 * 4, 160 * 2 ** 20], // a padRows copy of its vocabulary: 147 MiB in 160
+  ];
+  for (const [bytes, block] of table) assert.equal(allocatorBlockBytes(bytes), block, `${bytes}`);
+});
+
+// bench/plan_memory.ts's shapes: GPT-2 124M at T = 64, vocabulary padded to 50,304, one
+// sequence per micro-batch, 4 micro-batches, fp32, no sequence parallelism.
+const BENCH_GPT2 = { ...MODEL_PRESETS["gpt2-124m"], vocabSize: 50304, seqLength: 64 };
+const benchLayout = (t: number, p: number, v: number, m = 4): ParallelLayout => ({
+  tensorModelParallelSize: t,
+  pipelineModelParallelSize: p,
+  virtualPipelineModelParallelSize: v,
+  microBatchSize: 1,
+  globalBatchSize: m,
+  precision: "fp32",
+  sequenceParallel: false,
+});
+
+Deno.test("the denotron profile predicts the allocator peaks that bench/plan_memory.ts measured", () => {
+  // Measured 2026-12-03 (bench/RESULTS.md, issue 22): the fullest rank's peak of one step
+  // without an optimizer, and of a step followed by AdamW's update, MiB.
+  const measured: [number, number, number, number, number][] = [
+    [1, 1, 1, 2629.69, 3589.69],
+    [2, 1, 1, 1380.97, 1860.97],
+    [1, 2, 1, 1588.60, 2228.60],
+    [1, 2, 2, 1589.91, 2229.91],
+    [2, 2, 1, 827.41, 1147.41],
+    [1, 4, 1, 1388.05, 1868.05],
+  ];
+  for (const [t, p, v, step, adam] of measured) {
+    const stages = memoryPerStage(
+      BENCH_GPT2,
+      benchLayout(t, p, v),
+      IMPLEMENTATION_PROFILES.denotron,
+    );
+    const peak = Math.max(...stages.map((s) => s.total - s.optimizer)) / 2 ** 20;
+    const withAdam = Math.max(...stages.map((s) => s.total)) / 2 ** 20;
+    close(peak, step, 0.01, `TP ${t} PP ${p} VP ${v} step`);
+    close(withAdam, adam, 0.01, `TP ${t} PP ${p} VP ${v} with AdamW`);
+  }
+});
+
+Deno.test("the denotron profile holds every micro-batch and two vocabulary copies of each", () => {
+  const denotron = (m: number, p = 1) =>
+    memoryPerStage(BENCH_GPT2, benchLayout(1, p, 1, m), IMPLEMENTATION_PROFILES.denotron);
+  const copy = allocatorBlockBytes((50304 + 1) * 768 * 4);
+  // runPipeline's one tidy() per step: forward tensors grow with m, not with p − k.
+  const [one] = denotron(1), [four] = denotron(4);
+  close(four.activations, 4 * one.activations, 1e-12, "activations x m");
+  assert.equal(four.vocabularyCopies, 4 * 2 * copy);
+  // The backward workspace: the logits' gradient and the output-weight copy's.
+  assert.equal(four.workspace, allocatorBlockBytes(64 * 50305 * 4) + copy);
+  // With two stages the embedding's copy is on the first, the output layer's on the last.
+  const [first, last] = denotron(4, 2);
+  assert.equal(first.vocabularyCopies, 4 * copy);
+  assert.equal(last.vocabularyCopies, 4 * copy);
+  // Megatron's count keeps one micro-batch in flight without a pipeline, and no copy.
+  const [megatron] = memoryPerStage(BENCH_GPT2, benchLayout(1, 1, 1, 4));
+  assert.equal(megatron.vocabularyCopies, 0);
+  assert.ok(megatron.total - megatron.optimizer < 0.5 * (four.total - four.optimizer));
+  // GPT-2's layer: 18 (b·s, h) tensors' worth (ln1, qkv 3, attention, projection, sum,
+  // ln2, fc pre-activation 4, GeLU 4, projection, sum), plus small row statistics.
+  const layer = rankTensors(BENCH_GPT2, benchLayout(1, 1, 1, 1), 0).activations
+    .filter((x) => x.count === 12 || x.count === 24);
+  const big = layer.filter((x) => x.bytes >= 64 * 768 * 4);
+  assert.equal(big.reduce((s, x) => s + (x.count / 12) * x.bytes, 0), 18 * 64 * 768 * 4);
+});
+
+Deno.test("the denotron profile matches the allocator of a real tiny run", async () => {
+  // One process, the tiny model: bench/plan_memory.ts's rank measures, the planner predicts.
+  const out = await Deno.makeTempFile({ suffix: ".json" });
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "bench/plan_memory.ts",
+      "--rank",
+      "--model",
+      "tiny",
+      "--layers",
+      "4",
+      "--m",
+      "8",
+      "--out",
+      out,
+    ],
+    env: { DENOTRON_NUM_THREADS: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+  const measured = JSON.parse(await Deno.readTextFile(`${out}.0`));
+  await Deno.remove(`${out}.0`);
+  await Deno.remove(out);
+  const model = {
+    numLayers: 4,
+    hiddenSize: 32,
+    numAttentionHeads: 2,
+    vocabSize: 384,
+    seqLength: 64,
+    maxPositionEmbeddings: 64,
+  };
+  const [s] = memoryPerStage(model, benchLayout(1, 1, 1, 8), IMPLEMENTATION_PROFILES.denotron);
+  assert.equal(s.weights + s.gradients, measured.parameters);
+  close(s.activations + s.vocabularyCopies, measured.held, 0.01, "held after the forwards");
+  close(s.total - s.optimizer, measured.stepPeak, 0.01, "step peak");
+  close(s.total, measured.adamPeak, 0.01, "peak with AdamW");
+});
+
+Deno.test("profiles refuse what their codebase does not do, with a sentence", () => {
+  const m = MODEL_PRESETS["gpt2-124m"];
+  const denotron = IMPLEMENTATION_PROFILES.denotron;
+  const refuse = (layout: ParallelLayout, profile = denotron) =>
+    assert.throws(
+      () => predictStep({ model: m, layout, cluster: CLUSTER_PRESETS.cpu, profile }),
+      PlanError,
+    );
+  refuse({ contextParallelSize: 2 });
+  refuse({ dataParallelSize: 2, dataParallelShardingStrategy: "optim_grads" });
+  refuse({
+    pipelineModelParallelSize: 2,
+    decoderFirstPipelineNumLayers: 8,
+    decoderLastPipelineNumLayers: 4,
+  });
+  refuse({ pipelineModelParallelSize: 2 }, IMPLEMENTATION_PROFILES.metaseq);
+  assert.match(
+    runPlan(["--model", "gpt2-124m", "--profile", "metaseq", "--pp", "2"]).text,
+    /the metaseq profile has no pipeline parallelism \(pipelineModelParallelSize 2\)/,
+  );
+  const text = runPlan([
+    "--model",
+    "gpt2-124m",
+    "--cluster",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--profile",
+    "denotron",
+  ]).text;
+  assert.match(text, /vocabulary copies [0-9.]+ GB \+ backward workspace [0-9.]+ GB/);
+});
+
+Deno.test("unevenSplits() gives Megatron's first/last splits within the shift", () => {
+  assert.deepEqual(unevenSplits(12, 2, 2), [
+    { first: 4, last: 8 },
+    { first: 5, last: 7 },
+    { first: 7, last: 5 },
+    { first: 8, last: 4 },
+  ]);
+  // 70 over 12 (BLOOM): 5 + 10·6 + 5, or one end of 4 with the other at the middle's 6.
+  const bloom = unevenSplits(70, 12, 2);
+  assert.ok(bloom.some((x) => x.first === 5 && x.last === 5));
+  assert.ok(bloom.some((x) => x.first === 4 && x.last === 0));
+  for (const x of bloom) {
+    const l = layersPerStage({ ...MODEL_PRESETS["gpt3-175b"], numLayers: 70 }, {
+      pipelineModelParallelSize: 12,
+      decoderFirstPipelineNumLayers: x.first,
+      decoderLastPipelineNumLayers: x.last,
+    });
+    assert.equal(l.reduce((a, b) => a + b, 0), 70);
+    assert.ok(l.every(Number.isInteger) && l[0] <= l[1] && l[11] <= l[1], JSON.stringify(x));
+  }
+  assert.deepEqual(unevenSplits(12, 1, 3), []);
+});
+
+Deno.test("searchLayouts() also tries context parallelism, ZeRO-2/FSDP and uneven splits", () => {
+  const search = (model: ModelConfig, gpus: number, extra: Partial<SearchOptions> = {}) =>
+    searchLayouts({
+      model,
+      cluster: CLUSTER_PRESETS.h100,
+      gpus,
+      globalBatchSize: 16,
+      microBatchSizes: [1],
+      ...extra,
+    });
+  const llama = search(MODEL_PRESETS["llama3-8b"], 8);
+  const all = [...llama.ranked.map((x) => x.layout), ...llama.rejected.map((x) => x.layout)];
+  assert.ok(all.some((l) => l.contextParallelSize > 1));
+  for (const l of all) {
+    assert.equal(8192 % (2 * l.contextParallelSize), 0);
+    assert.equal(
+      l.tensorModelParallelSize * l.contextParallelSize * l.pipelineModelParallelSize *
+        l.dataParallelSize,
+      8,
+    );
+    // FSDP is tried only without a pipeline.
+    if (l.dataParallelShardingStrategy === "optim_grads_params") {
+      assert.equal(l.pipelineModelParallelSize, 1);
+    }
+  }
+  for (const s of ["optim", "optim_grads", "optim_grads_params"]) {
+    assert.ok(llama.ranked.some((x) => x.layout.dataParallelShardingStrategy === s), s);
+  }
+  assert.ok(llama.ranked.some((x) => x.layout.decoderFirstPipelineNumLayers > 0));
+  // The options narrow it: one CP size, one strategy, no uneven splits.
+  const narrow = search(MODEL_PRESETS["llama3-8b"], 8, {
+    contextParallelSizes: [1],
+    shardingStrategies: ["optim"],
+    unevenPipelineSplits: false,
+  });
+  for (const x of [...narrow.ranked, ...narrow.rejected]) {
+    const l = "layout" in x ? x.layout : x;
+    assert.equal(l.contextParallelSize, 1);
+    assert.equal(l.dataParallelShardingStrategy, "optim");
+    assert.equal(l.decoderFirstPipelineNumLayers + l.decoderLastPipelineNumLayers, 0);
+  }
+  // GPT-2 124M on two stages: its logit layer costs 5.5 layers, so the fastest two-stage
+  // layout moves layers off the last stage, which no even split can do.
+  const gpt2 = search(MODEL_PRESETS["gpt2-124m"], 2, { recompute: ["none"] });
+  const twoStage = gpt2.ranked.find((x) => x.layout.pipelineModelParallelSize === 2)!;
+  assert.ok(
+    twoStage.layout.decoderFirstPipelineNumLayers > twoStage.layout.decoderLastPipelineNumLayers,
+  );
 });

@@ -23,6 +23,7 @@ import {
   type Precision,
   predictStep,
   type Recompute,
+  type ResolvedLayout,
   searchLayouts,
   type ShardingStrategy,
   type StepPrediction,
@@ -63,6 +64,7 @@ layout:
   --data-parallel-sharding-strategy no_shard|optim|optim_grads|optim_grads_params
                                             optim with --distributed-optimizer, else no_shard
   --recompute none|selective|full           none
+  --distribute-saved-activations            off (full recompute keeps each layer input whole per TP rank)
   --micro-batch N                           1
   --global-batch N                          micro-batch x dp
   --precision bf16|fp16|fp32                bf16
@@ -70,6 +72,10 @@ layout:
   --overlap                                 off (communication not overlapped)
 modes:
   --search [--top N]                        off; top 10: the fastest layouts on --gpus that fit
+                                            (tries TP, CP, PP with even and uneven splits, VPP,
+                                            micro-batch, recompute and each sharding strategy;
+                                            --context-parallel-size, --data-parallel-sharding-strategy,
+                                            --micro-batch and --recompute fix one)
   --json                                    off: machine-readable output
   --help, -h                                this text
 `;
@@ -110,6 +116,7 @@ const OPTIONS = {
   "no-sp": { type: "boolean" },
   "distributed-optimizer": { type: "boolean" },
   recompute: { type: "string" },
+  "distribute-saved-activations": { type: "boolean" },
   "micro-batch": { type: "string" },
   "global-batch": { type: "string" },
   precision: { type: "string" },
@@ -237,6 +244,7 @@ function layoutFrom(flags: Flags, gpus: number | undefined): ParallelLayout {
     decoderLastPipelineNumLayers: int(flags, "decoder-last-pipeline-num-layers"),
     recomputeGranularity: choice<Recompute>(flags, "recompute", ["none", "selective", "full"]) ??
       "none",
+    distributeSavedActivations: flags["distribute-saved-activations"] ?? false,
     microBatchSize: b,
     globalBatchSize: int(flags, "global-batch") ?? b * d,
     precision: choice<Precision>(flags, "precision", ["bf16", "fp16", "fp32"]) ?? "bf16",
@@ -261,8 +269,7 @@ const flops = (
   x: number,
 ) => (x >= 1e12 ? `${(x / 1e12).toFixed(1)} TFLOP/s` : `${(x / 1e9).toFixed(1)} GFLOP/s`);
 
-function layoutLine(p: StepPrediction): string {
-  const l = p.layout;
+function layoutLine(l: ResolvedLayout): string {
   return `tp ${l.tensorModelParallelSize}${
     l.contextParallelSize > 1 ? ` cp ${l.contextParallelSize}` : ""
   } pp ${l.pipelineModelParallelSize} vpp ${l.virtualPipelineModelParallelSize} dp ${l.dataParallelSize} ` +
@@ -291,11 +298,13 @@ export function formatPrediction(p: StepPrediction): string {
     }M parameters, l=${p.model.numLayers} h=${p.model.hiddenSize} a=${p.model.numAttentionHeads} s=${p.model.seqLength} V=${p.model.vocabSize}`,
     `cluster  ${p.cluster} x ${p.gpus}, ${p.layout.precision}, profile ${p.profile}`,
     `layout   ${
-      layoutLine(p)
+      layoutLine(p.layout)
     }, global batch ${p.layout.globalBatchSize} (${p.microBatches} micro-batches)`,
     `memory   stage ${mem.stage}: weights ${gb(mem.weights)} + gradients ${
       gb(mem.gradients)
     } + optimizer ${gb(mem.optimizer)} + activations ${gb(mem.activations)}${
+      mem.vocabularyCopies ? ` + vocabulary copies ${gb(mem.vocabularyCopies)}` : ""
+    }${mem.workspace ? ` + backward workspace ${gb(mem.workspace)}` : ""}${
       mem.gathered ? ` + gathered layers ${gb(mem.gathered)}` : ""
     } = ${gb(mem.total)} of ${gb(p.memory.usable)} usable: ${
       p.memory.fits ? "fits" : "DOES NOT FIT"
@@ -363,6 +372,8 @@ export function runPlan(args: string[]): { code: number; text: string } {
       if (globalBatchSize === undefined) throw new UsageError("--search needs --global-batch N");
       const recompute = choice<Recompute>(flags, "recompute", ["none", "selective", "full"]);
       const microBatch = int(flags, "micro-batch");
+      const cp = int(flags, "context-parallel-size");
+      const strategy = sharding(flags);
       const result = searchLayouts({
         model,
         cluster,
@@ -372,6 +383,8 @@ export function runPlan(args: string[]): { code: number; text: string } {
         recompute: recompute ? [recompute] : undefined,
         microBatchSizes: microBatch ? [microBatch] : undefined,
         useDistributedOptimizer: flags["distributed-optimizer"] ?? true,
+        contextParallelSizes: cp ? [cp] : undefined,
+        shardingStrategies: strategy ? [strategy] : undefined,
         sequenceParallel: !flags["no-sp"],
         flashAttention: !flags["no-flash-attention"],
         overlapCommunication: flags.overlap ?? false,
@@ -398,7 +411,7 @@ export function runPlan(args: string[]): { code: number; text: string } {
       );
       result.ranked.slice(0, top).forEach((p, i) => {
         lines.push(
-          `  ${String(i + 1).padStart(4)}  ${layoutLine(p).padEnd(66)} ${
+          `  ${String(i + 1).padStart(4)}  ${layoutLine(p.layout).padEnd(66)} ${
             time(p.stepSeconds).padStart(10)
           }  ${pct(p.mfu).padStart(6)}  ${gb(p.memory.peak.total)}`,
         );
@@ -409,12 +422,7 @@ export function runPlan(args: string[]): { code: number; text: string } {
         const entry = byReason.get(key);
         if (entry) entry.count++;
         else {
-          const l = r.layout;
-          byReason.set(key, {
-            count: 1,
-            example:
-              `tp ${l.tensorModelParallelSize} pp ${l.pipelineModelParallelSize} vpp ${l.virtualPipelineModelParallelSize} mb ${l.microBatchSize} recompute ${l.recomputeGranularity}: ${r.reason}`,
-          });
+          byReason.set(key, { count: 1, example: `${layoutLine(r.layout)}: ${r.reason}` });
         }
       }
       lines.push(

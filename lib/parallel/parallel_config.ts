@@ -133,7 +133,12 @@ export function modelParallelProblems(
       );
     }
   } else if (m.nLayer % pp !== 0) {
-    out.push(`pipelineModelParallelSize ${pp} does not divide numLayers ${m.nLayer}`);
+    // The way out: our pipeline splits layers evenly (no decoder-first/last-pipeline-num-layers).
+    const sizes = [...Array(m.nLayer).keys()].map((k) => k + 1).filter((k) => m.nLayer % k === 0);
+    out.push(
+      `pipelineModelParallelSize ${pp} does not divide numLayers ${m.nLayer}; the trainer splits ` +
+        `the layers evenly over the stages: use one of ${sizes.join(", ")}`,
+    );
   }
   const g = p.recomputeGranularity;
   if (g === "full") {

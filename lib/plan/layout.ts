@@ -3,7 +3,7 @@
  * and the checks a layout must pass before it can be costed.
  *
  * defines: ParallelLayout, ResolvedLayout, Recompute, ShardingStrategy, resolveLayout,
- * layersPerStage, layoutProblems
+ * layersPerStage, PipelineSplit, unevenSplits, layoutProblems
  *
  * @module
  */
@@ -49,6 +49,13 @@ export interface ParallelLayout {
   decoderLastPipelineNumLayers?: number;
   /** Activation recomputation. @default "none" */
   recomputeGranularity?: Recompute;
+  /**
+   * With full recomputation, each TP rank keeps 1/t of every checkpointed layer input
+   * (Megatron's `--distribute-saved-activations`, metaseq's
+   * `--distribute-checkpointed-activations`); sequence parallelism does this anyway.
+   * @default false
+   */
+  distributeSavedActivations?: boolean;
   /** Sequences per micro-batch `b`. @default 1 */
   microBatchSize?: number;
   /** Sequences per step `B`. @default microBatchSize * dataParallelSize */
@@ -94,6 +101,7 @@ export function resolveLayout(layout: ParallelLayout): ResolvedLayout {
     decoderFirstPipelineNumLayers: layout.decoderFirstPipelineNumLayers ?? 0,
     decoderLastPipelineNumLayers: layout.decoderLastPipelineNumLayers ?? 0,
     recomputeGranularity: layout.recomputeGranularity ?? "none",
+    distributeSavedActivations: layout.distributeSavedActivations ?? false,
     microBatchSize: b,
     globalBatchSize: layout.globalBatchSize ?? b * d,
     precision: layout.precision ?? "bf16",
@@ -167,6 +175,56 @@ export function layersPerStage(model: ModelConfig, layout: ParallelLayout): numb
   );
 }
 
+/** First and last stage layers of a pipeline split; 0 for an even split. */
+export interface PipelineSplit {
+  /** Layers of the first stage (`decoderFirstPipelineNumLayers`), 0 when even. */
+  first: number;
+  /** Layers of the last stage (`decoderLastPipelineNumLayers`), 0 when even. */
+  last: number;
+}
+
+/**
+ * Uneven pipeline splits in Megatron's form: the first and/or the last stage hold up to
+ * `maxShift` layers fewer than the k of every stage between (they also hold the embedding
+ * and the output layer), and the rest divide evenly; for p = 2, the split point moves up
+ * to `maxShift` layers either way from the middle. An end of k layers is given as 0, as
+ * Megatron leaves it unset. The even split is left out.
+ *
+ * @param numLayers the layers L
+ * @param p pipeline stages
+ * @param maxShift how many layers an end stage may give up
+ * @returns the splits, none for p = 1
+ * @example
+ * ```ts
+ * import { unevenSplits } from "./layout.ts";
+ * // Llama 3 405B's 126 layers over 16 stages: 7 + 14·8 + 7 is one of them
+ * console.assert(unevenSplits(126, 16, 1).some((x) => x.first === 7 && x.last === 7));
+ * console.assert(unevenSplits(12, 2, 2).length === 4); // 4+8, 5+7, 7+5, 8+4
+ * ```
+ */
+export function unevenSplits(numLayers: number, p: number, maxShift: number): PipelineSplit[] {
+  const out: PipelineSplit[] = [];
+  if (p < 2) return out;
+  if (p === 2) {
+    const lo = Math.max(1, Math.ceil(numLayers / 2 - maxShift));
+    const hi = Math.min(numLayers - 1, Math.floor(numLayers / 2 + maxShift));
+    for (let first = lo; first <= hi; first++) {
+      if (2 * first !== numLayers) out.push({ first, last: numLayers - first });
+    }
+    return out;
+  }
+  for (let k = Math.ceil(numLayers / p); k <= Math.floor((numLayers + 2 * maxShift) / p); k++) {
+    const ends = numLayers - (p - 2) * k;
+    const least = Math.max(1, k - maxShift);
+    for (let first = Math.max(least, ends - k); first <= Math.min(k, ends - least); first++) {
+      const last = ends - first;
+      if (first === k && last === k) continue; // the even split
+      out.push({ first: first === k ? 0 : first, last: last === k ? 0 : last });
+    }
+  }
+  return out;
+}
+
 function isPositiveInteger(x: number): boolean {
   return Number.isInteger(x) && x >= 1;
 }
@@ -234,13 +292,7 @@ export function layoutProblems(model: ModelConfig, layout: ParallelLayout): stri
   }
   const uneven = l.decoderFirstPipelineNumLayers > 0 || l.decoderLastPipelineNumLayers > 0;
   if (uneven) problems.push(...unevenProblems(m.numLayers, l));
-  else if (m.numLayers % (p * v) !== 0) {
-    problems.push(
-      v > 1
-        ? `pipelineModelParallelSize ${p} x virtualPipelineModelParallelSize ${v} does not divide numLayers ${m.numLayers}`
-        : `pipelineModelParallelSize ${p} does not divide numLayers ${m.numLayers}`,
-    );
-  }
+  else if (m.numLayers % (p * v) !== 0) problems.push(indivisibleLayers(m.numLayers, p, v));
   if (v > 1 && p === 1) {
     problems.push(`virtualPipelineModelParallelSize ${v} needs pipelineModelParallelSize > 1`);
   }
@@ -260,6 +312,30 @@ export function layoutProblems(model: ModelConfig, layout: ParallelLayout): stri
     );
   }
   return problems;
+}
+
+// The way out of layers that do not divide: the uneven split that moves the fewest
+// layers (the first stage keeping the larger end), else a size that divides.
+function indivisibleLayers(numLayers: number, p: number, v: number): string {
+  const sizes = `a pipeline size that divides ${numLayers}`;
+  if (v > 1) {
+    return `pipelineModelParallelSize ${p} x virtualPipelineModelParallelSize ${v} does not divide numLayers ${numLayers}; choose sizes whose product divides ${numLayers} (an uneven split does not combine with virtual stages)`;
+  }
+  const head = `pipelineModelParallelSize ${p} does not divide numLayers ${numLayers}`;
+  for (let shift = 1; shift < numLayers; shift++) {
+    const splits = unevenSplits(numLayers, p, shift).filter((x) => x.first >= x.last);
+    if (splits.length === 0) continue;
+    const best = splits.reduce((
+      a,
+      x,
+    ) => (Math.abs(x.first - x.last) < Math.abs(a.first - a.last) ? x : a));
+    const flags = [
+      best.first > 0 ? `--decoder-first-pipeline-num-layers ${best.first}` : "",
+      best.last > 0 ? `--decoder-last-pipeline-num-layers ${best.last}` : "",
+    ].filter((x) => x).join(" ");
+    return `${head}; split it unevenly, e.g. ${flags} (decoderFirstPipelineNumLayers/decoderLastPipelineNumLayers), or use ${sizes}`;
+  }
+  return `${head}; use ${sizes}`;
 }
 
 function unevenProblems(numLayers: number, l: ResolvedLayout): string[] {

@@ -1,6 +1,7 @@
 /**
  * Memory per accelerator: weights, gradients and Adam state (Megatron's
- * bytes-per-parameter table) and activations (Korthikanti et al. 2022).
+ * bytes-per-parameter table) and activations (Korthikanti et al. 2022), or, under the
+ * `denotron` profile, the tensors our own pipeline engine holds (held_tensors.ts).
  *
  * defines: bytesPerParameter, activationBytesPerLayer, stageParameters,
  * inFlightMicroBatches, memoryPerStage
@@ -17,7 +18,9 @@ import {
   resolveLayout,
   type ShardingStrategy,
 } from "./layout.ts";
+import { allocatorBlockBytes, heldBytes, rankTensors } from "./held_tensors.ts";
 import { layerParameters, type ModelConfig, normParameters, resolveModel } from "./model.ts";
+import { IMPLEMENTATION_PROFILES, type ImplementationProfile } from "./profile.ts";
 
 /** Bytes per parameter for weights, gradients and optimizer state. */
 export interface BytesPerParameter {
@@ -94,6 +97,8 @@ export interface ActivationShape {
   sequenceParallel?: boolean;
   /** Recomputation. @default "none" */
   recompute?: Recompute;
+  /** Full recomputation keeps 1/t of each layer input per TP rank. @default false */
+  distributeSavedActivations?: boolean;
   /** Fused attention keeps no s×s matrices. @default false */
   flashAttention?: boolean;
   /** Bytes per activation element; the formula assumes 2. @default 2 */
@@ -113,7 +118,8 @@ export interface ActivationShape {
  * - no parallelism: s·b·h·(34 + 5·a·s/h)
  * - tensor parallel: s·b·h·(10 + 24/t + 5·a·s/(h·t)); with sequence parallel s·b·h·(34/t + 5·a·s/(h·t))
  * - selective recomputation or flash attention drop the 5·a·s/(h·t) term
- * - full recomputation keeps only the layer input: 2·s·b·h (divided by t with SP)
+ * - full recomputation keeps only the layer input: 2·s·b·h (divided by t with SP or
+ *   distributed saved activations)
  *
  * The 24 of the TP-split part is Q 2, K 2, V 2, the attention output 2 and the FFN's
  * 16 = 4·f/h; with grouped-query keys and values of width `kv` and FFN size `f` it is
@@ -138,7 +144,9 @@ export function activationBytesPerLayer(shape: ActivationShape): number {
   const recompute = shape.recompute ?? "none";
   const scale = (shape.bytesPerElement ?? 2) / 2;
   const sbh = s * b * h;
-  if (recompute === "full") return scale * (sp ? (2 * sbh) / t : 2 * sbh);
+  if (recompute === "full") {
+    return scale * (sp || shape.distributeSavedActivations ? (2 * sbh) / t : 2 * sbh);
+  }
   const keepsScores = recompute === "none" && !(shape.flashAttention ?? false);
   const scores = keepsScores ? (5 * a * s) / (h * t) : 0;
   const kv = shape.keyValueSize ?? h;
@@ -233,6 +241,13 @@ export interface MemoryBreakdown {
   optimizer: number;
   /** Activations kept for backward, including the recomputed layer's working set. */
   activations: number;
+  /** `denotron` only: the `padRows` copies of the vocabulary shard (0 otherwise). */
+  vocabularyCopies: number;
+  /**
+   * `denotron` only: the largest set of gradients one backward pass holds at once, on top
+   * of the rest (0 otherwise: Megatron's is inside its activation count and reserve).
+   */
+  workspace: number;
   /**
    * FSDP only: two layers' full weights and gradients, gathered and prefetched (0 otherwise).
    */
@@ -246,6 +261,8 @@ export interface MemoryBreakdown {
  *
  * @param model the model
  * @param layout the layout
+ * @param profile the codebase; its `memoryModel` picks the count
+ * @default profile IMPLEMENTATION_PROFILES["megatron-lm"]
  * @returns one breakdown per stage
  * @example
  * ```ts
@@ -255,7 +272,12 @@ export interface MemoryBreakdown {
  * console.assert(s0.weights + s0.gradients + s0.optimizer === 16 * 124_439_808);
  * ```
  */
-export function memoryPerStage(model: ModelConfig, layout: ParallelLayout): MemoryBreakdown[] {
+export function memoryPerStage(
+  model: ModelConfig,
+  layout: ParallelLayout,
+  profile: ImplementationProfile = IMPLEMENTATION_PROFILES["megatron-lm"],
+): MemoryBreakdown[] {
+  if (profile.memoryModel === "denotron") return denotronMemoryPerStage(model, layout);
   const m = resolveModel(model);
   const l = resolveLayout(layout);
   const t = l.tensorModelParallelSize;
@@ -288,7 +310,11 @@ export function memoryPerStage(model: ModelConfig, layout: ParallelLayout): Memo
     flashAttention: l.flashAttention,
     bytesPerElement,
   };
-  const kept = activationBytesPerLayer({ ...shape, recompute: l.recomputeGranularity });
+  const kept = activationBytesPerLayer({
+    ...shape,
+    recompute: l.recomputeGranularity,
+    distributeSavedActivations: l.distributeSavedActivations,
+  });
   // Full recomputation rebuilds one layer's activations at a time during backward.
   const working = l.recomputeGranularity === "full"
     ? activationBytesPerLayer({ ...shape, recompute: "none" })
@@ -320,8 +346,50 @@ export function memoryPerStage(model: ModelConfig, layout: ParallelLayout): Memo
       gradients,
       optimizer,
       activations,
+      vocabularyCopies: 0,
+      workspace: 0,
       gathered,
       total: weights + gradients + optimizer + activations + gathered,
+    });
+  }
+  return stages;
+}
+
+/**
+ * Memory of every pipeline rank as Denotron's pipeline engine allocates it: the flat
+ * weight and fp32 gradient buffers (lib/nn/module.ts FlatParameters), AdamW's flat fp32
+ * buffers (moments; with 16-bit weights also the fp32 main copy), each one allocator
+ * block, and the tensors of held_tensors.ts.
+ */
+function denotronMemoryPerStage(model: ModelConfig, layout: ParallelLayout): MemoryBreakdown[] {
+  const m = resolveModel(model);
+  const l = resolveLayout(layout);
+  const d = l.dataParallelSize;
+  const weightBytes = l.precision === "fp32" ? 4 : 2;
+  const sharded = l.dataParallelShardingStrategy === "optim";
+  const stages: MemoryBreakdown[] = [];
+  for (let k = 0; k < l.pipelineModelParallelSize; k++) {
+    const params = stageParameters(m, l, k).total;
+    const weights = allocatorBlockBytes(params * weightBytes);
+    const gradients = allocatorBlockBytes(params * 4);
+    // AdamW's fp32 buffers: m and v, and with 16-bit weights the main copy (lib/optim).
+    const optimizer = (l.precision === "fp32" ? 2 : 3) *
+      allocatorBlockBytes((params * 4) / (sharded ? d : 1));
+    const held = rankTensors(m, l, k);
+    const activations = heldBytes(held.activations);
+    const vocabularyCopies = heldBytes(held.vocabularyCopies);
+    const workspace = heldBytes(held.workspace);
+    stages.push({
+      stage: k,
+      parameters: params,
+      weights,
+      gradients,
+      optimizer,
+      activations,
+      vocabularyCopies,
+      workspace,
+      gathered: 0,
+      total: weights + gradients + optimizer + activations + vocabularyCopies + workspace,
     });
   }
   return stages;

@@ -19,6 +19,7 @@
 export * from "./cluster.ts";
 export * from "./comm.ts";
 export * from "./flops.ts";
+export * from "./held_tensors.ts";
 export * from "./layout.ts";
 export * from "./memory.ts";
 export * from "./model.ts";

@@ -252,7 +252,7 @@ function llama3(name: string, l: number, h: number, a: number, ffn: number): Mod
 /**
  * Named model presets: `gpt2-124m` … `gpt2-1558m`, `gpt3-125m` … `gpt3-175b`,
  * `megatron-1.7b` … `megatron-1t` (Narayanan et al. 2021, Table 1) and
- * `mcore-1.7b` … `mcore-462b` (Megatron-Core H100 table), `llama3-8b`, `llama3-70b`,
+ * `mcore-1.7b` … `mcore-462b` (Megatron-Core H100 table), `opt-175b`, `llama3-8b`, `llama3-70b`,
  * `llama3-405b` (Llama 3 paper, Table 3) and the framework's own Llama-style presets
  * `llama-tiny`, `smollm2-135m`, `tinyllama-1.1b`, `llama-3.2-1b`.
  *
@@ -294,6 +294,18 @@ export const MODEL_PRESETS: Readonly<Record<string, ModelConfig>> = Object.freez
   "mcore-177b": megatronCore("mcore-177b", 96, 12288, 96),
   "mcore-314b": megatronCore("mcore-314b", 96, 16384, 128),
   "mcore-462b": megatronCore("mcore-462b", 112, 18432, 144),
+  // OPT-175B (Zhang et al. 2022, Table 1; metaseq's opt_job_constants.py): GPT-3's shape,
+  // the GPT-2 BPE in a 50,272-row table, learned positions with metaseq's offset of 2
+  // (2050 rows), tied output; its ReLU changes neither the count nor the activations.
+  "opt-175b": {
+    name: "opt-175b",
+    numLayers: 96,
+    hiddenSize: 12288,
+    numAttentionHeads: 96,
+    vocabSize: 50272,
+    seqLength: 2048,
+    maxPositionEmbeddings: 2050,
+  },
   "llama3-8b": llama3("llama3-8b", 32, 4096, 32, 14336),
   "llama3-70b": llama3("llama3-70b", 80, 8192, 64, 28672),
   "llama3-405b": llama3("llama3-405b", 126, 16384, 128, 53248),

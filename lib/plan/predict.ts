@@ -32,7 +32,7 @@ import {
   memoryPerStage,
   stageParameters,
 } from "./memory.ts";
-import { IMPLEMENTATION_PROFILES, type ImplementationProfile } from "./profile.ts";
+import { IMPLEMENTATION_PROFILES, type ImplementationProfile, profileProblems } from "./profile.ts";
 import { type ModelConfig, parameterCount, type ResolvedModel, resolveModel } from "./model.ts";
 
 /** Everything the planner needs: what to train, how to split it, and on what. */
@@ -255,7 +255,7 @@ function stageTimes(
     cluster.latency,
   );
   const layerTensorComm = (full ? 6 : 4) * oneAllReduce;
-  const layerTensorExposed = l.overlapCommunication
+  const layerTensorExposed = l.overlapCommunication && profile.overlapsTensorParallel
     ? Math.max(0, layerTensorComm - layerCompute)
     : layerTensorComm;
 
@@ -323,7 +323,11 @@ function stageTimes(
  * ```
  */
 export function predictStep(config: PlanConfig): StepPrediction {
-  const problems = layoutProblems(config.model, config.layout);
+  const profile = config.profile ?? IMPLEMENTATION_PROFILES["megatron-lm"];
+  const problems = [
+    ...layoutProblems(config.model, config.layout),
+    ...profileProblems(profile, resolveLayout(config.layout)),
+  ];
   if (problems.length > 0) throw new PlanError(problems);
   const m = resolveModel(config.model);
   const l = resolveLayout(config.layout);
@@ -335,7 +339,6 @@ export function predictStep(config: PlanConfig): StepPrediction {
   const gpus = worldSize(l);
   const mb = numMicroBatches(l);
 
-  const profile = config.profile ?? IMPLEMENTATION_PROFILES["megatron-lm"];
   const times = stageTimes(m, l, cluster, profile);
   const slowest = Math.max(...times.map((x) => x.total));
   const average = times.reduce((sum, x) => sum + x.total, 0) / p;
@@ -445,7 +448,7 @@ export function predictStep(config: PlanConfig): StepPrediction {
     },
   ];
 
-  const stages = memoryPerStage(m, l);
+  const stages = memoryPerStage(m, l, profile);
   const peakStage = stages.reduce((a, x) => (x.total > a.total ? x : a));
   const usable = cluster.memoryBytes - cluster.reservedBytes;
   return {
