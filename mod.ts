@@ -89,6 +89,7 @@ export {
 } from "./lib/io/safetensors.ts";
 export { loadHfGpt2, saveHfGpt2 } from "./lib/io/hf_gpt2.ts";
 export { loadHfLlama, saveHfLlama } from "./lib/io/hf_llama.ts";
+export { loadHfBert, type LoadHfBertOptions, saveHfBert } from "./lib/io/hf_bert.ts";
 export { type HfModelType, hfModelType, loadHf, saveHf } from "./lib/io/hf.ts";
 export type { SaveHfOptions, WriteHfWeightsOptions } from "./lib/io/hf_common.ts";
 

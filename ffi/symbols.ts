@@ -8,7 +8,7 @@
  */
 
 /** DN_ABI_VERSION of the header this mirror matches. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 /** One entry per DN_API function of the header: Deno.dlopen symbol definitions. */
 export const symbols = {
@@ -104,11 +104,22 @@ export const symbols = {
     ],
     result: "i32",
   },
-  // dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const void *inp,
-  //                                  const void *weight, const void *bias, int64_t M, int64_t N,
-  //                                  int64_t K)
-  dn_linear_gelu_forward: {
-    parameters: ["i32", "pointer", "pointer", "pointer", "pointer", "pointer", "i64", "i64", "i64"],
+  // dn_status dn_linear_act_forward(dn_dtype dtype, int32_t act, void *out, void *pre,
+  //                                 const void *inp, const void *weight, const void *bias,
+  //                                 int64_t M, int64_t N, int64_t K)
+  dn_linear_act_forward: {
+    parameters: [
+      "i32",
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "i64",
+      "i64",
+      "i64",
+    ],
     result: "i32",
   },
   // dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout, int64_t M, int64_t N)
@@ -164,16 +175,18 @@ export const symbols = {
     result: "i32",
   },
 
-  // dn_status dn_bias_gelu_forward(dn_dtype dtype, void *out, const void *inp, const void *bias,
-  //   int64_t N, int64_t C)
-  dn_bias_gelu_forward: {
-    parameters: ["i32", "pointer", "pointer", "pointer", "i64", "i64"],
+  // dn_status dn_bias_act_forward(dn_dtype dtype, int32_t act, void *out, const void *inp,
+  //   const void *bias, int64_t N, int64_t C)
+  dn_bias_act_forward: {
+    parameters: ["i32", "i32", "pointer", "pointer", "pointer", "i64", "i64"],
     result: "i32",
   },
-  // dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias, const void *dout,
-  //   const void *inp, const void *bias, int64_t N, int64_t C, int32_t accumulate)
-  dn_bias_gelu_backward: {
+  // dn_status dn_bias_act_backward(dn_dtype dtype, int32_t act, void *dinp, void *dbias,
+  //   const void *dout, const void *inp, const void *bias, int64_t N, int64_t C,
+  //   int32_t accumulate)
+  dn_bias_act_backward: {
     parameters: [
+      "i32",
       "i32",
       "pointer",
       "pointer",

@@ -9,11 +9,13 @@ import assert from "assert";
 import { type Device, device } from "../lib/device.ts";
 import {
   attention,
+  biasActivation,
   biasGelu,
   crossEntropy,
   embedding,
   layernorm,
   linear,
+  linearActivation,
   linearGelu,
   rmsnorm,
   rope,
@@ -131,6 +133,53 @@ onGpu(
     for (const dtype of ["f32", "bf16"] as const) checkCrossEntropyOverwrite(dev, dtype);
   },
 );
+
+onGpu("biasActivation() and linearActivation() with the exact GELU and tanh on cuda", (dev) => {
+  const [N, C, K] = [9, 70, 24];
+  const cases = [
+    ["gelu-erf", ref.geluErfRef, ref.geluErfGradRef],
+    ["tanh", Math.tanh, ref.tanhGradRef],
+  ] as const;
+  for (const [act, f, grad] of cases) {
+    checkOp({
+      name: `cuda biasActivation ${act}`,
+      device: dev,
+      tol: FP32,
+      inputs: [
+        { name: "x", shape: [N, C], data: randomArray(N * C, 41, 4) },
+        { name: "b", shape: [C], data: randomArray(C, 42) },
+      ],
+      run: ([x, b]) => biasActivation(x, b, act),
+      forward: ([x, b]) => ref.biasActRef(x as Float64Array, b as Float64Array, C, f),
+      backward: ([x, b], g) => ref.biasActBackRef(x as Float64Array, b as Float64Array, g, C, grad),
+    });
+    checkOp({
+      name: `cuda linearActivation ${act}`,
+      device: dev,
+      tol: TF32,
+      inputs: [
+        { name: "x", shape: [N, K], data: randomArray(N * K, 43) },
+        { name: "w", shape: [C, K], data: randomArray(C * K, 44) },
+        { name: "b", shape: [C], data: randomArray(C, 45) },
+      ],
+      run: ([x, w, b]) => linearActivation(x, w, b, act),
+      forward: ([x, w, b]) =>
+        ref.linearRef(x as Float64Array, w as Float64Array, b as Float64Array, N, K, C).map(f),
+      backward: ([x, w, b], g) => {
+        const pre = ref.linearRef(x as Float64Array, w as Float64Array, b as Float64Array, N, K, C);
+        const r = ref.linearBackRef(
+          x as Float64Array,
+          w as Float64Array,
+          pre.map((u, i) => g[i] * grad(u)),
+          N,
+          K,
+          C,
+        );
+        return [r.dx, r.dw, r.db];
+      },
+    });
+  }
+});
 
 onGpu("layernorm(), biasGelu(), embedding() on cuda match the reference to fp32", (dev) => {
   const [N, C] = [6, 37];

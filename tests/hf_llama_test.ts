@@ -621,11 +621,11 @@ Deno.test("loadHfLlama() names the file and the key for each bad input", async (
     await assert.rejects(() => loadHf(join(dir, "nowhere")), /nowhere\/config\.json: cannot read/);
     await Deno.writeTextFile(
       join(dir, "ok", "config.json"),
-      JSON.stringify({ model_type: "bert" }),
+      JSON.stringify({ model_type: "t5" }),
     );
     await assert.rejects(
       () => loadHf(join(dir, "ok")),
-      /ok\/config\.json: model_type "bert" is not one Denotron imports \("gpt2", "llama"\)/,
+      /ok\/config\.json: model_type "t5" is not one Denotron imports \("gpt2", "llama", "bert"\)/,
     );
   });
 });

@@ -7,12 +7,14 @@ import { device } from "../lib/device.ts";
 import {
   add,
   attention,
+  biasActivation,
   biasGelu,
   crossEntropy,
   dropout,
   embedding,
   layernorm,
   linear,
+  linearActivation,
   linearGelu,
   matmul,
 } from "../lib/ops/mod.ts";
@@ -174,6 +176,106 @@ Deno.test("biasGelu() matches the tanh-approximation GELU reference", () => {
   const y = tidy(() => biasGelu(Tensor.fromArray([-100, -30, 30, 100], [1, 4])).toArray());
   assertClose(y, [0, 0, 30, 100], "biasGelu tails", { atol: 1e-6 });
 });
+
+Deno.test("biasActivation() matches the exact (erf) GELU and tanh references", () => {
+  const [N, C] = [9, 70];
+  const cases = [
+    ["gelu-erf", ref.geluErfRef, ref.geluErfGradRef],
+    ["tanh", Math.tanh, ref.tanhGradRef],
+  ] as const;
+  for (const [act, f, grad] of cases) {
+    checkOp({
+      name: `biasActivation ${act}`,
+      inputs: [
+        { name: "x", shape: [N, C], data: randomArray(N * C, 41, 4) },
+        { name: "b", shape: [C], data: randomArray(C, 42) },
+      ],
+      run: ([x, b]) => biasActivation(x, b, act),
+      forward: ([x, b]) => ref.biasActRef(x as Float64Array, b as Float64Array, C, f),
+      backward: ([x, b], g) => ref.biasActBackRef(x as Float64Array, b as Float64Array, g, C, grad),
+    });
+  }
+  // The exact GELU keeps its relative accuracy in the negative tail, where 1 + erf
+  // cancels, and saturates without NaN.
+  const xs = [-100, -12, -8, -5, -3, -1e-3, 0, 1e-3, 3, 8, 100];
+  const y = tidy(() => biasActivation(Tensor.fromArray(xs, [1, xs.length]), null, "gelu-erf"));
+  assertClose(y.toArray(), xs.map(ref.geluErfRef), "gelu-erf tails", { rtol: 1e-5, atol: 1e-30 });
+  y.dispose();
+  const t = tidy(() => biasActivation(Tensor.fromArray(xs, [1, xs.length]), null, "tanh"));
+  assertClose(t.toArray(), xs.map(Math.tanh), "tanh", { rtol: 1e-6, atol: 0 });
+  t.dispose();
+  assert.throws(
+    () => tidy(() => biasActivation(Tensor.zeros([1, 2]), null, "relu" as "tanh")),
+    /biasActivation: activation must be one of "gelu-tanh", "gelu-erf", "tanh", got "relu"/,
+  );
+});
+
+Deno.test("erfRef() and erfcRef(), the tests' float64 erf, match tabulated values", () => {
+  // Abramowitz & Stegun, Table 7.1, and erfc(5) = 1.5374597944280349e-12
+  const table = [[0.1, 0.1124629160182849], [0.5, 0.5204998778130465], [1, 0.8427007929497149], [
+    2,
+    0.9953222650189527,
+  ], [3, 0.9999779095030014]];
+  for (const [x, e] of table) {
+    assertClose([ref.erfRef(x), ref.erfRef(-x)], [e, -e], `erf(${x})`, {
+      rtol: 1e-14,
+      atol: 0,
+    });
+  }
+  assertClose(
+    [ref.erfcRef(5), ref.erfcRef(10)],
+    [1.5374597944280349e-12, 2.0884875837625446e-45],
+    "erfc",
+    {
+      rtol: 1e-13,
+      atol: 0,
+    },
+  );
+});
+
+for (const dev of ["cpu", "cpu:builtin"]) {
+  Deno.test(`linearActivation() on ${dev} with the exact GELU and tanh matches the reference`, () => {
+    const [M, K, N] = [6, 9, 20];
+    for (
+      const [act, f, grad] of [
+        ["gelu-erf", ref.geluErfRef, ref.geluErfGradRef],
+        ["tanh", Math.tanh, ref.tanhGradRef],
+      ] as const
+    ) {
+      checkOp({
+        name: `linearActivation ${act}`,
+        device: device(dev),
+        inputs: [
+          { name: "x", shape: [M, K], data: randomArray(M * K, 51) },
+          { name: "w", shape: [N, K], data: randomArray(N * K, 52) },
+          { name: "b", shape: [N], data: randomArray(N, 53) },
+        ],
+        run: ([x, w, b]) => linearActivation(x, w, b, act),
+        forward: ([x, w, b]) =>
+          ref.linearRef(x as Float64Array, w as Float64Array, b as Float64Array, M, K, N).map(f),
+        backward: ([x, w, b], g) => {
+          const pre = ref.linearRef(
+            x as Float64Array,
+            w as Float64Array,
+            b as Float64Array,
+            M,
+            K,
+            N,
+          );
+          const r = ref.linearBackRef(
+            x as Float64Array,
+            w as Float64Array,
+            pre.map((u, i) => g[i] * grad(u)),
+            M,
+            K,
+            N,
+          );
+          return [r.dx, r.dw, r.db];
+        },
+      });
+    }
+  });
+}
 
 Deno.test("attention() matches the float64 causal attention, forward and backward", () => {
   for (const [B, T, C, NH] of [[2, 5, 8, 2], [1, 17, 12, 3], [1, 1, 4, 1]]) {

@@ -223,6 +223,53 @@ export function biasGeluBackRef(x: F, b: F, g: F, C: number): [F, F] {
   return [dx, db];
 }
 
+/**
+ * erfc(x) in float64 to about 1e-15 relative (JavaScript has no Math.erf): 1 - erf from
+ * erf's Maclaurin series for |x| < 2.5, else erfc's continued fraction, so that the tail
+ * keeps its relative accuracy.
+ */
+export function erfcRef(x: number): number {
+  const a = Math.abs(x);
+  if (a < 2.5) {
+    let term = x, sum = x;
+    for (let n = 1; n < 80 && Math.abs(term) > 1e-17 * Math.abs(sum); n++) {
+      term *= -x * x / n;
+      sum += term / (2 * n + 1);
+    }
+    return 1 - (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  // erfc(a) = exp(-a²)/√π · 1/(a + (1/2)/(a + 1/(a + (3/2)/(a + 2/(a + ...))))), from the tail
+  let f = a;
+  for (let k = 60; k >= 1; k--) f = a + (k / 2) / f;
+  const tail = Math.exp(-a * a) / Math.sqrt(Math.PI) / f;
+  return x > 0 ? tail : 2 - tail;
+}
+
+/** erf(x) = 1 - erfc(x). */
+export const erfRef = (x: number) => 1 - erfcRef(x);
+/** The standard normal CDF Φ(u) = erfc(-u/√2)/2, accurate in the negative tail. */
+const normalCdfRef = (u: number) => 0.5 * erfcRef(-u / Math.SQRT2);
+/** The exact GELU u·Φ(u) = u/2 · (1 + erf(u/√2)). */
+export const geluErfRef = (u: number) => u * normalCdfRef(u);
+/** Its derivative Φ(u) + u·φ(u). */
+export const geluErfGradRef = (u: number) =>
+  normalCdfRef(u) + u * Math.exp(-0.5 * u * u) / Math.sqrt(2 * Math.PI);
+/** tanh' = 1 - tanh². */
+export const tanhGradRef = (u: number) => 1 - Math.tanh(u) ** 2;
+
+/** act(x + bias) over (N,C) for a scalar `act`. */
+export function biasActRef(x: F, b: F | null, C: number, act: (u: number) => number): F {
+  return Float64Array.from(x, (v, i) => act(v + (b ? b[i % C] : 0)));
+}
+
+/** Gradients of Σ g · act(x + b) over (N,C), given act': [dx, db]. */
+export function biasActBackRef(x: F, b: F, g: F, C: number, grad: (u: number) => number): [F, F] {
+  const dx = Float64Array.from(x, (v, i) => g[i] * grad(v + b[i % C]));
+  const db = new Float64Array(C);
+  dx.forEach((v, i) => (db[i % C] += v));
+  return [dx, db];
+}
+
 /** Causal attention over qkv (B,T,3C) → (B,T,C). */
 export function attentionRef(qkv: F, B: number, T: number, C: number, NH: number): F {
   return attentionFull(qkv, B, T, C, NH).out;

@@ -80,7 +80,7 @@ export const FLOORS: readonly Floor[] = [
   },
   {
     name: "hf",
-    parts: ["lib/io/hf_gpt2.ts", "lib/io/hf_llama.ts", "lib/io/hf.ts"],
+    parts: ["lib/io/hf_gpt2.ts", "lib/io/hf_llama.ts", "lib/io/hf_bert.ts", "lib/io/hf.ts"],
     holds: "Hugging Face checkpoints to and from models (they build a GPT, so above lib/io)",
   },
   { name: "infer", parts: ["lib/infer/"], holds: "KV cache, sampling, generation" },

@@ -1,4 +1,4 @@
-/* defines: dn_matmul, dn_linear_gelu_forward, dn_bias_backward
+/* defines: dn_matmul, dn_linear_act_forward, dn_bias_backward
  * GEMM through cuBLAS, opened at run time (DENOTRON_CUBLAS_LIB overrides the path):
  * fp32 uses TF32 tensor cores (set DENOTRON_CUDA_TF32=0 for full fp32), bf16 and fp16
  * accumulate in fp32. cuBLAS is column-major, so the row-major C = op(A) op(B) is
@@ -11,7 +11,7 @@
  * DENOTRON_CUDA_GEMM_REPACK=0 turns this off.
  * DENOTRON_CUDA_GEMM=lt runs the GEMMs through cuBLASLt instead (not yet the default: it
  * has not run on a GPU): the bias is added by the GEMM's epilogue rather than by a pass
- * over C before it, dn_linear_gelu_forward applies bias and GELU in the epilogue as
+ * over C before it, dn_linear_act_forward applies bias and the tanh GELU in the epilogue as
  * well, and each shape's algorithm comes from the heuristic once, with a 32 MiB
  * workspace. Any configuration cuBLASLt declines falls back to the path above. */
 #include <dlfcn.h>
@@ -499,11 +499,13 @@ static dn_status gemm(const char *op, dn_dtype dtype, int32_t trans_a, int32_t t
   return DN_OK;
 }
 
-dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const void *inp,
-                                 const void *weight, const void *bias, int64_t M, int64_t N,
-                                 int64_t K) {
-  const char *op = "dn_linear_gelu_forward";
+dn_status dn_linear_act_forward(dn_dtype dtype, int32_t act, void *out, void *pre,
+                                const void *inp, const void *weight, const void *bias, int64_t M,
+                                int64_t N, int64_t K) {
+  const char *op = "dn_linear_act_forward";
   DN_CHECK_FLOAT(dtype, op);
+  DN_CHECK(act == DN_ACT_GELU_TANH || act == DN_ACT_GELU_ERF || act == DN_ACT_TANH,
+           DN_ERR_INVALID, "%s: unknown activation %d", op, (int)act);
   DN_CHECK(M > 0 && N > 0 && K > 0, DN_ERR_INVALID,
            "%s: sizes must be positive (M=%lld N=%lld K=%lld)", op, (long long)M, (long long)N,
            (long long)K);
@@ -517,8 +519,9 @@ dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const voi
   DN_TRY(dn_cuda_init(op));
   dtype = dn_base_dtype(dtype);
   /* One GEMM writing gelu(x W^T + b) to out and its argument to pre (the aux output must
-   * have a leading dimension that is a multiple of 8), where cuBLASLt takes it. */
-  if (N % 8 == 0) {
+   * have a leading dimension that is a multiple of 8), where cuBLASLt takes it: its GELU
+   * epilogue is the tanh approximation, so the other activations take the GEMM and a pass. */
+  if (act == DN_ACT_GELU_TANH && N % 8 == 0) {
     int compute = dtype == DN_F32 && tf32_enabled() ? DN_CUBLAS_COMPUTE_32F_FAST_TF32
                                                     : DN_CUBLAS_COMPUTE_32F;
     dn_status st;
@@ -529,7 +532,7 @@ dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const voi
   }
   DN_TRY(dn_matmul(dtype, 0, 1, M, N, K, 1.0f, inp, K, 0, weight, K, 0, 0.0f, pre, N, 0, bias,
                    1));
-  return dn_bias_gelu_forward(dtype, out, pre, NULL, M, N);
+  return dn_bias_act_forward(dtype, act, out, pre, NULL, M, N);
 }
 
 template <typename T> struct ColumnOf {

@@ -40,7 +40,7 @@ extern "C" {
 #define DN_API __attribute__((visibility("default")))
 
 /* Bumped whenever a prototype below changes. */
-#define DN_ABI_VERSION 3
+#define DN_ABI_VERSION 4
 
 /* The largest count, byte count or buffer extent any call accepts: 2^46 (64 TiB). */
 #define DN_MAX_BYTES ((int64_t)1 << 46)
@@ -138,13 +138,13 @@ DN_API dn_status dn_matmul(dn_dtype dtype, int32_t trans_a, int32_t trans_b, int
                            int64_t stride_a, const void *B, int64_t ldb, int64_t stride_b,
                            float beta, void *C, int64_t ldc, int64_t stride_c, const void *bias,
                            int64_t batch);
-/* A linear layer and the tanh GELU in one call: pre(M,N) = inp(M,K) @ weight(N,K)^T +
- * bias(N) (bias may be NULL), out(M,N) = gelu(pre). pre is kept for backward
- * (dn_bias_gelu_backward with inp = pre and bias NULL). On CUDA with cuBLASLt this is one
- * GEMM whose epilogue writes both. */
-DN_API dn_status dn_linear_gelu_forward(dn_dtype dtype, void *out, void *pre, const void *inp,
-                                        const void *weight, const void *bias, int64_t M,
-                                        int64_t N, int64_t K);
+/* A linear layer and an activation (DN_ACT_*, below) in one call: pre(M,N) = inp(M,K) @
+ * weight(N,K)^T + bias(N) (bias may be NULL), out(M,N) = act(pre). pre is kept for backward
+ * (dn_bias_act_backward with inp = pre and bias NULL). On CUDA with cuBLASLt the tanh GELU
+ * is one GEMM whose epilogue writes both; the other activations are a GEMM and a pass. */
+DN_API dn_status dn_linear_act_forward(dn_dtype dtype, int32_t act, void *out, void *pre,
+                                       const void *inp, const void *weight, const void *bias,
+                                       int64_t M, int64_t N, int64_t K);
 /* dbias(N) += sum over rows of dout(M,N) */
 DN_API dn_status dn_bias_backward(dn_dtype dtype, void *dbias, const void *dout, int64_t M,
                                   int64_t N);
@@ -174,16 +174,23 @@ DN_API dn_status dn_layernorm_backward(dn_dtype dtype, void *dinp, void *dweight
                                        const float *mean, const float *rstd, int64_t N,
                                        int64_t C);
 
-/* ---- bias + GELU (tanh approximation) ----------------------------------- */
+/* ---- bias + activation: GELU (tanh approximation or exact), tanh ---------- */
 
-/* out(N,C) = gelu(inp(N,C) + bias(C)); bias may be NULL */
-DN_API dn_status dn_bias_gelu_forward(dn_dtype dtype, void *out, const void *inp,
-                                      const void *bias, int64_t N, int64_t C);
-/* dinp(N,C) += dout * gelu'(inp + bias) (accumulate = 0: dinp = that, so a fresh buffer
+/* The `act` argument of the activation kernels. */
+enum {
+  DN_ACT_GELU_TANH = 0, /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): GPT-2's GELU */
+  DN_ACT_GELU_ERF = 1,  /* x Phi(x) = x/2 (1 + erf(x/sqrt 2)): the exact GELU (BERT's) */
+  DN_ACT_TANH = 2       /* tanh(x) (BERT's pooler) */
+};
+
+/* out(N,C) = act(inp(N,C) + bias(C)); bias may be NULL */
+DN_API dn_status dn_bias_act_forward(dn_dtype dtype, int32_t act, void *out, const void *inp,
+                                     const void *bias, int64_t N, int64_t C);
+/* dinp(N,C) += dout * act'(inp + bias) (accumulate = 0: dinp = that, so a fresh buffer
  * needs no zeroing); dbias(C) += column sums of that (if not NULL) */
-DN_API dn_status dn_bias_gelu_backward(dn_dtype dtype, void *dinp, void *dbias,
-                                       const void *dout, const void *inp, const void *bias,
-                                       int64_t N, int64_t C, int32_t accumulate);
+DN_API dn_status dn_bias_act_backward(dn_dtype dtype, int32_t act, void *dinp, void *dbias,
+                                      const void *dout, const void *inp, const void *bias,
+                                      int64_t N, int64_t C, int32_t accumulate);
 
 /* ---- Llama-family blocks: RMSNorm, rotary embedding, SwiGLU --------------- */
 

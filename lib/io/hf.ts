@@ -1,25 +1,27 @@
 /**
  * defines: HfModelType, hfModelType, loadHf, saveHf — one entry to Hugging Face
  * checkpoints of every architecture Denotron imports: `config.json`'s `model_type`
- * picks the importer (lib/io/hf_gpt2.ts or lib/io/hf_llama.ts), the model's
- * architecture picks the exporter.
+ * picks the importer (lib/io/hf_gpt2.ts, lib/io/hf_llama.ts or lib/io/hf_bert.ts), the
+ * model's architecture picks the exporter.
  *
  * @module
  */
 import { join } from "node:path";
 import { DenotronError, fmtValue } from "../errors.ts";
-import { type GPT, type GPTOptions, isGpt2Architecture } from "../nn/gpt.ts";
+import { type GPT, type GPTOptions, isEncoder, isGpt2Architecture } from "../nn/gpt.ts";
+import { BERT_HF_ARCHITECTURES, loadHfBert, saveHfBert } from "./hf_bert.ts";
 import { readJson, type SaveHfOptions } from "./hf_common.ts";
 import { loadHfGpt2, saveHfGpt2 } from "./hf_gpt2.ts";
 import { loadHfLlama, saveHfLlama } from "./hf_llama.ts";
 
 /** The architectures with an importer, by their `model_type`. */
-export type HfModelType = "gpt2" | "llama";
+export type HfModelType = "gpt2" | "llama" | "bert";
 
-/** `model_type` of each importer, and the `architectures` entry that also names it. */
-const ARCHITECTURES: Record<HfModelType, string> = {
-  gpt2: "GPT2LMHeadModel",
-  llama: "LlamaForCausalLM",
+/** `model_type` of each importer, and the `architectures` entries that also name it. */
+const ARCHITECTURES: Record<HfModelType, readonly string[]> = {
+  gpt2: ["GPT2LMHeadModel"],
+  llama: ["LlamaForCausalLM"],
+  bert: BERT_HF_ARCHITECTURES,
 };
 
 /**
@@ -28,7 +30,7 @@ const ARCHITECTURES: Record<HfModelType, string> = {
  * model_type).
  *
  * @param dir the Hugging Face directory
- * @returns "gpt2" or "llama"
+ * @returns "gpt2", "llama" or "bert"
  */
 export async function hfModelType(dir: string): Promise<HfModelType> {
   const path = join(dir, "config.json");
@@ -47,18 +49,20 @@ export async function hfModelType(dir: string): Promise<HfModelType> {
     );
   }
   if (archs === undefined) return "gpt2";
-  const found = known.find((k) => Array.isArray(archs) && archs.includes(ARCHITECTURES[k]));
+  const found = known.find((k) =>
+    Array.isArray(archs) && ARCHITECTURES[k].some((a) => archs.includes(a))
+  );
   if (found) return found;
   throw new DenotronError(
     `${path}: architectures ${fmtValue(archs)} names none that Denotron imports (${
-      known.map((k) => `"${ARCHITECTURES[k]}"`).join(", ")
+      known.flatMap((k) => ARCHITECTURES[k]).map((a) => `"${a}"`).join(", ")
     })`,
   );
 }
 
 /**
- * Builds a GPT from a Hugging Face GPT-2 or Llama directory (see
- * {@linkcode hfModelType}, loadHfGpt2, loadHfLlama).
+ * Builds a GPT from a Hugging Face GPT-2, Llama or BERT directory (see
+ * {@linkcode hfModelType}, loadHfGpt2, loadHfLlama, loadHfBert).
  *
  * @param dir the directory
  * @param opts device, dtype, seed and vocabulary padding of the new model
@@ -73,14 +77,14 @@ export async function loadHf(
   dir: string,
   opts: GPTOptions & { vocabMultiple?: number } = {},
 ): Promise<GPT> {
-  return (await hfModelType(dir)) === "llama"
-    ? await loadHfLlama(dir, opts)
-    : await loadHfGpt2(dir, opts);
+  const type = await hfModelType(dir);
+  if (type === "bert") return await loadHfBert(dir, opts);
+  return type === "llama" ? await loadHfLlama(dir, opts) : await loadHfGpt2(dir, opts);
 }
 
 /**
- * Writes `model` as a Hugging Face directory: GPT-2's layout for GPT-2's architecture,
- * Llama's otherwise (saveHfGpt2, saveHfLlama).
+ * Writes `model` as a Hugging Face directory: BERT's layout for an encoder, GPT-2's for
+ * GPT-2's architecture, Llama's otherwise (saveHfBert, saveHfGpt2, saveHfLlama).
  *
  * @param model the model
  * @param dir the directory (created if needed)
@@ -92,6 +96,7 @@ export async function saveHf(
   dir: string,
   opts: SaveHfOptions = {},
 ): Promise<void> {
-  if (isGpt2Architecture(model.config)) await saveHfGpt2(model, dir, opts);
+  if (isEncoder(model.config)) await saveHfBert(model, dir, opts);
+  else if (isGpt2Architecture(model.config)) await saveHfGpt2(model, dir, opts);
   else await saveHfLlama(model, dir, opts);
 }

@@ -5,7 +5,7 @@
  * `model.safetensors.index.json` names in its `weight_map`), dtype conversion to f32,
  * shape checks with messages that name the tensor and its file, and sharded writing.
  *
- * No tensors and no models: the per-architecture files (hf_gpt2.ts, hf_llama.ts) map
+ * No tensors and no models: the per-architecture files (hf_gpt2.ts, hf_llama.ts, hf_bert.ts) map
  * names and shapes; this file only moves checked arrays in and out of files (loadHfModel
  * builds a model through the functions it is given, so it stays below lib/nn).
  *
@@ -385,21 +385,25 @@ export interface LoadableModel {
  * @param dir the Hugging Face directory
  * @param arch the architecture's three steps: config.json to our config, a model of that
  *   config, and the directory's tensors mapped onto that model's parameters; and, when
- *   given, the config's parameter count, checked against the weights before building
+ *   given, the config completed from the tensors the directory holds (withWeights: which
+ *   optional heads it has) and the config's parameter count, checked against the weights
+ *   before building
  * @returns the filled model
  */
 export async function loadHfModel<C, M extends LoadableModel>(
   dir: string,
   arch: {
     config: (raw: unknown, where: string) => C;
+    withWeights?: (config: C, weights: HfWeights) => C;
     build: (config: C) => M;
     state: (weights: HfWeights, model: M) => Record<string, StateEntry>;
     parameters?: (config: C) => number;
   },
 ): Promise<M> {
   const configPath = join(dir, "config.json");
-  const config = arch.config(await readJson(configPath), configPath);
+  const parsed = arch.config(await readJson(configPath), configPath);
   const weights = await readHfWeights(dir);
+  const config = arch.withWeights ? arch.withWeights(parsed, weights) : parsed;
   // A config.json far larger than its weights is refused before a model of its size is
   // allocated (and initialised) only to find the tensors missing.
   const need = arch.parameters?.(config) ?? 0;

@@ -1,6 +1,8 @@
 /**
- * defines: CausalSelfAttention — qkv projection, fused causal attention, output projection;
- *          SequenceLayout, sequenceLayout — documents packed into rows.
+ * defines: CausalSelfAttention — qkv projection, fused attention (causal, or over the key
+ *          ranges of a layout), output projection;
+ *          SequenceLayout, sequenceLayout — documents packed into rows;
+ *          paddingLayout — an encoder's rows of valid tokens followed by padding.
  *
  * @module
  */
@@ -14,9 +16,10 @@ import { Module } from "./module.ts";
 import { checkpoint } from "./recompute.ts";
 
 /**
- * Causal self-attention with nHead query heads sharing nKvHead key/value heads: GPT-2's
+ * Self-attention with nHead query heads sharing nKvHead key/value heads: GPT-2's
  * multi-head attention when nKvHead = nHead (the default), grouped-query attention
- * (Llama-family) when fewer.
+ * (Llama-family) when fewer. Causal without a layout; with one, each query reads its
+ * layout's key range (an encoder's whole row of valid tokens, see paddingLayout).
  */
 export class CausalSelfAttention extends Module {
   /** (C → (nHead + 2·nKvHead)·hs): query heads, then key heads, then value heads. */
@@ -110,8 +113,11 @@ export class CausalSelfAttention extends Module {
 }
 
 /**
- * Several documents packed into each row of a batch: every token's position within its
- * document, and the key range its attention reads (its document's start to itself).
+ * How the tokens of each row of a batch see each other: every token's position, and the
+ * key range its attention reads. Packed documents ({@linkcode sequenceLayout}): positions
+ * restart at each document and a token reads its document's start to itself. Padded
+ * encoder rows ({@linkcode paddingLayout}): positions 0..T-1 and every token reads the
+ * row's valid tokens.
  */
 export interface SequenceLayout {
   /** (B,T) i32: the position of each token in its document. */
@@ -152,6 +158,54 @@ export function sequenceLayout(
   const spans = documentSpans(documentStarts, T);
   const positions = new Int32Array(B * T);
   for (let i = 0; i < B * T; i++) positions[i] = i % T - spans[2 * i];
+  const opts = device ? { device } : {};
+  return {
+    positions: Tensor.fromArray(positions, [B, T], opts),
+    spans: Tensor.fromArray(spans, [B, T, 2], opts),
+  };
+}
+
+/**
+ * The layout of an encoder's padded rows: each row's first `validLengths[b]` tokens are
+ * real, the rest padding. Every query of a row, padding included, reads keys
+ * [0, validLengths[b]), so the valid tokens never see the padding (the padding positions'
+ * outputs are defined but meaningless: give them target -1). Positions are 0..T-1.
+ *
+ * @param validLengths for each row, its valid tokens, in [0, T]
+ * @param T the row length
+ * @param device where the tensors go @default the default device
+ * @returns positions (B,T) and spans (B,T,2); the caller disposes them
+ * @example
+ * ```ts
+ * import { paddingLayout } from "./attention.ts";
+ * const layout = paddingLayout([3], 5); // 3 tokens, then 2 of padding
+ * layout.spans.toArray(); // [0, 3, 0, 3, 0, 3, 0, 3, 0, 3]
+ * layout.positions.dispose();
+ * layout.spans.dispose();
+ * ```
+ */
+export function paddingLayout(
+  validLengths: readonly number[],
+  T: number,
+  device?: Device,
+): SequenceLayout {
+  if (!Number.isInteger(T) || T < 1) {
+    throw new DenotronError(`paddingLayout: T must be a positive integer, got ${T}`);
+  }
+  const B = validLengths.length;
+  const spans = new Int32Array(B * T * 2);
+  const positions = new Int32Array(B * T);
+  validLengths.forEach((n, b) => {
+    if (!Number.isInteger(n) || n < 0 || n > T) {
+      throw new DenotronError(
+        `paddingLayout: row ${b} has ${n} valid tokens; expected an integer in [0, ${T}]`,
+      );
+    }
+    for (let t = 0; t < T; t++) {
+      spans[2 * (b * T + t) + 1] = n;
+      positions[b * T + t] = t;
+    }
+  });
   const opts = device ? { device } : {};
   return {
     positions: Tensor.fromArray(positions, [B, T], opts),

@@ -1,5 +1,6 @@
 /**
- * defines: Block — one pre-norm transformer layer (LayerNorm or RMSNorm).
+ * defines: Block — one transformer layer (LayerNorm or RMSNorm), normalising before each
+ * branch (GPT-2, Llama) or after each residual (BERT).
  *
  * @module
  */
@@ -28,6 +29,10 @@ export interface BlockOptions {
   normalization?: "layernorm" | "rmsnorm";
   /** "gelu" or "swiglu". @default "gelu" */
   activation?: "gelu" | "swiglu";
+  /** The GELU's form, "tanh" or "erf". @default "tanh" */
+  gelu?: "tanh" | "erf";
+  /** "pre": x + f(norm(x)); "post": norm(x + f(x)). @default "pre" */
+  normPosition?: "pre" | "post";
   /** Key/value heads (grouped-query attention). @default nHead */
   nKvHead?: number;
   /** Biases in the Linears. @default true */
@@ -42,22 +47,28 @@ export interface BlockOptions {
   dtype?: DType;
 }
 
-/** x + drop(attn(ln1(x))), then + drop(mlp(ln2(x))). */
+/**
+ * Pre-norm: x + drop(attn(ln1(x))), then + drop(mlp(ln2(x))). Post-norm (BERT):
+ * x = ln1(x + drop(attn(x))), then ln2(x + drop(mlp(x))).
+ */
 export class Block extends Module {
-  /** Normalisation before attention. */
+  /** Normalisation of the attention branch: before it (pre-norm), or after its residual. */
   readonly ln1: Norm;
   /** Causal self-attention. */
   readonly attn: CausalSelfAttention;
-  /** Normalisation before the MLP. */
+  /** Normalisation of the MLP branch: before it (pre-norm), or after its residual. */
   readonly ln2: Norm;
   /** The feed-forward network. */
   readonly mlp: MLP;
   /** Dropout probability on both residual branches. */
   readonly dropout: number;
+  /** Where the block normalises. */
+  readonly normPosition: "pre" | "post";
   /** Creates the block's layers. */
   constructor(o: BlockOptions) {
     super();
     this.dropout = o.dropout;
+    this.normPosition = o.normPosition ?? "pre";
     const norm = o.normalization ?? "layernorm";
     const n = { eps: o.eps, device: o.device, dtype: o.dtype };
     this.ln1 = this.child("ln1", makeNorm(norm, o.width, n));
@@ -78,6 +89,12 @@ export class Block extends Module {
     const p = this.training ? this.dropout : 0;
     const residual = (r: Tensor, f: Tensor) =>
       branchScale === 1 ? add(r, f) : addScaled(r, f, branchScale);
+    if (this.normPosition === "post") {
+      const a = dropout(this.attn.forward(x, 0, layout), p, rng);
+      const x1 = this.ln1.forward(residual(x, a));
+      const m = dropout(this.mlp.forward(x1), p, rng);
+      return this.ln2.forward(residual(x1, m));
+    }
     const a = dropout(this.attn.forward(this.ln1.forward(x), 0, layout), p, rng);
     const x1 = residual(x, a);
     const m = dropout(this.mlp.forward(this.ln2.forward(x1)), p, rng);

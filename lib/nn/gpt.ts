@@ -1,313 +1,68 @@
 /**
- * defines: GPTConfig, GPT_PRESETS, GPT — one decoder-only transformer, configurable like
- * Megatron's transformer config: GPT-2 (learned positions, LayerNorm, GELU MLP, biases,
- * output layer tied to the token embedding) is its default, and Llama-family models
- * (RMSNorm, rotary positions with optional Llama 3 scaling, SwiGLU, grouped-query
- * attention, no biases, an untied output layer) are presets of the same class.
+ * defines: GPT, GPTOptions, ForwardOptions, PretrainingBatch, PretrainingLoss, LayerPlan,
+ * dropoutDraws, ropeFrequencies — the one transformer, configured (lib/nn/gpt_config.ts)
+ * into a GPT-2 decoder (its defaults), a Llama-family decoder (RMSNorm, rotary positions
+ * with optional Llama 3 scaling, SwiGLU, grouped-query attention, no biases, an untied
+ * output layer) or a BERT encoder (bidirectional attention over each row's valid tokens,
+ * post-LN blocks, token types, the exact GELU, the pooler and its heads).
  *
  * Parameter names are the same for every variant where the tensor exists: `emb.wte`,
- * `emb.wpe` (learned positions only), `h.N.ln1.weight`, `h.N.ln1.bias` (LayerNorm only),
- * `h.N.attn.qkv.weight` ((nHead + 2·nKvHead)·headDim rows: queries, keys, values),
- * `h.N.attn.proj.weight`, `h.N.mlp.fc.weight` (SwiGLU: 2·ffnHidden rows, gate then up),
- * `h.N.mlp.proj.weight`, `lnf.weight`, and `head.weight` when the output layer is untied;
- * `.bias` beside each Linear's weight when biases are on.
+ * `emb.wpe` (learned positions only), `emb.wtt` (token types), `emb.ln.weight`,
+ * `emb.ln.bias` (post-LN: the embeddings' LayerNorm), `h.N.ln1.weight`, `h.N.ln1.bias`
+ * (LayerNorm only; post-LN: after the attention residual), `h.N.attn.qkv.weight`
+ * ((nHead + 2·nKvHead)·headDim rows: queries, keys, values), `h.N.attn.proj.weight`,
+ * `h.N.ln2.*` (post-LN: after the MLP residual), `h.N.mlp.fc.weight` (SwiGLU: 2·ffnHidden
+ * rows, gate then up), `h.N.mlp.proj.weight`, `lnf.weight` (pre-LN only), `head.weight`
+ * when the output layer is untied, `pooler.dense.*`, `mlm.dense.*`, `mlm.ln.*`,
+ * `mlm.bias` (the logits' bias), `binary.*` (2 rows) and `classifier.*` (numLabels rows);
+ * `.bias` beside each Linear's weight when biases are on (the heads always have them).
  *
  * @module
  */
-import type { SequenceLayout } from "./attention.ts";
+import { paddingLayout, type SequenceLayout } from "./attention.ts";
 import { type Device, device as getDevice } from "../device.ts";
-import { DenotronError, fmtValue } from "../errors.ts";
+import { DenotronError } from "../errors.ts";
 import { crossEntropy } from "../ops/crossentropy.ts";
-import { dropout } from "../ops/elementwise.ts";
+import { add, dropout } from "../ops/elementwise.ts";
 import { linear } from "../ops/matmul.ts";
-import { ropeInvFreq, type RopeScaling } from "../ops/rope.ts";
+import { ropeInvFreq } from "../ops/rope.ts";
 import { Generator } from "../random.ts";
 import { type DType, Tensor } from "../tensor.ts";
 import { Block } from "./block.ts";
+import {
+  describeArchitecture,
+  type GPTConfig,
+  gptConfigWithDefaults,
+  paddedVocabSize,
+} from "./gpt_config.ts";
+import { MaskedLMHead, Pooler } from "./heads.ts";
 import { Embedding, Linear, makeNorm, type Norm } from "./layers.ts";
 import { FlatParameters, Module } from "./module.ts";
 import { checkpoint, recomputeGroups, type RecomputeOptions } from "./recompute.ts";
 
-/** The shape of a GPT. Names follow nanoGPT / Hugging Face's GPT2Config. */
-export interface GPTConfig {
-  /** Tokens in the vocabulary (50257 for GPT-2). */
-  vocabSize: number;
-  /** Maximum sequence length: rows of the position embedding. */
-  blockSize: number;
-  /** Transformer blocks. */
-  nLayer: number;
-  /** Attention heads per block; must divide nEmbd. */
-  nHead: number;
-  /** Model width C. */
-  nEmbd: number;
-  /** Dropout probability on embeddings and residual branches. @default 0 */
-  dropout?: number;
-  /** Layernorm (or RMSNorm) epsilon. @default 1e-5 */
-  layerNormEps?: number;
-  /** MLP hidden width (SwiGLU: the width of each of gate and up). @default 4 · nEmbd */
-  ffnHidden?: number;
-  /** "layernorm" (GPT-2) or "rmsnorm" (Llama: no mean, no bias). @default "layernorm" */
-  normalization?: "layernorm" | "rmsnorm";
-  /**
-   * "learned" absolute positions (GPT-2's wpe table) or "rope" (rotary, applied to the
-   * queries and keys; no position table). @default "learned"
-   */
-  positionEmbedding?: "learned" | "rope";
-  /** RoPE's base θ (10000 for Llama 2, 500000 for Llama 3). @default 10000 */
-  ropeTheta?: number;
-  /** Llama 3's frequency scaling of RoPE; null: none. @default null */
-  ropeScaling?: RopeScaling | null;
-  /** "gelu" (GPT-2's tanh approximation) or "swiglu" (silu(gate) · up). @default "gelu" */
-  activation?: "gelu" | "swiglu";
-  /**
-   * Key/value heads (Megatron's num-query-groups): nHead for multi-head attention, fewer
-   * for grouped-query attention, 1 for multi-query attention; must divide nHead.
-   * @default nHead
-   */
-  nKvHead?: number;
-  /** Biases in every Linear (qkv, proj, fc). @default true */
-  bias?: boolean;
-  /** The output layer is the token embedding (GPT-2), or a separate `head`. @default true */
-  tieEmbeddings?: boolean;
-  /**
-   * The token table and the logits get vocabSize rounded up to a multiple of this
-   * (Megatron's --make-vocab-size-divisible-by, llm.c's padded vocabulary): GPT-2's
-   * 50257 becomes 50304 with 128, so the output-layer GEMMs run on aligned sizes. The
-   * padding rows start at zero, no token selects them, and the loss leaves their logits
-   * out of the softmax, so training is the unpadded model's. @default 1
-   */
-  vocabMultiple?: number;
-}
-
-/** vocabSize rounded up to a multiple of vocabMultiple: the rows of wte and the logits' width. */
-export function paddedVocabSize(c: Pick<GPTConfig, "vocabSize" | "vocabMultiple">): number {
-  const m = c.vocabMultiple ?? 1;
-  return Math.ceil(c.vocabSize / m) * m;
-}
-
-/** The fields that make a GPT-2 config a Llama-style one. */
-export const LLAMA_ARCHITECTURE = {
-  normalization: "rmsnorm",
-  positionEmbedding: "rope",
-  activation: "swiglu",
-  bias: false,
-  layerNormEps: 1e-5,
-} as const satisfies Partial<GPTConfig>;
-
-/**
- * GPT-2's published sizes, Llama-family shapes (SmolLM2-135M, TinyLlama-1.1B,
- * Llama-3.2-1B, as in their Hugging Face config.json files), and tiny models for tests
- * and laptops.
- */
-export const GPT_PRESETS: Record<string, GPTConfig> = {
-  "gpt2": { vocabSize: 50257, blockSize: 1024, nLayer: 12, nHead: 12, nEmbd: 768 },
-  "gpt2-medium": { vocabSize: 50257, blockSize: 1024, nLayer: 24, nHead: 16, nEmbd: 1024 },
-  "gpt2-large": { vocabSize: 50257, blockSize: 1024, nLayer: 36, nHead: 20, nEmbd: 1280 },
-  "gpt2-xl": { vocabSize: 50257, blockSize: 1024, nLayer: 48, nHead: 25, nEmbd: 1600 },
-  "tiny": { vocabSize: 257, blockSize: 64, nLayer: 2, nHead: 2, nEmbd: 32 },
-  // The default run's size (4 layers, 128 wide) with Llama's choices: SwiGLU's 2/3 · 4C,
-  // rounded to a multiple of 8, keeps the MLP's parameters close to GPT-2's 4C.
-  "llama-tiny": {
-    ...LLAMA_ARCHITECTURE,
-    vocabSize: 257,
-    blockSize: 64,
-    nLayer: 4,
-    nHead: 4,
-    nKvHead: 2,
-    nEmbd: 128,
-    ffnHidden: 344,
-    tieEmbeddings: false,
-  },
-  "smollm2-135m": {
-    ...LLAMA_ARCHITECTURE,
-    vocabSize: 49152,
-    blockSize: 8192,
-    nLayer: 30,
-    nHead: 9,
-    nKvHead: 3,
-    nEmbd: 576,
-    ffnHidden: 1536,
-    ropeTheta: 100000,
-    tieEmbeddings: true,
-  },
-  "tinyllama-1.1b": {
-    ...LLAMA_ARCHITECTURE,
-    vocabSize: 32000,
-    blockSize: 2048,
-    nLayer: 22,
-    nHead: 32,
-    nKvHead: 4,
-    nEmbd: 2048,
-    ffnHidden: 5632,
-    ropeTheta: 10000,
-    tieEmbeddings: false,
-  },
-  "llama-3.2-1b": {
-    ...LLAMA_ARCHITECTURE,
-    vocabSize: 128256,
-    blockSize: 131072,
-    nLayer: 16,
-    nHead: 32,
-    nKvHead: 8,
-    nEmbd: 2048,
-    ffnHidden: 8192,
-    ropeTheta: 500000,
-    ropeScaling: {
-      ropeType: "llama3",
-      factor: 32,
-      lowFreqFactor: 1,
-      highFreqFactor: 4,
-      originalMaxPositionEmbeddings: 8192,
-    },
-    tieEmbeddings: true,
-  },
-};
-
-/**
- * The largest value each integer field of a {@linkcode GPTConfig} may take: beyond any
- * published model, and small enough that no parameter or activation size computed from
- * them overflows, so a bad config fails here, by name, before anything is allocated.
- */
-export const GPT_CONFIG_LIMITS = {
-  vocabSize: 2 ** 24,
-  blockSize: 2 ** 20,
-  nLayer: 4096,
-  nHead: 65536,
-  nEmbd: 65536,
-  ffnHidden: 2 ** 20,
-  vocabMultiple: 65536,
-} as const satisfies Partial<Record<keyof GPTConfig, number>>;
-
-/**
- * `v` when it is an integer in [1, max], else a DenotronError "`where`: `key` must be …".
- *
- * @param v the value to check
- * @param key the field's name in messages
- * @param max the largest value allowed
- * @param where what holds the field ("GPT config", "run/config.json")
- * @returns v
- */
-export function boundedPositiveInt(v: unknown, key: string, max: number, where: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-    throw new DenotronError(
-      `${where}: ${key} must be a positive integer, got ${fmtValue(v)}`,
-    );
-  }
-  if (v > max) {
-    throw new DenotronError(`${where}: ${key} ${v} is more than the limit of ${max}`);
-  }
-  return v;
-}
-
-/**
- * `v` when it is a layernorm epsilon that float32 holds as a positive number, at most 1.
- *
- * @param v the value to check
- * @param key the field's name in messages
- * @param where what holds the field
- * @returns v
- */
-export function layerNormEpsilon(v: unknown, key: string, where: string): number {
-  if (typeof v !== "number" || !(Math.fround(v) > 0 && v <= 1)) {
-    throw new DenotronError(
-      `${where}: ${key} must be a number in (0, 1] that float32 holds as positive, got ${
-        fmtValue(v)
-      }`,
-    );
-  }
-  return v;
-}
-
-/** Throws a DenotronError naming the first bad field of `c`. */
-export function validateGPTConfig(c: GPTConfig): void {
-  const ints = ["vocabSize", "blockSize", "nLayer", "nHead", "nEmbd"] as const;
-  for (const k of ints) boundedPositiveInt(c[k], k, GPT_CONFIG_LIMITS[k], "GPT config");
-  if (c.nEmbd % c.nHead !== 0) {
-    throw new DenotronError(`GPT config: nHead ${c.nHead} does not divide nEmbd ${c.nEmbd}`);
-  }
-  const kv = c.nKvHead ?? c.nHead;
-  boundedPositiveInt(kv, "nKvHead", GPT_CONFIG_LIMITS.nHead, "GPT config");
-  if (c.nHead % kv !== 0) {
-    throw new DenotronError(
-      `GPT config: nKvHead ${kv} must divide nHead ${c.nHead} (query heads share each ` +
-        `key/value head in groups of nHead / nKvHead)`,
-    );
-  }
-  const choice = (key: keyof GPTConfig, options: readonly unknown[]) => {
-    const v = c[key];
-    if (v !== undefined && !options.includes(v)) {
-      throw new DenotronError(
-        `GPT config: ${key} must be one of ${
-          options.map((o) => JSON.stringify(o)).join(", ")
-        }, got ${JSON.stringify(v)}`,
-      );
-    }
-  };
-  choice("normalization", ["layernorm", "rmsnorm"]);
-  choice("positionEmbedding", ["learned", "rope"]);
-  choice("activation", ["gelu", "swiglu"]);
-  choice("bias", [true, false]);
-  choice("tieEmbeddings", [true, false]);
-  if (c.positionEmbedding === "rope") {
-    if ((c.nEmbd / c.nHead) % 2 !== 0) {
-      throw new DenotronError(
-        `GPT config: rotary positions need an even head size, nEmbd / nHead is ${
-          c.nEmbd / c.nHead
-        }`,
-      );
-    }
-    const theta = c.ropeTheta ?? 10000;
-    if (typeof theta !== "number" || !(theta > 1 && theta < 1e12)) {
-      throw new DenotronError(`GPT config: ropeTheta must be a number in (1, 1e12), got ${theta}`);
-    }
-    // the scaling's own fields are checked where the frequencies are made
-    if (c.ropeScaling) ropeInvFreq(c.nEmbd / c.nHead, theta, c.ropeScaling);
-  } else if (c.ropeScaling) {
-    throw new DenotronError(`GPT config: ropeScaling needs positionEmbedding "rope"`);
-  }
-  const p = c.dropout ?? 0;
-  if (typeof p !== "number" || !(p >= 0 && p < 1)) {
-    throw new DenotronError(`GPT config: dropout must be in [0, 1), got ${String(p)}`);
-  }
-  const vm = c.vocabMultiple ?? 1;
-  boundedPositiveInt(vm, "vocabMultiple", GPT_CONFIG_LIMITS.vocabMultiple, "GPT config");
-  if (c.ffnHidden !== undefined) {
-    boundedPositiveInt(c.ffnHidden, "ffnHidden", GPT_CONFIG_LIMITS.ffnHidden, "GPT config");
-  }
-  layerNormEpsilon(c.layerNormEps ?? 1e-5, "layerNormEps", "GPT config");
-}
-
-/** `c` validated (validateGPTConfig), with every optional field's default filled in. */
-export function gptConfigWithDefaults(c: GPTConfig): Required<GPTConfig> {
-  validateGPTConfig(c);
-  const defaults: Required<GPTConfig> = {
-    ...c,
-    dropout: 0,
-    layerNormEps: 1e-5,
-    ffnHidden: 4 * c.nEmbd,
-    vocabMultiple: 1,
-    normalization: "layernorm",
-    positionEmbedding: "learned",
-    ropeTheta: 10000,
-    ropeScaling: null,
-    activation: "gelu",
-    nKvHead: c.nHead,
-    bias: true,
-    tieEmbeddings: true,
-  };
-  const given = Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined));
-  return { ...defaults, ...given };
-}
-
-/** Whether `c` is GPT-2's architecture (every Llama-family switch at its default). */
-export function isGpt2Architecture(c: Required<GPTConfig>): boolean {
-  return c.normalization === "layernorm" && c.positionEmbedding === "learned" &&
-    c.activation === "gelu" && c.nKvHead === c.nHead && c.bias && c.tieEmbeddings;
-}
+export {
+  BERT_ARCHITECTURE,
+  boundedPositiveInt,
+  describeArchitecture,
+  GPT_CONFIG_LIMITS,
+  GPT_PRESETS,
+  type GPTConfig,
+  gptConfigWithDefaults,
+  isEncoder,
+  isGpt2Architecture,
+  layerNormEpsilon,
+  LLAMA_ARCHITECTURE,
+  paddedVocabSize,
+  validateGPTConfig,
+} from "./gpt_config.ts";
 
 /**
  * The rotary frequencies every block of a model of `c` shares, (headDim/2) f32 on
  * `device`; null with learned positions. The caller owns (and disposes) the tensor.
+ *
+ * @param c the config
+ * @param device where the tensor goes
+ * @returns the frequencies, or null
  */
 export function ropeFrequencies(c: Required<GPTConfig>, device: Device): Tensor | null {
   if (c.positionEmbedding !== "rope") return null;
@@ -331,18 +86,24 @@ export interface LayerPlan {
 /**
  * Counters of the dropout stream that one training forward of a (B, T) micro-batch takes:
  * the embedding's output and the two residual branches of every block that runs, (B, T, C)
- * each. Parallel trainers place each micro-batch at the offset one process would reach.
+ * each, and with a classification head its pooled input, (B, C). Parallel trainers place
+ * each micro-batch at the offset one process would reach.
  *
+ * @param c the model's shape
+ * @param B rows of the micro-batch
+ * @param T its sequence length
  * @param layers the step's layer plan (dropped blocks take none) @default every block
+ * @returns the counters taken
  */
 export function dropoutDraws(
-  c: Pick<GPTConfig, "nLayer" | "nEmbd">,
+  c: Pick<GPTConfig, "nLayer" | "nEmbd" | "numLabels">,
   B: number,
   T: number,
   layers?: LayerPlan | null,
 ): number {
   const kept = layers ? layers.keep.filter((k) => k).length : c.nLayer;
-  return (1 + 2 * kept) * B * T * c.nEmbd;
+  const classifier = (c.numLabels ?? 0) > 0 ? B * c.nEmbd : 0;
+  return (1 + 2 * kept) * B * T * c.nEmbd + classifier;
 }
 
 /** Options for building a {@linkcode GPT}. */
@@ -359,8 +120,53 @@ export interface GPTOptions {
   dtype?: DType;
 }
 
+/** What a forward pass reads beside the tokens. */
+export interface ForwardOptions {
+  /** int32 (B,T): each token's segment, in [0, numTokenTypes). @default all 0 */
+  tokenTypes?: Tensor;
+  /**
+   * How the tokens of each row see each other: documents packed into rows
+   * ({@linkcode sequenceLayout}), or an encoder's valid tokens and padding
+   * ({@linkcode paddingLayout}). @default decoders: one causal sequence per row;
+   * encoders: all T tokens of each row valid
+   */
+  layout?: SequenceLayout;
+  /**
+   * Blocks to run and their scales; ignored in eval mode, which always runs every block.
+   * @default every block
+   */
+  layers?: LayerPlan;
+}
+
+/** One batch of BERT pretraining (Megatron's BERT: masked LM and the binary head). */
+export interface PretrainingBatch {
+  /** int32 (B,T): the masked tokens. */
+  tokens: Tensor;
+  /** int32 (B,T): segment A (0) or B (1) of each token. @default all 0 */
+  tokenTypes?: Tensor;
+  /** Each row's valid tokens ({@linkcode paddingLayout}). @default all T valid */
+  layout?: SequenceLayout;
+  /** int32 (B,T): the original token at each masked position, -1 elsewhere. */
+  mlmTargets: Tensor;
+  /**
+   * int32 (B): the binary head's label of each row (sentence order: 1 when swapped;
+   * next sentence: 1 when random); required exactly when the model has a binary head.
+   */
+  sentenceLabels?: Tensor;
+}
+
+/** {@linkcode GPT.pretrainingLoss}'s result: the loss, and each of its parts for logging. */
+export interface PretrainingLoss {
+  /** mlm + sop: a one-element tensor to backpropagate. */
+  loss: Tensor;
+  /** Mean cross-entropy over the masked positions (one element). */
+  mlm: Tensor;
+  /** Mean cross-entropy of the binary head (one element); null without one. */
+  sop: Tensor | null;
+}
+
 /**
- * A GPT-2 language model whose parameters live in one flat buffer.
+ * The transformer, decoder or encoder, whose parameters live in one flat buffer.
  *
  * @example
  * ```ts
@@ -373,20 +179,27 @@ export interface GPTOptions {
 export class GPT extends Module {
   /** The configuration with defaults filled in. */
   readonly config: Required<GPTConfig>;
-  /** Token and position embeddings. */
+  /** Token, position and token-type embeddings (and, post-LN, their LayerNorm). */
   readonly emb: Embedding;
   /** The transformer blocks, `h.0` first. */
   readonly blocks: Block[];
-  /** The final normalisation. */
-  readonly lnf: Norm;
   /** The output layer when untied ((Vp, C), no bias); null: the token embedding is it. */
   readonly head: Linear | null;
+  /** BERT's pooler; null without one. */
+  readonly pooler: Pooler | null;
+  /** BERT's masked-LM transform and output bias; null: the output layer alone. */
+  readonly mlm: MaskedLMHead | null;
+  /** The binary head (C → 2) on the pooled output; null without one. */
+  readonly binary: Linear | null;
+  /** The classification head (C → numLabels) on the pooled output; null without one. */
+  readonly classifier: Linear | null;
   /** Rotary frequencies (headDim/2, f32) shared by every block; null: learned positions. */
   readonly ropeFreq: Tensor | null;
   /** The flat parameter and gradient buffers. */
   readonly params: FlatParameters;
   /** The dropout stream. */
   readonly rng: Generator;
+  readonly #lnf: Norm | null;
   /**
    * Activation recomputation (Megatron's): "full" keeps only the input of each group of
    * blocks and reruns the group in backward with the same dropout counters; "selective"
@@ -414,12 +227,15 @@ export class GPT extends Module {
     // 1/sqrt(2·layers), so the stream's variance does not grow with depth.
     const projStd = 0.02 / Math.sqrt(2 * c.nLayer);
     const rotary = c.positionEmbedding === "rope";
+    const post = c.normPosition === "post";
     this.emb = this.child(
       "emb",
       new Embedding(c.vocabSize, rotary ? 0 : c.blockSize, c.nEmbd, {
         device,
         dtype,
         rows: paddedVocabSize(c),
+        tokenTypes: c.numTokenTypes,
+        norm: post ? { eps: c.layerNormEps } : undefined,
       }),
     );
     this.ropeFreq = ropeFrequencies(c, device);
@@ -438,6 +254,8 @@ export class GPT extends Module {
           dtype,
           normalization: c.normalization,
           activation: c.activation,
+          gelu: c.gelu,
+          normPosition: c.normPosition,
           nKvHead: c.nKvHead,
           bias: c.bias,
           rope: this.ropeFreq,
@@ -445,11 +263,24 @@ export class GPT extends Module {
       ));
     }
     const norm = { eps: c.layerNormEps, device, dtype };
-    this.lnf = this.child("lnf", makeNorm(c.normalization, c.nEmbd, norm));
+    // post-LN normalises each block's output already: no final norm
+    this.#lnf = post ? null : this.child("lnf", makeNorm(c.normalization, c.nEmbd, norm));
     this.head = c.tieEmbeddings ? null : this.child(
       "head",
       new Linear(c.nEmbd, paddedVocabSize(c), { bias: false, device, dtype }),
     );
+    const o = { device, dtype };
+    this.pooler = c.pooler ? this.child("pooler", new Pooler(c.nEmbd, o)) : null;
+    this.mlm = c.outputTransform
+      ? this.child(
+        "mlm",
+        new MaskedLMHead(c.nEmbd, paddedVocabSize(c), { ...o, eps: c.layerNormEps, gelu: c.gelu }),
+      )
+      : null;
+    this.binary = c.binaryHead ? this.child("binary", new Linear(c.nEmbd, 2, o)) : null;
+    this.classifier = c.numLabels > 0
+      ? this.child("classifier", new Linear(c.nEmbd, c.numLabels, o))
+      : null;
     this.params = new FlatParameters(this, device, seed);
     this.rng = new Generator(seed);
   }
@@ -459,21 +290,44 @@ export class GPT extends Module {
     return this.params.data.device;
   }
 
+  /** The final normalisation of a pre-LN model; a post-LN model (BERT) has none. */
+  get lnf(): Norm {
+    if (!this.#lnf) {
+      throw new DenotronError(
+        `GPT: a model with normPosition "post" has no final norm (lnf); its blocks end normalised`,
+      );
+    }
+    return this.#lnf;
+  }
+
   /**
-   * Logits of the next token at every position.
+   * Logits at every position: of the next token (decoders), or of the masked token
+   * (encoders, through the masked-LM head when there is one).
    *
    * @param tokens int32 (B,T) with T <= blockSize
    * @param layers blocks to run and their scales; ignored in eval mode, which
    *   always runs every block @default every block
+   * @param layout documents packed into each row ({@linkcode sequenceLayout}), or an
+   *   encoder's padding ({@linkcode paddingLayout}) @default one sequence per row
    * @returns (B,T,V), or (B,T,Vp) with a padded vocabulary (see
    *   {@linkcode GPTConfig.vocabMultiple}): columns V..Vp-1 are padding, logits 0 that
    *   are no token's
-   * @param layout documents packed into each row ({@linkcode sequenceLayout}): positions
-   *   restart and attention stays inside each document @default one sequence per row
    */
   forward(tokens: Tensor, layers?: LayerPlan, layout?: SequenceLayout): Tensor {
+    return this.lmLogits(this.hiddenStates(tokens, { layers, layout }));
+  }
+
+  /**
+   * The last hidden states: after the last block (and, pre-LN, the final norm), before any
+   * head. Hugging Face's `last_hidden_state`.
+   *
+   * @param tokens int32 (B,T) with T <= blockSize
+   * @param o token types, layout and layer plan
+   * @returns (B,T,C)
+   */
+  hiddenStates(tokens: Tensor, o: ForwardOptions = {}): Tensor {
     const p = this.training ? this.config.dropout : 0;
-    const plan = this.training ? layers : undefined;
+    const plan = this.training ? o.layers : undefined;
     if (
       plan && (plan.keep.length !== this.blocks.length || plan.scale.length !== plan.keep.length)
     ) {
@@ -481,7 +335,13 @@ export class GPT extends Module {
         `GPT.forward: the layer plan covers ${plan.keep.length} blocks, the model has ${this.blocks.length}`,
       );
     }
-    let x = dropout(this.emb.forward(tokens, layout?.positions), p, this.rng); // (B,T,C)
+    let x = dropout(this.emb.forward(tokens, o.layout?.positions, o.tokenTypes), p, this.rng);
+    const [B, T] = tokens.shape;
+    // An encoder without a layout reads every token of its row, both ways.
+    const own = !o.layout && this.config.attentionMask === "padding"
+      ? paddingLayout(new Array(B).fill(T), T, this.device)
+      : null;
+    const layout = o.layout ?? own ?? undefined;
     const run = [...this.blocks.keys()].filter((i) => !plan || plan.keep[i]);
     const block = (j: number, h: Tensor) => {
       const i = run[j];
@@ -498,8 +358,80 @@ export class GPT extends Module {
         x = block(j++, x);
       }
     }
-    x = this.lnf.forward(x);
-    return linear(x, this.outputWeight, null); // (B,T,Vp)
+    // backward reads the spans; without a graph nothing does
+    if (own && !x.requiresGrad) {
+      own.positions.dispose();
+      own.spans.dispose();
+    }
+    return this.#lnf ? this.#lnf.forward(x) : x; // (B,T,C)
+  }
+
+  /**
+   * The output layer over hidden states: the masked-LM head when the model has one (BERT),
+   * else the output weight alone.
+   *
+   * @param hidden (..., C) from {@linkcode GPT.hiddenStates}
+   * @returns (..., Vp)
+   */
+  lmLogits(hidden: Tensor): Tensor {
+    return this.mlm
+      ? this.mlm.forward(hidden, this.outputWeight)
+      : linear(hidden, this.outputWeight, null);
+  }
+
+  /**
+   * The pooler's output: tanh(dense(h)) of each row's first token ([CLS]).
+   *
+   * @param hidden (B,T,C) from {@linkcode GPT.hiddenStates}
+   * @returns (B,C)
+   */
+  pooled(hidden: Tensor): Tensor {
+    return this.#need(this.pooler, "pooler", "pooled").forward(hidden);
+  }
+
+  /**
+   * The binary (sentence-order / next-sentence) head's logits.
+   *
+   * @param pooled (B,C) from {@linkcode GPT.pooled}
+   * @returns (B,2)
+   */
+  binaryLogits(pooled: Tensor): Tensor {
+    return this.#need(this.binary, "binaryHead", "binaryLogits").forward(pooled);
+  }
+
+  /**
+   * The classification head's logits, after dropout on the pooled output.
+   *
+   * @param pooled (B,C) from {@linkcode GPT.pooled}
+   * @returns (B,numLabels)
+   */
+  classifierLogits(pooled: Tensor): Tensor {
+    const head = this.#need(this.classifier, "numLabels", "classifierLogits");
+    const p = this.training ? this.config.dropout : 0;
+    return head.forward(dropout(pooled, p, this.rng));
+  }
+
+  /**
+   * Logits of a sequence-classification model: hidden states, pooler, classifier.
+   *
+   * @param tokens int32 (B,T)
+   * @param o token types and layout (padding)
+   * @returns (B,numLabels)
+   */
+  classify(tokens: Tensor, o: ForwardOptions = {}): Tensor {
+    return this.classifierLogits(this.pooled(this.hiddenStates(tokens, o)));
+  }
+
+  /**
+   * Mean cross-entropy of the classification head.
+   *
+   * @param tokens int32 (B,T)
+   * @param labels int32 (B), each in [0, numLabels) (-1: not counted)
+   * @param o token types and layout (padding)
+   * @returns a one-element tensor
+   */
+  classificationLoss(tokens: Tensor, labels: Tensor, o: ForwardOptions = {}): Tensor {
+    return crossEntropy(this.classify(tokens, o), labels);
   }
 
   /** The output layer's weight (Vp, C): the token embedding when tied. */
@@ -508,7 +440,8 @@ export class GPT extends Module {
   }
 
   /**
-   * Mean next-token cross-entropy.
+   * Mean cross-entropy of the logits against targets: the next-token loss of a decoder,
+   * or an encoder's masked-LM loss alone.
    *
    * @param tokens int32 (B,T)
    * @param targets int32 (B,T); -1 marks positions that do not count
@@ -520,6 +453,41 @@ export class GPT extends Module {
     return crossEntropy(this.forward(tokens, layers, layout), targets, {
       classes: this.config.vocabSize,
     });
+  }
+
+  /**
+   * BERT's pretraining loss: the masked-LM cross-entropy over the masked positions plus
+   * the binary head's cross-entropy (Megatron's lm loss + sop loss), each part returned
+   * for logging.
+   *
+   * @param batch tokens, token types, padding, and both kinds of targets
+   * @param layers see {@linkcode GPT.forward}
+   * @returns the total and its parts
+   */
+  pretrainingLoss(batch: PretrainingBatch, layers?: LayerPlan): PretrainingLoss {
+    if (!this.binary !== !batch.sentenceLabels) {
+      throw new DenotronError(
+        this.binary
+          ? "GPT.pretrainingLoss: the model has a binary head; the batch needs sentenceLabels"
+          : "GPT.pretrainingLoss: sentenceLabels given, but the model has no binary head",
+      );
+    }
+    const { tokenTypes, layout } = batch;
+    const h = this.hiddenStates(batch.tokens, { tokenTypes, layout, layers });
+    const mlm = crossEntropy(this.lmLogits(h), batch.mlmTargets, {
+      classes: this.config.vocabSize,
+    });
+    if (!this.binary) return { loss: mlm, mlm, sop: null };
+    const sop = crossEntropy(this.binaryLogits(this.pooled(h)), batch.sentenceLabels!);
+    return { loss: add(mlm, sop), mlm, sop };
+  }
+
+  /** `part`, or a sentence naming the config field that would create it. */
+  #need<T>(part: T | null, field: keyof GPTConfig, method: string): T {
+    if (!part) {
+      throw new DenotronError(`GPT.${method}: the model has no ${field} (set it in the config)`);
+    }
+    return part;
   }
 
   /** Frees the parameter buffers. Safe to call twice. */
@@ -538,20 +506,10 @@ export class GPT extends Module {
     const c = this.config;
     const padded = paddedVocabSize(c);
     const vocab = padded === c.vocabSize ? `${c.vocabSize}` : `${c.vocabSize} (padded ${padded})`;
-    const llama = isGpt2Architecture(c) ? "" : `${describeArchitecture(c)}, `;
+    const arch = describeArchitecture(c);
     return `GPT(layers=${c.nLayer}, heads=${c.nHead}, width=${c.nEmbd}, vocab=${vocab}, ` +
-      `positions=${c.blockSize}, ${llama}${
+      `positions=${c.blockSize}, ${arch ? `${arch}, ` : ""}${
         this.numParameters().toLocaleString("en-US")
       } parameters, on ${this.device.name})`;
   }
-}
-
-/** The non-GPT-2 choices of a config, for one-line descriptions. */
-function describeArchitecture(c: Required<GPTConfig>): string {
-  const parts = [c.normalization, c.positionEmbedding === "rope" ? "rope" : "learned positions"];
-  parts.push(c.activation);
-  if (c.nKvHead !== c.nHead) parts.push(`kv heads=${c.nKvHead}`);
-  if (!c.bias) parts.push("no biases");
-  if (!c.tieEmbeddings) parts.push("untied head");
-  return parts.join(" ");
 }

@@ -5,12 +5,13 @@
  * @module
  */
 import type { Device } from "../device.ts";
+import { DenotronError, fmtShape } from "../errors.ts";
 import { add } from "../ops/elementwise.ts";
 import { embedding } from "../ops/embedding.ts";
 import { layernorm } from "../ops/layernorm.ts";
 import { rmsnorm } from "../ops/rmsnorm.ts";
 import { linear } from "../ops/matmul.ts";
-import type { DType, Tensor } from "../tensor.ts";
+import { type DType, Tensor } from "../tensor.ts";
 import { type Init, Module } from "./module.ts";
 
 /** y = x Wᵀ + b with W (out, in). */
@@ -96,42 +97,67 @@ export function makeNorm(
   return kind === "rmsnorm" ? new RMSNorm(n, opts) : new LayerNorm(n, opts);
 }
 
-/** GPT's input: token embedding plus, with learned positions, a position embedding. */
+/**
+ * The transformer's input: token embedding, plus a position embedding with learned
+ * positions, plus a token-type (segment) embedding when there are token types (BERT),
+ * and the sum normalised when the model normalises after each residual (BERT's post-LN).
+ */
 export class Embedding extends Module {
   /** (rows, C), rows >= V (vocabulary padding: zero rows); tied to the output layer in GPT. */
   readonly wte: Tensor;
   /** (maxT, C); null without learned positions (maxPositions 0: rotary positions). */
   readonly wpe: Tensor | null;
+  /** (token types, C); null without token types. */
+  readonly wtt: Tensor | null;
+  /** LayerNorm of the sum (BERT's embeddings.LayerNorm); null: none. */
+  readonly ln: LayerNorm | null;
   /** V: the tokens that exist; wte rows past it are padding. */
   readonly vocabSize: number;
   /**
-   * Creates both embedding tables (normal init; padding rows zero); with maxPositions 0,
-   * the token table only.
+   * Creates the embedding tables (normal init; padding rows zero); with maxPositions 0,
+   * no position table.
    *
-   * @param opts rows: wte rows, vocabSize rounded up for aligned GEMMs @default vocabSize
+   * @param vocabSize V
+   * @param maxPositions rows of the position table; 0: none
+   * @param width C
+   * @param opts rows: wte rows, vocabSize rounded up for aligned GEMMs (default vocabSize);
+   *   tokenTypes: rows of the token-type table (default 0: none); norm: a LayerNorm of the
+   *   sum with this epsilon (default none)
    */
   constructor(
     vocabSize: number,
     maxPositions: number,
     width: number,
-    opts: { std?: number; device: Device; dtype?: DType; rows?: number },
+    opts: {
+      std?: number;
+      device: Device;
+      dtype?: DType;
+      rows?: number;
+      tokenTypes?: number;
+      norm?: { eps: number };
+    },
   ) {
     super();
     this.vocabSize = vocabSize;
+    const normal = { kind: "normal", std: opts.std ?? 0.02 } as const;
     this.wte = this.param(
       "wte",
       [opts.rows ?? vocabSize, width],
-      { kind: "normal", std: opts.std ?? 0.02, rows: vocabSize },
+      { ...normal, rows: vocabSize },
       opts.device,
       opts.dtype,
     );
     this.wpe = maxPositions > 0
-      ? this.param(
-        "wpe",
-        [maxPositions, width],
-        { kind: "normal", std: opts.std ?? 0.02 },
-        opts.device,
-        opts.dtype,
+      ? this.param("wpe", [maxPositions, width], normal, opts.device, opts.dtype)
+      : null;
+    const types = opts.tokenTypes ?? 0;
+    this.wtt = types > 0
+      ? this.param("wtt", [types, width], normal, opts.device, opts.dtype)
+      : null;
+    this.ln = opts.norm
+      ? this.child(
+        "ln",
+        new LayerNorm(width, { ...opts.norm, device: opts.device, dtype: opts.dtype }),
       )
       : null;
   }
@@ -140,13 +166,54 @@ export class Embedding extends Module {
    *
    * @param tokens the token ids
    * @param positions int32 (B,T): each token's position (packed documents) @default 0..T-1
+   * @param tokenTypes int32 (B,T): each token's segment, in [0, token types) @default all 0
    */
-  forward(tokens: Tensor, positions?: Tensor): Tensor {
-    if (!positions || !this.wpe) return embedding(tokens, this.wte, this.wpe, this.vocabSize);
-    // The position rows gathered as a table of their own (the same kernel), then added.
-    return add(
-      embedding(tokens, this.wte, null, this.vocabSize),
-      embedding(positions, this.wpe, null),
-    );
+  forward(tokens: Tensor, positions?: Tensor, tokenTypes?: Tensor): Tensor {
+    const T = tokens.shape[1] ?? 0;
+    // (the kernel checks this itself when it adds the positions 0..T-1)
+    if (positions && this.wpe && T > this.wpe.shape[0]) {
+      throw new DenotronError(
+        `Embedding: sequence length ${T} exceeds the ${this.wpe.shape[0]} positions of wpe`,
+      );
+    }
+    if (tokenTypes && !this.wtt) {
+      throw new DenotronError("Embedding: tokenTypes given, but the model has no token types");
+    }
+    let x = !positions || !this.wpe
+      ? embedding(tokens, this.wte, this.wpe, this.vocabSize)
+      // The position rows gathered as a table of their own (the same kernel), then added.
+      : add(
+        embedding(tokens, this.wte, null, this.vocabSize),
+        embedding(positions, this.wpe, null),
+      );
+    if (this.wtt) x = add(x, this.#tokenTypeRows(tokens, tokenTypes));
+    return this.ln ? this.ln.forward(x) : x;
+  }
+
+  /** wtt's row of each token's type (B,T,C); type 0 everywhere without tokenTypes. */
+  #tokenTypeRows(tokens: Tensor, tokenTypes?: Tensor): Tensor {
+    const wtt = this.wtt!;
+    if (!tokenTypes) {
+      const zeros = Tensor.zeros(tokens.shape, { dtype: "i32", device: tokens.device });
+      const rows = embedding(zeros, wtt, null);
+      // backward reads the ids; without a graph nothing does
+      if (!rows.gradFn) zeros.dispose();
+      return rows;
+    }
+    if (
+      tokenTypes.ndim !== tokens.ndim || tokenTypes.shape.some((d, i) => d !== tokens.shape[i])
+    ) {
+      throw new DenotronError(
+        `Embedding: tokenTypes ${fmtShape(tokenTypes.shape)} must have the shape of tokens ${
+          fmtShape(tokens.shape)
+        }`,
+      );
+    }
+    try {
+      return embedding(tokenTypes, wtt, null);
+    } catch (e) {
+      // the kernel names the bad value as a token; say which input held it
+      throw new DenotronError(`Embedding: tokenTypes: ${(e as Error).message}`);
+    }
   }
 }

@@ -1,11 +1,12 @@
 /**
- * defines: MLP — the feed-forward block: GPT-2's GELU MLP (its first projection fused with
- * bias and GELU), or Llama's SwiGLU (one projection to gate and up side by side).
+ * defines: MLP — the feed-forward block: the GELU MLP of GPT-2 (tanh GELU) and BERT (exact
+ * GELU), its first projection fused with bias and GELU, or Llama's SwiGLU (one projection
+ * to gate and up side by side).
  *
  * @module
  */
 import type { Device } from "../device.ts";
-import { linear, linearGelu } from "../ops/matmul.ts";
+import { linear, linearActivation } from "../ops/matmul.ts";
 import { swiglu } from "../ops/swiglu.ts";
 import type { DType, Tensor } from "../tensor.ts";
 import { Linear } from "./layers.ts";
@@ -19,7 +20,16 @@ export class MLP extends Module {
   readonly proj: Linear;
   /** "gelu" or "swiglu". */
   readonly activation: "gelu" | "swiglu";
-  /** Creates the two projections. */
+  /** The GELU's form: GPT-2's "tanh" approximation or the exact "erf". */
+  readonly gelu: "tanh" | "erf";
+  /**
+   * Creates the two projections.
+   *
+   * @param width the model width C
+   * @param hidden the hidden width
+   * @param opts projStd, device, dtype; activation (default "gelu"), gelu: its form
+   *   (default "tanh"), bias (default true)
+   */
   constructor(
     width: number,
     hidden: number,
@@ -28,11 +38,13 @@ export class MLP extends Module {
       device: Device;
       dtype?: DType;
       activation?: "gelu" | "swiglu";
+      gelu?: "tanh" | "erf";
       bias?: boolean;
     },
   ) {
     super();
     this.activation = opts.activation ?? "gelu";
+    this.gelu = opts.gelu ?? "tanh";
     const fcOut = this.activation === "swiglu" ? 2 * hidden : hidden;
     const o = { device: opts.device, dtype: opts.dtype, bias: opts.bias ?? true };
     this.fc = this.child("fc", new Linear(width, fcOut, o));
@@ -42,8 +54,9 @@ export class MLP extends Module {
   forward(x: Tensor): Tensor {
     const a = this.activation === "swiglu"
       ? swiglu(linear(x, this.fc.weight, this.fc.bias)) // (B,T,2·hidden) → (B,T,hidden)
-      // fc, its bias and the GELU in one call (one GEMM with cuBLASLt's GELU epilogue)
-      : linearGelu(x, this.fc.weight, this.fc.bias); // (B,T,hidden)
+      // fc, its bias and the GELU in one call (with the tanh GELU, one GEMM with cuBLASLt's
+      // GELU epilogue)
+      : linearActivation(x, this.fc.weight, this.fc.bias, `gelu-${this.gelu}`); // (B,T,hidden)
     return this.proj.forward(a);
   }
 }

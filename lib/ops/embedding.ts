@@ -1,5 +1,6 @@
 /**
- * defines: embedding — token + position embedding, backward a deterministic scatter-add.
+ * defines: embedding — token + position embedding, backward a deterministic scatter-add;
+ * gatherRows — rows of an activation picked by index, on the same kernels.
  *
  * @module
  */
@@ -101,6 +102,70 @@ export function embedding(
       } else {
         run(dwte, dwpe);
       }
+    },
+  });
+}
+
+/**
+ * out[i] = x[index[i]], with x seen as N rows of its last dimension C: the embedding
+ * kernels with x as the table, so backward is the same deterministic scatter-add into x's
+ * gradient. BERT's pooler reads each sequence's first token with it.
+ *
+ * @param x (..., C) float
+ * @param index int32 (M), each in [0, N) where N = x.numel / C
+ * @returns (M, C)
+ * @example
+ * ```ts
+ * import { gatherRows } from "./embedding.ts";
+ * import { Tensor } from "../tensor.ts";
+ * using x = Tensor.fromArray([1, 2, 3, 4, 5, 6], [1, 3, 2]); // 3 rows of 2
+ * using i = Tensor.fromArray(new Int32Array([2, 0]), [2]);
+ * using y = gatherRows(x, i);
+ * console.log(y.toArray()); // [5, 6, 1, 2]
+ * ```
+ */
+export function gatherRows(x: Tensor, index: Tensor): Tensor {
+  const op = "gatherRows";
+  expectTensor(op, "x", x, ["f32", "bf16", "f16"]);
+  expectTensor(op, "index", index, ["i32"]);
+  expectDevice(op, "index", index, x);
+  expectRank(op, "index", index, 1);
+  const C = x.shape[x.ndim - 1] ?? 0;
+  if (x.ndim < 1 || C === 0 || x.numel === 0) {
+    throw new DenotronError(`${op}: x ${fmtShape(x.shape)} has no rows`);
+  }
+  const N = x.numel / C, M = index.shape[0];
+  const out = Tensor.empty([M, C], { dtype: x.dtype, device: x.device });
+  if (M === 0) return out;
+  const lib = x.device.lib;
+  // (1, M) "tokens" into an (N, C) "table"
+  lib.check(
+    lib.sym.dn_embedding_forward(
+      DTYPE_CODE[x.dtype],
+      out.ptr,
+      index.ptr,
+      x.ptr,
+      null,
+      ...big(1, M, C, N),
+    ),
+    op,
+  );
+  return record(out, {
+    name: op,
+    inputs: [x],
+    backward(g) {
+      const dx = gradOf(x);
+      lib.check(
+        lib.sym.dn_embedding_backward(
+          dtypeWithGrad(g.dtype, dx.dtype),
+          dx.ptr,
+          null,
+          g.ptr,
+          index.ptr,
+          ...big(1, M, C, N),
+        ),
+        `${op} backward`,
+      );
     },
   });
 }

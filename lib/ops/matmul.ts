@@ -1,13 +1,13 @@
 /**
- * defines: linear, linearGelu, matmul — forward and backward, through dn_matmul (and
- * dn_linear_gelu_forward).
+ * defines: linear, linearActivation, linearGelu, matmul — forward and backward, through
+ * dn_matmul (and dn_linear_act_forward).
  *
  * @module
  */
 import { gradOf, needsGrad, record, writeGrad } from "../autograd.ts";
 import { DenotronError, fmtShape } from "../errors.ts";
 import { DTYPE_CODE, Tensor } from "../tensor.ts";
-import { geluBackward } from "./gelu.ts";
+import { type Activation, activationBackward, activationCode } from "./activation.ts";
 import {
   big,
   dtypeWithGrad,
@@ -118,7 +118,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   });
 }
 
-/** The checks of {@linkcode linear} and {@linkcode linearGelu}; returns (out, in). */
+/** The checks of {@linkcode linear} and {@linkcode linearActivation}; returns (out, in). */
 function linearShapes(
   op: string,
   x: Tensor,
@@ -198,9 +198,27 @@ function linearBackward(g: Tensor, x: Tensor, weight: Tensor, M: number): void {
 }
 
 /**
- * gelu(x Wᵀ + b) in one native call (dn_linear_gelu_forward: on CUDA with cuBLASLt, one
- * GEMM with the GELU epilogue). Keeps the GELU's argument for backward, which forms its
- * gradient once and feeds both the bias gradient and the two GEMMs.
+ * act(x Wᵀ + b) in one native call (dn_linear_act_forward: on CUDA with cuBLASLt, the tanh
+ * GELU is one GEMM with the GELU epilogue). Keeps the activation's argument for backward,
+ * which forms its gradient once and feeds both the bias gradient and the two GEMMs.
+ *
+ * @param x input (..., in)
+ * @param weight (out, in)
+ * @param bias (out) or null
+ * @param act the activation (see {@linkcode Activation})
+ * @returns (..., out)
+ */
+export function linearActivation(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null | undefined,
+  act: Activation,
+): Tensor {
+  return linearActivationAs("linearActivation", x, weight, bias, act);
+}
+
+/**
+ * gelu(x Wᵀ + b) with GPT-2's tanh GELU: {@linkcode linearActivation} with "gelu-tanh".
  *
  * @param x input (..., in)
  * @param weight (out, in)
@@ -208,7 +226,18 @@ function linearBackward(g: Tensor, x: Tensor, weight: Tensor, M: number): void {
  * @returns (..., out)
  */
 export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  const op = "linearGelu";
+  return linearActivationAs("linearGelu", x, weight, bias, "gelu-tanh");
+}
+
+/** {@linkcode linearActivation}, its errors naming `op`. */
+function linearActivationAs(
+  op: string,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null | undefined,
+  act: Activation,
+): Tensor {
+  const code = activationCode(op, act);
   const [nOut, nIn] = linearShapes(op, x, weight, bias);
   const M = x.numel / nIn;
   const shape = [...x.shape.slice(0, -1), nOut];
@@ -217,8 +246,9 @@ export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor | null): Ten
   const pre = Tensor.empty(shape, { dtype: x.dtype, device: x.device });
   const lib = x.device.lib;
   lib.check(
-    lib.sym.dn_linear_gelu_forward(
+    lib.sym.dn_linear_act_forward(
       DTYPE_CODE[x.dtype],
+      code,
       out.ptr,
       pre.ptr,
       x.ptr,
@@ -232,11 +262,11 @@ export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor | null): Ten
     name: op,
     inputs: bias ? [x, weight, bias] : [x, weight],
     backward(g) {
-      // dpre = g · gelu'(pre) (written, not added: no zeroing), and the bias gradient as
+      // dpre = g · act'(pre) (written, not added: no zeroing), and the bias gradient as
       // its column sums, in one pass
       const dpre = Tensor.empty(shape, { dtype: x.dtype, device: x.device });
       const db = bias && needsGrad(bias) ? gradOf(bias) : null;
-      geluBackward(g, pre, null, dpre, db, false, `${op} backward`);
+      activationBackward(act, g, pre, null, dpre, db, false, `${op} backward`);
       linearBackward(dpre, x, weight, M);
       dpre.dispose();
     },
