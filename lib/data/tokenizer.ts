@@ -20,6 +20,7 @@
 import { causeText, DenotronError, fmtValue } from "../errors.ts";
 import { BpeMerges } from "./bpe.ts";
 import { loadHfTokenizer } from "./hf_tokenizer.ts";
+import { isWordPieceName, loadWordPiece } from "./wordpiece.ts";
 
 /** What every tokenizer offers to the data pipeline and to generation. */
 export interface Tokenizer {
@@ -454,9 +455,14 @@ export function isHfTokenizerPath(name: string): boolean {
  * A path ending in `.json`, or naming a directory (anything with a `/`), is a
  * Hugging Face `tokenizer.json` (or the directory holding it), read by
  * {@link loadHfTokenizer} with the `tokenizer_config.json` beside it.
+ * "bert-base-uncased" (built in), "BertWordPieceLowerCase" / "BertWordPieceCase" with
+ * `files.vocab`, or the path of a `.txt` vocabulary, is BERT's WordPiece
+ * ({@link loadWordPiece}).
  *
- * @param name "gpt2", "byte", or the path of a `tokenizer.json` or its directory
- * @param files optional paths of GPT-2's `vocab.json` and `merges.txt`
+ * @param name "gpt2", "byte", "bert-base-uncased", a WordPiece type, or the path of a
+ *   `tokenizer.json`, its directory or a `vocab.txt`
+ * @param files optional paths of GPT-2's `vocab.json` and `merges.txt`, or of the
+ *   `vocab.txt` of a WordPiece type
  * @returns the tokenizer
  * @example
  * ```ts
@@ -467,16 +473,21 @@ export function isHfTokenizerPath(name: string): boolean {
  */
 export async function loadTokenizer(
   name: string,
-  files?: { vocab: string; merges: string },
+  files?: { vocab: string; merges?: string },
 ): Promise<Tokenizer> {
   if (name === "byte") return new ByteTokenizer();
+  if (isWordPieceName(name)) return await loadWordPiece(name, files?.vocab);
   if (isHfTokenizerPath(name)) return await loadHfTokenizer(name);
   if (name !== "gpt2") {
     throw new DenotronError(
-      `unknown tokenizer "${name}": expected "gpt2", "byte" or the path of a tokenizer.json`,
+      `unknown tokenizer "${name}": expected "gpt2", "byte", "bert-base-uncased", ` +
+        "BertWordPieceLowerCase, BertWordPieceCase or the path of a tokenizer.json or vocab.txt",
     );
   }
   if (files !== undefined) {
+    if (files.merges === undefined) {
+      throw new DenotronError("gpt2 from files needs both vocab.json and merges.txt");
+    }
     const [vocabJson, mergesTxt] = await Promise.all([
       readText(files.vocab),
       readText(files.merges),
@@ -484,7 +495,7 @@ export async function loadTokenizer(
     try {
       return BpeTokenizer.fromVocabMerges(vocabJson, mergesTxt);
     } catch (e) {
-      throw withPaths(e, files);
+      throw withPaths(e, { vocab: files.vocab, merges: files.merges });
     }
   }
   gpt2Promise ??= import(R50K_MODULE).then((m) => BpeTokenizer.fromRanks(m.default));
