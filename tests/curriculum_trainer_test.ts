@@ -64,7 +64,7 @@ Deno.test("the sequence-length curriculum feeds each step its length (fixed_disc
 
 Deno.test("truncateBatch keeps the first T' inputs and targets of every row", () => {
   const t = tinyTrainer(corpus, tinyConfig());
-  const full = new GptBatchIterator(t.trainData, { microBatchSize: 3 }).next();
+  const full = new GptBatchIterator(t.trainData as SampleDataset, { microBatchSize: 3 }).next();
   const cut = truncateBatch(full, 5);
   assert.equal(cut.seqLength, 5);
   for (let b = 0; b < 3; b++) {
@@ -206,7 +206,7 @@ function allowedSamples(
 
 Deno.test("data curriculum: only samples the schedule allows, easiest first on request", () => {
   const t = tinyTrainer(corpus, tinyConfig());
-  const data = t.trainData;
+  const data = t.trainData as SampleDataset;
   const metric = longestDocumentRun(corpus.tokenizer.eotId);
   const it = new DifficultyBatchIterator(data, {
     microBatchSize: 4,
@@ -253,7 +253,7 @@ function dataCurriculumTrainer(
   options: Omit<DifficultyBatchOptions, "microBatchSize" | "difficulty">,
 ): { t: Trainer; it: DifficultyBatchIterator } {
   const base = tinyTrainer(corpus, config);
-  const it = new DifficultyBatchIterator(base.trainData, {
+  const it = new DifficultyBatchIterator(base.trainData as SampleDataset, {
     microBatchSize: config.training.microBatchSize,
     difficulty: longestDocumentRun(corpus.tokenizer.eotId),
     ...options,

@@ -45,6 +45,12 @@ import { dirname } from "node:path";
 import { buildSftDatasets } from "../lib/data/sft_dataset.ts";
 import { chatTemplate, FALLBACK_CHAT_TEMPLATE, loadChatTemplate } from "../lib/serve/chat.ts";
 import { fromCheckpoint } from "../lib/infer/sources.ts";
+import { BERT_BASE_UNCASED, WordPieceTokenizer } from "../lib/data/wordpiece.ts";
+import { prepareSotuSentences } from "../lib/data/sotu.ts";
+import { IndexedDataset } from "../lib/data/indexed_dataset.ts";
+import { buildBertDatasets } from "../lib/data/bert_dataset.ts";
+import { isEncoder } from "../lib/nn/gpt_config.ts";
+import type { TrainingSamples } from "../lib/train/batches.ts";
 import { namedFromFlat } from "../lib/train/engine.ts";
 import { CheckpointError, type NamedTensors } from "../lib/io/checkpoint.ts";
 
@@ -100,6 +106,13 @@ export async function trainCommand(args: string[], o: TrainCommandOptions = {}):
   const log = (dist?.rank ?? 0) === 0 ? console.log : () => {};
   const fitted = fitDefaultBatchSizes(config, groups?.data.size ?? 1);
   if (fitted) log(fitted);
+  // An encoder reads WordPiece: with the default byte tokenizer, it gets BERT's own
+  // vocabulary (recorded in the config, so checkpoints reload it).
+  const encoder = config.model.attentionMaskType === "padding";
+  if (encoder && config.data.tokenizer === "byte") {
+    config.data.tokenizer = BERT_BASE_UNCASED;
+    log(`tokenizer: ${BERT_BASE_UNCASED} (an encoder reads WordPiece; --tokenizer names another)`);
+  }
   const tokenizer = await loadTokenizer(config.data.tokenizer);
 
   const prepStart = performance.now();
@@ -110,20 +123,24 @@ export async function trainCommand(args: string[], o: TrainCommandOptions = {}):
   // Under the launcher rank 0 prepares the corpus (and the blend's cached indices) first;
   // the others then find them ready.
   if (dist && dist.rank !== 0) dist.world.barrier();
-  let data: OpenedData;
+  let data: RunData;
   try {
-    data = d.sft ? await openSftData(config, tokenizer) : await openDatasets({
-      dataPath: builtIn ? [await prepareSotuCorpus(CACHE_DIR, tokenizer)] : d.dataPath,
-      trainDataPath: d.trainDataPath,
-      validDataPath: d.validDataPath,
-      testDataPath: d.testDataPath,
-      split: d.split,
-      seqLength: config.model.seqLength,
-      seed: t.seed,
-      numSamples: [t.trainIters * t.globalBatchSize, undefined, undefined],
-      vocabSize: config.model.vocabSize ?? tokenizer.vocabSize,
-      cacheDir: d.dataCachePath ?? (save ? `${save}/data_cache` : null),
-    });
+    data = d.sft
+      ? await openSftData(config, tokenizer)
+      : encoder
+      ? await openBertData(config, tokenizer, builtIn)
+      : await openDatasets({
+        dataPath: builtIn ? [await prepareSotuCorpus(CACHE_DIR, tokenizer)] : d.dataPath,
+        trainDataPath: d.trainDataPath,
+        validDataPath: d.validDataPath,
+        testDataPath: d.testDataPath,
+        split: d.split,
+        seqLength: config.model.seqLength,
+        seed: t.seed,
+        numSamples: [t.trainIters * t.globalBatchSize, undefined, undefined],
+        vocabSize: config.model.vocabSize ?? tokenizer.vocabSize,
+        cacheDir: d.dataCachePath ?? (save ? `${save}/data_cache` : null),
+      });
   } finally {
     if (dist && dist.rank === 0) dist.world.barrier();
   }
@@ -148,7 +165,8 @@ export async function trainCommand(args: string[], o: TrainCommandOptions = {}):
   }
   using initModel = await modelFromHf(config, tokenizer);
   if (initModel) {
-    const arch = isGpt2Architecture(initModel.config) ? "GPT-2" : "Llama";
+    const c = initModel.config;
+    const arch = isGpt2Architecture(c) ? "GPT-2" : isEncoder(c) ? "BERT" : "Llama";
     log(`weights: ${config.checkpoints.initFromHf} (Hugging Face ${arch})`);
   }
   const pretrained = await pretrainedWeights(config, tokenizer);
@@ -255,6 +273,7 @@ export async function trainCommand(args: string[], o: TrainCommandOptions = {}):
     log(`\nsample: deno task generate --checkpoint ${summary.checkpoint ?? "<checkpoint>"}`);
     return;
   }
+  if (isEncoder(trainer.engine.modelConfig)) return; // an encoder writes no text
   if (!(model instanceof GPT)) {
     log(
       `\nsample: skipped under model parallelism (deno task generate --checkpoint ` +
@@ -320,6 +339,78 @@ async function modelFromHf(config: TrainConfig, tokenizer: Tokenizer): Promise<G
     return model;
   } catch (e) {
     model.dispose();
+    throw e;
+  }
+}
+
+/** A run's splits: decoder samples (one of openDatasets' kinds), or an encoder's. */
+type RunData = Omit<OpenedData, "train" | "valid" | "test"> & {
+  train?: TrainingSamples;
+  valid?: TrainingSamples;
+  test?: TrainingSamples;
+};
+
+/**
+ * BERT's samples (Megatron's BERT dataset: sentence pairs, masking, the binary head's
+ * task) from a sentence-split indexed dataset: the built-in corpus as sentences, or the one
+ * prefix of `dataPath` (written by `deno task preprocess --split-sentences`), cut by `split`.
+ */
+async function openBertData(
+  config: TrainConfig,
+  tokenizer: Tokenizer,
+  builtIn: boolean,
+): Promise<RunData> {
+  const d = config.data, m = config.model, t = config.training;
+  if (!(tokenizer instanceof WordPieceTokenizer)) {
+    throw new ConfigError(
+      `an encoder masks WordPiece tokens; --tokenizer ${d.tokenizer} is not WordPiece ` +
+        `(use ${BERT_BASE_UNCASED}, BertWordPieceLowerCase with a vocab.txt, or a vocab.txt path)`,
+    );
+  }
+  if (d.trainDataPath || d.validDataPath || d.testDataPath) {
+    throw new ConfigError(
+      "an encoder reads one sentence-split dataset cut by --split (--data-path PREFIX); " +
+        "--train-data-path, --valid-data-path and --test-data-path are for decoders",
+    );
+  }
+  const words = d.dataPath ?? [];
+  if (!builtIn && words.length !== 1) {
+    throw new ConfigError(
+      `an encoder reads one sentence-split dataset (--data-path PREFIX), not a blend of ${words.length} words`,
+    );
+  }
+  const prefix = builtIn ? await prepareSotuSentences(CACHE_DIR, tokenizer) : words[0];
+  const ds = await IndexedDataset.open(prefix);
+  try {
+    const pairTask = m.bertBinaryHead ? (d.nextSentencePrediction ? "nsp" : "sop") : "none";
+    const splits = buildBertDatasets(ds, {
+      seqLength: m.seqLength,
+      vocab: tokenizer,
+      seed: t.seed,
+      split: d.split,
+      numSamples: [t.trainIters * t.globalBatchSize, undefined, undefined],
+      shortSeqProb: d.shortSeqProb ?? 0.1,
+      maskProb: d.maskProb ?? 0.15,
+      wholeWordMasking: d.wholeWordMasking ?? false,
+      pairTask,
+    });
+    const parts = [splits.train, splits.valid, splits.test].filter((x) => x !== undefined);
+    return {
+      ...splits,
+      files: [ds],
+      summary: [
+        `BERT samples: ${pairTask === "none" ? "one segment" : pairTask} pairs, ` +
+        `${(d.maskProb ?? 0.15) * 100}% masked${d.wholeWordMasking ? " (whole words)" : ""}`,
+        ...parts.map((x) =>
+          `${x.name}: ${x.length} samples (${x.epochs} epoch${x.epochs === 1 ? "" : "s"})`
+        ),
+      ],
+      [Symbol.dispose]() {
+        ds.close();
+      },
+    };
+  } catch (e) {
+    ds.close();
     throw e;
   }
 }

@@ -389,11 +389,17 @@ export class GptDataset implements SampleDataset {
   }
 }
 
-/** One micro-batch: B samples of T inputs and their T next-token targets. */
+/**
+ * One micro-batch: B samples of T inputs and their T targets, for a decoder or (with
+ * validLengths) an encoder.
+ */
 export interface Batch {
-  /** Token ids. (B, T) */
+  /** Token ids (an encoder's: masked). (B, T) */
   inputs: Int32Array;
-  /** The next token after each input. (B, T) */
+  /**
+   * A decoder's next token after each input, or an encoder's original token at each masked
+   * position; -1 where the target does not count. (B, T)
+   */
   targets: Int32Array;
   /** B */
   batchSize: number;
@@ -405,6 +411,18 @@ export interface Batch {
    * sequenceLayout). Absent: one sequence per row.
    */
   documentStarts?: readonly (readonly number[])[];
+  /**
+   * Encoder rows (BERT): each row's tokens before its padding; every token of a row reads
+   * its valid tokens both ways (see nn/attention.ts paddingLayout). (B)
+   */
+  validLengths?: Int32Array;
+  /** Encoder rows: each token's segment, 0 or 1. (B, T) */
+  tokenTypes?: Int32Array;
+  /**
+   * One label per row: the binary head's (sentence order: 1 when swapped), or a class for
+   * sequence classification. (B)
+   */
+  rowLabels?: Int32Array;
 }
 
 /** Options for {@link MicroBatchSampler} and the batch iterators built on it. */

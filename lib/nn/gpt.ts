@@ -163,6 +163,10 @@ export interface PretrainingLoss {
   mlm: Tensor;
   /** Mean cross-entropy of the binary head (one element); null without one. */
   sop: Tensor | null;
+  /** The masked-LM logits (B,T,Vp), for accuracy; only when asked for. */
+  mlmLogits?: Tensor;
+  /** The binary head's logits (B,2); only when asked for and the model has the head. */
+  binaryLogits?: Tensor;
 }
 
 /**
@@ -462,9 +466,14 @@ export class GPT extends Module {
    *
    * @param batch tokens, token types, padding, and both kinds of targets
    * @param layers see {@linkcode GPT.forward}
+   * @param withLogits also return the logits (an evaluation's accuracy) @default false
    * @returns the total and its parts
    */
-  pretrainingLoss(batch: PretrainingBatch, layers?: LayerPlan): PretrainingLoss {
+  pretrainingLoss(
+    batch: PretrainingBatch,
+    layers?: LayerPlan,
+    withLogits = false,
+  ): PretrainingLoss {
     if (!this.binary !== !batch.sentenceLabels) {
       throw new DenotronError(
         this.binary
@@ -474,12 +483,13 @@ export class GPT extends Module {
     }
     const { tokenTypes, layout } = batch;
     const h = this.hiddenStates(batch.tokens, { tokenTypes, layout, layers });
-    const mlm = crossEntropy(this.lmLogits(h), batch.mlmTargets, {
-      classes: this.config.vocabSize,
-    });
-    if (!this.binary) return { loss: mlm, mlm, sop: null };
-    const sop = crossEntropy(this.binaryLogits(this.pooled(h)), batch.sentenceLabels!);
-    return { loss: add(mlm, sop), mlm, sop };
+    const mlmLogits = this.lmLogits(h);
+    const mlm = crossEntropy(mlmLogits, batch.mlmTargets, { classes: this.config.vocabSize });
+    const kept = withLogits ? { mlmLogits } : {};
+    if (!this.binary) return { loss: mlm, mlm, sop: null, ...kept };
+    const binaryLogits = this.binaryLogits(this.pooled(h));
+    const sop = crossEntropy(binaryLogits, batch.sentenceLabels!);
+    return { loss: add(mlm, sop), mlm, sop, ...kept, ...(withLogits ? { binaryLogits } : {}) };
   }
 
   /** `part`, or a sentence naming the config field that would create it. */

@@ -99,8 +99,9 @@ function presetKeys(name: string, where: string): Partial<TrainConfig["model"]> 
 }
 
 /**
- * The model section's keys for a decoder's shape and architecture (everything but its
- * vocabulary, positions and dropout): what `--model` and `--init-from-hf` set.
+ * The model section's keys for a model's shape and architecture, decoder or encoder
+ * (everything but its vocabulary, positions and dropout): what `--model` and
+ * `--init-from-hf` set.
  *
  * @param c the model's config, defaults filled in
  * @returns config keys and values
@@ -121,6 +122,13 @@ export function modelKeysOf(c: Required<GPTConfig>): Partial<TrainConfig["model"
     swiglu: c.activation === "swiglu",
     disableBiasLinear: !c.bias,
     untieEmbeddingsAndOutputWeights: !c.tieEmbeddings,
+    attentionMaskType: c.attentionMask,
+    normPosition: c.normPosition,
+    numTokentypes: c.numTokenTypes,
+    geluApproximation: c.gelu,
+    pooler: c.pooler,
+    outputTransform: c.outputTransform,
+    bertBinaryHead: c.binaryHead,
   };
 }
 

@@ -173,6 +173,58 @@ export const CONFIG_KEYS = {
       flag: "--untie-embeddings-and-output-weights",
       optional: true,
     },
+    /**
+     * "causal" (decoders) or "padding" (encoders such as BERT: each token reads every valid
+     * token of its row, both ways).
+     */
+    attentionMaskType: {
+      kind: "string",
+      choices: ["causal", "padding"],
+      default: "causal",
+      flag: "--attention-mask-type",
+      optional: true,
+    },
+    /** "pre" norm blocks (GPT-2, Llama) or "post" norm blocks (BERT). */
+    normPosition: {
+      kind: "string",
+      choices: ["pre", "post"],
+      default: "pre",
+      flag: "--norm-position",
+      optional: true,
+    },
+    /** Rows of the token-type (segment) embedding; 0: none (BERT: 2). */
+    numTokentypes: {
+      kind: "int",
+      default: 0,
+      flag: "--num-tokentypes",
+      min: 0,
+      max: 1024,
+      optional: true,
+    },
+    /** The GELU: "tanh" (GPT-2's approximation) or "erf" (exact; BERT's). */
+    geluApproximation: {
+      kind: "string",
+      choices: ["tanh", "erf"],
+      default: "tanh",
+      flag: "--gelu",
+      optional: true,
+    },
+    /** BERT's pooler (tanh of a dense layer on the first token). */
+    pooler: { kind: "bool", default: false, flag: "--pooler", optional: true },
+    /** BERT's masked-LM transform (dense, GELU, LayerNorm, output bias) before the logits. */
+    outputTransform: {
+      kind: "bool",
+      default: false,
+      flag: "--output-transform",
+      optional: true,
+    },
+    /** BERT's binary head on the pooled output: sentence order (or next sentence). */
+    bertBinaryHead: {
+      kind: "bool",
+      default: false,
+      flag: "--bert-binary-head",
+      optional: true,
+    },
   },
   training: {
     /** Samples per forward-backward pass. */
@@ -451,6 +503,42 @@ export const CONFIG_KEYS = {
     sft: { kind: "bool", default: false, flag: "--sft", optional: true },
     /** With sft: several examples per row, kept apart by positions and attention. */
     sftPack: { kind: "bool", default: true, flag: "--sft-pack", optional: true },
+    /** Encoders (BERT): the share of tokens the masked-LM predicts (80% [MASK], 10% random, 10% kept). */
+    maskProb: {
+      kind: "number",
+      default: 0.15,
+      flag: "--mask-prob",
+      min: 0,
+      exclusiveMin: true,
+      max: 1,
+      optional: true,
+    },
+    /** Encoders: the probability of a sample with a short target length. */
+    shortSeqProb: {
+      kind: "number",
+      default: 0.1,
+      flag: "--short-seq-prob",
+      min: 0,
+      max: 1,
+      optional: true,
+    },
+    /** Encoders: mask whole words (a token and its "##" pieces together). */
+    wholeWordMasking: {
+      kind: "bool",
+      default: false,
+      flag: "--whole-word-masking",
+      optional: true,
+    },
+    /**
+     * Encoders with a binary head: next-sentence prediction (B drawn from another document
+     * half the time) instead of Megatron's sentence order (A and B swapped half the time).
+     */
+    nextSentencePrediction: {
+      kind: "bool",
+      default: false,
+      flag: "--next-sentence-prediction",
+      optional: true,
+    },
     /**
      * Tokenizer: GPT-2's byte-pair encoding ("gpt2"), raw bytes ("byte"), or the path of a
      * Hugging Face tokenizer.json (or the directory holding it).

@@ -3,8 +3,8 @@
  * that the {@linkcode Trainer} drives. Everything else — the step plan, batches, the
  * optimizer step, evaluation, checkpoints, logging — is the same code for every layout.
  *
- * defines: StepEngine, EngineStep, SingleModelEngine, batchLayout, namedFromFlat,
- *          flatFromNamed, expectShape
+ * defines: StepEngine, EngineStep, SingleModelEngine, batchLayout, microBatchLoss,
+ *          lossPartNames, namedFromFlat, flatFromNamed, expectShape
  *
  * Two engines:
  * - {@linkcode SingleModelEngine}: one whole GPT per rank, data parallelism with
@@ -25,7 +25,9 @@ import { noGrad } from "../autograd.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import type { PipelineGPT } from "../parallel/pipeline.ts";
 import type { Device } from "../device.ts";
-import { type SequenceLayout, sequenceLayout } from "../nn/attention.ts";
+import { paddingLayout, type SequenceLayout, sequenceLayout } from "../nn/attention.ts";
+import { isEncoder } from "../nn/gpt_config.ts";
+import { DenotronError } from "../errors.ts";
 import type { GradOwnership } from "./optimizer.ts";
 
 /** One step's work for an engine: this rank's micro-batches at the step's length. */
@@ -64,10 +66,13 @@ export interface StepEngine {
    * Forward and backward of the step's micro-batches, then the gradient reductions of
    * the layout (data-parallel buckets, tensor-parallel partial sums, tied embeddings).
    *
-   * @returns this rank's sum of micro-batch losses (0 on ranks that hold no loss), and
-   *   the factor left in the gradients besides the loss scale (see TrainOptimizer.step)
+   * @returns this rank's sum of micro-batch losses (0 on ranks that hold no loss), the
+   *   factor left in the gradients besides the loss scale (see TrainOptimizer.step), and
+   *   the sums of the loss's named parts where it has them (BERT: mlm, sop)
    */
-  forwardBackward(step: EngineStep): { lossSum: number; gradDivisor: number };
+  forwardBackward(
+    step: EngineStep,
+  ): { lossSum: number; gradDivisor: number; partSums?: Record<string, number> };
   /**
    * A loss sum over the ranks that hold losses, the same on every rank (collective).
    *
@@ -76,6 +81,8 @@ export interface StepEngine {
   reduceLoss(localSum: number): number;
   /** One validation micro-batch's mean loss on this rank (0 where it holds none). */
   evalLoss(batch: Batch): number;
+  /** The same with the loss's named parts, where the model has them (BERT: mlm, sop). */
+  evalBatch?(batch: Batch): { loss: number; parts?: Record<string, number> };
   /**
    * Full tensors of the single-process model by name, from arrays laid out like this
    * rank's flat parameter buffer, keyed by name prefix ("" for the weights, "m." ...).
@@ -103,9 +110,109 @@ export interface StepEngine {
  * @param device where the model runs
  */
 export function batchLayout(batch: Batch, device: Device): SequenceLayout | undefined {
+  if (batch.validLengths) return paddingLayout([...batch.validLengths], batch.seqLength, device);
   return batch.documentStarts
     ? sequenceLayout(batch.documentStarts, batch.seqLength, device)
     : undefined;
+}
+
+/** One micro-batch's loss, and (encoder pretraining) its parts for logging. */
+export interface MicroBatchLoss {
+  /** What backward starts from. */
+  loss: Tensor;
+  /** Named one-element parts of the loss: "mlm" and "sop" for BERT pretraining. */
+  parts?: Record<string, Tensor>;
+}
+
+/**
+ * The loss the model's config trains, on one micro-batch: a decoder's next-token loss; an
+ * encoder's masked-LM loss plus its binary head's (BERT pretraining); or, for an encoder
+ * with a classification head, the classification loss of the row labels.
+ *
+ * @param model the whole model
+ * @param batch the micro-batch (token types, valid lengths and row labels for encoders)
+ * @param x its inputs on the model's device (B,T)
+ * @param y its targets (B,T)
+ * @param layers the step's layer plan
+ * @param withAccuracy also the masked-LM and binary-head accuracies (evaluation)
+ *   @default false
+ */
+export function microBatchLoss(
+  model: GPT,
+  batch: Batch,
+  x: Tensor,
+  y: Tensor,
+  layers?: LayerPlan,
+  withAccuracy = false,
+): MicroBatchLoss {
+  const c = model.config, device = model.device;
+  const layout = batchLayout(batch, device);
+  if (!isEncoder(c)) return { loss: model.loss(x, y, layers, layout) };
+  const B = batch.batchSize, T = batch.seqLength;
+  const i32 = (a: Int32Array, shape: number[]) =>
+    Tensor.fromArray(a, shape, { dtype: "i32", device });
+  const tokenTypes = batch.tokenTypes && c.numTokenTypes > 0
+    ? i32(batch.tokenTypes, [B, T])
+    : undefined;
+  const labels = batch.rowLabels ? i32(batch.rowLabels, [B]) : undefined;
+  const o = { tokenTypes, layout, layers };
+  if (c.numLabels > 0) {
+    if (!labels) throw new DenotronError("a classification model needs row labels in its batches");
+    return { loss: model.classificationLoss(x, labels, o) };
+  }
+  if (c.binaryHead && !labels) {
+    throw new DenotronError("an encoder with a binary head needs sentence labels in its batches");
+  }
+  const r = model.pretrainingLoss(
+    {
+      tokens: x,
+      tokenTypes,
+      layout,
+      mlmTargets: y,
+      sentenceLabels: c.binaryHead ? labels : undefined,
+    },
+    layers,
+    withAccuracy,
+  );
+  const parts: Record<string, Tensor> = { mlm: r.mlm, ...(r.sop ? { sop: r.sop } : {}) };
+  if (withAccuracy) {
+    parts.mlm_acc = accuracy(r.mlmLogits!, batch.targets, c.vocabSize, device);
+    if (r.binaryLogits) parts.sop_acc = accuracy(r.binaryLogits, batch.rowLabels!, 2, device);
+  }
+  return { loss: r.loss, parts };
+}
+
+/**
+ * The names of the parts {@linkcode microBatchLoss} reports for a model of `c`, in a fixed
+ * order (every rank reduces them in it): BERT pretraining's mlm and sop (and in evaluation
+ * their accuracies); none for decoders and classifiers.
+ *
+ * @param c the model's config
+ * @param evaluation the evaluation's parts (with accuracies) @default false
+ */
+export function lossPartNames(c: Required<GPTConfig>, evaluation = false): string[] {
+  if (!isEncoder(c) || c.numLabels > 0) return [];
+  const names = c.binaryHead ? ["mlm", "sop"] : ["mlm"];
+  if (!evaluation) return names;
+  return [...names, ...names.map((n) => `${n}_acc`)];
+}
+
+/**
+ * The fraction of counted targets (not -1) whose logit is the row's largest among the
+ * first `classes` columns, as a one-element tensor (read on the host: evaluation only).
+ */
+function accuracy(logits: Tensor, targets: Int32Array, classes: number, device: Device): Tensor {
+  const z = logits.toArray();
+  const width = logits.shape[logits.shape.length - 1];
+  let right = 0, counted = 0;
+  targets.forEach((t, i) => {
+    if (t === -1) return;
+    counted++;
+    let best = 0;
+    for (let j = 1; j < classes; j++) if (z[i * width + j] > z[i * width + best]) best = j;
+    if (best === t) right++;
+  });
+  return Tensor.fromArray([counted ? right / counted : 0], [1], { device });
 }
 
 /**
@@ -229,7 +336,9 @@ export class SingleModelEngine implements StepEngine {
     };
   }
 
-  forwardBackward(step: EngineStep): { lossSum: number; gradDivisor: number } {
+  forwardBackward(
+    step: EngineStep,
+  ): { lossSum: number; gradDivisor: number; partSums?: Record<string, number> } {
     const { batches, layers, lossScale } = step;
     const k = batches.length;
     const ddp = this.#ddp;
@@ -244,17 +353,20 @@ export class SingleModelEngine implements StepEngine {
       ? dropoutDraws(model.config, batches[0].batchSize, T, layers)
       : 0;
     let lossSum = 0;
+    const partSums: Record<string, number> = {};
     for (let i = 0; i < k; i++) {
       // Only the last micro-batch's backward averages gradients over the ranks.
       if (ddp) ddp.isLastMicroBatch = i === k - 1;
       if (draws) rng.offset = base + (i * ddp!.group.size + ddp!.group.rank) * draws;
       lossSum += tidy(() => {
         const [x, y] = this.#tensors(batches[i]);
-        const layout = batchLayout(batches[i], model.device);
-        const loss = model.loss(x, y, layers ?? undefined, layout);
+        const { loss, parts } = microBatchLoss(model, batches[i], x, y, layers ?? undefined);
         loss.backward(
           lossScale === 1 ? undefined : Tensor.full([1], lossScale, { device: loss.device }),
         );
+        for (const [name, t] of Object.entries(parts ?? {})) {
+          partSums[name] = (partSums[name] ?? 0) + t.item();
+        }
         return loss.item();
       });
     }
@@ -263,7 +375,7 @@ export class SingleModelEngine implements StepEngine {
       if (draws) rng.offset = base + ddp.group.size * k * draws;
     }
     // Each pass differentiated its own micro-batch mean: the buffer holds k batch gradients.
-    return { lossSum, gradDivisor: k };
+    return { lossSum, gradDivisor: k, ...(Object.keys(partSums).length ? { partSums } : {}) };
   }
 
   reduceLoss(localSum: number): number {
@@ -271,10 +383,17 @@ export class SingleModelEngine implements StepEngine {
   }
 
   evalLoss(batch: Batch): number {
+    return this.evalBatch(batch).loss;
+  }
+
+  evalBatch(batch: Batch): { loss: number; parts?: Record<string, number> } {
     return noGrad(() =>
       tidy(() => {
         const [x, y] = this.#tensors(batch);
-        return this.model.loss(x, y, undefined, batchLayout(batch, this.model.device)).item();
+        const r = microBatchLoss(this.model, batch, x, y, undefined, true);
+        const parts = r.parts &&
+          Object.fromEntries(Object.entries(r.parts).map(([k, t]) => [k, t.item()]));
+        return { loss: r.loss.item(), ...(parts ? { parts } : {}) };
       })
     );
   }

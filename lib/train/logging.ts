@@ -40,6 +40,8 @@ export interface TrainRecord {
   globalBatchSize?: number;
   /** Blocks run in the last step (curriculum runs). */
   keptLayers?: number;
+  /** The loss's named parts over the interval (BERT: mlm, sop). */
+  lossParts?: Record<string, number>;
 }
 
 /** One evaluation. */
@@ -56,6 +58,8 @@ export interface EvalRecord {
   bitsPerByte: number;
   /** Seconds since the run started. */
   elapsed: number;
+  /** The loss's named parts and accuracies (BERT: mlm, sop, mlm_acc, sop_acc). */
+  parts?: Record<string, number>;
   /** Evaluation tasks' metrics, "task/metric" to value ("lambada/acc"). @default none */
   tasks?: Record<string, number>;
 }
@@ -155,6 +159,7 @@ export class ProgressLogger {
     const parts = [
       `step ${r.iteration}/${total}`,
       `loss ${r.loss.toFixed(4)}`,
+      ...Object.entries(r.lossParts ?? {}).map(([n, v]) => `${n} ${v.toFixed(4)}`),
       `lr ${r.lr.toExponential(2)}`,
       `grad norm ${r.gradNorm.toFixed(3)}`,
       ...(r.lossScale !== undefined ? [`loss scale ${r.lossScale}`] : []),
@@ -187,6 +192,7 @@ export class ProgressLogger {
     this.line(
       `eval at step ${r.iteration}: loss ${r.loss.toFixed(4)} | perplexity ` +
         `${r.perplexity.toFixed(2)} | ${r.bitsPerByte.toFixed(4)} bits/byte` +
+        Object.entries(r.parts ?? {}).map(([k, v]) => ` | ${k} ${v.toFixed(4)}`).join("") +
         Object.entries(r.tasks ?? {}).map(([k, v]) => ` | ${k} ${v.toFixed(4)}`).join(""),
     );
   }

@@ -146,11 +146,15 @@ function scalarsOf(r: MetricsRecord): Record<string, number> {
     put("curriculum/seq_length", r.seqLength);
     put("curriculum/global_batch_size", r.globalBatchSize);
     put("curriculum/kept_layers", r.keptLayers);
+    for (const [k, v] of Object.entries(r.lossParts ?? {})) put(`train/${k}_loss`, v);
     put("memory/rss_bytes", Deno.memoryUsage().rss);
   } else if (r.kind === "eval") {
     put("eval/loss", r.loss);
     put("eval/perplexity", r.perplexity);
     put("eval/bits_per_byte", r.bitsPerByte);
+    for (const [k, v] of Object.entries(r.parts ?? {})) {
+      put(k.endsWith("_acc") ? `eval/${k.replace(/_acc$/, "_accuracy")}` : `eval/${k}_loss`, v);
+    }
     for (const [k, v] of Object.entries(r.tasks ?? {})) put(`eval/${k}`, v);
   }
   return out;

@@ -31,7 +31,10 @@
  * @module
  */
 
-import { GptBatchIterator, type SampleDataset } from "../data/gpt_dataset.ts";
+import { batchSource, type TrainingSamples } from "./batches.ts";
+import { BertDataset } from "../data/bert_dataset.ts";
+import { ClassificationDataset } from "../data/classification_dataset.ts";
+import { describeArchitecture, isEncoder } from "../nn/gpt_config.ts";
 import { DenotronError } from "../errors.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import {
@@ -42,7 +45,7 @@ import {
   prepareSaveDirectory,
   readCheckpoint,
 } from "../io/checkpoint.ts";
-import { GPT, type GPTConfig } from "../nn/gpt.ts";
+import { GPT, type GPTConfig, gptConfigWithDefaults } from "../nn/gpt.ts";
 import { gptEvalModel } from "../eval/scoring.ts";
 import {
   type EvalTask,
@@ -63,7 +66,7 @@ import { truncateBatch } from "../curriculum/seqlen.ts";
 import { flopsPerStep } from "../plan/flops.ts";
 import { saveRunCheckpoint } from "./checkpoint.ts";
 import { ConfigError, type TrainConfig } from "./config.ts";
-import { namedFromFlat, SingleModelEngine, type StepEngine } from "./engine.ts";
+import { lossPartNames, namedFromFlat, SingleModelEngine, type StepEngine } from "./engine.ts";
 import {
   type EvalRecord,
   MetricsWriter,
@@ -134,7 +137,53 @@ export function gptConfigFrom(config: TrainConfig, tokenizer: Tokenizer): GPTCon
     activation: m.swiglu ? "swiglu" : "gelu",
     bias: !m.disableBiasLinear,
     tieEmbeddings: !m.untieEmbeddingsAndOutputWeights,
+    attentionMask: m.attentionMaskType ?? "causal",
+    normPosition: m.normPosition ?? "pre",
+    numTokenTypes: m.numTokentypes ?? 0,
+    gelu: m.geluApproximation ?? "tanh",
+    pooler: m.pooler ?? false,
+    outputTransform: m.outputTransform ?? false,
+    binaryHead: m.bertBinaryHead ?? false,
   };
+}
+
+/**
+ * Refuses, with a sentence, a model and data that do not go together, and what encoders
+ * cannot do yet: an encoder needs BERT or classification samples and a decoder token rows;
+ * encoders train in one process or under data parallelism (the tensor- and
+ * pipeline-parallel models build decoders only), without the sequence-length curriculum
+ * (which would cut their padded rows).
+ */
+function checkModelAndData(
+  shape: Required<GPTConfig>,
+  c: TrainConfig,
+  data: TrainingSamples,
+): void {
+  // what the tensor- and pipeline-parallel layers do not build yet
+  const encoderParts = isEncoder(shape) || shape.normPosition === "post" ||
+    shape.numTokenTypes > 0 || shape.gelu === "erf" || shape.pooler || shape.outputTransform ||
+    shape.binaryHead || shape.numLabels > 0;
+  const { tensorModelParallelSize: tp, pipelineModelParallelSize: pp } = c.parallel;
+  if (encoderParts && tp * pp > 1) {
+    throw new ConfigError(
+      `an encoder (${describeArchitecture(shape)}) trains in one process or under data ` +
+        `parallelism; tensor and pipeline parallelism build decoders only, for now ` +
+        `(tensorModelParallelSize ${tp}, pipelineModelParallelSize ${pp})`,
+    );
+  }
+  if (isEncoder(shape) && c.curriculum?.curriculumLearning) {
+    throw new ConfigError(
+      "the sequence-length curriculum cuts decoder rows; an encoder's padded rows keep their length",
+    );
+  }
+  const rows = data instanceof BertDataset || data instanceof ClassificationDataset;
+  if (isEncoder(shape) !== rows) {
+    throw new ConfigError(
+      isEncoder(shape)
+        ? "an encoder trains on BERT samples or classification rows, not next-token rows"
+        : "a decoder trains on next-token rows, not BERT samples or classification rows",
+    );
+  }
 }
 
 /**
@@ -173,9 +222,9 @@ export interface TrainerOptions {
   /** The run's configuration (see lib/train/config.ts). */
   config: TrainConfig;
   /** Training samples. */
-  train: SampleDataset;
+  train: TrainingSamples;
   /** Validation samples; without them evaluate() throws. */
-  valid?: SampleDataset;
+  valid?: TrainingSamples;
   /** The data's tokenizer (vocabulary size, bits per byte). */
   tokenizer: Tokenizer;
   /**
@@ -237,6 +286,8 @@ export interface StepResult {
   keptLayers?: number;
   /** Model FLOPs of this step at its length, batch and kept layers. */
   flops: number;
+  /** The loss's named parts, each a mean like `loss` (BERT: mlm, sop). */
+  parts?: Record<string, number>;
 }
 
 /** The outcome of an evaluation. */
@@ -251,6 +302,8 @@ export interface EvalResult {
   tokens: number;
   /** Bytes of text they stand for. */
   bytes: number;
+  /** The loss's named parts and accuracies (BERT: mlm, sop, mlm_acc, sop_acc). */
+  parts?: Record<string, number>;
 }
 
 /**
@@ -277,9 +330,9 @@ export class Trainer {
   /** The data's tokenizer. */
   readonly tokenizer: Tokenizer;
   /** Training samples. */
-  readonly trainData: SampleDataset;
+  readonly trainData: TrainingSamples;
   /** Validation samples, if any. */
-  readonly validData?: SampleDataset;
+  readonly validData?: TrainingSamples;
   /** Optimizer steps completed. */
   iteration = 0;
   /** Model FLOPs of one full-size optimizer step (forward and backward). */
@@ -334,6 +387,8 @@ export class Trainer {
           `open the groups with the config's sizes`,
       );
     }
+    const arch = gptConfigWithDefaults(options.model?.config ?? gptConfigFrom(c, this.tokenizer));
+    checkModelAndData(arch, c, options.train);
     if (tp * pp > 1) {
       if (!groups) {
         throw new Error(
@@ -371,7 +426,7 @@ export class Trainer {
     });
     this.schedule = lrScheduleFrom(t);
     this.#customBatches = options.batches !== undefined;
-    this.#batches = options.batches ?? new GptBatchIterator(this.trainData, this.#batchOptions(0));
+    this.#batches = options.batches ?? batchSource(this.trainData, this.#batchOptions(0));
     this.curriculum = options.curriculum !== undefined
       ? options.curriculum
       : curriculumFromConfig(c, this.schedule);
@@ -503,12 +558,21 @@ export class Trainer {
     const batches = [];
     for (let i = 0; i < k; i++) batches.push(truncateBatch(this.#batches.next(), plan.seqLength));
     const lossScale = this.scaler?.scale ?? 1;
-    const { lossSum, gradDivisor } = this.engine.forwardBackward({
+    const { lossSum, gradDivisor, partSums } = this.engine.forwardBackward({
       batches,
       layers: plan.layers,
       lossScale,
     });
     const loss = this.engine.reduceLoss(lossSum) / (k * this.dataParallelSize);
+    const names = lossPartNames(this.engine.modelConfig);
+    const parts = names.length
+      ? Object.fromEntries(
+        names.map((n) => [
+          n,
+          this.engine.reduceLoss(partSums?.[n] ?? 0) / (k * this.dataParallelSize),
+        ]),
+      )
+      : undefined;
     // The loss is the same on every rank, and so is the optimizer's verdict: all stop together.
     const guard = this.config.training.checkForNanInLossAndGrad !== false && !this.scaler;
     if (guard && !Number.isFinite(loss)) this.#diverged(`the loss is ${loss}`);
@@ -525,6 +589,7 @@ export class Trainer {
       seconds: (performance.now() - t0) / 1000,
       ...planResultFields(this.engine.modelConfig, plan),
       ...(this.scaler ? { lossScale: r.lossScale, skipped: r.skipped } : {}),
+      ...(parts ? { parts } : {}),
     };
   }
 
@@ -550,12 +615,13 @@ export class Trainer {
   evaluate(iters: number = this.config.eval.evalIters): EvalResult {
     if (!this.validData) throw new Error("evaluate(): this trainer has no validation data");
     if (!(iters >= 1)) throw new Error(`evaluate(): need at least one batch, got ${iters}`);
-    const batches = new GptBatchIterator(this.validData, {
+    const batches = batchSource(this.validData, {
       microBatchSize: this.config.training.microBatchSize,
     });
     const countBytes = !this.#evalBytes.has(iters);
     let lossSum = 0;
     let bytes = 0, tokens = 0;
+    const partSums: Record<string, number> = {};
     const model = this.engine.model;
     model.eval();
     try {
@@ -565,7 +631,9 @@ export class Trainer {
         for (const t of batch.targets) tokens += t === -1 ? 0 : 1;
         // Data-parallel ranks split the micro-batches; their sums add up below.
         if (i % this.dataParallelSize !== this.dataParallelRank) continue;
-        lossSum += this.engine.evalLoss(batch);
+        const r = this.engine.evalBatch?.(batch) ?? { loss: this.engine.evalLoss(batch) };
+        lossSum += r.loss;
+        for (const [n, v] of Object.entries(r.parts ?? {})) partSums[n] = (partSums[n] ?? 0) + v;
       }
     } finally {
       model.train();
@@ -573,12 +641,18 @@ export class Trainer {
     if (countBytes) this.#evalBytes.set(iters, bytes);
     bytes = this.#evalBytes.get(iters)!;
     const loss = this.engine.reduceLoss(lossSum) / iters;
+    // every rank reduces the same names, in the same order
+    const names = lossPartNames(this.engine.modelConfig, true);
+    const parts = Object.fromEntries(
+      names.map((n) => [n, this.engine.reduceLoss(partSums[n] ?? 0) / iters]),
+    );
     return {
       loss,
       perplexity: Math.exp(loss),
       bitsPerByte: bytes > 0 ? (loss / Math.LN2) * (tokens / bytes) : NaN,
       tokens,
       bytes,
+      ...(names.length ? { parts } : {}),
     };
   }
 
@@ -635,6 +709,15 @@ export class Trainer {
     });
     const e = this.engine;
     const weightsFile = `${ck.dir}/model.safetensors`;
+    // a checkpoint of the other family would only fail on a tensor's shape: say what it is
+    const saved = ck.state.modelConfig as GPTConfig | undefined;
+    if (saved && isEncoder(saved) !== isEncoder(e.modelConfig)) {
+      const kind = (encoder: boolean) => encoder ? "an encoder (BERT)" : "a decoder (GPT)";
+      throw new CheckpointError(
+        `${ck.dir}: the checkpoint holds ${kind(isEncoder(saved))}, and this run trains ` +
+          `${kind(isEncoder(e.modelConfig))}; load a checkpoint of the same family`,
+      );
+    }
     const weights = e.shardOf(ck.weights, "", weightsFile);
     const opt = ck.optimizer
       ? this.#optimizerShard(ck.optimizer, ck.optimizerFile, ck.state)
@@ -668,7 +751,7 @@ export class Trainer {
     );
     if (this.#customBatches) this.#batches.loadStateDict!(state.dataState);
     else {
-      this.#batches = new GptBatchIterator(
+      this.#batches = batchSource(
         this.trainData,
         this.#batchOptions(state.consumedSamples),
       );
@@ -862,7 +945,14 @@ export async function train(
   };
   let stepSeconds = 0;
   let stepTokens = 0;
-  const window = { loss: 0, steps: 0, seconds: 0, tokens: 0, flops: 0 };
+  const window = {
+    loss: 0,
+    steps: 0,
+    seconds: 0,
+    tokens: 0,
+    flops: 0,
+    parts: {} as Record<string, number>,
+  };
 
   const tasks = evalTasksOf(c, trainer);
   if (tasks.length && !(trainer.model instanceof GPT)) {
@@ -885,6 +975,7 @@ export async function train(
       loss: r.loss,
       perplexity: r.perplexity,
       bitsPerByte: r.bitsPerByte,
+      ...(r.parts ? { parts: r.parts } : {}),
       elapsed: elapsed(),
     };
     // The tasks score the whole model on the logging rank; the other ranks wait at the
@@ -917,6 +1008,9 @@ export async function train(
     window.seconds += r.seconds;
     window.tokens += r.tokens;
     window.flops += r.flops;
+    for (const [n, v] of Object.entries(r.parts ?? {})) {
+      window.parts[n] = (window.parts[n] ?? 0) + v;
+    }
     summary.lastLoss = r.loss;
 
     const it = r.iteration;
@@ -948,6 +1042,13 @@ export async function train(
         ...(trainer.scaler
           ? { lossScale: r.lossScale ?? trainer.scaler.scale, skippedSteps: trainer.skippedSteps }
           : {}),
+        ...(Object.keys(window.parts).length
+          ? {
+            lossParts: Object.fromEntries(
+              Object.entries(window.parts).map(([n, v]) => [n, v / window.steps]),
+            ),
+          }
+          : {}),
         tokensPerSecond: window.tokens / window.seconds,
         flopsPerSecond: window.flops / window.seconds,
         ...(trainer.curriculum
@@ -958,7 +1059,7 @@ export async function train(
       logger.train(rec, (window.seconds / window.steps) * (total - it));
       metrics?.write(rec);
       tensorboard?.write(rec);
-      Object.assign(window, { loss: 0, steps: 0, seconds: 0, tokens: 0, flops: 0 });
+      Object.assign(window, { loss: 0, steps: 0, seconds: 0, tokens: 0, flops: 0, parts: {} });
     }
     if (trainer.validData && c.eval.evalIters > 0 && (it % c.eval.evalInterval === 0 || last)) {
       await evaluate(it);

@@ -1,0 +1,140 @@
+/**
+ * BERT pretraining through the one loop (`tools/train.ts --model bert-tiny` on the built-in
+ * corpus as sentences, WordPiece bert-base-uncased): the masked-LM and sentence-order
+ * losses logged beside their sum; DP2 and DP2 with ZeRO-1 equal one process; bf16 follows
+ * fp32; a resumed run continues bit for bit; and bad inputs (a vocabulary without
+ * [MASK], a sequence longer than the positions, a checkpoint of another family, tensor
+ * parallelism) are one line before the first step.
+ */
+import assert from "assert";
+import {
+  assertCloseSeq as assertClose,
+  type CliRun,
+  launchTrain,
+  readCliRun,
+  runScript as run,
+  tinyCorpus,
+  TRAIN_SCRIPT as TRAIN,
+  trainCliArgs,
+} from "./train_helpers.ts";
+
+const tmp = await Deno.makeTempDir({ prefix: "denotron-train-bert-" });
+
+/** bert-tiny on the built-in corpus: 4 iterations of 4 rows of 64 tokens. */
+const bertArgs = (save: string, extra: string[] = []) => [
+  "--model",
+  "bert-tiny",
+  "--seq-length",
+  "64",
+  "--micro-batch-size",
+  "2",
+  "--global-batch-size",
+  "4",
+  "--train-iters",
+  "4",
+  "--lr",
+  "1e-3",
+  "--lr-warmup-iters",
+  "1",
+  "--eval-interval",
+  "2",
+  "--eval-iters",
+  "2",
+  "--log-interval",
+  "1",
+  "--save-interval",
+  "2",
+  "--keep-last",
+  "5",
+  "--save",
+  save,
+  ...extra,
+];
+
+async function single(save: string, extra: string[] = []): Promise<CliRun> {
+  const { code, out } = await run(TRAIN, bertArgs(save, extra));
+  assert.equal(code, 0, out);
+  return await readCliRun(save, out);
+}
+
+async function records(save: string, kind: string): Promise<Record<string, unknown>[]> {
+  return (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n")
+    .map((l) => JSON.parse(l)).filter((r) => r.kind === kind);
+}
+
+const base = await single(`${tmp}/single`);
+
+Deno.test("bert-tiny pretrains on the built-in corpus: masked-LM and sentence-order losses logged beside their sum", async () => {
+  assert.equal(base.losses.length, 4);
+  assert.match(base.output, /tokenizer: bert-base-uncased/);
+  assert.match(base.output, /BERT samples: sop pairs, 15% masked/);
+  assert.match(base.output, /step 1\/4 \| loss [\d.]+ \| mlm [\d.]+ \| sop [\d.]+ \|/);
+  assert.match(base.output, /eval at step 4: .*\| mlm_acc [\d.]+ \| sop_acc [\d.]+/);
+  for (const r of await records(`${tmp}/single`, "train")) {
+    const p = r.lossParts as Record<string, number>;
+    assert.ok(Math.abs(p.mlm + p.sop - (r.loss as number)) < 1e-5, JSON.stringify(r));
+    // at initialisation the masked-LM loss is about ln(30522) and the binary one ln(2)
+    assert.ok(p.mlm > 8 && p.mlm < 12 && p.sop > 0.3 && p.sop < 1.5, JSON.stringify(p));
+  }
+  const evals = await records(`${tmp}/single`, "eval");
+  assert.equal(evals.length, 2);
+  for (const e of evals) {
+    const p = e.parts as Record<string, number>;
+    assert.ok(p.mlm_acc >= 0 && p.mlm_acc <= 1 && p.sop_acc >= 0 && p.sop_acc <= 1);
+  }
+});
+
+Deno.test("BERT pretraining at DP2 and at DP2 with ZeRO-1 equals one process", async () => {
+  for (const extra of [[], ["--use-distributed-optimizer"]]) {
+    const save = `${tmp}/dp2${extra.length ? "-zero" : ""}`;
+    const { code, output } = await launchTrain(2, bertArgs(save, extra));
+    assert.equal(code, 0, output);
+    const dp = await readCliRun(save, output);
+    assertClose(dp.losses, base.losses, `DP2 ${extra.join(" ")} training loss`);
+    assertClose(dp.evals, base.evals, `DP2 ${extra.join(" ")} validation loss`);
+  }
+});
+
+Deno.test("a resumed BERT run continues bit for bit; bf16 follows fp32", async () => {
+  const resumed = await single(`${tmp}/resumed`, ["--load", `${tmp}/single/iter_0000002`]);
+  assert.deepEqual(resumed.losses, base.losses.slice(2));
+  assert.deepEqual(resumed.evals, base.evals.slice(1));
+  const bf16 = await single(`${tmp}/bf16`, ["--bf16"]);
+  assertClose(bf16.losses, base.losses, "bf16 BERT loss", 2e-2);
+});
+
+Deno.test("bad BERT inputs are one line before the first step", async () => {
+  const vocab = `${tmp}/vocab.txt`;
+  await Deno.writeTextFile(vocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n");
+  const corpus = await tinyCorpus();
+  corpus.data.close?.();
+  const gpt = `${tmp}/gpt`;
+  const pre = await run(TRAIN, trainCliArgs(corpus.data.prefix, gpt, 1, ["--train-iters", "2"]));
+  assert.equal(pre.code, 0, pre.out);
+  const cases: [string[], RegExp][] = [
+    [["--tokenizer", vocab], /vocab\.txt: the vocabulary has no \[MASK\] token/],
+    [["--max-position-embeddings", "32"], /seqLength 64 exceeds maxPositionEmbeddings 32/],
+    [
+      ["--load", `${gpt}/iter_0000002`],
+      /the checkpoint holds a decoder \(GPT\), and this run trains an encoder \(BERT\)/,
+    ],
+    [
+      ["--tokenizer", "gpt2"],
+      /an encoder masks WordPiece tokens; --tokenizer gpt2 is not WordPiece/,
+    ],
+    [
+      ["--curriculum-learning", "--min-difficulty", "16", "--max-difficulty", "64"],
+      /the sequence-length curriculum cuts decoder rows/,
+    ],
+  ];
+  for (const [extra, re] of cases) {
+    const { code, out } = await run(TRAIN, bertArgs(`${tmp}/bad`, extra));
+    assert.notEqual(code, 0, out);
+    assert.match(out, re);
+    assert.equal(out.split("\n").filter((l) => l.startsWith("error")).length, 1, out);
+    assert.ok(!/step 1\//.test(out), out);
+  }
+  const tp = await launchTrain(2, bertArgs(`${tmp}/bad-tp`, ["--tensor-model-parallel-size", "2"]));
+  assert.notEqual(tp.code, 0, tp.output);
+  assert.match(tp.output, /an encoder \(.*\) trains in one process or under data parallelism/);
+});
