@@ -86,7 +86,7 @@ const TRAIN_CASES: [string, string[], RegExp][] = [
   ["--lr abc", ["--lr", "abc"], /lr: expected a number, got 'abc' \(--lr\)/],
   ["an unknown flag", ["--hidden-sise", "3"], /unknown option --hidden-sise; did you mean --hidden-size\?/],
   ["a missing --config file", ["--config", `${dir}/none.yaml`], /none\.yaml: cannot read/],
-  ["--tokenizer nope", ["--tokenizer", "nope"], /tokenizer "nope" is not "gpt2", "byte" or the path/],
+  ["--tokenizer nope", ["--tokenizer", "nope"], /tokenizer "nope" is not "gpt2", "byte", "bert-base-uncased", the path/],
   ["--split 0,0,0", ["--split", "0,0,0"], /split "0,0,0": weights sum to 0/],
   ["a missing --init-from-hf", ["--init-from-hf", `${dir}/hf`], /hf\/config\.json: cannot read/],
   [

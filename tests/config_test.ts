@@ -131,7 +131,7 @@ Deno.test("wrong types name the key and the value", async () => {
   await assert.rejects(loadConfig({ args: ["--lr", "0"] }), /lr: expected a number > 0, got '0'/);
   await assert.rejects(
     loadConfig({ args: ["--tokenizer", "bpe"] }),
-    /tokenizer "bpe" is not "gpt2", "byte" or the path of a tokenizer\.json/,
+    /tokenizer "bpe" is not "gpt2", "byte", "bert-base-uncased", the path of a tokenizer\.json/,
   );
   await withFile("training:\n  lr: [1, 2]\n", async (path) => {
     await assert.rejects(

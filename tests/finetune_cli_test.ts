@@ -47,6 +47,9 @@ const TINY = [
   "1",
 ];
 
+/** The same for encoders, which read the task's WordPiece vocabulary. */
+const ENCODER_TINY = TINY.slice(2);
+
 // the base model: positions for the task's 128-token rows
 const pre = await run(
   TRAIN_SCRIPT,
@@ -124,9 +127,52 @@ Deno.test("deno task finetune --task email-subjects fine-tunes, generates held-o
   assert.ok(Math.abs(model.rouge1_f1 - gen) < 1e-12);
 });
 
+Deno.test("deno task finetune --task spam puts a fresh classification head on a pretrained BERT and scores the held-out mail beside the bag-of-words baseline", async () => {
+  const bert = `${tmp}/bert`;
+  const p = await run(TRAIN_SCRIPT, [
+    "--model",
+    "bert-tiny",
+    "--seq-length",
+    "64",
+    ...ENCODER_TINY,
+    "--train-iters",
+    "2",
+    "--save",
+    bert,
+  ]);
+  assert.equal(p.code, 0, p.out);
+  const save = `${tmp}/spam`;
+  const r = await run(FINETUNE, [
+    "--task",
+    "spam",
+    "--pretrained-checkpoint",
+    `${bert}/iter_0000002`,
+    "--seq-length",
+    "64",
+    ...ENCODER_TINY,
+    "--save",
+    save,
+  ]);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /SpamAssassin: train \d+ messages/);
+  assert.match(r.out, /token types=2 pooler, classifier of 2/);
+  assert.match(r.out, /fine-tuned encoder +[\d.]+%/);
+  assert.match(r.out, /bag-of-words logistic regression +9\d\.\d%/);
+  const out = JSON.parse(await Deno.readTextFile(`${save}/spam.json`));
+  const m = out.model;
+  assert.equal(m.count, out.test);
+  assert.equal(m.truePositives + m.falsePositives + m.trueNegatives + m.falseNegatives, m.count);
+  assert.ok(Math.abs(m.accuracy - (m.truePositives + m.trueNegatives) / m.count) < 1e-12);
+  assert.ok(out.baseline.test.accuracy > 0.95, JSON.stringify(out.baseline));
+  // without a pretrained encoder there is nothing to put the head on
+  const bad = await run(FINETUNE, ["--task", "spam", ...ENCODER_TINY, "--save", `${tmp}/bad-spam`]);
+  assert.equal(bad.code, 2, bad.out);
+  assert.match(bad.out, /--task spam puts a classification head on a pretrained encoder/);
+});
+
 Deno.test("deno task finetune: an unknown task or a row too short for it is one line", async () => {
   const cases: [string[], RegExp][] = [
-    [["--task", "nope"], /^error: --task nope is not a built-in task; there is email-subjects$/],
+    [["--task", "nope"], /^error: --task nope is not a built-in task \(email-subjects, spam\)$/],
     [["--task", "email-subjects", "--seq-length", "64"], /needs --seq-length 96 or more, got 64/],
   ];
   for (const [args, re] of cases) {

@@ -558,7 +558,7 @@ Deno.test("deno task train --tokenizer tokenizer.json trains on its dataset, and
     assert.equal(bad.code, 2, bad.out);
     assert.match(
       bad.out,
-      /tokenizer "llama" is not "gpt2", "byte" or the path of a tokenizer\.json/,
+      /tokenizer "llama" is not "gpt2", "byte", "bert-base-uncased", the path of a tokenizer\.json/,
     );
   });
 });

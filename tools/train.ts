@@ -66,6 +66,13 @@ export interface TrainCommandOptions {
    * default sample: e.g. scoring generations on a held-out split.
    */
   afterTraining?: (run: FinishedRun) => Promise<void>;
+  /** The run's splits instead of the config's data keys (a built-in task's data). */
+  data?: (config: TrainConfig, tokenizer: Tokenizer) => Promise<RunData>;
+  /**
+   * Changes the model keys once the starting weights' shape is known (a task's head on a
+   * pretrained encoder); `fresh` names the parameters the weights do not hold.
+   */
+  model?: { adjust: (m: TrainConfig["model"]) => void; fresh: readonly string[] };
 }
 
 /** A finished training run, for {@linkcode TrainCommandOptions.afterTraining}. */
@@ -125,7 +132,9 @@ export async function trainCommand(args: string[], o: TrainCommandOptions = {}):
   if (dist && dist.rank !== 0) dist.world.barrier();
   let data: RunData;
   try {
-    data = d.sft
+    data = o.data
+      ? await o.data(config, tokenizer)
+      : d.sft
       ? await openSftData(config, tokenizer)
       : encoder
       ? await openBertData(config, tokenizer, builtIn)
@@ -171,6 +180,10 @@ export async function trainCommand(args: string[], o: TrainCommandOptions = {}):
   }
   const pretrained = await pretrainedWeights(config, tokenizer);
   if (pretrained) log(`weights: ${pretrained.source} (pretrained checkpoint)`);
+  if (o.model) {
+    o.model.adjust(config.model);
+    if (pretrained) pretrained.fresh = o.model.fresh;
+  }
   using trainer = new Trainer({
     config,
     train: trainData,
@@ -344,7 +357,7 @@ async function modelFromHf(config: TrainConfig, tokenizer: Tokenizer): Promise<G
 }
 
 /** A run's splits: decoder samples (one of openDatasets' kinds), or an encoder's. */
-type RunData = Omit<OpenedData, "train" | "valid" | "test"> & {
+export type RunData = Omit<OpenedData, "train" | "valid" | "test"> & {
   train?: TrainingSamples;
   valid?: TrainingSamples;
   test?: TrainingSamples;
@@ -531,7 +544,7 @@ function adoptModelShape(
 async function pretrainedWeights(
   config: TrainConfig,
   tokenizer: Tokenizer,
-): Promise<{ tensors: NamedTensors; source: string } | null> {
+): Promise<{ tensors: NamedTensors; source: string; fresh?: readonly string[] } | null> {
   const path = config.checkpoints.pretrainedCheckpoint;
   if (!path) return null;
   let source;

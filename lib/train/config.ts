@@ -20,6 +20,7 @@ import { closestName } from "../cli_args.ts";
 import { parse as parseYaml } from "yaml";
 import { parseSplit } from "../data/gpt_dataset.ts";
 import { isHfTokenizerPath } from "../data/tokenizer.ts";
+import { isWordPieceName } from "../data/wordpiece.ts";
 import { batchSizeProblem, modelParallelProblems } from "../parallel/parallel_config.ts";
 import { rampupBatchSizeAt } from "../curriculum/batch_rampup.ts";
 import { seqLenCurriculumFor } from "../curriculum/seqlen.ts";
@@ -129,6 +130,7 @@ export function modelKeysOf(c: Required<GPTConfig>): Partial<TrainConfig["model"
     pooler: c.pooler,
     outputTransform: c.outputTransform,
     bertBinaryHead: c.binaryHead,
+    numLabels: c.numLabels,
   };
 }
 
@@ -336,10 +338,11 @@ export function validateConfig(
   if (batch) fail(batch);
   if (t.minLr > t.lr) fail(`minLr ${t.minLr} is larger than lr ${t.lr}`);
   const tok = c.data.tokenizer;
-  if (tok !== "gpt2" && tok !== "byte" && !isHfTokenizerPath(tok)) {
+  if (tok !== "gpt2" && tok !== "byte" && !isHfTokenizerPath(tok) && !isWordPieceName(tok)) {
     fail(
-      `tokenizer ${fmtValue(tok)} is not "gpt2", "byte" or the path of a tokenizer.json ` +
-        `(a file ending in .json, or a directory written with a /) (--tokenizer)`,
+      `tokenizer ${fmtValue(tok)} is not "gpt2", "byte", "bert-base-uncased", the path of a ` +
+        `tokenizer.json (a file ending in .json, or a directory written with a /) or of a ` +
+        `WordPiece vocab.txt (--tokenizer)`,
     );
   }
   if (m.nEmbd % m.nHead !== 0) fail(`nEmbd ${m.nEmbd} is not divisible by nHead ${m.nHead}`);

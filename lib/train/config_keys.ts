@@ -225,6 +225,15 @@ export const CONFIG_KEYS = {
       flag: "--bert-binary-head",
       optional: true,
     },
+    /** Encoders: classes of a sequence-classification head on the pooled output; 0: none. */
+    numLabels: {
+      kind: "int",
+      default: 0,
+      flag: "--num-labels",
+      min: 0,
+      max: 65536,
+      optional: true,
+    },
   },
   training: {
     /** Samples per forward-backward pass. */

@@ -148,7 +148,8 @@ export function gptStepFlops(
       swiglu: model.activation === "swiglu",
       tiedEmbeddings: model.tieEmbeddings,
       bias: model.bias,
-      vocabSize: model.vocabSize,
+      // a classifier computes no logits over the vocabulary, only over its few classes
+      vocabSize: model.numLabels > 0 ? model.numLabels : model.vocabSize,
       seqLength,
     }, globalBatchSize).model;
   const one = f(1);

@@ -144,6 +144,7 @@ export function gptConfigFrom(config: TrainConfig, tokenizer: Tokenizer): GPTCon
     pooler: m.pooler ?? false,
     outputTransform: m.outputTransform ?? false,
     binaryHead: m.bertBinaryHead ?? false,
+    numLabels: m.numLabels ?? 0,
   };
 }
 
@@ -239,7 +240,15 @@ export interface TrainerOptions {
    * that replace the initial weights before the optimizer starts, under any layout; `source`
    * names them in messages.
    */
-  initialWeights?: { tensors: NamedTensors; source: string };
+  initialWeights?: {
+    tensors: NamedTensors;
+    source: string;
+    /**
+     * Name prefixes of parameters the source does not have that keep their fresh
+     * initialisation (a classification head on a pretrained encoder). @default none
+     */
+    fresh?: readonly string[];
+  };
   /**
    * Schedules for sequence length, layer dropping, LR and batch size (lib/curriculum).
    * null: none. @default the one the config's curriculum keys ask for
@@ -416,7 +425,7 @@ export class Trainer {
       });
     }
     const init = options.initialWeights;
-    if (init) this.#copyWeights(init.tensors, init.source);
+    if (init) this.#copyWeights(this.#withFresh(init.tensors, init.fresh ?? []), init.source);
     this.#world = groups?.world ?? dpGroup;
     this.optimizer = new TrainOptimizer(this.engine.params, {
       training: t,
@@ -811,6 +820,17 @@ export class Trainer {
       [""],
     );
     return named;
+  }
+
+  /** `full` with this model's own values under the `fresh` prefixes, where it has none. */
+  #withFresh(full: NamedTensors, fresh: readonly string[]): NamedTensors {
+    if (!fresh.length) return full;
+    const own = this.engine.fullTensors({ "": this.engine.params.data.toArray() as Float32Array });
+    const out: NamedTensors = new Map(full);
+    for (const [name, t] of own.tensors) {
+      if (!out.has(name) && fresh.some((p) => name.startsWith(p))) out.set(name, t);
+    }
+    return out;
   }
 
   #copyWeights(full: NamedTensors, source: string): void {
