@@ -174,8 +174,8 @@ function rank(line: string): number {
   if (line.includes("--load runs/sotu")) return 2;
   // reads the checkpoint the default run left, before later runs save over it
   if (line.includes("run evaluate")) return 2;
-  // the base the summarisation fine-tune starts from
-  if (line.includes("--save runs/sotu-256")) return 2;
+  // the bases the summarisation and spam fine-tunes start from
+  if (line.includes("--save runs/sotu-256") || line.includes("--save runs/bert-tiny")) return 2;
   return 3;
 }
 
