@@ -4,7 +4,7 @@
  * losses logged beside their sum; DP2 and DP2 with ZeRO-1 equal one process; bf16 follows
  * fp32; a resumed run continues bit for bit; and bad inputs (a vocabulary without
  * [MASK], a sequence longer than the positions, a checkpoint of another family, tensor
- * parallelism) are one line before the first step.
+ * parallelism, generating from an encoder) are one line before the first step.
  */
 import assert from "assert";
 import {
@@ -134,6 +134,11 @@ Deno.test("bad BERT inputs are one line before the first step", async () => {
     assert.equal(out.split("\n").filter((l) => l.startsWith("error")).length, 1, out);
     assert.ok(!/step 1\//.test(out), out);
   }
+  // an encoder writes no text: generate (and serve, evaluate) refuse it up front
+  const generate = decodeURIComponent(new URL("../tools/generate.ts", import.meta.url).pathname);
+  const gen = await run(generate, ["--checkpoint", `${tmp}/single`, "--prompt", "The"]);
+  assert.equal(gen.code, 2, gen.out);
+  assert.match(gen.out, /^error: .* holds an encoder \(BERT\): .* cannot generate/m);
   const tp = await launchTrain(2, bertArgs(`${tmp}/bad-tp`, ["--tensor-model-parallel-size", "2"]));
   assert.notEqual(tp.code, 0, tp.output);
   assert.match(tp.output, /an encoder \(.*\) trains in one process or under data parallelism/);

@@ -16,6 +16,7 @@ import { ConfigError } from "../lib/key_table.ts";
 import { NativeError } from "../ffi/native.ts";
 import { PlanError } from "../lib/plan/predict.ts";
 import { fromCheckpoint, fromHf, type GenerationSource } from "../lib/infer/sources.ts";
+import { isEncoder } from "../lib/nn/gpt_config.ts";
 
 /** Whether `e` is about the input (a flag, a file, a field, a size), not a bug. */
 export function isUserError(e: unknown): boolean {
@@ -138,5 +139,15 @@ export function modelSource(
       "give exactly one of --checkpoint and --hf (--help shows the usage)",
     );
   }
-  return () => checkpoint !== undefined ? fromCheckpoint(checkpoint) : fromHf(hf!);
+  return async () => {
+    const src = checkpoint !== undefined ? await fromCheckpoint(checkpoint) : await fromHf(hf!);
+    if (isEncoder(src.model.config)) {
+      src.model.dispose();
+      throw new DenotronError(
+        `${src.origin} holds an encoder (BERT): it reads text both ways and writes none, so ` +
+          `it cannot generate, serve or score continuations; fine-tune it (deno task finetune)`,
+      );
+    }
+    return src;
+  };
 }
