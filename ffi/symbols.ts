@@ -8,7 +8,7 @@
  */
 
 /** DN_ABI_VERSION of the header this mirror matches. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 /** One entry per DN_API function of the header: Deno.dlopen symbol definitions. */
 export const symbols = {
@@ -530,8 +530,9 @@ export const symbols = {
   },
   // dn_status dn_comm_nccl_unique_id(uint8_t *host_id)
   dn_comm_nccl_unique_id: { parameters: ["buffer"], result: "i32" },
-  // dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size, void **out)
-  dn_comm_nccl_open: { parameters: ["buffer", "i32", "i32", "buffer"], result: "i32" },
+  // dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size,
+  //                             int64_t timeout_ms, void **out)
+  dn_comm_nccl_open: { parameters: ["buffer", "i32", "i32", "i64", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The symbol table's type, as opened by `Deno.dlopen`. */

@@ -502,7 +502,7 @@ onGpu("a single-rank NCCL all-reduce returns its input", (dev) => {
   const lib = dev.lib;
   const id = new Uint8Array(128), out = new BigUint64Array(1);
   lib.check(lib.sym.dn_comm_nccl_unique_id(id), "dn_comm_nccl_unique_id");
-  lib.check(lib.sym.dn_comm_nccl_open(id, 0, 1, out), "dn_comm_nccl_open");
+  lib.check(lib.sym.dn_comm_nccl_open(id, 0, 1, 60000n, out), "dn_comm_nccl_open");
   const comm = Deno.UnsafePointer.create(out[0]);
   const data = randomArray(1000, 3);
   const got = tidy(() => {

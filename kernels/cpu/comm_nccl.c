@@ -10,10 +10,12 @@ dn_status dn_comm_nccl_unique_id(uint8_t *host_id) {
                  "shared-memory backend (dn_comm_shm_open)");
 }
 
-dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size, void **out) {
+dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size,
+                            int64_t timeout_ms, void **out) {
   (void)host_id;
   (void)rank;
   (void)size;
+  (void)timeout_ms;
   (void)out;
   return DN_FAIL(DN_ERR_UNSUPPORTED,
                  "dn_comm_nccl_open: NCCL groups need the CUDA backend; CPU ranks use the "

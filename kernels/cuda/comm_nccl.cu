@@ -6,11 +6,16 @@
  *
  * Collectives are queued on the library stream like kernels (stream order keeps them
  * consistent with the surrounding compute); barrier, send and recv wait for the GPU,
- * as their CPU counterparts' contracts say. Shards follow the CPU backend's floor
+ * as their CPU counterparts' contracts say. Every such wait polls the stream and the
+ * communicator's asynchronous error against the group's deadline: a dead or silent peer
+ * becomes an error naming the operation and the peer, with the communicator aborted, not
+ * a hang (the shm backend's contract). dn_comm_abort aborts NCCL's communicator and leaves
+ * the handle for dn_comm_close to free. Shards follow the CPU backend's floor
  * division, so uneven sizes work: equal shards go to ncclReduceScatter/ncclAllGather,
  * uneven ones to an all-reduce plus a copy, or one broadcast per rank. NCCL sums in its
  * own ring order, not rank order: every rank still gets identical values. */
 #include <cstdio>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +30,7 @@ static struct {
   ncclCommInitRank_fn init_rank;
   ncclCommDestroy_fn destroy;
   ncclCommAbort_fn abort;
+  ncclCommGetAsyncError_fn async_error;
   ncclGetErrorString_fn error_string;
   ncclAllReduce_fn all_reduce;
   ncclReduceScatter_fn reduce_scatter;
@@ -57,6 +63,7 @@ static dn_status load_nccl(const char *op) {
   SYM(init_rank, "ncclCommInitRank");
   SYM(destroy, "ncclCommDestroy");
   SYM(abort, "ncclCommAbort");
+  SYM(async_error, "ncclCommGetAsyncError");
   SYM(error_string, "ncclGetErrorString");
   SYM(all_reduce, "ncclAllReduce");
   SYM(reduce_scatter, "ncclReduceScatter");
@@ -96,7 +103,8 @@ static dn_status ensure_nccl(const char *op) {
 typedef struct {
   int32_t magic;
   int32_t rank, size;
-  ncclComm_t comm;
+  ncclComm_t comm; /* NULL once aborted */
+  int64_t timeout_ms;
   int32_t *scratch; /* one int for the barrier */
 } comm;
 
@@ -105,8 +113,50 @@ static dn_status get_comm(const char *op, void *handle, comm **out) {
   comm *c = (comm *)handle;
   DN_CHECK(c->magic == COMM_MAGIC, DN_ERR_INVALID,
            "%s: %p is not an open NCCL group of the CUDA library", op, handle);
+  DN_CHECK(c->comm != NULL, DN_ERR_RUNTIME, "%s: the group was aborted", op);
   *out = c;
   return DN_OK;
+}
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* Waits for the library stream, or fails: when the communicator reports an asynchronous
+ * error, or when nothing finishes within the group's deadline (a peer died or never came).
+ * Either way NCCL's communicator is aborted, so the kernels waiting on it return. */
+static dn_status wait_stream(const char *op, comm *c, int32_t peer) {
+  const double start = now_ms();
+  for (;;) {
+    cudaError_t q = cudaStreamQuery(dn_stream());
+    if (q == cudaSuccess) return DN_OK;
+    if (q != cudaErrorNotReady) DN_CUDA(q, op);
+    ncclResult_t async = 0;
+    ncclResult_t r = nccl.async_error(c->comm, &async);
+    if (r != 0 || (async != 0 && async != DN_NCCL_IN_PROGRESS)) {
+      ncclResult_t bad = r != 0 ? r : async;
+      nccl.abort(c->comm);
+      c->comm = NULL;
+      return DN_FAIL(DN_ERR_RUNTIME, "%s: NCCL failed (rank %d of %d%s): %s; group aborted", op,
+                     (int)c->rank, (int)c->size, peer >= 0 ? ", with its peer" : "",
+                     nccl.error_string(bad));
+    }
+    if (now_ms() - start > (double)c->timeout_ms) {
+      nccl.abort(c->comm);
+      c->comm = NULL;
+      if (peer >= 0)
+        return DN_FAIL(DN_ERR_RUNTIME,
+                       "%s: peer %d did not answer rank %d within %lld ms; group aborted", op,
+                       (int)peer, (int)c->rank, (long long)c->timeout_ms);
+      return DN_FAIL(DN_ERR_RUNTIME,
+                     "%s: rank %d of %d: a peer did not answer within %lld ms; group aborted", op,
+                     (int)c->rank, (int)c->size, (long long)c->timeout_ms);
+    }
+    struct timespec pause = {0, 50 * 1000}; /* 50 us: a wait, not a spin */
+    nanosleep(&pause, NULL);
+  }
 }
 
 static dn_status nccl_type(const char *op, dn_dtype dtype, int *out) {
@@ -140,9 +190,12 @@ dn_status dn_comm_nccl_unique_id(uint8_t *host_id) {
   return DN_OK;
 }
 
-dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size, void **out) {
+dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size,
+                            int64_t timeout_ms, void **out) {
   const char *op = "dn_comm_nccl_open";
   DN_CHECK(host_id && out, DN_ERR_INVALID, "%s: NULL pointer", op);
+  DN_CHECK(timeout_ms >= 1, DN_ERR_INVALID, "%s: timeout %lld ms must be >= 1", op,
+           (long long)timeout_ms);
   DN_CHECK(size >= 1, DN_ERR_INVALID, "%s: size %d must be >= 1", op, (int)size);
   DN_CHECK(rank >= 0 && rank < size, DN_ERR_INVALID, "%s: rank %d is not in [0, %d)", op,
            (int)rank, (int)size);
@@ -166,6 +219,7 @@ dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size, 
   c->magic = COMM_MAGIC;
   c->rank = rank;
   c->size = size;
+  c->timeout_ms = timeout_ms;
   *out = c;
   return DN_OK;
 }
@@ -192,25 +246,35 @@ dn_status dn_comm_shm_unlink(const char *name) {
 
 dn_status dn_comm_close(void *handle) {
   const char *op = "dn_comm_close";
-  comm *c = NULL;
-  DN_TRY(get_comm(op, handle, &c));
+  DN_CHECK_PTR(handle, op);
+  comm *c = (comm *)handle;
+  DN_CHECK(c->magic == COMM_MAGIC, DN_ERR_INVALID,
+           "%s: %p is not an open NCCL group of the CUDA library", op, handle);
   c->magic = 0;
-  cudaStreamSynchronize(dn_stream());
-  ncclResult_t r = nccl.destroy(c->comm);
+  ncclResult_t r = 0;
+  dn_status st = DN_OK;
+  if (c->comm) {
+    /* pending work first, within the deadline; an aborted group has none that can finish */
+    st = wait_stream(op, c, -1);
+    if (st == DN_OK) r = nccl.destroy(c->comm);
+  }
   dn_free(c->scratch);
   free(c);
+  if (st != DN_OK) return st;
   DN_CHECK(r == 0, DN_ERR_RUNTIME, "%s: ncclCommDestroy failed: %s", op, nccl.error_string(r));
   return DN_OK;
 }
 
 dn_status dn_comm_abort(void *handle) {
   const char *op = "dn_comm_abort";
-  comm *c = NULL;
-  DN_TRY(get_comm(op, handle, &c));
-  NCCL_CALL(nccl.abort(c->comm), "ncclCommAbort");
-  c->magic = 0;
-  dn_free(c->scratch);
-  free(c);
+  DN_CHECK_PTR(handle, op);
+  comm *c = (comm *)handle;
+  DN_CHECK(c->magic == COMM_MAGIC, DN_ERR_INVALID,
+           "%s: %p is not an open NCCL group of the CUDA library", op, handle);
+  if (!c->comm) return DN_OK; /* already aborted */
+  ncclComm_t comm = c->comm;
+  c->comm = NULL;
+  NCCL_CALL(nccl.abort(comm), "ncclCommAbort");
   return DN_OK;
 }
 
@@ -221,8 +285,7 @@ dn_status dn_comm_barrier(void *handle) {
   NCCL_CALL(nccl.all_reduce(c->scratch, c->scratch, 1, DN_NCCL_INT32, DN_NCCL_SUM, c->comm,
                             (void *)dn_stream()),
             "ncclAllReduce (barrier)");
-  DN_CUDA(cudaStreamSynchronize(dn_stream()), op);
-  return DN_OK;
+  return wait_stream(op, c, -1);
 }
 
 dn_status dn_comm_allreduce(void *handle, dn_dtype dtype, int32_t reduce, const void *send,
@@ -331,8 +394,7 @@ static dn_status point_to_point(const char *op, void *handle, dn_dtype dtype, vo
     NCCL_CALL(nccl.send(buf, (size_t)n, t, peer, c->comm, (void *)dn_stream()), "ncclSend");
   else
     NCCL_CALL(nccl.recv(buf, (size_t)n, t, peer, c->comm, (void *)dn_stream()), "ncclRecv");
-  DN_CUDA(cudaStreamSynchronize(dn_stream()), op);
-  return DN_OK;
+  return wait_stream(op, c, peer);
 }
 
 dn_status dn_comm_send(void *handle, dn_dtype dtype, const void *buf, int64_t n, int32_t peer) {

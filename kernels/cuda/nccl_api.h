@@ -11,6 +11,7 @@ typedef struct {
 } ncclUniqueId;
 typedef struct ncclComm *ncclComm_t;
 typedef int ncclResult_t; /* ncclSuccess = 0 */
+#define DN_NCCL_IN_PROGRESS 7
 typedef int ncclDataType_t;
 typedef int ncclRedOp_t;
 
@@ -22,6 +23,9 @@ typedef ncclResult_t (*ncclCommInitRank_fn)(ncclComm_t *comm, int nranks, ncclUn
                                             int rank);
 typedef ncclResult_t (*ncclCommDestroy_fn)(ncclComm_t comm);
 typedef ncclResult_t (*ncclCommAbort_fn)(ncclComm_t comm);
+/* *async = the communicator's asynchronous error: ncclSuccess, ncclInProgress (7), or a
+ * failure (a peer vanished, a network error) that makes every pending operation hang */
+typedef ncclResult_t (*ncclCommGetAsyncError_fn)(ncclComm_t comm, ncclResult_t *async);
 typedef const char *(*ncclGetErrorString_fn)(ncclResult_t result);
 typedef ncclResult_t (*ncclGetVersion_fn)(int *version);
 typedef ncclResult_t (*ncclAllReduce_fn)(const void *send, void *recv, size_t count,

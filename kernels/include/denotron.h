@@ -40,7 +40,7 @@ extern "C" {
 #define DN_API __attribute__((visibility("default")))
 
 /* Bumped whenever a prototype below changes. */
-#define DN_ABI_VERSION 4
+#define DN_ABI_VERSION 5
 
 /* The largest count, byte count or buffer extent any call accepts: 2^46 (64 TiB). */
 #define DN_MAX_BYTES ((int64_t)1 << 46)
@@ -404,9 +404,11 @@ DN_API dn_status dn_adamw_mixed(dn_dtype model_dtype, int64_t n, void *const *mo
 DN_API dn_status dn_comm_nccl_unique_id(uint8_t *host_id);
 /* Joins rank `rank` of a group of `size` GPU processes meeting through host_id(128).
  * *out = a handle for the dn_comm_* calls of the CUDA library (close, abort, barrier and
- * the collectives, which run on the library's stream). CUDA library only. */
+ * the collectives, which run on the library's stream). Every wait of the group (barrier,
+ * send, recv, close) fails after timeout_ms with the communicator aborted, or at once on
+ * NCCL's asynchronous error. CUDA library only. */
 DN_API dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size,
-                                   void **out);
+                                   int64_t timeout_ms, void **out);
 
 #ifdef __cplusplus
 }

@@ -367,7 +367,16 @@ export async function newProcessGroup(
     });
     return new StagedProcessGroup(inner!);
   }
-  if (backend === "nccl") return await openNccl(store, ranks, rank, name, dev);
+  if (backend === "nccl") {
+    return await openNccl(
+      store,
+      ranks,
+      rank,
+      name,
+      dev,
+      options.timeoutMs ?? distributedTimeoutMs(),
+    );
+  }
   const timeoutMs = options.timeoutMs ?? distributedTimeoutMs();
   const slotBytes = options.slotBytes ?? envInt("DENOTRON_SHM_SLOT_BYTES") ?? 8 << 20;
   const lib = dev.lib;
@@ -472,6 +481,7 @@ async function openNccl(
   rank: number,
   name: string,
   dev: Device,
+  timeoutMs: number,
 ): Promise<ProcessGroup> {
   const lib = dev.lib;
   const key = `pg/${name}/nccl-id`;
@@ -488,7 +498,7 @@ async function openNccl(
   }
   const out = new BigUint64Array(1);
   lib.check(
-    lib.sym.dn_comm_nccl_open(id, rank, ranks.length, out),
+    lib.sym.dn_comm_nccl_open(id, rank, ranks.length, BigInt(timeoutMs), out),
     `joining NCCL group '${name}' as rank ${rank} of ${ranks.length}`,
   );
   const pg = new NativeProcessGroup(
