@@ -6,8 +6,8 @@
  *                                    [--seq 64] [--breakdown]
  *
  * Each rank builds the model as bench/model_parallel.ts does, then reads the CPU caching
- * allocator's bytes in use after each phase: the parameters; the forward tensors held
- * after the last forward pass (the most the step holds between passes); the step's peak
+ * allocator's bytes in use after each phase: the parameters; the tensors held after a
+ * forward pass, beyond the parameters (the most over the step's forwards); the step's peak
  * (one step of M micro-batches, no optimizer: what model_parallel.ts measures); and the
  * peak of a second step followed by an AdamW update (the moments allocated first, as a
  * trainer does). The table puts the planner's terms beside each, on the fullest rank;
@@ -82,7 +82,7 @@ interface RankFigures {
   stage: number;
   /** In use once the model is built. */
   parameters: number;
-  /** In use after the step's last forward pass, less the parameters. */
+  /** The most in use after a forward pass, less the parameters. */
   held: number;
   /** The allocator's peak after one step without optimizer. */
   stepPeak: number;

@@ -659,6 +659,40 @@ export function tidy<T>(fn: () => T): T {
   return result;
 }
 
+/**
+ * Runs `fn` and returns what it returned with every tensor created inside it that is
+ * still alive, none disposed: the caller frees them when their work is done, which need
+ * not be the end of a scope (a pipeline frees a micro-batch's forward tensors after that
+ * micro-batch's backward). Tensors passed to {@linkcode keep} are not in the list. The
+ * listed tensors also stay in the enclosing {@linkcode tidy} scope, so an error before
+ * the caller frees them still frees them there; if `fn` throws, they are disposed.
+ *
+ * @param fn the work; must be synchronous
+ * @returns fn's result, and the tensors it created
+ * @example
+ * ```ts
+ * import { Tensor, tracked } from "./tensor.ts";
+ * const { result, tensors } = tracked(() => Tensor.full([4], 2));
+ * console.log(result.toArray(), tensors.length); // Float32Array [2, 2, 2, 2] 1
+ * for (const t of tensors) t.dispose();
+ * ```
+ */
+export function tracked<T>(fn: () => T): { result: T; tensors: Tensor[] } {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    for (const t of scope) t.dispose();
+    throw e;
+  } finally {
+    scopes.pop();
+  }
+  for (const t of scope) scopes.at(-1)?.add(t);
+  return { result, tensors: [...scope] };
+}
+
 /** Takes a tensor out of the enclosing tidy scopes, so they do not dispose it. */
 export function keep<T extends Tensor>(t: T): T {
   for (const scope of scopes) scope.delete(t);

@@ -1,5 +1,6 @@
 /**
- * defines: padRows, PAD_LOGIT, vocabShardTargets, vocabParallelCrossEntropy
+ * defines: padRows, paddedValues, padRowsView, PAD_LOGIT, vocabShardTargets,
+ *          vocabParallelCrossEntropy
  *
  * The vocabulary-parallel output: each tensor-parallel rank holds V/tp rows of the
  * token embedding and computes only its V/tp columns of the logits. The loss needs three
@@ -32,13 +33,55 @@ export const PAD_LOGIT: number = -1e30;
  * @returns (R+1, C)
  */
 export function padRows(w: Tensor): Tensor {
+  const values = paddedValues(w);
+  try {
+    return padRowsView(w, values);
+  } finally {
+    values.dispose(); // the view holds the storage
+  }
+}
+
+/**
+ * The values of [w; 0], with no gradient: one copy that several uses of the padded shard
+ * read through {@linkcode padRowsView} (a pipeline step makes it once for the embedding,
+ * the output layer and every micro-batch, rather than one copy per use). It holds w's
+ * values when it is made: make it again once w changes.
+ *
+ * @param w (R, C)
+ * @returns (R+1, C), not recorded for autograd
+ */
+export function paddedValues(w: Tensor): Tensor {
   const [R, C] = w.shape;
   if (w.ndim !== 2) throw new DenotronError(`padRows: w must be 2-D, got ${fmtShape(w.shape)}`);
   const out = Tensor.zeros([R + 1, C], { dtype: w.dtype, device: w.device });
   const head = out.view([R, C]);
   head.copy_(w);
   head.dispose();
-  return record(out, {
+  return out;
+}
+
+/**
+ * [w; 0] read from `values` = {@linkcode paddedValues}(w), without a copy.
+ * Forward: a view of `values`. Backward: as {@linkcode padRows}, the first rows'
+ * gradient goes to w and the pad row's is dropped. Each call records its own node with
+ * its own gradient, so each use adds its gradient to w once, exactly as a copy per use
+ * would.
+ *
+ * @param w (R, C)
+ * @param values (R+1, C), paddedValues(w) made while w held its current values
+ * @returns (R+1, C), sharing values' storage
+ */
+export function padRowsView(w: Tensor, values: Tensor): Tensor {
+  const [R, C] = w.shape;
+  if (
+    values.ndim !== 2 || values.shape[0] !== R + 1 || values.shape[1] !== C ||
+    values.dtype !== w.dtype
+  ) {
+    throw new DenotronError(
+      `padRowsView: ${values.describe()} is not the padded form of ${w.describe()}`,
+    );
+  }
+  return record(values.view(values.shape), {
     name: "padRows",
     inputs: [w],
     backward(g) {

@@ -62,6 +62,7 @@ export {
   type PipelineGPTOptions,
   runPipeline,
   type RunPipelineOptions,
+  type VocabTables,
 } from "./pipeline.ts";
 export { checkpoint, recomputeGroups, type RecomputeOptions } from "../nn/recompute.ts";
 export {

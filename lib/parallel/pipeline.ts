@@ -1,5 +1,5 @@
 /**
- * defines: PipelineGPTOptions, PipelineGPT, MicroBatch, runPipeline
+ * defines: PipelineGPTOptions, PipelineGPT, MicroBatch, VocabTables, runPipeline
  *
  * Pipeline parallelism: a rank of the pipeline group holds the layers of its virtual
  * stages (chunk c of rank r is virtual stage c·p + r; each holds L/(p·v) consecutive
@@ -11,7 +11,11 @@
  *
  * {@linkcode runPipeline} runs one training step's forward and backward passes by a
  * schedule of schedules.ts, sending activations forward and gradients backward through
- * the pipeline group in the order of `planCommunication`.
+ * the pipeline group in the order of `planCommunication`. Like Megatron's schedules it
+ * frees each micro-batch's forward tensors as soon as that micro-batch's backward has run,
+ * so a stage holds only the micro-batches in flight (1F1B: at most p − stage), and its
+ * micro-batches read one padded copy of each vocabulary shard made at the start of the
+ * step (see {@linkcode VocabTables}).
  *
  * @module
  */
@@ -30,8 +34,8 @@ import type { SequenceLayout } from "../nn/attention.ts";
 import type { Norm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
-import { Tensor, tidy } from "../tensor.ts";
-import { padRows, vocabParallelCrossEntropy } from "./cross_entropy.ts";
+import { Tensor, tidy, tracked } from "../tensor.ts";
+import { paddedValues, padRows, padRowsView, vocabParallelCrossEntropy } from "./cross_entropy.ts";
 import { sequenceShard } from "./mappings.ts";
 import type { ProcessGroup } from "./process_group.ts";
 import type { RecomputeOptions } from "../nn/recompute.ts";
@@ -85,6 +89,19 @@ export interface MicroBatch {
   targets: Tensor;
   /** Packed documents in the rows (see nn/attention.ts sequenceLayout); absent: none. */
   layout?: SequenceLayout;
+}
+
+/**
+ * The padded vocabulary shards ({@linkcode paddedValues}, (V/tp+1, C)) a rank's chunks
+ * read: the token table's on the first stage and the output layer's on the last, the same
+ * tensor when one table serves both. Made once per step by
+ * {@linkcode PipelineGPT.vocabTables}, they are valid until the parameters change.
+ */
+export interface VocabTables {
+  /** [wte; 0] on the first stage; null elsewhere. */
+  embedding: Tensor | null;
+  /** [output weight; 0] on the last stage; null elsewhere. */
+  output: Tensor | null;
 }
 
 /** This rank's stages of a GPT split across a pipeline (and a tensor-parallel group). */
@@ -202,6 +219,20 @@ export class PipelineGPT extends Module {
   }
 
   /**
+   * The padded vocabulary shards this rank's chunks read, one copy per table: a step's
+   * micro-batches share them instead of padding the shard in every use (for GPT-2 at one
+   * stage, one 147 MiB copy rather than two per micro-batch).
+   *
+   * @returns the tables; the caller disposes them once the step's passes are done
+   */
+  vocabTables(): VocabTables {
+    const embedding = this.emb ? paddedValues(this.emb.wte) : null;
+    const w = this.lnf ? this.outputWeight : null;
+    const output = !w ? null : w === this.emb?.wte ? embedding : paddedValues(w);
+    return { embedding, output };
+  }
+
+  /**
    * One chunk's forward pass for one micro-batch.
    *
    * @param chunk the model chunk
@@ -213,6 +244,8 @@ export class PipelineGPT extends Module {
    * @param plan the step's layer plan over all nLayer layers (progressive layer
    *   dropping): this chunk skips its dropped layers and scales its kept layers'
    *   residual branches; ignored in eval mode @default every layer
+   * @param tables the step's padded vocabulary shards ({@linkcode PipelineGPT.vocabTables});
+   *   null pads the shards for this call alone @default null
    * @returns the activation for the next stage, or on the last stage the mean loss
    *   (or the logits)
    */
@@ -223,6 +256,7 @@ export class PipelineGPT extends Module {
     rng: Generator,
     output: "loss" | "logits" = "loss",
     plan: LayerPlan | null = null,
+    tables: VocabTables | null = null,
   ): Tensor {
     const [b, T] = mb.tokens.shape;
     const C = this.config.nEmbd;
@@ -241,9 +275,13 @@ export class PipelineGPT extends Module {
     const before = lp ? lp.keep.slice(0, first).filter((k) => k).length : first;
     rng.offset += this.isFirst(chunk) ? 0 : (1 + 2 * before) * b * T * C;
     const drop = makeDrop(rng, p, b * T * C, C, this.sequenceParallel ? this.tensor : null);
+    // [w; 0] of a vocabulary shard: a view of the step's copy, or a copy of its own
+    const padded = (w: Tensor, values: Tensor | null | undefined) =>
+      values ? padRowsView(w, values) : padRows(w);
     let h: Tensor;
     if (this.isFirst(chunk)) {
-      h = drop(this.emb!.forward(mb.tokens, padRows(this.emb!.wte), mb.layout?.positions));
+      const wext = padded(this.emb!.wte, tables?.embedding);
+      h = drop(this.emb!.forward(mb.tokens, wext, mb.layout?.positions));
     } else {
       if (!x) throw new DenotronError(`chunk ${chunk} is not the first stage: it needs an input`);
       h = x;
@@ -252,7 +290,7 @@ export class PipelineGPT extends Module {
     const scales = lp ? layers.map((l) => lp.scale[l]) : undefined;
     h = runLayers(blocks, h, full, drop, rng, this.recompute, scales, mb.layout);
     if (!this.isLast(chunk)) return h;
-    const wext = padRows(this.outputWeight!);
+    const wext = padded(this.outputWeight!, tables?.output);
     const logits = vocabParallelLogits(
       this.lnf!.forward(h),
       wext,
@@ -347,9 +385,13 @@ export function runPipeline(
   const outputs = new Map<string, Tensor>();
   const gradsIn = new Map<string, Tensor>();
   const outbox = new Map<string, Tensor>();
+  // What each forward pass created, by micro-batch and chunk: freed after its backward.
+  const made = new Map<string, Tensor[]>();
   const losses: number[] = [];
   const chunkOf = (stage: number) => Math.floor(stage / p);
+  // The step's tidy() frees the vocabulary tables, and whatever an error leaves behind.
   tidy(() => {
+    const tables = model.vocabTables();
     for (const op of plan) {
       if (op.op === "recv") {
         // activations and their gradients travel in the model's dtype
@@ -380,33 +422,44 @@ export function runPipeline(
           const rng = new Generator(model.seed);
           const index = (opts.firstMicroBatch ?? 0) + mb * (opts.microBatchStride ?? 1);
           rng.offset = (opts.rngOffset ?? 0) + index * perMicroBatch;
-          const out = model.forwardChunk(
-            chunk,
-            inputs.get(k) ?? null,
-            batches[mb],
-            rng,
-            "loss",
-            opts.layers ?? null,
+          const { result: out, tensors } = tracked(() =>
+            model.forwardChunk(
+              chunk,
+              inputs.get(k) ?? null,
+              batches[mb],
+              rng,
+              "loss",
+              opts.layers ?? null,
+              tables,
+            )
           );
+          made.set(k, tensors);
           outputs.set(k, out);
           if (model.isLast(chunk)) losses[mb] = out.item();
           else outbox.set(`activation:${mb}:${s + 1}`, out);
         } else {
           const out = outputs.get(k)!;
           outputs.delete(k);
-          if (model.isLast(chunk)) {
-            const g = Tensor.full([1], opts.lossScale, { device: out.device });
-            backward(out, g);
-          } else {
-            backward(out, gradsIn.get(k)!);
-            gradsIn.delete(k);
-          }
+          const gradIn = gradsIn.get(k);
+          gradsIn.delete(k);
+          // the backward's own temporaries go with it
+          tidy(() => {
+            if (model.isLast(chunk)) {
+              backward(out, Tensor.full([1], opts.lossScale, { device: out.device }));
+            } else backward(out, gradIn!);
+          });
           const input = inputs.get(k);
           if (input) {
             inputs.delete(k);
             // The received activation is a leaf: its gradient goes back a stage.
             outbox.set(`gradient:${mb}:${s - 1}`, input.grad!);
+            input.dispose();
           }
+          // This micro-batch is done on this chunk: its activations go now, as in
+          // Megatron, not at the end of the step.
+          gradIn?.dispose();
+          for (const t of made.get(k)!) t.dispose();
+          made.delete(k);
         }
         opts.onCompute?.(op.action, performance.now() - t0);
       }

@@ -6,13 +6,15 @@
  *
  * Three things make it differ from Megatron's count (memory.ts):
  *
- * - **Lifetime.** `runPipeline` runs the whole step inside one `tidy()` scope, so every
- *   tensor a forward pass creates lives until the step ends, not until its backward: a
- *   rank holds all m micro-batches (Megatron: p − k in flight), and all of them, not only
- *   what backward reads (each layer's outputs, e.g. both residual sums).
- * - **Vocabulary copies.** `padRows` (lib/parallel/cross_entropy.ts) copies the vocabulary
- *   shard with a zero row appended, `(V/t + 1)·h`, for the embedding and again for the
- *   output layer in every micro-batch; each copy's gradient, the same size, exists while
+ * - **Every forward tensor.** A micro-batch's forward tensors live until its backward
+ *   has run (then `runPipeline` frees them, as Megatron does), so a rank holds the
+ *   micro-batches in flight in its schedule (1F1B: p − k on stage k) — but all of what
+ *   their forwards made, not only what backward reads (each layer's outputs, e.g. both
+ *   residual sums).
+ * - **Vocabulary copies.** The embedding and the output layer read the vocabulary shard
+ *   with a zero row appended, `(V/t + 1)·h`: one copy per table per step
+ *   (`PipelineGPT.vocabTables`, lib/parallel/cross_entropy.ts `paddedValues`), one for a
+ *   tied table that one rank uses twice; each use's gradient, the same size, exists while
  *   the backward of the layer that used it runs.
  * - **Size classes.** kernels/cpu/runtime.c rounds each block up to 64-byte steps below
  *   4 KiB and to eight classes per power of two above: up to 12.5% more per block.
@@ -59,11 +61,14 @@ export interface HeldTensor {
 
 /** What one rank of Denotron's pipeline engine holds at its peak, by kind. */
 export interface RankTensors {
-  /** Forward tensors of every micro-batch, alive until the step ends (vocabulary copies apart). */
+  /**
+   * The forward tensors of the micro-batches in flight at the peak (vocabulary copies
+   * apart), and the step's micro-batch inputs.
+   */
   activations: HeldTensor[];
-  /** `padRows` copies of the vocabulary shard, one per use per micro-batch. */
+  /** The step's padded copies of the vocabulary shard, one per table. */
   vocabularyCopies: HeldTensor[];
-  /** The largest set of gradients one backward pass holds at once. */
+  /** The gradients the backward pass of the peak holds at once. */
   workspace: HeldTensor[];
 }
 
@@ -197,32 +202,78 @@ function layerTensors(x: Shape): HeldTensor[] {
   return out;
 }
 
-// The gradients alive in a layer's MLP backward: the layer output's and the hidden
-// activation's (the GeLU output's gradient and dpre, or SwiGLU's gate and up), and the
-// norm output's being formed.
+// The gradients alive in a layer's MLP backward, beside the layer output's. GeLU: the
+// GeLU output's gradient and dpre inside linearGelu's backward, while it forms the ln2
+// output's. SwiGLU, two ops: the fc output's gradient (gate and up) beside the SwiGLU
+// output's, then beside the ln2 output's; the larger pair counts.
 function layerBackward(x: Shape): HeldTensor[] {
-  const f = x.m.ffnHiddenSize;
-  return [
-    { name: "gradient of the layer output", bytes: x.n * x.r * x.e, count: 1 },
-    {
-      name: "gradients of the MLP's hidden activations",
-      bytes: (x.n * f * x.e) / x.t,
-      count: x.m.swiglu ? 3 : 2,
-    },
-    { name: "gradient of the ln2 output", bytes: x.n * x.h * x.e, count: 1 },
-  ];
+  const hidden = (x.n * x.m.ffnHiddenSize * x.e) / x.t;
+  const output = { name: "gradient of the layer output", bytes: x.n * x.r * x.e, count: 1 };
+  const ln2 = { name: "gradient of the ln2 output", bytes: x.n * x.h * x.e, count: 1 };
+  if (!x.m.swiglu) {
+    return [
+      output,
+      { name: "gradients of the GeLU output and pre-activation", bytes: hidden, count: 2 },
+      ln2,
+    ];
+  }
+  const fc = { name: "gradient of the fc output, gate and up", bytes: 2 * hidden, count: 1 };
+  const swiglu = { name: "gradient of the SwiGLU output", bytes: hidden, count: 1 };
+  return heldBytes([swiglu]) >= heldBytes([ln2]) ? [output, fc, swiglu] : [output, fc, ln2];
 }
 
 function scale(list: HeldTensor[], times: number): HeldTensor[] {
   return list.map((x) => ({ ...x, count: x.count * times }));
 }
 
+/** One backward pass of a rank's schedule: its model chunk, and what is in flight. */
+interface BackwardPass {
+  /** The chunk whose backward runs. */
+  chunk: number;
+  /** Micro-batches whose forward has run and backward has not ended, per chunk. */
+  inFlight: number[];
+  /** The chunk of the forward that comes next (steady state), or null (cooldown). */
+  nextForward: number | null;
+}
+
+/**
+ * The backward passes of stage `k`, in order, with what each finds in flight — the
+ * order of lib/parallel/schedules.ts: without virtual stages 1F1B (p − k − 1 forwards,
+ * then one forward before each backward; one stage: forward, backward, ...), with them
+ * the interleaved 1F1B, whose j-th forward runs chunk ⌊(j mod p·v)/p⌋ and j-th backward
+ * the same position's chunk counted from the last, after a warmup of
+ * 2·(p − k − 1) + (v − 1)·p forwards (all of them when m = p).
+ */
+function backwardPasses(p: number, v: number, m: number, k: number): BackwardPass[] {
+  const total = m * v;
+  const forwardChunk = (j: number) => Math.floor((j % (p * v)) / p);
+  const warmup = v === 1
+    ? Math.min(p - k - 1, m)
+    : m === p
+    ? total
+    : Math.min(2 * (p - k - 1) + (v - 1) * p, total);
+  const inFlight: number[] = new Array(v).fill(0);
+  let forwards = 0;
+  while (forwards < warmup) inFlight[forwardChunk(forwards++)]++;
+  const passes: BackwardPass[] = [];
+  for (let i = 0; i < total; i++) {
+    // steady state: one forward before each backward; cooldown: backwards only
+    if (forwards < total) inFlight[forwardChunk(forwards++)]++;
+    const chunk = v - 1 - forwardChunk(i);
+    const nextForward = forwards < total ? forwardChunk(forwards) : null;
+    passes.push({ chunk, inFlight: [...inFlight], nextForward });
+    inFlight[chunk]--;
+  }
+  return passes;
+}
+
 /**
  * What one rank of Denotron's pipeline engine holds at the peak of a step, tensor by
- * tensor: all `m` micro-batches' forward tensors of its `v` model chunks (the step's
- * `tidy()` frees them at its end), the vocabulary copies, and the largest backward
- * workspace (the output layer's: the logits' gradient and the output weight copy's).
- * The peak comes in the last micro-batch's backward.
+ * tensor: the forward tensors of the micro-batches in flight (`runPipeline` frees each
+ * after its backward), the step's vocabulary copies, and the gradients of one backward
+ * pass. The peak is the backward pass where these add up to the most: with one stage, any
+ * micro-batch's, in the output layer's backward (the logits' gradient and the output
+ * weight copy's).
  *
  * @param model the model
  * @param layout the layout (even pipeline split; no CP, ZeRO-2/3 or FSDP: Denotron has none)
@@ -233,8 +284,8 @@ function scale(list: HeldTensor[], times: number): HeldTensor[] {
  * import { heldBytes, rankTensors } from "./held_tensors.ts";
  * import { MODEL_PRESETS } from "./model.ts";
  * const r = rankTensors({ ...MODEL_PRESETS["gpt2-124m"], vocabSize: 50304, seqLength: 64 }, { precision: "fp32" }, 0);
- * // the embedding's and the output layer's copies of the vocabulary, 160 MiB each
- * console.assert(heldBytes(r.vocabularyCopies) === 320 * 2 ** 20);
+ * // one padded copy of the tied vocabulary for the step, 160 MiB
+ * console.assert(heldBytes(r.vocabularyCopies) === 160 * 2 ** 20);
  * ```
  */
 export function rankTensors(
@@ -248,73 +299,102 @@ export function rankTensors(
   const p = l.pipelineModelParallelSize;
   const v = l.virtualPipelineModelParallelSize;
   const mb = l.globalBatchSize / (l.dataParallelSize * l.microBatchSize);
-  const copies: HeldTensor[] = [];
-  const copy = (what: string) => ({
-    name: `padRows copy of the ${what} (lib/parallel/cross_entropy.ts)`,
+  const last = p * v - 1;
+  const vocabGradient = (what: string) => ({
+    name: `gradient of the ${what} copy`,
     bytes: x.vocabRows * h * e,
-    count: mb,
+    count: 1,
   });
-  const workspaces: HeldTensor[][] = [];
   const layers = m.numLayers / (p * v);
   const layer = l.recomputeGranularity === "full"
     ? [{ name: "checkpointed layer output (lib/nn/recompute.ts)", bytes: n * r * e, count: 1 }]
     : layerTensors(x);
-  // The caller's micro-batches (bench/model_parallel.ts makes them on every rank).
-  const perMicroBatch: HeldTensor[] = [
-    { name: "micro-batch tokens and targets (int32)", bytes: 4 * n, count: 2 },
-  ];
+  // The layers' backward: with full recomputation, the rerun of one layer inside its own
+  // tidy() beside its gradients.
+  const layersBackward = l.recomputeGranularity === "full"
+    ? [...layerTensors(x), ...layerBackward(x)]
+    : layerBackward(x);
+  // What one micro-batch's forward of each chunk creates, and its backward holds at once.
+  const forward: HeldTensor[][] = [];
+  const backward: HeldTensor[][] = [];
   for (let chunk = 0; chunk < v; chunk++) {
     const virtual = chunk * p + stage;
-    perMicroBatch.push(...scale(layer, layers));
+    const made = scale(layer, layers);
+    const gradients: HeldTensor[][] = [layersBackward];
     if (virtual === 0) {
-      perMicroBatch.push(
+      made.push(
         { name: "token ids in the vocabulary shard (int32)", bytes: 4 * n, count: 1 },
         { name: "embedding output (lib/ops/embedding.ts)", bytes: n * h * e, count: 1 },
       );
       if (x.t > 1) {
-        perMicroBatch.push({
-          name: "embedding reduced over the TP group",
-          bytes: n * r * e,
-          count: 1,
-        });
+        made.push({ name: "embedding reduced over the TP group", bytes: n * r * e, count: 1 });
         if (m.maxPositionEmbeddings > 0) {
           // TP ranks other than 0 add a zero position table (rank 0 adds the real one).
-          perMicroBatch.push({
+          made.push({
             name: "zero position table of TP ranks > 0",
             bytes: m.seqLength * h * e,
             count: 1,
           });
         }
       }
-      copies.push(copy("word-embedding shard"));
-      workspaces.push([{
-        name: "gradient of the word-embedding copy",
-        bytes: x.vocabRows * h * e,
-        count: 1,
-      }]);
+      gradients.push([
+        { name: "gradient of the embedding output", bytes: n * h * e, count: 1 },
+        vocabGradient("word-embedding"),
+      ]);
     } else {
-      perMicroBatch.push({ name: "received activation", bytes: n * r * e, count: 1 });
+      made.push({ name: "received activation", bytes: n * r * e, count: 1 });
     }
-    if (virtual < p * v - 1) {
-      perMicroBatch.push({ name: "received gradient", bytes: n * r * e, count: 1 });
-      continue;
+    if (virtual === last) {
+      made.push(
+        ...norm(x, "final norm"),
+        { name: "pad-column bias of the logits", bytes: 4 * x.vocabRows, count: 1 },
+        { name: "logits (b, s, V/t + 1)", bytes: n * x.vocabRows * e, count: 1 },
+        { name: "cross-entropy targets and log-sum-exp rows", bytes: 4 * n, count: 2 },
+      );
+      gradients.push([
+        { name: "gradient of the logits", bytes: n * x.vocabRows * e, count: 1 },
+        { name: "gradient of the final norm output", bytes: n * h * e, count: 1 },
+        vocabGradient("output-weight"),
+      ]);
     }
-    perMicroBatch.push(
-      ...norm(x, "final norm"),
-      { name: "pad-column bias of the logits", bytes: 4 * x.vocabRows, count: 1 },
-      { name: "logits (b, s, V/t + 1)", bytes: n * x.vocabRows * e, count: 1 },
-      { name: "cross-entropy targets and log-sum-exp rows", bytes: 4 * n, count: 2 },
-    );
-    copies.push(copy(m.tiedEmbeddings ? "tied output weights" : "output layer"));
-    workspaces.push([
-      { name: "gradient of the logits", bytes: n * x.vocabRows * e, count: 1 },
-      { name: "gradient of the output-weight copy", bytes: x.vocabRows * h * e, count: 1 },
+    // The next stage's gradient is held through the whole backward pass.
+    const received = virtual === last
+      ? []
+      : [{ name: "received gradient", bytes: n * r * e, count: 1 }];
+    forward.push(made);
+    backward.push([
+      ...received,
+      ...gradients.reduce((a, g) => (heldBytes(g) > heldBytes(a) ? g : a)),
     ]);
   }
-  if (l.recomputeGranularity === "full") {
-    // The rerun of one layer, inside its own tidy(), during its backward.
-    workspaces.push([...layerTensors(x), ...layerBackward(x)]);
-  } else workspaces.push(layerBackward(x));
-  const workspace = workspaces.reduce((a, w) => (heldBytes(w) > heldBytes(a) ? w : a));
-  return { activations: scale(perMicroBatch, mb), vocabularyCopies: copies, workspace };
+  // The caller's micro-batches (bench/model_parallel.ts makes them on every rank).
+  const inputs = { name: "micro-batch tokens and targets (int32)", bytes: 4 * n, count: 2 * mb };
+  let peak: { activations: HeldTensor[]; workspace: HeldTensor[] } | null = null;
+  let most = -1;
+  for (const pass of backwardPasses(p, v, mb, stage)) {
+    const activations = [inputs, ...pass.inFlight.flatMap((count, c) => scale(forward[c], count))];
+    // The previous stage runs ahead: in the steady state the next forward's input has
+    // usually arrived before this backward starts.
+    const early = pass.nextForward !== null && pass.nextForward * p + stage > 0
+      ? [{ name: "received activation of the next forward", bytes: n * r * e, count: 1 }]
+      : [];
+    const workspace = [...backward[pass.chunk], ...early];
+    const bytes = heldBytes(activations) + heldBytes(workspace);
+    if (bytes > most) [most, peak] = [bytes, { activations, workspace }];
+  }
+  // One padded copy per table for the step: the token table on the first stage, the
+  // output layer's rows on the last, one copy when a rank uses one table for both.
+  const shared = p === 1 && m.tiedEmbeddings;
+  const copy = (what: string) => ({
+    name: `padded copy of the ${what} (PipelineGPT.vocabTables)`,
+    bytes: x.vocabRows * h * e,
+    count: 1,
+  });
+  const vocabularyCopies = shared
+    ? [copy("tied vocabulary, read by the embedding and the output layer")]
+    : [
+      ...(stage === 0 ? [copy("word-embedding shard")] : []),
+      ...(stage === p - 1 ? [copy(m.tiedEmbeddings ? "tied output weights" : "output layer")] : []),
+    ];
+  return { ...peak!, vocabularyCopies };
 }

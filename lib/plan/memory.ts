@@ -241,7 +241,7 @@ export interface MemoryBreakdown {
   optimizer: number;
   /** Activations kept for backward, including the recomputed layer's working set. */
   activations: number;
-  /** `denotron` only: the `padRows` copies of the vocabulary shard (0 otherwise). */
+  /** `denotron` only: the step's padded copies of the vocabulary shard (0 otherwise). */
   vocabularyCopies: number;
   /**
    * `denotron` only: the largest set of gradients one backward pass holds at once, on top

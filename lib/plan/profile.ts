@@ -17,9 +17,9 @@ import type { ResolvedLayout } from "./layout.ts";
  *   layer (what backward reads), p − k micro-batches in flight on stage k, and a fixed
  *   reserve for the allocator, NCCL and workspaces.
  * - `denotron`: the tensors Denotron's pipeline engine allocates, one by one
- *   (held_tensors.ts): every forward tensor of every micro-batch until the step ends, the
- *   `padRows` vocabulary copies, the output layer's backward workspace, and the CPU
- *   caching allocator's size classes.
+ *   (held_tensors.ts): every forward tensor of the micro-batches in flight (each freed
+ *   after its backward), one padded copy of each vocabulary table per step, the largest
+ *   backward workspace, and the CPU caching allocator's size classes.
  */
 export type MemoryModel = "megatron" | "denotron";
 
@@ -113,7 +113,7 @@ export const IMPLEMENTATION_PROFILES: Readonly<Record<string, ImplementationProf
     denotron: {
       name: "denotron",
       source:
-        "lib/parallel/pipeline.ts runPipeline (one tidy() per step), padRows, kernels/cpu/runtime.c size classes",
+        "lib/parallel/pipeline.ts runPipeline (micro-batches freed after their backward, one vocabulary copy per table per step), kernels/cpu/runtime.c size classes",
       pipelineScatterGather: false,
       memoryTrafficPerActivationByte: 2,
       overlapsTensorParallel: false,
