@@ -59,12 +59,36 @@ export {
 } from "./lib/data/indexed_dataset.ts";
 export {
   type Batch,
+  type BatchIteratorOptions,
   buildGptDatasets,
   GptBatchIterator,
   GptDataset,
   type GptSplitOptions,
+  Rng,
   type SampleDataset,
+  type SamplePacking,
 } from "./lib/data/gpt_dataset.ts";
+export * from "./lib/data/sft_dataset.ts";
+export {
+  BERT_BASE_UNCASED,
+  loadBertBaseUncased,
+  loadWordPiece,
+  type WordPieceOptions,
+  WordPieceTokenizer,
+} from "./lib/data/wordpiece.ts";
+export * from "./lib/data/bert_dataset.ts";
+export * from "./lib/data/bert_masking.ts";
+export { splitSentences } from "./lib/data/sentences.ts";
+export * from "./lib/data/classification_dataset.ts";
+export { loadSpamSplits, type SpamExample, type SpamSplits } from "./lib/data/spam_dataset.ts";
+export { prepareEmailSubjects } from "./lib/data/email_subjects.ts";
+export {
+  bagOfWordsBaseline,
+  type BaselineOptions,
+  type BaselineResult,
+} from "./lib/eval/bag_of_words.ts";
+export { type BinaryMetrics, binaryMetrics } from "./lib/eval/classification.ts";
+export { batchSource, type TrainingSamples } from "./lib/train/batches.ts";
 export {
   BlendedDataset,
   type BlendOptions,
@@ -277,6 +301,7 @@ export type {
   GroupCommunication,
   ImplementationProfile,
   MemoryBreakdown,
+  MemoryModel,
   MemoryReport,
   ModelConfig as PlanModelConfig,
   Normalization,

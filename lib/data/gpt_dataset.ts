@@ -82,6 +82,8 @@ export class Rng {
   #s: Uint32Array;
 
   /**
+   * Starts the stream of `seed`.
+   *
    * @param seed any integer
    */
   constructor(seed: number) {
@@ -95,7 +97,11 @@ export class Rng {
     }
   }
 
-  /** @returns a uniform 32-bit unsigned integer (xoshiro128**) */
+  /**
+   * The next draw.
+   *
+   * @returns a uniform 32-bit unsigned integer (xoshiro128**)
+   */
   nextU32(): number {
     const s = this.#s;
     const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
@@ -110,6 +116,8 @@ export class Rng {
   }
 
   /**
+   * A uniform integer below `n`.
+   *
    * @param n upper bound, 1 to 2^32
    * @returns a uniform integer in [0, n), without modulo bias
    */

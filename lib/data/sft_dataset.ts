@@ -307,6 +307,8 @@ export class SftDataset implements SampleDataset {
   readonly examples: number;
 
   /**
+   * Wraps packed rows; their order is a seeded shuffle.
+   *
    * @param rows the packed rows (T + 1 tokens each)
    * @param o the split's name, T, the shuffle seed, the examples they hold
    */
