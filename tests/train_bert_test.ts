@@ -9,13 +9,12 @@
 import assert from "assert";
 import {
   assertCloseSeq as assertClose,
-  type CliRun,
   launchTrain,
-  readCliRun,
   runScript as run,
   tinyCorpus,
   TRAIN_SCRIPT as TRAIN,
   trainCliArgs,
+  trainRun,
 } from "./train_helpers.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "denotron-train-bert-" });
@@ -51,11 +50,7 @@ const bertArgs = (save: string, extra: string[] = []) => [
   ...extra,
 ];
 
-async function single(save: string, extra: string[] = []): Promise<CliRun> {
-  const { code, out } = await run(TRAIN, bertArgs(save, extra));
-  assert.equal(code, 0, out);
-  return await readCliRun(save, out);
-}
+const single = (save: string, extra: string[] = []) => trainRun(1, bertArgs(save, extra), save);
 
 async function records(save: string, kind: string): Promise<Record<string, unknown>[]> {
   return (await Deno.readTextFile(`${save}/metrics.jsonl`)).trim().split("\n")
@@ -87,9 +82,7 @@ Deno.test("bert-tiny pretrains on the built-in corpus: masked-LM and sentence-or
 Deno.test("BERT pretraining at DP2 and at DP2 with ZeRO-1 equals one process", async () => {
   for (const extra of [[], ["--use-distributed-optimizer"]]) {
     const save = `${tmp}/dp2${extra.length ? "-zero" : ""}`;
-    const { code, output } = await launchTrain(2, bertArgs(save, extra));
-    assert.equal(code, 0, output);
-    const dp = await readCliRun(save, output);
+    const dp = await trainRun(2, bertArgs(save, extra), save);
     assertClose(dp.losses, base.losses, `DP2 ${extra.join(" ")} training loss`);
     assertClose(dp.evals, base.evals, `DP2 ${extra.join(" ")} validation loss`);
   }

@@ -221,6 +221,25 @@ export async function launchTrain(
   return { code, output: lines.join("\n") };
 }
 
+/**
+ * Trains with tools/train.ts in one process (n = 1) or under the launcher on n ranks,
+ * asserts it succeeded, and reads what it logged under `save`.
+ *
+ * @param n ranks
+ * @param argv the training flags (they must save to `save`)
+ * @param save the run's save directory
+ */
+export async function trainRun(n: number, argv: string[], save: string): Promise<CliRun> {
+  if (n === 1) {
+    const { code, out } = await runScript(TRAIN_SCRIPT, argv);
+    assert.equal(code, 0, out);
+    return await readCliRun(save, out);
+  }
+  const { code, output } = await launchTrain(n, argv);
+  assert.equal(code, 0, output);
+  return await readCliRun(save, output);
+}
+
 /** Asserts two sequences agree element by element within a relative tolerance. */
 export function assertCloseSeq(got: number[], want: number[], what: string, tol = 1e-5): void {
   assert.equal(got.length, want.length, `${what}: ${got.length} values, expected ${want.length}`);

@@ -8,14 +8,13 @@
 import assert from "assert";
 import {
   assertCloseSeq as assertClose,
-  type CliRun,
-  launchTrain,
   LLAMA_TINY_ARGS,
   readCliRun,
   runScript as run,
   tinyCorpus,
   TRAIN_SCRIPT as TRAIN,
   trainCliArgs,
+  trainRun,
 } from "./train_helpers.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "denotron-train-sft-" });
@@ -70,17 +69,9 @@ const sftArgs = (save: string, extra: string[] = []) =>
     ...extra,
   ]);
 
-async function single(save: string, extra: string[] = []): Promise<CliRun> {
-  const { code, out } = await run(TRAIN, sftArgs(save, extra));
-  assert.equal(code, 0, out);
-  return await readCliRun(save, out);
-}
-
-async function launched(n: number, save: string, extra: string[]): Promise<CliRun> {
-  const { code, output } = await launchTrain(n, sftArgs(save, extra));
-  assert.equal(code, 0, output);
-  return await readCliRun(save, output);
-}
+const single = (save: string, extra: string[] = []) => trainRun(1, sftArgs(save, extra), save);
+const launched = (n: number, save: string, extra: string[]) =>
+  trainRun(n, sftArgs(save, extra), save);
 
 const base = await single(`${tmp}/single`);
 
