@@ -8,7 +8,7 @@
  */
 
 /** DN_ABI_VERSION of the header this mirror matches. */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 /** One entry per DN_API function of the header: Deno.dlopen symbol definitions. */
 export const symbols = {
@@ -480,6 +480,14 @@ export const symbols = {
     parameters: ["pointer", "i32", "i32", "pointer", "pointer", "i64"],
     result: "i32",
   },
+  // dn_status dn_comm_allreduce_start(void *comm, dn_dtype dtype, int32_t op, void *buf,
+  //                                   int64_t n)
+  dn_comm_allreduce_start: {
+    parameters: ["pointer", "i32", "i32", "pointer", "i64"],
+    result: "i32",
+  },
+  // dn_status dn_comm_wait(void *comm)
+  dn_comm_wait: { parameters: ["pointer"], result: "i32" },
   // dn_status dn_comm_reduce_scatter(void *comm, dn_dtype dtype, int32_t op, const void *send,
   //                                  void *recv, int64_t n)
   dn_comm_reduce_scatter: {

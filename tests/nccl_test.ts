@@ -43,7 +43,7 @@ async function withGroupOfOne(dev: Device, fn: (pg: ProcessGroup) => void): Prom
   }
 }
 
-/** Every collective on one rank, f32 / bf16 / f16, against the rank's own values. */
+/** Every collective on one rank (a started all-reduce too), f32 / bf16 / f16, against the rank's own values. */
 function checkEveryCollective(pg: ProcessGroup, dev: Device): void {
   const n = 1001;
   const data = randomArray(n, 7, 3);
@@ -58,6 +58,12 @@ function checkEveryCollective(pg: ProcessGroup, dev: Device): void {
         pg.allReduce(t, op);
         check(t, `allReduce ${op}`);
       }
+      // started (NCCL: on the group's own stream), then ordered before the read
+      const started = make();
+      assert.ok(pg.allReduceStart && pg.wait, `${pg.backend} groups start all-reduces`);
+      pg.allReduceStart(started);
+      pg.wait();
+      check(started, "allReduceStart + wait");
       const out = Tensor.zeros([n], { device: dev, dtype });
       pg.reduceScatter(make(), out);
       check(out, "reduceScatter");

@@ -1,7 +1,7 @@
 /* defines: the shared-memory process group of the CPU backend — dn_comm_shm_open,
  * dn_comm_shm_unlink, dn_comm_close, dn_comm_abort, dn_comm_barrier, dn_comm_allreduce,
- * dn_comm_reduce_scatter, dn_comm_all_gather, dn_comm_broadcast, dn_comm_send,
- * dn_comm_recv.
+ * dn_comm_allreduce_start, dn_comm_wait, dn_comm_reduce_scatter, dn_comm_all_gather,
+ * dn_comm_broadcast, dn_comm_send, dn_comm_recv.
  *
  * One POSIX shared-memory segment per group:
  *
@@ -569,5 +569,17 @@ dn_status dn_comm_recv(void *handle, dn_dtype dtype, void *buf, int64_t n, int32
     atomic_store(&c->recvd[pair], k);
     wake_all(c);
   }
+  return DN_OK;
+}
+
+/* Shared memory has no stream to overlap on: the started all-reduce is the blocking one,
+ * done when it returns, and there is nothing left to wait for. */
+dn_status dn_comm_allreduce_start(void *handle, dn_dtype dtype, int32_t op, void *buf,
+                                  int64_t n) {
+  return dn_comm_allreduce(handle, dtype, op, buf, buf, n);
+}
+
+dn_status dn_comm_wait(void *handle) {
+  DN_CHECK_PTR(handle, "dn_comm_wait");
   return DN_OK;
 }

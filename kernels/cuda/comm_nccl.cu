@@ -1,6 +1,7 @@
 /* defines: the process groups of the CUDA backend — dn_comm_nccl_unique_id,
  * dn_comm_nccl_open, and dn_comm_close, dn_comm_abort, dn_comm_barrier,
- * dn_comm_allreduce, dn_comm_reduce_scatter, dn_comm_all_gather, dn_comm_broadcast,
+ * dn_comm_allreduce, dn_comm_allreduce_start, dn_comm_wait, dn_comm_reduce_scatter,
+ * dn_comm_all_gather, dn_comm_broadcast,
  * dn_comm_send, dn_comm_recv over NCCL (opened at run time, DENOTRON_NCCL_LIB).
  * dn_comm_shm_open / dn_comm_shm_unlink are the CPU backend's and fail here.
  *
@@ -105,7 +106,11 @@ typedef struct {
   int32_t rank, size;
   ncclComm_t comm; /* NULL once aborted */
   int64_t timeout_ms;
-  int32_t *scratch; /* one int for the barrier */
+  int32_t *scratch;      /* one int for the barrier */
+  cudaStream_t stream;   /* the group's own: started all-reduces overlap the library stream */
+  cudaEvent_t queued;    /* the library stream's work before a started all-reduce */
+  cudaEvent_t finished;  /* the last started all-reduce */
+  int started;           /* started since the last dn_comm_wait */
 } comm;
 
 static dn_status get_comm(const char *op, void *handle, comm **out) {
@@ -180,6 +185,17 @@ static dn_status nccl_op(const char *op, int32_t reduce, int *out) {
 
 static inline int64_t shard_lo(int64_t n, int q, int size) { return n * q / size; }
 
+/* Orders the library stream after the group's started all-reduces (one event suffices:
+ * the group's stream runs them in order). Every other operation of the group calls it
+ * first: NCCL runs one communicator's operations in the order they are issued, so none
+ * may overtake them on another stream. */
+static dn_status join_started(const char *op, comm *c) {
+  if (!c->started) return DN_OK;
+  DN_CUDA(cudaStreamWaitEvent(dn_stream(), c->finished, 0), op);
+  c->started = 0;
+  return DN_OK;
+}
+
 dn_status dn_comm_nccl_unique_id(uint8_t *host_id) {
   const char *op = "dn_comm_nccl_unique_id";
   DN_CHECK_PTR(host_id, op);
@@ -220,6 +236,14 @@ dn_status dn_comm_nccl_open(const uint8_t *host_id, int32_t rank, int32_t size,
   c->rank = rank;
   c->size = size;
   c->timeout_ms = timeout_ms;
+  if (cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking) != cudaSuccess ||
+      cudaEventCreateWithFlags(&c->queued, cudaEventDisableTiming) != cudaSuccess ||
+      cudaEventCreateWithFlags(&c->finished, cudaEventDisableTiming) != cudaSuccess) {
+    nccl.destroy(c->comm);
+    dn_free(c->scratch);
+    free(c);
+    return DN_FAIL(DN_ERR_RUNTIME, "%s: cannot create the group's stream and events", op);
+  }
   *out = c;
   return DN_OK;
 }
@@ -255,9 +279,13 @@ dn_status dn_comm_close(void *handle) {
   dn_status st = DN_OK;
   if (c->comm) {
     /* pending work first, within the deadline; an aborted group has none that can finish */
+    if (c->started) cudaStreamWaitEvent(dn_stream(), c->finished, 0);
     st = wait_stream(op, c, -1);
     if (st == DN_OK) r = nccl.destroy(c->comm);
   }
+  cudaEventDestroy(c->queued);
+  cudaEventDestroy(c->finished);
+  cudaStreamDestroy(c->stream);
   dn_free(c->scratch);
   free(c);
   if (st != DN_OK) return st;
@@ -282,6 +310,7 @@ dn_status dn_comm_barrier(void *handle) {
   const char *op = "dn_comm_barrier";
   comm *c = NULL;
   DN_TRY(get_comm(op, handle, &c));
+  DN_TRY(join_started(op, c));
   NCCL_CALL(nccl.all_reduce(c->scratch, c->scratch, 1, DN_NCCL_INT32, DN_NCCL_SUM, c->comm,
                             (void *)dn_stream()),
             "ncclAllReduce (barrier)");
@@ -293,6 +322,7 @@ dn_status dn_comm_allreduce(void *handle, dn_dtype dtype, int32_t reduce, const 
   const char *op = "dn_comm_allreduce";
   comm *c = NULL;
   DN_TRY(get_comm(op, handle, &c));
+  DN_TRY(join_started(op, c));
   int t = 0, o = 0;
   DN_TRY(nccl_type(op, dtype, &t));
   DN_TRY(nccl_op(op, reduce, &o));
@@ -304,11 +334,40 @@ dn_status dn_comm_allreduce(void *handle, dn_dtype dtype, int32_t reduce, const 
   return DN_OK;
 }
 
+dn_status dn_comm_allreduce_start(void *handle, dn_dtype dtype, int32_t reduce, void *buf,
+                                  int64_t n) {
+  const char *op = "dn_comm_allreduce_start";
+  comm *c = NULL;
+  DN_TRY(get_comm(op, handle, &c));
+  int t = 0, o = 0;
+  DN_TRY(nccl_type(op, dtype, &t));
+  DN_TRY(nccl_op(op, reduce, &o));
+  DN_CHECK_EXTENT(op, n);
+  if (n == 0) return DN_OK;
+  DN_CHECK_PTR(buf, op);
+  /* the group's stream starts once the library stream has produced buf */
+  DN_CUDA(cudaEventRecord(c->queued, dn_stream()), op);
+  DN_CUDA(cudaStreamWaitEvent(c->stream, c->queued, 0), op);
+  NCCL_CALL(nccl.all_reduce(buf, buf, (size_t)n, t, o, c->comm, (void *)c->stream),
+            "ncclAllReduce");
+  DN_CUDA(cudaEventRecord(c->finished, c->stream), op);
+  c->started = 1;
+  return DN_OK;
+}
+
+dn_status dn_comm_wait(void *handle) {
+  const char *op = "dn_comm_wait";
+  comm *c = NULL;
+  DN_TRY(get_comm(op, handle, &c));
+  return join_started(op, c);
+}
+
 dn_status dn_comm_reduce_scatter(void *handle, dn_dtype dtype, int32_t reduce, const void *send,
                                  void *recv, int64_t n) {
   const char *op = "dn_comm_reduce_scatter";
   comm *c = NULL;
   DN_TRY(get_comm(op, handle, &c));
+  DN_TRY(join_started(op, c));
   int t = 0, o = 0;
   DN_TRY(nccl_type(op, dtype, &t));
   DN_TRY(nccl_op(op, reduce, &o));
@@ -340,6 +399,7 @@ dn_status dn_comm_all_gather(void *handle, dn_dtype dtype, const void *send, voi
   const char *op = "dn_comm_all_gather";
   comm *c = NULL;
   DN_TRY(get_comm(op, handle, &c));
+  DN_TRY(join_started(op, c));
   int t = 0;
   DN_TRY(nccl_type(op, dtype, &t));
   DN_CHECK_EXTENT(op, n);
@@ -367,6 +427,7 @@ dn_status dn_comm_broadcast(void *handle, dn_dtype dtype, void *buf, int64_t n, 
   const char *op = "dn_comm_broadcast";
   comm *c = NULL;
   DN_TRY(get_comm(op, handle, &c));
+  DN_TRY(join_started(op, c));
   int t = 0;
   DN_TRY(nccl_type(op, dtype, &t));
   DN_CHECK(root >= 0 && root < c->size, DN_ERR_INVALID, "%s: root %d is not in [0, %d)", op,
@@ -383,6 +444,7 @@ static dn_status point_to_point(const char *op, void *handle, dn_dtype dtype, vo
                                 int64_t n, int32_t peer, int sending) {
   comm *c = NULL;
   DN_TRY(get_comm(op, handle, &c));
+  DN_TRY(join_started(op, c));
   int t = 0;
   DN_TRY(nccl_type(op, dtype, &t));
   DN_CHECK(peer >= 0 && peer < c->size && peer != c->rank, DN_ERR_INVALID,

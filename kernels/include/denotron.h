@@ -40,7 +40,7 @@ extern "C" {
 #define DN_API __attribute__((visibility("default")))
 
 /* Bumped whenever a prototype below changes. */
-#define DN_ABI_VERSION 5
+#define DN_ABI_VERSION 6
 
 /* The largest count, byte count or buffer extent any call accepts: 2^46 (64 TiB). */
 #define DN_MAX_BYTES ((int64_t)1 << 46)
@@ -358,6 +358,17 @@ DN_API dn_status dn_comm_barrier(void *comm);
  * send == recv is allowed (in place). */
 DN_API dn_status dn_comm_allreduce(void *comm, dn_dtype dtype, int32_t op, const void *send,
                                    void *recv, int64_t n);
+/* The in-place all-reduce of dn_comm_allreduce, started but not waited for, so that it
+ * can overlap the compute that follows (data-parallel gradient buckets during backward).
+ * NCCL: it waits for the work queued so far on the library stream, runs on the group's
+ * own stream, and the library stream orders after it at dn_comm_wait. Shared memory: it
+ * is the blocking call (its work is done when it returns). buf must not be read or
+ * written until dn_comm_wait. */
+DN_API dn_status dn_comm_allreduce_start(void *comm, dn_dtype dtype, int32_t op, void *buf,
+                                         int64_t n);
+/* Orders the library stream after every dn_comm_allreduce_start of the group so far
+ * (NCCL: without blocking the host); shared memory: nothing to wait for. */
+DN_API dn_status dn_comm_wait(void *comm);
 /* Shard q of n elements is [n*q/size, n*(q+1)/size) (floor division), so n need not be
  * a multiple of size. recv(shard length of this rank) = the reduction, as in
  * dn_comm_allreduce, of this rank's shard of every rank's send(n). */

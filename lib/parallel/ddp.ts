@@ -119,6 +119,8 @@ export class DataParallel {
   readonly #pending: number[];
   readonly #counted = new Set<Tensor>();
   readonly #synced: boolean[];
+  /** Buckets whose all-reduce is started and not yet averaged. */
+  readonly #started: number[] = [];
   readonly #removeHook: () => void;
 
   /**
@@ -182,27 +184,43 @@ export class DataParallel {
 
   #syncBucket(b: number): void {
     const bucket = this.buckets[b];
-    const lib = bucket.grad.device.lib;
-    const scale = (t: Tensor) =>
-      lib.check(
-        lib.sym.dn_scale(
-          DTYPE_CODE.f32,
-          1n,
-          BigUint64Array.of(t.address),
-          BigInt64Array.of(BigInt(t.numel)),
-          1 / this.group.size,
-        ),
-        "DataParallel: averaging a bucket",
-      );
     if (this.reduceScatter) {
       using mine = bucket.grad.view([bucket.shard.length], bucket.shard.start);
       this.group.reduceScatter(bucket.grad, mine);
-      if (mine.numel > 0) scale(mine);
+      if (mine.numel > 0) this.#average(mine);
+    } else if (this.group.allReduceStart) {
+      // started on the group's own stream (NCCL), so it overlaps the rest of backward;
+      // the averaging waits for it in finishGradSync
+      this.group.allReduceStart(bucket.grad);
+      this.#started.push(b);
     } else {
       this.group.allReduce(bucket.grad);
-      scale(bucket.grad);
+      this.#average(bucket.grad);
     }
     this.#synced[b] = true;
+  }
+
+  /** Divides a summed gradient by the group size: the mean over the replicas. */
+  #average(t: Tensor): void {
+    const lib = t.device.lib;
+    lib.check(
+      lib.sym.dn_scale(
+        DTYPE_CODE.f32,
+        1n,
+        BigUint64Array.of(t.address),
+        BigInt64Array.of(BigInt(t.numel)),
+        1 / this.group.size,
+      ),
+      "DataParallel: averaging a bucket",
+    );
+  }
+
+  /** Averages the buckets whose started all-reduces the group has finished. */
+  #averageStarted(): void {
+    if (!this.#started.length) return;
+    this.group.wait?.();
+    for (const b of this.#started) this.#average(this.buckets[b].grad);
+    this.#started.length = 0;
   }
 
   /**
@@ -212,6 +230,7 @@ export class DataParallel {
    */
   finishGradSync(): void {
     for (let b = 0; b < this.buckets.length; b++) if (!this.#synced[b]) this.#syncBucket(b);
+    this.#averageStarted();
     this.#counted.clear();
     for (let b = 0; b < this.buckets.length; b++) {
       this.#pending[b] = this.buckets[b].params.length;

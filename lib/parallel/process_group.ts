@@ -97,6 +97,14 @@ export interface ProcessGroup {
   /** In place: every rank's `t` becomes the element-wise reduction over the group. */
   allReduce(t: Tensor, op?: ReduceOp): void;
   /**
+   * The in-place all-reduce, started so that it overlaps what follows (NCCL: on the group's
+   * own stream); `t` must not be used until {@linkcode ProcessGroup.wait}. Backends without
+   * it are blocking: use allReduce.
+   */
+  allReduceStart?(t: Tensor, op?: ReduceOp): void;
+  /** Orders later work after every started all-reduce (NCCL: without blocking the host). */
+  wait?(): void;
+  /**
    * `output` = this rank's shard (see {@linkcode shardRange}) of the reduction of every
    * rank's `input`. `output` may be the view of `input` at this rank's shard.
    */
@@ -244,6 +252,18 @@ export class NativeProcessGroup implements ProcessGroup {
       s.dn_comm_allreduce(this.#h, DTYPE_CODE[t.dtype], OP_CODE[op], t.ptr, t.ptr, BigInt(t.numel)),
       "allReduce",
     );
+  }
+
+  allReduceStart(t: Tensor, op: ReduceOp = "sum"): void {
+    const s = this.device.lib.sym;
+    this.#check(
+      s.dn_comm_allreduce_start(this.#h, DTYPE_CODE[t.dtype], OP_CODE[op], t.ptr, BigInt(t.numel)),
+      "allReduceStart",
+    );
+  }
+
+  wait(): void {
+    this.#check(this.device.lib.sym.dn_comm_wait(this.#h), "wait");
   }
 
   reduceScatter(input: Tensor, output: Tensor, op: ReduceOp = "sum"): void {
