@@ -125,3 +125,22 @@ Deno.test("plan names the bad flag or value", () => {
   ]);
   assert.equal(split.code, 0, split.text);
 });
+
+Deno.test("plan names the communication backend its collectives are modelled on", () => {
+  const args = (cluster: string, gpus: string) => [
+    "--model",
+    "gpt2-124m",
+    "--gpus",
+    gpus,
+    "--cluster",
+    cluster,
+    "--global-batch",
+    "8",
+  ];
+  const gpu = runPlan(args("h100", "8"));
+  assert.equal(gpu.code, 0, gpu.text);
+  assert.match(gpu.text, /^cluster +h100 x 8, .*, nccl backend$/m);
+  const cpu = runPlan(args("cpu", "2"));
+  assert.equal(cpu.code, 0, cpu.text);
+  assert.match(cpu.text, /^cluster +cpu x 2, .*, shm backend$/m);
+});

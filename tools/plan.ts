@@ -296,7 +296,8 @@ export function formatPrediction(p: StepPrediction): string {
     `model    ${p.model.name}: ${
       (p.parameters / 1e6).toFixed(1)
     }M parameters, l=${p.model.numLayers} h=${p.model.hiddenSize} a=${p.model.numAttentionHeads} s=${p.model.seqLength} V=${p.model.vocabSize}`,
-    `cluster  ${p.cluster} x ${p.gpus}, ${p.layout.precision}, profile ${p.profile}`,
+    `cluster  ${p.cluster} x ${p.gpus}, ${p.layout.precision}, profile ${p.profile}, ` +
+    `${p.backend} backend`,
     `layout   ${
       layoutLine(p.layout)
     }, global batch ${p.layout.globalBatchSize} (${p.microBatches} micro-batches)`,

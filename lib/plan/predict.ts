@@ -97,6 +97,12 @@ export interface StepPrediction {
   layout: ResolvedLayout;
   /** Cluster preset name. */
   cluster: string;
+  /**
+   * The communication backend the collectives are modelled on: "nccl" for GPU clusters
+   * (its ring and tree algorithms), "shm" for the CPU preset (this project's shared-memory
+   * groups).
+   */
+  backend: "nccl" | "shm";
   /** Implementation profile name. */
   profile: string;
   /** Accelerators used: t · c · p · d. */
@@ -455,6 +461,7 @@ export function predictStep(config: PlanConfig): StepPrediction {
     model: m,
     layout: l,
     cluster: cluster.name,
+    backend: cluster.name === "cpu" ? "shm" : "nccl",
     profile: profile.name,
     gpus,
     parameters: parameterCount(m).total,
