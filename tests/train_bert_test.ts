@@ -2,7 +2,7 @@
  * BERT pretraining through the one loop (`tools/train.ts --model bert-tiny` on the built-in
  * corpus as sentences, WordPiece bert-base-uncased): the masked-LM and sentence-order
  * losses logged beside their sum; DP2 and DP2 with ZeRO-1 equal one process; bf16 follows
- * fp32; a resumed run continues bit for bit; and bad inputs (a vocabulary without
+ * fp32 (and so does fp16); a resumed run continues bit for bit; and bad inputs (a vocabulary without
  * [MASK], a sequence longer than the positions, a checkpoint of another family, tensor
  * parallelism, generating from an encoder) are one line before the first step.
  */
@@ -88,12 +88,14 @@ Deno.test("BERT pretraining at DP2 and at DP2 with ZeRO-1 equals one process", a
   }
 });
 
-Deno.test("a resumed BERT run continues bit for bit; bf16 follows fp32", async () => {
+Deno.test("a resumed BERT run continues bit for bit; bf16 and fp16 follow fp32", async () => {
   const resumed = await single(`${tmp}/resumed`, ["--load", `${tmp}/single/iter_0000002`]);
   assert.deepEqual(resumed.losses, base.losses.slice(2));
   assert.deepEqual(resumed.evals, base.evals.slice(1));
   const bf16 = await single(`${tmp}/bf16`, ["--bf16"]);
   assertClose(bf16.losses, base.losses, "bf16 BERT loss", 2e-2);
+  const fp16 = await single(`${tmp}/fp16`, ["--fp16"]);
+  assertClose(fp16.losses, base.losses, "fp16 BERT loss", 2e-2);
 });
 
 Deno.test("bad BERT inputs are one line before the first step", async () => {
