@@ -17,7 +17,13 @@ import { type Device, device as getDevice } from "../lib/device.ts";
 import { maskTokens } from "../lib/data/bert_masking.ts";
 import { Rng } from "../lib/data/gpt_dataset.ts";
 import { paddingLayout } from "../lib/nn/attention.ts";
-import { GPT, type GPTConfig, isEncoder, type PretrainingBatch } from "../lib/nn/gpt.ts";
+import {
+  GPT,
+  type GPTConfig,
+  isEncoder,
+  paddedVocabSize,
+  type PretrainingBatch,
+} from "../lib/nn/gpt.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import type { TrainOptimizer } from "../lib/train/optimizer.ts";
 import "../lib/autograd.ts";
@@ -144,8 +150,12 @@ function measure(
   const nParams = model.numParameters();
   let step: () => number;
   let inputs: Tensor[];
+  // an encoder's output layer (the MLM transform and the tied token table) runs only at
+  // the masked positions: the rows it skips are not the model's FLOPs
+  let skippedRows = 0;
   if (isEncoder(config)) {
     const batch = pretrainingBatch(config.vocabSize, B, T, dev);
+    skippedRows = (batch.mlmTargets.toArray() as Int32Array).filter((t) => t === -1).length;
     step = () => encoderStep(model, opt, batch);
     inputs = [
       batch.tokens,
@@ -178,7 +188,9 @@ function measure(
   const profile = dev.lib.stopProfile();
 
   const stepS = median(times);
-  const flops = modelFlopsPerStep(config, B * T, T, nParams);
+  const C = config.nEmbd;
+  const flops = modelFlopsPerStep(config, B * T, T, nParams) -
+    6 * skippedRows * (paddedVocabSize(config) * C + C * C);
   const result = {
     model: name,
     params: nParams,

@@ -23,6 +23,7 @@ import { paddingLayout, type SequenceLayout } from "./attention.ts";
 import { type Device, device as getDevice } from "../device.ts";
 import { DenotronError } from "../errors.ts";
 import { crossEntropy } from "../ops/crossentropy.ts";
+import { gatherRows } from "../ops/embedding.ts";
 import { add, dropout } from "../ops/elementwise.ts";
 import { linear } from "../ops/matmul.ts";
 import { ropeInvFreq } from "../ops/rope.ts";
@@ -163,8 +164,10 @@ export interface PretrainingLoss {
   mlm: Tensor;
   /** Mean cross-entropy of the binary head (one element); null without one. */
   sop: Tensor | null;
-  /** The masked-LM logits (B,T,Vp), for accuracy; only when asked for. */
+  /** The masked-LM logits at the masked positions (M,Vp), for accuracy; only when asked for. */
   mlmLogits?: Tensor;
+  /** The original tokens at those positions (M); with mlmLogits. */
+  mlmLabels?: Int32Array;
   /** The binary head's logits (B,2); only when asked for and the model has the head. */
   binaryLogits?: Tensor;
 }
@@ -483,9 +486,22 @@ export class GPT extends Module {
     }
     const { tokenTypes, layout } = batch;
     const h = this.hiddenStates(batch.tokens, { tokenTypes, layout, layers });
-    const mlmLogits = this.lmLogits(h);
-    const mlm = crossEntropy(mlmLogits, batch.mlmTargets, { classes: this.config.vocabSize });
-    const kept = withLogits ? { mlmLogits } : {};
+    // The output layer runs only at the masked positions (~15% of the tokens): the same
+    // loss as over all (B,T) positions, without the (B,T,Vp) logits.
+    const targets = batch.mlmTargets.toArray() as Int32Array;
+    const where: number[] = [];
+    targets.forEach((t, i) => t !== -1 && where.push(i));
+    const device = h.device;
+    const rows = where.length ? where : [0]; // no masked token: one row, target -1
+    const index = Tensor.fromArray(Int32Array.from(rows), [rows.length], { dtype: "i32", device });
+    const mlmLabels = where.length ? Int32Array.from(where, (i) => targets[i]) : Int32Array.of(-1);
+    const mlmLogits = this.lmLogits(gatherRows(h, index)); // (M, Vp)
+    const mlm = crossEntropy(
+      mlmLogits,
+      Tensor.fromArray(mlmLabels, [mlmLabels.length], { dtype: "i32", device }),
+      { classes: this.config.vocabSize },
+    );
+    const kept = withLogits ? { mlmLogits, mlmLabels } : {};
     if (!this.binary) return { loss: mlm, mlm, sop: null, ...kept };
     const binaryLogits = this.binaryLogits(this.pooled(h));
     const sop = crossEntropy(binaryLogits, batch.sentenceLabels!);

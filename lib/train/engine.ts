@@ -176,7 +176,7 @@ export function microBatchLoss(
   );
   const parts: Record<string, Tensor> = { mlm: r.mlm, ...(r.sop ? { sop: r.sop } : {}) };
   if (withAccuracy) {
-    parts.mlm_acc = accuracy(r.mlmLogits!, batch.targets, c.vocabSize, device);
+    parts.mlm_acc = accuracy(r.mlmLogits!, r.mlmLabels!, c.vocabSize, device);
     if (r.binaryLogits) parts.sop_acc = accuracy(r.binaryLogits, batch.rowLabels!, 2, device);
   }
   return { loss: r.loss, parts };
