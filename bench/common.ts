@@ -99,17 +99,21 @@ export function benchOptimizer(model: GPT): TrainOptimizer {
  * One measured training step: forward, backward, global-norm clipping to 1, the update
  * and zeroing the gradients; with `ddp`, its gradient reductions finish before the update.
  *
+ * @param model the model
+ * @param opt its optimizer
+ * @param lossOf the forward pass: a decoder's `model.loss(x, y)`, an encoder's
+ *   pretraining loss
+ * @param ddp data parallelism whose reductions finish before the update
  * @returns the loss
  */
 export function benchStep(
   model: GPT,
   opt: TrainOptimizer,
-  x: Tensor,
-  y: Tensor,
+  lossOf: () => Tensor,
   ddp?: { finishGradSync(): void },
 ): number {
   const loss = tidy(() => {
-    const l = model.loss(x, y);
+    const l = lossOf();
     l.backward();
     return l.item();
   });

@@ -24,8 +24,7 @@ import {
   paddedVocabSize,
   type PretrainingBatch,
 } from "../lib/nn/gpt.ts";
-import { Tensor, tidy } from "../lib/tensor.ts";
-import type { TrainOptimizer } from "../lib/train/optimizer.ts";
+import { Tensor } from "../lib/tensor.ts";
 import "../lib/autograd.ts";
 import {
   benchOptimizer,
@@ -110,23 +109,6 @@ function pretrainingBatch(
   };
 }
 
-/**
- * benchStep (common.ts) with an encoder's pretraining loss: forward, backward, clipping
- * to 1, the update and zeroing the gradients.
- *
- * @returns the loss (masked LM + binary head)
- */
-function encoderStep(model: GPT, opt: TrainOptimizer, batch: PretrainingBatch): number {
-  const loss = tidy(() => {
-    const { loss } = model.pretrainingLoss(batch);
-    loss.backward();
-    return loss.item();
-  });
-  opt.step(1e-4, 1);
-  model.params.zeroGrad();
-  return loss;
-}
-
 /** Tensors of one model's batch, to free after its measurement. */
 function disposeAll(ts: Tensor[]): void {
   for (const t of ts) t.dispose();
@@ -156,7 +138,7 @@ function measure(
   if (isEncoder(config)) {
     const batch = pretrainingBatch(config.vocabSize, B, T, dev);
     skippedRows = (batch.mlmTargets.toArray() as Int32Array).filter((t) => t === -1).length;
-    step = () => encoderStep(model, opt, batch);
+    step = () => benchStep(model, opt, () => model.pretrainingLoss(batch).loss);
     inputs = [
       batch.tokens,
       batch.tokenTypes,
@@ -169,7 +151,7 @@ function measure(
     const { tokens, targets } = syntheticBatch(config.vocabSize, B, T);
     const x = Tensor.fromArray(tokens, [B, T], { device: dev });
     const y = Tensor.fromArray(targets, [B, T], { device: dev });
-    step = () => benchStep(model, opt, x, y);
+    step = () => benchStep(model, opt, () => model.loss(x, y));
     inputs = [x, y];
   }
 

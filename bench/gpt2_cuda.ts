@@ -98,7 +98,7 @@ async function oneRankDataParallel(): Promise<DataParallel> {
 }
 
 function step(): number {
-  const loss = benchStep(model, opt, x, y, dp ?? undefined);
+  const loss = benchStep(model, opt, () => model.loss(x, y), dp ?? undefined);
   dev.lib.check(dev.lib.sym.dn_synchronize(), "dn_synchronize");
   return loss;
 }

@@ -51,7 +51,7 @@ function run(dtype: "f32" | "bf16") {
   const y = Tensor.fromArray(targets, [B, T], { device: dev });
   const opt = benchOptimizer(model);
   const state = dev.memoryStats().inUse - base.inUse;
-  const step = () => benchStep(model, opt, x, y);
+  const step = () => benchStep(model, opt, () => model.loss(x, y));
   step(); // warm-up
   const times: number[] = [];
   let loss = 0;
