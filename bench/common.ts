@@ -10,6 +10,7 @@ import { Tensor, tidy } from "../lib/tensor.ts";
 import { type GPT, GPT_PRESETS, type GPTConfig, paddedVocabSize } from "../lib/nn/gpt.ts";
 import { DEFAULT_CONFIG } from "../lib/train/config.ts";
 import { TrainOptimizer } from "../lib/train/optimizer.ts";
+import { launch } from "../lib/parallel/launch.ts";
 
 /** The median of a list of numbers. */
 export function median(xs: number[]): number {
@@ -121,4 +122,34 @@ export function benchStep(
   opt.step(1e-4, 1);
   model.params.zeroGrad();
   return loss;
+}
+
+/**
+ * Runs a layout benchmark's ranks: `script` again under the launcher on tp · pp ranks with
+ * `--rank --tp --pp --vp --out FILE` after its own arguments, one kernel thread each, rank
+ * output on stderr.
+ *
+ * @param script the benchmark's own path
+ * @param args its command line
+ * @param layout tensor, pipeline and virtual pipeline sizes
+ * @returns the `--out` path the ranks write their figures to (the caller reads and removes it)
+ * @throws Error when a rank fails
+ */
+export async function launchLayoutRanks(
+  script: string,
+  args: readonly string[],
+  [tp, pp, vp]: readonly [number, number, number],
+): Promise<string> {
+  const out = await Deno.makeTempFile({ suffix: ".json" });
+  const code = await launch({
+    nprocPerNode: tp * pp,
+    script,
+    args: [...args, "--rank", "--tp", `${tp}`, "--pp", `${pp}`, "--vp", `${vp}`, "--out", out],
+    env: { DENOTRON_NUM_THREADS: "1" },
+    output: (r, _s, line) => console.error(`[rank ${r}] ${line}`),
+    log: () => {},
+    graceSeconds: 2,
+  });
+  if (code !== 0) throw new Error(`layout tp${tp} pp${pp} vp${vp} failed (${code})`);
+  return out;
 }

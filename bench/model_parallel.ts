@@ -14,9 +14,9 @@ import { parseFlags } from "../lib/cli_args.ts";
 import { device } from "../lib/device.ts";
 import { GPT_PRESETS } from "../lib/nn/gpt.ts";
 import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
-import { launch } from "../lib/parallel/launch.ts";
 import { type MicroBatch, PipelineGPT, runPipeline } from "../lib/parallel/pipeline.ts";
 import { Tensor } from "../lib/tensor.ts";
+import { launchLayoutRanks } from "./common.ts";
 
 const { values: a } = parseFlags({
   args: Deno.args,
@@ -114,28 +114,11 @@ async function driver(): Promise<void> {
   for (const [tp, pp, vp] of layouts) {
     if (nLayer % (pp * vp) !== 0) continue;
     const n = tp * pp;
-    const out = await Deno.makeTempFile({ suffix: ".json" });
-    const code = await launch({
-      nprocPerNode: n,
-      script: decodeURIComponent(new URL(import.meta.url).pathname),
-      args: [
-        ...Deno.args,
-        "--rank",
-        "--tp",
-        `${tp}`,
-        "--pp",
-        `${pp}`,
-        "--vp",
-        `${vp}`,
-        "--out",
-        out,
-      ],
-      env: { DENOTRON_NUM_THREADS: "1" },
-      output: (r, _s, line) => console.error(`[rank ${r}] ${line}`),
-      log: () => {},
-      graceSeconds: 2,
-    });
-    if (code !== 0) throw new Error(`layout tp${tp} pp${pp} vp${vp} failed (${code})`);
+    const out = await launchLayoutRanks(
+      decodeURIComponent(new URL(import.meta.url).pathname),
+      Deno.args,
+      [tp, pp, vp],
+    );
     const r = JSON.parse(await Deno.readTextFile(out));
     const ideal = (pp - 1) / (M * vp);
     console.log(

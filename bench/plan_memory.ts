@@ -18,7 +18,6 @@ import { device } from "../lib/device.ts";
 import { GPT_PRESETS, type GPTConfig, gptConfigWithDefaults } from "../lib/nn/gpt.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
-import { launch } from "../lib/parallel/launch.ts";
 import { type MicroBatch, PipelineGPT, runPipeline } from "../lib/parallel/pipeline.ts";
 import {
   allocatorBlockBytes,
@@ -30,6 +29,7 @@ import {
   rankTensors,
 } from "../lib/plan/mod.ts";
 import { Tensor } from "../lib/tensor.ts";
+import { launchLayoutRanks } from "./common.ts";
 
 const { values: a } = parseFlags({
   args: Deno.args,
@@ -189,28 +189,11 @@ async function driver(): Promise<void> {
   for (const [tp, pp, vp] of layouts) {
     if (config.nLayer % (pp * vp) !== 0) continue;
     const n = tp * pp;
-    const out = await Deno.makeTempFile({ suffix: ".json" });
-    const code = await launch({
-      nprocPerNode: n,
-      script: decodeURIComponent(new URL(import.meta.url).pathname),
-      args: [
-        ...Deno.args,
-        "--rank",
-        "--tp",
-        `${tp}`,
-        "--pp",
-        `${pp}`,
-        "--vp",
-        `${vp}`,
-        "--out",
-        out,
-      ],
-      env: { DENOTRON_NUM_THREADS: "1" },
-      output: (r, _s, line) => console.error(`[rank ${r}] ${line}`),
-      log: () => {},
-      graceSeconds: 2,
-    });
-    if (code !== 0) throw new Error(`layout tp${tp} pp${pp} vp${vp} failed (${code})`);
+    const out = await launchLayoutRanks(
+      decodeURIComponent(new URL(import.meta.url).pathname),
+      Deno.args,
+      [tp, pp, vp],
+    );
     const ranks: RankFigures[] = [];
     for (let r = 0; r < n; r++) {
       ranks.push(JSON.parse(await Deno.readTextFile(`${out}.${r}`)));

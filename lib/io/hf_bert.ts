@@ -41,6 +41,7 @@ import {
   validateGPTConfig,
 } from "../nn/gpt.ts";
 import {
+  hfParameterCount,
   type HfWeights,
   loadHfModel,
   type StateEntry,
@@ -49,7 +50,6 @@ import {
   writeJson,
 } from "./hf_common.ts";
 import { type TensorEntry, tensorEntry } from "./safetensors.ts";
-import { parameterCount } from "../plan/model.ts";
 
 /** The `architectures` names of the BERT models this file reads and writes. */
 export const BERT_HF_ARCHITECTURES = [
@@ -474,15 +474,7 @@ export async function loadHfBert(dir: string, opts: LoadHfBertOptions = {}): Pro
     build: (config) => new GPT(config, opts),
     state: (weights, m) =>
       bertStateFromHf(weights, m, classifier ? ["pooler.", "classifier."] : []),
-    parameters: (c) =>
-      parameterCount({
-        numLayers: c.nLayer,
-        hiddenSize: c.nEmbd,
-        numAttentionHeads: c.nHead,
-        ffnHiddenSize: c.ffnHidden,
-        vocabSize: c.vocabSize,
-        seqLength: c.blockSize,
-      }).total,
+    parameters: hfParameterCount,
   });
   return model.eval();
 }

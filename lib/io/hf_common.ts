@@ -15,6 +15,7 @@ import { basename, join } from "node:path";
 import { causeText, DenotronError, fmtShape, fmtValue } from "../errors.ts";
 import { removeQuietly, writeAll, writeFileAtomic } from "./atomic.ts";
 import { readSafetensors, type TensorEntry, typedView, writeSafetensors } from "./safetensors.ts";
+import { parameterCount } from "../plan/model.ts";
 
 /** transformers' default `max_shard_size` ("5GB"): shards of at most this many bytes. */
 export const HF_MAX_SHARD_BYTES = 5e9;
@@ -423,4 +424,43 @@ export async function loadHfModel<C, M extends LoadableModel>(
     throw e;
   }
   return model;
+}
+
+/** The fields of a transformer's config that its parameter count reads (nn/gpt_config.ts). */
+export interface CountedShape {
+  nLayer: number;
+  nEmbd: number;
+  nHead: number;
+  nKvHead?: number;
+  ffnHidden?: number;
+  vocabSize: number;
+  blockSize: number;
+  positionEmbedding?: "learned" | "rope";
+  tieEmbeddings?: boolean;
+  activation?: "gelu" | "swiglu";
+  bias?: boolean;
+}
+
+/**
+ * The planner's parameter count of a config's decoder layers and tables: what
+ * {@linkcode loadHfModel} checks a directory's weights against. An encoder's extra parts
+ * (token types, pooler, heads) are left out, so it is a lower bound for them.
+ *
+ * @param c the config
+ * @returns the count
+ */
+export function hfParameterCount(c: CountedShape): number {
+  return parameterCount({
+    numLayers: c.nLayer,
+    hiddenSize: c.nEmbd,
+    numAttentionHeads: c.nHead,
+    numQueryGroups: c.nKvHead,
+    ffnHiddenSize: c.ffnHidden,
+    vocabSize: c.vocabSize,
+    seqLength: c.blockSize,
+    maxPositionEmbeddings: c.positionEmbedding === "rope" ? 0 : c.blockSize,
+    tiedEmbeddings: c.tieEmbeddings ?? true,
+    swiglu: c.activation === "swiglu",
+    bias: c.bias ?? true,
+  }).total;
 }

@@ -25,6 +25,7 @@ import {
   layerNormEpsilon,
 } from "../nn/gpt.ts";
 import {
+  hfParameterCount,
   type HfWeights,
   loadHfModel,
   padRows,
@@ -34,7 +35,6 @@ import {
   writeJson,
 } from "./hf_common.ts";
 import { type TensorEntry, tensorEntry } from "./safetensors.ts";
-import { parameterCount } from "../plan/model.ts";
 
 /** Activations that are GPT-2's tanh approximation of GELU (the one our kernel computes). */
 const TANH_GELU = ["gelu_new", "gelu_pytorch_tanh"];
@@ -262,15 +262,7 @@ export async function loadHfGpt2(
     }),
     build: (config) => new GPT(config, opts),
     state: gpt2StateFromHf,
-    parameters: (c) =>
-      parameterCount({
-        numLayers: c.nLayer,
-        hiddenSize: c.nEmbd,
-        numAttentionHeads: c.nHead,
-        ffnHiddenSize: c.ffnHidden,
-        vocabSize: c.vocabSize,
-        seqLength: c.blockSize,
-      }).total,
+    parameters: hfParameterCount,
   });
   return model.eval();
 }

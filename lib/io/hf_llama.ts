@@ -41,6 +41,7 @@ import {
 } from "../nn/gpt.ts";
 import type { RopeScaling } from "../ops/rope.ts";
 import {
+  hfParameterCount,
   type HfWeights,
   loadHfModel,
   type SaveHfOptions,
@@ -49,7 +50,6 @@ import {
   writeJson,
 } from "./hf_common.ts";
 import { type TensorEntry, tensorEntry } from "./safetensors.ts";
-import { parameterCount } from "../plan/model.ts";
 
 /** HF's name of each integer field, and the GPTConfig field whose limit it has. */
 const HF_INT_FIELDS = {
@@ -412,20 +412,7 @@ export async function loadHfLlama(
     }),
     build: (config) => new GPT(config, opts),
     state: llamaStateFromHf,
-    parameters: (c) =>
-      parameterCount({
-        numLayers: c.nLayer,
-        hiddenSize: c.nEmbd,
-        numAttentionHeads: c.nHead,
-        numQueryGroups: c.nKvHead,
-        ffnHiddenSize: c.ffnHidden,
-        vocabSize: c.vocabSize,
-        seqLength: c.blockSize,
-        maxPositionEmbeddings: 0,
-        tiedEmbeddings: c.tieEmbeddings,
-        swiglu: true,
-        bias: false,
-      }).total,
+    parameters: hfParameterCount,
   });
   return model.eval();
 }
