@@ -129,6 +129,16 @@ Deno.test("bad BERT inputs are one line before the first step", async () => {
     assert.equal(out.split("\n").filter((l) => l.startsWith("error")).length, 1, out);
     assert.ok(!/step 1\//.test(out), out);
   }
+  // a BERT checkpoint as the start of a run with another tokenizer names the one it needs
+  const start = await run(
+    TRAIN,
+    trainCliArgs(corpus.data.prefix, `${tmp}/bad-start`, 1, [
+      "--pretrained-checkpoint",
+      `${tmp}/single`,
+    ]),
+  );
+  assert.equal(start.code, 2, start.out);
+  assert.match(start.out, /vocabulary has 30522 tokens, .*; use --tokenizer bert-base-uncased/);
   // an encoder writes no text: generate (and serve, evaluate) refuse it up front
   const generate = decodeURIComponent(new URL("../tools/generate.ts", import.meta.url).pathname);
   const gen = await run(generate, ["--checkpoint", `${tmp}/single`, "--prompt", "The"]);

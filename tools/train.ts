@@ -499,15 +499,17 @@ function adoptModelShape(
   tokenizer: Tokenizer,
   c: Required<GPTConfig>,
   origin: string,
+  trainedWith?: string,
 ): void {
   const m = config.model;
+  const hint = trainedWith ?? (c.vocabSize === 50257 ? "gpt2" : undefined);
   const refuse = (msg: string): never => {
     throw new ConfigError(`${origin}: ${msg}`);
   };
   if (c.vocabSize !== tokenizer.vocabSize) {
     refuse(
       `the model's vocabulary has ${c.vocabSize} tokens, the tokenizer "${tokenizer.name}" ` +
-        `${tokenizer.vocabSize}${c.vocabSize === 50257 ? "; use --tokenizer gpt2" : ""}`,
+        `${tokenizer.vocabSize}${hint ? `; use --tokenizer ${hint}` : ""}`,
     );
   }
   if (m.seqLength > c.blockSize) {
@@ -557,7 +559,13 @@ async function pretrainedWeights(
     throw e;
   }
   using model = source.model;
-  adoptModelShape(config, tokenizer, model.config, `pretrainedCheckpoint ${source.origin}`);
+  adoptModelShape(
+    config,
+    tokenizer,
+    model.config,
+    `pretrainedCheckpoint ${source.origin}`,
+    source.tokenizer.name,
+  );
   const tensors = namedFromFlat(model.params.entries, {
     "": model.params.data.toArray() as Float32Array,
   });
