@@ -36,7 +36,7 @@ import {
   gptConfigWithDefaults,
   paddedVocabSize,
 } from "./gpt_config.ts";
-import { MaskedLMHead, Pooler } from "./heads.ts";
+import { MaskedLMHead, maskedRows, Pooler } from "./heads.ts";
 import { Embedding, Linear, makeNorm, type Norm } from "./layers.ts";
 import { FlatParameters, Module } from "./module.ts";
 import { checkpoint, recomputeGroups, type RecomputeOptions } from "./recompute.ts";
@@ -486,21 +486,10 @@ export class GPT extends Module {
     }
     const { tokenTypes, layout } = batch;
     const h = this.hiddenStates(batch.tokens, { tokenTypes, layout, layers });
-    // The output layer runs only at the masked positions (~15% of the tokens): the same
-    // loss as over all (B,T) positions, without the (B,T,Vp) logits.
-    const targets = batch.mlmTargets.toArray() as Int32Array;
-    const where: number[] = [];
-    targets.forEach((t, i) => t !== -1 && where.push(i));
-    const device = h.device;
-    const rows = where.length ? where : [0]; // no masked token: one row, target -1
-    const index = Tensor.fromArray(Int32Array.from(rows), [rows.length], { dtype: "i32", device });
-    const mlmLabels = where.length ? Int32Array.from(where, (i) => targets[i]) : Int32Array.of(-1);
-    const mlmLogits = this.lmLogits(gatherRows(h, index)); // (M, Vp)
-    const mlm = crossEntropy(
-      mlmLogits,
-      Tensor.fromArray(mlmLabels, [mlmLabels.length], { dtype: "i32", device }),
-      { classes: this.config.vocabSize },
-    );
+    const rows = maskedRows(batch.mlmTargets.toArray() as Int32Array, h.device);
+    const mlmLogits = this.lmLogits(gatherRows(h, rows.index)); // (M, Vp)
+    const mlm = crossEntropy(mlmLogits, rows.labels, { classes: this.config.vocabSize });
+    const mlmLabels = rows.labelValues;
     const kept = withLogits ? { mlmLogits, mlmLabels } : {};
     if (!this.binary) return { loss: mlm, mlm, sop: null, ...kept };
     const binaryLogits = this.binaryLogits(this.pooled(h));

@@ -1,5 +1,5 @@
 /**
- * defines: Pooler, MaskedLMHead — BERT's heads above the encoder: the pooler on each
+ * defines: Pooler, MaskedLMHead, MaskedRows, maskedRows — BERT's heads above the encoder: the pooler on each
  * row's first token ([CLS]) that the binary and classification heads read, and the
  * masked-LM head's transform and output bias around the output layer (the token
  * embedding).
@@ -80,7 +80,43 @@ export class MaskedLMHead extends Module {
    * @returns (..., Vp)
    */
   forward(hidden: Tensor, output: Tensor): Tensor {
-    const h = linearActivation(hidden, this.dense.weight, this.dense.bias, `gelu-${this.gelu}`);
-    return linear(this.ln.forward(h), output, this.bias);
+    return linear(this.transform(hidden), output, this.bias);
   }
+  /**
+   * The transform before the output layer: LN(gelu(dense(h))).
+   *
+   * @param hidden (..., C)
+   * @returns (..., C)
+   */
+  transform(hidden: Tensor): Tensor {
+    const h = linearActivation(hidden, this.dense.weight, this.dense.bias, `gelu-${this.gelu}`);
+    return this.ln.forward(h);
+  }
+}
+
+/** The masked positions of a batch: where the masked-LM head runs, and their labels. */
+export interface MaskedRows {
+  /** int32 (M): the flat (B·T) row of each masked token; [0] when none is masked. */
+  index: Tensor;
+  /** int32 (M): the original token at each; [-1] (not counted) when none is masked. */
+  labels: Tensor;
+  /** The labels on the host. */
+  labelValues: Int32Array;
+}
+
+/**
+ * The rows the masked-LM head reads: the output layer runs only at the masked positions
+ * (~15% of the tokens), the same loss as over all (B,T) positions without the (B,T,Vp)
+ * logits. With no masked token, one row whose target does not count (a zero loss).
+ *
+ * @param targets (B·T) host values: the original token at each masked position, -1 elsewhere
+ * @param device where the model runs
+ */
+export function maskedRows(targets: Int32Array, device: Device): MaskedRows {
+  const where: number[] = [];
+  targets.forEach((t, i) => t !== -1 && where.push(i));
+  const rows = where.length ? where : [0];
+  const labelValues = where.length ? Int32Array.from(where, (i) => targets[i]) : Int32Array.of(-1);
+  const i32 = (a: Int32Array) => Tensor.fromArray(a, [a.length], { dtype: "i32", device });
+  return { index: i32(Int32Array.from(rows)), labels: i32(labelValues), labelValues };
 }

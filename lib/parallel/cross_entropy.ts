@@ -1,6 +1,6 @@
 /**
  * defines: padRows, paddedValues, padRowsView, PAD_LOGIT, vocabShardTargets,
- *          vocabParallelCrossEntropy
+ *          vocabParallelCrossEntropy, gatherVocabShards
  *
  * The vocabulary-parallel output: each tensor-parallel rank holds V/tp rows of the
  * token embedding and computes only its V/tp columns of the logits. The loss needs three
@@ -211,4 +211,38 @@ export function vocabParallelCrossEntropy(
     localTargets.dispose();
   }
   return result;
+}
+
+/**
+ * The full logits (N, V) on the host, from each tensor-parallel rank's extended
+ * vocabulary shard (N, V/tp+1): all-gathered over the group, the pad columns dropped
+ * (rank q's real columns are tokens q·V/tp onwards). Collective; for evaluation and tests.
+ *
+ * @param logits this rank's shard, (..., V/tp+1)
+ * @param group the tensor-parallel group
+ * @param vocabSize V
+ * @returns (N·V) row-major
+ */
+export function gatherVocabShards(
+  logits: Tensor,
+  group: ProcessGroup,
+  vocabSize: number,
+): Float32Array {
+  const w = logits.shape[logits.ndim - 1], Vs = w - 1, tp = group.size;
+  const N = logits.numel / w;
+  const mine = Tensor.fromArray(logits.toArray(), [N * w], { device: logits.device });
+  const all = Tensor.zeros([tp * N * w], { device: logits.device });
+  group.allGather(mine, all);
+  const g = all.toArray() as Float32Array;
+  mine.dispose();
+  all.dispose();
+  const out = new Float32Array(N * vocabSize);
+  for (let q = 0; q < tp; q++) {
+    for (let i = 0; i < N; i++) {
+      for (let j = 0; j < Vs && q * Vs + j < vocabSize; j++) {
+        out[i * vocabSize + q * Vs + j] = g[q * N * w + i * w + j];
+      }
+    }
+  }
+  return out;
 }

@@ -229,17 +229,22 @@ export function scatterToSequenceRegion(x: Tensor, group: ProcessGroup): Tensor 
  * Entry of a tensor-parallel region from a sequence-parallel one.
  * Forward: all-gather of the token-row chunks into the full (B,T,C). Backward:
  * reduce-scatter (each rank's column-parallel part contributes to every row's gradient;
- * the sum is kept for this rank's rows only).
+ * the sum is kept for this rank's rows only) — or, when every rank computes the same
+ * thing from the full activation (BERT's pooler and its heads), so that each holds the
+ * whole gradient already, this rank's rows of it.
  *
  * @param x this rank's rows (B·T/size, C)
  * @param group the tensor-parallel group
  * @param shape the full shape, e.g. [B, T, C]
+ * @param gradient "partial": each rank's gradient is a part of the sum; "replicated":
+ *   every rank holds the whole gradient @default "partial"
  * @returns the full activation, the same on every rank
  */
 export function gatherFromSequenceRegion(
   x: Tensor,
   group: ProcessGroup,
   shape: readonly number[],
+  gradient: "partial" | "replicated" = "partial",
 ): Tensor {
   const out = fresh(x, shape);
   if (out.numel !== x.numel * group.size) {
@@ -255,6 +260,12 @@ export function gatherFromSequenceRegion(
     inputs: [x],
     backward(g) {
       if (!needsGrad(x)) return;
+      if (gradient === "replicated") {
+        const mine = g.view(x.shape, group.rank * x.numel);
+        accumulateInto(gradOf(x), mine);
+        mine.dispose();
+        return;
+      }
       const mine = fresh(x);
       group.reduceScatter(g, mine);
       accumulateInto(gradOf(x), mine);

@@ -27,16 +27,20 @@ import {
   type GPTConfig,
   gptConfigWithDefaults,
   type GPTOptions,
+  isEncoder,
   type LayerPlan,
   ropeFrequencies,
 } from "../nn/gpt.ts";
-import type { SequenceLayout } from "../nn/attention.ts";
-import type { Norm } from "../nn/layers.ts";
+import { paddingLayout, type SequenceLayout } from "../nn/attention.ts";
+import { type MaskedLMHead, maskedRows, Pooler } from "../nn/heads.ts";
+import { Linear, type Norm } from "../nn/layers.ts";
+import { crossEntropy } from "../ops/crossentropy.ts";
+import { add, dropout } from "../ops/elementwise.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
 import { Tensor, tidy, tracked } from "../tensor.ts";
 import { paddedValues, padRows, padRowsView, vocabParallelCrossEntropy } from "./cross_entropy.ts";
-import { sequenceShard } from "./mappings.ts";
+import { gatherFromSequenceRegion, sequenceShard } from "./mappings.ts";
 import type { ProcessGroup } from "./process_group.ts";
 import type { RecomputeOptions } from "../nn/recompute.ts";
 import {
@@ -51,6 +55,7 @@ import {
   type LayerOpts,
   makeDrop,
   ParallelBlock,
+  parallelMaskedLMHead,
   parallelNorm,
   runLayers,
   setSelectiveRecompute,
@@ -85,10 +90,66 @@ export interface PipelineGPTOptions extends GPTOptions {
 export interface MicroBatch {
   /** Input token ids, int32 (b,T). */
   tokens: Tensor;
-  /** Next-token targets, int32 (b,T); -1 where the target does not count. */
+  /**
+   * int32 (b,T): next-token targets (decoders), or the original token at each masked
+   * position (encoder pretraining); -1 where the target does not count.
+   */
   targets: Tensor;
-  /** Packed documents in the rows (see nn/attention.ts sequenceLayout); absent: none. */
+  /**
+   * Packed documents in the rows (nn/attention.ts sequenceLayout), or an encoder's
+   * padding (paddingLayout); absent: one causal sequence per row (decoders), every
+   * token valid (encoders).
+   */
   layout?: SequenceLayout;
+  /** int32 (b,T): each token's segment (encoders with token types). @default all 0 */
+  tokenTypes?: Tensor;
+  /**
+   * int32 (b): each row's label: the binary head's (sentence order), or the classifier's.
+   * Required by encoders with either head.
+   */
+  rowLabels?: Tensor;
+}
+
+/**
+ * The last stage's loss of an encoder micro-batch, with its parts for logging and, when
+ * asked for, the logits an evaluation's accuracies read.
+ */
+export interface EncoderLoss {
+  /** What backward starts from (one element). */
+  loss: Tensor;
+  /** Named one-element parts: "mlm" and "sop" for pretraining; none for classification. */
+  parts: Record<string, Tensor>;
+  /** This rank's vocabulary columns of the masked-LM logits, (M, V/tp+1). */
+  mlmLogits?: Tensor;
+  /** The original tokens at the M masked positions. */
+  mlmLabels?: Int32Array;
+  /** The binary head's logits (b,2). */
+  binaryLogits?: Tensor;
+}
+
+/** Options of {@linkcode PipelineGPT.forwardChunk}. */
+export interface ChunkOptions {
+  /**
+   * On the last stage: the mean loss, or this rank's vocabulary shard of the logits,
+   * (b,T,V/tp+1) with the pad columns at PAD_LOGIT (an encoder's through its masked-LM
+   * head, at every position). @default "loss"
+   */
+  output?: "loss" | "logits";
+  /**
+   * The step's layer plan over all nLayer layers (progressive layer dropping): this chunk
+   * skips its dropped layers and scales its kept layers' residual branches; ignored in
+   * eval mode. @default every layer
+   */
+  plan?: LayerPlan | null;
+  /**
+   * The step's padded vocabulary shards ({@linkcode PipelineGPT.vocabTables}); null pads
+   * the shards for this call alone. @default null
+   */
+  tables?: VocabTables | null;
+  /** On an encoder's last stage: receives the loss with its parts (and logits). */
+  onEncoderLoss?: (r: EncoderLoss) => void;
+  /** Keep the logits in what onEncoderLoss receives (evaluation). @default false */
+  withLogits?: boolean;
 }
 
 /**
@@ -131,8 +192,16 @@ export class PipelineGPT extends Module {
    * token table's copy (`emb.wte`) when the last stage is not also the first; else null.
    */
   readonly out: VocabParallelTable | null = null;
-  /** The final normalisation on the last stage; null elsewhere. */
+  /** The final normalisation on the last stage of a pre-LN model; null elsewhere. */
   readonly lnf: Norm | null = null;
+  /** BERT's masked-LM transform and output bias on the last stage; null elsewhere or without. */
+  readonly mlm: MaskedLMHead | null = null;
+  /** BERT's pooler on the last stage; null elsewhere or without. */
+  readonly pooler: Pooler | null = null;
+  /** The binary (sentence-order) head on the last stage; null elsewhere or without. */
+  readonly binary: Linear | null = null;
+  /** The classification head on the last stage; null elsewhere or without. */
+  readonly classifier: Linear | null = null;
   /** Rotary frequencies shared by this rank's blocks; null with learned positions. */
   readonly ropeFreq: Tensor | null;
   /** The parameter and dropout seed. */
@@ -171,11 +240,17 @@ export class PipelineGPT extends Module {
       projStd: 0.02 / Math.sqrt(2 * c.nLayer),
       rope: this.ropeFreq = ropeFrequencies(c, device),
     };
+    const post = c.normPosition === "post";
     if (this.isFirst(0)) {
       const positions = c.positionEmbedding === "learned" ? c.blockSize : 0;
       this.emb = this.child(
         "emb",
-        new VocabParallelEmbedding(c.vocabSize, positions, c.nEmbd, o),
+        new VocabParallelEmbedding(c.vocabSize, positions, c.nEmbd, {
+          ...o,
+          tokenTypes: c.numTokenTypes,
+          // post-LN: the embeddings' LayerNorm
+          norm: post ? parallelNorm({ ...c, normalization: "layernorm" }, o) : undefined,
+        }),
       );
     }
     const last = this.isLast(v - 1);
@@ -185,9 +260,21 @@ export class PipelineGPT extends Module {
     for (const layers of this.chunkLayers) {
       for (const l of layers) this.blocks.set(l, this.child(`h.${l}`, new ParallelBlock(c, o)));
     }
-    if (last) this.lnf = this.child("lnf", parallelNorm(c, o));
+    // post-LN normalises each block's output already: no final norm
+    if (last && !post) this.lnf = this.child("lnf", parallelNorm(c, o));
     if (last && !c.tieEmbeddings) {
       this.out = this.child("head", new VocabParallelTable(c.vocabSize, c.nEmbd, "weight", o));
+    }
+    // BERT's heads, on the last stage: the masked-LM head's transform and bias, and the
+    // pooler with its heads (replicated; every rank computes them whole)
+    if (last) {
+      const h = { device, dtype: opts.dtype };
+      if (c.outputTransform) this.mlm = this.child("mlm", parallelMaskedLMHead(c, o));
+      if (c.pooler) this.pooler = this.child("pooler", new Pooler(c.nEmbd, h));
+      if (c.binaryHead) this.binary = this.child("binary", new Linear(c.nEmbd, 2, h));
+      if (c.numLabels > 0) {
+        this.classifier = this.child("classifier", new Linear(c.nEmbd, c.numLabels, h));
+      }
     }
     this.recompute = opts.recompute ?? null;
     setSelectiveRecompute([...this.blocks.values()], this.recompute);
@@ -227,7 +314,7 @@ export class PipelineGPT extends Module {
    */
   vocabTables(): VocabTables {
     const embedding = this.emb ? paddedValues(this.emb.wte) : null;
-    const w = this.lnf ? this.outputWeight : null;
+    const w = this.isLast(this.virtualSize - 1) ? this.outputWeight : null;
     const output = !w ? null : w === this.emb?.wte ? embedding : paddedValues(w);
     return { embedding, output };
   }
@@ -239,13 +326,7 @@ export class PipelineGPT extends Module {
    * @param x the previous stage's activation, or null on the first stage
    * @param mb the micro-batch
    * @param rng the dropout stream, positioned at the micro-batch's first counter
-   * @param output on the last stage: the mean loss, or this rank's vocabulary shard of
-   *   the logits, (b,T,V/tp+1) with the pad columns at PAD_LOGIT @default "loss"
-   * @param plan the step's layer plan over all nLayer layers (progressive layer
-   *   dropping): this chunk skips its dropped layers and scales its kept layers'
-   *   residual branches; ignored in eval mode @default every layer
-   * @param tables the step's padded vocabulary shards ({@linkcode PipelineGPT.vocabTables});
-   *   null pads the shards for this call alone @default null
+   * @param o the last stage's output, the layer plan, the step's vocabulary tables
    * @returns the activation for the next stage, or on the last stage the mean loss
    *   (or the logits)
    */
@@ -254,15 +335,13 @@ export class PipelineGPT extends Module {
     x: Tensor | null,
     mb: MicroBatch,
     rng: Generator,
-    output: "loss" | "logits" = "loss",
-    plan: LayerPlan | null = null,
-    tables: VocabTables | null = null,
+    o: ChunkOptions = {},
   ): Tensor {
     const [b, T] = mb.tokens.shape;
     const C = this.config.nEmbd;
     const full = [b, T, C];
     const p = this.training ? this.config.dropout : 0;
-    const lp = this.training ? plan : null;
+    const lp = this.training ? o.plan ?? null : null;
     if (lp && (lp.keep.length !== this.config.nLayer || lp.scale.length !== lp.keep.length)) {
       throw new DenotronError(
         `forwardChunk: the layer plan covers ${lp.keep.length} layers, the model has ${this.config.nLayer}`,
@@ -278,34 +357,96 @@ export class PipelineGPT extends Module {
     // [w; 0] of a vocabulary shard: a view of the step's copy, or a copy of its own
     const padded = (w: Tensor, values: Tensor | null | undefined) =>
       values ? padRowsView(w, values) : padRows(w);
+    // An encoder without a layout reads every token of its row, both ways.
+    const layout = mb.layout ??
+      (isEncoder(this.config)
+        ? paddingLayout(new Array(b).fill(T), T, mb.tokens.device)
+        : undefined);
     let h: Tensor;
     if (this.isFirst(chunk)) {
-      const wext = padded(this.emb!.wte, tables?.embedding);
-      h = drop(this.emb!.forward(mb.tokens, wext, mb.layout?.positions));
+      const wext = padded(this.emb!.wte, o.tables?.embedding);
+      h = drop(this.emb!.forward(mb.tokens, wext, mb.layout?.positions, mb.tokenTypes));
     } else {
       if (!x) throw new DenotronError(`chunk ${chunk} is not the first stage: it needs an input`);
       h = x;
     }
     const blocks = layers.map((l) => this.blocks.get(l)!);
     const scales = lp ? layers.map((l) => lp.scale[l]) : undefined;
-    h = runLayers(blocks, h, full, drop, rng, this.recompute, scales, mb.layout);
+    h = runLayers(blocks, h, full, drop, rng, this.recompute, scales, layout);
     if (!this.isLast(chunk)) return h;
-    const wext = padded(this.outputWeight!, tables?.output);
-    const logits = vocabParallelLogits(
-      this.lnf!.forward(h),
-      wext,
-      this.tensor,
-      this.sequenceParallel,
-      full,
-      this.config.vocabSize - this.tensor.rank * (wext.shape[0] - 1),
-    );
-    if (output === "logits") return logits;
-    return vocabParallelCrossEntropy(
-      logits,
-      mb.targets,
-      this.tensor,
-      this.tensor.rank * (wext.shape[0] - 1),
-    );
+    if (this.lnf) h = this.lnf.forward(h);
+    const wext = padded(this.outputWeight!, o.tables?.output);
+    const vocabStart = this.tensor.rank * (wext.shape[0] - 1);
+    const logitsOf = (rows?: Tensor) =>
+      vocabParallelLogits(
+        h,
+        wext,
+        this.tensor,
+        this.sequenceParallel,
+        full,
+        this.config.vocabSize - vocabStart,
+        { rows, head: this.mlm ?? undefined },
+      );
+    if (o.output === "logits") return logitsOf();
+    if (isEncoder(this.config)) {
+      const r = this.#encoderLoss(h, mb, full, logitsOf, vocabStart, rng, o.withLogits ?? false);
+      o.onEncoderLoss?.(r);
+      return r.loss;
+    }
+    return vocabParallelCrossEntropy(logitsOf(), mb.targets, this.tensor, vocabStart);
+  }
+
+  /**
+   * An encoder's loss on the last stage, as lib/nn/gpt.ts computes it on one process: the
+   * masked-LM cross-entropy at the masked positions plus the binary head's, or the
+   * classification loss. The pooler and its heads read each row's first token on every
+   * rank, which then holds their whole gradient.
+   */
+  #encoderLoss(
+    h: Tensor,
+    mb: MicroBatch,
+    full: number[],
+    logitsOf: (rows?: Tensor) => Tensor,
+    vocabStart: number,
+    rng: Generator,
+    withLogits: boolean,
+  ): EncoderLoss {
+    const c = this.config;
+    const pooled = () => {
+      if (!this.pooler) throw new DenotronError("the model's heads need a pooler (set pooler)");
+      const rows = this.sequenceParallel
+        ? gatherFromSequenceRegion(h, this.tensor, full, "replicated")
+        : h;
+      return this.pooler.forward(rows);
+    };
+    const labels = () => {
+      if (!mb.rowLabels) {
+        throw new DenotronError(
+          this.classifier
+            ? "a classification model needs row labels in its batches"
+            : "an encoder with a binary head needs sentence labels in its batches",
+        );
+      }
+      return mb.rowLabels;
+    };
+    if (this.classifier) {
+      const p = this.training ? c.dropout : 0;
+      const logits = this.classifier.forward(dropout(pooled(), p, rng));
+      return { loss: crossEntropy(logits, labels()), parts: {} };
+    }
+    const rows = maskedRows(mb.targets.toArray() as Int32Array, h.device);
+    const mlmLogits = logitsOf(rows.index); // (M, V/tp+1)
+    const mlm = vocabParallelCrossEntropy(mlmLogits, rows.labels, this.tensor, vocabStart);
+    const kept = withLogits ? { mlmLogits, mlmLabels: rows.labelValues } : {};
+    if (!this.binary) return { loss: mlm, parts: { mlm }, ...kept };
+    const binaryLogits = this.binary.forward(pooled());
+    const sop = crossEntropy(binaryLogits, labels());
+    return {
+      loss: add(mlm, sop),
+      parts: { mlm, sop },
+      ...kept,
+      ...(withLogits ? { binaryLogits } : {}),
+    };
   }
 
   /**
@@ -346,6 +487,11 @@ export interface RunPipelineOptions {
   layers?: LayerPlan | null;
   /** Called after each forward or backward pass with its milliseconds (benchmarks). */
   onCompute?: (action: PipelineAction, ms: number) => void;
+  /**
+   * Adds the micro-batches' loss parts (an encoder's mlm and sop) into this record, by
+   * name, on the last stage.
+   */
+  partSums?: Record<string, number>;
 }
 
 /**
@@ -423,15 +569,15 @@ export function runPipeline(
           const index = (opts.firstMicroBatch ?? 0) + mb * (opts.microBatchStride ?? 1);
           rng.offset = (opts.rngOffset ?? 0) + index * perMicroBatch;
           const { result: out, tensors } = tracked(() =>
-            model.forwardChunk(
-              chunk,
-              inputs.get(k) ?? null,
-              batches[mb],
-              rng,
-              "loss",
-              opts.layers ?? null,
+            model.forwardChunk(chunk, inputs.get(k) ?? null, batches[mb], rng, {
+              plan: opts.layers ?? null,
               tables,
-            )
+              onEncoderLoss: opts.partSums && ((r) => {
+                for (const [n, t] of Object.entries(r.parts)) {
+                  opts.partSums![n] = (opts.partSums![n] ?? 0) + t.item();
+                }
+              }),
+            })
           );
           made.set(k, tensors);
           outputs.set(k, out);

@@ -1,9 +1,10 @@
 /**
- * defines: TensorParallelGPTOptions, TensorParallelGPT, validateTensorParallel
+ * defines: TensorParallelGPTOptions, TensorParallelGPT, validateTensorParallel,
+ *          ParallelBlock, vocabParallelLogits, parallelMaskedLMHead
  *
- * The decoder of lib/nn/gpt.ts (GPT-2 or a Llama-family config) with its layers split
- * across a tensor-parallel group: query heads and their key/value groups per rank, MLP
- * columns per rank (SwiGLU's gate and up each split alike), the vocabulary per rank (of
+ * The transformer of lib/nn/gpt.ts (GPT-2, a Llama-family config, or BERT's post-LN
+ * encoder layers and masked-LM head) with its layers split across a tensor-parallel
+ * group: query heads and their key/value groups per rank, MLP columns per rank (SwiGLU's gate and up each split alike), the vocabulary per rank (of
  * the tied token table or the untied head), and optionally the normalisation/dropout/
  * residual regions split along the token rows (sequence parallelism). Parameter names and
  * full shapes are those of the single-process GPT, and each rank's values are its slices
@@ -15,11 +16,17 @@
  *     all-reduce [reduce-scatter] ─ dropout ─ + x ─ ln2 ─ [all-gather] ─ fc (column) ─
  *     GELU or SwiGLU ─ proj (row) ─ all-reduce [reduce-scatter] ─ dropout ─ +
  *
+ * (Post-LN, BERT: the same regions, each norm after its residual add instead.) The
+ * layers here serve {@linkcode TensorParallelGPT} (decoders) and the stages of
+ * lib/parallel/pipeline.ts (every model).
+ *
  * @module
  */
 import { attention } from "../ops/attention.ts";
-import { add, addScaled, dropout } from "../ops/elementwise.ts";
-import { linear, linearGelu } from "../ops/matmul.ts";
+import { gradOf, needsGrad, record } from "../autograd.ts";
+import { accumulateInto, add, addScaled, dropout } from "../ops/elementwise.ts";
+import { gatherRows } from "../ops/embedding.ts";
+import { linear, linearActivation } from "../ops/matmul.ts";
 import { rope } from "../ops/rope.ts";
 import { swiglu } from "../ops/swiglu.ts";
 import { type Device, device as getDevice } from "../device.ts";
@@ -28,9 +35,11 @@ import {
   type GPTConfig,
   gptConfigWithDefaults,
   type GPTOptions,
+  isEncoder,
   ropeFrequencies,
 } from "../nn/gpt.ts";
 import type { SequenceLayout } from "../nn/attention.ts";
+import { MaskedLMHead } from "../nn/heads.ts";
 import { makeNorm, type Norm } from "../nn/layers.ts";
 import { FlatParameters, Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
@@ -42,6 +51,7 @@ import { checkpoint, recomputeGroups, type RecomputeOptions } from "../nn/recomp
 import {
   ColumnParallelLinear,
   initTensorParallelParams,
+  localShape,
   recordOwner,
   RowParallelLinear,
   setTensorParallelInfo,
@@ -174,10 +184,13 @@ export class ParallelMLP extends Module {
   readonly proj: RowParallelLinear;
   /** "gelu" or "swiglu". */
   readonly activation: "gelu" | "swiglu";
+  /** The GELU's form: GPT-2's tanh approximation, or BERT's exact erf. */
+  readonly gelu: "tanh" | "erf";
   /** Builds the layer of `c` for the group and device of `o`. */
   constructor(c: Required<GPTConfig>, o: LayerOpts) {
     super();
     this.activation = c.activation;
+    this.gelu = c.gelu;
     const h = c.ffnHidden;
     const fc = c.activation === "swiglu"
       ? new ColumnParallelLinear(c.nEmbd, 2 * h, { ...o, blocks: [h, h], bias: c.bias })
@@ -194,7 +207,7 @@ export class ParallelMLP extends Module {
     // (B,T,hidden/tp): this rank's columns; GELU's with fc and its bias in one call
     const a = this.activation === "swiglu"
       ? swiglu(linear(h, this.fc.weight, this.fc.bias))
-      : linearGelu(h, this.fc.weight, this.fc.bias);
+      : linearActivation(h, this.fc.weight, this.fc.bias, `gelu-${this.gelu}`);
     return this.proj.forward(a);
   }
 }
@@ -233,29 +246,35 @@ export function parallelNorm(c: Required<GPTConfig>, o: LayerOpts): Norm {
   return ln;
 }
 
-/** One pre-LN transformer layer split across the tensor-parallel group. */
+/**
+ * One transformer layer split across the tensor-parallel group, normalising before each
+ * branch (GPT-2, Llama) or after each residual (BERT), as lib/nn/block.ts does.
+ */
 export class ParallelBlock extends Module {
-  /** Normalisation before attention. */
+  /** Normalisation of the attention branch: before it (pre-norm), or after its residual. */
   readonly ln1: Norm;
   /** The tensor-parallel attention. */
   readonly attn: ParallelAttention;
-  /** Normalisation before the MLP. */
+  /** Normalisation of the MLP branch: before it (pre-norm), or after its residual. */
   readonly ln2: Norm;
   /** The tensor-parallel MLP. */
   readonly mlp: ParallelMLP;
+  /** Where the block normalises. */
+  readonly normPosition: "pre" | "post";
   /** Builds the layer of `c` for the group and device of `o`. */
   constructor(c: Required<GPTConfig>, o: LayerOpts) {
     super();
+    this.normPosition = c.normPosition;
     this.ln1 = this.child("ln1", parallelNorm(c, o));
     this.attn = this.child("attn", new ParallelAttention(c, o));
     this.ln2 = this.child("ln2", parallelNorm(c, o));
     this.mlp = this.child("mlp", new ParallelMLP(c, o));
   }
   /**
-   * x + attn(ln1(x)), then + mlp(ln2(·)), each branch through `drop`: (B,T,C), or
-   * (B·T/tp, C) under SP; `full` is the full (B,T,C). `branchScale` multiplies both
-   * residual branches (progressive layer dropping's 1 / keep probability); `layout`:
-   * packed documents.
+   * Pre-norm: x + attn(ln1(x)), then + mlp(ln2(·)); post-norm: ln1(x + attn(x)), then
+   * ln2(· + mlp(·)); each branch through `drop`: (B,T,C), or (B·T/tp, C) under SP; `full`
+   * is the full (B,T,C). `branchScale` multiplies both residual branches (progressive
+   * layer dropping's 1 / keep probability); `layout`: packed documents or padding.
    */
   forward(
     x: Tensor,
@@ -266,6 +285,10 @@ export class ParallelBlock extends Module {
   ): Tensor {
     const residual = (r: Tensor, f: Tensor) =>
       branchScale === 1 ? add(r, f) : addScaled(r, f, branchScale);
+    if (this.normPosition === "post") {
+      const x1 = this.ln1.forward(residual(x, drop(this.attn.forward(x, full, layout))));
+      return this.ln2.forward(residual(x1, drop(this.mlp.forward(x1, full))));
+    }
     const x1 = residual(x, drop(this.attn.forward(this.ln1.forward(x), full, layout)));
     return residual(x1, drop(this.mlp.forward(this.ln2.forward(x1), full)));
   }
@@ -336,6 +359,12 @@ export class TensorParallelGPT extends Module {
     super();
     const c = gptConfigWithDefaults(config);
     validateTensorParallel(config, opts.group.size);
+    if (isEncoder(c) || c.normPosition === "post") {
+      throw new DenotronError(
+        "TensorParallelGPT builds decoders; an encoder splits as a PipelineGPT " +
+          "(with one pipeline stage for tensor parallelism alone)",
+      );
+    }
     this.config = c;
     this.group = opts.group;
     this.sequenceParallel = opts.sequenceParallel ?? false;
@@ -459,12 +488,17 @@ export function makeDrop(
 /**
  * The output layer: the final activation enters the tensor-parallel region and meets
  * this rank's extended vocabulary shard (of the tied token table or the untied head).
+ * An encoder's masked-LM head reads only some rows (`rows`, the masked positions) and
+ * transforms them first (`head`, replicated: each rank's columns give part of its
+ * gradient), and adds its bias, cut by vocabulary like the table.
  *
  * @param x (B,T,C), or this rank's rows under SP
  * @param wext `padRows` of the vocabulary shard (tied token table or untied head), (V/tp+1, C)
  * @param realColumns this rank's columns that are real tokens; the rest (vocabulary
  *   padding) are pinned to PAD_LOGIT like the pad column, so the softmax is the unpadded one
- * @returns (B,T,V/tp+1), the pad column pinned to PAD_LOGIT
+ * @param o `rows`: int32 (M) flat (B·T) rows to keep (default all); `head`: the masked-LM
+ *   head (see {@linkcode parallelMaskedLMHead}) @default neither
+ * @returns (B,T,V/tp+1), or (M,V/tp+1) with `rows`, the pad column pinned to PAD_LOGIT
  */
 export function vocabParallelLogits(
   x: Tensor,
@@ -473,15 +507,68 @@ export function vocabParallelLogits(
   sequenceParallel: boolean,
   full: readonly number[],
   realColumns: number = wext.shape[0] - 1,
+  o: { rows?: Tensor; head?: MaskedLMHead } = {},
 ): Tensor {
-  const h = sequenceParallel
+  let h = sequenceParallel
     ? gatherFromSequenceRegion(x, group, full)
     : copyToTensorRegion(x, group);
+  if (o.rows) h = gatherRows(h, o.rows);
+  if (o.head) h = o.head.transform(h);
   const padBias = new Float32Array(wext.shape[0]);
   padBias.fill(PAD_LOGIT, Math.min(Math.max(0, realColumns), wext.shape[0] - 1));
   let bias = Tensor.fromArray(padBias, [padBias.length], { device: h.device });
   if (h.dtype !== "f32") bias = bias.cast(h.dtype);
-  return linear(h, wext, bias);
+  return linear(h, wext, o.head ? plusShardBias(bias, o.head.bias) : bias);
+}
+
+/**
+ * [b; 0] + pad: a vocabulary shard's bias (V/tp) extended by the pad column and added to
+ * the pinned columns' bias; the gradient of the first V/tp columns goes to b.
+ */
+function plusShardBias(pad: Tensor, b: Tensor): Tensor {
+  const out = Tensor.empty(pad.shape, { dtype: pad.dtype, device: pad.device }).copy_(pad);
+  const head = out.view(b.shape);
+  accumulateInto(head, b);
+  head.dispose();
+  return record(out, {
+    name: "plusShardBias",
+    inputs: [b],
+    backward(g) {
+      if (!needsGrad(b)) return;
+      const gb = g.view(b.shape);
+      accumulateInto(gradOf(b), gb);
+      gb.dispose();
+    },
+  });
+}
+
+/**
+ * BERT's masked-LM head for a tensor-parallel group: the transform (dense, GELU,
+ * LayerNorm) replicated, its gradient summed over the group (each rank's vocabulary
+ * columns give part of it); the logits' bias cut by vocabulary rows like the token table.
+ *
+ * @param c the model's config
+ * @param o the group, device and dtype
+ * @returns the head, named as the single-process model's `mlm`
+ */
+export function parallelMaskedLMHead(c: Required<GPTConfig>, o: LayerOpts): MaskedLMHead {
+  const spec = vocabSpec(c.vocabSize, o.group.size);
+  const [rows] = localShape([c.vocabSize], spec, o.group.size, "mlm.bias");
+  const head = new MaskedLMHead(c.nEmbd, rows, {
+    eps: c.layerNormEps,
+    gelu: c.gelu,
+    device: o.device,
+    dtype: o.dtype,
+  });
+  for (const [, t] of head.namedParameters()) {
+    setTensorParallelInfo(
+      t,
+      t === head.bias
+        ? { fullShape: [c.vocabSize], spec, sumGrad: false }
+        : { fullShape: t.shape, spec: { kind: "replicated" }, sumGrad: true },
+    );
+  }
+  return head;
 }
 
 /** Turns the core-attention checkpoint on in every block when recomputation is selective. */

@@ -17,6 +17,7 @@ import { DenotronError, fmtShape } from "../errors.ts";
 import { add } from "../ops/elementwise.ts";
 import { embedding } from "../ops/embedding.ts";
 import { linear } from "../ops/matmul.ts";
+import type { Norm } from "../nn/layers.ts";
 import { type FlatParameters, type Init, Module } from "../nn/module.ts";
 import { hashString } from "../random.ts";
 import { type DType, DTYPE_CODE, Tensor } from "../tensor.ts";
@@ -318,16 +319,22 @@ export class RowParallelLinear extends ShardedModule {
 }
 
 /**
- * Token + position embedding with the token table's rows split across the group: a rank
- * looks up only the tokens of its vocabulary range (the others hit the zero pad row of
- * the extended shard, see `padRows`) and the ranks' results are summed. The position
- * embedding is added by group rank 0 only; its gradient is summed over the group.
+ * Token + position (+ token-type) embedding with the token table's rows split across the
+ * group: a rank looks up only the tokens of its vocabulary range (the others hit the zero
+ * pad row of the extended shard, see `padRows`) and the ranks' results are summed. The
+ * position and token-type embeddings are added by group rank 0 only; their gradients are
+ * summed over the group. A post-LN model (BERT) normalises the sum: `ln`, replicated, on
+ * this rank's rows under sequence parallelism.
  */
 export class VocabParallelEmbedding extends ShardedModule {
   /** (V/tp, C) */
   readonly wte: Tensor;
   /** (maxT, C), replicated; null without learned positions (maxPositions 0). */
   readonly wpe: Tensor | null;
+  /** (token types, C), replicated; null without token types. */
+  readonly wtt: Tensor | null;
+  /** The sum's normalisation (BERT's embeddings.LayerNorm); null: none. */
+  readonly ln: Norm | null;
   /** The tensor-parallel group. */
   readonly group: ProcessGroup;
   /** Whether activations outside the region are split along the token rows. */
@@ -335,14 +342,21 @@ export class VocabParallelEmbedding extends ShardedModule {
   /** The first token id of this rank's rows. */
   readonly vocabStart: number;
   /**
-   * Declares this rank's rows of the token table, and the replicated position table.
+   * Declares this rank's rows of the token table, and the replicated position and
+   * token-type tables.
    *
    * @param vocabSize rows of the full token table
    * @param maxPositions rows of the position table; 0: none (rotary positions)
    * @param width embedding width C
-   * @param o group, device
+   * @param o group, device; `tokenTypes`: rows of the token-type table (default 0: none);
+   *   `norm`: the replicated normalisation of the sum, built by the caller (default none)
    */
-  constructor(vocabSize: number, maxPositions: number, width: number, o: LayerOptions) {
+  constructor(
+    vocabSize: number,
+    maxPositions: number,
+    width: number,
+    o: LayerOptions & { tokenTypes?: number; norm?: Norm },
+  ) {
     super();
     this.group = o.group;
     this.sequenceParallel = o.sequenceParallel ?? false;
@@ -351,6 +365,11 @@ export class VocabParallelEmbedding extends ShardedModule {
     this.wpe = maxPositions > 0
       ? this.sharded("wpe", [maxPositions, width], { kind: "replicated" }, init, o, true)
       : null;
+    const types = o.tokenTypes ?? 0;
+    this.wtt = types > 0
+      ? this.sharded("wtt", [types, width], { kind: "replicated" }, init, o, true)
+      : null;
+    this.ln = o.norm ? this.child("ln", o.norm) : null;
     this.vocabStart = this.wte.shape[0] * o.group.rank;
   }
   /**
@@ -360,11 +379,15 @@ export class VocabParallelEmbedding extends ShardedModule {
    * @param wext the extended shard `padRows(wte)`, (V/tp+1, C)
    * @param positions int32 (B,T): each token's position (packed documents restart at 0)
    *   @default 0..T-1 in every row
+   * @param tokenTypes int32 (B,T): each token's segment @default all 0
    * @returns (B,T,C) replicated, or under sequence parallelism (B·T/tp, C)
    */
-  forward(tokens: Tensor, wext: Tensor, positions?: Tensor): Tensor {
+  forward(tokens: Tensor, wext: Tensor, positions?: Tensor, tokenTypes?: Tensor): Tensor {
     const [, T] = tokens.shape;
     const C = this.wte.shape[1];
+    if (tokenTypes && !this.wtt) {
+      throw new DenotronError("Embedding: tokenTypes given, but the model has no token types");
+    }
     const ids = vocabShardTargets(
       tokens.toArray() as Int32Array,
       this.vocabStart,
@@ -372,20 +395,28 @@ export class VocabParallelEmbedding extends ShardedModule {
       false,
     );
     const local = Tensor.fromArray(ids, tokens.shape, { dtype: "i32", device: tokens.device });
-    // the positions are added once, by rank 0, so the sum over the group has them once
+    // the positions and token types are added once, by rank 0, so the sum over the group
+    // has them once
+    const first = this.group.rank === 0;
     let partial: Tensor; // (B,T,C)
     if (positions && this.wpe) {
       partial = embedding(local, wext, null);
-      if (this.group.rank === 0) partial = add(partial, embedding(positions, this.wpe, null));
+      if (first) partial = add(partial, embedding(positions, this.wpe, null));
     } else {
-      const wpe = !this.wpe || this.group.rank === 0
+      const wpe = !this.wpe || first
         ? this.wpe
         : Tensor.zeros([T, C], { dtype: this.wpe.dtype, device: this.wpe.device });
       partial = embedding(local, wext, wpe);
     }
-    return this.sequenceParallel
+    if (this.wtt && first) {
+      const types = tokenTypes ??
+        Tensor.zeros(tokens.shape, { dtype: "i32", device: tokens.device });
+      partial = add(partial, embedding(types, this.wtt, null));
+    }
+    const sum = this.sequenceParallel
       ? scatterToSequenceRegion(partial, this.group)
       : reduceFromTensorRegion(partial, this.group);
+    return this.ln ? this.ln.forward(sum) : sum;
   }
 }
 

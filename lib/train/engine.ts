@@ -4,7 +4,7 @@
  * optimizer step, evaluation, checkpoints, logging — is the same code for every layout.
  *
  * defines: StepEngine, EngineStep, SingleModelEngine, batchLayout, microBatchLoss,
- *          lossPartNames, namedFromFlat, flatFromNamed, expectShape
+ *          lossPartNames, accuracyOf, namedFromFlat, flatFromNamed, expectShape
  *
  * Two engines:
  * - {@linkcode SingleModelEngine}: one whole GPT per rank, data parallelism with
@@ -202,8 +202,27 @@ export function lossPartNames(c: Required<GPTConfig>, evaluation = false): strin
  * first `classes` columns, as a one-element tensor (read on the host: evaluation only).
  */
 function accuracy(logits: Tensor, targets: Int32Array, classes: number, device: Device): Tensor {
-  const z = logits.toArray();
   const width = logits.shape[logits.shape.length - 1];
+  const a = accuracyOf(logits.toArray() as Float32Array, width, targets, classes);
+  return Tensor.fromArray([a], [1], { device });
+}
+
+/**
+ * The fraction of counted targets (not -1) whose logit is the row's largest among the
+ * first `classes` columns (ties go to the lower column).
+ *
+ * @param z the logits on the host, rows of `width`
+ * @param width each row's length
+ * @param targets one per row
+ * @param classes the columns that are classes (the rest are padding)
+ * @returns in [0, 1]; 0 when nothing counts
+ */
+export function accuracyOf(
+  z: Float32Array,
+  width: number,
+  targets: Int32Array,
+  classes: number,
+): number {
   let right = 0, counted = 0;
   targets.forEach((t, i) => {
     if (t === -1) return;
@@ -212,7 +231,7 @@ function accuracy(logits: Tensor, targets: Int32Array, classes: number, device: 
     for (let j = 1; j < classes; j++) if (z[i * width + j] > z[i * width + best]) best = j;
     if (best === t) right++;
   });
-  return Tensor.fromArray([counted ? right / counted : 0], [1], { device });
+  return counted ? right / counted : 0;
 }
 
 /**

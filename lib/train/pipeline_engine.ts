@@ -23,7 +23,13 @@ import type { FlatParameters } from "../nn/module.ts";
 import { DataParallel } from "../parallel/ddp.ts";
 import type { ParallelGroups } from "../parallel/init.ts";
 import { sequenceShard } from "../parallel/mappings.ts";
-import { type MicroBatch, PipelineGPT, runPipeline } from "../parallel/pipeline.ts";
+import {
+  type EncoderLoss,
+  type MicroBatch,
+  PipelineGPT,
+  runPipeline,
+} from "../parallel/pipeline.ts";
+import { gatherVocabShards } from "../parallel/cross_entropy.ts";
 import type { RecomputeOptions } from "../nn/recompute.ts";
 import { virtualStage } from "../parallel/schedules.ts";
 import { gatherFullTensors, shardOfFullTensors } from "../parallel/full_tensors.ts";
@@ -34,7 +40,7 @@ import { Generator } from "../random.ts";
 import { type DType, Tensor, tidy } from "../tensor.ts";
 import type { TrainConfig } from "./config.ts";
 import type { EngineStep, StepEngine } from "./engine.ts";
-import { batchLayout, expectShape } from "./engine.ts";
+import { accuracyOf, batchLayout, expectShape } from "./engine.ts";
 import type { GradOwnership } from "./optimizer.ts";
 
 /**
@@ -146,11 +152,14 @@ export class ModelParallelEngine implements StepEngine {
     return out;
   }
 
-  forwardBackward(step: EngineStep): { lossSum: number; gradDivisor: number } {
+  forwardBackward(
+    step: EngineStep,
+  ): { lossSum: number; gradDivisor: number; partSums?: Record<string, number> } {
     const g = this.#groups, dp = g.data.size;
     const k = step.batches.length;
     const model = this.model;
     model.train();
+    const partSums: Record<string, number> = {};
     const losses = tidy(() =>
       // the sampler gives data-parallel rank r micro-batches r, r + dp, ... of the step
       runPipeline(model, step.batches.map((b) => this.#microBatch(b)), {
@@ -161,6 +170,7 @@ export class ModelParallelEngine implements StepEngine {
         microBatchStride: dp,
         rngOffset: this.rng.offset,
         layers: step.layers,
+        partSums,
       })
     );
     // the dropout stream of one process after this step's k · dp micro-batches
@@ -169,7 +179,8 @@ export class ModelParallelEngine implements StepEngine {
     model.syncGrads();
     if (this.zero) this.zero.finishGradSync();
     else if (dp > 1) g.data.allReduce(model.params.grad);
-    return { lossSum: losses.reduce((a, x) => a + x, 0), gradDivisor: 1 };
+    const lossSum = losses.reduce((a, x) => a + x, 0);
+    return { lossSum, gradDivisor: 1, ...(Object.keys(partSums).length ? { partSums } : {}) };
   }
 
   reduceLoss(localSum: number): number {
@@ -178,14 +189,35 @@ export class ModelParallelEngine implements StepEngine {
     return reduceNumber(g.world, holds ? localSum : 0);
   }
 
-  /** One micro-batch through every virtual stage in order; the loss on the last stage. */
   evalLoss(batch: Batch): number {
+    return this.evalBatch(batch).loss;
+  }
+
+  /**
+   * One micro-batch through every virtual stage in order; on the last stage the loss and,
+   * for an encoder, its parts and their accuracies (the masked-LM logits gathered over the
+   * tensor group). 0 and no parts on the other stages.
+   */
+  evalBatch(batch: Batch): { loss: number; parts?: Record<string, number> } {
     const m = this.model;
     const p = m.pipeline.size, r = m.pipeline.rank;
     const C = m.config.nEmbd;
     const B = batch.batchSize, T = batch.seqLength;
     const shape = m.sequenceParallel ? [sequenceShard(B * T, m.tensor).rows, C] : [B, T, C];
-    return noGrad(() =>
+    const parts: Record<string, number> = {};
+    const onEncoderLoss = (e: EncoderLoss) => {
+      for (const [n, t] of Object.entries(e.parts)) parts[n] = t.item();
+      if (e.mlmLogits) {
+        const V = m.config.vocabSize;
+        const z = gatherVocabShards(e.mlmLogits, m.tensor, V);
+        parts.mlm_acc = accuracyOf(z, V, e.mlmLabels!, V);
+      }
+      if (e.binaryLogits) {
+        const z = e.binaryLogits.toArray() as Float32Array;
+        parts.sop_acc = accuracyOf(z, 2, batch.rowLabels!, 2);
+      }
+    };
+    const loss = noGrad(() =>
       tidy(() => {
         const mb = this.#microBatch(batch);
         let x: Tensor | null = null;
@@ -198,7 +230,10 @@ export class ModelParallelEngine implements StepEngine {
             x = Tensor.empty(shape, { dtype: m.params.data.dtype, device: m.params.data.device });
             m.pipeline.recv(x, (s - 1) % p);
           }
-          const out = m.forwardChunk(chunk, x, mb, new Generator(m.seed));
+          const out = m.forwardChunk(chunk, x, mb, new Generator(m.seed), {
+            onEncoderLoss,
+            withLogits: true,
+          });
           if (m.isLast(chunk)) loss = out.item();
           else if (p > 1) m.pipeline.send(out, (s + 1) % p);
           else x = out;
@@ -206,16 +241,21 @@ export class ModelParallelEngine implements StepEngine {
         return loss;
       })
     );
+    return { loss, ...(Object.keys(parts).length ? { parts } : {}) };
   }
 
   #microBatch(b: Batch): MicroBatch {
     const shape = [b.batchSize, b.seqLength];
     const device = this.params.data.device;
     const layout = batchLayout(b, device);
+    const i32 = (a: Int32Array, s: number[]) => Tensor.fromArray(a, s, { dtype: "i32", device });
+    const types = b.tokenTypes && this.modelConfig.numTokenTypes > 0;
     return {
-      tokens: Tensor.fromArray(b.inputs, shape, { dtype: "i32", device }),
-      targets: Tensor.fromArray(b.targets, shape, { dtype: "i32", device }),
+      tokens: i32(b.inputs, shape),
+      targets: i32(b.targets, shape),
       ...(layout ? { layout } : {}),
+      ...(types ? { tokenTypes: i32(b.tokenTypes!, shape) } : {}),
+      ...(b.rowLabels ? { rowLabels: i32(b.rowLabels, [b.batchSize]) } : {}),
     };
   }
 

@@ -34,7 +34,7 @@
 import { batchSource, type TrainingSamples } from "./batches.ts";
 import { BertDataset } from "../data/bert_dataset.ts";
 import { ClassificationDataset } from "../data/classification_dataset.ts";
-import { describeArchitecture, isEncoder } from "../nn/gpt_config.ts";
+import { isEncoder } from "../nn/gpt_config.ts";
 import { DenotronError } from "../errors.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import {
@@ -149,29 +149,15 @@ export function gptConfigFrom(config: TrainConfig, tokenizer: Tokenizer): GPTCon
 }
 
 /**
- * Refuses, with a sentence, a model and data that do not go together, and what encoders
- * cannot do yet: an encoder needs BERT or classification samples and a decoder token rows;
- * encoders train in one process or under data parallelism (the tensor- and
- * pipeline-parallel models build decoders only), without the sequence-length curriculum
- * (which would cut their padded rows).
+ * Refuses, with a sentence, a model and data that do not go together: an encoder needs
+ * BERT or classification samples and a decoder token rows; encoders train without the
+ * sequence-length curriculum (which would cut their padded rows).
  */
 function checkModelAndData(
   shape: Required<GPTConfig>,
   c: TrainConfig,
   data: TrainingSamples,
 ): void {
-  // what the tensor- and pipeline-parallel layers do not build yet
-  const encoderParts = isEncoder(shape) || shape.normPosition === "post" ||
-    shape.numTokenTypes > 0 || shape.gelu === "erf" || shape.pooler || shape.outputTransform ||
-    shape.binaryHead || shape.numLabels > 0;
-  const { tensorModelParallelSize: tp, pipelineModelParallelSize: pp } = c.parallel;
-  if (encoderParts && tp * pp > 1) {
-    throw new ConfigError(
-      `an encoder (${describeArchitecture(shape)}) trains in one process or under data ` +
-        `parallelism; tensor and pipeline parallelism build decoders only, for now ` +
-        `(tensorModelParallelSize ${tp}, pipelineModelParallelSize ${pp})`,
-    );
-  }
   if (isEncoder(shape) && c.curriculum?.curriculumLearning) {
     throw new ConfigError(
       "the sequence-length curriculum cuts decoder rows; an encoder's padded rows keep their length",
