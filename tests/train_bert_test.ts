@@ -6,7 +6,7 @@
  * [MASK], a sequence longer than the positions, a checkpoint of another family, the
  * sequence-length curriculum, generating from an encoder) are one line before the first
  * step; TP2, PP2 and TP2×PP2 with SP equal one process (losses and accuracies), their
- * checkpoints load under another layout, and bf16 at TP2 follows fp32.
+ * checkpoints load under another layout, and bf16 at TP2 and fp16 at PP2 follow fp32.
  */
 import assert from "assert";
 import {
@@ -187,9 +187,14 @@ Deno.test("BERT pretraining at TP2, PP2 and TP2×PP2 with SP equals one process,
   assertClose(at.losses, base.losses.slice(2), "one-process checkpoint resumed at TP2");
 });
 
-Deno.test("BERT in bf16 at TP2 follows fp32", async () => {
-  const save = `${tmp}/tp2-bf16`;
-  const tp = ["--tensor-model-parallel-size", "2", "--bf16"];
-  const bf16 = await trainRun(2, bertArgs(save, tp), save);
-  assertClose(bf16.losses, base.losses, "bf16 TP2 BERT loss", 2e-2);
+Deno.test("BERT in bf16 at TP2 and in fp16 at PP2 follows fp32", async () => {
+  const runs: [string, string[]][] = [
+    ["bf16", ["--tensor-model-parallel-size", "2", "--bf16"]],
+    ["fp16", ["--pipeline-model-parallel-size", "2", "--fp16"]],
+  ];
+  for (const [what, extra] of runs) {
+    const save = `${tmp}/mp-${what}`;
+    const got = await trainRun(2, bertArgs(save, extra), save);
+    assertClose(got.losses, base.losses, `${what} ${extra[0]} BERT loss`, 2e-2);
+  }
 });

@@ -150,6 +150,11 @@ export interface PretrainingBatch {
   /** int32 (B,T): the original token at each masked position, -1 elsewhere. */
   mlmTargets: Tensor;
   /**
+   * The same values on the host, when the caller has them (a batch does): the masked
+   * positions are then found without reading the device. @default read from mlmTargets
+   */
+  mlmTargetValues?: Int32Array;
+  /**
    * int32 (B): the binary head's label of each row (sentence order: 1 when swapped;
    * next sentence: 1 when random); required exactly when the model has a binary head.
    */
@@ -486,7 +491,8 @@ export class GPT extends Module {
     }
     const { tokenTypes, layout } = batch;
     const h = this.hiddenStates(batch.tokens, { tokenTypes, layout, layers });
-    const rows = maskedRows(batch.mlmTargets.toArray() as Int32Array, h.device);
+    const targets = batch.mlmTargetValues ?? batch.mlmTargets.toArray() as Int32Array;
+    const rows = maskedRows(targets, h.device);
     const mlmLogits = this.lmLogits(gatherRows(h, rows.index)); // (M, Vp)
     const mlm = crossEntropy(mlmLogits, rows.labels, { classes: this.config.vocabSize });
     const mlmLabels = rows.labelValues;

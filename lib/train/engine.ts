@@ -169,6 +169,7 @@ export function microBatchLoss(
       tokenTypes,
       layout,
       mlmTargets: y,
+      mlmTargetValues: batch.targets,
       sentenceLabels: c.binaryHead ? labels : undefined,
     },
     layers,
