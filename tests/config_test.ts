@@ -470,6 +470,25 @@ Deno.test("--distributed-timeout-minutes and the --no- form of true/false keys",
   await assert.rejects(loadConfig({ args: ["--no-lr"] }), /unknown option --no-lr/);
 });
 
+Deno.test("an encoder preset brings its learning rate; --lr beside it (before or after) wins", async () => {
+  const tiny = await loadConfig({ args: ["--model", "bert-tiny"] });
+  assert.equal(tiny.training.lr, 1e-3);
+  assert.equal(tiny.training.minLr, 1e-4);
+  assert.equal((await loadConfig({ args: ["--model", "bert-base"] })).training.lr, 1e-4);
+  for (
+    const args of [["--model", "bert-tiny", "--lr", "2e-3"], [
+      "--lr",
+      "2e-3",
+      "--model",
+      "bert-tiny",
+    ]]
+  ) {
+    assert.equal((await loadConfig({ args })).training.lr, 2e-3, args.join(" "));
+  }
+  // decoder presets keep the general default
+  assert.equal((await loadConfig({ args: ["--model", "llama-tiny"] })).training.lr, 3e-3);
+});
+
 Deno.test("Llama keys: --model sets a preset's shape first, the keys beside it win, and bad combinations are named", async () => {
   const c = await loadConfig({ args: ["--model", "llama-tiny", "--num-layers", "2"] });
   assert.equal(c.model.nLayer, 2);

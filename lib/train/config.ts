@@ -83,10 +83,27 @@ function resolveKey(raw: string, where: string, shown = raw): string {
 }
 
 /**
- * The configuration keys of a model preset (lib/nn/gpt.ts GPT_PRESETS): shape and
- * architecture; the vocabulary and positions stay the run's.
+ * Training keys a preset brings beside its shape, where the general default does not
+ * train it: post-LN encoders are less stable than pre-LN decoders at the same step size.
+ * BERT-Tiny at the default lr 3e-3 collapses its [CLS] within 200 steps (the pooled
+ * output stops depending on the input, and a classifier fine-tuned from it stays at the
+ * majority class); at 1e-3 it pretrains and fine-tunes (bench/RESULTS.md). BERT-base takes
+ * the BERT paper's 1e-4. Keys given beside `--model` still win.
  */
-function presetKeys(name: string, where: string): Partial<TrainConfig["model"]> {
+const PRESET_TRAINING: Record<string, Partial<TrainConfig["training"]>> = {
+  "bert-tiny": { lr: 1e-3, minLr: 1e-4 },
+  "bert-base": { lr: 1e-4, minLr: 1e-5 },
+};
+
+/**
+ * The configuration keys of a model preset (lib/nn/gpt.ts GPT_PRESETS): shape and
+ * architecture, and the training keys of {@linkcode PRESET_TRAINING}; the vocabulary and
+ * positions stay the run's.
+ */
+function presetKeys(
+  name: string,
+  where: string,
+): Partial<TrainConfig["model"]> & Partial<TrainConfig["training"]> {
   const p = GPT_PRESETS[name];
   if (!p) {
     throw new ConfigError(
@@ -96,7 +113,7 @@ function presetKeys(name: string, where: string): Partial<TrainConfig["model"]> 
         `(--model)`,
     );
   }
-  return modelKeysOf(gptConfigWithDefaults(p));
+  return { ...modelKeysOf(gptConfigWithDefaults(p)), ...PRESET_TRAINING[name] };
 }
 
 /**

@@ -81,7 +81,8 @@ export const CONFIG_KEYS = {
     /**
      * A model of lib/nn/gpt.ts's GPT_PRESETS ("llama-tiny", "smollm2-135m", "gpt2"...): its
      * shape and architecture keys (not its vocabulary or positions: those follow the
-     * tokenizer and seqLength), set before the other keys given with it; null: none.
+     * tokenizer and seqLength), set before the other keys given with it; an encoder preset
+     * also brings its learning rate (bert-tiny 1e-3, bert-base 1e-4); null: none.
      */
     modelPreset: {
       kind: "string",
