@@ -11,6 +11,7 @@ import { type GPT, GPT_PRESETS, type GPTConfig, paddedVocabSize } from "../lib/n
 import { DEFAULT_CONFIG } from "../lib/train/config.ts";
 import { TrainOptimizer } from "../lib/train/optimizer.ts";
 import { launch } from "../lib/parallel/launch.ts";
+import type { MicroBatch } from "../lib/parallel/pipeline.ts";
 
 /** The median of a list of numbers. */
 export function median(xs: number[]): number {
@@ -82,6 +83,20 @@ export function syntheticBatch(vocabSize: number, B: number, T: number): {
     targets[i] = (i * 104729 + 7) % vocabSize;
   }
   return { tokens, targets };
+}
+
+/**
+ * The model-parallel benchmarks' input: M micro-batches of one sequence of T tokens,
+ * deterministic and spread over the vocabulary.
+ */
+export function syntheticMicroBatches(M: number, T: number, vocabSize: number): MicroBatch[] {
+  return [...Array(M).keys()].map((i) => {
+    const ids = Int32Array.from({ length: T + 1 }, (_, j) => (j * 31 + i * 7) % vocabSize);
+    return {
+      tokens: Tensor.fromArray(ids.slice(0, T), [1, T], { dtype: "i32" }),
+      targets: Tensor.fromArray(ids.slice(1), [1, T], { dtype: "i32" }),
+    };
+  });
 }
 
 /**

@@ -105,6 +105,7 @@ function pretrainingBatch(
     tokenTypes: Tensor.fromArray(types, [B, T], on),
     layout: paddingLayout(validLengths, T, device),
     mlmTargets: Tensor.fromArray(targets, [B, T], on),
+    mlmTargetValues: targets,
     sentenceLabels: Tensor.fromArray(labels, [B], on),
   };
 }

@@ -14,9 +14,9 @@ import { parseFlags } from "../lib/cli_args.ts";
 import { device } from "../lib/device.ts";
 import { GPT_PRESETS } from "../lib/nn/gpt.ts";
 import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
-import { type MicroBatch, PipelineGPT, runPipeline } from "../lib/parallel/pipeline.ts";
+import { PipelineGPT, runPipeline } from "../lib/parallel/pipeline.ts";
 import { Tensor } from "../lib/tensor.ts";
-import { launchLayoutRanks } from "./common.ts";
+import { launchLayoutRanks, syntheticMicroBatches } from "./common.ts";
 
 const { values: a } = parseFlags({
   args: Deno.args,
@@ -49,14 +49,7 @@ async function rank(): Promise<void> {
     embedding: groups.embedding,
     virtualSize: Number(a.vp),
   });
-  const mb = (i: number): MicroBatch => {
-    const ids = Int32Array.from({ length: T + 1 }, (_, j) => (j * 31 + i * 7) % config.vocabSize);
-    return {
-      tokens: Tensor.fromArray(ids.slice(0, T), [1, T], { dtype: "i32" }),
-      targets: Tensor.fromArray(ids.slice(1), [1, T], { dtype: "i32" }),
-    };
-  };
-  const batches = [...Array(M).keys()].map(mb);
+  const batches = syntheticMicroBatches(M, T, config.vocabSize);
   const times: number[] = [], bubbles: number[] = [];
   for (let s = 0; s < steps; s++) {
     let busy = 0;

@@ -18,7 +18,7 @@ import { device } from "../lib/device.ts";
 import { GPT_PRESETS, type GPTConfig, gptConfigWithDefaults } from "../lib/nn/gpt.ts";
 import { AdamW } from "../lib/optim/adamw.ts";
 import { initDistributed, initParallelGroups } from "../lib/parallel/init.ts";
-import { type MicroBatch, PipelineGPT, runPipeline } from "../lib/parallel/pipeline.ts";
+import { PipelineGPT, runPipeline } from "../lib/parallel/pipeline.ts";
 import {
   allocatorBlockBytes,
   IMPLEMENTATION_PROFILES,
@@ -28,8 +28,7 @@ import {
   type ParallelLayout,
   rankTensors,
 } from "../lib/plan/mod.ts";
-import { Tensor } from "../lib/tensor.ts";
-import { launchLayoutRanks } from "./common.ts";
+import { launchLayoutRanks, syntheticMicroBatches } from "./common.ts";
 
 const { values: a } = parseFlags({
   args: Deno.args,
@@ -103,14 +102,7 @@ async function rank(): Promise<void> {
     virtualSize: Number(a.vp),
   });
   const parameters = dev.memoryStats().inUse;
-  const mb = (i: number): MicroBatch => {
-    const ids = Int32Array.from({ length: T + 1 }, (_, j) => (j * 31 + i * 7) % config.vocabSize);
-    return {
-      tokens: Tensor.fromArray(ids.slice(0, T), [1, T], { dtype: "i32" }),
-      targets: Tensor.fromArray(ids.slice(1), [1, T], { dtype: "i32" }),
-    };
-  };
-  const batches = [...Array(M).keys()].map(mb);
+  const batches = syntheticMicroBatches(M, T, config.vocabSize);
   let held = 0, measuring = true;
   const step = () => {
     dist.world.barrier();

@@ -28,7 +28,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { DenotronError, fmtValue } from "../errors.ts";
 import {
   BERT_ARCHITECTURE,
@@ -42,14 +41,13 @@ import {
 } from "../nn/gpt.ts";
 import {
   hfParameterCount,
+  type HfPart,
   type HfWeights,
   loadHfModel,
   type StateEntry,
-  writeHfWeights,
+  writeHfParts,
   type WriteHfWeightsOptions,
-  writeJson,
 } from "./hf_common.ts";
-import { type TensorEntry, tensorEntry } from "./safetensors.ts";
 
 /** The `architectures` names of the BERT models this file reads and writes. */
 export const BERT_HF_ARCHITECTURES = [
@@ -270,11 +268,7 @@ export function hfConfigFromBert(c: Required<GPTConfig>): Record<string, unknown
 }
 
 /** One HF tensor that makes up rows of one of our parameters. */
-export interface BertHfPart {
-  /** Its key. */
-  key: string;
-  /** Its rows (a vector's entries). */
-  rows: number;
+export interface BertHfPart extends HfPart {
   /** A LayerNorm's older name (gamma, beta), which loads too. */
   alias?: string;
 }
@@ -500,18 +494,11 @@ export async function saveHfBert(
   const c = model.config;
   const config = hfConfigFromBert(c);
   const prefix = architectureOf(c) === "BertModel" ? "" : "bert.";
-  await Deno.mkdir(dir, { recursive: true });
-  const tensors = new Map<string, TensorEntry>();
-  for (const [ours, param] of model.namedParameters()) {
-    const data = param.toArray() as Float32Array;
-    const cols = param.shape.slice(1), width = cols.reduce((a, b) => a * b, 1);
-    let row = 0;
-    for (const { key, rows } of bertHfParts(ours, c, prefix)) {
-      const part = data.subarray(row * width, (row + rows) * width);
-      tensors.set(key, tensorEntry("F32", [rows, ...cols], part));
-      row += rows;
-    }
-  }
-  await writeHfWeights(dir, tensors, opts);
-  await writeJson(join(dir, "config.json"), config);
+  await writeHfParts(
+    model.namedParameters(),
+    dir,
+    (ours) => bertHfParts(ours, c, prefix),
+    config,
+    opts,
+  );
 }

@@ -14,7 +14,13 @@
 import { basename, join } from "node:path";
 import { causeText, DenotronError, fmtShape, fmtValue } from "../errors.ts";
 import { removeQuietly, writeAll, writeFileAtomic } from "./atomic.ts";
-import { readSafetensors, type TensorEntry, typedView, writeSafetensors } from "./safetensors.ts";
+import {
+  readSafetensors,
+  type TensorEntry,
+  tensorEntry,
+  typedView,
+  writeSafetensors,
+} from "./safetensors.ts";
 import { parameterCount } from "../plan/model.ts";
 
 /** transformers' default `max_shard_size` ("5GB"): shards of at most this many bytes. */
@@ -347,6 +353,50 @@ export async function writeHfWeights(
     await removeQuietly(join(dir, name));
   }
   return [...names, INDEX];
+}
+
+/** One Hugging Face tensor cut from a run of a parameter's rows. */
+export interface HfPart {
+  /** The tensor's name in the file. */
+  key: string;
+  /** How many of the parameter's rows it takes, from where the previous part ended. */
+  rows: number;
+}
+
+/**
+ * Writes a model's parameters as Hugging Face tensors (F32), each parameter cut along its
+ * rows into the parts `partsOf` names (a fused qkv into query, key and value; an empty
+ * list leaves a parameter out, a padded vocabulary's extra rows are rows no part takes),
+ * and the config beside them; each file atomically.
+ *
+ * @param params the model's parameters by our name (`model.namedParameters()`)
+ * @param dir the directory (created if needed)
+ * @param partsOf the parts of each parameter
+ * @param config what config.json holds
+ * @param opts the shard size (see {@linkcode writeHfWeights})
+ * @returns when every file is in place
+ */
+export async function writeHfParts(
+  params: Iterable<[string, { shape: readonly number[]; toArray(): Float32Array | Int32Array }]>,
+  dir: string,
+  partsOf: (name: string) => HfPart[],
+  config: unknown,
+  opts: WriteHfWeightsOptions = {},
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const tensors = new Map<string, TensorEntry>();
+  for (const [ours, param] of params) {
+    const data = param.toArray() as Float32Array;
+    const cols = param.shape.slice(1), width = cols.reduce((a, b) => a * b, 1);
+    let row = 0;
+    for (const { key, rows } of partsOf(ours)) {
+      const part = data.subarray(row * width, (row + rows) * width);
+      tensors.set(key, tensorEntry("F32", [rows, ...cols], part));
+      row += rows;
+    }
+  }
+  await writeHfWeights(dir, tensors, opts);
+  await writeJson(join(dir, "config.json"), config);
 }
 
 /** A state dict entry as Module.loadStateDict takes it. */

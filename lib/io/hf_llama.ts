@@ -27,7 +27,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { DenotronError, fmtValue } from "../errors.ts";
 import {
   boundedPositiveInt,
@@ -42,14 +41,13 @@ import {
 import type { RopeScaling } from "../ops/rope.ts";
 import {
   hfParameterCount,
+  type HfPart,
   type HfWeights,
   loadHfModel,
   type SaveHfOptions,
   type StateEntry,
-  writeHfWeights,
-  writeJson,
+  writeHfParts,
 } from "./hf_common.ts";
-import { type TensorEntry, tensorEntry } from "./safetensors.ts";
 
 /** HF's name of each integer field, and the GPTConfig field whose limit it has. */
 const HF_INT_FIELDS = {
@@ -306,17 +304,11 @@ export function hfConfigFromLlama(
   };
 }
 
-/** One HF tensor that makes up rows of one of our parameters. */
-interface Part {
-  key: string;
-  rows: number;
-}
-
 /**
  * The HF tensors whose rows, stacked in order, are our parameter `ours` (for the token
  * table and the output layer: its first vocabSize rows; the rest are vocabulary padding).
  */
-function hfParts(ours: string, c: Required<GPTConfig>): Part[] {
+function hfParts(ours: string, c: Required<GPTConfig>): HfPart[] {
   const hd = c.nEmbd / c.nHead, kv = c.nKvHead * hd, F = c.ffnHidden, C = c.nEmbd;
   if (ours === "emb.wte") return [{ key: "model.embed_tokens.weight", rows: c.vocabSize }];
   if (ours === "head.weight") return [{ key: "lm_head.weight", rows: c.vocabSize }];
@@ -436,18 +428,5 @@ export async function saveHfLlama(
 ): Promise<void> {
   const c = model.config;
   const config = hfConfigFromLlama(c, opts);
-  await Deno.mkdir(dir, { recursive: true });
-  const tensors = new Map<string, TensorEntry>();
-  for (const [ours, param] of model.namedParameters()) {
-    const data = param.toArray() as Float32Array;
-    const cols = param.shape.slice(1), width = cols.reduce((a, b) => a * b, 1);
-    let row = 0;
-    for (const { key, rows } of hfParts(ours, c)) {
-      const part = data.subarray(row * width, (row + rows) * width);
-      tensors.set(key, tensorEntry("F32", [rows, ...cols], part));
-      row += rows;
-    }
-  }
-  await writeHfWeights(dir, tensors, opts);
-  await writeJson(join(dir, "config.json"), config);
+  await writeHfParts(model.namedParameters(), dir, (ours) => hfParts(ours, c), config, opts);
 }
