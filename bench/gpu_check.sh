@@ -13,7 +13,8 @@
 # step runs under `timeout`, capped by an overall deadline (DEADLINE_S, default 420 s),
 # and a short table closes the output. With $OUT set, everything is also written to
 # $OUT/gpu_check.log. Without a GPU it stops after the build and says so. Also: the
-# multi-rank layouts on the one GPU through the staged backend (DENOTRON_COMM=staged).
+# multi-rank layouts on the one GPU through the staged backend (DENOTRON_COMM=staged), and
+# BERT's model tests on the GPU through the opt-in span attention (DENOTRON_CUDA_SPANS=1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -107,11 +108,13 @@ fi
 # model tests (the tiny GPT and the padded vocabulary on the GPU):
 # - candidates: written without a GPU and opt-in until they pass here: cuBLASLt GEMMs with
 #   the bias and GELU epilogues, the one-pass layernorm and GELU backwards, the one-pass
-#   (online softmax) cross-entropy forward. Tried together,
+#   (online softmax) cross-entropy forward, attention over per-query key ranges (packed
+#   documents and padding masks; without the variable its tests are skipped). Tried together,
 #   then (if that fails) one at a time; the ones that pass make the FAST set.
 # - defaults: what a user gets (tensor-core attention, padded GEMM operands, cuBLAS).
 # - verified: the most conservative paths (fp32-inside attention, no repacking).
-CAND=(DENOTRON_CUDA_GEMM=lt DENOTRON_CUDA_LAYERNORM=fused DENOTRON_CUDA_GELU=fused DENOTRON_CUDA_CE=online)
+CAND=(DENOTRON_CUDA_GEMM=lt DENOTRON_CUDA_LAYERNORM=fused DENOTRON_CUDA_GELU=fused DENOTRON_CUDA_CE=online
+  DENOTRON_CUDA_SPANS=1)
 SAFE=(DENOTRON_CUDA_ATTENTION=simple DENOTRON_CUDA_LAYERNORM=simple DENOTRON_CUDA_GEMM_REPACK=0)
 # try_paths NAME "VAR=VALUE ...": the op tests and the model tests on cuda under those
 # variables, every allocation poisoned with NaN (a kernel that reads memory it was meant to
@@ -132,6 +135,10 @@ fi
 echo "candidate paths that passed: ${FAST[*]:-none}"
 try_paths "defaults" ""
 try_paths "verified paths" "${SAFE[*]}"
+# Encoders (issue 19) on the GPU through the opt-in span attention: BERT's layer, heads,
+# pretraining loss and gradients against the float64 BERT and finite differences
+step "encoders on cuda (spans)" 90 env DENOTRON_CUDA_SPANS=1 DENOTRON_POISON_ALLOC=1 \
+  DENOTRON_CUDA_TF32=0 DENOTRON_DEVICE=cuda deno test -A tests/bert_model_test.ts
 # Several ranks on this one GPU through the staged backend (issue 17): TP2, PP2 and
 # TP2×PP2 with SP, every gradient against one process on the GPU, and a Llama DP2 ZeRO-1
 # run through tools/train.ts

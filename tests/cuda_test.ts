@@ -22,7 +22,9 @@ import {
   ropeInvFreq,
   swiglu,
 } from "../lib/ops/mod.ts";
+import { documentSpans } from "../lib/ops/attention.ts";
 import { attentionDecode, kvAppend } from "../lib/ops/kvcache.ts";
+import { paddingLayout } from "../lib/nn/attention.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { buildCudaLibrary, cudaLibraryPath } from "../ffi/build.ts";
 import { cudaLibrary } from "../ffi/native.ts";
@@ -89,8 +91,9 @@ Deno.test({
   },
 });
 
-const onGpu = (name: string, fn: (dev: Device) => void) =>
-  Deno.test({ name, ignore: cuda === null, fn: () => fn(cuda!) });
+/** A test that needs the GPU and, when `enabled` is false, is ignored too. */
+const onGpu = (name: string, fn: (dev: Device) => void, enabled = true) =>
+  Deno.test({ name, ignore: cuda === null || !enabled, fn: () => fn(cuda!) });
 
 // TF32 keeps 10 mantissa bits: each product carries ~2^-11 relative error, so a sum of
 // K products of unit-sized terms is off by ~sqrt(K)·2^-11 in absolute terms, however
@@ -384,6 +387,167 @@ onGpu("grouped-query attention() and its cached decoding on cuda match the refer
     });
   }
 });
+
+// Attention over per-query key ranges (spans) on cuda is opt-in: DENOTRON_CUDA_SPANS=1. The
+// library reads the variable once, at its first spans call, so setting it from inside this
+// process cannot be relied on: the GPU tests follow the variable the process started with
+// (bench/gpu_check.sh sets it among its candidates), and the refusal is checked without it.
+const spansOn = Deno.env.get("DENOTRON_CUDA_SPANS") === "1";
+
+Deno.test({
+  name: "without DENOTRON_CUDA_SPANS=1 attention over spans on cuda refuses, naming the variable",
+  ignore: !hasNvcc || spansOn,
+  fn: () => {
+    const lib = cudaLibrary();
+    const sizes = [1n, 1n, 1n, 1n, 1n] as const;
+    assert.throws(
+      () =>
+        lib.check(
+          lib.sym.dn_attention_spans_forward(0, null, null, null, null, ...sizes),
+          "forward",
+        ),
+      /\(unsupported\).*DENOTRON_CUDA_SPANS=1/,
+    );
+    assert.throws(
+      () =>
+        lib.check(
+          lib.sym.dn_attention_spans_backward(0, null, null, null, null, null, null, ...sizes),
+          "backward",
+        ),
+      /\(unsupported\).*DENOTRON_CUDA_SPANS=1/,
+    );
+  },
+});
+
+/** paddingLayout's spans: every query of row b, padding included, reads [0, valid[b]). */
+function paddingSpans(valid: number[], T: number): Int32Array {
+  const layout = paddingLayout(valid, T, device("cpu"));
+  const spans = Int32Array.from(layout.spans.toArray());
+  layout.spans.dispose();
+  layout.positions.dispose();
+  return spans;
+}
+
+interface SpansCase extends ref.GqaCase {
+  kind: string;
+  spans: Int32Array;
+}
+
+// T not a multiple of 8 (the rows of a block) or 32 (a tile); GQA; head sizes 16 and 64
+// (bf16 64 would take the tensor-core kernels without spans). Padding: a full row, a row
+// of ceil(T/2) valid tokens and padded queries after them, a row of padding only (every
+// range empty); packed documents: causal within each document. Built when a test runs,
+// since paddingLayout allocates tensors.
+const spansCases = (): SpansCase[] =>
+  [1, 7, 33, 70].flatMap((T) =>
+    [16, 64].flatMap((HS) => [
+      {
+        kind: "padding",
+        B: 3,
+        T,
+        NH: 4,
+        NKV: 2,
+        HS,
+        spans: paddingSpans([T, Math.ceil(T / 2), 0], T),
+      },
+      {
+        kind: "documents",
+        B: 2,
+        T,
+        NH: 4,
+        NKV: 2,
+        HS,
+        spans: documentSpans([[0], [0, Math.floor(T / 3), Math.floor((2 * T) / 3)]], T),
+      },
+    ])
+  );
+const spansWidth = (c: SpansCase) => (c.NH + 2 * c.NKV) * c.HS;
+const spansName = (c: SpansCase) => `${c.kind} B${c.B} T${c.T} NH${c.NH} NKV${c.NKV} HS${c.HS}`;
+
+onGpu(
+  "attention() with spans on cuda (DENOTRON_CUDA_SPANS=1), fp32 and bf16, matches the float64 reference",
+  (dev) => {
+    for (const c of spansCases()) {
+      const n = c.B * c.T * spansWidth(c), shape = [c.B, c.T, spansWidth(c)];
+      checkOp({
+        name: `cuda attention spans ${spansName(c)}`,
+        device: dev,
+        tol: { rtol: 1e-4, atol: 1e-5 },
+        probes: 3,
+        inputs: [
+          { name: "qkv", shape, data: randomArray(n, 41 + c.T, 1.5) },
+          { name: "spans", shape: [c.B, c.T, 2], ints: c.spans },
+        ],
+        run: ([qkv, s]) => attention(qkv, c.NH, c.NKV, s),
+        forward: ([qkv]) => ref.spansAttentionRef(qkv as Float64Array, c.spans, c).out,
+        backward: ([qkv], g) => [ref.spansAttentionRef(qkv as Float64Array, c.spans, c, g).dqkv],
+      });
+      using spans = Tensor.fromArray(c.spans, [c.B, c.T, 2], { device: dev });
+      checkBf16(
+        dev,
+        `bf16 attention spans ${spansName(c)}`,
+        [{ shape, data: randomArray(n, 7 + c.T, 1.5) }],
+        ([qkv]) => attention(qkv, c.NH, c.NKV, spans),
+        ([qkv]) => ref.spansAttentionRef(qkv, c.spans, c).out,
+        ([qkv], g) => [ref.spansAttentionRef(qkv, c.spans, c, g).dqkv],
+      );
+    }
+  },
+  spansOn,
+);
+
+/** out and d qkv of attention with spans on `dev`, fp32, for a given output gradient. */
+function runSpans(dev: Device, c: SpansCase, data: Float64Array, g: Float64Array, spans = true) {
+  return tidy(() => {
+    const qkv = Tensor.fromArray(data, [c.B, c.T, spansWidth(c)], {
+      device: dev,
+      requiresGrad: true,
+    });
+    const s = spans ? Tensor.fromArray(c.spans, [c.B, c.T, 2], { device: dev }) : undefined;
+    const y = attention(qkv, c.NH, c.NKV, s);
+    y.backward(Tensor.fromArray(g, y.shape, { device: dev }));
+    return [y.toArray(), qkv.grad!.toArray()];
+  });
+}
+
+onGpu(
+  "attention() with spans on cuda agrees with the CPU's, forward and backward",
+  (dev) => {
+    for (const c of spansCases().filter((k) => k.T >= 33)) {
+      const data = randomArray(c.B * c.T * spansWidth(c), 5 + c.T, 1.5);
+      const g = randomArray(c.B * c.T * c.NH * c.HS, 6 + c.T);
+      const [out, grad] = runSpans(dev, c, data, g);
+      const [cpuOut, cpuGrad] = runSpans(device("cpu"), c, data, g);
+      const tol = { rtol: 1e-4, atol: 1e-5 };
+      assertClose(out, cpuOut, `cuda vs cpu spans ${spansName(c)} forward`, tol);
+      assertClose(grad, cpuGrad, `cuda vs cpu spans ${spansName(c)} d qkv`, tol);
+    }
+  },
+  spansOn,
+);
+
+onGpu(
+  "causal spans [0, t] on cuda give the bits of plain fp32 attention, forward and backward",
+  (dev) => {
+    const T = 70;
+    const c: SpansCase = {
+      kind: "causal",
+      B: 2,
+      T,
+      NH: 4,
+      NKV: 2,
+      HS: 16,
+      spans: documentSpans([[0], [0]], T),
+    };
+    const data = randomArray(c.B * T * spansWidth(c), 3, 1.5);
+    const g = randomArray(c.B * T * c.NH * c.HS, 4);
+    const [out, grad] = runSpans(dev, c, data, g),
+      [plainOut, plainGrad] = runSpans(dev, c, data, g, false);
+    assertClose(out, plainOut, "causal spans forward", { rtol: 0, atol: 0 });
+    assertClose(grad, plainGrad, "causal spans d qkv", { rtol: 0, atol: 0 });
+  },
+  spansOn,
+);
 
 // The one-pass layernorm backward (C <= 1024, unless DENOTRON_CUDA_LAYERNORM=simple) and
 // bf16 GEMMs whose odd sizes send every operand through the aligned repacking of

@@ -13,60 +13,10 @@ import { attention, documentSpans } from "../lib/ops/attention.ts";
 import { rope, ropeInvFreq } from "../lib/ops/rope.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { checkOp, randomArray } from "./helpers.ts";
+import { type GqaCase, spansAttentionRef } from "./reference.ts";
 
-interface Case {
-  B: number;
-  T: number;
-  NH: number;
-  NKV: number;
-  HS: number;
-}
+type Case = GqaCase;
 const width = (c: Case) => (c.NH + 2 * c.NKV) * c.HS;
-
-/** Float64 attention over spans, and its gradient given dout. */
-function reference(qkv: Float64Array, spans: Int32Array, c: Case, g?: Float64Array) {
-  const { B, T, NH, NKV, HS } = c, W = width(c), C = NH * HS, G = NH / NKV;
-  const scale = 1 / Math.sqrt(HS);
-  const out = new Float64Array(B * T * C), dqkv = new Float64Array(qkv.length);
-  const at = (b: number, t: number, col: number) => (b * T + t) * W + col;
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < NH; h++) {
-      const kc = NH * HS + Math.floor(h / G) * HS, vc = (NH + NKV) * HS + Math.floor(h / G) * HS;
-      for (let i = 0; i < T; i++) {
-        const lo = spans[2 * (b * T + i)], hi = spans[2 * (b * T + i) + 1];
-        if (lo >= hi) continue;
-        const s: number[] = [];
-        for (let j = lo; j < hi; j++) {
-          let d = 0;
-          for (let e = 0; e < HS; e++) d += qkv[at(b, i, h * HS + e)] * qkv[at(b, j, kc + e)];
-          s.push(d * scale);
-        }
-        const mx = Math.max(...s), ex = s.map((x) => Math.exp(x - mx));
-        const sum = ex.reduce((a, x) => a + x, 0), p = ex.map((x) => x / sum);
-        const o = (b * T + i) * C + h * HS;
-        for (let j = lo; j < hi; j++) {
-          for (let e = 0; e < HS; e++) out[o + e] += p[j - lo] * qkv[at(b, j, vc + e)];
-        }
-        if (!g) continue;
-        const dp = p.map((_, k) => {
-          let d = 0;
-          for (let e = 0; e < HS; e++) d += g[o + e] * qkv[at(b, lo + k, vc + e)];
-          return d;
-        });
-        const mean = p.reduce((a, pk, k) => a + pk * dp[k], 0);
-        for (let k = 0, j = lo; j < hi; j++, k++) {
-          const ds = p[k] * (dp[k] - mean) * scale;
-          for (let e = 0; e < HS; e++) {
-            dqkv[at(b, i, h * HS + e)] += ds * qkv[at(b, j, kc + e)];
-            dqkv[at(b, j, kc + e)] += ds * qkv[at(b, i, h * HS + e)];
-            dqkv[at(b, j, vc + e)] += p[k] * g[o + e];
-          }
-        }
-      }
-    }
-  }
-  return { out, dqkv };
-}
 
 /** Spans of every kind for B rows of T: packed documents, a padded encoder row, empties. */
 function mixedSpans(B: number, T: number): Int32Array {
@@ -99,8 +49,8 @@ for (const dev of ["cpu", "cpu:builtin"]) {
           { name: "spans", shape: [c.B, c.T, 2], ints: spans },
         ],
         run: ([qkv, s]) => attention(qkv, c.NH, c.NKV, s),
-        forward: ([qkv]) => reference(qkv as Float64Array, spans, c).out,
-        backward: ([qkv], g) => [reference(qkv as Float64Array, spans, c, g).dqkv],
+        forward: ([qkv]) => spansAttentionRef(qkv as Float64Array, spans, c).out,
+        backward: ([qkv], g) => [spansAttentionRef(qkv as Float64Array, spans, c, g).dqkv],
       });
     }
   });

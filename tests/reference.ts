@@ -370,6 +370,59 @@ export function repeatKvRef(qkv: F, c: GqaCase): F {
   return out;
 }
 
+/**
+ * Float64 attention over spans(B,T,2) for qkv (B,T,(NH+2·NKV)·HS): query i of row b reads
+ * keys [lo, hi) (an empty range gives 0); out, and given g the d qkv of sum(out · g).
+ */
+export function spansAttentionRef(
+  qkv: F,
+  spans: Int32Array,
+  c: GqaCase,
+  g?: F,
+): { out: F; dqkv: F } {
+  const { B, T, NH, NKV, HS } = c, W = (NH + 2 * NKV) * HS, C = NH * HS, G = NH / NKV;
+  const scale = 1 / Math.sqrt(HS);
+  const out = new Float64Array(B * T * C), dqkv = new Float64Array(qkv.length);
+  const at = (b: number, t: number, col: number) => (b * T + t) * W + col;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const kc = NH * HS + Math.floor(h / G) * HS, vc = (NH + NKV) * HS + Math.floor(h / G) * HS;
+      for (let i = 0; i < T; i++) {
+        const lo = spans[2 * (b * T + i)], hi = spans[2 * (b * T + i) + 1];
+        if (lo >= hi) continue;
+        const s: number[] = [];
+        for (let j = lo; j < hi; j++) {
+          let d = 0;
+          for (let e = 0; e < HS; e++) d += qkv[at(b, i, h * HS + e)] * qkv[at(b, j, kc + e)];
+          s.push(d * scale);
+        }
+        const mx = Math.max(...s), ex = s.map((x) => Math.exp(x - mx));
+        const sum = ex.reduce((a, x) => a + x, 0), p = ex.map((x) => x / sum);
+        const o = (b * T + i) * C + h * HS;
+        for (let j = lo; j < hi; j++) {
+          for (let e = 0; e < HS; e++) out[o + e] += p[j - lo] * qkv[at(b, j, vc + e)];
+        }
+        if (!g) continue;
+        const dp = p.map((_, k) => {
+          let d = 0;
+          for (let e = 0; e < HS; e++) d += g[o + e] * qkv[at(b, lo + k, vc + e)];
+          return d;
+        });
+        const mean = p.reduce((a, pk, k) => a + pk * dp[k], 0);
+        for (let k = 0, j = lo; j < hi; j++, k++) {
+          const ds = p[k] * (dp[k] - mean) * scale;
+          for (let e = 0; e < HS; e++) {
+            dqkv[at(b, i, h * HS + e)] += ds * qkv[at(b, j, kc + e)];
+            dqkv[at(b, j, kc + e)] += ds * qkv[at(b, i, h * HS + e)];
+            dqkv[at(b, j, vc + e)] += p[k] * g[o + e];
+          }
+        }
+      }
+    }
+  }
+  return { out, dqkv };
+}
+
 /** Grouped-query causal attention over qkv (B,T,(NH+2·NKV)·HS) → (B,T,NH·HS). */
 export function gqaAttentionRef(qkv: F, c: GqaCase): F {
   return attentionRef(repeatKvRef(qkv, c), c.B, c.T, c.NH * c.HS, c.NH);

@@ -263,8 +263,8 @@ DN_API dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *d
  * query (0 <= lo <= hi <= T), so a query of a packed sequence reads only its document
  * ([start, i + 1)) and an encoder's token reads the valid tokens ([0, n)); a query with an
  * empty range gets out = 0 (lse 0) and no gradient. With spans [0, i + 1) they are
- * dn_attention_forward/_backward. CPU only for now: the CUDA library returns
- * DN_ERR_UNSUPPORTED until the GPU check runs them. */
+ * dn_attention_forward/_backward. On CUDA they are opt-in until the GPU check has passed
+ * them: without DENOTRON_CUDA_SPANS=1 the CUDA library returns DN_ERR_UNSUPPORTED. */
 DN_API dn_status dn_attention_spans_forward(dn_dtype dtype, void *out, float *lse,
                                             const void *qkv, const int32_t *spans, int64_t B,
                                             int64_t T, int64_t NH, int64_t NKV, int64_t HS);

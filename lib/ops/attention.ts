@@ -76,7 +76,8 @@ export function qkvHeads(op: string, qkv: Tensor, nHead: number, nKvHead: number
  * @param nKvHead key/value heads; must divide nHead @default nHead
  * @param spans (B,T,2) i32: each query's key range [lo, hi), 0 ≤ lo ≤ hi ≤ T, for packed
  *   documents ({@link documentSpans}) or padding masks; a query with an empty range gives 0.
- *   CPU only for now. @default the causal range [0, t] of query t
+ *   On CUDA opt-in with DENOTRON_CUDA_SPANS=1 until the GPU check has passed it.
+ *   @default the causal range [0, t] of query t
  * @returns (B,T,nHead·hs)
  */
 export function attention(
