@@ -14,7 +14,8 @@
 # and a short table closes the output. With $OUT set, everything is also written to
 # $OUT/gpu_check.log. Without a GPU it stops after the build and says so. Also: the
 # multi-rank layouts on the one GPU through the staged backend (DENOTRON_COMM=staged), and
-# BERT's model tests on the GPU through the opt-in span attention (DENOTRON_CUDA_SPANS=1).
+# BERT's model tests on the GPU through the opt-in span attention and per-token rotary
+# positions (DENOTRON_CUDA_SPANS=1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)

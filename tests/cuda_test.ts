@@ -24,7 +24,7 @@ import {
 } from "../lib/ops/mod.ts";
 import { documentSpans } from "../lib/ops/attention.ts";
 import { attentionDecode, kvAppend } from "../lib/ops/kvcache.ts";
-import { paddingLayout } from "../lib/nn/attention.ts";
+import { paddingLayout, sequenceLayout } from "../lib/nn/attention.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import { buildCudaLibrary, cudaLibraryPath } from "../ffi/build.ts";
 import { cudaLibrary } from "../ffi/native.ts";
@@ -395,27 +395,33 @@ onGpu("grouped-query attention() and its cached decoding on cuda match the refer
 const spansOn = Deno.env.get("DENOTRON_CUDA_SPANS") === "1";
 
 Deno.test({
-  name: "without DENOTRON_CUDA_SPANS=1 attention over spans on cuda refuses, naming the variable",
+  name:
+    "without DENOTRON_CUDA_SPANS=1 attention over spans and rope() with positions on cuda refuse, naming the variable",
   ignore: !hasNvcc || spansOn,
   fn: () => {
     const lib = cudaLibrary();
     const sizes = [1n, 1n, 1n, 1n, 1n] as const;
-    assert.throws(
-      () =>
-        lib.check(
-          lib.sym.dn_attention_spans_forward(0, null, null, null, null, ...sizes),
-          "forward",
-        ),
-      /\(unsupported\).*DENOTRON_CUDA_SPANS=1/,
-    );
-    assert.throws(
-      () =>
-        lib.check(
-          lib.sym.dn_attention_spans_backward(0, null, null, null, null, null, null, ...sizes),
-          "backward",
-        ),
-      /\(unsupported\).*DENOTRON_CUDA_SPANS=1/,
-    );
+    const calls: [string, () => number][] = [
+      [
+        "attention forward",
+        () => lib.sym.dn_attention_spans_forward(0, null, null, null, null, ...sizes),
+      ],
+      [
+        "attention backward",
+        () => lib.sym.dn_attention_spans_backward(0, null, null, null, null, null, null, ...sizes),
+      ],
+      [
+        "rope forward",
+        () => lib.sym.dn_rope_positions_forward(0, null, null, null, null, ...sizes),
+      ],
+      [
+        "rope backward",
+        () => lib.sym.dn_rope_positions_backward(0, null, null, null, null, ...sizes, 0),
+      ],
+    ];
+    for (const [what, call] of calls) {
+      assert.throws(() => lib.check(call(), what), /\(unsupported\).*DENOTRON_CUDA_SPANS=1/, what);
+    }
   },
 });
 
@@ -815,3 +821,160 @@ onGpu("rope() on cuda at position 10^6 agrees with the CPU's to fp32 rounding", 
     FP32,
   );
 });
+
+// RoPE with per-token positions, opt-in on cuda with the attention over spans
+// (DENOTRON_CUDA_SPANS=1): grouped heads, rows of packed documents whose positions restart
+// mid-row, head sizes up to 128.
+interface RopePositionsCase extends llama.RopeCase {
+  starts: number[][];
+}
+const ROPE_PACKED: RopePositionsCase[] = [
+  { B: 2, T: 5, nHead: 4, nKvHead: 2, hs: 8, pos0: 0, starts: [[0], [0, 2]] },
+  { B: 1, T: 6, nHead: 3, nKvHead: 1, hs: 6, pos0: 0, starts: [[0, 3, 4]] },
+  { B: 3, T: 37, nHead: 8, nKvHead: 2, hs: 128, pos0: 0, starts: [[0, 12, 30], [0, 1, 36], [0]] },
+];
+const ropeName = (c: RopePositionsCase) =>
+  `B${c.B} T${c.T} NH${c.nHead} NKV${c.nKvHead} HS${c.hs} starts ${JSON.stringify(c.starts)}`;
+
+/** sequenceLayout's positions: each token's distance from its document's start. */
+function documentPositions(starts: number[][], T: number): Int32Array {
+  const layout = sequenceLayout(starts, T, device("cpu"));
+  const positions = Int32Array.from(layout.positions.toArray());
+  layout.spans.dispose();
+  layout.positions.dispose();
+  return positions;
+}
+
+/** llama.ropeRef with token i at positions[i]: each token rotated alone from its position. */
+function ropePositionsRef(
+  qkv: Float64Array,
+  invFreq: Float64Array,
+  c: llama.RopeCase,
+  positions: Int32Array,
+  sign = 1,
+): Float64Array {
+  const W = ropeWidth(c), out = new Float64Array(qkv.length);
+  positions.forEach((pos0, i) =>
+    out.set(
+      llama.ropeRef(qkv.subarray(i * W, (i + 1) * W), invFreq, { ...c, B: 1, T: 1, pos0 }, sign),
+      i * W,
+    )
+  );
+  return out;
+}
+
+onGpu(
+  "rope() with packed positions on cuda (DENOTRON_CUDA_SPANS=1), fp32 and bf16, matches the float64 reference",
+  (dev) => {
+    for (const c of ROPE_PACKED) {
+      const W = ropeWidth(c), shape = [c.B, c.T, W];
+      const positions = documentPositions(c.starts, c.T);
+      const f = ropeInvFreq(c.hs, 1e4), f64 = Float64Array.from(f);
+      checkOp({
+        name: `cuda rope positions ${ropeName(c)}`,
+        device: dev,
+        tol: FP32,
+        probes: 3,
+        inputs: [
+          { name: "qkv", shape, data: randomArray(c.B * c.T * W, 51 + c.T, 1.5) },
+          { name: "invFreq", shape: [c.hs / 2], data: f64, grad: false },
+          { name: "positions", shape: [c.B, c.T], ints: positions },
+        ],
+        run: ([qkv, invFreq, p]) => rope(qkv, { ...c, invFreq, positions: p }),
+        forward: ([qkv]) => ropePositionsRef(qkv as Float64Array, f64, c, positions),
+        backward: ([_], g) => [ropePositionsRef(g, f64, c, positions, -1), null, null],
+      });
+      using invFreq = Tensor.fromArray(f, [c.hs / 2], { device: dev });
+      using p = Tensor.fromArray(positions, [c.B, c.T], { device: dev });
+      checkBf16(
+        dev,
+        `bf16 rope positions ${ropeName(c)}`,
+        [{ shape, data: randomArray(c.B * c.T * W, 17 + c.T, 1.5) }],
+        ([qkv]) => rope(qkv, { ...c, invFreq, positions: p }),
+        ([qkv]) => ropePositionsRef(qkv, f64, c, positions),
+        ([_], g) => [ropePositionsRef(g, f64, c, positions, -1)],
+      );
+    }
+  },
+  spansOn,
+);
+
+/**
+ * out and d qkv of rope on `dev` in `dtype` for a given output gradient, each token at
+ * positions[i] or, without positions, at c.pos0 + t.
+ */
+function runRope(
+  dev: Device,
+  c: llama.RopeCase,
+  dtype: "f32" | "bf16",
+  data: Float64Array,
+  g: Float64Array,
+  positions?: Int32Array,
+): Float32Array[] {
+  return tidy(() => {
+    const qkv = Tensor.fromArray(data, [c.B, c.T, ropeWidth(c)], {
+      device: dev,
+      dtype,
+      requiresGrad: true,
+    });
+    const invFreq = Tensor.fromArray(ropeInvFreq(c.hs, 1e4), [c.hs / 2], { device: dev });
+    const y = positions
+      ? rope(qkv, {
+        nHead: c.nHead,
+        nKvHead: c.nKvHead,
+        invFreq,
+        positions: Tensor.fromArray(positions, [c.B, c.T], { device: dev }),
+      })
+      : rope(qkv, { nHead: c.nHead, nKvHead: c.nKvHead, invFreq, pos0: c.pos0 });
+    y.backward(Tensor.fromArray(g, y.shape, { device: dev, dtype }));
+    return [Float32Array.from(y.toArray()), Float32Array.from(qkv.grad!.toArray())];
+  });
+}
+
+// Both backends take the angles in double; the fp32 rotations may round differently (nvcc
+// contracts to FMA), so fp32 agrees to fp32 rounding and bf16 to one bf16 step.
+onGpu(
+  "rope() with packed positions on cuda agrees with the CPU's, fp32 and bf16, forward and backward",
+  (dev) => {
+    const tols = { f32: { rtol: 1e-6, atol: 1e-6 }, bf16: { rtol: 2 ** -7, atol: 1e-6 } };
+    for (const c of ROPE_PACKED) {
+      const positions = documentPositions(c.starts, c.T), n = c.B * c.T * ropeWidth(c);
+      const data = randomArray(n, 8 + c.T, 1.5), g = randomArray(n, 9 + c.T);
+      for (const dtype of ["f32", "bf16"] as const) {
+        const [out, grad] = runRope(dev, c, dtype, data, g, positions);
+        const [cpuOut, cpuGrad] = runRope(device("cpu"), c, dtype, data, g, positions);
+        const what = `${dtype} rope positions ${ropeName(c)}`;
+        assertClose(out, cpuOut, `${what} cuda vs cpu forward`, tols[dtype]);
+        assertClose(grad, cpuGrad, `${what} cuda vs cpu d qkv`, tols[dtype]);
+      }
+    }
+  },
+  spansOn,
+);
+
+// One kernel serves both: positions pos0 + t take the plain path's angles bit for bit. A
+// negative position, which the CPU refuses, is read as 0 on cuda (unchecked on the device).
+onGpu(
+  "rope() with positions pos0 + t on cuda gives the bits of plain rope, and a negative position those of 0",
+  (dev) => {
+    const exact = { rtol: 0, atol: 0 };
+    for (const pos0 of [0, 5000]) {
+      const c = { B: 2, T: 37, nHead: 8, nKvHead: 2, hs: 128, pos0 };
+      const n = c.B * c.T * ropeWidth(c), data = randomArray(n, 3, 1.5), g = randomArray(n, 4);
+      const positions = Int32Array.from({ length: c.B * c.T }, (_, i) => pos0 + i % c.T);
+      for (const dtype of ["f32", "bf16"] as const) {
+        const [out, grad] = runRope(dev, c, dtype, data, g, positions);
+        const [plainOut, plainGrad] = runRope(dev, c, dtype, data, g);
+        assertClose(out, plainOut, `${dtype} pos0 ${pos0} positions forward`, exact);
+        assertClose(grad, plainGrad, `${dtype} pos0 ${pos0} positions d qkv`, exact);
+      }
+    }
+    const c = { B: 1, T: 4, nHead: 2, nKvHead: 1, hs: 8, pos0: 0 };
+    const n = c.B * c.T * ropeWidth(c), data = randomArray(n, 5, 1.5), g = randomArray(n, 6);
+    const [negOut, negGrad] = runRope(dev, c, "f32", data, g, Int32Array.of(3, -5, 1, -1));
+    const [zeroOut, zeroGrad] = runRope(dev, c, "f32", data, g, Int32Array.of(3, 0, 1, 0));
+    assertClose(negOut, zeroOut, "negative positions forward", exact);
+    assertClose(negGrad, zeroGrad, "negative positions d qkv", exact);
+  },
+  spansOn,
+);

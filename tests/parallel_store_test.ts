@@ -15,6 +15,7 @@ import { encodeFrame, FrameReader, storeProof } from "../lib/parallel/store_wire
 import { readDistributedEnv, storeSecretFrom } from "../lib/parallel/env.ts";
 import { initDistributed } from "../lib/parallel/init.ts";
 import { launch } from "../lib/parallel/launch.ts";
+import { launchFixture } from "./parallel_helpers.ts";
 import { distributedTimeoutMs, setDistributedTimeoutMinutes } from "../lib/parallel/timeouts.ts";
 
 const AUTH: StoreAuth = { secret: "the job's secret" };
@@ -292,4 +293,10 @@ Deno.test("a multi-node launch without a shared secret is refused, naming the va
     () => launch({ nprocPerNode: 1, nnodes: 2, script: "x.ts", env: {}, log: () => {} }),
     /--nnodes 2 needs DENOTRON_STORE_SECRET, the same on every node/,
   );
+});
+
+Deno.test("on one machine the launcher hosts the store on the port it hands the ranks; rank 0 starts none", async () => {
+  const r = await launchFixture(3, "agent_store.ts");
+  assert.equal(r.code, 0, [...r.output, ...r.log].join("\n"));
+  assert.equal(r.output.filter((l) => l.endsWith("agent store ok")).length, 3, r.output.join("\n"));
 });

@@ -369,14 +369,10 @@ dn_status dn_attention_backward(dn_dtype dtype, void *dqkv, const void *dout, co
                   NKV, HS);
 }
 
-/* Per-query key ranges run here only with DENOTRON_CUDA_SPANS=1 until the GPU check has
- * passed them; the variable is read first, so the refusal needs no GPU. */
+/* Per-query key ranges run here only with DENOTRON_CUDA_SPANS=1 (dn_spans_allowed) until
+ * the GPU check has passed them; the variable is read first, so the refusal needs no GPU. */
 static dn_status spans_allowed(const char *op, const int32_t *spans) {
-  static const int on = dn_env_is("DENOTRON_CUDA_SPANS", "1");
-  DN_CHECK(on, DN_ERR_UNSUPPORTED,
-           "%s: attention over packed documents or padding masks is opt-in on CUDA until the "
-           "GPU check has passed it: set DENOTRON_CUDA_SPANS=1, or use device 'cpu'",
-           op);
+  DN_TRY(dn_spans_allowed(op, "attention over packed documents or padding masks"));
   DN_CHECK(spans, DN_ERR_INVALID, "%s: NULL spans", op);
   return DN_OK;
 }

@@ -61,6 +61,11 @@ dn_status dn_upload(const char *op, const void *host, int64_t bytes, void **out)
 /* 1 when the environment variable `name` equals `value`. Switches read it once:
  *   static const int on = dn_env_is("DENOTRON_CUDA_X", "y"); */
 int dn_env_is(const char *name, const char *value);
+/* What packed and padded sequences need (attention over spans, rotary embedding with
+ * per-token positions) runs only with DENOTRON_CUDA_SPANS=1 until the GPU check has passed
+ * it: DN_OK then, else DN_ERR_UNSUPPORTED naming the variable. `what` names the feature in
+ * the refusal. The variable is read once, at the first call, and no GPU is needed. */
+dn_status dn_spans_allowed(const char *op, const char *what);
 /* Device int32 flag, reset to INT32_MAX by dn_flag_reset; kernels atomicMin a bad index
  * into it and dn_flag_read syncs and returns it. */
 dn_status dn_flag_reset(const char *op, int32_t **flag);

@@ -50,6 +50,15 @@ int dn_env_is(const char *name, const char *value) {
   return e && strcmp(e, value) == 0;
 }
 
+dn_status dn_spans_allowed(const char *op, const char *what) {
+  static const int on = dn_env_is("DENOTRON_CUDA_SPANS", "1");
+  DN_CHECK(on, DN_ERR_UNSUPPORTED,
+           "%s: %s is opt-in on CUDA until the GPU check has passed it: set "
+           "DENOTRON_CUDA_SPANS=1, or use device 'cpu'",
+           op, what);
+  return DN_OK;
+}
+
 dn_status dn_abi_version(int32_t *out) {
   DN_CHECK_PTR(out, "dn_abi_version");
   *out = DN_ABI_VERSION;

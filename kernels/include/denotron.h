@@ -220,8 +220,10 @@ DN_API dn_status dn_rope_backward(dn_dtype dtype, void *dqkv, const void *dout,
                                   const float *inv_freq, int64_t B, int64_t T, int64_t NH,
                                   int64_t NKV, int64_t HS, int64_t pos0, int32_t accumulate);
 /* The same with each token's own position: positions(B,T) int32, each >= 0, in place of
- * pos0 + t (packed documents restart at 0). CPU only for now: the CUDA library returns
- * DN_ERR_UNSUPPORTED until the GPU check runs them. */
+ * pos0 + t (packed documents restart at 0). The CPU library refuses a negative position;
+ * the CUDA library keeps the positions on the device unchecked and reads a negative one as
+ * 0, and runs these only with DENOTRON_CUDA_SPANS=1 (as the attention over spans) until the
+ * GPU check has passed them: without it, DN_ERR_UNSUPPORTED naming the variable. */
 DN_API dn_status dn_rope_positions_forward(dn_dtype dtype, void *out, const void *qkv,
                                            const float *inv_freq, const int32_t *positions,
                                            int64_t B, int64_t T, int64_t NH, int64_t NKV,

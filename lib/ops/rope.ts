@@ -113,7 +113,9 @@ export interface RopeOptions {
   pos0?: number;
   /**
    * (B,T) i32: each token's own position, in place of pos0 + t (packed documents restart
-   * at 0). CPU only for now. @default none
+   * at 0), each >= 0. On cuda opt-in: it needs DENOTRON_CUDA_SPANS=1 (as attention over
+   * spans does) until the GPU check has passed it, and there the positions are not checked
+   * (a negative one counts as 0; the CPU refuses it). @default none
    */
   positions?: Tensor;
 }

@@ -32,6 +32,11 @@ export interface DistributedEnv {
   source: "torchrun" | "slurm" | "single";
   /** The pid of the `deno task launch` that started this rank (DENOTRON_LAUNCHER_PID). */
   launcherPid?: number;
+  /**
+   * The launcher hosts the rendezvous store (DENOTRON_AGENT_STORE=1, set by `deno task
+   * launch` on one machine), so rank 0 does not start one.
+   */
+  agentStore?: boolean;
 }
 
 function int(env: Record<string, string | undefined>, name: string): number | undefined {
@@ -173,5 +178,6 @@ export function readDistributedEnv(
   if (e.worldSize > 1) e.storeSecret = storeSecretFrom(env);
   const launcherPid = int(env, "DENOTRON_LAUNCHER_PID");
   if (launcherPid) e.launcherPid = launcherPid;
+  if (env.DENOTRON_AGENT_STORE === "1") e.agentStore = true;
   return e;
 }

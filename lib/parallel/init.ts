@@ -83,7 +83,7 @@ export async function initDistributed(
       );
     }
     const secret = env.storeSecret.value;
-    if (env.rank === 0) {
+    if (env.rank === 0 && !env.agentStore) {
       server = await startStoreThread(env.masterAddr, env.masterPort, { secret });
     }
     store = await StoreClient.connect(env.masterAddr, env.masterPort, { secret, timeoutMs });

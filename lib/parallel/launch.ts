@@ -21,6 +21,7 @@
  */
 import { DenotronError } from "../errors.ts";
 import { parseFlags } from "../cli_args.ts";
+import { startStoreThread } from "./store.ts";
 
 const ESC = String.fromCharCode(27);
 const ANSI = new RegExp(`${ESC}\\[[0-9;]*m`, "g");
@@ -184,10 +185,16 @@ export async function launch(o: LaunchOptions): Promise<number> {
     throw new DenotronError(`--node-rank ${nodeRank} must be below --nnodes ${nnodes}`);
   }
   const masterAddr = o.masterAddr ?? "127.0.0.1";
-  const masterPort = o.masterPort ?? (nnodes === 1 ? freePort(masterAddr) : 29500);
   const worldSize = o.nprocPerNode * nnodes;
   const runId = o.env?.DENOTRON_RUN_ID ?? crypto.randomUUID().slice(0, 8);
   const secret = storeSecretFor(o, nnodes);
+  // On one machine the launcher hosts the rendezvous store itself (torchrun's agent
+  // store), on a port it holds from the start: a port picked free and bound later by rank 0
+  // can be taken in between by another job starting at the same moment.
+  const agent = nnodes === 1 && o.masterPort === undefined && worldSize > 1
+    ? await startStoreThread(masterAddr, 0, { secret })
+    : null;
+  const masterPort = agent?.port ?? o.masterPort ?? (nnodes === 1 ? freePort(masterAddr) : 29500);
   const log = o.log ?? ((l: string) => console.error(l));
   const encoder = new TextEncoder();
   const output = o.output ?? ((rank, stream, line) => {
@@ -211,7 +218,7 @@ export async function launch(o: LaunchOptions): Promise<number> {
   const ranks: Rank[] = [];
   for (let local = 0; local < o.nprocPerNode; local++) {
     const rank = nodeRank * o.nprocPerNode + local;
-    const child = new Deno.Command(Deno.execPath(), {
+    const command = new Deno.Command(Deno.execPath(), {
       args: ["run", ...(o.denoArgs ?? ["-A"]), o.script, ...(o.args ?? [])],
       env: {
         ...o.env,
@@ -225,11 +232,20 @@ export async function launch(o: LaunchOptions): Promise<number> {
         DENOTRON_RUN_ID: runId,
         DENOTRON_STORE_SECRET: secret,
         DENOTRON_LAUNCHER_PID: String(Deno.pid),
+        ...(agent ? { DENOTRON_AGENT_STORE: "1" } : {}),
       },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-    }).spawn();
+    });
+    let child: Deno.ChildProcess;
+    try {
+      child = command.spawn();
+    } catch (e) {
+      for (const r of ranks) r.child.kill("SIGKILL");
+      await agent?.close();
+      throw e;
+    }
     const r: Rank = { rank, child, lastErr: [], done: Promise.resolve() };
     const pumps = Promise.all([
       pumpLines(child.stdout, (l) => output(rank, "stdout", l)),
@@ -293,6 +309,7 @@ export async function launch(o: LaunchOptions): Promise<number> {
   } finally {
     for (const [signal, fn] of listeners) Deno.removeSignalListener(signal, fn);
     removeShmSegments(runId);
+    await agent?.close();
   }
   const ranksOf = (list: number[]) =>
     list.length > 1 ? ` (the same on ranks ${list.sort((a, b) => a - b).join(", ")})` : "";

@@ -57,6 +57,8 @@ export {
   virtualStage,
 } from "./schedules.ts";
 export {
+  type ChunkOptions,
+  type EncoderLoss,
   type MicroBatch,
   PipelineGPT,
   type PipelineGPTOptions,

@@ -1,7 +1,8 @@
 /**
  * defines: StoreServer, StoreClient, StoreError, StoreAuth, startStoreThread — the TCP
  * rendezvous store the ranks meet at before any process group exists. Rank 0 hosts it on
- * MASTER_ADDR:MASTER_PORT; every rank (rank 0 too) talks to it as a client.
+ * MASTER_ADDR:MASTER_PORT (or, on one machine, the launcher does); every rank (rank 0 too)
+ * talks to it as a client.
  *
  * Only the job can use it: a connection must first prove the job's secret (see
  * store_wire.ts for the frames and the handshake). A wrong or missing proof, a frame over
