@@ -7,6 +7,7 @@
 import assert from "assert";
 import { rouge } from "../lib/eval/rouge.ts";
 import {
+  launchTrain,
   readCliRun,
   runScript as run,
   tinyCorpus,
@@ -164,6 +165,31 @@ Deno.test("deno task finetune --task spam puts a fresh classification head on a 
   assert.equal(m.truePositives + m.falsePositives + m.trueNegatives + m.falseNegatives, m.count);
   assert.ok(Math.abs(m.accuracy - (m.truePositives + m.trueNegatives) / m.count) < 1e-12);
   assert.ok(out.baseline.test.accuracy > 0.95, JSON.stringify(out.baseline));
+  // under TP2 the same fine-tuning, scored from its last checkpoint read back whole
+  const tpSave = `${tmp}/spam-tp2`;
+  const tp = await launchTrain(
+    2,
+    [
+      "--task",
+      "spam",
+      "--pretrained-checkpoint",
+      `${bert}/iter_0000002`,
+      "--seq-length",
+      "64",
+      ...ENCODER_TINY,
+      "--tensor-model-parallel-size",
+      "2",
+      "--save",
+      tpSave,
+    ],
+    {},
+    FINETUNE,
+  );
+  assert.equal(tp.code, 0, tp.output);
+  assert.match(tp.output, /fine-tuned encoder +[\d.]+%/);
+  const tpm = JSON.parse(await Deno.readTextFile(`${tpSave}/spam.json`)).model;
+  // the same weights to rounding: at most a near-tie between the two classes may flip
+  assert.ok(Math.abs(tpm.accuracy - m.accuracy) <= 2 / m.count, `${tpm.accuracy} vs ${m.accuracy}`);
   // without a pretrained encoder there is nothing to put the head on
   const bad = await run(FINETUNE, ["--task", "spam", ...ENCODER_TINY, "--save", `${tmp}/bad-spam`]);
   assert.equal(bad.code, 2, bad.out);

@@ -201,17 +201,21 @@ export async function runScript(
   };
 }
 
-/** Runs tools/train.ts under the launcher on n ranks (one thread each); output prefixed by rank. */
+/**
+ * Runs tools/train.ts (or another command built on it) under the launcher on n ranks (one
+ * thread each); output prefixed by rank.
+ */
 export async function launchTrain(
   n: number,
   argv: string[],
   env: Record<string, string> = {},
+  script: string = TRAIN_SCRIPT,
 ): Promise<{ code: number; output: string }> {
   device();
   const lines: string[] = [];
   const code = await launch({
     nprocPerNode: n,
-    script: TRAIN_SCRIPT,
+    script,
     args: argv,
     env: { DENOTRON_NUM_THREADS: "1", NO_COLOR: "1", ...env },
     output: (rank, _s, line) => lines.push(`[rank ${rank}] ${line}`),

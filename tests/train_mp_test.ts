@@ -63,6 +63,8 @@ Deno.test("tools/train.ts at TP2×PP2 gives the single-process losses and evalua
   assertClose(mp.evals, single.evals, "TP2×PP2 validation loss");
   assert.ok(/\[rank 0\].*split TP 2 × PP 2 × DP 1/.test(mp.output), mp.output);
   assert.ok(!/\[rank [123]\].*step 1\/4/.test(mp.output), "a rank other than 0 logged");
+  // the sample after training comes from the last checkpoint read back whole
+  assert.match(mp.output, /\[rank 0\] sample:/);
   const names = [...Deno.readDirSync(`${save}/iter_0000002`)].map((e) => e.name).sort();
   assert.deepEqual(names, ["model.safetensors", "optimizer.safetensors", "state.json"]);
   // Full tensors under the single-process names: plain `--load` resumes the run...

@@ -23,7 +23,7 @@ import { ConfigError } from "../lib/key_table.ts";
 import { EMAIL_SUBJECT_FILES, prepareEmailSubjects } from "../lib/data/email_subjects.ts";
 import { evaluateTask, formatTable, greedyFirstLine, readJsonl } from "../lib/eval/tasks.ts";
 import { gptEvalModel } from "../lib/eval/scoring.ts";
-import { GPT } from "../lib/nn/gpt.ts";
+import type { GPT } from "../lib/nn/gpt.ts";
 import { configHelp } from "../lib/train/config.ts";
 import { intFlag, runMain } from "./cli.ts";
 import { type FinishedRun, trainCommand } from "./train.ts";
@@ -204,12 +204,9 @@ async function scoreSummaries(
   o: { limit?: number; maxNewTokens: number },
 ): Promise<void> {
   const { trainer, log } = run;
-  const model = trainer.model;
-  if (!(model instanceof GPT)) {
-    log(
-      `\nROUGE: under model parallelism score the checkpoint with deno task evaluate ` +
-        `--checkpoint ${run.summary.checkpoint ?? "<checkpoint>"} --rouge ${test}`,
-    );
+  const model = await run.wholeModel();
+  if (!model) {
+    log(`\nROUGE: under model parallelism the summaries are scored from the checkpoint: --save`);
     return;
   }
   model.eval();

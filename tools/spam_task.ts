@@ -18,7 +18,7 @@ import { bagOfWordsBaseline } from "../lib/eval/bag_of_words.ts";
 import { type BinaryMetrics, binaryMetrics } from "../lib/eval/classification.ts";
 import { ConfigError } from "../lib/key_table.ts";
 import { paddingLayout } from "../lib/nn/attention.ts";
-import { GPT } from "../lib/nn/gpt.ts";
+import type { GPT } from "../lib/nn/gpt.ts";
 import { isEncoder } from "../lib/nn/gpt_config.ts";
 import { Tensor, tidy } from "../lib/tensor.ts";
 import type { TrainConfig } from "../lib/train/config.ts";
@@ -131,11 +131,12 @@ function row(name: string, m: BinaryMetrics): string {
 /** Held-out scores of the fine-tuned model and of the bag-of-words baseline. */
 async function scoreSpam(run: FinishedRun, s: SpamSplits): Promise<void> {
   const { trainer, log } = run;
-  const model = trainer.model;
-  if (!(model instanceof GPT) || !isEncoder(model.config)) {
-    log("\nspam: under model parallelism the held-out split is not scored here");
+  const model = await run.wholeModel();
+  if (!model) {
+    log("\nspam: under model parallelism the held-out split is scored from the checkpoint: --save");
     return;
   }
+  if (!isEncoder(model.config)) throw new Error("spam: the trained model is not an encoder");
   model.eval();
   const tokenizer = vocabOf(trainer.tokenizer);
   const T = trainer.config.model.seqLength;

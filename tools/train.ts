@@ -83,6 +83,30 @@ export interface FinishedRun {
   summary: Awaited<ReturnType<typeof train>>;
   /** Prints on the logging rank. */
   log: (line: string) => void;
+  /**
+   * The trained model whole in this process, for what runs after training (a sample,
+   * scores): the trainer's own in one process or under data parallelism; under tensor or
+   * pipeline parallelism the run's last checkpoint read back into one process. null when
+   * a model-parallel run saved none (no --save).
+   */
+  wholeModel: () => Promise<GPT | null>;
+}
+
+/**
+ * {@linkcode FinishedRun.wholeModel} of a run: the trainer's model, or the last checkpoint
+ * read back (kept for the run's later calls and freed with the trainer's model).
+ */
+function wholeModelOf(
+  trainer: Trainer,
+  summary: FinishedRun["summary"],
+  loaded: GPT[],
+): () => Promise<GPT | null> {
+  return async () => {
+    if (trainer.model instanceof GPT) return trainer.model;
+    if (!summary.checkpoint) return null;
+    if (!loaded.length) loaded.push((await fromCheckpoint(summary.checkpoint)).model);
+    return loaded[0];
+  };
 }
 
 /**
@@ -276,24 +300,37 @@ export async function trainCommand(args: string[], o: TrainCommandOptions = {}):
   }
 
   if (dist && dist.rank !== 0) return;
-  if (o.afterTraining) {
-    await o.afterTraining({ trainer, summary, log });
-    log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
-    return;
+  // what runs after training reads the model whole: under TP/PP the last checkpoint
+  const loaded: GPT[] = [];
+  const wholeModel = wholeModelOf(trainer, summary, loaded);
+  try {
+    if (o.afterTraining) await o.afterTraining({ trainer, summary, log, wholeModel });
+    else await writeSample(config, trainer, summary, log, wholeModel);
+  } finally {
+    for (const m of loaded) m.dispose();
   }
-  const model = trainer.model;
+  log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
+}
+
+/** The default end of a run: a sample from the trained decoder (none from an encoder). */
+async function writeSample(
+  config: TrainConfig,
+  trainer: Trainer,
+  summary: FinishedRun["summary"],
+  log: (line: string) => void,
+  wholeModel: FinishedRun["wholeModel"],
+): Promise<void> {
   if (config.data.sft) {
     log(`\nsample: deno task generate --checkpoint ${summary.checkpoint ?? "<checkpoint>"}`);
     return;
   }
   if (isEncoder(trainer.engine.modelConfig)) return; // an encoder writes no text
-  if (!(model instanceof GPT)) {
-    log(
-      `\nsample: skipped under model parallelism (deno task generate --checkpoint ` +
-        `${summary.checkpoint ?? "<checkpoint>"})`,
-    );
+  const model = await wholeModel();
+  if (!model) {
+    log("\nsample: skipped (under model parallelism the sample reads the checkpoint: --save)");
     return;
   }
+  const tokenizer = trainer.tokenizer;
   const prompt = tokenizer.encode(SAMPLE_PROMPT);
   // KV-cached generation; past the model's positions it rebuilds the cache from the
   // most recent half of the context.
@@ -301,11 +338,10 @@ export async function trainCommand(args: string[], o: TrainCommandOptions = {}):
     maxNewTokens: 400,
     temperature: 0.7,
     topK: 10,
-    seed: t.seed,
+    seed: config.training.seed,
     stopAt: tokenizer.eotId,
   });
   log(`\nsample:\n${SAMPLE_PROMPT}${tokenizer.decode(sample)}\n`);
-  log(`total wall time ${formatDuration((performance.now() - wallStart) / 1000)}`);
 }
 
 /**
