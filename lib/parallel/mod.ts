@@ -41,8 +41,6 @@ export {
   ParallelAttention,
   ParallelBlock,
   ParallelMLP,
-  TensorParallelGPT,
-  type TensorParallelGPTOptions,
   validateTensorParallel,
   VocabParallelTable,
 } from "./tp_gpt.ts";
@@ -64,6 +62,8 @@ export {
   type PipelineGPTOptions,
   runPipeline,
   type RunPipelineOptions,
+  TensorParallelGPT,
+  type TensorParallelGPTOptions,
   type VocabTables,
 } from "./pipeline.ts";
 export { checkpoint, recomputeGroups, type RecomputeOptions } from "../nn/recompute.ts";

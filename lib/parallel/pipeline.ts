@@ -1,5 +1,6 @@
 /**
- * defines: PipelineGPTOptions, PipelineGPT, MicroBatch, VocabTables, runPipeline
+ * defines: PipelineGPTOptions, PipelineGPT, MicroBatch, VocabTables, runPipeline,
+ *          TensorParallelGPTOptions, TensorParallelGPT, EncoderLoss, ChunkOptions
  *
  * Pipeline parallelism: a rank of the pipeline group holds the layers of its virtual
  * stages (chunk c of rank r is virtual stage c·p + r; each holds L/(p·v) consecutive
@@ -41,7 +42,7 @@ import { Generator } from "../random.ts";
 import { Tensor, tidy, tracked } from "../tensor.ts";
 import { paddedValues, padRows, padRowsView, vocabParallelCrossEntropy } from "./cross_entropy.ts";
 import { gatherFromSequenceRegion, sequenceShard } from "./mappings.ts";
-import type { ProcessGroup } from "./process_group.ts";
+import { type ProcessGroup, SingleProcessGroup } from "./process_group.ts";
 import type { RecomputeOptions } from "../nn/recompute.ts";
 import {
   interleavedOneFOneB,
@@ -464,6 +465,75 @@ export class PipelineGPT extends Module {
   dispose(): void {
     if (!this.params.data.disposed) this.params.dispose();
     if (this.ropeFreq && !this.ropeFreq.disposed) this.ropeFreq.dispose();
+  }
+}
+
+/** Options of a {@linkcode TensorParallelGPT}. */
+export interface TensorParallelGPTOptions extends GPTOptions {
+  /** The tensor-parallel group (a group of one runs the same code unsplit). */
+  group: ProcessGroup;
+  /** Split the layernorm and dropout regions along the token rows. @default false */
+  sequenceParallel?: boolean;
+  /** Activation recomputation. @default none */
+  recompute?: RecomputeOptions | null;
+}
+
+/**
+ * A tensor-parallel GPT: the {@linkcode PipelineGPT} of one stage, with a forward and a
+ * loss of whole batches and its own dropout stream (which, as one process's, goes on
+ * from call to call). Every rank of `group` builds it with the same config and seed.
+ *
+ * @example
+ * ```ts
+ * import { SingleProcessGroup } from "./process_group.ts";
+ * import { TensorParallelGPT } from "./pipeline.ts";
+ * const group = new SingleProcessGroup("tp", 0);
+ * const m = new TensorParallelGPT(
+ *   { vocabSize: 64, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16 },
+ *   { group },
+ * );
+ * console.log(m.numParameters());
+ * m.dispose();
+ * ```
+ */
+export class TensorParallelGPT extends PipelineGPT {
+  /** The dropout stream; it advances by the full tensor's counters on every rank. */
+  readonly rng: Generator;
+  /** The tensor-parallel group. */
+  readonly group: ProcessGroup;
+
+  /** Builds this rank's shard of the model of `config` (same config and seed on every rank). */
+  constructor(config: GPTConfig, opts: TensorParallelGPTOptions) {
+    const { group, ...rest } = opts;
+    super(config, {
+      ...rest,
+      tensor: group,
+      pipeline: new SingleProcessGroup("pipeline", 0),
+      embedding: null,
+    });
+    this.group = group;
+    this.rng = new Generator(this.seed);
+  }
+
+  /**
+   * This rank's columns of the logits (an encoder's through its masked-LM head).
+   *
+   * @param tokens int32 (B,T)
+   * @param layout packed documents or padding (see nn/attention.ts) @default none
+   * @returns (B,T,V/tp+1): this rank's vocabulary columns and the pad column
+   */
+  forward(tokens: Tensor, layout?: SequenceLayout): Tensor {
+    // the targets are not read for logits
+    const mb = { tokens, targets: tokens, ...(layout ? { layout } : {}) };
+    return this.forwardChunk(0, null, mb, this.rng, { output: "logits" });
+  }
+
+  /**
+   * Mean next-token cross-entropy, the same on every rank; the full logits are never
+   * formed. `layout`: packed documents.
+   */
+  loss(tokens: Tensor, targets: Tensor, layout?: SequenceLayout): Tensor {
+    return this.forwardChunk(0, null, { tokens, targets, ...(layout ? { layout } : {}) }, this.rng);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
- * defines: TensorParallelGPTOptions, TensorParallelGPT, validateTensorParallel,
- *          ParallelBlock, vocabParallelLogits, parallelMaskedLMHead
+ * defines: validateTensorParallel, ParallelAttention, ParallelMLP, ParallelBlock,
+ *          VocabParallelTable, vocabParallelLogits, parallelMaskedLMHead, makeDrop, runLayers
  *
  * The transformer of lib/nn/gpt.ts (GPT-2, a Llama-family config, or BERT's post-LN
  * encoder layers and masked-LM head) with its layers split across a tensor-parallel
@@ -17,8 +17,8 @@
  *     GELU or SwiGLU ─ proj (row) ─ all-reduce [reduce-scatter] ─ dropout ─ +
  *
  * (Post-LN, BERT: the same regions, each norm after its residual add instead.) The
- * layers here serve {@linkcode TensorParallelGPT} (decoders) and the stages of
- * lib/parallel/pipeline.ts (every model).
+ * models built of these layers are in lib/parallel/pipeline.ts: `PipelineGPT`, and
+ * `TensorParallelGPT`, its one-stage form.
  *
  * @module
  */
@@ -29,47 +29,27 @@ import { gatherRows } from "../ops/embedding.ts";
 import { linear, linearActivation } from "../ops/matmul.ts";
 import { rope } from "../ops/rope.ts";
 import { swiglu } from "../ops/swiglu.ts";
-import { type Device, device as getDevice } from "../device.ts";
+import type { Device } from "../device.ts";
 import { DenotronError } from "../errors.ts";
-import {
-  type GPTConfig,
-  gptConfigWithDefaults,
-  type GPTOptions,
-  isEncoder,
-  ropeFrequencies,
-} from "../nn/gpt.ts";
+import type { GPTConfig, GPTOptions } from "../nn/gpt.ts";
 import type { SequenceLayout } from "../nn/attention.ts";
 import { MaskedLMHead } from "../nn/heads.ts";
 import { makeNorm, type Norm } from "../nn/layers.ts";
-import { FlatParameters, Module } from "../nn/module.ts";
+import { Module } from "../nn/module.ts";
 import { Generator } from "../random.ts";
 import { Tensor } from "../tensor.ts";
-import { PAD_LOGIT, padRows, vocabParallelCrossEntropy } from "./cross_entropy.ts";
+import { PAD_LOGIT } from "./cross_entropy.ts";
 import { copyToTensorRegion, gatherFromSequenceRegion, sequenceShard } from "./mappings.ts";
 import type { ProcessGroup } from "./process_group.ts";
 import { checkpoint, recomputeGroups, type RecomputeOptions } from "../nn/recompute.ts";
 import {
   ColumnParallelLinear,
-  initTensorParallelParams,
   localShape,
-  recordOwner,
   RowParallelLinear,
   setTensorParallelInfo,
   ShardedModule,
-  syncTensorParallelGrads,
-  VocabParallelEmbedding,
   vocabSpec,
 } from "./tp_layers.ts";
-
-/** Options of a {@linkcode TensorParallelGPT}. */
-export interface TensorParallelGPTOptions extends GPTOptions {
-  /** The tensor-parallel group (a group of one runs the same code unsplit). */
-  group: ProcessGroup;
-  /** Split the layernorm and dropout regions along the token rows. @default false */
-  sequenceParallel?: boolean;
-  /** Activation recomputation. @default none */
-  recompute?: RecomputeOptions | null;
-}
 
 /**
  * Throws a sentence when `tp` cannot split `config`.
@@ -311,149 +291,6 @@ export class VocabParallelTable extends ShardedModule {
     super();
     const init = { kind: "normal", std: 0.02 } as const;
     this.weight = this.sharded(name, [V, C], vocabSpec(V, o.group.size), init, o);
-  }
-}
-
-/**
- * A tensor-parallel GPT. Every rank of `group` builds it with the same config and seed.
- *
- * @example
- * ```ts
- * import { SingleProcessGroup } from "./process_group.ts";
- * import { TensorParallelGPT } from "./tp_gpt.ts";
- * const group = new SingleProcessGroup("tp", 0);
- * const m = new TensorParallelGPT(
- *   { vocabSize: 64, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16 },
- *   { group },
- * );
- * console.log(m.numParameters());
- * m.dispose();
- * ```
- */
-export class TensorParallelGPT extends Module {
-  /** The model config with defaults filled in. */
-  readonly config: Required<GPTConfig>;
-  /** Token (vocabulary-split) and position embeddings. */
-  readonly emb: VocabParallelEmbedding;
-  /** The transformer layers. */
-  readonly blocks: ParallelBlock[];
-  /** The final normalisation. */
-  readonly lnf: Norm;
-  /** The untied output layer's vocabulary rows; null when tied to the token table. */
-  readonly head: VocabParallelTable | null;
-  /** Rotary frequencies shared by every block; null with learned positions. */
-  readonly ropeFreq: Tensor | null;
-  /** This rank's parameters, in one flat buffer. */
-  readonly params: FlatParameters;
-  /** The dropout stream; it advances by the full tensor's counters on every rank. */
-  readonly rng: Generator;
-  /** The tensor-parallel group. */
-  readonly group: ProcessGroup;
-  /** Whether activations outside the TP regions are split along the token rows. */
-  readonly sequenceParallel: boolean;
-  /** Activation recomputation, or null for none. */
-  readonly recompute: RecomputeOptions | null;
-
-  /** Builds this rank's shard of the model of `config` (same config and seed on every rank). */
-  constructor(config: GPTConfig, opts: TensorParallelGPTOptions) {
-    super();
-    const c = gptConfigWithDefaults(config);
-    validateTensorParallel(config, opts.group.size);
-    if (isEncoder(c) || c.normPosition === "post") {
-      throw new DenotronError(
-        "TensorParallelGPT builds decoders; an encoder splits as a PipelineGPT " +
-          "(with one pipeline stage for tensor parallelism alone)",
-      );
-    }
-    this.config = c;
-    this.group = opts.group;
-    this.sequenceParallel = opts.sequenceParallel ?? false;
-    const device = opts.device ?? getDevice();
-    const seed = opts.seed ?? 1337;
-    const o: LayerOpts = {
-      group: opts.group,
-      device,
-      dtype: opts.dtype,
-      sequenceParallel: this.sequenceParallel,
-      projStd: 0.02 / Math.sqrt(2 * c.nLayer),
-      rope: this.ropeFreq = ropeFrequencies(c, device),
-    };
-    const positions = c.positionEmbedding === "learned" ? c.blockSize : 0;
-    this.emb = this.child("emb", new VocabParallelEmbedding(c.vocabSize, positions, c.nEmbd, o));
-    this.blocks = [];
-    for (let i = 0; i < c.nLayer; i++) {
-      this.blocks.push(this.child(`h.${i}`, new ParallelBlock(c, o)));
-    }
-    this.lnf = this.child("lnf", parallelNorm(c, o));
-    this.head = c.tieEmbeddings
-      ? null
-      : this.child("head", new VocabParallelTable(c.vocabSize, c.nEmbd, "weight", o));
-    recordOwner(this, opts.group);
-    this.params = new FlatParameters(this, device, seed);
-    initTensorParallelParams(this.params, seed);
-    this.rng = new Generator(seed);
-    this.recompute = opts.recompute ?? null;
-    setSelectiveRecompute(this.blocks, this.recompute);
-  }
-
-  /** Where the parameters live. */
-  get device(): Device {
-    return this.params.data.device;
-  }
-
-  /**
-   * This rank's columns of the logits.
-   *
-   * @param tokens int32 (B,T)
-   * @param layout packed documents (see nn/attention.ts sequenceLayout) @default none
-   * @returns (B,T,V/tp+1): this rank's vocabulary columns and the pad column
-   */
-  forward(tokens: Tensor, layout?: SequenceLayout): Tensor {
-    const [B, T] = tokens.shape;
-    const C = this.config.nEmbd;
-    const full = [B, T, C];
-    const p = this.training ? this.config.dropout : 0;
-    const drop = makeDrop(this.rng, p, B * T * C, C, this.sequenceParallel ? this.group : null);
-    const wext = padRows(this.emb.wte); // (V/tp+1, C)
-    let x = drop(this.emb.forward(tokens, wext, layout?.positions));
-    x = runLayers(this.blocks, x, full, drop, this.rng, this.recompute, undefined, layout);
-    return vocabParallelLogits(
-      this.lnf.forward(x),
-      this.head ? padRows(this.head.weight) : wext,
-      this.group,
-      this.sequenceParallel,
-      full,
-      this.config.vocabSize - this.emb.vocabStart,
-    );
-  }
-
-  /**
-   * Mean next-token cross-entropy, the same on every rank; the full logits are never
-   * formed. `layout`: packed documents.
-   */
-  loss(tokens: Tensor, targets: Tensor, layout?: SequenceLayout): Tensor {
-    return vocabParallelCrossEntropy(
-      this.forward(tokens, layout),
-      targets,
-      this.group,
-      this.emb.vocabStart,
-    );
-  }
-
-  /** Sums partial gradients of replicated parameters over the group (after backward). */
-  syncGrads(): void {
-    syncTensorParallelGrads(this, this.group);
-  }
-
-  /** Frees the parameters (idempotent). */
-  dispose(): void {
-    if (!this.params.data.disposed) this.params.dispose();
-    if (this.ropeFreq && !this.ropeFreq.disposed) this.ropeFreq.dispose();
-  }
-
-  /** Same as {@linkcode TensorParallelGPT.dispose}. */
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }
 
