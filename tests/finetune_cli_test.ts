@@ -142,8 +142,7 @@ Deno.test("deno task finetune --task spam puts a fresh classification head on a 
     bert,
   ]);
   assert.equal(p.code, 0, p.out);
-  const save = `${tmp}/spam`;
-  const r = await run(FINETUNE, [
+  const spam = (save: string, extra: string[] = []) => [
     "--task",
     "spam",
     "--pretrained-checkpoint",
@@ -151,9 +150,12 @@ Deno.test("deno task finetune --task spam puts a fresh classification head on a 
     "--seq-length",
     "64",
     ...ENCODER_TINY,
+    ...extra,
     "--save",
     save,
-  ]);
+  ];
+  const save = `${tmp}/spam`;
+  const r = await run(FINETUNE, spam(save));
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /SpamAssassin: train \d+ messages/);
   assert.match(r.out, /token types=2 pooler, classifier of 2/);
@@ -169,19 +171,7 @@ Deno.test("deno task finetune --task spam puts a fresh classification head on a 
   const tpSave = `${tmp}/spam-tp2`;
   const tp = await launchTrain(
     2,
-    [
-      "--task",
-      "spam",
-      "--pretrained-checkpoint",
-      `${bert}/iter_0000002`,
-      "--seq-length",
-      "64",
-      ...ENCODER_TINY,
-      "--tensor-model-parallel-size",
-      "2",
-      "--save",
-      tpSave,
-    ],
+    spam(tpSave, ["--tensor-model-parallel-size", "2"]),
     {},
     FINETUNE,
   );
