@@ -23,7 +23,6 @@ import { ConfigError } from "../lib/key_table.ts";
 import { EMAIL_SUBJECT_FILES, prepareEmailSubjects } from "../lib/data/email_subjects.ts";
 import { evaluateTask, formatTable, greedyFirstLine, readJsonl } from "../lib/eval/tasks.ts";
 import { gptEvalModel } from "../lib/eval/scoring.ts";
-import type { GPT } from "../lib/nn/gpt.ts";
 import { configHelp } from "../lib/train/config.ts";
 import { intFlag, runMain } from "./cli.ts";
 import { type FinishedRun, trainCommand } from "./train.ts";
