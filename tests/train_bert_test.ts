@@ -152,12 +152,13 @@ async function evalParts(save: string): Promise<Record<string, number>[]> {
   return (await records(save, "eval")).map((e) => e.parts as Record<string, number>);
 }
 
-Deno.test("BERT pretraining at TP2, PP2 and TP2×PP2 with SP equals one process, accuracies too; a TP2×PP2 checkpoint resumes in one process", async () => {
+Deno.test("BERT pretraining at TP2, PP2, TP2×PP2 with SP and TP2×DP2 with ZeRO-1 equals one process, accuracies too; a TP2×PP2 checkpoint resumes in one process", async () => {
   const tp = ["--tensor-model-parallel-size", "2"], pp = ["--pipeline-model-parallel-size", "2"];
   const layouts: [number, string[]][] = [
     [2, tp],
     [2, pp],
     [4, [...tp, ...pp, "--sequence-parallel", "true"]],
+    [4, [...tp, "--use-distributed-optimizer"]],
   ];
   const want = await evalParts(`${tmp}/single`);
   for (const [n, extra] of layouts) {
