@@ -170,9 +170,11 @@ Deno.test("BERT pretraining at TP2, PP2, TP2×PP2 with SP and TP2×DP2 with ZeRO
     const got = await evalParts(save);
     got.forEach((p, i) => {
       for (const name of ["mlm", "sop"]) assertClose([p[name]], [want[i][name]], `${what} ${name}`);
-      // the same argmax at every masked position and row
-      assert.equal(p.mlm_acc, want[i].mlm_acc, `${what} mlm_acc`);
-      assert.equal(p.sop_acc, want[i].sop_acc, `${what} sop_acc`);
+      // the same argmax at every masked position and row (the ranks' sum of the
+      // fraction travels in fp32)
+      for (const name of ["mlm_acc", "sop_acc"]) {
+        assert.ok(Math.abs(p[name] - want[i][name]) < 1e-7, `${what} ${name}`);
+      }
     });
   }
   // a checkpoint written by four ranks loads in one process and continues as the run did
