@@ -532,3 +532,159 @@ Deno.test("searchLayouts() also tries context parallelism, ZeRO-2/FSDP and uneve
     twoStage.layout.decoderFirstPipelineNumLayers > twoStage.layout.decoderLastPipelineNumLayers,
   );
 });
+
+// BERT's parameters, written from the architecture (Devlin et al. 2019; Hugging Face's
+// modeling_bert.py): BertModel is the embeddings (word, position, token type, LayerNorm),
+// the layers and the pooler; BertForPreTraining adds the masked-LM head (dense, LayerNorm,
+// a bias of V; the output weight is the tied word embedding) and the next-sentence head.
+function bertParameters(V: number, h: number, layers: number, ffn: number) {
+  const embeddings = V * h + 512 * h + 2 * h + 2 * h;
+  const attention = 3 * h * h + 3 * h + h * h + h;
+  const mlp = h * ffn + ffn + ffn * h + h;
+  const layer = attention + mlp + 2 * (2 * h);
+  const pooler = h * h + h;
+  const bertModel = embeddings + layers * layer + pooler;
+  const maskedLM = h * h + h + 2 * h + V;
+  const nextSentence = 2 * h + 2;
+  return { bertModel, preTraining: bertModel + maskedLM + nextSentence };
+}
+
+const BERT_HEADS = (c: ReturnType<typeof parameterCount>) =>
+  c.maskedLMTransform + c.maskedLMBias + c.binaryHead;
+
+Deno.test("parameterCount() is Hugging Face's count for BERT, from the architecture", () => {
+  const base = bertParameters(30522, 768, 12, 3072);
+  assert.equal(base.bertModel, 109_482_240); // HF BertModel, bert-base-uncased
+  assert.equal(base.preTraining, 110_106_428); // HF BertForPreTraining
+  const c = parameterCount(MODEL_PRESETS["bert-base"]);
+  assert.equal(c.total, base.preTraining);
+  assert.equal(c.total - BERT_HEADS(c), base.bertModel);
+  // post-LN: the embeddings' LayerNorm, no final norm
+  assert.deepEqual([c.tokenTypeEmbeddings, c.embeddingNorm, c.finalNorm], [2 * 768, 2 * 768, 0]);
+  const large = bertParameters(30522, 1024, 24, 4096);
+  assert.equal(large.bertModel, 335_141_888); // BERT-Large's BertModel
+  const l = parameterCount(MODEL_PRESETS["bert-large"]);
+  assert.equal(l.total, large.preTraining);
+  assert.equal(l.total - BERT_HEADS(l), 335_141_888);
+  // BERT-Tiny (google/bert_uncased_L-2_H-128_A-2): 4.39M without its heads
+  const tiny = parameterCount(MODEL_PRESETS["bert-tiny"]);
+  assert.equal(tiny.total, bertParameters(30522, 128, 2, 512).preTraining);
+  assert.equal(tiny.total - BERT_HEADS(tiny), 4_385_920);
+});
+
+Deno.test("Megatron-LM's BERTs (Shoeybi et al. 2019) are pre-LN and match their sizes", () => {
+  const table: [string, number][] = [
+    ["megatron-bert-336m", 336e6],
+    ["megatron-bert-1.3b", 1.3e9],
+    ["megatron-bert-3.9b", 3.9e9],
+  ];
+  for (const [name, size] of table) {
+    close(parameterCount(MODEL_PRESETS[name]).total, size, 0.02, name);
+  }
+  // The rearranged norm moves 2h from the embeddings to the end: the same count as BERT-Large.
+  const m = parameterCount(MODEL_PRESETS["megatron-bert-336m"]);
+  assert.equal(m.total, parameterCount(MODEL_PRESETS["bert-large"]).total);
+  assert.deepEqual([m.embeddingNorm, m.finalNorm], [0, 2 * 1024]);
+  const shape = MODEL_PRESETS["megatron-bert-3.9b"];
+  assert.deepEqual([shape.numLayers, shape.hiddenSize, shape.numAttentionHeads, shape.seqLength], [
+    48,
+    2560,
+    40,
+    512,
+  ]);
+});
+
+Deno.test("flopsPerStep() of BERT-Large: full attention, the masked-LM head at 15% of the tokens", () => {
+  const [B, s, l, h, V] = [256, 512, 24, 1024, 30522];
+  // One layer's forward: QKV 3h², output h², FFN 8h² per token (2 FLOPs per multiply-add),
+  // and the whole s×s of bidirectional attention, QKᵀ and its product with V.
+  const layer = 2 * B * s * 12 * h * h + 4 * B * s * s * h;
+  const masked = Math.ceil(0.15 * B * s); // 19,661 rows
+  const head = 2 * masked * h * h + 2 * masked * h * V; // dense, then the tied output layer
+  const pooled = 2 * B * h * h + 2 * B * h * 2; // pooler and binary head on [CLS]
+  const forward = l * layer + head + pooled;
+  const f = flopsPerStep(MODEL_PRESETS["bert-large"], B);
+  assert.equal(f.model, 3 * forward);
+  assert.equal(f.hardware, f.model);
+  // Full recomputation repeats the layers, not the heads.
+  assert.equal(
+    flopsPerStep(MODEL_PRESETS["bert-large"], B, "full").hardware,
+    4 * forward - head - pooled,
+  );
+  // A decoder of the shape runs its logit layer over every token.
+  const decoder = { ...MODEL_PRESETS["bert-large"], encoder: null };
+  assert.equal(flopsPerStep(decoder, B).model, 3 * (l * layer + 2 * B * s * h * V));
+});
+
+Deno.test("stageParameters() puts an encoder's token types and norm first and its heads last", () => {
+  const h = 1024, shard = Math.ceil(30522 / 2);
+  const layout = { tensorModelParallelSize: 2, pipelineModelParallelSize: 2 };
+  const heads = h * h + h + 2 * h + shard + h * h + h + 2 * h + 2; // bias split by vocabulary
+  const post = MODEL_PRESETS["bert-large"];
+  assert.equal(stageParameters(post, layout, 0).embeddings, shard * h + 512 * h + 2 * h + 2 * h);
+  assert.equal(stageParameters(post, layout, 1).embeddings, shard * h + heads);
+  const pre = MODEL_PRESETS["megatron-bert-336m"];
+  assert.equal(stageParameters(pre, layout, 0).embeddings, shard * h + 512 * h + 2 * h);
+  assert.equal(stageParameters(pre, layout, 1).embeddings, shard * h + heads + 2 * h);
+  // One stage, no TP: the whole model.
+  assert.equal(stageParameters(post, {}, 0).total, parameterCount(post).total);
+});
+
+Deno.test("memoryPerStage() keeps an encoder's head activations at the masked rows only", () => {
+  const [b, s, h, V] = [8, 512, 1024, 30522];
+  const layout = { microBatchSize: b, globalBatchSize: 4 * b };
+  const [encoder] = memoryPerStage(MODEL_PRESETS["bert-large"], layout);
+  const [decoder] = memoryPerStage({ ...MODEL_PRESETS["bert-large"], encoder: null }, layout);
+  const rows = Math.ceil(0.15 * b * s);
+  // Megatron's fp32 logits 4·R·(h + V), the head's dense, GeLU and LayerNorm inputs at the
+  // R rows and the pooler's and binary head's inputs (2 bytes each), and on the first
+  // stage the embeddings' LayerNorm input, against the decoder's 4·s·b·(h + V).
+  const encoderExtra = 4 * rows * (h + V) + 2 * (3 * rows * h + 2 * b * h) + 2 * s * b * h;
+  assert.equal(encoder.activations - decoder.activations, encoderExtra - 4 * s * b * (h + V));
+  // The denotron count: logits of the masked rows, the embedding norm and no final norm.
+  const tiny = { ...MODEL_PRESETS["bert-tiny"], seqLength: 64 };
+  const held = rankTensors(tiny, { precision: "fp32" }, 0);
+  const names = held.activations.map((x) => x.name);
+  const logits = held.activations.find((x) => x.name.startsWith("logits"))!;
+  assert.equal(logits.bytes, Math.ceil(0.15 * 64) * (30522 + 1) * 4);
+  assert.ok(names.some((n) => n.startsWith("embedding norm output")));
+  assert.ok(!names.some((n) => n.startsWith("final norm")));
+  assert.ok(names.some((n) => n.startsWith("token-type embedding output")));
+});
+
+Deno.test("layoutProblems() names an encoder's bad masked fraction", () => {
+  const m = { ...MODEL_PRESETS["bert-base"], encoder: { maskedFraction: 0 } };
+  assert.deepEqual(layoutProblems(m, {}), [
+    "encoder.maskedFraction 0 is not in (0, 1]; BERT masks 0.15 of the tokens",
+  ]);
+});
+
+Deno.test("plan --model bert-large reports like a decoder, searches, and lists the BERT presets", () => {
+  const flags = ["--model", "bert-large", "--gpus", "8", "--global-batch", "256"];
+  const { code, text } = runPlan([...flags, "--micro-batch", "8", "--distributed-optimizer"]);
+  assert.equal(code, 0, text);
+  assert.match(
+    text,
+    /bert-large: 336\.2M parameters, .* encoder \(masked-LM head at 15\.0% of the tokens\)/,
+  );
+  assert.match(text, /dp 8 mb 8/);
+  assert.match(text, /MFU [0-9.]+%/);
+  assert.match(text, /fits/);
+  const search = runPlan([...flags, "--search", "--top", "3"]);
+  assert.equal(search.code, 0, search.text);
+  assert.match(search.text, /layouts fit 8 x a100; the fastest 3:/);
+  const bad = runPlan(["--model", "bert-huge"]);
+  assert.equal(bad.code, 2);
+  for (
+    const name of [
+      "bert-tiny",
+      "bert-base",
+      "bert-large",
+      "megatron-bert-336m",
+      "megatron-bert-1.3b",
+      "megatron-bert-3.9b",
+    ]
+  ) {
+    assert.ok(bad.text.includes(name), name);
+  }
+});

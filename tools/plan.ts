@@ -6,6 +6,7 @@
  * deno task plan --model gpt3-175b --cluster h100 --tp 8 --pp 8 --dp 16 --global-batch 1536
  * deno task plan --model gpt3-175b --gpus 1024 --cluster a100 --global-batch 1536 --search
  * deno task plan --model gpt2-124m --cluster cpu --precision fp32 --micro-batch 4 --json
+ * deno task plan --model bert-large --gpus 8 --global-batch 256 --micro-batch 8 --distributed-optimizer
  * ```
  *
  * @module
@@ -295,7 +296,11 @@ export function formatPrediction(p: StepPrediction): string {
   const lines = [
     `model    ${p.model.name}: ${
       (p.parameters / 1e6).toFixed(1)
-    }M parameters, l=${p.model.numLayers} h=${p.model.hiddenSize} a=${p.model.numAttentionHeads} s=${p.model.seqLength} V=${p.model.vocabSize}`,
+    }M parameters, l=${p.model.numLayers} h=${p.model.hiddenSize} a=${p.model.numAttentionHeads} s=${p.model.seqLength} V=${p.model.vocabSize}${
+      p.model.encoder
+        ? `, encoder (masked-LM head at ${pct(p.model.encoder.maskedFraction)} of the tokens)`
+        : ""
+    }`,
     `cluster  ${p.cluster} x ${p.gpus}, ${p.layout.precision}, profile ${p.profile}, ` +
     `${p.backend} backend`,
     `layout   ${

@@ -7,7 +7,7 @@
  */
 
 import type { Recompute } from "./layout.ts";
-import { type ModelConfig, resolveModel } from "./model.ts";
+import { type ModelConfig, outputRows, resolveModel } from "./model.ts";
 
 /** Forward FLOPs of one layer for a batch of `b` sequences, split by kind. */
 export interface LayerFlops {
@@ -20,8 +20,9 @@ export interface LayerFlops {
 }
 
 /**
- * Forward FLOPs of one transformer layer (2 FLOPs per multiply-add; the causal mask is
- * not credited, as in the paper).
+ * Forward FLOPs of one transformer layer (2 FLOPs per multiply-add). The attention term
+ * is the full s×s: a decoder's causal mask is not credited, as in the paper, and an
+ * encoder's bidirectional attention computes all of it.
  *
  * @param model the model
  * @param batch sequences `b`
@@ -45,7 +46,10 @@ export function layerForwardFlops(model: ModelConfig, batch: number): LayerFlops
 }
 
 /**
- * Forward FLOPs of the output (logit) layer: 2·b·s·h·V.
+ * Forward FLOPs of what follows the last layer. A decoder's logit layer: 2·b·s·h·V. An
+ * encoder's masked-LM head at its `R = outputRows(b·s)` masked rows, dense and output
+ * layer: 2·R·h·(h + V); and on each sequence's first token the pooler 2·b·h² and the
+ * binary head 2·b·h·2.
  *
  * @param model the model
  * @param batch sequences `b`
@@ -53,12 +57,20 @@ export function layerForwardFlops(model: ModelConfig, batch: number): LayerFlops
  * @example
  * ```ts
  * import { logitForwardFlops } from "./flops.ts";
- * console.assert(logitForwardFlops({ numLayers: 1, hiddenSize: 8, numAttentionHeads: 2, vocabSize: 10, seqLength: 4 }, 1) === 640);
+ * const m = { numLayers: 1, hiddenSize: 8, numAttentionHeads: 2, vocabSize: 10, seqLength: 4 };
+ * console.assert(logitForwardFlops(m, 1) === 640);
+ * // an encoder: one masked row of the 4, then the pooler and binary head of the one sequence
+ * console.assert(logitForwardFlops({ ...m, encoder: {} }, 1) === 2 * 8 * 18 + 2 * 64 + 2 * 16);
  * ```
  */
 export function logitForwardFlops(model: ModelConfig, batch: number): number {
   const m = resolveModel(model);
-  return 2 * batch * m.seqLength * m.hiddenSize * m.vocabSize;
+  const h = m.hiddenSize;
+  const rows = outputRows(m, batch * m.seqLength);
+  const e = m.encoder;
+  if (!e) return 2 * rows * h * m.vocabSize;
+  const pooled = (e.pooler ? h * h : 0) + (e.binaryHead ? 2 * h : 0);
+  return 2 * rows * h * (h + m.vocabSize) + 2 * batch * pooled;
 }
 
 /** FLOPs of one training step over the whole global batch. */

@@ -25,7 +25,7 @@
  */
 
 import { type ParallelLayout, type ResolvedLayout, resolveLayout } from "./layout.ts";
-import { type ModelConfig, type ResolvedModel, resolveModel } from "./model.ts";
+import { type ModelConfig, outputRows, type ResolvedModel, resolveModel } from "./model.ts";
 
 /**
  * Bytes the CPU caching allocator counts for a request (kernels/cpu/runtime.c
@@ -123,8 +123,12 @@ function shapeOf(model: ModelConfig, layout: ResolvedLayout): Shape {
 // A normalisation's output and its per-row statistics (LayerNorm: mean, rstd; RMSNorm:
 // rstd), then, with t > 1, its copy into the TP region (all-gather under SP).
 function norm(x: Shape, name: string): HeldTensor[] {
+  return [...normOutput(x, name), ...tensorRegionEntry(x, `${name} output`)];
+}
+
+function normOutput(x: Shape, name: string): HeldTensor[] {
   const rows = (x.n * x.r) / x.h;
-  const out: HeldTensor[] = [
+  return [
     {
       name: `${name} output (lib/ops/${x.m.normalization.toLowerCase()}.ts)`,
       bytes: x.n * x.r * x.e,
@@ -136,14 +140,16 @@ function norm(x: Shape, name: string): HeldTensor[] {
       count: x.m.normalization === "RMSNorm" ? 1 : 2,
     },
   ];
-  if (x.t > 1) {
-    out.push({
-      name: `${name} output entering the TP region (copyToTensorRegion or the SP all-gather)`,
-      bytes: x.n * x.h * x.e,
-      count: 1,
-    });
-  }
-  return out;
+}
+
+// With t > 1, an activation's copy into the TP region (all-gather under SP).
+function tensorRegionEntry(x: Shape, name: string): HeldTensor[] {
+  if (x.t === 1) return [];
+  return [{
+    name: `${name} entering the TP region (copyToTensorRegion or the SP all-gather)`,
+    bytes: x.n * x.h * x.e,
+    count: 1,
+  }];
 }
 
 // A row-parallel linear's partial sum, (n, h), and with t > 1 its all-reduced copy
@@ -222,6 +228,121 @@ function layerBackward(x: Shape): HeldTensor[] {
   return heldBytes([swiglu]) >= heldBytes([ln2]) ? [output, fc, swiglu] : [output, fc, ln2];
 }
 
+/** What a stage's forward makes for one micro-batch, and the gradients its backward holds. */
+interface StagePart {
+  made: HeldTensor[];
+  gradients: HeldTensor[];
+}
+
+// The first stage's embedding (lib/parallel/tp_layers.ts VocabParallelEmbedding): the
+// shard's token ids, the lookup, and an encoder's token types (added on TP rank 0) and
+// post-LN norm of the sum.
+function embeddingTensors(x: Shape, vocabGradient: HeldTensor): StagePart {
+  const { m, n, e, h, r } = x;
+  const made: HeldTensor[] = [
+    { name: "token ids in the vocabulary shard (int32)", bytes: 4 * n, count: 1 },
+    { name: "embedding output (lib/ops/embedding.ts)", bytes: n * h * e, count: 1 },
+  ];
+  if (m.encoder) {
+    made.push({
+      name: "token-type embedding output and its sum with the tokens' (TP rank 0)",
+      bytes: n * h * e,
+      count: 2,
+    });
+  }
+  if (x.t > 1) {
+    made.push({ name: "embedding reduced over the TP group", bytes: n * r * e, count: 1 });
+    if (m.maxPositionEmbeddings > 0) {
+      // TP ranks other than 0 add a zero position table (rank 0 adds the real one).
+      made.push({
+        name: "zero position table of TP ranks > 0",
+        bytes: m.seqLength * h * e,
+        count: 1,
+      });
+    }
+  }
+  if (m.encoder?.postNorm) made.push(...normOutput(x, "embedding norm"));
+  const gradients = [
+    { name: "gradient of the embedding output", bytes: n * h * e, count: 1 },
+    vocabGradient,
+  ];
+  return { made, gradients };
+}
+
+// The last stage's output layer (lib/parallel/tp_gpt.ts vocabParallelLogits): a decoder's
+// final norm and logits over every token; an encoder's masked-LM head over the R masked
+// rows (gathered, dense + GeLU, LayerNorm, the logits with the head's bias), and its
+// pooler and binary head on each sequence's first token.
+function outputTensors(x: Shape, vocabGradient: HeldTensor): StagePart {
+  const { m, n, e, h } = x;
+  const rows = outputRows(m, n);
+  const made: HeldTensor[] = m.encoder?.postNorm
+    ? tensorRegionEntry(x, "last hidden state")
+    : norm(x, "final norm");
+  if (m.encoder) {
+    const b = x.l.microBatchSize;
+    made.push(
+      {
+        name: "masked rows and their labels (int32, lib/nn/heads.ts maskedRows)",
+        bytes: 4 * rows,
+        count: 2,
+      },
+      { name: "hidden states of the masked rows (gatherRows)", bytes: rows * h * e, count: 1 },
+      {
+        name: "masked-LM dense pre-activation and GeLU output (linearActivation)",
+        bytes: rows * h * e,
+        count: 2,
+      },
+      ...normOutput({ ...x, n: rows, r: h }, "masked-LM LayerNorm"),
+      {
+        name: "masked-LM bias with the pad column (plusShardBias)",
+        bytes: x.vocabRows * e,
+        count: 1,
+      },
+    );
+    if (m.encoder.pooler) {
+      if (x.r !== h) {
+        made.push({
+          name: "hidden states gathered for the pooler (SP)",
+          bytes: n * h * e,
+          count: 1,
+        });
+      }
+      made.push(
+        { name: "first-token rows (int32)", bytes: 4 * b, count: 1 },
+        { name: "first tokens, pooler pre-activation and tanh output", bytes: b * h * e, count: 3 },
+      );
+    }
+    if (m.encoder.binaryHead) made.push({ name: "binary-head logits", bytes: 2 * b * e, count: 1 });
+  }
+  made.push(
+    { name: "pad-column bias of the logits", bytes: 4 * x.vocabRows, count: 1 },
+    { name: "logits (rows, V/t + 1)", bytes: rows * x.vocabRows * e, count: 1 },
+    { name: "cross-entropy targets and log-sum-exp rows", bytes: 4 * rows, count: 2 },
+  );
+  const gradients: HeldTensor[] = [
+    { name: "gradient of the logits", bytes: rows * x.vocabRows * e, count: 1 },
+  ];
+  if (m.encoder) {
+    gradients.push({
+      name: "gradient of the masked-LM LayerNorm output",
+      bytes: rows * h * e,
+      count: 1,
+    });
+  }
+  gradients.push(
+    {
+      name: m.encoder?.postNorm
+        ? "gradient of the last hidden state"
+        : "gradient of the final norm output",
+      bytes: n * h * e,
+      count: 1,
+    },
+    vocabGradient,
+  );
+  return { made, gradients };
+}
+
 function scale(list: HeldTensor[], times: number): HeldTensor[] {
   return list.map((x) => ({ ...x, count: x.count * times }));
 }
@@ -273,7 +394,9 @@ function backwardPasses(p: number, v: number, m: number, k: number): BackwardPas
  * after its backward), the step's vocabulary copies, and the gradients of one backward
  * pass. The peak is the backward pass where these add up to the most: with one stage, any
  * micro-batch's, in the output layer's backward (the logits' gradient and the output
- * weight copy's).
+ * weight copy's). An encoder's first stage adds its token types and embedding norm, its
+ * last stage the masked-LM head at the masked rows only, the pooler and the binary head
+ * (these follow the code; no encoder run has been measured against the allocator).
  *
  * @param model the model
  * @param layout the layout (even pipeline split; no CP, ZeRO-2/3 or FSDP: Denotron has none)
@@ -321,41 +444,20 @@ export function rankTensors(
     const virtual = chunk * p + stage;
     const made = scale(layer, layers);
     const gradients: HeldTensor[][] = [layersBackward];
+    // An encoder's attention layout (lib/nn/attention.ts paddingLayout), made for each
+    // micro-batch that brings none: positions (int32) and spans (two int32) per token.
+    if (m.encoder) made.push({ name: "attention layout (paddingLayout)", bytes: 12 * n, count: 1 });
     if (virtual === 0) {
-      made.push(
-        { name: "token ids in the vocabulary shard (int32)", bytes: 4 * n, count: 1 },
-        { name: "embedding output (lib/ops/embedding.ts)", bytes: n * h * e, count: 1 },
-      );
-      if (x.t > 1) {
-        made.push({ name: "embedding reduced over the TP group", bytes: n * r * e, count: 1 });
-        if (m.maxPositionEmbeddings > 0) {
-          // TP ranks other than 0 add a zero position table (rank 0 adds the real one).
-          made.push({
-            name: "zero position table of TP ranks > 0",
-            bytes: m.seqLength * h * e,
-            count: 1,
-          });
-        }
-      }
-      gradients.push([
-        { name: "gradient of the embedding output", bytes: n * h * e, count: 1 },
-        vocabGradient("word-embedding"),
-      ]);
+      const part = embeddingTensors(x, vocabGradient("word-embedding"));
+      made.push(...part.made);
+      gradients.push(part.gradients);
     } else {
       made.push({ name: "received activation", bytes: n * r * e, count: 1 });
     }
     if (virtual === last) {
-      made.push(
-        ...norm(x, "final norm"),
-        { name: "pad-column bias of the logits", bytes: 4 * x.vocabRows, count: 1 },
-        { name: "logits (b, s, V/t + 1)", bytes: n * x.vocabRows * e, count: 1 },
-        { name: "cross-entropy targets and log-sum-exp rows", bytes: 4 * n, count: 2 },
-      );
-      gradients.push([
-        { name: "gradient of the logits", bytes: n * x.vocabRows * e, count: 1 },
-        { name: "gradient of the final norm output", bytes: n * h * e, count: 1 },
-        vocabGradient("output-weight"),
-      ]);
+      const part = outputTensors(x, vocabGradient("output-weight"));
+      made.push(...part.made);
+      gradients.push(part.gradients);
     }
     // The next stage's gradient is held through the whole backward pass.
     const received = virtual === last
@@ -368,11 +470,22 @@ export function rankTensors(
     ]);
   }
   // The caller's micro-batches (bench/model_parallel.ts makes them on every rank).
-  const inputs = { name: "micro-batch tokens and targets (int32)", bytes: 4 * n, count: 2 * mb };
+  const inputs = [{ name: "micro-batch tokens and targets (int32)", bytes: 4 * n, count: 2 * mb }];
+  if (m.encoder) inputs.push({ name: "micro-batch token types (int32)", bytes: 4 * n, count: mb });
+  if (m.encoder?.binaryHead) {
+    inputs.push({
+      name: "micro-batch sentence labels (int32)",
+      bytes: 4 * l.microBatchSize,
+      count: mb,
+    });
+  }
   let peak: { activations: HeldTensor[]; workspace: HeldTensor[] } | null = null;
   let most = -1;
   for (const pass of backwardPasses(p, v, mb, stage)) {
-    const activations = [inputs, ...pass.inFlight.flatMap((count, c) => scale(forward[c], count))];
+    const activations = [
+      ...inputs,
+      ...pass.inFlight.flatMap((count, c) => scale(forward[c], count)),
+    ];
     // The previous stage runs ahead: in the steady state the next forward's input has
     // usually arrived before this backward starts.
     const early = pass.nextForward !== null && pass.nextForward * p + stage > 0

@@ -263,6 +263,15 @@ export function layoutProblems(model: ModelConfig, layout: ParallelLayout): stri
   for (const [name, value] of sizes) {
     if (!isPositiveInteger(value)) problems.push(`${name} ${value} is not a positive integer`);
   }
+  const encoder = m.encoder;
+  if (encoder && !(encoder.maskedFraction > 0 && encoder.maskedFraction <= 1)) {
+    problems.push(
+      `encoder.maskedFraction ${encoder.maskedFraction} is not in (0, 1]; BERT masks 0.15 of the tokens`,
+    );
+  }
+  if (encoder && !(Number.isInteger(encoder.tokenTypes) && encoder.tokenTypes >= 0)) {
+    problems.push(`encoder.tokenTypes ${encoder.tokenTypes} is not a non-negative integer`);
+  }
   if (problems.length > 0) return problems;
   if (m.numAttentionHeads % t !== 0) {
     problems.push(

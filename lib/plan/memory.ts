@@ -4,7 +4,7 @@
  * `denotron` profile, the tensors our own pipeline engine holds (held_tensors.ts).
  *
  * defines: bytesPerParameter, activationBytesPerLayer, stageParameters,
- * inFlightMicroBatches, memoryPerStage
+ * inFlightMicroBatches, outputActivationBytes, memoryPerStage
  *
  * @module
  */
@@ -19,7 +19,14 @@ import {
   type ShardingStrategy,
 } from "./layout.ts";
 import { allocatorBlockBytes, heldBytes, rankTensors } from "./held_tensors.ts";
-import { layerParameters, type ModelConfig, normParameters, resolveModel } from "./model.ts";
+import {
+  encoderParameters,
+  layerParameters,
+  type ModelConfig,
+  normParameters,
+  outputRows,
+  resolveModel,
+} from "./model.ts";
 import { IMPLEMENTATION_PROFILES, type ImplementationProfile } from "./profile.ts";
 
 /** Bytes per parameter for weights, gradients and optimizer state. */
@@ -160,7 +167,10 @@ export function activationBytesPerLayer(shape: ActivationShape): number {
 export interface StageParameters {
   /** Transformer layers' share. */
   layers: number;
-  /** Embeddings (first stage), output layer or tied copy and final norm (last stage). */
+  /**
+   * Embeddings (first stage); output layer or tied copy, final norm and an encoder's heads
+   * (last stage).
+   */
   embeddings: number;
   /** Sum of the two. */
   total: number;
@@ -169,7 +179,10 @@ export interface StageParameters {
 /**
  * Parameters on one rank of a pipeline stage. The first stage holds the word (vocab-parallel)
  * and position embeddings; the last holds the final norm and the output layer, which is
- * a copy of the word embeddings when tied and p > 1.
+ * a copy of the word embeddings when tied and p > 1. An encoder's first stage adds the
+ * token-type embeddings and (post-LN) the embeddings' norm; its last stage has no final
+ * norm (post-LN) and adds the heads, replicated over TP but for the masked-LM bias, which
+ * is split by vocabulary like the table.
  *
  * @param model the model
  * @param layout the layout
@@ -194,12 +207,20 @@ export function stageParameters(
   const h = m.hiddenSize;
   const per = layerParameters(m);
   const layers = layersPerStage(m, l)[stage] * (per.split / t + per.replicated);
-  const vocabShard = Math.ceil(m.vocabSize / t) * h;
+  const vocabRows = Math.ceil(m.vocabSize / t);
+  const vocabShard = vocabRows * h;
+  const encoder = encoderParameters(m);
   let embeddings = 0;
-  if (stage === 0) embeddings += vocabShard + m.maxPositionEmbeddings * h;
+  if (stage === 0) {
+    embeddings += vocabShard + m.maxPositionEmbeddings * h + encoder.tokenTypeEmbeddings +
+      encoder.embeddingNorm;
+  }
   if (stage === p - 1) {
-    embeddings += normParameters(m);
+    if (!m.encoder?.postNorm) embeddings += normParameters(m);
     if (!m.tiedEmbeddings || p > 1) embeddings += vocabShard;
+    if (m.encoder) {
+      embeddings += encoder.maskedLMTransform + vocabRows + encoder.pooler + encoder.binaryHead;
+    }
   }
   return { layers, embeddings, total: layers + embeddings };
 }
@@ -225,6 +246,44 @@ export function stageParameters(
 export function inFlightMicroBatches(p: number, v: number, m: number, stage: number): number {
   const held = v === 1 ? p - stage : (2 * (p - stage - 1) + (v - 1) * p + 1) / v;
   return Math.min(held, m);
+}
+
+/**
+ * Activation bytes of what follows the last layer, one micro-batch, one TP rank
+ * (Megatron's count). Output layer, logits and cross-entropy in fp32 at the output rows
+ * `R`: 4·R·(h + V)/t (Korthikanti et al.; R = s·b for a decoder). An encoder's masked-LM
+ * head keeps, at its R masked rows, the inputs of its dense layer, GeLU and LayerNorm,
+ * 3·R·h elements replicated on every TP rank, and its pooler and binary head the inputs
+ * of their two GEMMs, 2·b·h.
+ *
+ * @param model the model
+ * @param tokens tokens of the micro-batch on this rank, s·b (s/c with context parallelism)
+ * @param sequences sequences of the micro-batch `b`
+ * @param t tensor-parallel size
+ * @param bytesPerElement bytes of a 16-bit (2) or fp32 (4) activation
+ * @returns bytes
+ * @example
+ * ```ts
+ * import { outputActivationBytes } from "./memory.ts";
+ * const m = { numLayers: 1, hiddenSize: 8, numAttentionHeads: 2, vocabSize: 10, seqLength: 4 };
+ * console.assert(outputActivationBytes(m, 4, 1, 1, 2) === 4 * 4 * 18);
+ * console.assert(outputActivationBytes({ ...m, encoder: {} }, 4, 1, 1, 2) === 4 * 18 + 2 * (3 * 8 + 2 * 8));
+ * ```
+ */
+export function outputActivationBytes(
+  model: ModelConfig,
+  tokens: number,
+  sequences: number,
+  t: number,
+  bytesPerElement: number,
+): number {
+  const m = resolveModel(model);
+  const h = m.hiddenSize;
+  const rows = outputRows(m, tokens);
+  const logits = (4 * rows * (h + m.vocabSize)) / t;
+  if (!m.encoder) return logits;
+  const pooled = (m.encoder.pooler ? h : 0) + (m.encoder.binaryHead ? h : 0);
+  return logits + bytesPerElement * (3 * rows * h + sequences * pooled);
 }
 
 /** Memory of one rank of one pipeline stage, bytes. */
@@ -332,10 +391,14 @@ export function memoryPerStage(
   for (let k = 0; k < p; k++) {
     const params = stageParameters(m, l, k).total;
     let activations = kept * stageLayers[k] * inFlightMicroBatches(p, v, mb, k) + working;
-    // Embedding dropout mask (1 byte per element) for each micro-batch in flight.
-    if (k === 0) activations += ((s * b * h) / (sp ? t : 1)) * inFlightMicroBatches(p, v, mb, 0);
-    // Output layer, logits and cross-entropy in fp32: 4·s·b·(h + V)/t (Korthikanti et al.).
-    if (k === p - 1) activations += (4 * s * b * (h + m.vocabSize)) / t;
+    // Embedding dropout mask (1 byte per element) for each micro-batch in flight, and a
+    // post-LN encoder's embedding norm input.
+    const embeddingNorm = m.encoder?.postNorm ? bytesPerElement : 0;
+    if (k === 0) {
+      activations += ((s * b * h * (1 + embeddingNorm)) / (sp ? t : 1)) *
+        inFlightMicroBatches(p, v, mb, 0);
+    }
+    if (k === p - 1) activations += outputActivationBytes(m, s * b, b, t, bytesPerElement);
     const weights = params * perParam.weights;
     const gradients = params * perParam.gradients;
     const optimizer = params * perParam.optimizer;

@@ -1,14 +1,17 @@
 /**
  * Transformer model descriptions for the planner, their exact parameter counts
- * and the published presets (GPT-2, GPT-3, Megatron-LM's scaling tables).
+ * and the published presets (GPT-2, GPT-3, Megatron-LM's scaling tables, Llama, BERT).
  *
- * defines: ModelConfig, Normalization, resolveModel, layerParameters, normParameters,
- * parameterCount, MODEL_PRESETS
+ * defines: ModelConfig, EncoderConfig, Normalization, resolveModel, layerParameters,
+ * normParameters, encoderParameters, outputRows, parameterCount, MODEL_PRESETS
  *
  * @module
  */
 
-/** A decoder-only (GPT-style) transformer, named after Megatron's arguments. */
+/**
+ * A transformer, named after Megatron's arguments: a decoder (GPT-style), or with
+ * `encoder` set a BERT-style encoder.
+ */
 export interface ModelConfig {
   /** Preset name, shown in reports. */
   name?: string;
@@ -36,13 +39,46 @@ export interface ModelConfig {
   bias?: boolean;
   /** Layer normalisation kind: LayerNorm has a weight and a bias, RMSNorm a weight only. @default "LayerNorm" */
   normalization?: Normalization;
+  /**
+   * What makes it a BERT-style encoder (Devlin et al. 2019; lib/nn/gpt_config.ts
+   * `BERT_ARCHITECTURE`, lib/nn/heads.ts), pretrained with the masked-LM head; null or
+   * absent: a decoder, with a final norm and a logit layer over every token. An encoder
+   * adds token-type embeddings; its bidirectional attention costs what the planner
+   * already counts for a decoder (the full s×s); its last stage holds the masked-LM head
+   * (dense h→h, GeLU, LayerNorm, then the output layer, tied to the word embeddings, with
+   * a V-sized bias), which runs only at the masked positions, the pooler and the binary
+   * head. Every field defaults to BERT's choice, so `encoder: {}` is BERT. @default null
+   */
+  encoder?: {
+    /** Rows of the token-type (segment) embedding. @default 2 */
+    tokenTypes?: number;
+    /** The pooler: dense h→h and tanh on each sequence's first token ([CLS]). @default true */
+    pooler?: boolean;
+    /** The binary (next-sentence, sentence-order) head h→2 on the pooled token. @default true */
+    binaryHead?: boolean;
+    /** Share of the tokens the masked-LM head predicts: the rows its output layer runs at. @default 0.15 */
+    maskedFraction?: number;
+    /**
+     * Post-LN blocks, a LayerNorm after the embeddings and no final norm (BERT); false:
+     * pre-LN blocks with a final norm and none after the embeddings (Megatron-LM's
+     * rearranged BERT, Shoeybi et al. 2019, Figure 7). The count is the same; where the
+     * norm sits (first or last stage) is not. @default true
+     */
+    postNorm?: boolean;
+  } | null;
 }
+
+/** An encoder's fields (see {@linkcode ModelConfig}'s `encoder`). */
+export type EncoderConfig = NonNullable<ModelConfig["encoder"]>;
 
 /** Megatron's `--normalization`. */
 export type Normalization = "LayerNorm" | "RMSNorm";
 
-/** A model config with every default filled in. */
-export type ResolvedModel = Required<ModelConfig>;
+/** A model config with every default filled in; `encoder` is null for a decoder. */
+export type ResolvedModel = Required<Omit<ModelConfig, "encoder">> & {
+  /** The encoder's parts with their defaults, or null for a decoder. */
+  encoder: Required<NonNullable<ModelConfig["encoder"]>> | null;
+};
 
 /**
  * Fill in the defaults of a model config.
@@ -71,6 +107,15 @@ export function resolveModel(model: ModelConfig): ResolvedModel {
     swiglu: model.swiglu ?? false,
     bias: model.bias ?? true,
     normalization: model.normalization ?? "LayerNorm",
+    encoder: model.encoder
+      ? {
+        tokenTypes: model.encoder.tokenTypes ?? 2,
+        pooler: model.encoder.pooler ?? true,
+        binaryHead: model.encoder.binaryHead ?? true,
+        maskedFraction: model.encoder.maskedFraction ?? 0.15,
+        postNorm: model.encoder.postNorm ?? true,
+      }
+      : null,
   };
 }
 
@@ -124,15 +169,89 @@ export function normParameters(model: ModelConfig): number {
   return m.normalization === "RMSNorm" ? m.hiddenSize : 2 * m.hiddenSize;
 }
 
-/** Parameter count of a model, by part. */
-export interface ParameterCount {
+/**
+ * Parameters of an encoder's parts that a decoder lacks (all 0 for a decoder), by where
+ * they sit: the first stage's token types and embedding norm, the last stage's heads.
+ */
+export interface EncoderParameters {
+  /** Token-type embeddings, types·h (replicated over TP). */
+  tokenTypeEmbeddings: number;
+  /** The embeddings' LayerNorm of a post-LN encoder, 2h (instead of the final norm). */
+  embeddingNorm: number;
+  /** The masked-LM head's transform: dense h² + h and LayerNorm 2h (replicated over TP). */
+  maskedLMTransform: number;
+  /** The masked-LM head's bias on the logits, V (split by vocabulary like the table). */
+  maskedLMBias: number;
+  /** The pooler, h² + h. */
+  pooler: number;
+  /** The binary head, 2h + 2. */
+  binaryHead: number;
+}
+
+/**
+ * Parameters of an encoder's own parts (see {@linkcode EncoderParameters}).
+ *
+ * @param model the model
+ * @returns each part; all 0 for a decoder
+ * @example
+ * ```ts
+ * import { encoderParameters } from "./model.ts";
+ * const e = encoderParameters({ numLayers: 1, hiddenSize: 8, numAttentionHeads: 2, vocabSize: 10, seqLength: 4, encoder: {} });
+ * console.assert(e.maskedLMTransform === 64 + 8 + 16 && e.maskedLMBias === 10 && e.binaryHead === 18);
+ * ```
+ */
+export function encoderParameters(model: ModelConfig): EncoderParameters {
+  const m = resolveModel(model);
+  const h = m.hiddenSize;
+  const e = m.encoder;
+  if (!e) {
+    return {
+      tokenTypeEmbeddings: 0,
+      embeddingNorm: 0,
+      maskedLMTransform: 0,
+      maskedLMBias: 0,
+      pooler: 0,
+      binaryHead: 0,
+    };
+  }
+  return {
+    tokenTypeEmbeddings: e.tokenTypes * h,
+    embeddingNorm: e.postNorm ? normParameters(m) : 0,
+    maskedLMTransform: h * h + h + normParameters(m),
+    maskedLMBias: m.vocabSize,
+    pooler: e.pooler ? h * h + h : 0,
+    binaryHead: e.binaryHead ? 2 * h + 2 : 0,
+  };
+}
+
+/**
+ * Rows the output layer runs at for `tokens` tokens: all of them in a decoder, the
+ * masked ones (rounded up) in an encoder, whose masked-LM head gathers them first.
+ *
+ * @param model the model
+ * @param tokens tokens of the batch, b·s
+ * @returns rows of the logits
+ * @example
+ * ```ts
+ * import { outputRows } from "./model.ts";
+ * const bert = { numLayers: 1, hiddenSize: 8, numAttentionHeads: 2, vocabSize: 10, seqLength: 512, encoder: {} };
+ * console.assert(outputRows(bert, 512) === 77 && outputRows({ ...bert, encoder: null }, 512) === 512);
+ * ```
+ */
+export function outputRows(model: ModelConfig, tokens: number): number {
+  const e = resolveModel(model).encoder;
+  return e ? Math.ceil(e.maskedFraction * tokens) : tokens;
+}
+
+/** Parameter count of a model, by part (the encoder's parts 0 for a decoder). */
+export interface ParameterCount extends EncoderParameters {
   /** Word embeddings V·h. */
   wordEmbeddings: number;
   /** Learned position embeddings (0 with rotary). */
   positionEmbeddings: number;
   /** All transformer layers. */
   layers: number;
-  /** Final layer norm. */
+  /** Final layer norm (0 for a post-LN encoder: its norm follows the embeddings). */
   finalNorm: number;
   /** Untied output layer V·h (0 when tied). */
   outputLayer: number;
@@ -141,7 +260,8 @@ export interface ParameterCount {
 }
 
 /**
- * Exact parameter count (unpadded vocabulary, tied weights counted once).
+ * Exact parameter count (unpadded vocabulary, tied weights counted once). An encoder's
+ * is Hugging Face's `BertForPreTraining` count: bert-base-uncased 110,106,428.
  *
  * @param model the model
  * @returns the count by part and its total
@@ -149,19 +269,22 @@ export interface ParameterCount {
  * ```ts
  * import { MODEL_PRESETS, parameterCount } from "./model.ts";
  * console.assert(parameterCount(MODEL_PRESETS["gpt2-124m"]).total === 124_439_808);
+ * console.assert(parameterCount(MODEL_PRESETS["bert-base"]).total === 110_106_428);
  * ```
  */
 export function parameterCount(model: ModelConfig): ParameterCount {
   const m = resolveModel(model);
   const h = m.hiddenSize;
   const per = layerParameters(m);
+  const encoder = encoderParameters(m);
   const wordEmbeddings = m.vocabSize * h;
   const positionEmbeddings = m.maxPositionEmbeddings * h;
   const layers = m.numLayers * (per.split + per.replicated);
-  const finalNorm = normParameters(m);
+  const finalNorm = m.encoder?.postNorm ? 0 : normParameters(m);
   const outputLayer = m.tiedEmbeddings ? 0 : m.vocabSize * h;
-  const total = wordEmbeddings + positionEmbeddings + layers + finalNorm + outputLayer;
-  return { wordEmbeddings, positionEmbeddings, layers, finalNorm, outputLayer, total };
+  const total = wordEmbeddings + positionEmbeddings + layers + finalNorm + outputLayer +
+    Object.values(encoder).reduce((a, x) => a + x, 0);
+  return { wordEmbeddings, positionEmbeddings, layers, finalNorm, outputLayer, ...encoder, total };
 }
 
 function gpt2(name: string, numLayers: number, hiddenSize: number, heads: number): ModelConfig {
@@ -249,12 +372,29 @@ function llama3(name: string, l: number, h: number, a: number, ffn: number): Mod
   return llama(name, { l, h, a, kv: 8, ffn, V: 128256, s: 8192 }, false);
 }
 
+// BERT (Devlin et al. 2019): the uncased WordPiece vocabulary, 512 learned positions, two
+// token types, the tied output layer of the masked-LM head. Megatron-LM pads the
+// vocabulary to a multiple of 128·t; we leave it unpadded, as for the decoders.
+function bert(name: string, numLayers: number, hiddenSize: number, heads: number, postNorm = true) {
+  return {
+    name,
+    numLayers,
+    hiddenSize,
+    numAttentionHeads: heads,
+    vocabSize: 30522,
+    seqLength: 512,
+    encoder: { postNorm },
+  } satisfies ModelConfig;
+}
+
 /**
  * Named model presets: `gpt2-124m` … `gpt2-1558m`, `gpt3-125m` … `gpt3-175b`,
  * `megatron-1.7b` … `megatron-1t` (Narayanan et al. 2021, Table 1) and
  * `mcore-1.7b` … `mcore-462b` (Megatron-Core H100 table), `opt-175b`, `llama3-8b`, `llama3-70b`,
  * `llama3-405b` (Llama 3 paper, Table 3) and the framework's own Llama-style presets
- * `llama-tiny`, `smollm2-135m`, `tinyllama-1.1b`, `llama-3.2-1b`.
+ * `llama-tiny`, `smollm2-135m`, `tinyllama-1.1b`, `llama-3.2-1b`; the encoders `bert-tiny`,
+ * `bert-base`, `bert-large` and Megatron-LM's BERTs `megatron-bert-336m`, `megatron-bert-1.3b`,
+ * `megatron-bert-3.9b` (Shoeybi et al. 2019, Table 4).
  *
  * @example
  * ```ts
@@ -339,4 +479,14 @@ export const MODEL_PRESETS: Readonly<Record<string, ModelConfig>> = Object.freez
     V: 128256,
     s: 8192,
   }, true),
+  // Google's BERT-Tiny (Turc et al. 2019) and the two BERTs of Devlin et al. 2019, post-LN
+  // as published and as lib/nn/gpt_config.ts trains them (GPT_PRESETS bert-tiny, bert-base).
+  "bert-tiny": bert("bert-tiny", 2, 128, 2),
+  "bert-base": bert("bert-base", 12, 768, 12),
+  "bert-large": bert("bert-large", 24, 1024, 16),
+  // Shoeybi et al. 2019, Table 4, at s = 512: pre-LN blocks with a final norm (the
+  // rearranged order of their Figure 7, which let BERT scale past BERT-Large).
+  "megatron-bert-336m": bert("megatron-bert-336m", 24, 1024, 16, false),
+  "megatron-bert-1.3b": bert("megatron-bert-1.3b", 24, 2048, 32, false),
+  "megatron-bert-3.9b": bert("megatron-bert-3.9b", 48, 2560, 40, false),
 });

@@ -33,7 +33,13 @@ import {
   stageParameters,
 } from "./memory.ts";
 import { IMPLEMENTATION_PROFILES, type ImplementationProfile, profileProblems } from "./profile.ts";
-import { type ModelConfig, parameterCount, type ResolvedModel, resolveModel } from "./model.ts";
+import {
+  type ModelConfig,
+  outputRows,
+  parameterCount,
+  type ResolvedModel,
+  resolveModel,
+} from "./model.ts";
 
 /** Everything the planner needs: what to train, how to split it, and on what. */
 export interface PlanConfig {
@@ -285,9 +291,11 @@ function stageTimes(
     let compute = layers * layerCompute;
     let memoryBound = layers * layerMemoryBound;
     if (k === p - 1) {
-      // Logit GEMM forward and backward, and the fp32 logits read and written three times.
+      // Logit GEMM forward and backward (an encoder's at its masked rows, with its heads),
+      // and the fp32 logits read and written three times.
       compute += (3 * logitForwardFlops(m, b)) / (t * c) / flopRate;
-      memoryBound += (3 * 2 * 4 * b * s * m.vocabSize) / t / cluster.memoryBandwidth;
+      memoryBound += (3 * 2 * 4 * outputRows(m, b * s) * m.vocabSize) / t /
+        cluster.memoryBandwidth;
     }
     const tensorComm = layers * layerTensorComm;
     const tensorExposed = layers * layerTensorExposed;
