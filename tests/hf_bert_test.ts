@@ -366,6 +366,19 @@ Deno.test("bad BERT files and inputs are refused with one line naming the tensor
         },
         /nopooler\/model\.safetensors: has cls\.seq_relationship but no "bert\.pooler\.dense\.weight" for it to read/,
       ],
+      [
+        "labels",
+        CONFIG,
+        // no data, yet rows enough to build a classifier past GPT_CONFIG_LIMITS.numLabels
+        (ts) => ts.set("classifier.weight", tensorEntry("F32", [2 ** 21, 0], new Float32Array())),
+        /labels\/model\.safetensors: tensor "classifier\.weight" has shape \[2097152, 0\], expected \[numLabels, 16\]$/,
+      ],
+      [
+        "nolabels",
+        CONFIG,
+        (ts) => ts.set("classifier.weight", tensorEntry("F32", [0, 16], new Float32Array())),
+        /nolabels\/model\.safetensors: tensor "classifier\.weight" rows \(numLabels\) must be a positive integer, got 0$/,
+      ],
     ];
     for (const [name, cfg, edit, error] of cases) {
       const sub = await writeHfDir(join(dir, name), cfg, w, edit);

@@ -150,6 +150,26 @@ Deno.test("WordPiece: a vocabulary without a special token is refused, naming fi
   }
 });
 
+Deno.test("WordPiece: a vocab.txt that is not UTF-8 is refused, naming file and line, as transformers does", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denotron_wp_" });
+  try {
+    // "café" (line 8) in Latin-1, é the lone byte 0xe9
+    const utf8 = new TextEncoder();
+    const latin1 = [
+      ...utf8.encode(VOCAB.slice(0, 7).join("\n") + "\ncaf"),
+      0xe9,
+      ...utf8.encode("\n" + VOCAB.slice(8).join("\n") + "\n"),
+    ];
+    await Deno.writeFile(`${dir}/latin1.txt`, Uint8Array.from(latin1));
+    await assert.rejects(
+      loadTokenizer(`${dir}/latin1.txt`),
+      /latin1\.txt: line 8 is not valid UTF-8; a vocab\.txt is UTF-8 text, one token per line$/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("loadTokenizer: Megatron's WordPiece types with a vocab file, or a vocab.txt path", async () => {
   const dir = await Deno.makeTempDir({ prefix: "denotron_wp_" });
   try {
@@ -162,6 +182,11 @@ Deno.test("loadTokenizer: Megatron's WordPiece types with a vocab file, or a voc
       7,
     ]]);
     assert.equal(byPath.vocabSize, VOCAB.length, "CRLF line ends are read as LF");
+    // a lone CR ends a line too, as in Python's universal newlines
+    await Deno.writeTextFile(`${dir}/cr.txt`, VOCAB.join("\r") + "\r");
+    const cr = await loadTokenizer(`${dir}/cr.txt`);
+    assert.equal(cr.vocabSize, VOCAB.length);
+    assert.deepEqual(cr.encode("Café"), [6]);
     assert.notEqual(low.name, cs.name);
     assert.match(low.name, /^wordpiece-lower-[0-9a-f]+$/);
     await assert.rejects(

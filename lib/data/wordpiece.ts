@@ -186,12 +186,13 @@ export class WordPieceTokenizer implements Tokenizer {
   /**
    * Reads the text of a `vocab.txt`: one token per line, the id its line number (from 0).
    *
-   * @param text the file's text (LF or CRLF line ends)
+   * @param text the file's text (LF, CRLF or CR line ends: Python's universal newlines, as
+   *   transformers reads it)
    * @param options casing, accents, word limit, file and name
    * @returns the tokenizer
    */
   static fromVocabTxt(text: string, options: WordPieceOptions = {}): WordPieceTokenizer {
-    const lines = text.split("\n").map((l) => l.endsWith("\r") ? l.slice(0, -1) : l);
+    const lines = text.split(/\r\n|\r|\n/);
     if (lines.at(-1) === "") lines.pop();
     return new WordPieceTokenizer(lines, options);
   }
@@ -386,10 +387,37 @@ export function isWordPieceName(name: string): boolean {
   return name === BERT_BASE_UNCASED || name in WORDPIECE_TYPES || name.endsWith(".txt");
 }
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * A vocab.txt's text. transformers opens it as UTF-8 and refuses other bytes; read
+ * leniently, a Latin-1 "café" would become a token no text matches, and load quietly.
+ */
+function vocabText(bytes: Uint8Array, file: string): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    let line = 1;
+    for (let start = 0; start < bytes.length; line++) {
+      const end = bytes.indexOf(0x0a, start);
+      const stop = end < 0 ? bytes.length : end;
+      try {
+        strictUtf8.decode(bytes.subarray(start, stop));
+      } catch {
+        break;
+      }
+      start = stop + 1;
+    }
+    throw new DenotronError(
+      `${file}: line ${line} is not valid UTF-8; a vocab.txt is UTF-8 text, one token per line`,
+    );
+  }
+}
+
 /**
  * Opens a WordPiece vocabulary: the built-in {@link BERT_BASE_UNCASED},
  * `BertWordPieceLowerCase` or `BertWordPieceCase` with `vocabFile`, or a path to
- * `vocab.txt` alone (lower-cased, as BertTokenizer's default).
+ * `vocab.txt` alone (lower-cased, as BertTokenizer's default). The file must be UTF-8.
  *
  * @param name "bert-base-uncased", a {@link WORDPIECE_TYPES} name, or the path of a
  *   `vocab.txt`
@@ -411,13 +439,13 @@ export async function loadWordPiece(name: string, vocabFile?: string): Promise<W
   if (file === undefined) {
     throw new DenotronError(`tokenizer ${name} needs its vocabulary: add --vocab-file vocab.txt`);
   }
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(file);
+    bytes = await Deno.readFile(file);
   } catch (e) {
     throw new DenotronError(`cannot read tokenizer file ${file}: ${(e as Error).message}`);
   }
-  return WordPieceTokenizer.fromVocabTxt(text, {
+  return WordPieceTokenizer.fromVocabTxt(vocabText(bytes, file), {
     file,
     lowerCase: typed ? WORDPIECE_TYPES[name] : true,
   });

@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { DenotronError, fmtValue } from "../errors.ts";
+import { DenotronError, fmtShape, fmtValue } from "../errors.ts";
 import {
   BERT_ARCHITECTURE,
   boundedPositiveInt,
@@ -346,6 +346,25 @@ function prefixOf(weights: HfWeights): string {
 }
 
 /**
+ * The classes of the file's classifier, from the rows of its `classifier.weight`
+ * (numLabels, C); 0 without one. Checked here, before a model of that many classes is
+ * built, so that a bad shape is named by its file.
+ */
+function storedLabels(weights: HfWeights, C: number): number {
+  const key = "classifier.weight";
+  const t = weights.tensors.get(key);
+  if (!t) return 0;
+  const where = weights.fileOf(key);
+  if (t.shape.length !== 2 || t.shape[1] !== C) {
+    throw new DenotronError(
+      `${where}: tensor "${key}" has shape ${fmtShape(t.shape)}, expected [numLabels, ${C}]`,
+    );
+  }
+  const rows = `tensor "${key}" rows (numLabels)`;
+  return boundedPositiveInt(t.shape[0], rows, GPT_CONFIG_LIMITS.numLabels, where);
+}
+
+/**
  * Maps the tensors of an HF BERT directory onto our parameter names: query/key/value rows
  * stacked into qkv. Checks every shape, reports missing and unexpected tensors, and checks
  * that a stored decoder (cls.predictions.decoder) equals what it is tied to. Parameters
@@ -454,7 +473,7 @@ export async function loadHfBert(dir: string, opts: LoadHfBertOptions = {}): Pro
         pooler: weights.has(`${p}pooler.dense.weight`),
         outputTransform: weights.has("cls.predictions.bias"),
         binaryHead: weights.has("cls.seq_relationship.weight"),
-        numLabels: weights.tensors.get("classifier.weight")?.shape[0] ?? 0,
+        numLabels: storedLabels(weights, config.nEmbd),
       };
       if ((heads.binaryHead || heads.numLabels) && !heads.pooler) {
         throw new DenotronError(

@@ -9,8 +9,8 @@
 import type { FileSet } from "./files.ts";
 import type { Reader } from "./reader.ts";
 import { cli, yaml } from "./readers_config.ts";
-import { hfTokenizer, indexed, safetensors, tokenizer } from "./readers_data.ts";
-import { checkpoint, hf, hfLlama, resume } from "./readers_models.ts";
+import { hfTokenizer, indexed, safetensors, tokenizer, wordpiece } from "./readers_data.ts";
+import { checkpoint, hf, hfBert, hfLlama, resume } from "./readers_models.ts";
 import type { Rng } from "./rng.ts";
 
 /** Every reader, in table order. */
@@ -21,8 +21,10 @@ export const READERS: readonly Reader[] = [
   resume,
   hf,
   hfLlama,
+  hfBert,
   tokenizer,
   hfTokenizer,
+  wordpiece,
   yaml,
   cli,
 ];

@@ -1,8 +1,8 @@
 /**
  * Fuzzed readers of token data and tokenizers: Megatron's indexed dataset, safetensors,
- * GPT-2's vocab.json + merges.txt, and Hugging Face tokenizer.json.
+ * GPT-2's vocab.json + merges.txt, Hugging Face tokenizer.json, and BERT's vocab.txt.
  *
- * defines: indexed, safetensors, tokenizer, hfTokenizer
+ * defines: indexed, safetensors, tokenizer, hfTokenizer, wordpiece
  *
  * @module
  */
@@ -291,6 +291,88 @@ export const hfTokenizer: Reader = {
         tok.decode(tok.encode(TOKENIZER_TEXT));
         tok.decode([tok.eotId]);
         return [];
+      },
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------
+// BERT WordPiece vocab.txt, opened as the CLI does: `--tokenizer PATH/vocab.txt`, or
+// `--tokenizer-type BertWordPieceLowerCase|BertWordPieceCase --vocab-file PATH`
+
+const WORDPIECE_WORDS = [
+  "hello",
+  "world",
+  "un",
+  "##aff",
+  "##able",
+  "play",
+  "##ing",
+  "##s",
+  "cafe",
+  "naive",
+  ",",
+  ".",
+  "!",
+  "'",
+  "—",
+  "世",
+  "界",
+  "𠀀",
+];
+/** bert-base-cased's kind of entries: capitals and accents kept. */
+const WORDPIECE_CASED = ["Hello", "World", "café", "Café", "naïve", "##ï", "##é"];
+const WORDPIECE_TEXT =
+  "[CLS] Hello, World! Unaffable playings — Café naïve 世界𠀀 xyzzy's [SEP] [MASK]";
+
+function wordpieceSeed(variant: number): FileSet {
+  const specials = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+  const lines = variant === 2
+    ? [...WORDPIECE_WORDS, ...specials.reverse()] // specials need not come first
+    : [...specials, ...WORDPIECE_WORDS, ...(variant === 1 ? WORDPIECE_CASED : [])];
+  const text = variant === 2 ? lines.join("\r\n") : lines.join("\n") + "\n";
+  return new Map([["vocab.txt", utf8.encode(text)]]);
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function isUtf8(bytes: Uint8Array): boolean {
+  try {
+    strictUtf8.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const WORDPIECE_OPENERS = ["path", "BertWordPieceLowerCase", "BertWordPieceCase"] as const;
+
+export const wordpiece: Reader = {
+  name: "wordpiece",
+  about: "lib/data/tokenizer.ts loadTokenizer of a vocab.txt (lib/data/wordpiece.ts), " +
+    "encode and decode",
+  seeds() {
+    return Promise.resolve([0, 1, 2].map(wordpieceSeed));
+  },
+  async input(rng, seeds, root) {
+    const m = await mutatedSeed(rng, seeds, root);
+    const opener = rng.pick(WORDPIECE_OPENERS);
+    return {
+      what: `${m.what}; ${opener}`,
+      mustName: [[root]],
+      async run() {
+        const path = join(root, "vocab.txt");
+        const tok = opener === "path"
+          ? await loadTokenizer(path)
+          : await loadTokenizer(opener, { vocab: path });
+        const ids = tok.encode(WORDPIECE_TEXT);
+        const out = ids.filter((id) => !(Number.isInteger(id) && id >= 0 && id < tok.vocabSize))
+          .map((id) => `encode gave id ${id} outside [0, ${tok.vocabSize})`);
+        tok.decode(ids);
+        tok.decode([tok.eotId]);
+        // transformers refuses such a file; read leniently, its tokens would quietly differ
+        if (!isUtf8(await Deno.readFile(path))) out.push("a vocab.txt that is not UTF-8");
+        return out;
       },
     };
   },

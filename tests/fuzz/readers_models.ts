@@ -1,8 +1,8 @@
 /**
  * Fuzzed readers of weights: our checkpoints (read alone, resumed into a model and
- * optimizer, or loaded for generation) and Hugging Face GPT-2 and Llama directories.
+ * optimizer, or loaded for generation) and Hugging Face GPT-2, Llama and BERT directories.
  *
- * defines: checkpoint, resume, hf, hfLlama
+ * defines: checkpoint, resume, hf, hfLlama, hfBert
  *
  * @module
  */
@@ -13,11 +13,12 @@ import { readCheckpoint, writeCheckpoint } from "../../lib/io/checkpoint.ts";
 import { loadHfGpt2 } from "../../lib/io/hf_gpt2.ts";
 import { encodeSafetensors, tensorEntry } from "../../lib/io/safetensors.ts";
 import { fromCheckpoint } from "../../lib/infer/sources.ts";
-import { GPT, LLAMA_ARCHITECTURE } from "../../lib/nn/gpt.ts";
+import { paddingLayout } from "../../lib/nn/attention.ts";
+import { BERT_ARCHITECTURE, GPT, type GPTConfig, LLAMA_ARCHITECTURE } from "../../lib/nn/gpt.ts";
 import { loadHf, saveHf } from "../../lib/io/hf.ts";
 import { AdamW } from "../../lib/optim/adamw.ts";
 import { DynamicGradScaler } from "../../lib/optim/grad_scaler.ts";
-import { Tensor } from "../../lib/tensor.ts";
+import { Tensor, tidy } from "../../lib/tensor.ts";
 import { loadCheckpoint, saveCheckpoint } from "../../lib/train/checkpoint.ts";
 import type { FileSet } from "./files.ts";
 import type { Rng } from "./rng.ts";
@@ -339,6 +340,84 @@ export const hfLlama: Reader = {
       async run() {
         using model = await loadHf(root);
         forwardOnce(model);
+        return [];
+      },
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------
+// Hugging Face BERT directory, as saveHf writes it
+
+/** A small BERT encoder; the seeds vary its heads. */
+const BERT_SEED_CONFIG: GPTConfig = {
+  ...BERT_ARCHITECTURE,
+  vocabSize: 30,
+  blockSize: 12,
+  nLayer: 2,
+  nHead: 2,
+  nEmbd: 8,
+  ffnHidden: 16,
+};
+
+/** The seeds' heads: BertForPreTraining (also sharded), BertModel, a 3-class classifier. */
+const BERT_SEED_HEADS: [Partial<GPTConfig>, number | undefined][] = [
+  [{}, undefined],
+  [{}, 4096],
+  [{ pooler: false, outputTransform: false, binaryHead: false }, undefined],
+  [{ outputTransform: false, binaryHead: false, numLabels: 3 }, undefined],
+];
+
+/**
+ * One encoder pass over two padded rows with both token types, then every head the
+ * model has: what fine-tuning and evaluation call after loading.
+ */
+function encodeOnce(model: GPT): void {
+  const { blockSize, vocabSize, numTokenTypes } = model.config;
+  const T = Math.min(6, blockSize);
+  const ids = Int32Array.from({ length: 2 * T }, (_, i) => (i * 7 + 1) % vocabSize);
+  // segment A then segment B, as a sentence pair; all A when the model has one type
+  const types = Int32Array.from(
+    { length: 2 * T },
+    (_, i) => +(2 * (i % T) >= T && numTokenTypes > 1),
+  );
+  noGrad(() =>
+    tidy(() => {
+      const layout = paddingLayout([T, Math.ceil(T / 2)], T);
+      const tokens = Tensor.fromArray(ids, [2, T]);
+      const tokenTypes = Tensor.fromArray(types, [2, T]);
+      const hidden = model.hiddenStates(tokens, { tokenTypes, layout });
+      model.lmLogits(hidden).toArray();
+      if (model.pooler) {
+        const pooled = model.pooled(hidden);
+        if (model.binary) model.binaryLogits(pooled).toArray();
+        if (model.classifier) model.classifierLogits(pooled).toArray();
+      }
+    })
+  );
+}
+
+export const hfBert: Reader = {
+  name: "hf-bert",
+  about: "lib/io/hf.ts loadHf of a BERT directory (lib/io/hf_bert.ts), then one encoder pass",
+  async seeds(work) {
+    const out: FileSet[] = [];
+    for (const [k, [heads, maxShardBytes]] of BERT_SEED_HEADS.entries()) {
+      const dir = join(work, `bert${k}`);
+      using model = new GPT({ ...BERT_SEED_CONFIG, ...heads });
+      await saveHf(model, dir, maxShardBytes ? { maxShardBytes } : {});
+      out.push(await readTree(dir));
+    }
+    return out;
+  },
+  async input(rng, seeds, root) {
+    const m = await mutatedSeed(rng, seeds, root, (n) => (n.endsWith(".json") ? 4 : 1));
+    return {
+      what: m.what,
+      mustName: [[root]],
+      async run() {
+        using model = await loadHf(root);
+        encodeOnce(model);
         return [];
       },
     };
