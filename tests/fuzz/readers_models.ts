@@ -319,32 +319,53 @@ function forwardOnce(model: GPT): void {
   });
 }
 
-export const hfLlama: Reader = {
-  name: "hf-llama",
-  about: "lib/io/hf.ts loadHf of a Llama directory (lib/io/hf_llama.ts), then one forward pass",
-  async seeds(work) {
-    const out: FileSet[] = [];
-    for (const [k, tied] of [false, true].entries()) {
-      const dir = join(work, `llama${k}`);
-      using model = new GPT({ ...LLAMA_SEED_CONFIG, tieEmbeddings: tied });
-      await saveHf(model, dir, tied ? { maxShardBytes: 4096 } : {});
-      out.push(await readTree(dir));
-    }
-    return out;
-  },
-  async input(rng, seeds, root) {
-    const m = await mutatedSeed(rng, seeds, root, (n) => (n.endsWith(".json") ? 4 : 1));
-    return {
-      what: m.what,
-      mustName: [[root]],
-      async run() {
-        using model = await loadHf(root);
-        forwardOnce(model);
-        return [];
-      },
-    };
-  },
-};
+/**
+ * A reader of Hugging Face directories that `saveHf` wrote from `seeds` (each a config
+ * and the shard size, undefined for one file), loaded with `loadHf` and then run once.
+ */
+function hfDirectoryReader(
+  name: string,
+  about: string,
+  seeds: readonly [GPTConfig, number | undefined][],
+  runOnce: (model: GPT) => void,
+): Reader {
+  return {
+    name,
+    about,
+    async seeds(work) {
+      const out: FileSet[] = [];
+      for (const [k, [config, maxShardBytes]] of seeds.entries()) {
+        const dir = join(work, `${name}${k}`);
+        using model = new GPT(config);
+        await saveHf(model, dir, maxShardBytes ? { maxShardBytes } : {});
+        out.push(await readTree(dir));
+      }
+      return out;
+    },
+    async input(rng, seedFiles, root) {
+      const m = await mutatedSeed(rng, seedFiles, root, (n) => (n.endsWith(".json") ? 4 : 1));
+      return {
+        what: m.what,
+        mustName: [[root]],
+        async run() {
+          using model = await loadHf(root);
+          runOnce(model);
+          return [];
+        },
+      };
+    },
+  };
+}
+
+export const hfLlama: Reader = hfDirectoryReader(
+  "hf-llama",
+  "lib/io/hf.ts loadHf of a Llama directory (lib/io/hf_llama.ts), then one forward pass",
+  [
+    [{ ...LLAMA_SEED_CONFIG, tieEmbeddings: false }, undefined],
+    [{ ...LLAMA_SEED_CONFIG, tieEmbeddings: true }, 4096],
+  ],
+  forwardOnce,
+);
 
 // ---------------------------------------------------------------------------------------
 // Hugging Face BERT directory, as saveHf writes it
@@ -397,29 +418,9 @@ function encodeOnce(model: GPT): void {
   );
 }
 
-export const hfBert: Reader = {
-  name: "hf-bert",
-  about: "lib/io/hf.ts loadHf of a BERT directory (lib/io/hf_bert.ts), then one encoder pass",
-  async seeds(work) {
-    const out: FileSet[] = [];
-    for (const [k, [heads, maxShardBytes]] of BERT_SEED_HEADS.entries()) {
-      const dir = join(work, `bert${k}`);
-      using model = new GPT({ ...BERT_SEED_CONFIG, ...heads });
-      await saveHf(model, dir, maxShardBytes ? { maxShardBytes } : {});
-      out.push(await readTree(dir));
-    }
-    return out;
-  },
-  async input(rng, seeds, root) {
-    const m = await mutatedSeed(rng, seeds, root, (n) => (n.endsWith(".json") ? 4 : 1));
-    return {
-      what: m.what,
-      mustName: [[root]],
-      async run() {
-        using model = await loadHf(root);
-        encodeOnce(model);
-        return [];
-      },
-    };
-  },
-};
+export const hfBert: Reader = hfDirectoryReader(
+  "hf-bert",
+  "lib/io/hf.ts loadHf of a BERT directory (lib/io/hf_bert.ts), then one encoder pass",
+  BERT_SEED_HEADS.map(([heads, shard]) => [{ ...BERT_SEED_CONFIG, ...heads }, shard]),
+  encodeOnce,
+);
