@@ -379,6 +379,19 @@ Deno.test("loadHfTokenizer: reads the file or its directory, with the config bes
       loadHfTokenizer(`${dir}/bad.json`),
       new RegExp(`${dir}/bad\\.json: model is missing`),
     );
+    // a Latin-1 byte in the file, or in its config: refused, not read as U+FFFD
+    const latin1 = (text: string) =>
+      new TextEncoder().encode(text).map((b) => b === 0x3f ? 0xe9 : b);
+    await Deno.writeFile(`${dir}/latin1.json`, latin1('{\n"a": "?"}'));
+    await assert.rejects(
+      loadHfTokenizer(`${dir}/latin1.json`),
+      /latin1\.json: line 2 is not valid UTF-8; tokenizer\.json is UTF-8 JSON$/,
+    );
+    await Deno.writeFile(`${dir}/tokenizer_config.json`, latin1('{"eos_token": "?"}'));
+    await assert.rejects(
+      loadHfTokenizer(dir),
+      /tokenizer_config\.json: line 1 is not valid UTF-8; it is UTF-8 JSON$/,
+    );
   });
 });
 

@@ -129,6 +129,21 @@ Deno.test("loadTokenizer: missing files and unknown names are errors that say so
     loadTokenizer("gpt2", { vocab: "/nonexistent/vocab.json", merges: "/nonexistent/m.txt" }),
     /cannot read tokenizer file \/nonexistent\//,
   );
+  // a byte that is not UTF-8 (Latin-1 é) is refused, naming the file and line
+  const dir = await Deno.makeTempDir({ prefix: "denotron_tok_" });
+  try {
+    await Deno.writeFile(
+      `${dir}/vocab.json`,
+      Uint8Array.of(0x7b, 0x0a, 0x22, 0xe9, 0x22, 0x3a, 0x30, 0x7d),
+    );
+    await Deno.writeTextFile(`${dir}/merges.txt`, "#version: 0.2\n");
+    await assert.rejects(
+      loadTokenizer("gpt2", { vocab: `${dir}/vocab.json`, merges: `${dir}/merges.txt` }),
+      /vocab\.json: line 2 is not valid UTF-8; a tokenizer file is UTF-8 text$/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
   await assert.rejects(loadTokenizer("gpt3"), /unknown tokenizer "gpt3"/);
 });
 

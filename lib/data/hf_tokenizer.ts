@@ -29,6 +29,7 @@
  */
 
 import { DenotronError, fmtValue } from "../errors.ts";
+import { decodeUtf8 } from "../io/text.ts";
 import { HfBpeModel, MAX_TOKEN_ID } from "./hf_bpe.ts";
 import { isObject, JsonFields, type JsonObject } from "./hf_json.ts";
 import {
@@ -445,16 +446,18 @@ export async function loadHfTokenizer(
   }
   let text: string;
   try {
-    text = await Deno.readTextFile(file);
+    text = decodeUtf8(await Deno.readFile(file), file, "tokenizer.json is UTF-8 JSON");
   } catch (e) {
+    if (e instanceof DenotronError) throw e;
     throw new DenotronError(`cannot read tokenizer file ${file}: ${(e as Error).message}`);
   }
   const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) : ".";
   const configFile = `${dir}/tokenizer_config.json`;
   let config: string | undefined;
   try {
-    config = await Deno.readTextFile(configFile);
+    config = decodeUtf8(await Deno.readFile(configFile), configFile, "it is UTF-8 JSON");
   } catch (e) {
+    if (e instanceof DenotronError) throw e;
     if (!(e instanceof Deno.errors.NotFound)) {
       throw new DenotronError(`cannot read ${configFile}: ${(e as Error).message}`);
     }

@@ -18,6 +18,7 @@
  */
 
 import { causeText, DenotronError, fmtValue } from "../errors.ts";
+import { decodeUtf8 } from "../io/text.ts";
 import { BpeMerges } from "./bpe.ts";
 import { loadHfTokenizer } from "./hf_tokenizer.ts";
 import { isWordPieceName, loadWordPiece } from "./wordpiece.ts";
@@ -514,9 +515,11 @@ function withPaths(e: unknown, files: { vocab: string; merges: string }): unknow
 }
 
 async function readText(path: string): Promise<string> {
+  let bytes: Uint8Array;
   try {
-    return await Deno.readTextFile(path);
+    bytes = await Deno.readFile(path);
   } catch (e) {
     throw new DenotronError(`cannot read tokenizer file ${path}: ${(e as Error).message}`);
   }
+  return decodeUtf8(bytes, path, "a tokenizer file is UTF-8 text");
 }

@@ -25,6 +25,7 @@
  */
 
 import { DenotronError } from "../errors.ts";
+import { decodeUtf8 } from "../io/text.ts";
 import { hashString } from "../random.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
@@ -387,33 +388,6 @@ export function isWordPieceName(name: string): boolean {
   return name === BERT_BASE_UNCASED || name in WORDPIECE_TYPES || name.endsWith(".txt");
 }
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-/**
- * A vocab.txt's text. transformers opens it as UTF-8 and refuses other bytes; read
- * leniently, a Latin-1 "café" would become a token no text matches, and load quietly.
- */
-function vocabText(bytes: Uint8Array, file: string): string {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    let line = 1;
-    for (let start = 0; start < bytes.length; line++) {
-      const end = bytes.indexOf(0x0a, start);
-      const stop = end < 0 ? bytes.length : end;
-      try {
-        strictUtf8.decode(bytes.subarray(start, stop));
-      } catch {
-        break;
-      }
-      start = stop + 1;
-    }
-    throw new DenotronError(
-      `${file}: line ${line} is not valid UTF-8; a vocab.txt is UTF-8 text, one token per line`,
-    );
-  }
-}
-
 /**
  * Opens a WordPiece vocabulary: the built-in {@link BERT_BASE_UNCASED},
  * `BertWordPieceLowerCase` or `BertWordPieceCase` with `vocabFile`, or a path to
@@ -445,8 +419,11 @@ export async function loadWordPiece(name: string, vocabFile?: string): Promise<W
   } catch (e) {
     throw new DenotronError(`cannot read tokenizer file ${file}: ${(e as Error).message}`);
   }
-  return WordPieceTokenizer.fromVocabTxt(vocabText(bytes, file), {
-    file,
-    lowerCase: typed ? WORDPIECE_TYPES[name] : true,
-  });
+  return WordPieceTokenizer.fromVocabTxt(
+    decodeUtf8(bytes, file, "a vocab.txt is UTF-8 text, one token per line"),
+    {
+      file,
+      lowerCase: typed ? WORDPIECE_TYPES[name] : true,
+    },
+  );
 }

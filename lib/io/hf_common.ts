@@ -14,6 +14,7 @@
 import { basename, join } from "node:path";
 import { causeText, DenotronError, fmtShape, fmtValue } from "../errors.ts";
 import { removeQuietly, writeAll, writeFileAtomic } from "./atomic.ts";
+import { decodeUtf8 } from "./text.ts";
 import {
   readSafetensors,
   type TensorEntry,
@@ -38,12 +39,13 @@ const SHARD = /^model-\d{5}-of-\d{5}\.safetensors$/;
  * @returns the parsed value
  */
 export async function readJson(path: string): Promise<unknown> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(path);
+    bytes = await Deno.readFile(path);
   } catch (e) {
     throw new DenotronError(`${path}: cannot read (${(e as Error).message})`);
   }
+  const text = decodeUtf8(bytes, path, "JSON is UTF-8 text");
   try {
     return JSON.parse(text);
   } catch (e) {
