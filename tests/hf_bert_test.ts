@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { noGrad } from "../lib/autograd.ts";
 import { hfModelType, loadHf, saveHf } from "../lib/io/hf.ts";
 import { bertConfigFromHf, loadHfBert, saveHfBert } from "../lib/io/hf_bert.ts";
+import { hfParameterCount } from "../lib/io/hf_common.ts";
 import { loadHfGpt2 } from "../lib/io/hf_gpt2.ts";
 import {
   readSafetensors,
@@ -255,6 +256,25 @@ Deno.test("a BertModel (no prefix, no cls.*): hidden states and pooled output, e
     assert.deepEqual([...saved.keys()].sort(), [...w.keys()].sort());
     const out = JSON.parse(await Deno.readTextFile(join(dir, "out", "config.json")));
     assert.deepEqual(out.architectures, ["BertModel"]);
+  });
+});
+
+Deno.test("hfParameterCount() of a BERT config is the element count of its file, heads or none, before any model is built", async () => {
+  await inTempDir(async (dir) => {
+    for (
+      const [name, w, arch] of [["pre", PRETRAINING(), "BertForPreTraining"], [
+        "base",
+        BASE_MODEL(),
+        "BertModel",
+      ]] as const
+    ) {
+      const sub = await writeHfDir(join(dir, name), { ...CONFIG, architectures: [arch] }, w);
+      using model = await loadHfBert(sub);
+      let held = 0;
+      for (const t of w.values()) held += t.shape.reduce((a, b) => a * b, 1);
+      assert.equal(hfParameterCount(model.config), held, arch);
+      assert.equal(model.numParameters(), held, arch);
+    }
   });
 });
 

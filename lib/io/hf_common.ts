@@ -491,18 +491,27 @@ export interface CountedShape {
   tieEmbeddings?: boolean;
   activation?: "gelu" | "swiglu";
   bias?: boolean;
+  /** "padding": an encoder, whose extra parts the fields below describe. */
+  attentionMask?: "causal" | "padding";
+  numTokenTypes?: number;
+  normPosition?: "pre" | "post";
+  pooler?: boolean;
+  outputTransform?: boolean;
+  binaryHead?: boolean;
 }
 
 /**
- * The planner's parameter count of a config's decoder layers and tables: what
- * {@linkcode loadHfModel} checks a directory's weights against. An encoder's extra parts
- * (token types, pooler, heads) are left out, so it is a lower bound for them.
+ * The planner's parameter count of a config: what {@linkcode loadHfModel} checks a
+ * directory's weights against. For an encoder it counts the token types, the embeddings'
+ * norm, the pooler, the binary head and the masked-LM head when the config has them; a
+ * classifier is left out, so the count is a lower bound there.
  *
  * @param c the config
  * @returns the count
  */
 export function hfParameterCount(c: CountedShape): number {
-  return parameterCount({
+  const encoder = c.attentionMask === "padding";
+  const model = {
     numLayers: c.nLayer,
     hiddenSize: c.nEmbd,
     numAttentionHeads: c.nHead,
@@ -514,5 +523,17 @@ export function hfParameterCount(c: CountedShape): number {
     tiedEmbeddings: c.tieEmbeddings ?? true,
     swiglu: c.activation === "swiglu",
     bias: c.bias ?? true,
-  }).total;
+    encoder: encoder
+      ? {
+        tokenTypes: c.numTokenTypes ?? 0,
+        pooler: c.pooler ?? false,
+        binaryHead: c.binaryHead ?? false,
+        postNorm: c.normPosition === "post",
+      }
+      : null,
+  };
+  const count = parameterCount(model);
+  // the planner's encoder always has the masked-LM head: a BertModel does not
+  const head = encoder && !c.outputTransform ? count.maskedLMTransform + count.maskedLMBias : 0;
+  return count.total - head;
 }
