@@ -25,6 +25,7 @@ import {
   type MemoryBreakdown,
   memoryPerStage,
   type ModelConfig,
+  modelConfigOf,
   type ParallelLayout,
   rankTensors,
 } from "../lib/plan/mod.ts";
@@ -57,22 +58,7 @@ function benchConfig(): GPTConfig {
 
 /** The same model in the planner's terms (Megatron's names). */
 function plannerModel(g: GPTConfig): ModelConfig {
-  const c = gptConfigWithDefaults(g);
-  return {
-    name: a.model,
-    numLayers: c.nLayer,
-    hiddenSize: c.nEmbd,
-    numAttentionHeads: c.nHead,
-    numQueryGroups: c.nKvHead,
-    ffnHiddenSize: c.ffnHidden,
-    vocabSize: c.vocabSize,
-    seqLength: T,
-    maxPositionEmbeddings: c.positionEmbedding === "learned" ? c.blockSize : 0,
-    tiedEmbeddings: c.tieEmbeddings,
-    swiglu: c.activation === "swiglu",
-    bias: c.bias,
-    normalization: c.normalization === "rmsnorm" ? "RMSNorm" : "LayerNorm",
-  };
+  return { ...modelConfigOf(gptConfigWithDefaults(g), T), name: a.model };
 }
 
 /** What one rank measured, bytes. */

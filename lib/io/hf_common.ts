@@ -22,7 +22,7 @@ import {
   typedView,
   writeSafetensors,
 } from "./safetensors.ts";
-import { parameterCount } from "../plan/model.ts";
+import { modelConfigOf, parameterCount, type TransformerShape } from "../plan/model.ts";
 
 /** transformers' default `max_shard_size` ("5GB"): shards of at most this many bytes. */
 export const HF_MAX_SHARD_BYTES = 5e9;
@@ -478,62 +478,20 @@ export async function loadHfModel<C, M extends LoadableModel>(
   return model;
 }
 
-/** The fields of a transformer's config that its parameter count reads (nn/gpt_config.ts). */
-export interface CountedShape {
-  nLayer: number;
-  nEmbd: number;
-  nHead: number;
-  nKvHead?: number;
-  ffnHidden?: number;
-  vocabSize: number;
-  blockSize: number;
-  positionEmbedding?: "learned" | "rope";
-  tieEmbeddings?: boolean;
-  activation?: "gelu" | "swiglu";
-  bias?: boolean;
-  /** "padding": an encoder, whose extra parts the fields below describe. */
-  attentionMask?: "causal" | "padding";
-  numTokenTypes?: number;
-  normPosition?: "pre" | "post";
-  pooler?: boolean;
-  outputTransform?: boolean;
-  binaryHead?: boolean;
-}
-
 /**
- * The planner's parameter count of a config: what {@linkcode loadHfModel} checks a
- * directory's weights against. For an encoder it counts the token types, the embeddings'
- * norm, the pooler, the binary head and the masked-LM head when the config has them; a
- * classifier is left out, so the count is a lower bound there.
+ * The planner's parameter count of a config (`modelConfigOf`): what
+ * {@linkcode loadHfModel} checks a directory's weights against. For an encoder it counts
+ * the token types, the embeddings' norm, the pooler, the binary head and the masked-LM
+ * head when the config has them; a classifier is left out, so the count is a lower bound
+ * there.
  *
  * @param c the config
  * @returns the count
  */
-export function hfParameterCount(c: CountedShape): number {
-  const encoder = c.attentionMask === "padding";
-  const model = {
-    numLayers: c.nLayer,
-    hiddenSize: c.nEmbd,
-    numAttentionHeads: c.nHead,
-    numQueryGroups: c.nKvHead,
-    ffnHiddenSize: c.ffnHidden,
-    vocabSize: c.vocabSize,
-    seqLength: c.blockSize,
-    maxPositionEmbeddings: c.positionEmbedding === "rope" ? 0 : c.blockSize,
-    tiedEmbeddings: c.tieEmbeddings ?? true,
-    swiglu: c.activation === "swiglu",
-    bias: c.bias ?? true,
-    encoder: encoder
-      ? {
-        tokenTypes: c.numTokenTypes ?? 0,
-        pooler: c.pooler ?? false,
-        binaryHead: c.binaryHead ?? false,
-        postNorm: c.normPosition === "post",
-      }
-      : null,
-  };
-  const count = parameterCount(model);
+export function hfParameterCount(c: TransformerShape): number {
+  const count = parameterCount(modelConfigOf(c));
   // the planner's encoder always has the masked-LM head: a BertModel does not
+  const encoder = c.attentionMask === "padding";
   const head = encoder && !c.outputTransform ? count.maskedLMTransform + count.maskedLMBias : 0;
   return count.total - head;
 }

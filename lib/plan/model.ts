@@ -2,8 +2,8 @@
  * Transformer model descriptions for the planner, their exact parameter counts
  * and the published presets (GPT-2, GPT-3, Megatron-LM's scaling tables, Llama, BERT).
  *
- * defines: ModelConfig, EncoderConfig, Normalization, resolveModel, layerParameters,
- * normParameters, encoderParameters, outputRows, parameterCount, MODEL_PRESETS
+ * defines: ModelConfig, EncoderConfig, Normalization, TransformerShape, modelConfigOf,
+ * resolveModel, layerParameters, normParameters, encoderParameters, outputRows, parameterCount, MODEL_PRESETS
  *
  * @module
  */
@@ -114,6 +114,76 @@ export function resolveModel(model: ModelConfig): ResolvedModel {
         binaryHead: model.encoder.binaryHead ?? true,
         maskedFraction: model.encoder.maskedFraction ?? 0.15,
         postNorm: model.encoder.postNorm ?? true,
+      }
+      : null,
+  };
+}
+
+/**
+ * The fields of one of the trainer's model configs (lib/nn/gpt_config.ts, defaults filled
+ * in or not) that the planner reads; a structural type, so this layer needs no import
+ * from the models'.
+ */
+export interface TransformerShape {
+  nLayer: number;
+  nEmbd: number;
+  nHead: number;
+  nKvHead?: number;
+  ffnHidden?: number;
+  vocabSize: number;
+  blockSize: number;
+  positionEmbedding?: "learned" | "rope";
+  tieEmbeddings?: boolean;
+  activation?: "gelu" | "swiglu";
+  bias?: boolean;
+  normalization?: "layernorm" | "rmsnorm";
+  /** "padding": an encoder, whose extra parts the fields below describe. */
+  attentionMask?: "causal" | "padding";
+  numTokenTypes?: number;
+  normPosition?: "pre" | "post";
+  pooler?: boolean;
+  outputTransform?: boolean;
+  binaryHead?: boolean;
+}
+
+/**
+ * One of the trainer's model configs in the planner's terms (Megatron's names): the one
+ * mapping that the Hugging Face import's size check, the trainer's FLOPs and the memory
+ * benchmark share. An encoder without the masked-LM transform (a BertModel) is not
+ * described exactly (the planner's encoder always has the head): its count and FLOPs
+ * include the head.
+ *
+ * @param c the config
+ * @param seqLength the training sequence length @default c.blockSize
+ * @returns the planner's model
+ * @example
+ * ```ts
+ * import { modelConfigOf, parameterCount } from "./model.ts";
+ * const m = modelConfigOf({ nLayer: 12, nEmbd: 768, nHead: 12, vocabSize: 50257, blockSize: 1024 });
+ * console.assert(parameterCount(m).total === 124_439_808);
+ * ```
+ */
+export function modelConfigOf(c: TransformerShape, seqLength: number = c.blockSize): ModelConfig {
+  const encoder = c.attentionMask === "padding";
+  return {
+    numLayers: c.nLayer,
+    hiddenSize: c.nEmbd,
+    numAttentionHeads: c.nHead,
+    numQueryGroups: c.nKvHead,
+    ffnHiddenSize: c.ffnHidden,
+    vocabSize: c.vocabSize,
+    seqLength,
+    maxPositionEmbeddings: c.positionEmbedding === "rope" ? 0 : c.blockSize,
+    tiedEmbeddings: c.tieEmbeddings ?? true,
+    swiglu: c.activation === "swiglu",
+    bias: c.bias ?? true,
+    normalization: c.normalization === "rmsnorm" ? "RMSNorm" : "LayerNorm",
+    encoder: encoder
+      ? {
+        tokenTypes: c.numTokenTypes ?? 0,
+        pooler: c.pooler ?? false,
+        binaryHead: c.binaryHead ?? false,
+        postNorm: c.normPosition === "post",
       }
       : null,
   };

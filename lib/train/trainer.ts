@@ -64,6 +64,7 @@ import type { Curriculum, StepPlan } from "../curriculum/curriculum.ts";
 import type { BatchSource } from "../curriculum/data.ts";
 import { truncateBatch } from "../curriculum/seqlen.ts";
 import { flopsPerStep } from "../plan/flops.ts";
+import { modelConfigOf } from "../plan/model.ts";
 import { saveRunCheckpoint } from "./checkpoint.ts";
 import { ConfigError, type TrainConfig } from "./config.ts";
 import { lossPartNames, namedFromFlat, SingleModelEngine, type StepEngine } from "./engine.ts";
@@ -426,14 +427,7 @@ export class Trainer {
       ? options.curriculum
       : curriculumFromConfig(c, this.schedule);
     const g = this.engine.modelConfig;
-    this.flopsPerStep = flopsPerStep({
-      numLayers: g.nLayer,
-      hiddenSize: g.nEmbd,
-      numAttentionHeads: g.nHead,
-      ffnHiddenSize: g.ffnHidden,
-      vocabSize: g.vocabSize,
-      seqLength: c.model.seqLength,
-    }, t.globalBatchSize).model;
+    this.flopsPerStep = flopsPerStep(modelConfigOf(g, c.model.seqLength), t.globalBatchSize).model;
   }
 
   /** This rank's model: a whole GPT, or its pipeline stages under TP/PP. */
