@@ -9,11 +9,13 @@ import {
   layoutProblems,
   memoryPerStage,
   MODEL_PRESETS,
+  modelConfigOf,
   type ParallelLayout,
   parameterCount,
   predictStep,
 } from "../lib/plan/mod.ts";
 import { runPlan } from "../tools/plan.ts";
+import { BERT_ARCHITECTURE, GPT, GPT_PRESETS, LLAMA_ARCHITECTURE } from "../lib/nn/gpt.ts";
 
 function close(actual: number, expected: number, relative: number, what: string) {
   assert.ok(Math.abs(actual / expected - 1) <= relative, `${what}: ${actual} vs ${expected}`);
@@ -487,4 +489,18 @@ Deno.test("distributed saved activations keep 1/t of each checkpointed layer inp
   const sbh = 2048 * 12288;
   close(whole - split, 96 * 2 * sbh * (7 / 8), 1e-9, "96 layer inputs, 7/8 of each");
   assert.match(runPlan(["--help"]).text, /--distribute-saved-activations/);
+});
+
+Deno.test("modelConfigOf(): the planner counts the trainer's GPT-2, Llama and BERT models to the parameter", () => {
+  const base = { vocabSize: 61, blockSize: 16, nLayer: 2, nHead: 4, nEmbd: 32 };
+  const configs = [
+    base,
+    { ...base, ...LLAMA_ARCHITECTURE, nKvHead: 2, ffnHidden: 40, tieEmbeddings: false },
+    { ...base, ...BERT_ARCHITECTURE },
+    GPT_PRESETS["bert-tiny"],
+  ];
+  for (const c of configs) {
+    using model = new GPT(c);
+    assert.equal(parameterCount(modelConfigOf(model.config)).total, model.numParameters());
+  }
 });
